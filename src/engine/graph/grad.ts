@@ -1,0 +1,52 @@
+// Reverse-mode differentiation over the IR. Only nodes that lie on a path from a requested
+// tensor to the loss are differentiated, and each rule is told which of its inputs need a
+// gradient, so frozen matrices never get weight gradients (only activation gradients flow).
+
+import { Graph, opDef, Tensor } from './ir';
+import './ops';
+
+/**
+ * Returns d(loss)/d(wrt[i]) for each requested tensor, as new tensors of the same graph.
+ * `loss` must be a scalar unless `seed` (the gradient of the output) is given.
+ * A requested tensor that the loss does not depend on gets zeros.
+ */
+export function grad(loss: Tensor, wrt: Tensor[], seed?: Tensor): Tensor[] {
+  const g = loss.graph;
+  if (!seed && loss.rank !== 0) throw new Error(`grad: loss must be a scalar, got ${loss}`);
+
+  // Forward reachability from the requested tensors.
+  const live = new Set<Tensor>(wrt);
+  for (const n of g.nodes) {
+    const def = opDef(n.op);
+    if (n.inputs.some((t, i) => live.has(t) && !def.nondiff?.includes(i))) for (const o of n.outputs) live.add(o);
+  }
+  // Backward reachability from the loss.
+  const needed = new Set<Tensor>([loss]);
+  for (let k = g.nodes.length - 1; k >= 0; k--) {
+    const n = g.nodes[k];
+    if (n.outputs.some((o) => needed.has(o))) for (const t of n.inputs) needed.add(t);
+  }
+
+  const grads = new Map<Tensor, Tensor>();
+  grads.set(loss, seed ?? g.scalar(1, loss.dtype));
+  const nodeCount = g.nodes.length; // rules append nodes; visit only the forward ones
+  for (let k = nodeCount - 1; k >= 0; k--) {
+    const n = g.nodes[k];
+    const dOut = n.outputs.map((o) => grads.get(o) ?? null);
+    if (dOut.every((d) => d === null)) continue;
+    const def = opDef(n.op);
+    const needs = n.inputs.map((t, i) => live.has(t) && needed.has(t) && !def.nondiff?.includes(i));
+    if (!needs.some(Boolean)) continue;
+    if (!def.grad) throw new Error(`no gradient rule for ${n.op}`);
+    const dIn = def.grad(g, n, dOut, needs);
+    n.inputs.forEach((t, i) => {
+      const d = dIn[i];
+      if (!needs[i] || !d) return;
+      const prev = grads.get(t);
+      grads.set(t, prev ? g.add(prev, d) : d);
+    });
+  }
+  return wrt.map((t) => grads.get(t) ?? g.zerosLike(t));
+}
+
+export { Graph };

@@ -1,0 +1,85 @@
+// onnxruntime-node sessions built from in-memory models.
+
+import * as ort from 'onnxruntime-node';
+import { CompiledModel } from '../graph/onnx';
+import { GDType } from '../graph/ir';
+import { HostTensor, numel, shapeStr } from '../tensor';
+
+export type Device = 'cpu' | 'webgpu' | 'cuda' | 'auto';
+
+export interface SessionOptions {
+  /** Execution providers in order of preference; 'cpu' is always the fallback. */
+  providers?: ('cpu' | 'webgpu' | 'cuda')[];
+  /** Intra-op threads (0 = onnxruntime's default, one per physical core). */
+  threads?: number;
+  optimization?: 'disabled' | 'basic' | 'extended' | 'all';
+  /** Writes the optimized model here (debugging which fusions onnxruntime applied). */
+  optimizedModelPath?: string;
+  logSeverity?: 0 | 1 | 2 | 3 | 4;
+}
+
+export class Session {
+  private constructor(
+    readonly ort: ort.InferenceSession,
+    readonly model: CompiledModel,
+    readonly providers: string[],
+  ) {}
+
+  static async create(model: CompiledModel, opts: SessionOptions = {}): Promise<Session> {
+    const providers = opts.providers ?? ['cpu'];
+    const so: ort.InferenceSession.SessionOptions = {
+      executionProviders: providers.includes('cpu') ? providers : [...providers, 'cpu'],
+      graphOptimizationLevel: opts.optimization ?? 'all',
+      intraOpNumThreads: opts.threads ?? 0,
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      enableCpuMemArena: true,
+      enableMemPattern: true,
+      logSeverityLevel: opts.logSeverity ?? 3,
+    };
+    if (opts.optimizedModelPath) so.optimizedModelFilePath = opts.optimizedModelPath;
+    const s = await ort.InferenceSession.create(model.bytes, so);
+    return new Session(s, model, providers);
+  }
+
+  /** Runs the model; feeds are host tensors keyed by input name, outputs come back the same way. */
+  async run(feeds: Record<string, HostTensor>, fetch?: string[]): Promise<Record<string, HostTensor>> {
+    const f: Record<string, ort.Tensor> = {};
+    for (const inp of this.model.inputs) {
+      const t = feeds[inp.name];
+      if (!t) throw new Error(`missing input '${inp.name}' ${shapeStr(inp.shape)}`);
+      if (t.dtype !== inp.dtype) throw new Error(`input '${inp.name}': expected ${inp.dtype}, got ${t.dtype}`);
+      const ok = t.shape.length === inp.shape.length && inp.shape.every((d, i) => typeof d !== 'number' || d === t.shape[i]);
+      if (!ok) throw new Error(`input '${inp.name}': expected shape ${shapeStr(inp.shape)}, got ${shapeStr(t.shape)}`);
+      f[inp.name] = toOrt(t);
+    }
+    const res = fetch ? await this.ort.run(f, fetch) : await this.ort.run(f);
+    const out: Record<string, HostTensor> = {};
+    for (const [k, v] of Object.entries(res)) out[k] = fromOrt(v);
+    return out;
+  }
+
+  async release(): Promise<void> {
+    await this.ort.release();
+  }
+}
+
+const ORT_TYPE: Record<GDType, ort.Tensor.Type> = { float32: 'float32', float64: 'float64', int64: 'int64', bool: 'bool' };
+
+export function toOrt(t: HostTensor): ort.Tensor {
+  const type = ORT_TYPE[t.dtype as GDType];
+  if (!type) throw new Error(`cannot feed dtype ${t.dtype}`);
+  if (t.data.length !== numel(t.shape)) throw new Error(`tensor data (${t.data.length}) does not match shape ${shapeStr(t.shape)}`);
+  return new ort.Tensor(type, t.data as never, t.shape);
+}
+
+export function fromOrt(v: ort.Tensor): HostTensor {
+  const dims = v.dims.slice();
+  switch (v.type) {
+    case 'float32': return { dtype: 'float32', shape: dims, data: v.data as Float32Array };
+    case 'float64': return { dtype: 'float64', shape: dims, data: v.data as Float64Array };
+    case 'int64': return { dtype: 'int64', shape: dims, data: v.data as BigInt64Array };
+    case 'bool': return { dtype: 'bool', shape: dims, data: v.data as Uint8Array };
+    default: throw new Error(`unsupported output type ${v.type}`);
+  }
+}
