@@ -5,7 +5,8 @@ import { CompiledModel } from '../graph/onnx';
 import { GDType } from '../graph/ir';
 import { HostTensor, numel, shapeStr } from '../tensor';
 
-export type Device = 'cpu' | 'webgpu' | 'cuda' | 'auto';
+// Defined with the device choice; re-exported so existing imports from here keep working.
+export type { Device } from './device';
 
 export interface SessionOptions {
   /** Execution providers in order of preference; 'cpu' is always the fallback. */
@@ -16,6 +17,8 @@ export interface SessionOptions {
   /** Writes the optimized model here (debugging which fusions onnxruntime applied). */
   optimizedModelPath?: string;
   logSeverity?: 0 | 1 | 2 | 3 | 4;
+  /** Turns on onnxruntime's profiler; the trace is written as `<prefix>_<date>.json` in the cwd. */
+  profilePrefix?: string;
 }
 
 export class Session {
@@ -38,6 +41,10 @@ export class Session {
       logSeverityLevel: opts.logSeverity ?? 3,
     };
     if (opts.optimizedModelPath) so.optimizedModelFilePath = opts.optimizedModelPath;
+    if (opts.profilePrefix) {
+      so.enableProfiling = true;
+      so.profileFilePrefix = opts.profilePrefix;
+    }
     const s = await ort.InferenceSession.create(model.bytes, so);
     return new Session(s, model, providers);
   }
@@ -57,6 +64,11 @@ export class Session {
     const out: Record<string, HostTensor> = {};
     for (const [k, v] of Object.entries(res)) out[k] = fromOrt(v);
     return out;
+  }
+
+  /** Ends profiling (see SessionOptions.profilePrefix). */
+  endProfiling(): void {
+    this.ort.endProfiling();
   }
 
   async release(): Promise<void> {

@@ -1,0 +1,259 @@
+// `npm run bench`: ViT-B/16 at 224 on the CPU, the engine (onnxruntime-node) against PyTorch run
+// side by side on the same machine, PyTorch configured at its best (OpenBLAS with AVX-512, see
+// shared docs/architecture.md). Prints img/s, GFLOP/s as a share of the measured practical peak
+// and the ratios. Options: --quick (fewer iterations), --no-torch, --threads N, --profile
+// (onnxruntime per-op-type time for the engine's train step), --batches 8,32.
+
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { compile, Graph, grad, Tensor } from '../src/engine/graph';
+import { VitConfig } from '../src/engine/model/config';
+import { VitParams, vitForward } from '../src/engine/model/vit';
+import { Session } from '../src/engine/runtime/session';
+import { HostTensor, numel } from '../src/engine/tensor';
+import { canonicalShapes } from '../src/engine/model/config';
+
+const args = process.argv.slice(2);
+const flag = (k: string) => args.includes(`--${k}`);
+const opt = (k: string, d: string) => {
+  const i = args.indexOf(`--${k}`);
+  return i >= 0 && i + 1 < args.length ? args[i + 1] : d;
+};
+const QUICK = flag('quick');
+const THREADS = Number(opt('threads', String(Math.min(os.cpus().length, 2))));
+const BATCHES = opt('batches', '8,32').split(',').map(Number);
+const ITERS = Number(opt('iters', QUICK ? '3' : '6'));
+const ROOT = path.resolve(__dirname, '..');
+
+export const VIT_B16: VitConfig = {
+  imageSize: 224, channels: 3, patchSize: 16, dim: 768, depth: 12, heads: 12, headDim: 64, mlpDim: 3072,
+  act: 'gelu', qkvBias: true, lnEps: 1e-6, numClasses: 1000, posGrid: 14, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5],
+};
+
+/** The "adapter-sized" trainable set of the plain train step (same as scripts/bench_torch.py). */
+export function adapterSizedSet(cfg: VitConfig): string[] {
+  const names = ['pos_embed', 'cls_token', 'norm.weight', 'norm.bias', 'head.weight', 'head.bias'];
+  for (let i = 0; i < cfg.depth; i++) for (const n of ['norm1', 'norm2']) names.push(`blocks.${i}.${n}.weight`, `blocks.${i}.${n}.bias`);
+  return names;
+}
+
+function randomWeights(cfg: VitConfig, seed = 1): Map<string, HostTensor> {
+  let s = seed >>> 0;
+  const next = () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 4294967296 - 0.5;
+  };
+  const m = new Map<string, HostTensor>();
+  for (const [name, shape] of canonicalShapes(cfg)) {
+    const n = numel(shape);
+    const d = new Float32Array(n);
+    const isNorm = /norm\d?\.weight$/.test(name);
+    const scale = isNorm ? 0 : name.endsWith('bias') ? 0.02 : 0.04;
+    for (let i = 0; i < n; i++) d[i] = (isNorm ? 1 : 0) + scale * next();
+    m.set(name, { dtype: 'float32', shape, data: d });
+  }
+  return m;
+}
+
+/** Multiply-adds of one image's forward, and of the input-gradient backward of the blocks. */
+export function vitMacs(cfg: VitConfig): { forward: number; backwardBlocks: number } {
+  const n = (cfg.imageSize / cfg.patchSize) ** 2 + 1;
+  const D = cfg.dim;
+  const inner = cfg.heads * cfg.headDim;
+  const lin = n * D * 3 * inner + n * inner * D + 2 * n * D * cfg.mlpDim; // qkv, proj, fc1, fc2
+  const att = 2 * n * n * inner; // q@k^T and a@v
+  const patch = (n - 1) * D * cfg.channels * cfg.patchSize ** 2;
+  const forward = patch + cfg.depth * (lin + att) + D * cfg.numClasses;
+  // Backward through frozen weights: one matmul per linear (dX = dY W^T), two per attention matmul.
+  const backwardBlocks = cfg.depth * (lin + 2 * att) + D * cfg.numClasses;
+  return { forward, backwardBlocks };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+async function timeRuns(run: () => Promise<unknown>, iters: number, warmup = 1): Promise<number> {
+  for (let i = 0; i < warmup; i++) await run();
+  const ts: number[] = [];
+  for (let i = 0; i < iters; i++) {
+    const t0 = performance.now();
+    await run();
+    ts.push(performance.now() - t0);
+  }
+  return median(ts) / 1000;
+}
+
+function rand(shape: number[], seed: number): HostTensor {
+  let s = seed;
+  const n = numel(shape);
+  const d = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    d[i] = (s / 4294967296) * 2 - 1;
+  }
+  return { dtype: 'float32', shape, data: d };
+}
+
+/** Practical peak: a 2048^3 float32 matmul through onnxruntime. */
+async function matmulPeak(): Promise<number> {
+  const N = 2048;
+  const g = new Graph();
+  const a = g.input('a', [N, N]);
+  const b = g.constant(rand([N, N], 7), 'b');
+  const s = await Session.create(compile(g, { c: g.matmul(a, b) }), { threads: THREADS });
+  const feed = { a: rand([N, N], 3) };
+  const sec = await timeRuns(() => s.run(feed), QUICK ? 3 : 5, 1);
+  await s.release();
+  return (2 * N ** 3) / sec / 1e9;
+}
+
+interface Row {
+  workload: string;
+  batch: number;
+  engine: number; // img/s
+  torch?: number; // img/s
+  gflopPerImg: number;
+}
+
+function runTorch(workload: string, batch: number): number | undefined {
+  if (flag('no-torch')) return undefined;
+  const py = '/usr/bin/python3';
+  if (!fs.existsSync(py)) return undefined;
+  const r = spawnSync(py, [path.join(ROOT, 'scripts/bench_torch.py'), '--workload', workload, '--batch', String(batch), '--threads', String(THREADS), '--iters', String(ITERS), '--json'], {
+    encoding: 'utf8',
+    env: { ...process.env, OPENBLAS_CORETYPE: 'SKYLAKEX', OMP_NUM_THREADS: String(THREADS) },
+    timeout: 20 * 60 * 1000,
+  });
+  if (r.status !== 0) {
+    const msg = (r.stderr || r.stdout || '').trim().split('\n').slice(-3).join(' | ');
+    console.log(`  (PyTorch side not run: ${msg || 'exit ' + r.status})`);
+    return undefined;
+  }
+  const lines = r.stdout.trim().split('\n').filter((l) => l.startsWith('{'));
+  const j = JSON.parse(lines[lines.length - 1]);
+  if (j.warning) console.log(`  (PyTorch: ${j.warning})`);
+  return j.img_per_s as number;
+}
+
+/**
+ * Where the time goes: runs the model once more under onnxruntime's profiler and sums the
+ * kernel time of each op type (the trace is Chrome-trace JSON with one event per node run).
+ */
+async function profileModel(model: ReturnType<typeof compile>, feeds: Record<string, HostTensor>): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'met-prof-'));
+  const cwd = process.cwd();
+  process.chdir(dir);
+  try {
+    const s = await Session.create(model, { threads: THREADS, profilePrefix: 'trace' });
+    await s.run(feeds);
+    await s.run(feeds);
+    s.endProfiling();
+    await s.release();
+  } finally {
+    process.chdir(cwd);
+  }
+  const file = fs.readdirSync(dir).find((f) => f.startsWith('trace') && f.endsWith('.json'));
+  if (!file) return void console.log('  (no profile written)');
+  const events = JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8')) as { cat: string; name: string; dur: number; args?: { op_name?: string } }[];
+  const byOp = new Map<string, number>();
+  let total = 0;
+  for (const e of events) {
+    if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time') || !e.args?.op_name) continue;
+    byOp.set(e.args.op_name, (byOp.get(e.args.op_name) ?? 0) + e.dur);
+    total += e.dur;
+  }
+  console.log('  onnxruntime kernel time by op type (2 runs):');
+  for (const [op, us] of [...byOp].sort((a, b) => b[1] - a[1]).slice(0, 14))
+    console.log(`    ${op.padEnd(28)} ${(us / 2000).toFixed(0).padStart(7)} ms/run  ${((100 * us) / total).toFixed(1).padStart(5)}%`);
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
+async function main(): Promise<void> {
+  const cfg = VIT_B16;
+  const macs = vitMacs(cfg);
+  console.log(`MET engine benchmark: ViT-B/16 @224, ${THREADS} threads, onnxruntime-node CPU${QUICK ? ' (quick)' : ''}`);
+  const peak = await matmulPeak();
+  console.log(`practical peak (2048^3 matmul via onnxruntime): ${peak.toFixed(0)} GFLOP/s`);
+  const weights = randomWeights(cfg);
+  const rows: Row[] = [];
+
+  // Forward.
+  {
+    const g = new Graph();
+    const P = new VitParams(g, weights);
+    const x = g.input('images', ['B', 3, 224, 224]);
+    const { logits } = vitForward(P, cfg, x);
+    const s = await Session.create(compile(g, { logits: logits! }), { threads: THREADS });
+    for (const B of BATCHES.slice(0, 1)) {
+      const feed = { images: rand([B, 3, 224, 224], 11) };
+      const sec = await timeRuns(() => s.run(feed), ITERS);
+      rows.push({ workload: 'forward', batch: B, engine: B / sec, torch: runTorch('forward', B), gflopPerImg: (2 * macs.forward) / 1e9 });
+      if (flag('profile')) {
+        console.log(`forward, batch ${B}:`);
+        await profileModel(compile(g, { logits: logits! }), feed);
+      }
+    }
+    await s.release();
+  }
+
+  // Frozen-backbone train step: forward + gradients of the adapter-sized set only.
+  {
+    const names = adapterSizedSet(cfg);
+    const g = new Graph();
+    const P = new VitParams(g, weights, new Set(names));
+    const x = g.input('images', ['B', 3, 224, 224]);
+    const labels = g.input('labels', ['B'], 'int64');
+    const { logits } = vitForward(P, cfg, x);
+    const loss = g.crossEntropy(logits!, labels);
+    const params = names.map((n) => P.get(n));
+    const grads = grad(loss, params);
+    const outs: Record<string, Tensor> = { loss };
+    names.forEach((n, i) => (outs[`grad.${n}`] = grads[i]));
+    const model = compile(g, outs);
+    const trainable = names.reduce((k, n) => k + numel(weights.get(n)!.shape), 0);
+    console.log(`train step: ${trainable.toLocaleString()} trainable values (${((100 * trainable) / [...weights.values()].reduce((k, t) => k + numel(t.shape), 0)).toFixed(2)}% of the weights), ${model.nodeCount} ONNX nodes`);
+    const s = await Session.create(model, { threads: THREADS });
+    for (const B of BATCHES) {
+      const feeds: Record<string, HostTensor> = {
+        images: rand([B, 3, 224, 224], 5),
+        labels: { dtype: 'int64', shape: [B], data: BigInt64Array.from({ length: B }, (_, i) => BigInt(i % 1000)) },
+      };
+      for (const n of names) feeds[n] = weights.get(n)!;
+      const sec = await timeRuns(() => s.run(feeds), Math.max(2, Math.round(ITERS * (8 / B))));
+      rows.push({ workload: 'trainstep', batch: B, engine: B / sec, torch: runTorch('trainstep', B), gflopPerImg: (2 * (macs.forward + macs.backwardBlocks)) / 1e9 });
+      if (flag('profile') && B === BATCHES[0]) {
+        console.log(`train step, batch ${B}:`);
+        await profileModel(model, feeds);
+      }
+    }
+    await s.release();
+  }
+
+  console.log('');
+  console.log('workload    batch   engine img/s  GFLOP/s (%peak)   PyTorch img/s  GFLOP/s (%peak)   engine/PyTorch');
+  for (const r of rows) {
+    const eg = r.engine * r.gflopPerImg;
+    const tg = r.torch !== undefined ? r.torch * r.gflopPerImg : undefined;
+    console.log(
+      [
+        r.workload.padEnd(10),
+        String(r.batch).padStart(5),
+        r.engine.toFixed(2).padStart(14),
+        `${eg.toFixed(0)} (${((100 * eg) / peak).toFixed(0)}%)`.padStart(17),
+        (r.torch !== undefined ? r.torch.toFixed(2) : 'n/a').padStart(15),
+        (tg !== undefined ? `${tg.toFixed(0)} (${((100 * tg) / peak).toFixed(0)}%)` : 'n/a').padStart(17),
+        (r.torch !== undefined ? `${(r.engine / r.torch).toFixed(2)}x` : 'n/a').padStart(16),
+      ].join(' '),
+    );
+  }
+  console.log(`\nGFLOP per image: forward ${(2 * macs.forward / 1e9).toFixed(2)}, train step ${(2 * (macs.forward + macs.backwardBlocks) / 1e9).toFixed(2)} (2 FLOPs per multiply-add)`);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -1,0 +1,40 @@
+// The `met` command line. The same bundle is the engine process that the extension forks.
+
+import { predictCommand } from './cli/predict';
+import { UserError } from './engine/tensor';
+
+const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help: string }> = {
+  predict: { run: predictCommand, help: 'classify images with a backbone and its own head' },
+};
+
+function mainUsage(): string {
+  const lines = ['usage: met <command> [options]', '', 'commands:'];
+  for (const [k, c] of Object.entries(COMMANDS)) lines.push(`  ${k.padEnd(10)} ${c.help}`);
+  lines.push('', "Run 'met <command> --help' for a command's options.");
+  return lines.join('\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    console.log(mainUsage());
+    return cmd ? 0 : 2;
+  }
+  const c = COMMANDS[cmd];
+  if (!c) {
+    console.error(`met: unknown command '${cmd}'\n\n${mainUsage()}`);
+    return 2;
+  }
+  return c.run(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    if (e instanceof UserError) console.error(`error: ${e.message}`);
+    else console.error(e instanceof Error ? e.stack ?? e.message : String(e));
+    process.exitCode = 1;
+  },
+);

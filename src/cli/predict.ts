@@ -1,0 +1,117 @@
+// `met predict --weights FILE ... IMAGES`: runs a backbone with its own head on images.
+
+import * as path from 'node:path';
+import { compile, Graph } from '../engine/graph';
+import { Activation, VitConfig } from '../engine/model/config';
+import { prepareWeights, VitParams, vitForward } from '../engine/model/vit';
+import { resolveDevice } from '../engine/runtime/device';
+import { Session } from '../engine/runtime/session';
+import { listImageFiles, loadBatch, Preprocess } from '../engine/data/image';
+import { UserError } from '../engine/tensor';
+import { loadBackbone } from '../engine/weights';
+import { FlagSpec, parseArgs, usage } from './args';
+
+export const PREDICT_FLAGS: Record<string, FlagSpec> = {
+  weights: { kind: 'string', help: 'backbone checkpoint (.safetensors, .pth/.pt/.bin, .npz)' },
+  layout: { kind: 'string', choices: ['auto', 'timm', 'hf', 'torchvision', 'vit-pytorch', 'npz'], help: 'key layout of the checkpoint (default auto)' },
+  'image-size': { kind: 'int', help: 'input size; position embeddings are resampled if it differs from the checkpoint' },
+  channels: { kind: 'int', help: 'image channels the backbone expects (1 or 3; default from the checkpoint)' },
+  mean: { kind: 'numbers', help: 'normalisation mean per channel on [0,1] pixels' },
+  std: { kind: 'numbers', help: 'normalisation std per channel' },
+  heads: { kind: 'int', help: 'attention heads (when the checkpoint layout does not imply them)' },
+  act: { kind: 'string', choices: ['gelu', 'gelu_tanh', 'relu'], help: 'MLP activation (default gelu)' },
+  resize: { kind: 'string', choices: ['direct', 'resize-center-crop'], help: 'resize policy (default direct)' },
+  top: { kind: 'int', help: 'classes to print per image (default 5)' },
+  batch: { kind: 'int', help: 'images per forward pass (default 32)' },
+  device: { kind: 'string', choices: ['cpu', 'webgpu', 'cuda', 'auto'], help: 'execution provider (default cpu)' },
+  threads: { kind: 'int', help: 'CPU threads (default: one per core)' },
+  json: { kind: 'bool', help: 'print [{"file", "topk": [{"class", "prob"}]}]' },
+  eval: { kind: 'bool', help: 'score images against integer class folder names (.../<class>/<image>) and print accuracy' },
+  help: { kind: 'bool', help: 'show this help' },
+};
+
+export interface PredictResult {
+  file: string;
+  topk: { class: number; prob: number }[];
+}
+
+export async function predictCommand(argv: string[]): Promise<number> {
+  const a = parseArgs(argv, PREDICT_FLAGS, 'predict');
+  if (a.help) {
+    console.log(usage('predict', '--weights FILE [options] IMAGE_OR_FOLDER...', PREDICT_FLAGS));
+    return 0;
+  }
+  if (!a.weights) throw new UserError('met predict: --weights FILE is required');
+  if (!a._.length) throw new UserError('met predict: give at least one image or folder');
+  const overrides: Partial<VitConfig> = {};
+  if (a['image-size'] !== undefined) overrides.imageSize = a['image-size'] as number;
+  if (a.heads !== undefined) overrides.heads = a.heads as number;
+  if (a.act !== undefined) overrides.act = a.act as Activation;
+  if (a.mean) overrides.mean = a.mean as number[];
+  if (a.std) overrides.std = a.std as number[];
+  const { tensors, config, report } = await loadBackbone(a.weights as string, {
+    layout: (a.layout as never) ?? 'auto',
+    overrides,
+  });
+  if (report.unexpected.length) console.error(`warning: ignoring ${report.unexpected.length} unexpected tensors: ${report.unexpected.slice(0, 5).join(', ')}`);
+  const channels = (a.channels as number | undefined) ?? config.channels;
+  if (channels !== config.channels) throw new UserError(`met predict: --channels ${channels} but ${path.basename(a.weights as string)} expects ${config.channels}-channel images`);
+  if (!config.numClasses) throw new UserError(`met predict: ${path.basename(a.weights as string)} has no classification head`);
+  for (const [k, v] of [['mean', config.mean], ['std', config.std]] as const)
+    if (v.length !== 1 && v.length !== channels) throw new UserError(`met predict: --${k} needs 1 or ${channels} values, got ${v.length}`);
+
+  const choice = await resolveDevice(((a.device as string) ?? 'cpu') as never);
+  for (const n of choice.notes) if (a.device === 'auto') console.error(n);
+
+  const g = new Graph();
+  const P = new VitParams(g, prepareWeights(config, tensors));
+  const images = g.input('images', ['B', channels, config.imageSize, config.imageSize]);
+  const { logits } = vitForward(P, config, images);
+  const probs = g.softmax(logits!, -1);
+  const session = await Session.create(compile(g, { probs }), { providers: choice.providers, threads: a.threads as number | undefined });
+
+  const { files, skipped } = await listImageFiles(a._);
+  const pre: Preprocess = {
+    imageSize: config.imageSize,
+    channels: channels as 1 | 3,
+    mean: config.mean,
+    std: config.std,
+    resize: ((a.resize as string) ?? 'direct') as Preprocess['resize'],
+  };
+  const top = Math.min((a.top as number) ?? 5, config.numClasses);
+  const B = (a.batch as number) ?? 32;
+  const results: PredictResult[] = [];
+  const failed: { file: string; reason: string }[] = [...skipped];
+  const per = channels * config.imageSize * config.imageSize;
+  for (let s = 0; s < files.length; s += B) {
+    const batch = await loadBatch(files.slice(s, s + B), pre);
+    failed.push(...batch.failed);
+    if (!batch.ok.length) continue;
+    const out = await session.run({ images: { dtype: 'float32', shape: [batch.ok.length, channels, config.imageSize, config.imageSize], data: batch.data.subarray(0, batch.ok.length * per) } });
+    const p = out.probs.data as Float32Array;
+    const C = config.numClasses;
+    batch.ok.forEach((file, i) => {
+      const row = Array.from(p.subarray(i * C, (i + 1) * C), (prob, c) => ({ class: c, prob }));
+      row.sort((x, y) => y.prob - x.prob);
+      const r = { file, topk: row.slice(0, top) };
+      results.push(r);
+      if (!a.json && !a.eval) console.log(`${file}: ${r.topk.map((t) => `${t.class} (${t.prob.toFixed(4)})`).join(', ')}`);
+    });
+  }
+  await session.release();
+  if (a.json) console.log(JSON.stringify(results));
+  if (a.eval) {
+    let right = 0;
+    let scored = 0;
+    for (const r of results) {
+      const label = Number(path.basename(path.dirname(r.file)));
+      if (!Number.isInteger(label)) continue;
+      scored++;
+      if (r.topk[0].class === label) right++;
+    }
+    if (!scored) throw new UserError('met predict --eval: no image sits in a folder named by an integer class index');
+    console.log(`accuracy ${(right / scored).toFixed(4)} (${right}/${scored} images)`);
+  }
+  for (const f of failed) console.error(`skipped ${f.file}: ${f.reason}`);
+  return failed.length ? 1 : 0;
+}
