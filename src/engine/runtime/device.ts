@@ -1,0 +1,468 @@
+// Execution-provider (device) choice: which onnxruntime providers really work on this machine,
+// and which one a run uses.
+//
+// A GPU provider counts as available only after a tiny MatMul session, created with that
+// provider alone, has run and returned the right numbers: onnxruntime-node lists WebGPU as
+// built in on every Linux machine, and CUDA as soon as the package supports it, whether or not
+// a driver or the provider library is there.
+//
+// Each probe runs in a child process, because:
+// - onnxruntime-node creates sessions and runs them synchronously on the calling thread, so a
+//   driver that hangs would hang the engine where no timer can interrupt it; a child is killed;
+// - a crashing GPU driver takes down only the child;
+// - Dawn and the Vulkan loader print why they refuse an adapter on stderr (the exception only
+//   says "No supported adapters"), and only a child's stderr can be read;
+// - the verbose log of the child's session shows where onnxruntime placed the MatMul.
+// The child inherits this process's environment, so it sees the same drivers a session here
+// would (VK_ICD_FILENAMES, LD_LIBRARY_PATH... are read at load time, so they must be set before
+// the engine process starts; see scripts/setup-webgpu.sh).
+
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { compile } from '../graph/onnx';
+import { Graph } from '../graph/ir';
+import { UserError } from '../tensor';
+
+export type Device = 'cpu' | 'webgpu' | 'cuda' | 'auto';
+export type Provider = 'cuda' | 'webgpu' | 'cpu';
+export type GpuProvider = 'cuda' | 'webgpu';
+
+export interface ProviderStatus {
+  provider: Provider;
+  available: boolean;
+  /** Plain words: why not, or what was found. */
+  reason: string;
+  /**
+   * WebGPU only: every Vulkan driver present is a CPU rasteriser (lavapipe, SwiftShader).
+   * Such a provider is correct but far slower than onnxruntime's CPU provider, so 'auto' skips it.
+   */
+  software?: boolean;
+  /** Wall time of the probe (child start, session creation, one run). */
+  probeMs?: number;
+}
+
+export interface DeviceChoice {
+  device: Provider;
+  /** Execution providers for Session.create, most preferred first (CPU takes unsupported ops). */
+  providers: Provider[];
+  statuses: ProviderStatus[];
+  /** One plain sentence per GPU provider not used, saying why. */
+  notes: string[];
+}
+
+export interface ProbeOptions {
+  /** Per-provider limit; a probe still running then is killed and reported unavailable. */
+  timeoutMs?: number;
+  /** Environment of the probe processes (default: this process's). Results are cached per env. */
+  env?: NodeJS.ProcessEnv;
+  /** Probe again even if this process already has a result for this env. */
+  refresh?: boolean;
+}
+
+const LABEL: Record<Provider, string> = { cuda: 'CUDA', webgpu: 'WebGPU', cpu: 'CPU' };
+const ORT_EP_NAME: Record<GpuProvider, string> = { cuda: 'CUDAExecutionProvider', webgpu: 'WebGpuExecutionProvider' };
+const DEFAULT_TIMEOUT_MS = 20_000;
+const SETUP_HINT = 'on a CPU-only machine see scripts/setup-webgpu.sh';
+const CPU_STATUS: ProviderStatus = { provider: 'cpu', available: true, reason: 'built into onnxruntime-node' };
+
+// Variables that change what a probe finds; the cache is keyed on them.
+const ENV_KEYS = ['VK_ICD_FILENAMES', 'VK_DRIVER_FILES', 'VK_ADD_DRIVER_FILES', 'LD_LIBRARY_PATH', 'XDG_RUNTIME_DIR', 'CUDA_VISIBLE_DEVICES', 'PATH'];
+const cache = new Map<string, Promise<ProviderStatus[]>>();
+
+/** Checks each provider for real (see the top of this file); cached per process and env. */
+export function probeProviders(opts: ProbeOptions = {}): Promise<ProviderStatus[]> {
+  const env = opts.env ?? process.env;
+  const key = JSON.stringify(ENV_KEYS.map((k) => env[k] ?? null));
+  let p = opts.refresh ? undefined : cache.get(key);
+  if (!p) {
+    p = probeAll(env, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    cache.set(key, p);
+    // A failure of the probing machinery itself must not stick for the life of the process.
+    p.catch(() => cache.delete(key));
+  }
+  return p;
+}
+
+async function probeAll(env: NodeJS.ProcessEnv, timeoutMs: number): Promise<ProviderStatus[]> {
+  let backends: { name: string; bundled: boolean }[] = [];
+  try {
+    backends = ort.listSupportedBackends();
+  } catch {
+    // Older bindings lack the call; each probe then finds out by trying.
+    backends = [{ name: 'cuda', bundled: false }, { name: 'webgpu', bundled: true }];
+  }
+  const model = probeModel();
+  // Both probes at once: each is a separate process, and most of a probe is waiting.
+  const [cuda, webgpu] = await Promise.all([
+    probeCuda(backends, model, env, timeoutMs),
+    probeWebGpu(backends, model, env, timeoutMs),
+  ]);
+  return [cuda, webgpu, CPU_STATUS];
+}
+
+// ---- CUDA ----
+
+async function probeCuda(backends: { name: string; bundled: boolean }[], model: Uint8Array, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<ProviderStatus> {
+  const entry = backends.find((b) => b.name === 'cuda');
+  if (!entry) return { provider: 'cuda', available: false, reason: `this onnxruntime-node build (${process.platform}/${process.arch}) has no CUDA provider` };
+  if (!entry.bundled) {
+    // Not in the npm tarball (too large): onnxruntime-node's install step downloads it from
+    // NuGet, unless told to skip or offline. Without the library a session only says "Failed to
+    // load shared library", so say why here.
+    const dir = ortBinaryDir();
+    const lib = dir && fs.existsSync(dir) ? fs.readdirSync(dir).find((f) => /providers_cuda\.(so|dll)$/.test(f)) : undefined;
+    if (!lib) {
+      const why = cudaSkipReason();
+      return {
+        provider: 'cuda',
+        available: false,
+        reason: `onnxruntime-node was installed without its CUDA provider (${why}; the install needs internet access to fetch it: npm rebuild onnxruntime-node --onnxruntime-node-install=cuda12)`,
+      };
+    }
+  }
+  const r = await runProbe('cuda', model, env, timeoutMs);
+  if (r.ok) return { provider: 'cuda', available: true, reason: r.found, probeMs: r.ms };
+  return { provider: 'cuda', available: false, reason: cudaReason(r), probeMs: r.ms };
+}
+
+function ortBinaryDir(): string | undefined {
+  try {
+    const pkg = path.dirname(path.dirname(require.resolve('onnxruntime-node')));
+    return path.join(pkg, 'bin', 'napi-v6', process.platform, process.arch);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Why onnxruntime-node's install step did not fetch the CUDA provider, as far as can be told. */
+function cudaSkipReason(): string {
+  const flag = process.env.ONNXRUNTIME_NODE_INSTALL ?? process.env.npm_config_onnxruntime_node_install;
+  if (flag === 'skip') return 'onnxruntime-node-install=skip in the environment';
+  // The project's .npmrc (next to node_modules) is where this repository sets the flag.
+  try {
+    const pkg = path.dirname(path.dirname(require.resolve('onnxruntime-node')));
+    for (let d = path.dirname(pkg); ; d = path.dirname(d)) {
+      const rc = path.join(d, '.npmrc');
+      if (fs.existsSync(rc) && /^\s*onnxruntime-node-install(-cuda)?\s*=\s*skip\s*$/m.test(fs.readFileSync(rc, 'utf8'))) {
+        const cwd = process.cwd() + path.sep;
+        return `onnxruntime-node-install=skip in ${rc.startsWith(cwd) ? rc.slice(cwd.length) : rc}`;
+      }
+      if (path.dirname(d) === d) break;
+    }
+  } catch {
+    // fall through
+  }
+  return 'its library is not in node_modules/onnxruntime-node';
+}
+
+function cudaReason(r: ProbeResult): string {
+  const text = `${r.error}\n${r.stderr}`;
+  if (r.timedOut) return `the test session did not finish within ${secs(r.limitMs)} (CUDA driver hung?)`;
+  const so = /(lib[\w.+-]+\.so[\w.]*): cannot open shared object file/.exec(text);
+  if (so && !/providers_(shared|cuda)/.test(so[1])) return `a CUDA library is missing: ${so[1]} (install the CUDA 12 runtime and cuDNN 9, or add their folder to LD_LIBRARY_PATH)`;
+  if (/no CUDA-capable device|cudaErrorNoDevice|CUDA driver version is insufficient|cudaErrorInsufficientDriver/i.test(text)) {
+    return `no usable NVIDIA GPU: ${firstLine(matchLine(text, /CUDA|cuda/) ?? r.error)} (check nvidia-smi and the driver)`;
+  }
+  if (/Failed to load (shared )?library/i.test(text)) return `the CUDA provider library could not be loaded: ${firstLine(matchLine(text, /Failed to load/) ?? r.error)}`;
+  return `the test session failed: ${firstLine(r.error)}`;
+}
+
+// ---- WebGPU ----
+
+async function probeWebGpu(backends: { name: string; bundled: boolean }[], model: Uint8Array, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<ProviderStatus> {
+  if (!backends.some((b) => b.name === 'webgpu')) {
+    return { provider: 'webgpu', available: false, reason: `this onnxruntime-node build (${process.platform}/${process.arch}) has no WebGPU provider` };
+  }
+  const icds = process.platform === 'linux' ? vulkanDrivers(env) : [];
+  const software = icds.length > 0 && icds.every((d) => d.software);
+  const r = await runProbe('webgpu', model, env, timeoutMs);
+  if (r.ok) {
+    const drv = icds.length ? `; Vulkan driver${icds.length > 1 ? 's' : ''}: ${driverList(icds, env)}` : '';
+    return { provider: 'webgpu', available: true, reason: r.found + drv, software: software || undefined, probeMs: r.ms };
+  }
+  return { provider: 'webgpu', available: false, reason: webGpuReason(r, icds, env), probeMs: r.ms };
+}
+
+function webGpuReason(r: ProbeResult, icds: VulkanDriver[], env: NodeJS.ProcessEnv): string {
+  if (r.timedOut) return `the test session did not finish within ${secs(r.limitMs)} (GPU driver hung?)`;
+  const text = `${r.error}\n${r.stderr}`;
+  const hint = `install GPU drivers; ${SETUP_HINT}`;
+  const noLoader = /Couldn't load Vulkan: ?(.*)/.exec(text);
+  if (noLoader) return `no adapter: the Vulkan loader could not be loaded (${noLoader[1].trim() || 'libvulkan.so.1'}) (install libvulkan1 and GPU drivers; ${SETUP_HINT})`;
+  if (/Found no drivers|VK_ERROR_INCOMPATIBLE_DRIVER/.test(text)) return `no adapter: Dawn found no Vulkan driver (${hint})`;
+  if (/No supported adapters|Failed to get a WebGPU adapter/.test(text)) {
+    // Dawn says what it needs but the driver lacks as "Warning: <feature> required.".
+    const need = /Warning: (.*required\.?)/.exec(text);
+    const found = icds.length ? `the Vulkan devices found (drivers: ${driverList(icds, env)})` : 'the GPU adapters found';
+    // Hardware Mesa drivers without a GPU expose no device, so on a CPU-only machine the one
+    // rejected is the software driver; bookworm's (Mesa 22.3) lacks what Dawn requires.
+    const old = icds.some((d) => d.software) ? ", a software driver needs Mesa 25 or later" : '';
+    if (need) return `no adapter: Dawn rejected ${found}: ${need[1].replace(/\.$/, '')} (${hint}${old})`;
+    return `no adapter: Dawn found no GPU adapter it supports (${hint})`;
+  }
+  return `the test session failed: ${firstLine(r.error)}`;
+}
+
+interface VulkanDriver {
+  name: string;
+  software: boolean;
+}
+
+/**
+ * The Vulkan drivers (ICD manifests) the loader will see, to say in plain words what was found
+ * and whether it is only a CPU rasteriser. Follows the loader's own lookup: the override
+ * variables, else the standard manifest folders.
+ */
+function vulkanDrivers(env: NodeJS.ProcessEnv): VulkanDriver[] {
+  const override = env.VK_DRIVER_FILES || env.VK_ICD_FILENAMES;
+  let files: string[] = [];
+  const listDir = (d: string): string[] => {
+    try {
+      return fs.readdirSync(d).filter((f) => f.endsWith('.json')).map((f) => path.join(d, f));
+    } catch {
+      return [];
+    }
+  };
+  if (override) {
+    for (const p of override.split(':').filter(Boolean)) files.push(...(isDir(p) ? listDir(p) : [p]));
+  } else {
+    const dataDirs = (env.XDG_DATA_DIRS || '/usr/local/share:/usr/share').split(':');
+    for (const d of ['/etc/vulkan/icd.d', ...dataDirs.map((x) => path.join(x, 'vulkan/icd.d'))]) files.push(...listDir(d));
+    if (env.VK_ADD_DRIVER_FILES) files.push(...env.VK_ADD_DRIVER_FILES.split(':').filter(Boolean));
+  }
+  files = [...new Set(files)];
+  const out: VulkanDriver[] = [];
+  for (const f of files) {
+    let lib = '';
+    try {
+      lib = String((JSON.parse(fs.readFileSync(f, 'utf8')) as { ICD?: { library_path?: string } }).ICD?.library_path ?? '');
+    } catch {
+      continue; // the loader skips unreadable manifests too
+    }
+    const base = path.basename(lib || f);
+    const software = /lvp|swiftshader/i.test(base);
+    const name = /lvp/i.test(base) ? 'lavapipe (software)' : /swiftshader/i.test(base) ? 'SwiftShader (software)' : base.replace(/^libvulkan_|\.so.*$|\.json$/g, '');
+    out.push({ name, software });
+  }
+  return out;
+}
+
+function driverList(icds: VulkanDriver[], env: NodeJS.ProcessEnv): string {
+  const via = env.VK_DRIVER_FILES ? ' via VK_DRIVER_FILES' : env.VK_ICD_FILENAMES ? ' via VK_ICD_FILENAMES' : '';
+  return icds.map((d) => d.name).join(', ') + via;
+}
+
+function isDir(p: string): boolean {
+  try {
+    return fs.statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+// ---- The probe child ----
+
+/** a @ b with a = [[1,2],[3,4]], b = [[5,6],[7,8]]; any working provider returns exactly this. */
+const PROBE_A = [1, 2, 3, 4];
+const PROBE_B = [5, 6, 7, 8];
+const PROBE_Y = [19, 22, 43, 50];
+let probeModelBytes: Uint8Array | undefined;
+
+function probeModel(): Uint8Array {
+  if (!probeModelBytes) {
+    const g = new Graph('float32');
+    const a = g.input('a', [2, 2]);
+    const b = g.input('b', [2, 2]);
+    probeModelBytes = compile(g, { y: g.matmul(a, b) }, { name: 'met_device_probe' }).bytes;
+  }
+  return probeModelBytes;
+}
+
+// Plain JavaScript, run with `node -e` (no tsx, no bundle paths): reads {ortPath, provider,
+// model} as JSON on stdin, prints one marked JSON line on stdout. Verbose session logging goes
+// to stderr, where the parent reads the node placement.
+const CHILD_JS = `
+const fs = require('fs');
+const inp = JSON.parse(fs.readFileSync(0, 'utf8'));
+const out = { ok: false };
+(async () => {
+  try {
+    const ort = require(inp.ortPath);
+    const t0 = Date.now();
+    const s = await ort.InferenceSession.create(Buffer.from(inp.model, 'base64'), {
+      executionProviders: [inp.provider], logSeverityLevel: 0, logVerbosityLevel: 0, graphOptimizationLevel: 'disabled',
+    });
+    out.createMs = Date.now() - t0;
+    const r = await s.run({
+      a: new ort.Tensor('float32', Float32Array.from(inp.a), [2, 2]),
+      b: new ort.Tensor('float32', Float32Array.from(inp.b), [2, 2]),
+    });
+    out.y = Array.from(r.y.data);
+    out.ok = true;
+    await s.release();
+  } catch (e) {
+    out.error = String((e && e.message) || e);
+  }
+  process.stdout.write('\\n@@MET_PROBE@@' + JSON.stringify(out) + '\\n', () => process.exit(0));
+})();
+`;
+
+interface ProbeResult {
+  ok: boolean;
+  /** What was found, for a successful probe. */
+  found: string;
+  error: string;
+  stderr: string;
+  timedOut: boolean;
+  limitMs: number;
+  ms: number;
+}
+
+const MAX_STDERR = 512 * 1024;
+
+function runProbe(provider: GpuProvider, model: Uint8Array, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<ProbeResult> {
+  const t0 = Date.now();
+  return new Promise<ProbeResult>((resolve) => {
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    let settled = false;
+    const done = (r: Omit<ProbeResult, 'stderr' | 'timedOut' | 'limitMs' | 'ms' | 'found'> & { found?: string }): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve({ found: '', ...r, stderr, timedOut, limitMs: timeoutMs, ms: Date.now() - t0 });
+    };
+    let ortPath: string;
+    try {
+      ortPath = require.resolve('onnxruntime-node');
+    } catch (e) {
+      done({ ok: false, error: `onnxruntime-node not found: ${(e as Error).message}` });
+      return;
+    }
+    // In VS Code the engine runs on Electron's binary; this makes it behave as plain node.
+    const child = spawn(process.execPath, ['-e', CHILD_JS], {
+      env: { ...env, ELECTRON_RUN_AS_NODE: '1' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+      windowsHide: true,
+    });
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+      done({ ok: false, error: `timed out after ${timeoutMs} ms` });
+    }, timeoutMs);
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      if (stderr.length < MAX_STDERR) stderr += d;
+    });
+    child.on('error', (e) => done({ ok: false, error: `could not start the probe process: ${e.message}` }));
+    child.on('close', (code, signal) => {
+      const line = stdout.split('\n').find((l) => l.startsWith('@@MET_PROBE@@'));
+      if (!line) {
+        done({ ok: false, error: `the probe process ${signal ? `was killed by ${signal}` : `exited with code ${code}`} (driver crash?)${lastLines(stderr)}` });
+        return;
+      }
+      const res = JSON.parse(line.slice('@@MET_PROBE@@'.length)) as { ok: boolean; y?: number[]; error?: string; createMs?: number };
+      if (!res.ok) {
+        done({ ok: false, error: res.error ?? 'unknown error' });
+        return;
+      }
+      const y = res.y ?? [];
+      if (y.length !== PROBE_Y.length || y.some((v, i) => Math.abs(v - PROBE_Y[i]) > 1e-3)) {
+        done({ ok: false, error: `the test MatMul returned wrong values [${y.join(', ')}] instead of [${PROBE_Y.join(', ')}]` });
+        return;
+      }
+      done({ ok: true, error: '', found: describePlacement(provider, stderr, res.createMs ?? 0) });
+    });
+    child.stdin.on('error', () => undefined); // a child that dies early closes its stdin
+    child.stdin.end(JSON.stringify({ ortPath, provider, model: Buffer.from(model).toString('base64'), a: PROBE_A, b: PROBE_B }));
+  });
+}
+
+/** "the test MatMul ran on WebGpuExecutionProvider" from the child's verbose session log. */
+function describePlacement(provider: GpuProvider, stderr: string, createMs: number): string {
+  const ep = ORT_EP_NAME[provider];
+  const placed = [...stderr.matchAll(/(?:All nodes|Node\(s\)) placed on \[(\w+)\]\. Number of nodes: (\d+)/g)];
+  const onGpu = placed.some((m) => m[1] === ep);
+  const where = placed.length === 0 ? 'ran' : onGpu ? `ran on ${ep}` : `ran, but onnxruntime placed it on ${placed.map((m) => m[1]).join(', ')}`;
+  return `${provider === 'webgpu' ? 'adapter found; ' : ''}the test MatMul ${where} (session created in ${(createMs / 1000).toFixed(1)} s)`;
+}
+
+function secs(ms: number): string {
+  return `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`;
+}
+
+function firstLine(s: string): string {
+  // onnxruntime's messages can be long (source location, function signature); one line is enough.
+  const l = (s.split('\n').find((x) => x.trim()) ?? s).trim();
+  return l.length > 300 ? `${l.slice(0, 297)}...` : l;
+}
+
+function matchLine(text: string, re: RegExp): string | undefined {
+  return text.split('\n').find((l) => re.test(l));
+}
+
+function lastLines(s: string): string {
+  const lines = s.split('\n').filter((l) => l.trim() && !/\[[VI]:onnxruntime/.test(l));
+  return lines.length ? `: ${lines.slice(-3).join(' | ').slice(0, 400)}` : '';
+}
+
+// ---- Choosing ----
+
+/** What 'auto' picks from probe results: a hardware GPU provider if one works, else the CPU. */
+export function autoPick(statuses: ProviderStatus[]): Provider {
+  for (const p of ['cuda', 'webgpu'] as const) {
+    const s = statuses.find((x) => x.provider === p);
+    if (s?.available && !s.software) return p;
+  }
+  return 'cpu';
+}
+
+/**
+ * Resolves a requested device to the providers a session uses. 'cpu' never probes; an explicit
+ * GPU provider that does not work is a UserError saying why; 'auto' prefers CUDA, then WebGPU
+ * (not on a software-only Vulkan driver), then the CPU, and notes why each GPU was not used.
+ */
+export async function resolveDevice(requested: Device, opts: ProbeOptions = {}): Promise<DeviceChoice> {
+  if (requested === 'cpu') return { device: 'cpu', providers: ['cpu'], statuses: [CPU_STATUS], notes: [] };
+  if (requested !== 'auto' && requested !== 'cuda' && requested !== 'webgpu') {
+    throw new UserError(`unknown device '${String(requested)}' (expected auto, cpu, webgpu or cuda)`);
+  }
+  const statuses = await probeProviders(opts);
+  const status = (p: Provider): ProviderStatus => statuses.find((s) => s.provider === p) ?? { provider: p, available: false, reason: 'not probed' };
+
+  if (requested !== 'auto') {
+    const s = status(requested);
+    if (!s.available) throw new UserError(`${LABEL[requested]} is not available: ${s.reason}`);
+    const notes = s.software ? [`${LABEL[requested]}: runs on a software Vulkan driver, correct but much slower than the CPU provider`] : [];
+    return { device: requested, providers: [requested, 'cpu'], statuses, notes };
+  }
+
+  const device = autoPick(statuses);
+  const notes: string[] = [];
+  for (const p of ['cuda', 'webgpu'] as const) {
+    if (p === device) continue;
+    const s = status(p);
+    if (!s.available) notes.push(`${LABEL[p]}: ${s.reason}`);
+    else if (s.software) notes.push(`${LABEL[p]}: works, but only on a software Vulkan driver, much slower than the CPU provider (choose device webgpu to use it anyway)`);
+    else notes.push(`${LABEL[p]}: available, but ${LABEL[device]} is preferred`);
+  }
+  return { device, providers: device === 'cpu' ? ['cpu'] : [device, 'cpu'], statuses, notes };
+}
+
+/** A plain-text table for `met` (provider, available, reason) and which provider auto picks. */
+export function formatDeviceReport(statuses: ProviderStatus[], choice?: DeviceChoice): string {
+  const rows = statuses.map((s) => [s.provider, s.available ? (s.software ? 'yes (software)' : 'yes') : 'no', s.reason]);
+  const head = ['provider', 'available', 'reason'];
+  const w = [0, 1].map((i) => Math.max(head[i].length, ...rows.map((r) => r[i].length)));
+  const fmt = (r: string[]): string => `${r[0].padEnd(w[0])}  ${r[1].padEnd(w[1])}  ${r[2]}`;
+  const lines = [fmt(head), ...rows.map(fmt)];
+  lines.push('', `auto picks: ${autoPick(statuses)}`);
+  if (choice) {
+    lines.push(`using: ${choice.device} (execution providers: ${choice.providers.join(', ')})`);
+    for (const n of choice.notes) lines.push(`  - ${n}`);
+  }
+  return lines.join('\n');
+}
