@@ -1,0 +1,75 @@
+// AdamW (decoupled weight decay, Loshchilov & Hutter; PyTorch's torch.optim.AdamW semantics) on
+// host Float32Arrays. The trainable tensors of parameter-efficient tuning are small (well under
+// 1% of the weights), so the update runs in TypeScript between onnxruntime steps.
+
+export interface AdamWOptions {
+  lr: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weightDecay?: number;
+}
+
+export interface AdamWState {
+  step: number;
+  m: Map<string, Float32Array>;
+  v: Map<string, Float32Array>;
+}
+
+export class AdamW {
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly eps: number;
+  readonly weightDecay: number;
+  state: AdamWState = { step: 0, m: new Map(), v: new Map() };
+
+  /** `decay(name)` says whether a tensor gets weight decay (e.g. not biases or diagonals). */
+  constructor(opts: AdamWOptions, private readonly decay: (name: string) => boolean = () => true) {
+    this.beta1 = opts.beta1 ?? 0.9;
+    this.beta2 = opts.beta2 ?? 0.999;
+    this.eps = opts.eps ?? 1e-8;
+    this.weightDecay = opts.weightDecay ?? 0.01;
+  }
+
+  /** One step at learning rate `lr`, in place on `params`. Every tensor must have a gradient. */
+  step(params: Map<string, Float32Array>, grads: Map<string, Float32Array>, lr: number): void {
+    const s = this.state;
+    s.step++;
+    const bc1 = 1 - this.beta1 ** s.step;
+    const bc2 = 1 - this.beta2 ** s.step;
+    const b1 = this.beta1;
+    const b2 = this.beta2;
+    for (const [name, p] of params) {
+      const g = grads.get(name);
+      if (!g) throw new Error(`AdamW: no gradient for '${name}'`);
+      if (g.length !== p.length) throw new Error(`AdamW: gradient of '${name}' has ${g.length} values, parameter ${p.length}`);
+      let m = s.m.get(name);
+      let v = s.v.get(name);
+      if (!m || !v) {
+        m = new Float32Array(p.length);
+        v = new Float32Array(p.length);
+        s.m.set(name, m);
+        s.v.set(name, v);
+      }
+      const wd = this.decay(name) ? 1 - lr * this.weightDecay : 1;
+      const stepSize = lr / bc1;
+      const sqrtBc2 = Math.sqrt(bc2);
+      for (let i = 0; i < p.length; i++) {
+        const gi = g[i];
+        m[i] = b1 * m[i] + (1 - b1) * gi;
+        v[i] = b2 * v[i] + (1 - b2) * gi * gi;
+        p[i] = p[i] * wd - (stepSize * m[i]) / (Math.sqrt(v[i]) / sqrtBc2 + this.eps);
+      }
+    }
+  }
+}
+
+/**
+ * Linear warm-up from 0 to `lr` over `warmupSteps`, then half-cosine down to `minLr` at
+ * `totalSteps` (timm / DyT's lr_sched). `step` counts from 0.
+ */
+export function warmupCosine(step: number, totalSteps: number, warmupSteps: number, lr: number, minLr: number): number {
+  if (step < warmupSteps) return (lr * (step + 1)) / warmupSteps;
+  const t = Math.min(1, (step - warmupSteps) / Math.max(1, totalSteps - warmupSteps));
+  return minLr + (lr - minLr) * 0.5 * (1 + Math.cos(Math.PI * t));
+}
