@@ -603,4 +603,14 @@ registerOp('ExpandLike', {
   grad: (g, n, [dy]) => [unbroadcast(g, dy!, n.inputs[0].shape), null],
 });
 
+// Identity matrix shaped like a run-time [n, n] tensor (masks over a symbolic batch).
+registerOp('EyeLike', {
+  infer: ([x]) => {
+    if (x.rank !== 2) throw new Error('EyeLike needs a matrix');
+    return [{ shape: x.shape.slice(), dtype: x.dtype }];
+  },
+  emit: (n, c) => void c.node('EyeLike', [c.name(n.inputs[0])], [c.name(n.outputs[0])]),
+  nondiff: [0],
+});
+
 export const OPS_LOADED = true;

@@ -129,20 +129,30 @@ export function vitEmbed(P: VitParams, cfg: VitConfig, images: Tensor): Tensor {
 
 /** Multi-head self-attention on already-normalised tokens h [B, T, D] -> [B, T, D]. */
 export function vitAttention(P: VitParams, cfg: VitConfig, i: number, h: Tensor, bias?: Tensor): Tensor {
+  return vitAttentionQ(P, cfg, i, h, h.shape[1] as number, bias);
+}
+
+/**
+ * Attention where only the first `nq` tokens are queries (keys and values come from all T):
+ * h [B, T, D] -> [B, nq, D]. With nq = 1 this is all a class token needs in the last layer.
+ * `bias` [nq, T] is added to the attention logits (masks, exit-token key bias).
+ */
+export function vitAttentionQ(P: VitParams, cfg: VitConfig, i: number, h: Tensor, nq: number, bias?: Tensor): Tensor {
   const g = P.g;
   const H = cfg.heads;
   const dh = cfg.headDim;
   const inner = H * dh;
   const T = h.shape[1] as number;
   const pre = `blocks.${i}.attn.`;
-  const proj = (k: number) => P.linear(h, pre + 'qkv.weight', pre + 'qkv.bias', [k * inner, (k + 1) * inner]);
-  const q = g.transpose(g.reshape(proj(0), ['B', T, H, dh]), [0, 2, 1, 3]); // (B, H, T, dh)
-  const kT = g.transpose(g.reshape(proj(1), ['B', T, H, dh]), [0, 2, 3, 1]); // (B, H, dh, T)
-  const v = g.transpose(g.reshape(proj(2), ['B', T, H, dh]), [0, 2, 1, 3]); // (B, H, T, dh)
-  let s = g.mulScalar(g.matmul(q, kT), 1 / Math.sqrt(dh)); // (B, H, T, T)
+  const hq = nq === T ? h : g.slice(h, 1, 0, nq);
+  const proj = (x: Tensor, k: number) => P.linear(x, pre + 'qkv.weight', pre + 'qkv.bias', [k * inner, (k + 1) * inner]);
+  const q = g.transpose(g.reshape(proj(hq, 0), ['B', nq, H, dh]), [0, 2, 1, 3]); // (B, H, nq, dh)
+  const kT = g.transpose(g.reshape(proj(h, 1), ['B', T, H, dh]), [0, 2, 3, 1]); // (B, H, dh, T)
+  const v = g.transpose(g.reshape(proj(h, 2), ['B', T, H, dh]), [0, 2, 1, 3]); // (B, H, T, dh)
+  let s = g.mulScalar(g.matmul(q, kT), 1 / Math.sqrt(dh)); // (B, H, nq, T)
   if (bias) s = g.add(s, bias);
   const a = g.softmax(s, -1);
-  const o = g.reshape(g.transpose(g.matmul(a, v), [0, 2, 1, 3]), ['B', T, inner]); // (B, T, H*dh)
+  const o = g.reshape(g.transpose(g.matmul(a, v), [0, 2, 1, 3]), ['B', nq, inner]); // (B, nq, H*dh)
   return P.linear(o, pre + 'proj.weight', pre + 'proj.bias');
 }
 

@@ -1,0 +1,454 @@
+// Multiple-Exit Tuning (MET, arXiv 2409.13999) on a frozen pre-LN ViT, following the rebuilt
+// spec (shared/docs/met-spec.md; section numbers below refer to it).
+//
+//  - K exit-specific class tokens, created from the pre-trained class token (the first E-adapter
+//    turns one token into K; broadcasting c^0 to K copies before layer 1 is the same thing).
+//  - E-adapters before MHA and before the MLP of every layer, all sharing one W_d [D,r] and one
+//    W_u [r,D]; adapter i has cores A_i, B_i [r,r]; each (adapter i, exit j) a diagonal λ_ij [r].
+//      g_ij(t) = σ(t W_d) A_i diag(λ_ij) B_i W_u           (act_position = after_down)
+//  - An exit's token leaves the sequence after its layer: logits_j = h_j(LN_f(c_j)).
+//  - Graph regularization on the head inputs of the early exits (§2).
+//
+// The sequence at layer l is [c_j for active j; patches] with active = {j : l_j >= l}: always a
+// suffix of the exits, and the token that leaves after layer l is the first one.
+
+import { Graph, Tensor } from '../graph';
+import { HostTensor } from '../tensor';
+import { VitConfig } from './config';
+import { layerNorm, VitParams, vitAttentionQ, vitEmbed, vitMlp } from './vit';
+
+export type Variant = 'met' | 'no_gr' | 'shared_cls' | 'linear_probe';
+
+export interface MetConfig {
+  /** 1-indexed layers after which an exit sits, ascending. */
+  exits: number[];
+  rank: number;
+  numClasses: number;
+  variant: Variant;
+  /** Where E-adapters sit: before MHA and MLP (MET), MHA only (MET_MG) or MLP only (MET_FG). */
+  eaPositions: 'both' | 'mha' | 'mlp';
+  /** How patch tokens pass an E-adapter with k exit tokens (§1.4). */
+  featurePath: 'chain' | 'deepest' | 'shared';
+  act: 'relu' | 'gelu';
+  actPosition: 'after_down' | 'after_diag';
+  /** Adapter on the LayerNorm output (ARC, default) or on the residual stream before the LN. */
+  eaPosition: 'post_ln' | 'pre_ln';
+  attnMask: 'none' | 'cls_isolated' | 'fully_isolated';
+  /** -log k on the k exit-token keys keeps the untrained model equal to the backbone (§1.3). */
+  exitKeyBias: 'log_k' | 'none';
+  /** Graph-regularization weight λ (0 disables it; variant no_gr forces 0). */
+  lambda: number;
+  grForm: 'diff' | 'ratio';
+  grSquared: boolean;
+  simClamp: 'none' | 'relu' | 'affine';
+  grExcludeSelf: boolean;
+  /** Divide squared distances by D so λ is on the scale of the CE (off by default: the spec's form). */
+  grNormalize: boolean;
+  headInit: 'trunc_normal' | 'zeros';
+}
+
+export const MET_DEFAULTS: Omit<MetConfig, 'exits' | 'numClasses'> = {
+  rank: 8,
+  variant: 'met',
+  eaPositions: 'both',
+  featurePath: 'chain',
+  act: 'relu',
+  actPosition: 'after_down',
+  eaPosition: 'post_ln',
+  attnMask: 'none',
+  exitKeyBias: 'log_k',
+  lambda: 0.01,
+  grForm: 'diff',
+  grSquared: true,
+  simClamp: 'none',
+  grExcludeSelf: true,
+  grNormalize: false,
+  headInit: 'trunc_normal',
+};
+
+/** The paper's placement: an exit after each of the last 7 layers, or after every layer. */
+export function defaultExits(depth: number): number[] {
+  const n = Math.min(7, depth);
+  return Array.from({ length: n }, (_, i) => depth - n + 1 + i);
+}
+
+export function validateMetConfig(m: MetConfig, depth: number): void {
+  if (!m.exits.length) throw new Error('at least one exit is needed');
+  m.exits.forEach((l, i) => {
+    if (!Number.isInteger(l) || l < 1 || l > depth) throw new Error(`exit layer ${l} is outside 1..${depth}`);
+    if (i && l <= m.exits[i - 1]) throw new Error(`exit layers must be strictly ascending, got ${m.exits.join(',')}`);
+  });
+  if (!Number.isInteger(m.rank) || m.rank < 1) throw new Error(`rank must be a positive integer, got ${m.rank}`);
+  if (!Number.isInteger(m.numClasses) || m.numClasses < 2) throw new Error(`need at least 2 classes, got ${m.numClasses}`);
+}
+
+/** E-adapter index (0-based) of layer l (1-based): 2(l-1) before MHA, 2(l-1)+1 before the MLP. */
+export const adapterIndex = (l: number, beforeMlp: boolean): number => 2 * (l - 1) + (beforeMlp ? 1 : 0);
+
+/** Number of exit tokens alive in layer l. */
+export function activeAt(exits: number[], l: number): number {
+  return exits.filter((e) => e >= l).length;
+}
+
+export function hasAdapters(m: MetConfig): boolean {
+  return m.variant !== 'linear_probe';
+}
+
+export function adapterAt(m: MetConfig, beforeMlp: boolean): boolean {
+  if (!hasAdapters(m)) return false;
+  return m.eaPositions === 'both' || (beforeMlp ? m.eaPositions === 'mlp' : m.eaPositions === 'mha');
+}
+
+// ------------------------------------------------------------------ trainable tensors
+
+/** Shapes of MET's trainable tensors (stored names). */
+export function metParamShapes(cfg: VitConfig, m: MetConfig): Map<string, number[]> {
+  const D = cfg.dim;
+  const r = m.rank;
+  const nA = 2 * cfg.depth;
+  const K = m.exits.length;
+  const s = new Map<string, number[]>();
+  if (hasAdapters(m)) {
+    s.set('ea.down', [D, r]);
+    s.set('ea.up', [r, D]);
+    s.set('ea.A', [nA, r, r]);
+    s.set('ea.B', [nA, r, r]);
+    if (m.featurePath !== 'shared' || K > 0) s.set('ea.diag', [nA, m.variant === 'shared_cls' ? 1 : K, r]);
+  }
+  for (let j = 1; j <= K; j++) {
+    s.set(`exit.${j}.weight`, [m.numClasses, D]);
+    s.set(`exit.${j}.bias`, [m.numClasses]);
+  }
+  return s;
+}
+
+/** Weight decay applies to the projections and head matrices, not to cores, diagonals or biases. */
+export function decays(name: string): boolean {
+  return name === 'ea.down' || name === 'ea.up' || /^exit\.\d+\.weight$/.test(name);
+}
+
+/**
+ * Initial values (§1.4, ARC-style): W_d, W_u Xavier-uniform, A_i = B_i = I, λ = 0, so the
+ * untrained model equals the backbone on every exit token; heads trunc-normal(0.01) or zeros.
+ */
+export function initMetParams(cfg: VitConfig, m: MetConfig, seed: number): Map<string, HostTensor> {
+  let s = (seed * 2654435761 + 0x9e3779b9) >>> 0;
+  const uniform = () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const normal = () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
+  const out = new Map<string, HostTensor>();
+  for (const [name, shape] of metParamShapes(cfg, m)) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const d = new Float32Array(n);
+    if (name === 'ea.down' || name === 'ea.up') {
+      const a = Math.sqrt(6 / (cfg.dim + m.rank));
+      for (let i = 0; i < n; i++) d[i] = (2 * uniform() - 1) * a;
+    } else if (name === 'ea.A' || name === 'ea.B') {
+      const r = m.rank;
+      for (let i = 0; i < shape[0]; i++) for (let k = 0; k < r; k++) d[i * r * r + k * r + k] = 1;
+    } else if (name.endsWith('.weight') && m.headInit === 'trunc_normal') {
+      for (let i = 0; i < n; i++) {
+        let z = normal();
+        while (Math.abs(z) > 2) z = normal();
+        d[i] = 0.01 * z;
+      }
+    }
+    out.set(name, { dtype: 'float32', shape, data: d });
+  }
+  return out;
+}
+
+/** MET's trainable tensors as graph tensors (inputs when training, constants when exporting). */
+export class MetTensors {
+  private cache = new Map<string, Tensor>();
+  readonly inputs = new Map<string, Tensor>();
+  private P?: Tensor;
+
+  constructor(
+    readonly g: Graph,
+    readonly values: Map<string, HostTensor>,
+    readonly asInputs: boolean,
+  ) {}
+
+  get(name: string): Tensor {
+    let t = this.cache.get(name);
+    if (!t) {
+      const h = this.values.get(name);
+      if (!h) throw new Error(`missing MET tensor '${name}'`);
+      if (this.asInputs) {
+        t = this.g.input(name, h.shape);
+        this.inputs.set(name, t);
+      } else t = this.g.constant(h, name);
+      this.cache.set(name, t);
+    }
+    return t;
+  }
+
+  /** [r, r] slice i of a stacked [2L, r, r] tensor. */
+  core(name: 'ea.A' | 'ea.B', i: number): Tensor {
+    const key = `${name}[${i}]`;
+    let t = this.cache.get(key);
+    if (!t) {
+      const full = this.get(name);
+      const r = full.shape[1] as number;
+      t = this.g.reshape(this.g.slice(full, 0, i, i + 1), [r, r]);
+      this.cache.set(key, t);
+    }
+    return t;
+  }
+
+  /** Diagonals of adapter i for exits [j0, j1) (0-based): [j1 - j0, r]. */
+  diag(i: number, j0: number, j1: number, shared: boolean): Tensor {
+    const key = `diag[${i}][${shared ? 's' : `${j0}:${j1}`}]`;
+    let t = this.cache.get(key);
+    if (!t) {
+      const full = this.get('ea.diag'); // [2L, K or 1, r]
+      const r = full.shape[2] as number;
+      const row = this.g.reshape(this.g.slice(full, 0, i, i + 1), [full.shape[1] as number, r]);
+      t = shared ? row : this.g.slice(row, 0, j0, j1);
+      this.cache.set(key, t);
+    }
+    return t;
+  }
+
+  /** P = W_u W_d [r, r]: maps an up-projected update back into the down-projected space. */
+  upDown(): Tensor {
+    if (!this.P) this.P = this.g.matmul(this.get('ea.up'), this.get('ea.down'));
+    return this.P;
+  }
+}
+
+// ------------------------------------------------------------------ the E-adapter
+
+function sigma(g: Graph, m: MetConfig, x: Tensor): Tensor {
+  return m.act === 'gelu' ? g.gelu(x) : g.relu(x);
+}
+
+/** Sub-adapter cores in the r-dim space: z [.., r] -> σ(z) A diag(λ) B (or σ(z A diag(λ)) B). */
+function core(g: Graph, m: MetConfig, z: Tensor, A: Tensor, lam: Tensor | null, B: Tensor): Tensor {
+  if (m.actPosition === 'after_diag') {
+    let h = g.matmul(z, A);
+    if (lam) h = g.mul(h, lam);
+    return g.matmul(sigma(g, m, h), B);
+  }
+  let h = g.matmul(sigma(g, m, z), A);
+  if (lam) h = g.mul(h, lam);
+  return g.matmul(h, B);
+}
+
+/**
+ * E-adapter i on a sequence u [B, k + N, D] whose first k tokens are the exit tokens of exits
+ * [K - k, K) (0-based), or on exit tokens only (patches = false: the last layer's MLP input).
+ *
+ * All work happens in the rank-r space: one down-projection of the whole sequence, the per-exit
+ * cores, one up-projection. The `chain` feature path (patches pass through the k sub-adapters in
+ * turn, X_j = X_{j-1} + g_j(X_{j-1})) stays exact in that space because
+ *   X_j W_d = X_{j-1} W_d + h_j (W_u W_d),   h_j = core_j(X_{j-1} W_d),
+ * so X_k = X_0 + (Σ_j h_j) W_u: the cost of one adapter instead of k.
+ */
+export function eAdapter(g: Graph, m: MetConfig, T: MetTensors, i: number, u: Tensor, k: number, K: number, patches = true): Tensor {
+  const L = u.shape[1] as number;
+  const shared = m.variant === 'shared_cls';
+  const A = T.core('ea.A', i);
+  const B = T.core('ea.B', i);
+  const z = g.matmul(u, T.get('ea.down')); // (B, L, r)
+  const parts: Tensor[] = [];
+  if (k > 0) {
+    // Exit tokens: c_j + g_ij(c_j), all k at once with their diagonals as rows [k, r].
+    const zc = k === L ? z : g.slice(z, 1, 0, k);
+    parts.push(core(g, m, zc, A, T.diag(i, K - k, K, shared), B));
+  }
+  if (patches && L > k) {
+    let zx = k === 0 ? z : g.slice(z, 1, k, L); // (B, N, r)
+    let acc: Tensor;
+    if (m.featurePath === 'shared' || k === 0) {
+      acc = core(g, m, zx, A, null, B);
+    } else if (m.featurePath === 'deepest') {
+      acc = core(g, m, zx, A, T.diag(i, K - 1, K, shared), B);
+    } else {
+      acc = null as unknown as Tensor;
+      for (let j = K - k; j < K; j++) {
+        const h = core(g, m, zx, A, T.diag(i, j, j + 1, shared), B);
+        acc = acc ? g.add(acc, h) : h;
+        if (j < K - 1) zx = g.add(zx, g.matmul(h, T.upDown()));
+      }
+    }
+    parts.push(acc);
+  }
+  const delta = parts.length === 1 ? parts[0] : g.concat(parts, 1); // (B, L, r)
+  return g.add(u, g.matmul(delta, T.get('ea.up')));
+}
+
+// ------------------------------------------------------------------ attention bias for exit tokens
+
+/**
+ * Additive attention bias [Tq, T] for k exit tokens at the front of a length-T sequence, for the
+ * queries [q0, q0 + Tq). null when no bias is needed (k <= 1 with no masking).
+ */
+export function exitAttentionBias(m: MetConfig, k: number, T: number, q0 = 0, Tq = T): HostTensor | null {
+  if (k <= 1 && m.attnMask !== 'fully_isolated') return null;
+  if (k <= 1 && m.exitKeyBias === 'none') return null;
+  const NEG = -1e9;
+  const logk = m.exitKeyBias === 'log_k' ? Math.log(k) : 0;
+  const d = new Float32Array(Tq * T);
+  let any = false;
+  for (let qi = 0; qi < Tq; qi++) {
+    const q = q0 + qi;
+    const isExit = q < k;
+    for (let c = 0; c < k; c++) {
+      let v: number;
+      if (m.attnMask === 'none') v = -logk;
+      else if (m.attnMask === 'cls_isolated') v = isExit ? (c === q ? 0 : NEG) : -logk;
+      else v = isExit ? (c === q ? 0 : NEG) : c === k - 1 ? 0 : NEG; // fully isolated: patches see the deepest exit's token
+      d[qi * T + c] = v;
+      if (v !== 0) any = true;
+    }
+  }
+  return any ? { dtype: 'float32', shape: [Tq, T], data: d } : null;
+}
+
+// ------------------------------------------------------------------ the network
+
+export interface MetForward {
+  /** Per exit: logits [B, C]. */
+  logits: Tensor[];
+  /** Per exit: head input z_j = LN_f(c_j) [B, D] (what graph regularization acts on). */
+  features: Tensor[];
+}
+
+export interface MetState {
+  /** Tokens [B, k + N, D] entering layer `nextLayer` (k exit tokens first). */
+  seq: Tensor;
+  nextLayer: number;
+}
+
+/** Patch embedding and the K exit tokens: the state entering layer 1. */
+export function metEmbed(g: Graph, P: VitParams, cfg: VitConfig, m: MetConfig, images: Tensor): MetState {
+  const x = vitEmbed(P, cfg, images); // (B, 1 + N, D)
+  const K = hasAdapters(m) ? m.exits.length : 1;
+  if (K === 1) return { seq: x, nextLayer: 1 };
+  const N = (x.shape[1] as number) - 1;
+  const cls = g.expand(g.slice(x, 1, 0, 1), ['B', K, cfg.dim]); // K copies of x_cls + pos_0
+  return { seq: g.concat([cls, g.slice(x, 1, 1, 1 + N)], 1), nextLayer: 1 };
+}
+
+/**
+ * Runs layers state.nextLayer .. toLayer. Each exit whose layer is passed emits its logits and
+ * leaves the sequence. The last exit's layer only computes what its token needs (its query in
+ * attention, its MLP): the patch outputs there are never used.
+ */
+export function metLayers(g: Graph, P: VitParams, T: MetTensors | null, cfg: VitConfig, m: MetConfig, state: MetState, toLayer: number): { state: MetState; out: MetForward } {
+  const out: MetForward = { logits: [], features: [] };
+  const K = m.exits.length;
+  const lastExit = m.exits[K - 1];
+  const adapters = hasAdapters(m);
+  let seq = state.seq;
+  for (let l = state.nextLayer; l <= Math.min(toLayer, lastExit); l++) {
+    const k = adapters ? activeAt(m.exits, l) : 1; // tokens in front of the patches
+    const Tn = seq.shape[1] as number;
+    const final = l === lastExit;
+    const nq = final ? k : Tn; // queries computed
+    const pre = `blocks.${l - 1}.`;
+    // ---- attention
+    if (adapters && m.eaPosition === 'pre_ln' && adapterAt(m, false)) seq = eAdapter(g, m, T!, adapterIndex(l, false), seq, k, K);
+    let h = layerNorm(P, cfg, seq, pre + 'norm1');
+    if (adapters && m.eaPosition === 'post_ln' && adapterAt(m, false)) h = eAdapter(g, m, T!, adapterIndex(l, false), h, k, K);
+    const biasHost = adapters ? exitAttentionBias(m, k, Tn, 0, nq) : null;
+    const bias = biasHost ? g.constant(biasHost, `attn_bias.${l}`) : undefined;
+    const a = vitAttentionQ(P, cfg, l - 1, h, nq, bias); // (B, nq, D)
+    let x = final ? g.add(g.slice(seq, 1, 0, nq), a) : g.add(seq, a);
+    // ---- MLP
+    if (adapters && m.eaPosition === 'pre_ln' && adapterAt(m, true)) x = eAdapter(g, m, T!, adapterIndex(l, true), x, k, K, !final);
+    let h2 = layerNorm(P, cfg, x, pre + 'norm2');
+    if (adapters && m.eaPosition === 'post_ln' && adapterAt(m, true)) h2 = eAdapter(g, m, T!, adapterIndex(l, true), h2, k, K, !final);
+    seq = g.add(x, vitMlp(P, cfg, l - 1, h2));
+    // ---- exits after this layer
+    const j = m.exits.indexOf(l);
+    if (j >= 0) {
+      const c = g.reshape(g.slice(seq, 1, 0, 1), ['B', cfg.dim]);
+      const z = layerNorm(P, cfg, c, 'norm');
+      out.features.push(z);
+      out.logits.push(headLogits(g, P, T, j, z));
+      // The exit token leaves (linear probe: the single class token stays until the last exit).
+      if (adapters && !final) seq = g.slice(seq, 1, 1, seq.shape[1] as number);
+    }
+  }
+  return { state: { seq, nextLayer: Math.min(toLayer, lastExit) + 1 }, out };
+}
+
+function headLogits(g: Graph, P: VitParams, T: MetTensors | null, j: number, z: Tensor): Tensor {
+  if (!T) throw new Error('exit heads need MET tensors');
+  void P;
+  return g.add(g.matmul(z, g.mT(T.get(`exit.${j + 1}.weight`))), T.get(`exit.${j + 1}.bias`));
+}
+
+/** The whole multi-exit network: images [B, C, S, S] -> per-exit logits and head inputs. */
+export function metForward(g: Graph, P: VitParams, T: MetTensors, cfg: VitConfig, m: MetConfig, images: Tensor): MetForward {
+  const s0 = metEmbed(g, P, cfg, m, images);
+  return metLayers(g, P, T, cfg, m, s0, cfg.depth).out;
+}
+
+// ------------------------------------------------------------------ losses
+
+/**
+ * Graph regularization for one early exit (§2): similarities from the last exit's detached
+ * logits, squared Euclidean distances between head inputs, intra-class term minus inter-class
+ * term, each normalised by its count of non-zero similarities.
+ */
+export function graphRegularization(g: Graph, m: MetConfig, z: Tensor, lastLogits: Tensor, labels: Tensor): Tensor {
+  const dt = z.dtype;
+  // S_ab = cos(o_a, o_b) on detached logits.
+  const o = g.stopGradient(lastLogits);
+  const norm = g.sqrt(g.addScalar(g.sum(g.mul(o, o), [1], true), 1e-12));
+  const on = g.div(o, norm);
+  let S = g.matmul(on, g.mT(on)); // (B, B)
+  if (m.simClamp === 'relu') S = g.relu(S);
+  else if (m.simClamp === 'affine') S = g.mulScalar(g.addScalar(S, 1), 0.5);
+  const same = g.equal(g.unsqueeze(labels, 1), g.unsqueeze(labels, 0)); // (B, B) bool
+  let sameF = g.cast(same, dt);
+  if (m.grExcludeSelf) sameF = g.mul(sameF, g.sub(g.scalar(1, dt), eyeLike(g, S)));
+  const diffF = g.cast(g.not(same), dt);
+  const Sw = g.stopGradient(g.mul(S, sameF));
+  const Sb = g.stopGradient(g.mul(S, diffF));
+  // ||z_a - z_b||^2 = |z_a|^2 + |z_b|^2 - 2 z_a.z_b
+  const sq = g.sum(g.mul(z, z), [1], true); // (B, 1)
+  let d2 = g.sub(g.add(sq, g.mT(sq)), g.mulScalar(g.matmul(z, g.mT(z)), 2));
+  d2 = g.relu(d2); // rounding can make tiny negatives
+  let dist = m.grSquared ? d2 : g.sqrt(g.addScalar(d2, 1e-12));
+  if (m.grNormalize) dist = g.mulScalar(dist, 1 / (z.shape[1] as number));
+  const nonzero = (s: Tensor) => g.cast(g.not(g.equal(s, g.scalar(0, dt))), dt);
+  const count = (s: Tensor) => g.stopGradient(g.add(g.sumAll(nonzero(s)), g.cast(g.equal(g.sumAll(nonzero(s)), g.scalar(0, dt)), dt))); // max(n, 1)
+  const intra = g.div(g.sumAll(g.mul(Sw, dist)), count(Sw));
+  const inter = g.div(g.sumAll(g.mul(Sb, dist)), count(Sb));
+  return m.grForm === 'ratio' ? g.div(intra, g.addScalar(inter, 1e-12)) : g.sub(intra, inter);
+}
+
+/** Identity matrix with the run-time batch size: (i == j) from two index ranges. */
+function eyeLike(g: Graph, S: Tensor): Tensor {
+  return g.apply1('EyeLike', [S]);
+}
+
+export interface MetLoss {
+  loss: Tensor;
+  ce: Tensor[];
+  gr: Tensor[];
+}
+
+/** L = Σ_j CE_j + λ Σ_{j<K} GR_j (uniform exit weights, §1.1 and §2). */
+export function metLoss(g: Graph, m: MetConfig, f: MetForward, labels: Tensor): MetLoss {
+  const ce = f.logits.map((l) => g.crossEntropy(l, labels));
+  let loss = ce.reduce((a, b) => g.add(a, b));
+  const gr: Tensor[] = [];
+  const lambda = m.variant === 'no_gr' || m.variant === 'linear_probe' ? 0 : m.lambda;
+  const K = f.logits.length;
+  if (lambda !== 0 && K > 1) {
+    for (let j = 0; j < K - 1; j++) gr.push(graphRegularization(g, m, f.features[j], f.logits[K - 1], labels));
+    loss = g.add(loss, g.mulScalar(gr.reduce((a, b) => g.add(a, b)), lambda));
+  }
+  return { loss, ce, gr };
+}
