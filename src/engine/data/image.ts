@@ -13,7 +13,7 @@
 import * as fs from 'fs';
 import sharp from 'sharp';
 import { UserError } from '../tensor';
-import { Image8, resizePil } from './resample';
+import { Filter, Image8, resizePil, Window } from './resample';
 
 export { IMAGE_EXTENSIONS, hasImageExtension, listImageFiles } from './files';
 export type { ListedFiles } from './files';
@@ -82,7 +82,8 @@ const PRESHRINK_MIN_PIXELS = 2_000_000;
 const PRESHRINK_FACTOR = 4;
 const PRESHRINK_GAP = 3;
 
-function validatePreprocess(p: Preprocess): void {
+/** Throws a UserError describing the first invalid setting of `p`. */
+export function validatePreprocess(p: Preprocess): void {
   if (!Number.isInteger(p.imageSize) || p.imageSize < 1 || p.imageSize > 8192) {
     throw new UserError(`image size must be an integer between 1 and 8192, got ${p.imageSize}`);
   }
@@ -181,18 +182,26 @@ async function readBytes(file: string): Promise<Buffer> {
   try {
     buf = await fs.promises.readFile(file);
   } catch (e) {
-    const code = errCode(e);
-    if (code === 'ENOENT' || code === 'ENOTDIR') throw new ImageError(file, 'file not found');
-    if (code === 'EISDIR') throw new ImageError(file, 'is a folder, not an image file');
-    if (code === 'EACCES' || code === 'EPERM') throw new ImageError(file, 'permission denied');
-    throw new ImageError(file, `cannot read file (${cleanMessage(e)})`);
+    throw ioError(file, e);
   }
   if (buf.length === 0) throw new ImageError(file, 'empty file (0 bytes)');
   return buf;
 }
 
-/** Per-channel lookup table of normalised values for the 256 pixel levels. */
-function normTables(p: Preprocess): Float32Array[] {
+function ioError(file: string, e: unknown): ImageError {
+  const code = errCode(e);
+  if (code === 'ENOENT' || code === 'ENOTDIR') return new ImageError(file, 'file not found');
+  if (code === 'EISDIR') return new ImageError(file, 'is a folder, not an image file');
+  if (code === 'EACCES' || code === 'EPERM') return new ImageError(file, 'permission denied');
+  return new ImageError(file, `cannot read file (${cleanMessage(e)})`);
+}
+
+/**
+ * Per-channel lookup table of normalised values for the 256 pixel levels: entry v of table c
+ * is float32((v / 255 - mean[c]) / std[c]). Every path that normalises uses these tables, so
+ * a batch assembled later from cached 8-bit pixels has exactly loadImageTensor's values.
+ */
+export function normalizationTables(p: Preprocess): Float32Array[] {
   const tables: Float32Array[] = [];
   for (let c = 0; c < p.channels; c++) {
     const m = p.mean.length === 1 ? p.mean[0] : p.mean[c];
@@ -252,20 +261,66 @@ export async function imageInfo(file: string): Promise<ImageInfo> {
 }
 
 /**
- * Decodes `file` and writes its normalised [C, S, S] pixels into out[offset ...]. Throws
- * ImageError for anything wrong with the file.
+ * Bytes read by sniffImage before trying the header. Enough for the header of JPEG (EXIF
+ * included), PNG and WebP files; GIF and TIFF headers can need the whole file (a TIFF's
+ * directory may sit at its end), and then the whole file is read.
  */
-async function decodeInto(file: string, p: Preprocess, tables: Float32Array[], out: Float32Array, offset: number): Promise<void> {
+const SNIFF_BYTES = 64 * 1024;
+
+/**
+ * Like imageInfo, but reads only the first 64 KiB when that is enough to parse the header
+ * (JPEG, PNG, WebP), so checking every file of a large dataset stays cheap. Pixel data is not
+ * decoded, so a file whose header is fine but whose data is truncated passes here and fails
+ * at decode time. Throws ImageError (empty, unreadable, not an image, unsupported, too large).
+ */
+export async function sniffImage(file: string): Promise<ImageInfo> {
+  let fh: fs.promises.FileHandle;
+  try {
+    fh = await fs.promises.open(file, 'r');
+  } catch (e) {
+    throw ioError(file, e);
+  }
+  let head: Buffer;
+  let size: number;
+  try {
+    const st = await fh.stat();
+    if (st.isDirectory()) throw new ImageError(file, 'is a folder, not an image file');
+    size = st.size;
+    if (size === 0) throw new ImageError(file, 'empty file (0 bytes)');
+    head = Buffer.alloc(Math.min(size, SNIFF_BYTES));
+    const { bytesRead } = await fh.read(head, 0, head.length, 0);
+    head = head.subarray(0, bytesRead);
+  } catch (e) {
+    throw e instanceof ImageError ? e : ioError(file, e);
+  } finally {
+    await fh.close();
+  }
+  if (size <= head.length) return probe(file, head, SHARP_OPTIONS);
+  try {
+    return await probe(file, head, SHARP_OPTIONS);
+  } catch (e) {
+    // Only 'cannot parse' is worth a second try with the whole file; format and size
+    // refusals came from a header that was read completely.
+    if (!(e instanceof ImageError) || !e.reason.startsWith('not an image')) throw e;
+  }
+  return probe(file, await readBytes(file), SHARP_OPTIONS);
+}
+
+/**
+ * Reads and decodes `file` into interleaved 8-bit RGB after EXIF rotation. `target` gets the
+ * displayed size and returns the size the caller will resize to; large photos are pre-shrunk
+ * by libvips toward it (see PRESHRINK_*), otherwise the pixels are the file's own.
+ */
+async function decodeRgb8(file: string, target: (w: number, h: number) => { width: number; height: number }, filter: Filter): Promise<Image8> {
   const buf = await readBytes(file);
   const { format, width: w0, height: h0 } = await probe(file, buf, SHARP_OPTIONS);
-  const g = geometry(w0, h0, p);
-  const filter = p.interpolation ?? 'bilinear';
+  const t = target(w0, h0);
   // .rotate() with no angle applies the EXIF orientation; sharp runs it before any resize.
   let img = sharp(buf, SHARP_OPTIONS).rotate();
-  if (w0 * h0 > PRESHRINK_MIN_PIXELS && w0 >= PRESHRINK_FACTOR * g.width && h0 >= PRESHRINK_FACTOR * g.height) {
+  if (w0 * h0 > PRESHRINK_MIN_PIXELS && w0 >= PRESHRINK_FACTOR * t.width && h0 >= PRESHRINK_FACTOR * t.height) {
     // fastShrinkOnLoad false: JPEG/WebP still shrink while decoding, but the last part of the
     // reduction goes through the kernel, avoiding DCT-scaling artefacts.
-    img = img.resize(PRESHRINK_GAP * g.width, PRESHRINK_GAP * g.height, { fit: 'fill', kernel: KERNELS[filter], fastShrinkOnLoad: false });
+    img = img.resize(PRESHRINK_GAP * t.width, PRESHRINK_GAP * t.height, { fit: 'fill', kernel: KERNELS[filter], fastShrinkOnLoad: false });
   }
   // keepIccProfile: do not convert through an embedded ICC profile (e.g. Display P3 photos)
   // but use the stored values, as PIL does, so pixels match the Python pipelines. CMYK is
@@ -285,27 +340,109 @@ async function decodeInto(file: string, p: Preprocess, tables: Float32Array[], o
   if (info.channels !== 3 || info.width < 1 || info.height < 1) {
     throw new ImageError(file, `unexpected decoded layout ${info.width}x${info.height}x${info.channels}`);
   }
+  return { data, width: info.width, height: info.height, channels: 3 };
+}
 
-  let src: Image8 = { data: data, width: info.width, height: info.height, channels: 3 };
-  if (p.channels === 1) src = toLuma(src);
-  // Resize + centre crop in one go. When the size already matches, resizePil only copies the
-  // window: exact source pixels (MNIST 28x28 stays bit-exact).
+/** The last step of preprocessing: resize to width x height with `filter`, keep `window`. */
+export interface ResizePlan {
+  width: number;
+  height: number;
+  window: Window;
+  filter: Filter;
+}
+
+/** A decoded image (already in the output channel count) and the resize that finishes it. */
+export interface DecodedImage {
+  image: Image8;
+  plan: ResizePlan;
+}
+
+/**
+ * Everything loadImageTensor does except the final Pillow resize and the normalisation, so a
+ * cache can keep whichever of `image` (small sources) or `finishPreprocess(...)` (large ones)
+ * is smaller and still produce loadImageTensor's exact pixels later. `p` is not validated.
+ */
+export async function decodeForPreprocess(file: string, p: Preprocess): Promise<DecodedImage> {
+  const filter = p.interpolation ?? 'bilinear';
+  let g: Geometry = { width: 0, height: 0, left: 0, top: 0 };
+  const rgb = await decodeRgb8(file, (w, h) => (g = geometry(w, h, p)), filter);
   const s = p.imageSize;
-  const img8 = resizePil(src, g.width, g.height, filter, { left: g.left, top: g.top, width: s, height: s });
+  return {
+    image: p.channels === 1 ? toLuma(rgb) : rgb,
+    plan: { width: g.width, height: g.height, window: { left: g.left, top: g.top, width: s, height: s }, filter },
+  };
+}
 
-  const plane = s * s;
-  const px = img8.data;
-  if (p.channels === 3) {
-    const [t0, t1, t2] = tables;
-    for (let i = 0, j = 0; i < plane; i++, j += 3) {
-      out[offset + i] = t0[px[j]];
-      out[offset + plane + i] = t1[px[j + 1]];
-      out[offset + 2 * plane + i] = t2[px[j + 2]];
+/**
+ * Resize + centre crop in one go: the [S, S, C] 8-bit pixels loadImageTensor normalises. When
+ * the size already matches, resizePil only copies the window: exact source pixels (MNIST
+ * 28x28 stays bit-exact).
+ */
+export function finishPreprocess(d: DecodedImage): Image8 {
+  return resizePil(d.image, d.plan.width, d.plan.height, d.plan.filter, d.plan.window);
+}
+
+/**
+ * Decodes `file` (EXIF rotation, channel conversion as loadImageTensor) without cropping,
+ * scaled down with Pillow's resampler when needed so the shorter side is at most `maxShort`
+ * and the longer at most `maxLong` (aspect kept, sizes rounded). Used to cache sources for
+ * random crops, which need the whole picture but not its full resolution.
+ */
+export async function loadSourceImage8(file: string, channels: 1 | 3, maxShort: number, maxLong: number, filter: Filter = 'bilinear'): Promise<Image8> {
+  let t = { width: 0, height: 0 };
+  const rgb = await decodeRgb8(
+    file,
+    (w, h) => {
+      const scale = Math.min(1, maxShort / Math.min(w, h), maxLong / Math.max(w, h));
+      t = scale >= 1 ? { width: w, height: h } : { width: Math.max(1, Math.round(w * scale)), height: Math.max(1, Math.round(h * scale)) };
+      return t;
+    },
+    filter,
+  );
+  const src = channels === 1 ? toLuma(rgb) : rgb;
+  return src.width === t.width && src.height === t.height ? src : resizePil(src, t.width, t.height, filter);
+}
+
+/**
+ * Writes the [S, S, C] interleaved 8-bit `img` as normalised planar [C, S, S] floats into
+ * out[offset ...] through `tables` (normalizationTables). hflip mirrors each row, which is
+ * what PIL's transpose(FLIP_LEFT_RIGHT) of the same pixels gives.
+ */
+export function writeNormalized(img: Image8, tables: Float32Array[], out: Float32Array, offset: number, hflip = false): void {
+  const { width: w, height: h, data: px } = img;
+  const plane = w * h;
+  if (img.channels !== tables.length) throw new Error(`writeNormalized: ${img.channels}-channel image, ${tables.length} tables`);
+  if (!hflip) {
+    if (img.channels === 3) {
+      const [t0, t1, t2] = tables;
+      for (let i = 0, j = 0; i < plane; i++, j += 3) {
+        out[offset + i] = t0[px[j]];
+        out[offset + plane + i] = t1[px[j + 1]];
+        out[offset + 2 * plane + i] = t2[px[j + 2]];
+      }
+    } else {
+      const t0 = tables[0];
+      for (let i = 0; i < plane; i++) out[offset + i] = t0[px[i]];
     }
-  } else {
-    const t0 = tables[0];
-    for (let i = 0; i < plane; i++) out[offset + i] = t0[px[i]];
+    return;
   }
+  const C = img.channels;
+  for (let c = 0; c < C; c++) {
+    const t = tables[c];
+    const base = offset + c * plane;
+    for (let y = 0; y < h; y++) {
+      const row = y * w;
+      for (let x = 0; x < w; x++) out[base + row + x] = t[px[(row + (w - 1 - x)) * C + c]];
+    }
+  }
+}
+
+/**
+ * Decodes `file` and writes its normalised [C, S, S] pixels into out[offset ...]. Throws
+ * ImageError for anything wrong with the file.
+ */
+async function decodeInto(file: string, p: Preprocess, tables: Float32Array[], out: Float32Array, offset: number): Promise<void> {
+  writeNormalized(finishPreprocess(await decodeForPreprocess(file, p)), tables, out, offset);
 }
 
 /**
@@ -330,7 +467,7 @@ function toLuma(src: Image8): Image8 {
 export async function loadImageTensor(file: string, p: Preprocess): Promise<Float32Array> {
   validatePreprocess(p);
   const out = new Float32Array(p.channels * p.imageSize * p.imageSize);
-  await decodeInto(file, p, normTables(p), out, 0);
+  await decodeInto(file, p, normalizationTables(p), out, 0);
   return out;
 }
 
@@ -352,7 +489,7 @@ export async function loadBatch(files: string[], p: Preprocess, concurrency = 4)
   validatePreprocess(p);
   if (!Number.isInteger(concurrency) || concurrency < 1) throw new UserError(`concurrency must be a positive integer, got ${concurrency}`);
   const per = p.channels * p.imageSize * p.imageSize;
-  const tables = normTables(p);
+  const tables = normalizationTables(p);
   const buf = new Float32Array(files.length * per);
   const errors: (string | null)[] = new Array<string | null>(files.length).fill(null);
 

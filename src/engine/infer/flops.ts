@@ -1,0 +1,105 @@
+// Multiply-accumulate counting over the graph IR, in the convention of PETL papers (spec §4.3):
+// one multiply-add = one "FLOP", and only matrix products are counted. That is what DyT's
+// block_flops_dict.py formula 12·n·D² + 2·n²·D per block does (qkv 3nD², proj nD², MLP 8nD²,
+// QKᵀ and AV n²D each), giving 17.56 G for ViT-B/16 at 224 px. Elementwise ops, softmax, GELU
+// and LayerNorm are free.
+//
+// fvcore's FlopCountAnalysis by default additionally charges 5 per element of each LayerNorm
+// input (norm_flop_counter, "a rough estimate"), which is where its 17.58 G for the same ViT-B
+// comes from. `{ layerNorm: true }` adds that term, for comparison with fvcore tables.
+//
+// Only the nodes an output actually needs are counted, so an exit's cost is countMacs([logits_j])
+// and the increment between two exits is countMacs([logits_j], B, nodesOfExit_{j-1}).
+
+import type { Dim, Node, Tensor } from '../graph/ir';
+
+/** Values of symbolic dims: a number is the batch 'B'; a record names every symbol. */
+export type DimEnv = number | Readonly<Record<string, number>>;
+
+export interface MacOptions {
+  /** Charge fvcore's 5 FLOPs per LayerNorm input element (affine). Default false. */
+  layerNorm?: boolean;
+}
+
+/**
+ * The value of one dim: a number, a symbol ('B'), or a product of symbols and integers
+ * ('B*197', '197*B', 'B*H'), which is how the IR writes symbolic dims after reshapes.
+ */
+export function evalDim(d: Dim, env: DimEnv = 1): number {
+  if (typeof d === 'number') return d;
+  let v = 1;
+  for (const raw of d.split('*')) {
+    const f = raw.trim();
+    if (/^\d+$/.test(f)) v *= Number(f);
+    else if (typeof env === 'number') {
+      if (f !== 'B') throw new Error(`symbolic dim '${d}': no value for '${f}' (only the batch 'B' is known; pass a record of symbol values)`);
+      v *= env;
+    } else {
+      const x = env[f];
+      if (x === undefined) throw new Error(`symbolic dim '${d}': no value for '${f}'`);
+      v *= x;
+    }
+  }
+  return v;
+}
+
+function numelOf(shape: readonly Dim[], env: DimEnv): number {
+  let n = 1;
+  for (const d of shape) n *= evalDim(d, env);
+  return n;
+}
+
+/**
+ * MACs of one node. MatMul [..., M, K] @ [..., K, N] → [..., M, N] costs
+ * prod(broadcast batch dims)·M·K·N = numel(output)·K (counted on the broadcast output, so a
+ * broadcast operand is charged for every batch it is applied to). Everything else is 0 unless
+ * the options say otherwise.
+ */
+export function macsOfNode(node: Node, env: DimEnv = 1, opts: MacOptions = {}): number {
+  switch (node.op) {
+    case 'MatMul': {
+      const a = node.inputs[0];
+      return numelOf(node.outputs[0].shape, env) * evalDim(a.shape[a.rank - 1], env);
+    }
+    case 'LayerNorm':
+      return opts.layerNorm ? 5 * numelOf(node.inputs[0].shape, env) : 0;
+    default:
+      return 0;
+  }
+}
+
+export function macsOfNodes(nodes: Iterable<Node>, env: DimEnv = 1, opts: MacOptions = {}): number {
+  let s = 0;
+  for (const n of nodes) s += macsOfNode(n, env, opts);
+  return s;
+}
+
+/**
+ * The nodes needed to compute `outputs`, each once, in topological (creation) order. Nodes in
+ * `exclude` count as already computed: they are left out and the walk does not go through them,
+ * so their producers are not needed on their account either.
+ */
+export function neededNodes(outputs: readonly Tensor[], exclude?: ReadonlySet<Node>): Node[] {
+  const seen = new Set<Node>();
+  const stack: Node[] = [];
+  const push = (t: Tensor) => {
+    const n = t.node;
+    if (n && !seen.has(n) && !exclude?.has(n)) {
+      seen.add(n);
+      stack.push(n);
+    }
+  };
+  outputs.forEach(push);
+  // Iterative, since backward graphs are deep enough to make recursion fragile.
+  while (stack.length) for (const t of stack.pop()!.inputs) push(t);
+  // Node ids are positions in graph.nodes, assigned when a node is created after its inputs.
+  return [...seen].sort((a, b) => a.id - b.id);
+}
+
+/**
+ * MACs to compute `outputs` from the graph inputs and constants at batch size `batch` (or with
+ * the given symbol values), skipping the nodes in `exclude` (already computed).
+ */
+export function countMacs(outputs: readonly Tensor[], batch: DimEnv = 1, exclude?: ReadonlySet<Node>, opts: MacOptions = {}): number {
+  return macsOfNodes(neededNodes(outputs, exclude), batch, opts);
+}

@@ -1,0 +1,337 @@
+// A run is a folder: the resolved config, the trainable weights, metrics, every eval sample's
+// per-exit confidences and predictions, and the fitted thresholds. Everything the CLI and the
+// panels show is read from here; nothing lives only in memory.
+//
+//   config.json            resolved settings, backbone config, classes, dataset summary
+//   report.json            skipped files with reasons, warnings, how the split was made
+//   metrics.jsonl          one JSON object per step and per epoch
+//   checkpoint.safetensors parameters + AdamW moments + loop position (for --resume)
+//   trainable.safetensors  MET's trained tensors
+//   predictions.json       per split: files, labels, per-exit confidence and prediction
+//   thresholds.json        exit costs, the accuracy-vs-GFLOPs curve, the chosen thresholds
+//   summary.json           static accuracy/GFLOPs per exit, dynamic curve, throughput
+
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { ImageCache, scanDataset, Dataset, Sample, epochOrder, stepRng } from '../data/folder';
+import { Preprocess } from '../data/image';
+import { VitConfig } from '../model/config';
+import { defaultExits, initMetParams, MetConfig, validateMetConfig } from '../model/met';
+import { prepareWeights } from '../model/vit';
+import { confidences, buildSegments, cumulativeGflops, SegmentRunner } from '../infer/segments';
+import { applyThresholds, budgetCurve, BudgetPoint, ExitScores, findThresholds } from '../infer/thresholds';
+import { resolveDevice } from '../runtime/device';
+import { SessionOptions } from '../runtime/session';
+import { HostTensor, UserError } from '../tensor';
+import { train, TrainEvent, TRAINABLE } from '../train/trainer';
+import { loadBackbone } from '../weights';
+import { readSafetensors } from '../weights/safetensors';
+import { metConfigOf, TrainConfig } from './config';
+
+export const RUN_VERSION = 1;
+
+export interface RunConfigFile {
+  version: number;
+  createdAt: string;
+  train: TrainConfig;
+  backbone: { file: string; layout: string; config: VitConfig };
+  met: MetConfig;
+  classes: string[];
+  dataset: { root: string; layout: string; counts: { train: number; val: number; test: number }; notes: string[] };
+}
+
+export interface SplitPredictions {
+  files: string[];
+  labels: number[];
+  /** [exit][sample] */
+  conf: number[][];
+  pred: number[][];
+}
+
+export interface ThresholdsFile {
+  /** 0-based exits used for budgeted inference. */
+  exits: number[];
+  /** Cumulative GFLOPs to reach each exit (all exits). */
+  gflops: number[];
+  /** Thresholds fitted on val, evaluated on test, per p. */
+  curve: BudgetPoint[];
+  /** The thresholds `met predict` and `met export` use, one per used exit. */
+  chosen: { p: number | null; thresholds: number[]; source: string };
+}
+
+export interface RunHandlers {
+  onEvent?: (e: TrainEvent) => void;
+  log?: (msg: string) => void;
+  shouldStop?: () => string | null;
+}
+
+function writeJson(file: string, v: unknown): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  fs.writeFileSync(tmp, JSON.stringify(v, null, 1));
+  fs.renameSync(tmp, file);
+}
+
+export function readJson<T>(file: string): T {
+  if (!fs.existsSync(file)) throw new UserError(`${file} does not exist`);
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as T;
+  } catch (e) {
+    throw new UserError(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+}
+
+function stamp(): string {
+  const d = new Date();
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}-${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}`;
+}
+
+function makeRunDir(out: string | undefined, variant: string): string {
+  const dir = path.resolve(out ?? path.join('.met', 'runs', `${stamp()}-${variant}`));
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+    const probe = path.join(dir, `.write-test-${process.pid}`);
+    fs.writeFileSync(probe, '');
+    fs.rmSync(probe);
+  } catch (e) {
+    throw new UserError(`cannot write the run folder ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  return dir;
+}
+
+function preprocessOf(c: TrainConfig, vit: VitConfig): Preprocess {
+  return { imageSize: vit.imageSize, channels: vit.channels as 1 | 3, mean: vit.mean, std: vit.std, resize: c.resize };
+}
+
+function backboneOf(c: TrainConfig) {
+  const overrides: Partial<VitConfig> = {};
+  if (c.imageSize) overrides.imageSize = c.imageSize;
+  if (c.heads) overrides.heads = c.heads;
+  if (c.backboneAct) overrides.act = c.backboneAct;
+  if (c.mean) overrides.mean = c.mean;
+  if (c.std) overrides.std = c.std;
+  const b = loadBackbone(c.weights, { layout: c.layout, overrides });
+  if (c.channels && c.channels !== b.config.channels) throw new UserError(`channels: ${c.channels} requested but ${path.basename(c.weights)} expects ${b.config.channels}-channel images`);
+  return { ...b, tensors: prepareWeights(b.config, b.tensors) };
+}
+
+async function sessionOptions(c: TrainConfig, log?: (m: string) => void): Promise<SessionOptions> {
+  const choice = await resolveDevice(c.device);
+  if (c.device === 'auto') for (const n of choice.notes) log?.(n);
+  return { providers: choice.providers, threads: c.threads };
+}
+
+/** Per-exit scores of a split, running every exit (static mode). */
+async function scoreSplit(runner: SegmentRunner, cache: ImageCache, samples: Sample[], vit: VitConfig, batch = 64): Promise<SplitPredictions> {
+  const K = runner.segments.length;
+  const out: SplitPredictions = { files: samples.map((s) => s.file), labels: samples.map((s) => s.label), conf: Array.from({ length: K }, () => []), pred: Array.from({ length: K }, () => []) };
+  for (let s = 0; s < samples.length; s += batch) {
+    const part = samples.slice(s, s + batch);
+    const b = cache.batch(part);
+    const r = await runner.allExits({ dtype: 'float32', shape: [part.length, vit.channels, vit.imageSize, vit.imageSize], data: b.images });
+    r.probs.forEach((p, j) => {
+      const { conf, pred } = confidences(p, runner.numClasses);
+      out.conf[j].push(...conf);
+      out.pred[j].push(...pred);
+    });
+  }
+  return out;
+}
+
+export function exitScores(p: SplitPredictions, exits?: number[]): ExitScores {
+  const use = exits ?? p.conf.map((_, j) => j);
+  return {
+    conf: use.map((j) => Float32Array.from(p.conf[j])),
+    pred: use.map((j) => Int32Array.from(p.pred[j])),
+    labels: Int32Array.from(p.labels),
+  };
+}
+
+export function staticAccuracy(p: SplitPredictions): number[] {
+  return p.pred.map((row) => (row.length ? row.filter((c, i) => c === p.labels[i]).length / row.length : NaN));
+}
+
+/**
+ * Thresholds for budgeted inference: the curve fitted on val and evaluated on test, and a
+ * default operating point chosen on val alone: the cheapest p whose val accuracy is within
+ * 0.5 points of the last exit's.
+ */
+export function fitThresholds(val: SplitPredictions, test: SplitPredictions, gflops: number[], exits: number[]): ThresholdsFile {
+  const cost = exits.map((j) => gflops[j]);
+  const curve = budgetCurve(exitScores(val, exits), exitScores(test, exits), cost);
+  const valCurve = budgetCurve(exitScores(val, exits), exitScores(val, exits), cost);
+  const lastAcc = staticAccuracy(val)[exits[exits.length - 1]];
+  const ok = valCurve.filter((pt) => pt.accuracy >= lastAcc - 0.005).sort((a, b) => a.gflops - b.gflops);
+  const pick = ok[0] ?? valCurve[valCurve.length - 1];
+  return {
+    exits,
+    gflops,
+    curve,
+    chosen: pick
+      ? { p: pick.p, thresholds: pick.thresholds, source: 'cheapest p within 0.5 points of the last exit on val' }
+      : { p: null, thresholds: exits.map((_, i) => (i === exits.length - 1 ? -Infinity : Infinity)), source: 'no val data: every sample runs to the last exit' },
+  };
+}
+
+export interface RunSummary {
+  runDir: string;
+  exits: { exit: number; layer: number; accuracy: number; gflops: number }[];
+  dynamic: { p: number; accuracy: number; gflops: number; thresholds: number[]; exitCounts: number[] }[];
+  trainImgPerSec: number;
+  stopped: string | null;
+}
+
+/** `met train`: scan the folder, fine-tune with MET, evaluate, fit thresholds. */
+export async function runTraining(c: TrainConfig, h: RunHandlers = {}, resumeDir?: string): Promise<RunSummary> {
+  const log = h.log ?? (() => {});
+  const bb = backboneOf(c);
+  const vit = bb.config;
+  const ds: Dataset = await scanDataset({ root: c.data, split: c.split, seed: c.seed });
+  const exits = c.exits ?? defaultExits(vit.depth);
+  const met = metConfigOf(c, exits, ds.classes.length);
+  try {
+    validateMetConfig(met, vit.depth);
+  } catch (e) {
+    throw new UserError(`exits: ${(e as Error).message}`);
+  }
+  const runDir = resumeDir ?? makeRunDir(c.out, c.variant);
+  const pre = preprocessOf(c, vit);
+  const evalCache = new ImageCache({ pre });
+  const trainCache = c.augment ? new ImageCache({ pre, augment: { randomResizedCrop: {}, hflip: true } }) : evalCache;
+  log(`data: ${ds.classes.length} classes, ${ds.train.length} train / ${ds.val.length} val / ${ds.test.length} test images (${ds.layout})`);
+  for (const w of ds.warnings) log(`warning: ${w}`);
+  const prepTrain = await trainCache.prepare(ds.train);
+  const prepVal = await evalCache.prepare(ds.val);
+  const prepTest = await evalCache.prepare(ds.test);
+  const failed = [...prepTrain.failed, ...prepVal.failed, ...prepTest.failed];
+  const skipped = [...ds.skipped, ...failed];
+  if (skipped.length) log(`skipped ${skipped.length} files (listed in ${path.join(runDir, 'report.json')})`);
+  const train_ = prepTrain.ok;
+  const val = prepVal.ok;
+  const test = prepTest.ok;
+  if (!train_.length) throw new UserError(`${c.data}: no training image could be read`);
+
+  const cfgFile: RunConfigFile = {
+    version: RUN_VERSION,
+    createdAt: new Date().toISOString(),
+    train: { ...c, data: path.resolve(c.data), weights: path.resolve(c.weights), out: runDir, exits },
+    backbone: { file: path.resolve(c.weights), layout: bb.layout, config: vit },
+    met,
+    classes: ds.classes,
+    dataset: { root: ds.root, layout: ds.layout, counts: { train: train_.length, val: val.length, test: test.length }, notes: ds.notes },
+  };
+  if (!resumeDir) {
+    writeJson(path.join(runDir, 'config.json'), cfgFile);
+    writeJson(path.join(runDir, 'report.json'), { skipped, warnings: ds.warnings, notes: ds.notes });
+  }
+
+  const so = await sessionOptions(c, log);
+  const segsTrainable = buildSegments(vit, met, bb.tensors, initMetParams(vit, met, c.seed), false);
+  const gflops = cumulativeGflops(segsTrainable);
+  let valRunner: SegmentRunner | null = null;
+  const validate = async (params: Map<string, HostTensor>) => {
+    if (!val.length) return [];
+    valRunner ??= await SegmentRunner.create(segsTrainable, met.numClasses, params, so);
+    for (const [k, v] of params) valRunner.feeds[k] = v;
+    return staticAccuracy(await scoreSplit(valRunner, evalCache, val, vit));
+  };
+  let imgPerSec = 0;
+  const { params, stopped } = await train({
+    runDir,
+    cfg: vit,
+    backbone: bb.tensors,
+    met,
+    init: initMetParams(vit, met, c.seed),
+    schedule: { epochs: c.epochs, batch: c.batch, lr: c.lr, minLr: c.minLr, weightDecay: c.weightDecay, warmupEpochs: c.warmupEpochs, seed: c.seed },
+    data: {
+      train: train_,
+      val,
+      batch: (s, rng) => trainCache.batch(s, rng),
+      epochOrder: (s, seed, epoch) => epochOrder(s, seed, epoch),
+      stepRng: (seed, epoch, step) => stepRng(seed, epoch, step),
+      augment: c.augment,
+    },
+    session: so,
+    validate,
+    onEvent: (e) => {
+      if (e.type === 'step') imgPerSec = imgPerSec ? 0.9 * imgPerSec + 0.1 * e.imgPerSec : e.imgPerSec;
+      h.onEvent?.(e);
+    },
+    shouldStop: h.shouldStop,
+    resume: !!resumeDir,
+  });
+  await (valRunner as SegmentRunner | null)?.release();
+  if (stopped) return { runDir, exits: [], dynamic: [], trainImgPerSec: imgPerSec, stopped };
+
+  const summary = await evaluateAndWrite(runDir, cfgFile, bb.tensors, params, evalCache, { val, test }, so, c.dynamicExits);
+  summary.trainImgPerSec = imgPerSec;
+  writeJson(path.join(runDir, 'summary.json'), summary);
+  return summary;
+}
+
+async function evaluateAndWrite(runDir: string, cf: RunConfigFile, backbone: Map<string, HostTensor>, params: Map<string, HostTensor>, cache: ImageCache, splits: { val: Sample[]; test: Sample[] }, so: SessionOptions, dynamicExits?: number[]): Promise<RunSummary> {
+  const vit = cf.backbone.config;
+  const met = cf.met;
+  const segs = buildSegments(vit, met, backbone, params, true);
+  const gflops = cumulativeGflops(segs);
+  const runner = await SegmentRunner.create(segs, met.numClasses, null, so);
+  const val = await scoreSplit(runner, cache, splits.val, vit);
+  const test = await scoreSplit(runner, cache, splits.test, vit);
+  await runner.release();
+  writeJson(path.join(runDir, 'predictions.json'), { classes: cf.classes, exits: met.exits, val, test });
+  const used = dynamicExits ? dynamicExits.map((e) => e - 1) : met.exits.map((_, j) => j);
+  const th = fitThresholds(val, test, gflops, used);
+  writeJson(path.join(runDir, 'thresholds.json'), th);
+  const acc = staticAccuracy(test);
+  return {
+    runDir,
+    exits: met.exits.map((layer, j) => ({ exit: j + 1, layer, accuracy: acc[j], gflops: gflops[j] })),
+    dynamic: th.curve.map((p) => ({ p: p.p, accuracy: p.accuracy, gflops: p.gflops, thresholds: p.thresholds, exitCounts: p.exitCounts })),
+    trainImgPerSec: 0,
+    stopped: null,
+  };
+}
+
+/** Loads what a run needs for inference. */
+export function loadRun(runDir: string) {
+  const cf = readJson<RunConfigFile>(path.join(runDir, 'config.json'));
+  if (cf.version !== RUN_VERSION) throw new UserError(`${runDir}: run format ${cf.version} is not supported (expected ${RUN_VERSION})`);
+  const wfile = path.join(runDir, TRAINABLE);
+  if (!fs.existsSync(wfile)) throw new UserError(`${runDir}: no ${TRAINABLE} yet (has the run finished an epoch?)`);
+  const params = readSafetensors(wfile);
+  if (!fs.existsSync(cf.backbone.file)) throw new UserError(`${runDir}: the backbone weights ${cf.backbone.file} are gone`);
+  const bb = backboneOf(cf.train);
+  return { cf, params, backbone: bb.tensors, vit: bb.config };
+}
+
+export function readThresholds(runDir: string): ThresholdsFile | null {
+  const f = path.join(runDir, 'thresholds.json');
+  return fs.existsSync(f) ? readJson<ThresholdsFile>(f) : null;
+}
+
+/** `met eval`: per-exit accuracy and GFLOPs on the run's test split (or another folder), and the dynamic curve. */
+export async function evaluateRun(runDir: string, opts: { data?: string; device?: TrainConfig['device']; threads?: number } = {}): Promise<RunSummary> {
+  const { cf, params, backbone, vit } = loadRun(runDir);
+  const c = { ...cf.train, device: opts.device ?? cf.train.device, threads: opts.threads ?? cf.train.threads };
+  const so = await sessionOptions(c);
+  const cache = new ImageCache({ pre: preprocessOf(c, vit) });
+  const ds = await scanDataset({ root: cf.dataset.root, split: c.split, seed: c.seed });
+  let test: Sample[] = ds.test;
+  if (opts.data) {
+    // Another folder: every image in it, labelled by class folder names of the run.
+    const other = await scanDataset({ root: opts.data, split: [0, 0, 100], seed: 0 });
+    test = [...other.train, ...other.val, ...other.test].flatMap((s) => {
+      const name = other.classes[s.label];
+      const label = cf.classes.indexOf(name);
+      return label >= 0 ? [{ file: s.file, label }] : [];
+    });
+    if (!test.length) throw new UserError(`${opts.data}: none of its class folders match the run's classes (${cf.classes.join(', ')})`);
+  }
+  const val = (await cache.prepare(ds.val)).ok;
+  test = (await cache.prepare(test)).ok;
+  const th = readThresholds(runDir);
+  return evaluateAndWrite(opts.data ? fs.mkdtempSync(path.join(os.tmpdir(), 'met-eval-')) : runDir, cf, backbone, params, cache, { val, test }, so, th ? th.exits.map((j) => j + 1) : undefined);
+}
+
+export { findThresholds, applyThresholds };

@@ -1,0 +1,274 @@
+// The MET training loop: onnxruntime computes the loss and the gradients of MET's small
+// trainable set (the backbone is frozen: its weights are initializers and get no gradients),
+// AdamW updates them in TypeScript, and the loop checkpoints atomically so that an interrupted
+// run resumes to the same weights as an uninterrupted one.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { compile, Graph, grad, Tensor } from '../graph';
+import { VitConfig } from '../model/config';
+import { decays, MetConfig, metForward, metLoss, MetTensors } from '../model/met';
+import { VitParams } from '../model/vit';
+import { Session, SessionOptions } from '../runtime/session';
+import { HostTensor, UserError } from '../tensor';
+import { readSafetensorsFile, writeSafetensors } from '../weights/safetensors';
+import { AdamW, warmupCosine } from './adamw';
+
+export interface Sample {
+  file: string;
+  label: number;
+}
+
+/** What the loop needs from the data pipeline (decoded, cached images). */
+export interface TrainData {
+  train: Sample[];
+  val: Sample[];
+  /** Images [B, C, S, S] and labels [B]; `rng` drives augmentation when it is on. */
+  batch(samples: Sample[], rng?: () => number): { images: Float32Array; labels: BigInt64Array };
+  /** The training order of an epoch (a pure function of seed and epoch). */
+  epochOrder(samples: Sample[], seed: number, epoch: number): Sample[];
+  /** Augmentation randomness of one step (a pure function of seed, epoch and step). */
+  stepRng(seed: number, epoch: number, step: number): () => number;
+  augment: boolean;
+}
+
+export interface Schedule {
+  epochs: number;
+  batch: number;
+  lr: number;
+  minLr: number;
+  weightDecay: number;
+  warmupEpochs: number;
+  seed: number;
+}
+
+export type TrainEvent =
+  | { type: 'start'; epochs: number; stepsPerEpoch: number; totalSteps: number; startStep: number; train: number; val: number; exits: number[]; trainable: number }
+  | { type: 'step'; epoch: number; step: number; totalSteps: number; loss: number; lossPerExit: number[]; gr: number[]; accPerExit: number[]; lr: number; imgPerSec: number; etaSec: number }
+  | { type: 'epoch'; epoch: number; step: number; valAccPerExit: number[]; trainLoss: number; seconds: number }
+  | { type: 'checkpoint'; step: number; file: string }
+  | { type: 'stopped'; step: number; reason: string }
+  | { type: 'done'; step: number; seconds: number };
+
+export interface TrainerOptions {
+  runDir: string;
+  cfg: VitConfig;
+  backbone: Map<string, HostTensor>;
+  met: MetConfig;
+  init: Map<string, HostTensor>;
+  schedule: Schedule;
+  data: TrainData;
+  session?: SessionOptions;
+  /** Per-epoch validation accuracy per exit (the caller owns the eval sessions). */
+  validate?: (params: Map<string, HostTensor>) => Promise<number[]>;
+  onEvent?: (e: TrainEvent) => void;
+  /** Polled between steps: true stops after a checkpoint (SIGINT/SIGTERM, cancel). */
+  shouldStop?: () => string | null;
+  resume?: boolean;
+  /** Checkpoint at least this often (ms) besides every epoch end. */
+  checkpointEveryMs?: number;
+}
+
+export const CHECKPOINT = 'checkpoint.safetensors';
+export const TRAINABLE = 'trainable.safetensors';
+export const METRICS = 'metrics.jsonl';
+
+interface LoopState {
+  epoch: number;
+  stepInEpoch: number;
+  globalStep: number;
+  adamStep: number;
+}
+
+/** The train-step model: loss, per-exit losses and logits, and the gradients of the trainables. */
+export function buildTrainStep(cfg: VitConfig, backbone: Map<string, HostTensor>, met: MetConfig, init: Map<string, HostTensor>) {
+  const g = new Graph();
+  const P = new VitParams(g, backbone);
+  const T = new MetTensors(g, init, true);
+  const images = g.input('images', ['B', cfg.channels, cfg.imageSize, cfg.imageSize]);
+  const labels = g.input('labels', ['B'], 'int64');
+  const f = metForward(g, P, T, cfg, met, images);
+  const L = metLoss(g, met, f, labels);
+  const names = [...init.keys()];
+  const params = names.map((n) => T.get(n));
+  const grads = grad(L.loss, params);
+  const outs: Record<string, Tensor> = { loss: L.loss };
+  L.ce.forEach((t, j) => (outs[`ce.${j}`] = t));
+  L.gr.forEach((t, j) => (outs[`gr.${j}`] = t));
+  f.logits.forEach((t, j) => (outs[`logits.${j}`] = t));
+  names.forEach((n, i) => (outs[`grad.${n}`] = grads[i]));
+  return { model: compile(g, outs, { name: 'met_train_step' }), names, K: f.logits.length, G: L.gr.length };
+}
+
+function writeCheckpoint(runDir: string, params: Map<string, Float32Array>, shapes: Map<string, number[]>, opt: AdamW, st: LoopState): string {
+  const t: Record<string, HostTensor> = {};
+  for (const [n, p] of params) {
+    const shape = shapes.get(n)!;
+    t[`p.${n}`] = { dtype: 'float32', shape, data: p };
+    const m = opt.state.m.get(n);
+    const v = opt.state.v.get(n);
+    if (m && v) {
+      t[`m.${n}`] = { dtype: 'float32', shape, data: m };
+      t[`v.${n}`] = { dtype: 'float32', shape, data: v };
+    }
+  }
+  const file = path.join(runDir, CHECKPOINT);
+  // One file, renamed into place: parameters, moments and loop position always agree.
+  writeSafetensors(file, t, { state: JSON.stringify(st) });
+  return file;
+}
+
+function readCheckpoint(runDir: string, shapes: Map<string, number[]>): { params: Map<string, Float32Array>; m: Map<string, Float32Array>; v: Map<string, Float32Array>; st: LoopState } {
+  const file = path.join(runDir, CHECKPOINT);
+  if (!fs.existsSync(file)) throw new UserError(`${runDir}: no ${CHECKPOINT} to resume from`);
+  const ck = readSafetensorsFile(file);
+  const st = JSON.parse(ck.metadata?.state ?? 'null') as LoopState | null;
+  if (!st) throw new UserError(`${file}: missing loop state`);
+  const params = new Map<string, Float32Array>();
+  const m = new Map<string, Float32Array>();
+  const v = new Map<string, Float32Array>();
+  for (const [n, shape] of shapes) {
+    const p = ck.tensors.get(`p.${n}`);
+    if (!p) throw new UserError(`${file}: tensor 'p.${n}' is missing`);
+    if (p.shape.join() !== shape.join()) throw new UserError(`${file}: tensor '${n}' expected [${shape}], found [${p.shape}]`);
+    params.set(n, p.data as Float32Array);
+    const mm = ck.tensors.get(`m.${n}`);
+    const vv = ck.tensors.get(`v.${n}`);
+    if (mm && vv) {
+      m.set(n, mm.data as Float32Array);
+      v.set(n, vv.data as Float32Array);
+    }
+  }
+  return { params, m, v, st };
+}
+
+/** Drops metrics lines written after the checkpoint, so a resumed log has no duplicates. */
+function trimMetrics(runDir: string, step: number): void {
+  const f = path.join(runDir, METRICS);
+  if (!fs.existsSync(f)) return;
+  const keep = fs
+    .readFileSync(f, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim())
+    .filter((l) => {
+      try {
+        const e = JSON.parse(l) as { step?: number };
+        return e.step === undefined || e.step <= step;
+      } catch {
+        return false;
+      }
+    });
+  fs.writeFileSync(f, keep.map((l) => l + '\n').join(''));
+}
+
+export async function train(o: TrainerOptions): Promise<{ params: Map<string, HostTensor>; stopped: string | null }> {
+  const { cfg, met, schedule: S, data } = o;
+  const shapes = new Map([...o.init].map(([n, t]) => [n, t.shape]));
+  const { model, names, K, G } = buildTrainStep(cfg, o.backbone, met, o.init);
+  const session = await Session.create(model, o.session);
+  const opt = new AdamW({ lr: S.lr, weightDecay: S.weightDecay }, decays);
+  let params: Map<string, Float32Array> = new Map([...o.init].map(([n, t]) => [n, Float32Array.from(t.data as Float32Array)]));
+  let st: LoopState = { epoch: 0, stepInEpoch: 0, globalStep: 0, adamStep: 0 };
+  if (o.resume) {
+    const ck = readCheckpoint(o.runDir, shapes);
+    params = ck.params;
+    opt.state = { step: ck.st.adamStep, m: ck.m, v: ck.v };
+    st = ck.st;
+    trimMetrics(o.runDir, st.globalStep);
+  }
+  const stepsPerEpoch = Math.ceil(data.train.length / S.batch);
+  const totalSteps = stepsPerEpoch * S.epochs;
+  const warmup = Math.round(S.warmupEpochs * stepsPerEpoch);
+  const metrics = fs.openSync(path.join(o.runDir, METRICS), 'a');
+  const emit = (e: TrainEvent) => {
+    if (e.type === 'step' || e.type === 'epoch') fs.writeSync(metrics, JSON.stringify(e) + '\n');
+    o.onEvent?.(e);
+  };
+  const hostParams = () => new Map([...params].map(([n, p]) => [n, { dtype: 'float32' as const, shape: shapes.get(n)!, data: p } as HostTensor]));
+  const trainable = [...params.values()].reduce((a, p) => a + p.length, 0);
+  emit({ type: 'start', epochs: S.epochs, stepsPerEpoch, totalSteps, startStep: st.globalStep, train: data.train.length, val: data.val.length, exits: met.exits, trainable });
+
+  const t0 = Date.now();
+  let lastCk = Date.now();
+  let stepsDone = 0;
+  let stopped: string | null = null;
+  try {
+    outer: for (let epoch = st.epoch; epoch < S.epochs; epoch++) {
+      const order = data.epochOrder(data.train, S.seed, epoch);
+      const epochStart = Date.now();
+      let lossSum = 0;
+      let lossN = 0;
+      for (let s = epoch === st.epoch ? st.stepInEpoch : 0; s < stepsPerEpoch; s++) {
+        const reason = o.shouldStop?.() ?? null;
+        if (reason) {
+          stopped = reason;
+          break outer;
+        }
+        const samples = order.slice(s * S.batch, (s + 1) * S.batch);
+        const B = samples.length;
+        const b = data.batch(samples, data.augment ? data.stepRng(S.seed, epoch, s) : undefined);
+        const feeds: Record<string, HostTensor> = {
+          images: { dtype: 'float32', shape: [B, cfg.channels, cfg.imageSize, cfg.imageSize], data: b.images },
+          labels: { dtype: 'int64', shape: [B], data: b.labels },
+        };
+        for (const n of names) feeds[n] = { dtype: 'float32', shape: shapes.get(n)!, data: params.get(n)! };
+        const ts = Date.now();
+        const r = await session.run(feeds);
+        const loss = Number(r.loss.data[0]);
+        const ce = Array.from({ length: K }, (_, j) => Number(r[`ce.${j}`].data[0]));
+        const gr = Array.from({ length: G }, (_, j) => Number(r[`gr.${j}`].data[0]));
+        if (!Number.isFinite(loss)) {
+          const bad = ce.findIndex((x) => !Number.isFinite(x));
+          const badGr = gr.findIndex((x) => !Number.isFinite(x));
+          const where = bad >= 0 ? `exit ${bad + 1} (after layer ${met.exits[bad]}) cross-entropy = ${ce[bad]}` : badGr >= 0 ? `exit ${badGr + 1} graph regularization = ${gr[badGr]}` : `total = ${loss}`;
+          throw new UserError(`training stopped: the loss is not finite at step ${st.globalStep + 1} (epoch ${epoch + 1}): ${where}. Lower --lr or --lambda; the last good checkpoint is kept in ${o.runDir}`);
+        }
+        const grads = new Map(names.map((n) => [n, r[`grad.${n}`].data as Float32Array]));
+        const lr = warmupCosine(st.globalStep, totalSteps, warmup, S.lr, S.minLr);
+        opt.step(params, grads, lr);
+        st = { epoch, stepInEpoch: s + 1, globalStep: st.globalStep + 1, adamStep: opt.state.step };
+        stepsDone++;
+        lossSum += loss;
+        lossN++;
+        const labels = b.labels;
+        const acc = Array.from({ length: K }, (_, j) => {
+          const lg = r[`logits.${j}`].data as Float32Array;
+          const C = met.numClasses;
+          let right = 0;
+          for (let i = 0; i < B; i++) {
+            let best = 0;
+            for (let c = 1; c < C; c++) if (lg[i * C + c] > lg[i * C + best]) best = c;
+            if (BigInt(best) === labels[i]) right++;
+          }
+          return right / B;
+        });
+        const elapsed = (Date.now() - t0) / 1000;
+        const perStep = elapsed / stepsDone;
+        emit({
+          type: 'step', epoch: epoch + 1, step: st.globalStep, totalSteps, loss, lossPerExit: ce, gr, accPerExit: acc, lr,
+          imgPerSec: B / ((Date.now() - ts) / 1000), etaSec: perStep * (totalSteps - st.globalStep),
+        });
+        if (Date.now() - lastCk > (o.checkpointEveryMs ?? 60_000)) {
+          emit({ type: 'checkpoint', step: st.globalStep, file: writeCheckpoint(o.runDir, params, shapes, opt, st) });
+          lastCk = Date.now();
+        }
+      }
+      // Epoch end: the position is the start of the next epoch.
+      st = { ...st, epoch: epoch + 1, stepInEpoch: 0 };
+      writeCheckpoint(o.runDir, params, shapes, opt, st);
+      writeSafetensors(path.join(o.runDir, TRAINABLE), hostParams());
+      lastCk = Date.now();
+      const valAcc = o.validate ? await o.validate(hostParams()) : [];
+      emit({ type: 'epoch', epoch: epoch + 1, step: st.globalStep, valAccPerExit: valAcc, trainLoss: lossN ? lossSum / lossN : NaN, seconds: (Date.now() - epochStart) / 1000 });
+    }
+    if (stopped) {
+      emit({ type: 'checkpoint', step: st.globalStep, file: writeCheckpoint(o.runDir, params, shapes, opt, st) });
+      writeSafetensors(path.join(o.runDir, TRAINABLE), hostParams());
+      emit({ type: 'stopped', step: st.globalStep, reason: stopped });
+    } else emit({ type: 'done', step: st.globalStep, seconds: (Date.now() - t0) / 1000 });
+  } finally {
+    fs.closeSync(metrics);
+    await session.release();
+  }
+  return { params: hostParams(), stopped };
+}
