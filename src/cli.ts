@@ -1,9 +1,12 @@
 // The `met` command line. The same bundle is the engine process that the extension forks.
 
 import { predictCommand } from './cli/predict';
+import { evalCommand, trainCommand } from './cli/train';
 import { UserError } from './engine/tensor';
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help: string }> = {
+  train: { run: trainCommand, help: 'fine-tune a backbone with MET on an image folder' },
+  eval: { run: evalCommand, help: 'per-exit accuracy and GFLOPs of a run, and the budgeted-inference curve' },
   predict: { run: predictCommand, help: 'classify images with a backbone and its own head' },
 };
 

@@ -17,9 +17,9 @@
 //    is carved out of train/ by the same per-class procedure with the val share taken
 //    relative to train + val (70/10/20 -> 12.5% of each class of train/); test/ is never
 //    carved: without test/ the test split is empty. Dataset.notes says which happened.
-// Per class, its files are sorted (code point order of the path relative to the root), then
-// shuffled with a PRNG seeded from (seed, class name). Seeding per class keeps a class's split
-// unchanged when other classes are added or removed.
+// Per class, its files are sorted (code point order of the path relative to the root, with
+// '/' separators, NFC), then shuffled with a PRNG seeded from (seed, class name). Seeding per
+// class keeps a class's split unchanged when other classes are added or removed.
 
 import * as fs from 'fs';
 import * as path from 'path';
@@ -45,7 +45,10 @@ export interface SkippedFile {
 
 export interface DatasetSpec {
   root: string;
-  /** train, val, test percentages (sum 100); default [70, 10, 20]. */
+  /**
+   * train, val, test percentages (sum 100); default [70, 10, 20]. [0, 0, 100] puts every image
+   * in test (evaluating on another folder).
+   */
   split?: [number, number, number];
   /** Seed of the split; default 0. */
   seed?: number;
@@ -82,8 +85,19 @@ export const DEFAULT_SPLIT: readonly [number, number, number] = [70, 10, 20];
 
 type SplitName = 'train' | 'val' | 'test';
 
-/** Folder names that mark a split-folders layout, and the split each one holds. */
-const SPLIT_DIR_NAMES: Record<string, SplitName> = { train: 'train', val: 'val', valid: 'val', validation: 'val', test: 'test' };
+/**
+ * Folder names that mark a split-folders layout, and the split each one holds. A Map, not an
+ * object literal: `name in {...}` would also match class folders called 'constructor' or
+ * 'toString'.
+ */
+const SPLIT_DIR_NAMES = new Map<string, SplitName>([
+  ['train', 'train'],
+  ['val', 'val'],
+  ['valid', 'val'],
+  ['validation', 'val'],
+  ['test', 'test'],
+]);
+const splitOf = (name: string): SplitName | undefined => SPLIT_DIR_NAMES.get(name);
 
 /**
  * Code-point order. JavaScript's < compares UTF-16 code units, which puts characters beyond
@@ -108,10 +122,11 @@ export function compareCodePoints(a: string, b: string): number {
  *   val = round(n * pct[1] / 100), test = round(n * pct[2] / 100)  (halves round up);
  *   when n >= 3, a split with a percentage > 0 gets at least 1 image (so small classes still
  *   appear in val and test);
- *   train keeps at least 1: while it would be empty, the larger of val/test gives one back
- *   (test on a tie, as validation matters during training).
+ *   train keeps at least 1 when its percentage is > 0 (and val + test never exceed n): while
+ *   that fails, the larger of val/test gives one back (test on a tie, as validation matters
+ *   during training).
  * So n = 1 or 2 stays (mostly) in train; with 70/10/20, n = 3 -> 1/1/1, n = 10 -> 7/1/2,
- * n = 25 -> 17/3/5 (2.5 rounds up to 3).
+ * n = 25 -> 17/3/5 (2.5 rounds up to 3). [0, 0, 100] puts everything in test.
  */
 export function splitCounts(n: number, pct: readonly [number, number, number]): [number, number, number] {
   let nVal = pct[1] > 0 ? Math.floor((n * pct[1]) / 100 + 0.5) : 0;
@@ -120,7 +135,8 @@ export function splitCounts(n: number, pct: readonly [number, number, number]): 
     if (pct[1] > 0) nVal = Math.max(nVal, 1);
     if (pct[2] > 0) nTest = Math.max(nTest, 1);
   }
-  while (n > 0 && n - nVal - nTest < 1) {
+  const minTrain = pct[0] > 0 && n > 0 ? 1 : 0;
+  while (n - nVal - nTest < minTrain) {
     if (nVal > nTest) nVal--;
     else nTest--;
   }
@@ -201,7 +217,6 @@ function validateSpec(spec: DatasetSpec): { pct: [number, number, number]; seed:
     throw new UserError(`split must be three percentages (train, val, test), got ${JSON.stringify(spec.split)}`);
   }
   if (Math.abs(pct[0] + pct[1] + pct[2] - 100) > 1e-6) throw new UserError(`split percentages must add up to 100, got ${pct.join(' + ')} = ${pct[0] + pct[1] + pct[2]}`);
-  if (!(pct[0] > 0)) throw new UserError('split: the train percentage must be above 0');
   const seed = spec.seed ?? 0;
   if (!Number.isSafeInteger(seed)) throw new UserError(`seed must be an integer, got ${seed}`);
   return { pct: [pct[0], pct[1], pct[2]], seed };
@@ -220,8 +235,6 @@ interface Candidate {
   cls: string;
   /** Split folder it came from; null in the class-folders layout. */
   split: SplitName | null;
-  /** Path relative to the root, the sort key of the split. */
-  rel: string;
 }
 
 /**
@@ -248,8 +261,11 @@ export async function scanDataset(spec: DatasetSpec, opts: ScanOptions = {}): Pr
   // Layout: split folders when train/ exists. val/ or test/ without train/ is an error when
   // they hold sub-folders (a split layout missing train/); holding images directly, they are
   // simply classes that happen to be called 'test' or 'val'.
-  const splitDirs = top.dirs.filter((d) => d.name in SPLIT_DIR_NAMES);
-  const hasTrain = splitDirs.some((d) => SPLIT_DIR_NAMES[d.name] === 'train');
+  const splitDirs = top.dirs.flatMap((d) => {
+    const split = splitOf(d.name);
+    return split ? [{ ...d, split }] : [];
+  });
+  const hasTrain = splitDirs.some((d) => d.split === 'train');
   if (!hasTrain) {
     for (const d of splitDirs) {
       if ((await listDir(d.full)).dirs.length > 0) {
@@ -268,19 +284,18 @@ export async function scanDataset(spec: DatasetSpec, opts: ScanOptions = {}): Pr
   } else {
     const seenSplit = new Map<SplitName, string>();
     for (const d of splitDirs) {
-      const s = SPLIT_DIR_NAMES[d.name];
-      const prev = seenSplit.get(s);
-      if (prev !== undefined) throw new UserError(`${root}: both ${prev}/ and ${d.name}/ found; keep only one folder for the ${s} split`);
-      seenSplit.set(s, d.name);
+      const prev = seenSplit.get(d.split);
+      if (prev !== undefined) throw new UserError(`${root}: both ${prev}/ and ${d.name}/ found; keep only one folder for the ${d.split} split`);
+      seenSplit.set(d.split, d.name);
     }
     for (const f of top.files) skipped.push({ file: f.full, reason: 'not inside a train/, val/ or test/ folder' });
-    const others = top.dirs.filter((d) => !(d.name in SPLIT_DIR_NAMES));
+    const others = top.dirs.filter((d) => splitOf(d.name) === undefined);
     if (others.length > 0) warnings.push(`ignored ${plural(others.length, 'folder')} next to train/ (${quoteList(others.map((d) => d.name))}): with a train/ folder only train/, val/ and test/ are read`);
     for (const d of splitDirs) {
       const l = await listDir(d.full);
       skipped.push(...l.skipped);
       for (const f of l.files) skipped.push({ file: f.full, reason: 'not inside a class folder' });
-      for (const c of l.dirs) classDirs.push({ split: SPLIT_DIR_NAMES[d.name], dir: c, label: `${d.name}/${c.name}` });
+      for (const c of l.dirs) classDirs.push({ split: d.split, dir: c, label: `${d.name}/${c.name}` });
     }
     if (!classDirs.some((c) => c.split === 'train')) {
       throw new UserError(`${path.join(root, seenSplit.get('train') ?? 'train')}: no class folders; in a train/val/test layout each split holds one sub-folder per class`);
@@ -293,7 +308,7 @@ export async function scanDataset(spec: DatasetSpec, opts: ScanOptions = {}): Pr
     const listed = await listImageFiles([c.dir.full]);
     skipped.push(...listed.skipped);
     const cls = c.dir.name.normalize('NFC');
-    for (const file of listed.files) candidates.push({ file, cls, split: c.split, rel: path.relative(root, file) });
+    for (const file of listed.files) candidates.push({ file, cls, split: c.split });
   }
   const good = new Array<boolean>(candidates.length).fill(false);
   const reasons = new Array<string | null>(candidates.length).fill(null);
@@ -361,7 +376,9 @@ export async function scanDataset(spec: DatasetSpec, opts: ScanOptions = {}): Pr
   const train: Sample[] = [];
   const val: Sample[] = [];
   const test: Sample[] = [];
-  const rel = (f: string): string => path.relative(root, f);
+  // Sort key of a file: its path below the root with '/' separators, in NFC, so the same
+  // dataset sorts (and so splits) identically on Windows, macOS (NFD names) and Linux.
+  const rel = (f: string): string => path.relative(root, f).split(path.sep).join('/').normalize('NFC');
   const push = (out: Sample[], files: string[], cls: string): void => {
     const l = label.get(cls)!;
     for (const file of files) out.push({ file, label: l });
@@ -379,9 +396,10 @@ export async function scanDataset(spec: DatasetSpec, opts: ScanOptions = {}): Pr
     }
     notes.push(`split ${pct.map(fmtPct).join('/')} (train/val/test %) within each class, seed ${seed}`);
   } else {
-    const hasVal = splitDirs.some((d) => SPLIT_DIR_NAMES[d.name] === 'val');
-    const hasTest = splitDirs.some((d) => SPLIT_DIR_NAMES[d.name] === 'test');
-    const carvePct: [number, number, number] = [(100 * pct[0]) / (pct[0] + pct[1]), (100 * pct[1]) / (pct[0] + pct[1]), 0];
+    const hasVal = splitDirs.some((d) => d.split === 'val');
+    const hasTest = splitDirs.some((d) => d.split === 'test');
+    const tv = pct[0] + pct[1];
+    const carvePct: [number, number, number] = tv > 0 ? [(100 * pct[0]) / tv, (100 * pct[1]) / tv, 0] : [100, 0, 0];
     for (const cls of classes) {
       const g = byClass.get(cls)!;
       if (hasVal) {

@@ -3,7 +3,7 @@
 // from. Samples that exit leave the batch between segments, so saved GFLOPs become saved time.
 //
 //   segment 0: images [B, C, S, S] -> probs_1 [B, C], state [B, k + N, D]
-//   segment j: state  [B, T_j, D]  -> probs_{j+1},     state (absent for the last segment)
+//   segment j: state_in [B, T_j, D] -> probs_{j+1},    state (absent for the last segment)
 
 import { compile, CompiledModel, Graph, Tensor } from '../graph';
 import { VitConfig } from '../model/config';
@@ -41,7 +41,7 @@ export function buildSegments(cfg: VitConfig, m: MetConfig, backbone: Map<string
       const images = g.input('images', ['B', cfg.channels, cfg.imageSize, cfg.imageSize]);
       state = metEmbed(g, P, cfg, m, images);
     } else {
-      state = { seq: g.input('state', ['B', tokens, cfg.dim]), nextLayer: prev + 1 };
+      state = { seq: g.input('state_in', ['B', tokens, cfg.dim]), nextLayer: prev + 1 };
     }
     const { state: next, out } = metLayers(g, P, T, cfg, m, state, m.exits[j]);
     const probs = g.softmax(out.logits[out.logits.length - 1], -1);
@@ -85,7 +85,7 @@ export class SegmentRunner {
 
   private async runSeg(j: number, input: HostTensor): Promise<{ probs: Float32Array; state?: HostTensor }> {
     const s = this.sessions[j];
-    const feeds: Record<string, HostTensor> = { [j === 0 ? 'images' : 'state']: input };
+    const feeds: Record<string, HostTensor> = { [j === 0 ? 'images' : 'state_in']: input };
     for (const inp of s.model.inputs) if (inp.name in this.feeds) feeds[inp.name] = this.feeds[inp.name];
     const r = await s.run(feeds);
     return { probs: r.probs.data as Float32Array, state: r.state };

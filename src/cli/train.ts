@@ -1,0 +1,156 @@
+// `met train` and `met eval`.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { evaluateRun, readJson, RunConfigFile, runTraining, RunSummary } from '../engine/run/run';
+import { FIELDS, flagOf, resolveConfig, validateConfig } from '../engine/run/schema';
+import { TrainConfig } from '../engine/run/config';
+import { TrainEvent } from '../engine/train/trainer';
+import { UserError } from '../engine/tensor';
+import { FlagKind, FlagSpec, parseArgs, usage } from './args';
+
+const KIND: Record<string, FlagKind> = { string: 'string', path: 'string', enum: 'string', int: 'int', number: 'number', bool: 'bool', ints: 'ints', numbers: 'numbers' };
+
+export const TRAIN_FLAGS: Record<string, FlagSpec> = {
+  config: { kind: 'string', help: 'met.config.json to start from (flags override it)' },
+  resume: { kind: 'string', help: 'continue an interrupted run folder' },
+  progress: { kind: 'string', choices: ['text', 'json'], help: 'progress on stdout as text (default) or JSON lines' },
+  ...Object.fromEntries(FIELDS.map((f) => [flagOf(f), { kind: KIND[f.kind], choices: f.choices, help: f.help } as FlagSpec])),
+  help: { kind: 'bool', help: 'show this help' },
+};
+
+function flagsToConfig(a: Record<string, unknown>): Partial<TrainConfig> {
+  const out: Record<string, unknown> = {};
+  for (const f of FIELDS) {
+    const v = a[flagOf(f)];
+    if (v !== undefined) out[f.key] = v;
+  }
+  return validateConfig(out, 'command line');
+}
+
+function loadConfigFile(file: string): Partial<TrainConfig> {
+  let raw: string;
+  try {
+    raw = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new UserError(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  let obj: unknown;
+  try {
+    // Allow // comments, as VS Code's JSON with comments does.
+    obj = JSON.parse(raw.replace(/^\s*\/\/.*$/gm, ''));
+  } catch (e) {
+    throw new UserError(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+  const c = validateConfig(obj, file);
+  // Paths in a config file are relative to the file.
+  const dir = path.dirname(path.resolve(file));
+  for (const k of ['data', 'weights', 'out'] as const) if (typeof c[k] === 'string' && !path.isAbsolute(c[k] as string)) (c as Record<string, unknown>)[k] = path.join(dir, c[k] as string);
+  return c;
+}
+
+function fmtEta(s: number): string {
+  if (!Number.isFinite(s)) return '?';
+  const m = Math.floor(s / 60);
+  return m ? `${m}m${String(Math.round(s % 60)).padStart(2, '0')}s` : `${Math.round(s)}s`;
+}
+
+export function printSummary(s: RunSummary, json: boolean): void {
+  if (json) {
+    console.log(JSON.stringify({ exits: s.exits, dynamic: s.dynamic.map((d) => ({ accuracy: d.accuracy, gflops: d.gflops, thresholds: d.thresholds, p: d.p, exitCounts: d.exitCounts })) }));
+    return;
+  }
+  console.log('\nexit  layer  accuracy  GFLOPs');
+  for (const e of s.exits) console.log(`${String(e.exit).padStart(4)}  ${String(e.layer).padStart(5)}  ${(100 * e.accuracy).toFixed(2).padStart(7)}%  ${e.gflops.toFixed(4).padStart(7)}`);
+  if (s.dynamic.length) {
+    console.log('\ndynamic (thresholds fitted on val, MSDNet):');
+    console.log('     p  accuracy  GFLOPs  exits taken');
+    const seen = new Set<string>();
+    for (const d of s.dynamic) {
+      const key = `${d.accuracy.toFixed(4)}/${d.gflops.toFixed(4)}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      console.log(`${d.p.toFixed(2).padStart(6)}  ${(100 * d.accuracy).toFixed(2).padStart(7)}%  ${d.gflops.toFixed(4).padStart(6)}  ${d.exitCounts.join('/')}`);
+    }
+  }
+  if (s.trainImgPerSec) console.log(`\ntraining throughput ${s.trainImgPerSec.toFixed(1)} img/s; run folder ${s.runDir}`);
+}
+
+export async function trainCommand(argv: string[]): Promise<number> {
+  const a = parseArgs(argv, TRAIN_FLAGS, 'train');
+  if (a.help) {
+    console.log(usage('train', '[--config met.config.json] [options]', TRAIN_FLAGS));
+    return 0;
+  }
+  let c: TrainConfig;
+  let resumeDir: string | undefined;
+  if (a.resume) {
+    resumeDir = path.resolve(a.resume as string);
+    const cf = readJson<RunConfigFile>(path.join(resumeDir, 'config.json'));
+    c = { ...cf.train, ...flagsToConfig(a) };
+  } else {
+    const file = a.config ? loadConfigFile(a.config as string) : fs.existsSync('met.config.json') ? loadConfigFile('met.config.json') : {};
+    c = resolveConfig(file, flagsToConfig(a));
+  }
+  const json = a.progress === 'json';
+  let stopReason: string | null = null;
+  const onSignal = (sig: string) => {
+    if (stopReason) process.exit(130);
+    stopReason = `${sig} received`;
+    console.error(`\n${sig}: saving a checkpoint after this step (press again to quit at once)`);
+  };
+  const onInt = () => onSignal('SIGINT');
+  const onTerm = () => onSignal('SIGTERM');
+  process.on('SIGINT', onInt);
+  process.on('SIGTERM', onTerm);
+  let lastPrint = 0;
+  try {
+    const s = await runTraining(
+      c,
+      {
+        log: (m) => console.error(m),
+        shouldStop: () => stopReason,
+        onEvent: (e: TrainEvent) => {
+          if (json) return void console.log(JSON.stringify(e));
+          if (e.type === 'step' && (Date.now() - lastPrint > 2000 || e.step === e.totalSteps)) {
+            lastPrint = Date.now();
+            console.error(`epoch ${e.epoch} step ${e.step}/${e.totalSteps}  loss ${e.loss.toFixed(4)}  acc ${e.accPerExit.map((x) => (100 * x).toFixed(0)).join('/')}  ${e.imgPerSec.toFixed(1)} img/s  eta ${fmtEta(e.etaSec)}`);
+          } else if (e.type === 'epoch') {
+            console.error(`epoch ${e.epoch}: train loss ${e.trainLoss.toFixed(4)}, val accuracy per exit ${e.valAccPerExit.map((x) => (100 * x).toFixed(1)).join(' / ')} (${e.seconds.toFixed(1)} s)`);
+          } else if (e.type === 'stopped') console.error(`stopped at step ${e.step}: ${e.reason}. Continue with: met train --resume <run folder>`);
+        },
+      },
+      resumeDir,
+    );
+    if (s.stopped) {
+      console.error(`run folder: ${s.runDir}`);
+      return 130;
+    }
+    printSummary(s, json);
+    return 0;
+  } finally {
+    process.off('SIGINT', onInt);
+    process.off('SIGTERM', onTerm);
+  }
+}
+
+export const EVAL_FLAGS: Record<string, FlagSpec> = {
+  run: { kind: 'string', help: 'run folder' },
+  data: { kind: 'string', help: "another image folder (class folders named like the run's classes); default the run's test split" },
+  device: { kind: 'string', choices: ['cpu', 'webgpu', 'cuda', 'auto'], help: 'execution provider' },
+  threads: { kind: 'int', help: 'CPU threads' },
+  json: { kind: 'bool', help: 'print {"exits": [...], "dynamic": [...]}' },
+  help: { kind: 'bool', help: 'show this help' },
+};
+
+export async function evalCommand(argv: string[]): Promise<number> {
+  const a = parseArgs(argv, EVAL_FLAGS, 'eval');
+  if (a.help) {
+    console.log(usage('eval', '--run RUN [--data DIR] [--json]', EVAL_FLAGS));
+    return 0;
+  }
+  if (!a.run) throw new UserError('met eval: --run RUN is required');
+  const s = await evaluateRun(path.resolve(a.run as string), { data: a.data as string | undefined, device: a.device as never, threads: a.threads as number | undefined });
+  printSummary(s, !!a.json);
+  return 0;
+}
