@@ -1,13 +1,12 @@
 #!/usr/bin/env node
-// `npx met ...` entry. Runs the bundled CLI when it exists (npm run build), otherwise the
-// TypeScript sources through tsx so that a fresh clone works right after `npm ci`.
+// `npx met ...` entry. In a clone (sources present) it runs the TypeScript sources through tsx,
+// so it never runs a stale bundle; an installed package (no src/) runs the esbuild bundle.
 const path = require('path');
 const fs = require('fs');
-const dist = path.join(__dirname, '..', 'dist', 'cli.js');
 const src = path.join(__dirname, '..', 'src', 'cli.ts');
-if (fs.existsSync(dist) && (!fs.existsSync(src) || fs.statSync(dist).mtimeMs >= fs.statSync(src).mtimeMs)) {
-  require(dist);
-} else {
+if (fs.existsSync(src) && !process.env.MET_USE_DIST) {
   require('tsx/cjs');
   require(src);
+} else {
+  require(path.join(__dirname, '..', 'dist', 'cli.js'));
 }

@@ -1,5 +1,7 @@
 // The `met` command line. The same bundle is the engine process that the extension forks.
 
+import { exportCommand } from './cli/export';
+import { paramsCommand } from './cli/params';
 import { predictCommand } from './cli/predict';
 import { evalCommand, trainCommand } from './cli/train';
 import { UserError } from './engine/tensor';
@@ -7,7 +9,9 @@ import { UserError } from './engine/tensor';
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help: string }> = {
   train: { run: trainCommand, help: 'fine-tune a backbone with MET on an image folder' },
   eval: { run: evalCommand, help: 'per-exit accuracy and GFLOPs of a run, and the budgeted-inference curve' },
-  predict: { run: predictCommand, help: 'classify images with a backbone and its own head' },
+  predict: { run: predictCommand, help: 'classify images with a run (every exit, and the exit taken) or a backbone and its own head' },
+  params: { run: paramsCommand, help: "MET's parameter counts and GFLOPs per exit for a configuration" },
+  export: { run: exportCommand, help: 'write a run as ONNX segments with its thresholds for budgeted early exit' },
 };
 
 function mainUsage(): string {

@@ -1,4 +1,6 @@
 // `met predict --weights FILE ... IMAGES`: runs a backbone with its own head on images.
+// `met predict --run RUN IMAGES`: runs a trained MET run: every exit's answer, and the exit
+// budgeted inference takes under the run's chosen thresholds.
 
 import * as path from 'node:path';
 import { compile, Graph } from '../engine/graph';
@@ -9,9 +11,14 @@ import { Session } from '../engine/runtime/session';
 import { listImageFiles, loadBatch, Preprocess } from '../engine/data/image';
 import { UserError } from '../engine/tensor';
 import { loadBackbone } from '../engine/weights';
-import { FlagSpec, parseArgs, usage } from './args';
+import { fmtGflops } from '../engine/export/export';
+import { chosenOperatingPoint } from '../engine/export/thresholds';
+import { buildSegments, confidences, cumulativeGflops, SegmentRunner } from '../engine/infer/segments';
+import { loadRun, readThresholds } from '../engine/run/run';
+import { FlagSpec, parseArgs, Parsed, usage } from './args';
 
 export const PREDICT_FLAGS: Record<string, FlagSpec> = {
+  run: { kind: 'string', help: "a MET run folder: every exit's answer and the exit taken under the run's chosen thresholds (instead of --weights)" },
   weights: { kind: 'string', help: 'backbone checkpoint (.safetensors, .pth/.pt/.bin, .npz)' },
   layout: { kind: 'string', choices: ['auto', 'timm', 'hf', 'torchvision', 'vit-pytorch', 'npz'], help: 'key layout of the checkpoint (default auto)' },
   'image-size': { kind: 'int', help: 'input size; position embeddings are resampled if it differs from the checkpoint' },
@@ -25,8 +32,8 @@ export const PREDICT_FLAGS: Record<string, FlagSpec> = {
   batch: { kind: 'int', help: 'images per forward pass (default 32)' },
   device: { kind: 'string', choices: ['cpu', 'webgpu', 'cuda', 'auto'], help: 'execution provider (default cpu)' },
   threads: { kind: 'int', help: 'CPU threads (default: one per core)' },
-  json: { kind: 'bool', help: 'print [{"file", "topk": [{"class", "prob"}]}]' },
-  eval: { kind: 'bool', help: 'score images against integer class folder names (.../<class>/<image>) and print accuracy' },
+  json: { kind: 'bool', help: 'print [{"file", "topk": [{"class", "prob"}]}] (with --run: [{"file", "exits": [{"exit", "layer", "confidence", "class", "label"}], "exit", "class", "label", "confidence"}])' },
+  eval: { kind: 'bool', help: 'score images against class folder names (.../<class>/<image>: integer indices, or with --run the run\'s class names) and print accuracy' },
   help: { kind: 'bool', help: 'show this help' },
 };
 
@@ -38,10 +45,11 @@ export interface PredictResult {
 export async function predictCommand(argv: string[]): Promise<number> {
   const a = parseArgs(argv, PREDICT_FLAGS, 'predict');
   if (a.help) {
-    console.log(usage('predict', '--weights FILE [options] IMAGE_OR_FOLDER...', PREDICT_FLAGS));
+    console.log(usage('predict', '(--weights FILE | --run RUN) [options] IMAGE_OR_FOLDER...', PREDICT_FLAGS));
     return 0;
   }
-  if (!a.weights) throw new UserError('met predict: --weights FILE is required');
+  if (a.run) return predictRun(a);
+  if (!a.weights) throw new UserError('met predict: --weights FILE or --run RUN is required');
   if (!a._.length) throw new UserError('met predict: give at least one image or folder');
   const overrides: Partial<VitConfig> = {};
   if (a['image-size'] !== undefined) overrides.imageSize = a['image-size'] as number;
@@ -111,6 +119,106 @@ export async function predictCommand(argv: string[]): Promise<number> {
     }
     if (!scored) throw new UserError('met predict --eval: no image sits in a folder named by an integer class index');
     console.log(`accuracy ${(right / scored).toFixed(4)} (${right}/${scored} images)`);
+  }
+  for (const f of failed) console.error(`skipped ${f.file}: ${f.reason}`);
+  return failed.length ? 1 : 0;
+}
+
+// ---------------------------------------------------------------- --run
+
+/** Flags that describe a backbone or its preprocessing: a run fixes all of them. */
+const RUN_FIXED = ['weights', 'layout', 'image-size', 'channels', 'mean', 'std', 'heads', 'act', 'resize', 'top'];
+
+export interface ExitAnswer {
+  /** 1-based exit number and the layer it follows. */
+  exit: number;
+  layer: number;
+  /** Max softmax probability, the argmax class index and its name. */
+  confidence: number;
+  class: number;
+  label: string;
+}
+
+export interface RunPrediction {
+  file: string;
+  /** Every exit's answer (static mode: all exits run). */
+  exits: ExitAnswer[];
+  /** The exit budgeted inference takes (1-based) and its answer. */
+  exit: number;
+  class: number;
+  label: string;
+  confidence: number;
+}
+
+async function predictRun(a: Parsed): Promise<number> {
+  for (const f of RUN_FIXED) if (a[f] !== undefined) throw new UserError(`met predict: --${f} does not apply with --run (the run fixes the backbone and its preprocessing)`);
+  if (!a._.length) throw new UserError('met predict: give at least one image or folder');
+  const runDir = path.resolve(a.run as string);
+  const { cf, params, backbone, vit } = loadRun(runDir);
+  const K = cf.met.exits.length;
+  const C = cf.met.numClasses;
+  let op;
+  try {
+    op = chosenOperatingPoint(readThresholds(runDir), K);
+  } catch (e) {
+    throw new UserError(`${runDir}: ${(e as Error).message}`);
+  }
+  if (op.p === null && !a.json) console.error(`note: ${op.source}`);
+
+  const choice = await resolveDevice(((a.device as string) ?? 'cpu') as never);
+  for (const n of choice.notes) if (a.device === 'auto') console.error(n);
+  // Baked segments, as `met eval` and `met export` use them: the numbers agree with both.
+  const segs = buildSegments(vit, cf.met, backbone, params, true);
+  const gflops = cumulativeGflops(segs);
+  const runner = await SegmentRunner.create(segs, C, null, { providers: choice.providers, threads: a.threads as number | undefined });
+
+  const { files, skipped } = await listImageFiles(a._);
+  const pre: Preprocess = { imageSize: vit.imageSize, channels: vit.channels as 1 | 3, mean: vit.mean, std: vit.std, resize: cf.train.resize };
+  const B = (a.batch as number) ?? 32;
+  const per = vit.channels * vit.imageSize * vit.imageSize;
+  const results: RunPrediction[] = [];
+  const failed: { file: string; reason: string }[] = [...skipped];
+  try {
+    for (let s = 0; s < files.length; s += B) {
+      const batch = await loadBatch(files.slice(s, s + B), pre);
+      failed.push(...batch.failed);
+      const n = batch.ok.length;
+      if (!n) continue;
+      const x = { dtype: 'float32' as const, shape: [n, vit.channels, vit.imageSize, vit.imageSize], data: batch.data.subarray(0, n * per) };
+      const all = (await runner.allExits(x)).probs.map((p) => confidences(p, C));
+      const dyn = await runner.dynamic(x, op.perExit);
+      const taken = confidences(dyn.probs, C);
+      batch.ok.forEach((file, i) => {
+        const r: RunPrediction = {
+          file,
+          exits: all.map((e, j) => ({ exit: j + 1, layer: cf.met.exits[j], confidence: e.conf[i], class: e.pred[i], label: cf.classes[e.pred[i]] })),
+          exit: dyn.exitOf[i] + 1,
+          class: taken.pred[i],
+          label: cf.classes[taken.pred[i]],
+          confidence: taken.conf[i],
+        };
+        results.push(r);
+        if (!a.json && !a.eval)
+          console.log(`${file}: ${r.label} (${r.confidence.toFixed(4)}) at exit ${r.exit} (layer ${cf.met.exits[r.exit - 1]})  |  ${r.exits.map((e) => `${e.exit}: ${e.label} ${e.confidence.toFixed(3)}`).join(', ')}`);
+      });
+    }
+  } finally {
+    await runner.release();
+  }
+  if (a.json) console.log(JSON.stringify(results));
+  if (a.eval) {
+    let right = 0;
+    let scored = 0;
+    let cost = 0;
+    for (const r of results) {
+      const label = cf.classes.indexOf(path.basename(path.dirname(r.file)));
+      if (label < 0) continue;
+      scored++;
+      cost += gflops[r.exit - 1];
+      if (r.class === label) right++;
+    }
+    if (!scored) throw new UserError(`met predict --eval: no image sits in a folder named like one of the run's classes (${cf.classes.join(', ')})`);
+    console.log(`accuracy ${(right / scored).toFixed(4)} (${right}/${scored} images), ${fmtGflops(cost / scored)} GFLOPs per image on average`);
   }
   for (const f of failed) console.error(`skipped ${f.file}: ${f.reason}`);
   return failed.length ? 1 : 0;

@@ -1,0 +1,195 @@
+// `met params`: MET's parameter accounting (spec §3) and per-exit GFLOPs (spec §4.3) for a
+// configuration, before training it. Takes the same settings as `met train` (a config file and
+// flags that override it), plus a standard backbone by name instead of a checkpoint and the
+// class count instead of a data folder.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { scanDataset } from '../engine/data/folder';
+import { cumulative, presetConfig, segmentMacs } from '../engine/export/costs';
+import { BACKBONE_PRESETS, BackboneName, metParams, MetParamCounts, ParamComponent, vitParamCount } from '../engine/infer/params';
+import { VitConfig } from '../engine/model/config';
+import { defaultExits, metParamShapes, validateMetConfig } from '../engine/model/met';
+import { metConfigOf, TRAIN_DEFAULTS, TrainConfig } from '../engine/run/config';
+import { FIELDS, flagOf, validateConfig } from '../engine/run/schema';
+import { UserError } from '../engine/tensor';
+import { loadBackbone } from '../engine/weights';
+import { FlagSpec, parseArgs, usage } from './args';
+import { TRAIN_FLAGS } from './train';
+
+const PRESETS = Object.keys(BACKBONE_PRESETS) as BackboneName[];
+
+// Every `met train` setting is accepted (so one command line or config file serves both), even
+// those that change no count, such as --lr.
+const SETTING_FLAGS = Object.fromEntries(FIELDS.map((f) => [flagOf(f), TRAIN_FLAGS[flagOf(f)]]));
+
+export const PARAMS_FLAGS: Record<string, FlagSpec> = {
+  config: { kind: 'string', help: 'met.config.json to start from (default ./met.config.json when present; flags override it)' },
+  backbone: { kind: 'string', choices: PRESETS, help: 'a standard ViT at 224 px instead of --weights' },
+  classes: { kind: 'int', help: 'classes per exit head (default: the class folders of --data)' },
+  ...SETTING_FLAGS,
+  json: { kind: 'bool', help: 'print the numbers as JSON' },
+  help: { kind: 'bool', help: 'show this help' },
+};
+
+export interface ParamsReport {
+  model: { name: string; imageSize: number; channels: number; patchSize: number; dim: number; depth: number; heads: number; mlpDim: number };
+  config: { exits: number[]; rank: number; classes: number; variant: string; eaPositions: string; featurePath: string };
+  /** Frozen backbone parameters (without its own classification head). */
+  backbone: number;
+  /** MET adapters + exit heads. */
+  trainable: number;
+  total: number;
+  /** 100 · trainable / backbone. */
+  trainable_percent: number;
+  met_adapters: number;
+  independent_adapters: number;
+  /** null where there are no adapters (linear_probe). */
+  reduction: number | null;
+  reduction_limit: number | null;
+  sum_k: number;
+  shared_projections: number;
+  cores: number;
+  diagonals: number;
+  heads: number;
+  /** Enabled E-adapters. */
+  adapters: number;
+  /** Values in trainable.safetensors: the stacks hold every layer's A_i, B_i, λ (used or not). */
+  stored_trainable: number;
+  components: ParamComponent[];
+  /** Per exit: its layer and GFLOPs per image to reach it (cumulative) and of its segment. */
+  exits: { exit: number; layer: number; gflops: number; segment_gflops: number }[];
+}
+
+/**
+ * A met.config.json as `met train` reads it (comments allowed, paths relative to the file).
+ * Kept in step with loadConfigFile in train.ts, which is not exported.
+ */
+function loadConfigFile(file: string): Partial<TrainConfig> {
+  let raw: string;
+  try {
+    raw = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new UserError(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  let obj: unknown;
+  try {
+    obj = JSON.parse(raw.replace(/^\s*\/\/.*$/gm, ''));
+  } catch (e) {
+    throw new UserError(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+  const c = validateConfig(obj, file) as Record<string, unknown>;
+  const dir = path.dirname(path.resolve(file));
+  for (const k of ['data', 'weights', 'out']) if (typeof c[k] === 'string' && !path.isAbsolute(c[k] as string)) c[k] = path.join(dir, c[k] as string);
+  return c as Partial<TrainConfig>;
+}
+
+async function resolveBackbone(a: Record<string, unknown>, c: Partial<TrainConfig>): Promise<{ name: string; vit: VitConfig }> {
+  if (a.backbone) {
+    if (a.weights) throw new UserError('met params: give --backbone or --weights, not both');
+    const p = BACKBONE_PRESETS[a.backbone as BackboneName];
+    if (c.channels !== undefined && c.channels !== p.channels) throw new UserError(`met params: ${p.name} takes ${p.channels}-channel images, not ${c.channels}`);
+    const size = c.imageSize ?? p.imageSize;
+    if (size % p.patchSize) throw new UserError(`met params: image size ${size} is not a multiple of the patch size ${p.patchSize}`);
+    const vit = presetConfig(p, size);
+    if (c.heads) {
+      if (vit.dim % c.heads) throw new UserError(`met params: ${p.name} has width ${vit.dim}, which ${c.heads} heads do not divide`);
+      vit.heads = c.heads;
+      vit.headDim = vit.dim / c.heads;
+    }
+    return { name: p.name, vit };
+  }
+  if (!c.weights) throw new UserError(`met params: give a backbone: --backbone ${PRESETS.join('|')}, or --weights FILE (or "weights" in the config file)`);
+  const overrides: Partial<VitConfig> = {};
+  if (c.imageSize) overrides.imageSize = c.imageSize;
+  if (c.heads) overrides.heads = c.heads;
+  if (c.backboneAct) overrides.act = c.backboneAct;
+  const { config } = loadBackbone(c.weights, { layout: c.layout ?? 'auto', overrides });
+  if (config.imageSize % config.patchSize) throw new UserError(`met params: image size ${config.imageSize} is not a multiple of the patch size ${config.patchSize}`);
+  return { name: path.basename(c.weights), vit: config };
+}
+
+/** The report for resolved settings: counts from metParams, GFLOPs from the segment graphs. */
+export function paramsReport(name: string, vit: VitConfig, c: TrainConfig, classes: number): ParamsReport {
+  const exits = c.exits ?? defaultExits(vit.depth);
+  const met = metConfigOf(c, exits, classes);
+  try {
+    validateMetConfig(met, vit.depth);
+  } catch (e) {
+    throw new UserError(`met params: ${(e as Error).message}`);
+  }
+  const backbone = vitParamCount({ imageSize: vit.imageSize, channels: vit.channels, patchSize: vit.patchSize, dim: vit.dim, depth: vit.depth, heads: vit.heads, headDim: vit.headDim, mlpDim: vit.mlpDim, qkvBias: vit.qkvBias });
+  const n: MetParamCounts = metParams({ dim: vit.dim, depth: vit.depth, exits, rank: c.rank, classes, eaPositions: c.eaPositions, variant: c.variant, backboneParams: backbone });
+  const macs = segmentMacs(vit, met);
+  const cum = cumulative(macs);
+  let stored = 0;
+  for (const s of metParamShapes(vit, met).values()) stored += s.reduce((x, y) => x * y, 1);
+  const orNull = (x: number) => (Number.isFinite(x) ? x : null);
+  return {
+    model: { name, imageSize: vit.imageSize, channels: vit.channels, patchSize: vit.patchSize, dim: vit.dim, depth: vit.depth, heads: vit.heads, mlpDim: vit.mlpDim },
+    config: { exits, rank: c.rank, classes, variant: c.variant, eaPositions: c.eaPositions, featurePath: c.featurePath },
+    backbone: n.backbone,
+    trainable: n.trainable,
+    total: n.total,
+    trainable_percent: (100 * n.trainable) / n.backbone,
+    met_adapters: n.met_adapters,
+    independent_adapters: n.independent_adapters,
+    reduction: orNull(n.reduction),
+    reduction_limit: orNull(n.reduction_limit),
+    sum_k: n.sum_k,
+    shared_projections: n.sharedProjections,
+    cores: n.cores,
+    diagonals: n.diagonals,
+    heads: n.heads,
+    adapters: n.adapters.length,
+    stored_trainable: stored,
+    components: n.components,
+    exits: exits.map((layer, j) => ({ exit: j + 1, layer, gflops: cum[j], segment_gflops: macs[j] / 1e9 })),
+  };
+}
+
+const int = (x: number) => x.toLocaleString('en-US');
+const pct = (x: number | null, d = 2) => (x === null ? 'n/a' : `${(100 * x).toFixed(d)}%`);
+
+function printTable(r: ParamsReport): void {
+  const m = r.model;
+  console.log(`${m.name}: ${m.depth} layers, D = ${m.dim}, ${m.heads} heads, MLP ${m.mlpDim}, ${m.imageSize} px / patch ${m.patchSize}, ${m.channels} channel${m.channels === 1 ? '' : 's'}`);
+  console.log(`MET: exits after layers ${r.config.exits.join(', ')}; r = ${r.config.rank}; ${r.config.classes} classes; variant ${r.config.variant}; E-adapters ${r.config.eaPositions} (${r.adapters})\n`);
+  const w = Math.max(...r.components.map((c) => c.name.length));
+  console.log(`${'component'.padEnd(w)}  ${'shape'.padEnd(26)} ${'count'.padStart(5)} ${'params'.padStart(12)}`);
+  for (const c of r.components) console.log(`${c.name.padEnd(w)}  ${c.shape.padEnd(26)} ${String(c.count).padStart(5)} ${int(c.params).padStart(12)}${c.trainable ? '' : '  (frozen)'}`);
+  console.log(`\ntrainable ${int(r.trainable)} (${(r.trainable_percent).toFixed(3)}% of the backbone's ${int(r.backbone)}); MET adapters ${int(r.met_adapters)}, heads ${int(r.heads)}`);
+  console.log(`independent adapters (one per exit token per location, Σk = ${r.sum_k}): ${int(r.independent_adapters)}`);
+  console.log(`reduction ${pct(r.reduction)} exact, ${pct(r.reduction_limit)} in the D ≫ r limit (1 - 1/Σk)`);
+  console.log(`stored in trainable.safetensors: ${int(r.stored_trainable)} values (stacks over all ${2 * m.depth} adapter slots)\n`);
+  console.log('exit  layer  GFLOPs  (segment)');
+  for (const e of r.exits) console.log(`${String(e.exit).padStart(4)}  ${String(e.layer).padStart(5)}  ${e.gflops.toFixed(3).padStart(6)}  (${e.segment_gflops.toFixed(3)})`);
+  console.log('\nGFLOPs: fvcore convention, 1 multiply-add = 1 FLOP, matrix products only.');
+}
+
+export async function paramsCommand(argv: string[]): Promise<number> {
+  const a = parseArgs(argv, PARAMS_FLAGS, 'params');
+  if (a.help) {
+    console.log(usage('params', '[--config FILE] (--backbone NAME | --weights FILE) --classes C [options]', PARAMS_FLAGS));
+    return 0;
+  }
+  if (a._.length) throw new UserError(`met params: unexpected argument '${a._[0]}'`);
+  const file = a.config ? loadConfigFile(a.config as string) : fs.existsSync('met.config.json') ? loadConfigFile('met.config.json') : {};
+  const fromFlags: Record<string, unknown> = {};
+  for (const f of FIELDS) if (a[flagOf(f)] !== undefined) fromFlags[f.key] = a[flagOf(f)];
+  const flags = validateConfig(fromFlags, 'command line');
+  // --backbone on the command line wins over a checkpoint named in the config file.
+  const merged = { ...file, ...flags };
+  if (a.backbone && !flags.weights) delete merged.weights;
+  const c = { ...TRAIN_DEFAULTS, ...merged } as TrainConfig;
+  const { name, vit } = await resolveBackbone(a, c);
+  let classes = a.classes as number | undefined;
+  if (classes === undefined) {
+    if (!c.data) throw new UserError('met params: --classes C is required (or --data with class folders)');
+    classes = (await scanDataset({ root: c.data, split: c.split, seed: c.seed })).classes.length;
+  }
+  const r = paramsReport(name, vit, c, classes);
+  if (a.json) console.log(JSON.stringify(r));
+  else printTable(r);
+  return 0;
+}

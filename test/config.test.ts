@@ -1,0 +1,103 @@
+// met.config.json: the committed JSON Schema is generated from the settings table and must not
+// drift from it; validation names the field at fault; flags override the file; and `met train`
+// refuses a bad config before doing any work.
+
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { FIELDS, jsonSchema, resolveConfig, validateConfig } from '../src/engine/run/schema';
+import { SCHEMA_FILE, schemaText } from '../scripts/gen-schema';
+import type { ParamsReport } from '../src/cli/params';
+import { met } from './tiny-run';
+
+function tmpdir(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'met-config-'));
+  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+test('the committed schemas/met.config.schema.json is jsonSchema() (run npm run schema when this fails)', () => {
+  assert.ok(fs.existsSync(SCHEMA_FILE), `${SCHEMA_FILE} is missing: run npm run schema`);
+  const text = fs.readFileSync(SCHEMA_FILE, 'utf8');
+  assert.deepEqual(JSON.parse(text), jsonSchema());
+  assert.equal(text, schemaText());
+  // Every setting is in it, and nothing else is allowed.
+  const s = jsonSchema() as { properties: Record<string, unknown>; additionalProperties: boolean; required: string[] };
+  assert.deepEqual(Object.keys(s.properties).sort(), ['$schema', ...FIELDS.map((f) => f.key)].sort());
+  assert.equal(s.additionalProperties, false);
+  assert.deepEqual(s.required, ['data', 'weights']);
+});
+
+test('validateConfig names the unknown field and suggests the near match', () => {
+  assert.throws(() => validateConfig({ data: 'd', 'image-size': 32 }, 'met.config.json'), (e: Error) => {
+    assert.match(e.message, /met\.config\.json: unknown field 'image-size' \(did you mean 'imageSize'\?\)/);
+    return true;
+  });
+  assert.throws(() => validateConfig({ Ea_Positions: 'mha' }, 'f.json'), /unknown field 'Ea_Positions' \(did you mean 'eaPositions'\?\)/);
+  // Nothing close: no suggestion, still the field's name.
+  assert.throws(() => validateConfig({ colour: 'red' }, 'f.json'), (e: Error) => /unknown field 'colour'$/.test(e.message));
+  // $schema is what editors add; it is allowed.
+  assert.deepEqual(validateConfig({ $schema: './schemas/met.config.schema.json', rank: 4 }, 'f.json'), { rank: 4 });
+});
+
+test('validateConfig names the field with a wrong type or value', () => {
+  assert.throws(() => validateConfig({ rank: '8' }, 'f.json'), /field 'rank' must be an integer in \[1, inf\], got "8"/);
+  assert.throws(() => validateConfig({ rank: 0 }, 'f.json'), /field 'rank'/);
+  assert.throws(() => validateConfig({ augment: 'yes' }, 'f.json'), /field 'augment' must be true or false/);
+  assert.throws(() => validateConfig({ variant: 'mett' }, 'f.json'), /field 'variant' must be one of "met", "no_gr"/);
+  assert.throws(() => validateConfig({ exits: [6, 7.5] }, 'f.json'), /field 'exits'/);
+  assert.throws(() => validateConfig({ split: [70, 30] }, 'f.json'), /field 'split' must be 3 numbers/);
+  assert.throws(() => validateConfig({ split: [70, 20, 20] }, 'f.json'), /field 'split' must add up to 100/);
+  assert.throws(() => validateConfig([1, 2], 'f.json'), /must be a JSON object/);
+});
+
+test('flags override the config file, which overrides the defaults', () => {
+  const c = resolveConfig({ data: 'd', weights: 'w', rank: 16, lr: 0.5 }, { rank: 4 });
+  assert.equal(c.rank, 4);
+  assert.equal(c.lr, 0.5);
+  assert.equal(c.epochs, 20);
+  assert.throws(() => resolveConfig({ weights: 'w' }, {}), /'data' is required/);
+
+  // The same through the command line (met params reads configs the way met train does).
+  const dir = tmpdir();
+  const file = path.join(dir, 'met.config.json');
+  fs.writeFileSync(file, JSON.stringify({ $schema: './met.config.schema.json', rank: 16, exits: [10, 11, 12] }, null, 1).replace('{', '{\n // comments are allowed'));
+  const run = (extra: string[]) => {
+    const r = met(['params', '--config', file, '--backbone', 'vit-ti16', '--classes', '10', '--json', ...extra]);
+    assert.equal(r.code, 0, r.err);
+    return JSON.parse(r.out) as ParamsReport;
+  };
+  const fromFile = run([]);
+  assert.equal(fromFile.config.rank, 16);
+  assert.deepEqual(fromFile.config.exits, [10, 11, 12]);
+  const flagged = run(['--rank', '4']);
+  assert.equal(flagged.config.rank, 4);
+  assert.deepEqual(flagged.config.exits, [10, 11, 12]);
+});
+
+test('met train --config with a bad field fails at once, naming the field', () => {
+  const dir = tmpdir();
+  const out = path.join(dir, 'run');
+  const cases: [object, RegExp][] = [
+    [{ data: dir, weights: path.join(dir, 'none.safetensors'), out, lamda: 0.1 }, /unknown field 'lamda'/],
+    [{ data: dir, weights: path.join(dir, 'none.safetensors'), out, rank: 'eight' }, /field 'rank' must be an integer/],
+    [{ data: dir, weights: path.join(dir, 'none.safetensors'), out, imageSize: 32, image_size: 32 }, /unknown field 'image_size' \(did you mean 'imageSize'\?\)/],
+  ];
+  for (const [cfg, re] of cases) {
+    const file = path.join(dir, 'bad.json');
+    fs.writeFileSync(file, JSON.stringify(cfg));
+    const t0 = Date.now();
+    const r = met(['train', '--config', file], 60_000);
+    assert.notEqual(r.code, 0);
+    assert.match(r.err, re);
+    assert.match(r.err, /bad\.json/, 'the message names the file');
+    assert.ok(!fs.existsSync(out), 'no run folder was made');
+    assert.ok(Date.now() - t0 < 30_000);
+  }
+  // A bad flag value is refused the same way.
+  const r = met(['train', '--data', dir, '--weights', 'w', '--rank', 'x']);
+  assert.notEqual(r.code, 0);
+  assert.match(r.err, /--rank expects an integer/);
+});
