@@ -14,6 +14,10 @@ import { VitParams, vitForward } from '../src/engine/model/vit';
 import { Session } from '../src/engine/runtime/session';
 import { HostTensor, numel } from '../src/engine/tensor';
 import { canonicalShapes } from '../src/engine/model/config';
+import { initMetParams, MET_DEFAULTS, MetConfig, metForward, metLoss, MetTensors } from '../src/engine/model/met';
+import { buildTrainStep } from '../src/engine/train/trainer';
+import { buildSegments, confidences, cumulativeGflops, SegmentRunner } from '../src/engine/infer/segments';
+import { countMacs } from '../src/engine/infer/flops';
 
 const args = process.argv.slice(2);
 const flag = (k: string) => args.includes(`--${k}`);
@@ -119,11 +123,11 @@ interface Row {
   gflopPerImg: number;
 }
 
-function runTorch(workload: string, batch: number): number | undefined {
+function runTorch(workload: string, batch: number, script = 'scripts/bench_torch.py', extra: string[] = []): number | undefined {
   if (flag('no-torch')) return undefined;
   const py = '/usr/bin/python3';
   if (!fs.existsSync(py)) return undefined;
-  const r = spawnSync(py, [path.join(ROOT, 'scripts/bench_torch.py'), '--workload', workload, '--batch', String(batch), '--threads', String(THREADS), '--iters', String(ITERS), '--json'], {
+  const r = spawnSync(py, [path.join(ROOT, script), '--workload', workload, '--batch', String(batch), '--threads', String(THREADS), '--iters', String(ITERS), '--json', ...extra], {
     encoding: 'utf8',
     env: { ...process.env, OPENBLAS_CORETYPE: 'SKYLAKEX', OMP_NUM_THREADS: String(THREADS) },
     timeout: 20 * 60 * 1000,
@@ -233,14 +237,16 @@ async function main(): Promise<void> {
     await s.release();
   }
 
+  if (!flag('no-met')) await metSection(weights, rows);
+
   console.log('');
-  console.log('workload    batch   engine img/s  GFLOP/s (%peak)   PyTorch img/s  GFLOP/s (%peak)   engine/PyTorch');
+  console.log('workload         batch   engine img/s  GFLOP/s (%peak)   PyTorch img/s  GFLOP/s (%peak)   engine/PyTorch');
   for (const r of rows) {
     const eg = r.engine * r.gflopPerImg;
     const tg = r.torch !== undefined ? r.torch * r.gflopPerImg : undefined;
     console.log(
       [
-        r.workload.padEnd(10),
+        r.workload.padEnd(15),
         String(r.batch).padStart(5),
         r.engine.toFixed(2).padStart(14),
         `${eg.toFixed(0)} (${((100 * eg) / peak).toFixed(0)}%)`.padStart(17),
@@ -251,6 +257,106 @@ async function main(): Promise<void> {
     );
   }
   console.log(`\nGFLOP per image: forward ${(2 * macs.forward / 1e9).toFixed(2)}, train step ${(2 * (macs.forward + macs.backwardBlocks) / 1e9).toFixed(2)} (2 FLOPs per multiply-add)`);
+}
+
+/**
+ * MET on ViT-B/16: the train step (7 exits after layers 6..12, r 8, 100 classes, batch 32)
+ * against the PyTorch reference of the same step, its wall-time overhead over the plain
+ * frozen-backbone step (one head + pos_embed trainable) next to its FLOP overhead, and budgeted
+ * inference that drops exited samples against running every sample to the last exit.
+ */
+async function metSection(weights: Map<string, HostTensor>, rows: Row[]): Promise<void> {
+  const cfg = VIT_B16;
+  const B = Number(opt('met-batch', '32'));
+  const C = 100;
+  const met: MetConfig = { ...MET_DEFAULTS, exits: [6, 7, 8, 9, 10, 11, 12], rank: 8, lambda: 0.01, numClasses: C };
+  const metInit = initMetParams(cfg, met, 0);
+  const feedsBase: Record<string, HostTensor> = {
+    images: rand([B, 3, 224, 224], 21),
+    labels: { dtype: 'int64', shape: [B], data: BigInt64Array.from({ length: B }, (_, i) => BigInt(i % C)) },
+  };
+  // Plain frozen-backbone step: a 100-class head on LN_f(cls), gradients for the head and pos_embed.
+  const plainW = new Map(weights);
+  plainW.set('head.weight', rand([C, 768], 3));
+  plainW.set('head.bias', rand([C], 4));
+  const plainNames = ['pos_embed', 'head.weight', 'head.bias'];
+  let plainMacs = 0;
+  let plainSec = 0;
+  {
+    const g = new Graph();
+    const P = new VitParams(g, plainW, new Set(plainNames));
+    const x = g.input('images', ['B', 3, 224, 224]);
+    const labels = g.input('labels', ['B'], 'int64');
+    const { logits } = vitForward(P, cfg, x);
+    const loss = g.crossEntropy(logits!, labels);
+    const grads = grad(loss, plainNames.map((n) => P.get(n)));
+    const outs: Record<string, Tensor> = { loss };
+    plainNames.forEach((n, i) => (outs[`grad.${n}`] = grads[i]));
+    plainMacs = countMacs(Object.values(outs), B);
+    const s = await Session.create(compile(g, outs), { threads: THREADS });
+    const feeds = { ...feedsBase };
+    for (const n of plainNames) feeds[n] = plainW.get(n)!;
+    plainSec = await timeRuns(() => s.run(feeds), Math.max(2, ITERS - 2));
+    await s.release();
+    rows.push({ workload: 'plain-trainstep', batch: B, engine: B / plainSec, torch: runTorch('plain-trainstep', B, 'scripts/bench_torch_met.py'), gflopPerImg: (2 * plainMacs) / B / 1e9 });
+  }
+  // MET train step.
+  const { model } = buildTrainStep(cfg, weights, met, metInit);
+  let metMacs = 0;
+  {
+    // Count the MACs of the same graph (forward + gradients).
+    const g = new Graph();
+    const P = new VitParams(g, weights);
+    const T = new MetTensors(g, metInit, true);
+    const x = g.input('images', ['B', 3, 224, 224]);
+    const y = g.input('labels', ['B'], 'int64');
+    const f = metForward(g, P, T, cfg, met, x);
+    const L = metLoss(g, met, f, y);
+    const gr = grad(L.loss, [...metInit.keys()].map((n) => T.get(n)));
+    metMacs = countMacs([L.loss, ...gr, ...f.logits], B);
+  }
+  const s = await Session.create(model, { threads: THREADS });
+  const feeds = { ...feedsBase };
+  for (const [n, t] of metInit) feeds[n] = t;
+  const metSec = await timeRuns(() => s.run(feeds), Math.max(2, ITERS - 2));
+  await s.release();
+  if (flag('profile')) {
+    console.log(`MET train step, batch ${B}:`);
+    await profileModel(model, feeds);
+  }
+  rows.push({ workload: 'met-trainstep', batch: B, engine: B / metSec, torch: runTorch('met-trainstep', B, 'scripts/bench_torch_met.py'), gflopPerImg: (2 * metMacs) / B / 1e9 });
+  const flopOver = metMacs / plainMacs - 1;
+  const wallOver = metSec / plainSec - 1;
+  console.log(`MET over the plain frozen-backbone step (batch ${B}): FLOPs ${(100 * flopOver).toFixed(1)}%, wall time ${(100 * wallOver).toFixed(1)}% (target: at most FLOPs + 10 points: ${wallOver <= flopOver + 0.1 ? 'met' : 'missed'})`);
+
+  // Budgeted inference with batch shrinking, against every sample to the last exit.
+  const segs = buildSegments(cfg, met, weights, metInit, true);
+  const gfl = cumulativeGflops(segs);
+  const runner = await SegmentRunner.create(segs, C, null, { threads: THREADS });
+  const nb = Number(opt('dyn-batch', '64'));
+  const imgs = rand([nb, 3, 224, 224], 33);
+  // Untrained heads give near-uniform confidences; pick thresholds at quantiles of each exit's
+  // confidence so a known share of the batch leaves at each exit (as trained thresholds would).
+  const all = await runner.allExits(imgs);
+  const share = [0.3, 0.15, 0.15, 0.1, 0.1, 0.1];
+  const thresholds: number[] = [];
+  let remaining = Array.from({ length: nb }, (_, i) => i);
+  for (let j = 0; j < all.probs.length - 1; j++) {
+    const { conf } = confidences(all.probs[j], C);
+    const cs = remaining.map((i) => conf[i]).sort((a, b) => b - a);
+    const take = Math.min(cs.length, Math.round(share[j] * nb));
+    const T = take > 0 ? cs[take - 1] : Infinity;
+    thresholds.push(T);
+    remaining = remaining.filter((i) => conf[i] < T);
+  }
+  thresholds.push(-Infinity);
+  const tStatic = await timeRuns(() => runner.allExits(imgs), 2, 0);
+  let exitOf: Int32Array = new Int32Array(0);
+  const tDyn = await timeRuns(async () => (exitOf = (await runner.dynamic(imgs, thresholds)).exitOf), 2, 0);
+  await runner.release();
+  const counts = gfl.map((_, j) => exitOf.filter((e) => e === j).length);
+  const expected = counts.reduce((a, c, j) => a + c * gfl[j], 0) / nb;
+  console.log(`budgeted inference, ${nb} images: exits taken ${counts.join('/')}; expected ${expected.toFixed(2)} GFLOPs/img vs ${gfl[gfl.length - 1].toFixed(2)} to the last exit (${(100 * expected / gfl[gfl.length - 1]).toFixed(0)}%); wall time ${(tDyn * 1000 / nb).toFixed(0)} vs ${(tStatic * 1000 / nb).toFixed(0)} ms/img (${(100 * tDyn / tStatic).toFixed(0)}%)`);
 }
 
 main().catch((e) => {
