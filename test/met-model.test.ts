@@ -48,7 +48,7 @@ async function metFeatures(cfg: VitConfig, w: Map<string, HostTensor>, input: Ho
   f.features.forEach((z, j) => (outs[`z${j}`] = z));
   const s = await Session.create(compile(g, outs), { threads: 1 });
   const feeds: Record<string, HostTensor> = { images: input };
-  for (const [n, t] of T.inputs) feeds[n] = T.values.get(n)!;
+  for (const n of T.inputs.keys()) feeds[n] = T.values.get(n)!;
 
   const r = await s.run(feeds);
   return f.features.map((_, j) => r[`z${j}`].data as Float32Array);

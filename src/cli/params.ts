@@ -15,7 +15,7 @@ import { FIELDS, flagOf, validateConfig } from '../engine/run/schema';
 import { UserError } from '../engine/tensor';
 import { loadBackbone } from '../engine/weights';
 import { FlagSpec, parseArgs, usage } from './args';
-import { TRAIN_FLAGS } from './train';
+import { loadConfigFile, TRAIN_FLAGS } from './train';
 
 const PRESETS = Object.keys(BACKBONE_PRESETS) as BackboneName[];
 
@@ -59,29 +59,6 @@ export interface ParamsReport {
   components: ParamComponent[];
   /** Per exit: its layer and GFLOPs per image to reach it (cumulative) and of its segment. */
   exits: { exit: number; layer: number; gflops: number; segment_gflops: number }[];
-}
-
-/**
- * A met.config.json as `met train` reads it (comments allowed, paths relative to the file).
- * Kept in step with loadConfigFile in train.ts, which is not exported.
- */
-function loadConfigFile(file: string): Partial<TrainConfig> {
-  let raw: string;
-  try {
-    raw = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new UserError(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
-  let obj: unknown;
-  try {
-    obj = JSON.parse(raw.replace(/^\s*\/\/.*$/gm, ''));
-  } catch (e) {
-    throw new UserError(`${file}: not valid JSON (${(e as Error).message})`);
-  }
-  const c = validateConfig(obj, file) as Record<string, unknown>;
-  const dir = path.dirname(path.resolve(file));
-  for (const k of ['data', 'weights', 'out']) if (typeof c[k] === 'string' && !path.isAbsolute(c[k] as string)) c[k] = path.join(dir, c[k] as string);
-  return c as Partial<TrainConfig>;
 }
 
 async function resolveBackbone(a: Record<string, unknown>, c: Partial<TrainConfig>): Promise<{ name: string; vit: VitConfig }> {

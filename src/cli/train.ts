@@ -28,7 +28,8 @@ function flagsToConfig(a: Record<string, unknown>): Partial<TrainConfig> {
   return validateConfig(out, 'command line');
 }
 
-function loadConfigFile(file: string): Partial<TrainConfig> {
+/** A met.config.json as `met train` reads it (// comments allowed, paths relative to the file). */
+export function loadConfigFile(file: string): Partial<TrainConfig> {
   let raw: string;
   try {
     raw = fs.readFileSync(file, 'utf8');

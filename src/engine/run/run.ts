@@ -228,7 +228,6 @@ export async function runTraining(c: TrainConfig, h: RunHandlers = {}, resumeDir
 
   const so = await sessionOptions(c, log);
   const segsTrainable = buildSegments(vit, met, bb.tensors, initMetParams(vit, met, c.seed), false);
-  const gflops = cumulativeGflops(segsTrainable);
   let valRunner: SegmentRunner | null = null;
   const validate = async (params: Map<string, HostTensor>) => {
     if (!val.length) return [];

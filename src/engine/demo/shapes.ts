@@ -1,0 +1,351 @@
+// Procedural image datasets for the demo (`npm run demo`) and for pretraining the committed
+// tiny backbone (scripts/pretrain-tiny.ts): shapes and textures on noisy backgrounds.
+//
+// Why procedural: the demo must run on a fresh clone in a few minutes with nothing downloaded,
+// and it has to show what MET is for: easy images answered by early exits, hard ones by deep
+// exits. So every image is drawn at a difficulty `level` in [0, 1]:
+//   easy (level <= 0.3): large, centred, high contrast, little noise, nothing else in view;
+//   hard (level >= 0.7): small, anywhere, low contrast, heavy noise, a background gradient and
+//                        small distractor strokes.
+// Two disjoint class sets share the renderer: DEMO_CLASSES (the fine-tuning task) and
+// PRETRAIN_CLASSES (the backbone's pretraining task). Pretraining thus learns edges, corners,
+// curvature, hollowness and stripe orientation from other shapes and never sees a demo class.
+//
+// Determinism: an image is a pure function of (seed, class name, index): its random stream is
+// mulberry32(hashInts(seed, hashString(class), index)), so adding a class or more images never
+// changes existing ones, and every platform draws the same pixels (no Math.random, no
+// platform maths beyond IEEE +, *, sqrt, sin, cos, log, which JS defines to be the same
+// everywhere that matters here: the results are rounded to 8 bits).
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import sharp from 'sharp';
+import { hashInts, hashString, mulberry32 } from '../data/random';
+
+/** The fine-tuning task of the demo. */
+export const DEMO_CLASSES = ['checker', 'circle', 'cross', 'hstripes', 'ring', 'square', 'triangle', 'vstripes'] as const;
+/** The pretraining task: other shapes and textures, none of them a demo class. */
+export const PRETRAIN_CLASSES = ['arrow', 'crescent', 'diagstripes', 'dots', 'ellipse', 'frame', 'grid', 'hexagon', 'lshape', 'semicircle', 'star', 'tshape', 'bar'] as const;
+
+/** Bumped whenever a change alters any pixel, so cached folders are regenerated. */
+export const GENERATOR_VERSION = 1;
+
+type Pt = [number, number];
+
+interface ClassDef {
+  /** Coverage test in the shape's unit frame (radius about 1, v pointing up). */
+  inside(u: number, v: number): boolean;
+  /** For textures: which of the two fill colours a point inside takes (true = foreground). */
+  pattern?(u: number, v: number): boolean;
+  /** Rotation range in radians: uniform in [-rot, rot]. */
+  rot: number;
+}
+
+const FULL = Math.PI;
+const SMALL = (20 * Math.PI) / 180;
+
+function polygon(pts: Pt[]): (u: number, v: number) => boolean {
+  // Even-odd rule, fine for the simple (possibly non-convex) outlines used here. Flat arrays and
+  // a bounding-circle test first: this runs 16 times per pixel.
+  const n = pts.length;
+  const xs = Float64Array.from(pts, (p) => p[0]);
+  const ys = Float64Array.from(pts, (p) => p[1]);
+  const r2 = Math.max(...pts.map(([x, y]) => x * x + y * y));
+  return (u, v) => {
+    if (u * u + v * v > r2) return false;
+    let c = false;
+    for (let i = 0, j = n - 1; i < n; j = i++) {
+      const yi = ys[i];
+      const yj = ys[j];
+      if (yi > v !== yj > v && u < ((xs[j] - xs[i]) * (v - yi)) / (yj - yi) + xs[i]) c = !c;
+    }
+    return c;
+  };
+}
+
+function starPts(n: number, outer: number, inner: number): Pt[] {
+  const pts: Pt[] = [];
+  for (let k = 0; k < 2 * n; k++) {
+    const a = Math.PI / 2 + (k * Math.PI) / n;
+    const r = k % 2 ? inner : outer;
+    pts.push([r * Math.cos(a), r * Math.sin(a)]);
+  }
+  return pts;
+}
+
+const box = (u: number, v: number, h = 1) => Math.abs(u) <= h && Math.abs(v) <= h;
+/** Stripe index parity with `n` periods across the unit box [-1, 1]. */
+const band = (x: number, n: number) => (Math.floor((x + 1) * n) & 1) === 0;
+
+const CLASSES: Record<string, ClassDef> = {
+  // Demo task.
+  circle: { inside: (u, v) => u * u + v * v <= 1, rot: FULL },
+  ring: { inside: (u, v) => { const r = u * u + v * v; return r <= 1 && r >= 0.52 * 0.52; }, rot: FULL },
+  square: { inside: (u, v) => box(u, v, 0.82), rot: FULL },
+  triangle: { inside: (u, v) => { const s = 1.15; u /= s; v /= s; return v >= -0.5 && v <= 1 - Math.sqrt(3) * Math.abs(u); }, rot: FULL },
+  cross: { inside: (u, v) => (Math.abs(u) <= 0.3 && Math.abs(v) <= 1) || (Math.abs(v) <= 0.3 && Math.abs(u) <= 1), rot: FULL },
+  // Stripes keep their orientation (±20°): rotated by 90° one would be the other.
+  hstripes: { inside: (u, v) => box(u, v, 0.9), pattern: (_u, v) => band(v, 3), rot: SMALL },
+  vstripes: { inside: (u, v) => box(u, v, 0.9), pattern: (u) => band(u, 3), rot: SMALL },
+  checker: { inside: (u, v) => box(u, v, 0.9), pattern: (u, v) => band(u, 2) === band(v, 2), rot: FULL },
+  // Pretraining task.
+  ellipse: { inside: (u, v) => u * u + (v * v) / 0.25 <= 1, rot: FULL },
+  hexagon: { inside: (u, v) => Math.abs(v) <= Math.sqrt(3) / 2 && Math.abs(u) <= 1 - Math.abs(v) / Math.sqrt(3), rot: FULL },
+  star: { inside: polygon(starPts(5, 1.1, 0.45)), rot: FULL },
+  arrow: { inside: polygon([[-1, -0.25], [0.15, -0.25], [0.15, -0.65], [1, 0], [0.15, 0.65], [0.15, 0.25], [-1, 0.25]]), rot: FULL },
+  lshape: { inside: polygon([[-0.7, 1], [-0.2, 1], [-0.2, -0.5], [0.8, -0.5], [0.8, -1], [-0.7, -1]]), rot: FULL },
+  tshape: { inside: polygon([[-1, 1], [1, 1], [1, 0.55], [0.25, 0.55], [0.25, -1], [-0.25, -1], [-0.25, 0.55], [-1, 0.55]]), rot: FULL },
+  crescent: { inside: (u, v) => u * u + v * v <= 1 && (u - 0.45) ** 2 + v * v > 0.8 * 0.8, rot: FULL },
+  semicircle: { inside: (u, v) => u * u + (v + 0.4) ** 2 <= 1.2 * 1.2 && v >= -0.4, rot: FULL },
+  frame: { inside: (u, v) => box(u, v, 0.9) && !box(u, v, 0.52), rot: FULL },
+  bar: { inside: (u, v) => Math.abs(u) <= 1.1 && Math.abs(v) <= 0.25, rot: FULL },
+  diagstripes: { inside: (u, v) => box(u, v, 0.9), pattern: (u, v) => band((u + v) / Math.SQRT2, 3), rot: SMALL },
+  grid: { inside: (u, v) => box(u, v, 0.9), pattern: (u, v) => Math.abs(((u + 1) * 1.5) % 1 - 0.5) < 0.17 || Math.abs(((v + 1) * 1.5) % 1 - 0.5) < 0.17, rot: FULL },
+  dots: { inside: (u, v) => box(u, v, 0.9), pattern: (u, v) => ((((u + 1) * 1.5) % 1) - 0.5) ** 2 + ((((v + 1) * 1.5) % 1) - 0.5) ** 2 < 0.3 * 0.3, rot: FULL },
+};
+
+export function isKnownClass(name: string): boolean {
+  return Object.prototype.hasOwnProperty.call(CLASSES, name);
+}
+
+export interface SampleInfo {
+  cls: string;
+  index: number;
+  hard: boolean;
+  /** Difficulty in [0, 1]; easy samples are <= 0.3, hard ones >= 0.7. */
+  level: number;
+  /** Shape radius in pixels. */
+  radius: number;
+  /** Luma difference between the shape's colour and the background's, in [0, 1]. */
+  contrast: number;
+  /** Standard deviation of the pixel noise, in [0, 1] units. */
+  noise: number;
+  distractors: number;
+}
+
+export interface RenderedSample {
+  /** size x size x 3 interleaved RGB, 8-bit. */
+  pixels: Uint8Array;
+  /** Per-pixel coverage of the main shape in [0, 1] (what the test measures contrast with). */
+  mask: Float32Array;
+  info: SampleInfo;
+}
+
+export interface RenderOptions {
+  /** Image side in pixels; default 32. */
+  size?: number;
+  /** Share of hard samples; default 0.5. */
+  hardFraction?: number;
+}
+
+const luma = (c: readonly number[]) => 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2];
+const lerp = (a: number, b: number, t: number) => a + (b - a) * t;
+const clamp01 = (x: number) => (x < 0 ? 0 : x > 1 ? 1 : x);
+
+/** Supersampling per pixel side: 4x4 coverage samples keep small, rotated shapes anti-aliased. */
+const SS = 4;
+
+/** Renders one image of class `cls`: a pure function of (cls, seed, index, options). */
+export function renderSample(cls: string, seed: number, index: number, opts: RenderOptions = {}): RenderedSample {
+  const def = CLASSES[cls];
+  if (!def || !isKnownClass(cls)) throw new Error(`unknown shape class '${cls}'`);
+  const S = opts.size ?? 32;
+  const hardFraction = opts.hardFraction ?? 0.5;
+  const rng = mulberry32(hashInts(seed, hashString(cls), index));
+  const uni = (a: number, b: number) => a + (b - a) * rng();
+  const gauss = () => Math.sqrt(-2 * Math.log(1 - rng())) * Math.cos(2 * Math.PI * rng());
+
+  const hard = rng() < hardFraction;
+  const level = hard ? uni(0.7, 1) : uni(0, 0.3);
+  // Sizes are in units of a 32-pixel image, scaled to S.
+  const k = S / 32;
+  const radius = k * (lerp(13, 7, level) + uni(-1, 1));
+  const maxOff = Math.max(0, lerp(1.5 * k, S / 2 - radius - 1, level));
+  const cx = S / 2 + uni(-maxOff, maxOff);
+  const cy = S / 2 + uni(-maxOff, maxOff);
+  const angle = uni(-def.rot, def.rot);
+  const noise = lerp(0.02, 0.13, level) * uni(0.85, 1.15);
+  const targetContrast = lerp(0.6, 0.18, level) * uni(0.8, 1.2);
+
+  // Colours: a random background, then a random foreground whose luma differs by about the
+  // target contrast (rejection sampling; deterministic since it only consumes rng draws).
+  const bg = [uni(0.1, 0.9), uni(0.1, 0.9), uni(0.1, 0.9)];
+  let fg = bg.slice();
+  let best = Infinity;
+  for (let t = 0; t < 200; t++) {
+    const c = [rng(), rng(), rng()];
+    const err = Math.abs(Math.abs(luma(c) - luma(bg)) - targetContrast);
+    if (err < best) {
+      best = err;
+      fg = c;
+      if (err < 0.02) break;
+    }
+  }
+  // Textures alternate the foreground with a colour a quarter of the way from it to the background.
+  const fg2 = fg.map((x, i) => lerp(x, bg[i], 0.75));
+  const contrast = Math.abs(luma(fg) - luma(bg));
+
+  // Background: base colour + a linear gradient (stronger when hard).
+  const gAmp = lerp(0.03, 0.18, level);
+  const gDir = uni(0, 2 * Math.PI);
+  const gx = Math.cos(gDir) * gAmp;
+  const gy = Math.sin(gDir) * gAmp;
+  const img = new Float32Array(S * S * 3);
+  for (let y = 0; y < S; y++)
+    for (let x = 0; x < S; x++) {
+      const t = ((x + 0.5) / S - 0.5) * gx + ((y + 0.5) / S - 0.5) * gy;
+      for (let c = 0; c < 3; c++) img[(y * S + x) * 3 + c] = bg[c] + t;
+    }
+
+  // Distractors on hard images: short strokes and specks, drawn before the shape (behind it).
+  const distractors = level > 0.5 ? 1 + Math.floor(rng() * 3) : 0;
+  for (let d = 0; d < distractors; d++) {
+    const col = [rng(), rng(), rng()];
+    const x0 = uni(0, S);
+    const y0 = uni(0, S);
+    const speck = rng() < 0.4;
+    const len = speck ? 0 : k * uni(4, 9);
+    const a = uni(0, 2 * Math.PI);
+    const x1 = x0 + Math.cos(a) * len;
+    const y1 = y0 + Math.sin(a) * len;
+    const w = k * (speck ? uni(1, 1.8) : uni(0.5, 0.9));
+    const alpha = uni(0.4, 0.8);
+    paint(img, S, (px, py) => distToSegment(px, py, x0, y0, x1, y1) <= w, col, alpha);
+  }
+
+  // The shape itself, with coverage from SS x SS samples per pixel.
+  const ca = Math.cos(angle);
+  const sa = Math.sin(angle);
+  const mask = new Float32Array(S * S);
+  for (let y = 0; y < S; y++)
+    for (let x = 0; x < S; x++) {
+      let cov = 0;
+      let covFg = 0;
+      for (let sy = 0; sy < SS; sy++)
+        for (let sx = 0; sx < SS; sx++) {
+          const px = x + (sx + 0.5) / SS - cx;
+          const py = cy - (y + (sy + 0.5) / SS); // v points up
+          const u = (ca * px + sa * py) / radius;
+          const v = (-sa * px + ca * py) / radius;
+          if (!def.inside(u, v)) continue;
+          cov++;
+          if (!def.pattern || def.pattern(u, v)) covFg++;
+        }
+      if (!cov) continue;
+      const n = SS * SS;
+      mask[y * S + x] = cov / n;
+      const o = (y * S + x) * 3;
+      for (let c = 0; c < 3; c++) img[o + c] = img[o + c] * (1 - cov / n) + (fg[c] * covFg + fg2[c] * (cov - covFg)) / n;
+    }
+
+  // Sensor-like noise last, so it covers shape and background alike.
+  const pixels = new Uint8Array(S * S * 3);
+  for (let i = 0; i < S * S; i++) {
+    const lumaNoise = gauss() * noise * 0.8;
+    for (let c = 0; c < 3; c++) {
+      const v = img[i * 3 + c] + lumaNoise + gauss() * noise * 0.6;
+      pixels[i * 3 + c] = Math.round(clamp01(v) * 255);
+    }
+  }
+  return { pixels, mask, info: { cls, index, hard, level, radius, contrast, noise, distractors } };
+}
+
+function distToSegment(px: number, py: number, x0: number, y0: number, x1: number, y1: number): number {
+  const dx = x1 - x0;
+  const dy = y1 - y0;
+  const l2 = dx * dx + dy * dy;
+  const t = l2 ? clamp01(((px - x0) * dx + (py - y0) * dy) / l2) : 0;
+  return Math.hypot(px - (x0 + t * dx), py - (y0 + t * dy));
+}
+
+/** Blends `col` over the pixels whose centre satisfies `inside` (distractors need no anti-aliasing). */
+function paint(img: Float32Array, S: number, inside: (x: number, y: number) => boolean, col: number[], alpha: number): void {
+  for (let y = 0; y < S; y++)
+    for (let x = 0; x < S; x++) {
+      if (!inside(x + 0.5, y + 0.5)) continue;
+      const o = (y * S + x) * 3;
+      for (let c = 0; c < 3; c++) img[o + c] = img[o + c] * (1 - alpha) + col[c] * alpha;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Image folders
+
+export interface FolderOptions extends RenderOptions {
+  out: string;
+  classes: readonly string[];
+  perClass: number;
+  seed: number;
+  /** png (lossless, the default: the network sees exactly the rendered pixels) or jpeg. */
+  format?: 'png' | 'jpeg';
+}
+
+export interface ManifestEntry extends SampleInfo {
+  /** Path relative to the folder, with '/' separators. */
+  file: string;
+}
+
+export interface Manifest {
+  version: number;
+  options: Omit<FolderOptions, 'out'>;
+  samples: ManifestEntry[];
+}
+
+/**
+ * Hidden (leading '.'), so the dataset scanner ignores it: the folder stays a plain class-folder
+ * dataset, and the demo can still tell easy from hard samples afterwards.
+ */
+export const MANIFEST = '.shapes-manifest.json';
+
+export function fileName(index: number, format: 'png' | 'jpeg'): string {
+  return `${String(index).padStart(4, '0')}.${format === 'png' ? 'png' : 'jpg'}`;
+}
+
+function sameOptions(m: Manifest | null, o: Omit<FolderOptions, 'out'>): boolean {
+  return !!m && m.version === GENERATOR_VERSION && JSON.stringify(m.options) === JSON.stringify(o);
+}
+
+export function readManifest(dir: string): Manifest | null {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(dir, MANIFEST), 'utf8')) as Manifest;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Writes `<out>/<class>/<nnnn>.png` for every class, plus the manifest. Idempotent: when `out`
+ * already holds a complete folder made with the same options, nothing is written (returns
+ * reused = true). Otherwise the folder is built next to `out` and renamed into place, so an
+ * interrupted run never leaves a half-written dataset that a later run would trust.
+ */
+export async function writeShapeFolder(o: FolderOptions): Promise<{ manifest: Manifest; reused: boolean }> {
+  for (const c of o.classes) if (!isKnownClass(c)) throw new Error(`unknown shape class '${c}'`);
+  const format = o.format ?? 'png';
+  const options: Omit<FolderOptions, 'out'> = { classes: [...o.classes], perClass: o.perClass, seed: o.seed, size: o.size ?? 32, hardFraction: o.hardFraction ?? 0.5, format };
+  const existing = readManifest(o.out);
+  if (sameOptions(existing, options)) return { manifest: existing!, reused: true };
+
+  const tmp = `${o.out}.tmp-${process.pid}`;
+  fs.rmSync(tmp, { recursive: true, force: true });
+  const samples: ManifestEntry[] = [];
+  const S = options.size!;
+  for (const cls of o.classes) {
+    fs.mkdirSync(path.join(tmp, cls), { recursive: true });
+    const jobs: Promise<unknown>[] = [];
+    for (let i = 0; i < o.perClass; i++) {
+      const r = renderSample(cls, o.seed, i, options);
+      const file = `${cls}/${fileName(i, format)}`;
+      const img = sharp(Buffer.from(r.pixels.buffer, r.pixels.byteOffset, r.pixels.byteLength), { raw: { width: S, height: S, channels: 3 } });
+      jobs.push((format === 'png' ? img.png() : img.jpeg({ quality: 92 })).toFile(path.join(tmp, file)));
+      samples.push({ file, ...r.info });
+    }
+    await Promise.all(jobs);
+  }
+  const manifest: Manifest = { version: GENERATOR_VERSION, options, samples };
+  fs.writeFileSync(path.join(tmp, MANIFEST), JSON.stringify(manifest));
+  fs.rmSync(o.out, { recursive: true, force: true });
+  fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
+  fs.renameSync(tmp, o.out);
+  return { manifest, reused: false };
+}
