@@ -670,8 +670,21 @@ def write_readme(out):
         rows.append(f"| `{name}` | {c['image_size']} | {c['patch_size']} | {c['channels']} | {c['depth']} | "
                     f"{c['heads']} x {c['dim_head']} | {c['dim']} | {c['mlp_dim']} | "
                     f"{c['num_classes']} | 1e-5 | relu | no |")
-    with open(os.path.join(out, 'README.md'), 'w') as f:
-        f.write(README.format(rows='\n'.join(rows), **versions()))
+    path = os.path.join(out, 'README.md')
+    text = README.format(rows='\n'.join(rows), **versions())
+    # keep sections other generators maintain in this README (between their BEGIN/END markers,
+    # e.g. scripts/make_met_fixtures.py's), in their order
+    import re
+    kept = []
+    if os.path.exists(path):
+        with open(path) as f:
+            old = f.read()
+        kept = [m.group(0) for m in re.finditer(
+            r'<!-- BEGIN (.*?) -->.*?<!-- END [^>]*-->\n?', old, re.S)]
+    if kept:
+        text += '\n' + '\n'.join(k if k.endswith('\n') else k + '\n' for k in kept)
+    with open(path, 'w') as f:
+        f.write(text)
 
 
 def main():
