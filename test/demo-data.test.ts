@@ -95,6 +95,12 @@ test('a generated folder has one folder per class, is reproducible and loads thr
     assert.deepEqual(files, [0, 1, 2, 3, 4].map((i) => fileName(i, 'png')), cls);
     for (const f of files) assert.ok(fs.readFileSync(path.join(a, cls, f)).equals(fs.readFileSync(path.join(b, cls, f))), `${cls}/${f}: same bytes`);
   }
+  const other = path.join(tmp, 'not-generated');
+  fs.mkdirSync(other);
+  fs.writeFileSync(path.join(other, 'keep.txt'), 'mine');
+  await assert.rejects(writeShapeFolder({ out: other, ...opts }), /not made by the shapes generator/);
+  assert.ok(fs.existsSync(path.join(other, 'keep.txt')), 'a folder the generator did not make is left alone');
+
   const m = readManifest(a)!;
   assert.equal(m.samples.length, DEMO_CLASSES.length * 5);
   assert.ok(m.samples.every((s) => fs.existsSync(path.join(a, s.file))));
