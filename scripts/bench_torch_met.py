@@ -33,7 +33,11 @@ and a warning when other processes competed during the measurement.
 FLOPs: `gflops_per_img` is counted by torch.profiler (with_flops: aten::mm/addmm/bmm/conv2d, 2
 FLOPs per multiply-add, forward and backward) on one extra step at batch --flops-batch (default 2).
 
-With --json: one JSON object per record on stdout (img_per_s, ms_per_iter, ms_min, ...).
+With --json: one JSON object per record on stdout (img_per_s, ms_per_iter = median, ms_min, ms_all,
+cpu_user_s_per_iter / cpu_sys_s_per_iter / minor_faults_per_iter of this process, load fields).
+Note: on this VM a large, run-to-run variable part of a step is kernel time zero-filling freshly
+mapped pages (glibc mmaps and unmaps PyTorch's big activation buffers every step): compare
+cpu_sys_s_per_iter between records before reading much into a 10-30% difference.
 """
 
 import os
@@ -100,6 +104,7 @@ if __name__ == '__main__':
 # ---- only after the environment is final -------------------------------------------------
 import argparse  # noqa: E402
 import json  # noqa: E402
+import resource  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 
@@ -303,9 +308,18 @@ def main():
         quiet = wait_quiet(args.wait_quiet) if args.wait_quiet > 0 else None
         step, extra = make_step(args, workload, efficient, args.batch)
         load1_before = os.getloadavg()[0]
+        time_iters(step, 0, args.warmup)
         meter = LoadMeter()
-        times = time_iters(step, args.warmup, args.iters)
+        ru0 = resource.getrusage(resource.RUSAGE_SELF)
+        times = time_iters(step, 0, args.iters)
+        ru1 = resource.getrusage(resource.RUSAGE_SELF)
         rec_load = load_fields(meter, quiet, warnings)
+        # CPU time of this process per timed iteration: sys is mostly the kernel zero-filling
+        # freshly mapped pages (large tensors are mmap'ed and unmapped by glibc every step)
+        cpu = {'cpu_user_s_per_iter': round((ru1.ru_utime - ru0.ru_utime) / args.iters, 2),
+               'cpu_sys_s_per_iter': round((ru1.ru_stime - ru0.ru_stime) / args.iters, 2),
+               'minor_faults_per_iter': (ru1.ru_minflt - ru0.ru_minflt) // args.iters,
+               'max_rss_gb': round(ru1.ru_maxrss / 1e6, 2)}
         del step
         med = statistics.median(times)
         gf = count_flops(args, workload, efficient) if args.flops_batch > 0 else None
@@ -316,7 +330,7 @@ def main():
                'iters': args.iters, 'warmup': args.warmup,
                'gflops_per_img': gf, 'gflops_per_s': None if gf is None else gf * args.batch / med,
                'loadavg1_before': round(load1_before, 2), 'loadavg1_first_wait_s': round(waited, 1),
-               **extra, **common, **rec_load}
+               **cpu, **extra, **common, **rec_load}
         if args.json:
             print(json.dumps(rec), flush=True)
         else:

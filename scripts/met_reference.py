@@ -369,12 +369,12 @@ class MET(nn.Module):
         q = F.linear(h[:, :nq], W[:D], None if b is None else b[:D])
         k = F.linear(h, W[D:2 * D], None if b is None else b[D:2 * D])
         v = F.linear(h, W[2 * D:], None if b is None else b[2 * D:])
-        q = q.reshape(B, nq, H, dh).transpose(1, 2)
+        q = q.reshape(B, nq, H, dh).transpose(1, 2) * (1.0 / math.sqrt(dh))  # scale q, as torch's MHA
         k = k.reshape(B, T, H, dh).transpose(1, 2)
         v = v.reshape(B, T, H, dh).transpose(1, 2)
-        s = (q @ k.transpose(-1, -2)) / math.sqrt(dh)
+        s = q @ k.transpose(-1, -2)  # [B, H, nq, T]
         if bias is not None:
-            s = s + bias.to(s.dtype)
+            s = s.add_(bias.to(s.dtype))  # in place: no second [B, H, nq, T] buffer
         a = torch.softmax(s, -1)
         o = (a @ v).transpose(1, 2).reshape(B, nq, D)
         return mha.out_proj(o)
