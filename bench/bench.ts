@@ -29,6 +29,10 @@ const QUICK = flag('quick');
 const THREADS = Number(opt('threads', String(Math.min(os.cpus().length, 2))));
 const BATCHES = opt('batches', '8,32').split(',').map(Number);
 const ITERS = Number(opt('iters', QUICK ? '3' : '6'));
+// Both sides run two untimed steps first: onnxruntime's arena and PyTorch's heap only reach their
+// steady size during the first steps (measured: MET step at batch 16, 8.8 and 8.2 s, then 5.3 s
+// every step after), and training runs thousands of steps.
+const WARMUP = Number(opt('warmup', '2'));
 const ROOT = path.resolve(__dirname, '..');
 
 export const VIT_B16: VitConfig = {
@@ -80,7 +84,7 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
-async function timeRuns(run: () => Promise<unknown>, iters: number, warmup = 1): Promise<number> {
+async function timeRuns(run: () => Promise<unknown>, iters: number, warmup = WARMUP): Promise<number> {
   for (let i = 0; i < warmup; i++) await run();
   const ts: number[] = [];
   for (let i = 0; i < iters; i++) {
@@ -148,7 +152,7 @@ function runTorch(workload: string, batch: number, script = 'scripts/bench_torch
   if (flag('no-torch')) return undefined;
   const py = '/usr/bin/python3';
   if (!fs.existsSync(py)) return undefined;
-  const r = spawnSync(py, [path.join(ROOT, script), '--workload', workload, '--batch', String(batch), '--threads', String(THREADS), '--iters', String(ITERS), '--json', ...extra], {
+  const r = spawnSync(py, [path.join(ROOT, script), '--workload', workload, '--batch', String(batch), '--threads', String(THREADS), '--iters', String(Math.max(3, ITERS - 2)), '--warmup', String(WARMUP), '--json', ...extra], {
     encoding: 'utf8',
     env: { ...process.env, OPENBLAS_CORETYPE: 'SKYLAKEX', OMP_NUM_THREADS: String(THREADS) },
     timeout: 20 * 60 * 1000,
@@ -250,7 +254,7 @@ async function main(): Promise<void> {
         labels: { dtype: 'int64', shape: [B], data: BigInt64Array.from({ length: B }, (_, i) => BigInt(i % 1000)) },
       };
       for (const n of names) feeds[n] = weights.get(n)!;
-      const sec = await timeRuns(() => s.run(feeds), Math.max(2, Math.round(ITERS * (8 / B))));
+      const sec = await timeRuns(() => s.run(feeds), Math.max(3, Math.round(ITERS * (8 / B))));
       rows.push({ workload: 'trainstep', batch: B, engine: B / sec, torch: runTorch('trainstep', B), gflopPerImg: (2 * (macs.forward + macs.backwardBlocks)) / 1e9 });
       if (flag('profile') && B === BATCHES[0]) {
         console.log(`train step, batch ${B}:`);
@@ -319,7 +323,7 @@ async function metSection(weights: Map<string, HostTensor>, rows: Row[]): Promis
     const s = await Session.create(compile(g, outs), { threads: THREADS });
     const feeds = { ...feedsBase };
     for (const n of plainNames) feeds[n] = plainW.get(n)!;
-    plainSec = await timeRuns(() => s.run(feeds), Math.max(2, ITERS - 2));
+    plainSec = await timeRuns(() => s.run(feeds), Math.max(3, ITERS - 2));
     await s.release();
     rows.push({ workload: 'plain-trainstep', batch: B, engine: B / plainSec, torch: runTorch('plain-trainstep', B, 'scripts/bench_torch_met.py'), gflopPerImg: (2 * plainMacs) / B / 1e9 });
   }
@@ -341,7 +345,7 @@ async function metSection(weights: Map<string, HostTensor>, rows: Row[]): Promis
   const s = await Session.create(model, { threads: THREADS });
   const feeds = { ...feedsBase };
   for (const [n, t] of metInit) feeds[n] = t;
-  const metSec = await timeRuns(() => s.run(feeds), Math.max(2, ITERS - 2));
+  const metSec = await timeRuns(() => s.run(feeds), Math.max(3, ITERS - 2));
   await s.release();
   if (flag('profile')) {
     console.log(`MET train step, batch ${B}:`);

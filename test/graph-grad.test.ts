@@ -165,7 +165,7 @@ test('every differentiable op has a finite-difference case', () => {
   const noGrad = new Set(['EyeLike', 'Equal', 'Less', 'Greater', 'Not', 'Sign', 'StopGradient', 'ZerosLike', 'DimSize']);
   const covered = new Set(cases.flatMap((c) => c.ops));
   // Ops only produced by gradient rules are covered through the rule that emits them.
-  const viaRules: Record<string, string> = { ReshapeLike: 'Reshape', ExpandLike: 'ReduceSum', ScatterAdd: 'Gather' };
+  const viaRules: Record<string, string> = { ReshapeLike: 'Reshape', ExpandLike: 'ReduceSum', ScatterAdd: 'Gather', GeluGradExact: 'Gelu' };
   const missing = registeredOps().filter((op) => !noGrad.has(op) && !covered.has(op) && !covered.has(viaRules[op] ?? ''));
   assert.deepEqual(missing, [], `ops without a gradient check: ${missing.join(', ')}`);
 });
@@ -197,4 +197,45 @@ test('symbolic batch: gradients run at two batch sizes', async () => {
     assert.deepEqual(res.dx.shape, [B, 3]);
     assert.deepEqual(res.dw.shape, [3, 2]);
   }
+});
+
+// The exact-GELU gradient is one fused op with its own ONNX chain: check it value by value
+// against the closed form Phi(x) + x phi(x) in float64 (finite differences in float32 above are
+// only good to ~1e-3), including 0, large |x| and the tails where erf saturates.
+test('GeluGradExact equals dy * (Phi(x) + x phi(x))', async () => {
+  const xs = [0, -0, 1e-7, -1e-7, 0.5, -0.5, 1, -1, 2.5, -2.5, 4, -4, 6, -6, 9, -9, 30, -30];
+  for (let i = 0; i < 200; i++) xs.push(-7 + (14 * i) / 199);
+  const r = rng(5);
+  const dys = xs.map(() => 2 * r() - 1);
+  const g = new Graph();
+  const x = g.input('x', [xs.length]);
+  const dy = g.input('dy', [xs.length]);
+  const s = await Session.create(compile(g, { dx: g.apply1('GeluGradExact', [x, dy]) }), { threads: 1 });
+  const out = await s.run({ x: { dtype: 'float32', shape: [xs.length], data: Float32Array.from(xs) }, dy: { dtype: 'float32', shape: [xs.length], data: Float32Array.from(dys) } });
+  await s.release();
+  const got = out.dx.data as Float32Array;
+  const erf = (v: number) => {
+    // Abramowitz-Stegun 7.1.26 is too coarse; use the series/continued fraction via Math functions:
+    // erf(v) = 1 - erfc(v); erfc by Lentz continued fraction for |v| > 2, Taylor series below.
+    const a = Math.abs(v);
+    let res: number;
+    if (a < 2.5) {
+      let sum = 0;
+      let term = a;
+      for (let n = 0; n < 80; n++) {
+        sum += term / (2 * n + 1);
+        term *= (-a * a) / (n + 1);
+      }
+      res = (2 / Math.sqrt(Math.PI)) * sum;
+    } else {
+      let f = 0;
+      for (let n = 60; n >= 1; n--) f = n / 2 / (a + f);
+      res = 1 - Math.exp(-a * a) / Math.sqrt(Math.PI) / (a + f);
+    }
+    return v < 0 ? -res : res;
+  };
+  xs.forEach((v, i) => {
+    const want = dys[i] * (0.5 * (1 + erf(v / Math.SQRT2)) + (v * Math.exp(-0.5 * v * v)) / Math.sqrt(2 * Math.PI));
+    assert.ok(Math.abs(got[i] - want) <= 2e-6 * Math.max(1, Math.abs(want)), `x=${v}: ${got[i]} vs ${want}`);
+  });
 });

@@ -77,10 +77,10 @@ describe('timm', () => {
   });
 
   test('heads: HEADS_BY_DIM for standard widths, an error naming the problem otherwise', () => {
-    throwsUser(() => toCanonical(timmState(), 'timm', {}, 'tiny.safetensors'), 'tiny.safetensors', 'number of attention heads', 'width 8', 'overrides.heads');
+    throwsUser(() => toCanonical(timmState(), 'timm', {}, 'tiny.safetensors'), 'tiny.safetensors', 'number of attention heads', 'width 8', '--heads N');
     const c: Tiny = { ...TINY, D: 192, H: 3, dh: 64, M: 32, depth: 1 };
     assert.equal(toCanonical(timmState(c), 'timm').config.heads, 3);
-    throwsUser(() => toCanonical(timmState(), 'timm', { heads: 3 }), 'overrides.heads', 'not divisible into 3 heads');
+    throwsUser(() => toCanonical(timmState(), 'timm', { heads: 3 }), '--heads', 'not divisible into 3 heads');
   });
 
   test('no head -> numClasses 0; no qkv bias -> qkvBias false; 1 channel -> single mean/std', () => {
@@ -250,7 +250,7 @@ describe('vit-pytorch', () => {
     assert.equal(config.headDim, 64);
     assert.equal(config.act, 'relu');
     // inner 8 is not a multiple of 64: heads must be given.
-    throwsUser(() => toCanonical(toVitPytorch(timmState(TINY, { qkvBias: false })), 'vit-pytorch', {}, 'vp.pt'), 'vp.pt', 'default head width 64', 'overrides.heads');
+    throwsUser(() => toCanonical(toVitPytorch(timmState(TINY, { qkvBias: false })), 'vit-pytorch', {}, 'vp.pt'), 'vp.pt', 'default head width 64', '--heads N');
   });
 
   test('newest layout with LayerNorms around the patch Linear is refused with an explanation', () => {

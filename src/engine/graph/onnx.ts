@@ -101,6 +101,7 @@ export function compile(g: Graph, outputs: Record<string, Tensor>, opts: Compile
   const graphW = new PbWriter();
   let tmp = 0;
   let nodeCount = 0;
+  const domains = new Set<string>();
   const smallConsts: PbWriter[] = [];
   const constCache = new Map<string, string>();
   const ctx: EmitCtx = {
@@ -121,7 +122,10 @@ export function compile(g: Graph, outputs: Record<string, Tensor>, opts: Compile
       n.string(3, claim(`n_${opType}_${nodeCount++}`));
       n.string(4, opType);
       for (const [k, v] of Object.entries(attrs)) if (v !== undefined) n.message(5, attribute(k, v));
-      if (domain) n.string(7, domain);
+      if (domain) {
+        n.string(7, domain);
+        domains.add(domain);
+      }
       graphW.message(1, n);
       return outNames;
     },
@@ -169,5 +173,7 @@ export function compile(g: Graph, outputs: Record<string, Tensor>, opts: Compile
   model.string(3, '0.1.0');
   model.message(7, graphW);
   model.message(8, new PbWriter().string(1, '').int(2, opset));
+  // onnxruntime's contrib ops (com.microsoft) are at version 1.
+  for (const d of domains) model.message(8, new PbWriter().string(1, d).int(2, 1));
   return { bytes: model.finish(), inputs: inInfo, outputs: outInfo, nodeCount };
 }

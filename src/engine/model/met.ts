@@ -231,6 +231,14 @@ function sigma(g: Graph, m: MetConfig, x: Tensor): Tensor {
 
 /** Sub-adapter cores in the r-dim space: z [.., r] -> σ(z) A diag(λ) B (or σ(z A diag(λ)) B). */
 function core(g: Graph, m: MetConfig, z: Tensor, A: Tensor, lam: Tensor | null, B: Tensor): Tensor {
+  if (m.actPosition === 'after_down' && (!lam || lam.shape[0] === 1)) {
+    // One diagonal for every token: compose the r x r cores first, A diag(λ) B = (A * λ) B, so
+    // the [B, N, r] activations go through one matmul instead of matmul, scale, matmul. The
+    // chain runs this once per (adapter, exit) pair over all patch tokens, and these small ops
+    // are launch-bound: fewer of them is most of what there is to gain.
+    const M = g.matmul(lam ? g.mul(A, lam) : A, B); // (r, r)
+    return g.matmul(sigma(g, m, z), M);
+  }
   if (m.actPosition === 'after_diag') {
     let h = g.matmul(z, A);
     if (lam) h = g.mul(h, lam);

@@ -449,9 +449,9 @@ function inferConfig(t: Map<string, HostTensor>, attempted: Set<string>, layout:
   };
   if (o.heads !== undefined) {
     heads = o.heads;
-    headDim = o.headDim ?? split(o.heads, 'overrides.heads');
+    headDim = o.headDim ?? split(o.heads, 'heads (--heads / "heads" in met.config.json)');
   } else if (o.headDim !== undefined) {
-    if (inner % o.headDim !== 0) fail(`overrides.headDim ${o.headDim} does not divide the attention width ${inner}`);
+    if (inner % o.headDim !== 0) fail(`head width ${o.headDim} does not divide the attention width ${inner}`);
     headDim = o.headDim;
     heads = inner / o.headDim;
   } else if (plan.heads !== undefined && plan.headDim !== undefined) {
@@ -460,7 +460,7 @@ function inferConfig(t: Map<string, HostTensor>, attempted: Set<string>, layout:
   } else if (plan.headDim !== undefined) {
     // vit-pytorch: dim_head is 64 unless the model was built otherwise.
     if (inner % plan.headDim !== 0) {
-      fail(`the attention width ${inner} is not a multiple of vit-pytorch's default head width ${plan.headDim}; pass overrides.heads (or overrides.headDim)`);
+      fail(`the attention width ${inner} is not a multiple of vit-pytorch's default head width ${plan.headDim}; pass the number of heads (--heads N, or "heads" in met.config.json)`);
     }
     headDim = plan.headDim;
     heads = inner / headDim;
@@ -468,7 +468,7 @@ function inferConfig(t: Map<string, HostTensor>, attempted: Set<string>, layout:
     const h = HEADS_BY_DIM[dim];
     if (h === undefined) {
       fail(`cannot infer the number of attention heads for width ${dim} (the ${layout} layout does not record it, and ${dim} is not a standard ` +
-        `ViT width: ${Object.keys(HEADS_BY_DIM).join(', ')}); pass overrides.heads`);
+        `ViT width: ${Object.keys(HEADS_BY_DIM).join(', ')}); pass the number of heads (--heads N, or "heads" in met.config.json)`);
     }
     heads = h;
     headDim = split(h, `standard head count ${h} for width ${dim}`);
