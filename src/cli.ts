@@ -1,10 +1,12 @@
 // The `met` command line. The same bundle is the engine process that the extension forks.
 
+import { engineCommand } from './cli/engine';
 import { exportCommand } from './cli/export';
 import { paramsCommand } from './cli/params';
 import { predictCommand } from './cli/predict';
 import { evalCommand, trainCommand } from './cli/train';
 import { UserError } from './engine/tensor';
+import { ENGINE_COMMAND } from './protocol';
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help: string }> = {
   train: { run: trainCommand, help: 'fine-tune a backbone with MET on an image folder' },
@@ -27,6 +29,8 @@ async function main(argv: string[]): Promise<number> {
     console.log(mainUsage());
     return cmd ? 0 : 2;
   }
+  // Hidden: the extension's engine process (src/cli/engine.ts), not a command for people.
+  if (cmd === ENGINE_COMMAND) return engineCommand(rest);
   const c = COMMANDS[cmd];
   if (!c) {
     console.error(`met: unknown command '${cmd}'\n\n${mainUsage()}`);

@@ -144,6 +144,29 @@ function printTable(r: ParamsReport): void {
   console.log('\nGFLOPs: fvcore convention, 1 multiply-add = 1 FLOP, matrix products only.');
 }
 
+/**
+ * `met params` without the command line: the engine process answers the extension's
+ * 'params/compute' with this, so the editor shows exactly what `met params --json` prints.
+ * `settings` are raw flag values by config key (validated here); without `config`,
+ * ./met.config.json is read when present.
+ */
+export async function computeParams(o: { config?: string; settings?: Record<string, unknown>; backbone?: string; classes?: number }): Promise<ParamsReport> {
+  if (o.backbone !== undefined && !PRESETS.includes(o.backbone as BackboneName)) throw new UserError(`met params: unknown backbone '${o.backbone}' (one of ${PRESETS.join(', ')})`);
+  const file = o.config ? loadConfigFile(o.config) : fs.existsSync('met.config.json') ? loadConfigFile('met.config.json') : {};
+  const flags = validateConfig(o.settings ?? {}, 'command line');
+  // --backbone on the command line wins over a checkpoint named in the config file.
+  const merged = { ...file, ...flags };
+  if (o.backbone && !flags.weights) delete merged.weights;
+  const c = { ...TRAIN_DEFAULTS, ...merged } as TrainConfig;
+  const { name, vit } = await resolveBackbone({ backbone: o.backbone, weights: flags.weights }, c);
+  let classes = o.classes;
+  if (classes === undefined) {
+    if (!c.data) throw new UserError('met params: --classes C is required (or --data with class folders)');
+    classes = (await scanDataset({ root: c.data, split: c.split, seed: c.seed })).classes.length;
+  }
+  return paramsReport(name, vit, c, classes);
+}
+
 export async function paramsCommand(argv: string[]): Promise<number> {
   const a = parseArgs(argv, PARAMS_FLAGS, 'params');
   if (a.help) {
@@ -151,21 +174,9 @@ export async function paramsCommand(argv: string[]): Promise<number> {
     return 0;
   }
   if (a._.length) throw new UserError(`met params: unexpected argument '${a._[0]}'`);
-  const file = a.config ? loadConfigFile(a.config as string) : fs.existsSync('met.config.json') ? loadConfigFile('met.config.json') : {};
   const fromFlags: Record<string, unknown> = {};
   for (const f of FIELDS) if (a[flagOf(f)] !== undefined) fromFlags[f.key] = a[flagOf(f)];
-  const flags = validateConfig(fromFlags, 'command line');
-  // --backbone on the command line wins over a checkpoint named in the config file.
-  const merged = { ...file, ...flags };
-  if (a.backbone && !flags.weights) delete merged.weights;
-  const c = { ...TRAIN_DEFAULTS, ...merged } as TrainConfig;
-  const { name, vit } = await resolveBackbone(a, c);
-  let classes = a.classes as number | undefined;
-  if (classes === undefined) {
-    if (!c.data) throw new UserError('met params: --classes C is required (or --data with class folders)');
-    classes = (await scanDataset({ root: c.data, split: c.split, seed: c.seed })).classes.length;
-  }
-  const r = paramsReport(name, vit, c, classes);
+  const r = await computeParams({ config: a.config as string | undefined, settings: fromFlags, backbone: a.backbone as string | undefined, classes: a.classes as number | undefined });
   if (a.json) console.log(JSON.stringify(r));
   else printTable(r);
   return 0;
