@@ -101,3 +101,12 @@ test('met train --config with a bad field fails at once, naming the field', () =
   assert.notEqual(r.code, 0);
   assert.match(r.err, /--rank expects an integer/);
 });
+
+test('met.config.json may hold // and /* */ comments and trailing commas (VS Code jsonc)', async () => {
+  const { stripJsonc, parseJsonc } = await import('../src/cli/jsonc');
+  const text = '{\n  // a comment\n  "data": "a//b", /* inline */ "rank": 8, // trailing\n  "exits": [1, 2,],\n  "s": "x\\"/*y*/",\n}\n';
+  assert.deepEqual(parseJsonc(text), { data: 'a//b', rank: 8, exits: [1, 2], s: 'x"/*y*/' });
+  assert.equal(stripJsonc(text).length, text.length);
+  assert.equal(stripJsonc(text).split('\n').length, text.split('\n').length);
+  assert.throws(() => parseJsonc('{"a": 1 "b": 2}'));
+});

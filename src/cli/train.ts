@@ -8,6 +8,7 @@ import { TrainConfig } from '../engine/run/config';
 import { TrainEvent } from '../engine/train/trainer';
 import { UserError } from '../engine/tensor';
 import { FlagKind, FlagSpec, parseArgs, usage } from './args';
+import { parseJsonc } from './jsonc';
 
 const KIND: Record<string, FlagKind> = { string: 'string', path: 'string', enum: 'string', int: 'int', number: 'number', bool: 'bool', ints: 'ints', numbers: 'numbers' };
 
@@ -28,7 +29,7 @@ function flagsToConfig(a: Record<string, unknown>): Partial<TrainConfig> {
   return validateConfig(out, 'command line');
 }
 
-/** A met.config.json as `met train` reads it (// comments allowed, paths relative to the file). */
+/** A met.config.json as `met train` reads it (JSON with comments, paths relative to the file). */
 export function loadConfigFile(file: string): Partial<TrainConfig> {
   let raw: string;
   try {
@@ -38,8 +39,8 @@ export function loadConfigFile(file: string): Partial<TrainConfig> {
   }
   let obj: unknown;
   try {
-    // Allow // comments, as VS Code's JSON with comments does.
-    obj = JSON.parse(raw.replace(/^\s*\/\/.*$/gm, ''));
+    // JSON with comments and trailing commas, as VS Code's jsonc mode lets users write it.
+    obj = parseJsonc(raw);
   } catch (e) {
     throw new UserError(`${file}: not valid JSON (${(e as Error).message})`);
   }
@@ -85,12 +86,14 @@ export async function trainCommand(argv: string[]): Promise<number> {
   }
   let c: TrainConfig;
   let resumeDir: string | undefined;
+  let configFile: string | undefined;
   if (a.resume) {
     resumeDir = path.resolve(a.resume as string);
     const cf = readJson<RunConfigFile>(path.join(resumeDir, 'config.json'));
     c = { ...cf.train, ...flagsToConfig(a) };
   } else {
-    const file = a.config ? loadConfigFile(a.config as string) : fs.existsSync('met.config.json') ? loadConfigFile('met.config.json') : {};
+    configFile = a.config ? (a.config as string) : fs.existsSync('met.config.json') ? 'met.config.json' : undefined;
+    const file = configFile ? loadConfigFile(configFile) : {};
     c = resolveConfig(file, flagsToConfig(a));
   }
   const json = a.progress === 'json';
@@ -111,6 +114,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
       {
         log: (m) => console.error(m),
         shouldStop: () => stopReason,
+        configFile,
         onEvent: (e: TrainEvent) => {
           if (json) return void console.log(JSON.stringify(e));
           if (e.type === 'step' && (Date.now() - lastPrint > 2000 || e.step === e.totalSteps)) {

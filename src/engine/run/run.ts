@@ -39,6 +39,9 @@ export interface RunConfigFile {
   met: MetConfig;
   classes: string[];
   dataset: { root: string; layout: string; counts: { train: number; val: number; test: number }; notes: string[] };
+  /** Absolute path of the config file the settings came from (absent: flags only). It links a
+   *  run to its met.config.json, e.g. for the editor's "Inspect exits" CodeLens. */
+  configFile?: string;
 }
 
 export interface SplitPredictions {
@@ -64,6 +67,8 @@ export interface RunHandlers {
   onEvent?: (e: TrainEvent) => void;
   log?: (msg: string) => void;
   shouldStop?: () => string | null;
+  /** The config file the settings were read from; recorded in the run's config.json. */
+  configFile?: string;
 }
 
 function writeJson(file: string, v: unknown): void {
@@ -220,6 +225,7 @@ export async function runTraining(c: TrainConfig, h: RunHandlers = {}, resumeDir
     met,
     classes: ds.classes,
     dataset: { root: ds.root, layout: ds.layout, counts: { train: train_.length, val: val.length, test: test.length }, notes: ds.notes },
+    ...(h.configFile ? { configFile: path.resolve(h.configFile) } : {}),
   };
   if (!resumeDir) {
     writeJson(path.join(runDir, 'config.json'), cfgFile);

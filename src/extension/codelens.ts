@@ -1,0 +1,285 @@
+// CodeLens at the top of `met.config.json` and `*.met.json` (which get the committed JSON Schema,
+// schemas/met.config.schema.json, through package.json `contributes.jsonValidation`):
+//
+//   ▶ Fine-tune | Inspect exits | 6,016 trainable params (1.96% of backbone) | GFLOPs per exit: 0.00455 · 0.00882 · …
+//
+// "Inspect exits" appears when a run of this config exists: the engine records the config file a
+// run was started from as `configFile` in the run's config.json (src/engine/run/run.ts), and
+// RunIndex matches on it. It opens the training dashboard for now (the exits panel is issue 5).
+//
+// The numbers are `met params --json` for the file, computed in a short-lived child process
+// (`dist/cli.js params --config FILE --json`), never on the extension host thread: the backbone's
+// shape comes from its checkpoint, which `met params` reads whole (hundreds of MB for a ViT-B),
+// and the class count from scanning the data folder. Why not the engine process's
+// 'params/compute': that process is the workspace's single training engine; opening a config
+// file should neither start it (and its native runtime) nor queue behind a training's checkpoint
+// reads, and a crashed or cancelled engine must not take the lenses with it. A separate `met
+// params` run is also, by construction, exactly what the CLI prints (~1 s for the tiny ViT).
+// Unsaved edits are computed from a temporary copy of the buffer (paths made absolute against
+// the real file, as `met` resolves them), debounced; results are cached by the buffer's text.
+
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import { parseJsonc } from '../cli/jsonc';
+import type { ParamsReport } from '../cli/params';
+import { getRunIndex, RunIndex } from './runIndex';
+
+/** Which documents get lenses (the same files as jsonValidation in package.json). */
+export const CONFIG_SELECTOR: vscode.DocumentSelector = [
+  { scheme: 'file', pattern: '**/met.config.json' },
+  { scheme: 'file', pattern: '**/*.met.json' },
+];
+const isConfigFile = (uri: vscode.Uri) => uri.scheme === 'file' && (path.basename(uri.fsPath) === 'met.config.json' || uri.fsPath.endsWith('.met.json'));
+
+const EDIT_DEBOUNCE_MS = 800;
+const PARAMS_TIMEOUT_MS = 120_000;
+
+const int = (n: number) => n.toLocaleString('en-US');
+/** Percent of the backbone: two decimals, or two significant digits below 0.1 %. */
+export const fmtPercent = (x: number) => (x >= 0.1 ? x.toFixed(2) : x.toPrecision(2));
+/** GFLOPs: three significant digits (0.00455, 17.6), whole numbers from 100 on. */
+export const fmtGflops = (x: number) => (x >= 100 ? x.toFixed(0) : x.toPrecision(3));
+
+type Result = { key: string; report: ParamsReport; error?: undefined } | { key: string; error: string; report?: undefined };
+
+/** Runs `met params --json` in a child process (the extension's own CLI bundle). */
+function runMetParams(cli: string, configFile: string, signal: AbortSignal): Promise<ParamsReport> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      process.execPath,
+      [cli, 'params', '--config', configFile, '--json'],
+      {
+        // The extension host may be Electron (desktop VS Code): make it act as plain Node.
+        env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' },
+        cwd: path.dirname(configFile),
+        timeout: PARAMS_TIMEOUT_MS,
+        maxBuffer: 16 << 20,
+        signal,
+        windowsHide: true,
+      },
+      (err, stdout, stderr) => {
+        if (err) {
+          const lines = String(stderr).split('\n').map((l) => l.trim()).filter(Boolean);
+          const msg = lines.find((l) => l.startsWith('error: '))?.slice(7) ?? lines[lines.length - 1] ?? err.message;
+          return reject(new Error(msg));
+        }
+        try {
+          resolve(JSON.parse(String(stdout)) as ParamsReport);
+        } catch {
+          reject(new Error(`met params printed no JSON: ${String(stdout).slice(0, 200)}`));
+        }
+      },
+    );
+  });
+}
+
+/**
+ * A config file as `met` would read it, for the unsaved buffer: comments and trailing commas dropped
+ * (the same parseJsonc as loadConfigFile) and relative paths made absolute against the real file's folder.
+ * Returns null when the text is not JSON (`met params` on the real file reports the error).
+ */
+function absolutised(text: string, realFile: string): string | null {
+  let obj: Record<string, unknown>;
+  try {
+    obj = parseJsonc(text) as Record<string, unknown>;
+  } catch {
+    return null;
+  }
+  if (!obj || typeof obj !== 'object' || Array.isArray(obj)) return null;
+  const dir = path.dirname(realFile);
+  for (const k of ['data', 'weights', 'out']) if (typeof obj[k] === 'string' && obj[k] && !path.isAbsolute(obj[k] as string)) obj[k] = path.join(dir, obj[k] as string);
+  return JSON.stringify(obj);
+}
+
+class ParamsCache implements vscode.Disposable {
+  private readonly results = new Map<string, Result>();
+  private readonly timers = new Map<string, ReturnType<typeof setTimeout>>();
+  private readonly running = new Map<string, { key: string; abort: AbortController }>();
+  private readonly done = new vscode.EventEmitter<vscode.Uri>();
+  readonly onDidCompute = this.done.event;
+  private tmpDir: string | undefined;
+
+  constructor(private readonly cli: string) {}
+
+  static keyOf(doc: vscode.TextDocument): string {
+    return createHash('sha1').update(doc.getText()).digest('hex');
+  }
+
+  /** The latest result for this document (possibly for an older text while a new one computes). */
+  get(doc: vscode.TextDocument): Result | undefined {
+    return this.results.get(doc.uri.toString());
+  }
+
+  isCurrent(doc: vscode.TextDocument): boolean {
+    return this.results.get(doc.uri.toString())?.key === ParamsCache.keyOf(doc);
+  }
+
+  /** Computes this document's numbers after `delay` ms (restarting the wait on every call). */
+  schedule(doc: vscode.TextDocument, delay: number): void {
+    const u = doc.uri.toString();
+    clearTimeout(this.timers.get(u));
+    this.timers.set(
+      u,
+      setTimeout(() => {
+        this.timers.delete(u);
+        void this.compute(doc);
+      }, delay),
+    );
+  }
+
+  pending(doc: vscode.TextDocument): boolean {
+    const u = doc.uri.toString();
+    return this.timers.has(u) || this.running.get(u)?.key === ParamsCache.keyOf(doc);
+  }
+
+  private async compute(doc: vscode.TextDocument): Promise<void> {
+    if (doc.isClosed) return;
+    const u = doc.uri.toString();
+    const key = ParamsCache.keyOf(doc);
+    if (this.results.get(u)?.key === key) return;
+    const prev = this.running.get(u);
+    if (prev?.key === key) return;
+    prev?.abort.abort(); // an older text: its answer is no longer wanted
+    const abort = new AbortController();
+    this.running.set(u, { key, abort });
+    let file = doc.uri.fsPath;
+    let tmp: string | undefined;
+    let result: Result;
+    try {
+      const text = doc.isDirty ? absolutised(doc.getText(), doc.uri.fsPath) : undefined;
+      if (text === null) result = { key, error: `${path.basename(doc.uri.fsPath)}: not valid JSON yet` };
+      else {
+        if (text !== undefined) {
+          this.tmpDir ??= await fs.promises.mkdtemp(path.join(os.tmpdir(), 'met-codelens-'));
+          tmp = path.join(this.tmpDir, `${key}.met.json`);
+          await fs.promises.writeFile(tmp, text);
+          file = tmp;
+        }
+        try {
+          result = { key, report: await runMetParams(this.cli, file, abort.signal) };
+        } catch (e) {
+          // Name the user's file, not our temporary copy.
+          result = { key, error: (e as Error).message.split(tmp ?? '\0').join(path.basename(doc.uri.fsPath)) };
+        }
+      }
+    } finally {
+      if (tmp) void fs.promises.rm(tmp, { force: true });
+      if (this.running.get(u)?.abort === abort) this.running.delete(u);
+    }
+    if (abort.signal.aborted) return;
+    this.results.set(u, result);
+    this.done.fire(doc.uri);
+  }
+
+  forget(uri: vscode.Uri): void {
+    const u = uri.toString();
+    clearTimeout(this.timers.get(u));
+    this.timers.delete(u);
+    this.running.get(u)?.abort.abort();
+    this.running.delete(u);
+    this.results.delete(u);
+  }
+
+  dispose(): void {
+    for (const t of this.timers.values()) clearTimeout(t);
+    for (const r of this.running.values()) r.abort.abort();
+    this.done.dispose();
+    if (this.tmpDir) fs.rmSync(this.tmpDir, { recursive: true, force: true });
+  }
+}
+
+function paramsTooltip(r: ParamsReport): string {
+  const m = r.model;
+  return [
+    `met params for this file: ${m.name} (${m.depth} layers, D = ${m.dim}, ${m.imageSize} px), ${r.config.classes} classes, variant ${r.config.variant}, r = ${r.config.rank}.`,
+    `Trainable ${int(r.trainable)} of ${int(r.backbone)} backbone parameters: MET adapters ${int(r.met_adapters)}, exit heads ${int(r.heads)}.`,
+    r.reduction === null ? '' : `Independent adapters per exit token would need ${int(r.independent_adapters)} (MET saves ${(100 * r.reduction).toFixed(1)}%).`,
+  ]
+    .filter(Boolean)
+    .join('\n');
+}
+
+class MetCodeLensProvider implements vscode.CodeLensProvider {
+  private readonly changed = new vscode.EventEmitter<void>();
+  readonly onDidChangeCodeLenses = this.changed.event;
+
+  constructor(
+    private readonly cache: ParamsCache,
+    private readonly index: RunIndex,
+  ) {}
+
+  refresh(): void {
+    this.changed.fire();
+  }
+
+  async provideCodeLenses(doc: vscode.TextDocument): Promise<vscode.CodeLens[]> {
+    if (!vscode.workspace.getConfiguration('met').get<boolean>('codeLens.enabled', true)) return [];
+    const top = new vscode.Range(0, 0, 0, 0);
+    const lens = (title: string, command = '', args: unknown[] = [], tooltip?: string) => new vscode.CodeLens(top, { title, command, arguments: args, tooltip });
+    const lenses = [lens('$(play) Fine-tune', 'met.fineTune', [{ config: doc.uri }], 'Fine-tune with these settings (MET: Fine-tune on folder)')];
+
+    const runs = await this.index.runsOfConfig(doc.uri.fsPath);
+    if (runs.length) {
+      const latest = runs[0];
+      lenses.push(
+        lens(
+          '$(graph-line) Inspect exits',
+          'met.showDashboard',
+          [latest.dir],
+          `Open the latest run of this config (${latest.name}, ${latest.status}; ${runs.length} run${runs.length === 1 ? '' : 's'} in all) in the training dashboard. A dedicated exits panel comes later.`,
+        ),
+      );
+    }
+
+    // First sight of this document: compute now. Edits schedule their own (debounced) compute.
+    if (!this.cache.get(doc) && !this.cache.pending(doc)) this.cache.schedule(doc, 0);
+    const r = this.cache.get(doc);
+    const stale = r && !this.cache.isCurrent(doc) ? ' (updating…)' : '';
+    if (!r) lenses.push(lens('$(loading~spin) counting parameters…', '', [], 'met params --json runs in a separate process'));
+    else if (r.error !== undefined) lenses.push(lens(`$(warning) met params: ${r.error.length > 120 ? r.error.slice(0, 117) + '…' : r.error}`, '', [], r.error));
+    else {
+      const p = r.report;
+      lenses.push(lens(`${int(p.trainable)} trainable params (${fmtPercent(p.trainable_percent)}% of backbone)${stale}`, '', [], paramsTooltip(p)));
+      lenses.push(
+        lens(
+          `GFLOPs per exit: ${p.exits.map((e) => fmtGflops(e.gflops)).join(' · ')}${stale}`,
+          '',
+          [],
+          `GFLOPs per image to reach each exit (after layers ${p.config.exits.join(', ')}; fvcore convention, 1 multiply-add = 1 FLOP).\n` +
+            p.exits.map((e) => `exit ${e.exit} (layer ${e.layer}): ${e.gflops} GFLOPs, segment ${e.segment_gflops}`).join('\n'),
+        ),
+      );
+    }
+    return lenses;
+  }
+
+  dispose(): void {
+    this.changed.dispose();
+  }
+}
+
+export function registerCodeLens(context: vscode.ExtensionContext): void {
+  const index = getRunIndex(context);
+  const cache = new ParamsCache(context.asAbsolutePath(path.join('dist', 'cli.js')));
+  const provider = new MetCodeLensProvider(cache, index);
+  context.subscriptions.push(
+    cache,
+    provider,
+    vscode.languages.registerCodeLensProvider(CONFIG_SELECTOR, provider),
+    cache.onDidCompute(() => provider.refresh()),
+    index.onDidChange(() => provider.refresh()),
+    vscode.workspace.onDidChangeTextDocument((e) => {
+      if (isConfigFile(e.document.uri) && e.contentChanges.length) cache.schedule(e.document, EDIT_DEBOUNCE_MS);
+    }),
+    vscode.workspace.onDidCloseTextDocument((d) => {
+      if (isConfigFile(d.uri)) cache.forget(d.uri);
+    }),
+    vscode.workspace.onDidChangeConfiguration((e) => {
+      if (e.affectsConfiguration('met.codeLens.enabled')) provider.refresh();
+    }),
+  );
+}

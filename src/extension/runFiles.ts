@@ -1,0 +1,208 @@
+// Reading one run folder: its status, per-exit accuracy and progress, from the files the engine
+// writes (src/engine/run/run.ts) plus the live state of this window's engine. No `vscode` here
+// (type imports only), so the node:test suite checks it on real run folders
+// (test/run-files.test.ts); RunIndex (runIndex.ts) does discovery, caching and watching.
+//
+// All file access is async (fs.promises): the extension host thread only waits on I/O.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { RunConfigFile, RunSummary } from '../engine/run/run';
+import type { TrainEvent } from '../engine/train/trainer';
+import type { TrainingState } from './trainingEvents';
+
+export type RunStatus = 'starting' | 'running' | 'stopped' | 'done' | 'failed';
+
+export interface RunInfo {
+  /** Absolute run folder. */
+  dir: string;
+  name: string;
+  status: RunStatus;
+  /** Why it failed, or why it stopped, when known. */
+  reason?: string;
+  config: RunConfigFile;
+  summary: RunSummary | null;
+  /** Per exit (exits in config order): accuracy and which split it was measured on. */
+  accuracy: { exit: number; layer: number; accuracy: number | null; gflops: number | null }[];
+  accuracySource: 'test' | 'val' | null;
+  /** Last epoch reached (from metrics.jsonl or live events) out of config epochs. */
+  epoch: number;
+  epochs: number;
+  /** Live progress of a running run: 0..1, img/s, seconds left. */
+  progress?: { fraction: number; imgPerSec: number; etaSec: number };
+  createdAt: string;
+  /** Newest modification time of the run's files we look at (ms). */
+  mtime: number;
+}
+
+export const RUN_FILES = ['config.json', 'summary.json', 'checkpoint.safetensors', 'metrics.jsonl'] as const;
+/** A run whose metrics.jsonl changed this recently, with no engine of ours behind it, is taken to
+ *  be trained by another process (`met train` in a terminal). One step can take long on a big
+ *  backbone, hence the generous window. */
+export const EXTERNAL_RUNNING_MS = 120_000;
+
+export const norm = (p: string) => path.resolve(p);
+
+export async function stat(file: string): Promise<fs.Stats | null> {
+  try {
+    return await fs.promises.stat(file);
+  } catch {
+    return null;
+  }
+}
+
+async function readJsonFile<T>(file: string): Promise<T | null> {
+  try {
+    return JSON.parse(await fs.promises.readFile(file, 'utf8')) as T;
+  } catch {
+    return null;
+  }
+}
+
+type EpochEvent = Extract<TrainEvent, { type: 'epoch' }>;
+
+/** The last epoch line of each metrics.jsonl seen so far, and how far (bytes) it was read. */
+const epochScan = new Map<string, { end: number; event: EpochEvent | null }>();
+
+function lastEpochIn(text: string): EpochEvent | null {
+  const lines = text.split('\n');
+  for (let i = lines.length - 1; i >= 0; i--) {
+    if (!lines[i].includes('"type":"epoch"')) continue;
+    try {
+      return JSON.parse(lines[i]) as EpochEvent;
+    } catch {
+      /* not a whole line */
+    }
+  }
+  return null;
+}
+
+/**
+ * The last `epoch` event in metrics.jsonl (one line per step, so it can be large). Reads the
+ * file's tail the first time, growing the window until an epoch line shows up, and afterwards
+ * only what was appended since: a running training's file is never read twice.
+ */
+export async function lastEpochEvent(file: string, size: number): Promise<EpochEvent | null> {
+  let h: fs.promises.FileHandle | undefined;
+  try {
+    h = await fs.promises.open(file, 'r');
+    const read = async (from: number, to: number) => {
+      const buf = Buffer.alloc(to - from);
+      await h!.read(buf, 0, buf.length, from);
+      return buf;
+    };
+    const known = epochScan.get(file);
+    if (known && size >= known.end) {
+      if (size === known.end) return known.event;
+      const buf = await read(known.end, size);
+      const cut = buf.lastIndexOf(0x0a) + 1; // whole lines only; the rest is read next time
+      const event = lastEpochIn(buf.subarray(0, cut).toString('utf8')) ?? known.event;
+      epochScan.set(file, { end: known.end + cut, event });
+      return event;
+    }
+    let event: EpochEvent | null = null;
+    let end = 0;
+    for (let win = 64 << 10; ; win *= 4) {
+      const from = Math.max(0, size - win);
+      const buf = await read(from, size);
+      const cut = buf.lastIndexOf(0x0a) + 1;
+      end ||= from + cut;
+      // From the first newline on when the window starts mid-file (a partial first line).
+      const first = from > 0 ? buf.indexOf(0x0a) + 1 : 0;
+      event = cut > first ? lastEpochIn(buf.subarray(first, cut).toString('utf8')) : null;
+      if (event || from === 0 || win > 64 << 20) break;
+    }
+    epochScan.set(file, { end, event });
+    return event;
+  } catch {
+    return null;
+  } finally {
+    await h?.close();
+  }
+}
+
+/** Is `dir` a MET run folder (a config.json written by the engine)? */
+function isRunConfig(c: unknown): c is RunConfigFile {
+  const x = c as RunConfigFile;
+  return !!x && typeof x === 'object' && typeof x.version === 'number' && !!x.train && !!x.met && Array.isArray(x.met.exits);
+}
+
+export interface Live {
+  state?: TrainingState;
+  lastStep?: Extract<TrainEvent, { type: 'step' }>;
+  lastEpoch?: EpochEvent;
+}
+
+/** Reads one run folder; null when it is not (or no longer) a MET run. */
+export async function readRun(dir: string, live?: Live): Promise<RunInfo | null> {
+  const stats = await Promise.all(RUN_FILES.map((f) => stat(path.join(dir, f))));
+  const [cfgSt, sumSt, ckSt, metSt] = stats;
+  if (!cfgSt) return null;
+  const config = await readJsonFile<RunConfigFile>(path.join(dir, 'config.json'));
+  if (!isRunConfig(config)) return null;
+  const summary = sumSt ? await readJsonFile<RunSummary>(path.join(dir, 'summary.json')) : null;
+  const mtime = Math.max(...stats.map((s) => s?.mtimeMs ?? 0));
+  const exits = config.met.exits;
+  const epochs = config.train.epochs;
+
+  let status: RunStatus;
+  let reason: string | undefined;
+  const ls = live?.state?.status;
+  if (ls) {
+    // The engine of this window knows best, but a finished run's summary only appears after
+    // evaluation, so 'done' without summary.json is still running (evaluating).
+    status = ls === 'done' && !summary ? 'running' : ls;
+    reason = live?.state?.error;
+  } else if (summary && !summary.stopped) status = 'done';
+  else if (metSt && Date.now() - metSt.mtimeMs < EXTERNAL_RUNNING_MS) status = 'running';
+  // config.json is written before the images are decoded and the model compiled, metrics.jsonl
+  // only when training starts: a young run without metrics is getting ready, not dead.
+  else if (!metSt && Date.now() - cfgSt.mtimeMs < EXTERNAL_RUNNING_MS) status = 'starting';
+  else if (ckSt) {
+    status = 'stopped';
+    reason = 'interrupted; resume with met train --resume';
+  } else {
+    status = 'failed';
+    reason = 'ended before its first checkpoint';
+  }
+
+  let accuracySource: RunInfo['accuracySource'] = null;
+  let acc: (number | null)[] = exits.map(() => null);
+  let epoch = 0;
+  const lastEpoch = live?.lastEpoch ?? (metSt ? await lastEpochEvent(path.join(dir, 'metrics.jsonl'), metSt.size) : null);
+  if (lastEpoch) epoch = lastEpoch.epoch;
+  if (summary?.exits?.length) {
+    accuracySource = 'test';
+    acc = exits.map((_, j) => summary.exits[j]?.accuracy ?? null);
+    epoch = epochs;
+  } else if (lastEpoch?.valAccPerExit?.length) {
+    accuracySource = 'val';
+    acc = exits.map((_, j) => lastEpoch.valAccPerExit[j] ?? null);
+  }
+  if (live?.lastStep && (status === 'running' || status === 'starting')) epoch = Math.max(epoch, live.lastStep.epoch);
+  const progress =
+    live?.lastStep && (status === 'running' || status === 'starting')
+      ? { fraction: live.lastStep.step / live.lastStep.totalSteps, imgPerSec: live.lastStep.imgPerSec, etaSec: live.lastStep.etaSec }
+      : undefined;
+  return {
+    dir,
+    name: path.basename(dir),
+    status,
+    reason,
+    config,
+    summary,
+    accuracy: exits.map((layer, j) => ({
+      exit: j + 1,
+      layer,
+      accuracy: acc[j] === null || !Number.isFinite(acc[j]) ? null : acc[j],
+      gflops: summary?.exits?.[j]?.gflops ?? null,
+    })),
+    accuracySource,
+    epoch,
+    epochs,
+    progress,
+    createdAt: config.createdAt,
+    mtime,
+  };
+}
+

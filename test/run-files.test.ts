@@ -1,0 +1,134 @@
+// What the runs view, the CodeLens and the dashboard read from a run folder
+// (src/extension/runFiles.ts, no vscode): status from the files a real `met train` wrote, per-exit
+// accuracy from summary.json or the last epoch of metrics.jsonl, the incremental metrics.jsonl
+// scan, and the link from a run to its config file (`configFile` in config.json).
+
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { lastEpochEvent, readRun } from '../src/extension/runFiles';
+import type { RunConfigFile, RunSummary } from '../src/engine/run/run';
+import type { TrainEvent } from '../src/engine/train/trainer';
+import { met, tinyRun } from './tiny-run';
+
+type Epoch = Extract<TrainEvent, { type: 'epoch' }>;
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'met-runfiles-'));
+process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
+
+/** A copy of the tiny run changed by `edit`: the same files in another state. */
+async function variant(name: string, edit: (dir: string) => void): Promise<string> {
+  const dir = path.join(tmp, name);
+  fs.cpSync((await tinyRun()).run, dir, { recursive: true });
+  edit(dir);
+  return dir;
+}
+const age = (file: string, ms: number) => {
+  const t = new Date(Date.now() - ms);
+  fs.utimesSync(file, t, t);
+};
+const epochsOf = (dir: string) =>
+  fs.readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').split('\n').filter((l) => l.includes('"type":"epoch"')).map((l) => JSON.parse(l) as Epoch);
+
+test('a finished run: done, with the test accuracy of summary.json per exit', async () => {
+  const { run } = await tinyRun();
+  const r = (await readRun(run))!;
+  const summary = JSON.parse(fs.readFileSync(path.join(run, 'summary.json'), 'utf8')) as RunSummary;
+  assert.equal(r.status, 'done');
+  assert.equal(r.accuracySource, 'test');
+  assert.deepEqual(r.accuracy.map((a) => a.accuracy), summary.exits.map((e) => e.accuracy));
+  assert.deepEqual(r.accuracy.map((a) => a.layer), summary.exits.map((e) => e.layer));
+  assert.deepEqual(r.accuracy.map((a) => a.gflops), summary.exits.map((e) => e.gflops));
+  assert.equal(r.epoch, r.epochs);
+  assert.equal(r.name, path.basename(run));
+});
+
+test('without summary.json: stopped (checkpoint), failed (none), running (metrics.jsonl just written), starting (no metrics yet)', async () => {
+  const stopped = await variant('stopped', (d) => {
+    fs.rmSync(path.join(d, 'summary.json'));
+    age(path.join(d, 'metrics.jsonl'), 3600_000);
+  });
+  const s = (await readRun(stopped))!;
+  assert.equal(s.status, 'stopped');
+  // The accuracy is the validation accuracy of the last epoch in metrics.jsonl.
+  const last = epochsOf(stopped).at(-1)!;
+  assert.equal(s.accuracySource, 'val');
+  assert.deepEqual(s.accuracy.map((a) => a.accuracy), last.valAccPerExit);
+  assert.equal(s.epoch, last.epoch);
+
+  const failed = await variant('failed', (d) => {
+    fs.rmSync(path.join(d, 'summary.json'));
+    fs.rmSync(path.join(d, 'checkpoint.safetensors'));
+    age(path.join(d, 'metrics.jsonl'), 3600_000);
+  });
+  assert.equal((await readRun(failed))!.status, 'failed');
+
+  const running = await variant('running', (d) => fs.rmSync(path.join(d, 'summary.json')));
+  assert.equal((await readRun(running))!.status, 'running', 'another process writes metrics.jsonl right now');
+
+  // config.json just written, no metrics.jsonl yet: decoding images / compiling, not dead.
+  const starting = await variant('starting', (d) => {
+    for (const f of ['summary.json', 'metrics.jsonl', 'checkpoint.safetensors']) fs.rmSync(path.join(d, f));
+  });
+  assert.equal((await readRun(starting))!.status, 'starting');
+  age(path.join(starting, 'config.json'), 3600_000);
+  assert.equal((await readRun(starting))!.status, 'failed', 'an old run that never got to train');
+});
+
+test("this window's live state wins, with progress from the last step event", async () => {
+  const dir = await variant('live', (d) => fs.rmSync(path.join(d, 'summary.json')));
+  const step: Extract<TrainEvent, { type: 'step' }> = { type: 'step', epoch: 1, step: 3, totalSteps: 12, loss: 1, lossPerExit: [], gr: [], accPerExit: [], lr: 0, imgPerSec: 40, etaSec: 9 };
+  const r = (await readRun(dir, { state: { runDir: dir, status: 'running', last: {} }, lastStep: step }))!;
+  assert.equal(r.status, 'running');
+  assert.deepEqual(r.progress, { fraction: 0.25, imgPerSec: 40, etaSec: 9 });
+  const f = (await readRun(dir, { state: { runDir: dir, status: 'failed', last: {}, error: 'engine exited' } }))!;
+  assert.equal(f.status, 'failed');
+  assert.equal(f.reason, 'engine exited');
+  // 'done' from the engine before summary.json exists means it is still evaluating.
+  assert.equal((await readRun(dir, { state: { runDir: dir, status: 'done', last: {} } }))!.status, 'running');
+});
+
+test('a folder whose config.json is not a MET run is not a run', async () => {
+  const dir = path.join(tmp, 'other');
+  fs.mkdirSync(dir);
+  fs.writeFileSync(path.join(dir, 'config.json'), '{"model_type": "vit"}');
+  assert.equal(await readRun(dir), null);
+  assert.equal(await readRun(path.join(tmp, 'missing')), null);
+});
+
+test('lastEpochEvent reads only what was appended, and only whole lines', async () => {
+  const dir = await variant('scan', () => {});
+  const file = path.join(dir, 'metrics.jsonl');
+  const size = () => fs.statSync(file).size;
+  const first = epochsOf(dir).at(-1)!;
+  assert.deepEqual(await lastEpochEvent(file, size()), first);
+  const next: Epoch = { ...first, epoch: first.epoch + 1, valAccPerExit: first.valAccPerExit.map(() => 0.5) };
+  const line = JSON.stringify(next) + '\n';
+  // Half a line: not an event yet.
+  fs.appendFileSync(file, line.slice(0, 20));
+  assert.deepEqual(await lastEpochEvent(file, size()), first);
+  fs.appendFileSync(file, line.slice(20));
+  assert.deepEqual(await lastEpochEvent(file, size()), next);
+  // Step lines after it keep it the last epoch.
+  fs.appendFileSync(file, JSON.stringify({ type: 'step', epoch: 3, step: 99 }) + '\n');
+  assert.deepEqual(await lastEpochEvent(file, size()), next);
+  // The file replaced by a shorter one (a new run in the same folder) is read afresh.
+  fs.writeFileSync(file, JSON.stringify(first) + '\n');
+  assert.deepEqual(await lastEpochEvent(file, size()), first);
+});
+
+test('met train --config records the config file in the run; flags alone do not', async () => {
+  const t = await tinyRun();
+  assert.equal((JSON.parse(fs.readFileSync(path.join(t.run, 'config.json'), 'utf8')) as RunConfigFile).configFile, undefined);
+  const cfgDir = path.join(tmp, 'cfg');
+  fs.mkdirSync(cfgDir);
+  const cfg = path.join(cfgDir, 'tiny.met.json');
+  fs.writeFileSync(cfg, JSON.stringify({ data: t.data, weights: t.weights, heads: 2, epochs: 1, batch: 8, threads: 1 }));
+  const out = path.join(tmp, 'from-config');
+  const r = met(['train', '--config', cfg, '--out', out]);
+  assert.equal(r.code, 0, r.err);
+  const rec = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')) as RunConfigFile;
+  assert.equal(rec.configFile, cfg);
+  assert.equal((await readRun(out))!.config.configFile, cfg);
+});
