@@ -1,6 +1,7 @@
 // Bundles the extension, the CLI / engine process and the benchmark.
 // Native packages (onnxruntime-node, sharp) stay external: they load their .node binaries
 // from node_modules at run time and ship as-is inside the VSIX.
+import * as fs from 'node:fs';
 import * as esbuild from 'esbuild';
 
 const external = ['vscode', 'onnxruntime-node', 'sharp'];
@@ -18,4 +19,17 @@ await Promise.all([
   esbuild.build({ ...common, entryPoints: ['src/extension.ts'], outfile: 'dist/extension.js' }),
   esbuild.build({ ...common, entryPoints: ['src/cli.ts'], outfile: 'dist/cli.js' }),
   esbuild.build({ ...common, entryPoints: ['bench/bench.ts'], outfile: 'dist/bench.js' }),
+  // The training dashboard's webview script (+ its CSS, imported by it: dist/webview/dashboard.css).
+  esbuild.build({ bundle: true, platform: 'browser', target: 'es2022', format: 'iife', sourcemap: true, logLevel: 'warning', entryPoints: ['webview-ui/dashboard/main.ts'], outfile: 'dist/webview/dashboard.js' }),
+  // The VS Code host integration suite: index.js loads every *.test.js next to it, so bundles
+  // whose source is gone are deleted afterwards (a deleted test must not keep running from a
+  // stale bundle; pruning after the build, not emptying before it, keeps a suite that is starting
+  // meanwhile intact). mocha stays external, required from node_modules (a devDependency) by the
+  // extension host at run time.
+  esbuild.build({ ...common, external: [...external, 'mocha'], entryPoints: ['test/vscode/suite/*.ts'], outdir: 'dist/test/vscode/suite' }).then(() => {
+    const sources = new Set(fs.readdirSync('test/vscode/suite').filter((f) => f.endsWith('.ts')).map((f) => f.slice(0, -3)));
+    for (const f of fs.readdirSync('dist/test/vscode/suite')) {
+      if (!sources.has(f.replace(/\.js(\.map)?$/, ''))) fs.rmSync(`dist/test/vscode/suite/${f}`);
+    }
+  }),
 ]);

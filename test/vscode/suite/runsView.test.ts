@@ -1,0 +1,117 @@
+// The "MET runs" tree view in the real extension host: it lists a run trained with the CLI with
+// its status and per-exit accuracy from summary.json, follows run folders appearing and going on
+// disk, tells running / stopped runs apart, deletes a run and refuses to delete a running one.
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import { activate, tinyRun, waitFor, workspaceDir } from '../fixtures';
+
+interface Item {
+  dir: string;
+  label: string;
+  description: string;
+  tooltip: string;
+  contextValue: string;
+  icon: string;
+  status: string;
+}
+
+const items = () => vscode.commands.executeCommand<Item[]>('met.runs.snapshot');
+const itemOf = async (dir: string) => (await items()).find((i) => i.dir === dir);
+
+/** A copy of a finished run folder, changed by `edit` (a synthetic run in another state). */
+function copyRun(from: string, name: string, edit: (dir: string) => void): string {
+  const dir = path.join(workspaceDir(), '.met', 'runs', name);
+  fs.cpSync(from, dir, { recursive: true });
+  edit(dir);
+  return dir;
+}
+
+suite('MET runs view', () => {
+  suiteSetup(async function () {
+    this.timeout(240_000);
+    await activate();
+    await tinyRun();
+  });
+
+  test('the view is contributed in the MET activity-bar container', async () => {
+    const pkg = (await activate()).packageJSON as { contributes: { views: Record<string, { id: string; name: string }[]>; viewsContainers: { activitybar: { id: string; icon: string }[] } } };
+    assert.ok(pkg.contributes.viewsContainers.activitybar.some((c) => c.id === 'met' && c.icon === 'media/icon.svg'));
+    assert.deepEqual(pkg.contributes.views.met.map((v) => [v.id, v.name]), [['met.runs', 'Runs']]);
+    // The view can be focused (it is registered with a provider).
+    await vscode.commands.executeCommand('met.runs.focus');
+  });
+
+  test('a run trained with the CLI is listed as done, with the per-exit accuracy of summary.json', async () => {
+    const run = await tinyRun();
+    // The view may have seen the folder while the CLI was still writing it: wait for 'done'.
+    const item = await waitFor(`${run.runDir} in the view as done`, async () => {
+      const i = await itemOf(run.runDir);
+      return i?.status === 'done' ? i : undefined;
+    }, 20_000);
+    assert.equal(item.label, path.basename(run.runDir));
+    assert.equal(item.status, 'done');
+    assert.equal(item.icon, 'pass');
+    assert.equal(item.contextValue, 'metRun');
+    const acc = run.summary.exits.map((e) => (e.accuracy === null ? '–' : (100 * e.accuracy).toFixed(1)));
+    assert.ok(item.description.startsWith('done'), item.description);
+    assert.ok(item.description.includes(`acc ${acc.join(' / ')}%`), `description "${item.description}" has the test accuracies ${acc.join(' / ')}`);
+    for (const e of run.summary.exits) {
+      const row = `| ${e.exit} | ${e.layer} | ${e.accuracy === null ? '–' : `${(100 * e.accuracy).toFixed(1)}%`} |`;
+      assert.ok(item.tooltip.includes(row), `tooltip has the row ${row}:\n${item.tooltip}`);
+    }
+  });
+
+  test('run folders appearing and going on disk update the view; stopped and running are told apart', async function () {
+    this.timeout(60_000);
+    const run = await tinyRun();
+    // Stopped: no summary yet, a checkpoint, metrics.jsonl untouched for an hour.
+    const stopped = copyRun(run.runDir, `synthetic-stopped-${Date.now()}`, (d) => {
+      fs.rmSync(path.join(d, 'summary.json'));
+      const old = new Date(Date.now() - 3600_000);
+      fs.utimesSync(path.join(d, 'metrics.jsonl'), old, old);
+    });
+    const s = await waitFor('the stopped copy in the view', () => itemOf(stopped), 20_000);
+    assert.equal(s.status, 'stopped');
+    assert.match(s.description, /^stopped · epoch 1\/1 · val acc /);
+    // Running (in another process, e.g. `met train` in a terminal): metrics.jsonl written just now.
+    const running = copyRun(run.runDir, `synthetic-running-${Date.now()}`, (d) => {
+      fs.rmSync(path.join(d, 'summary.json'));
+      fs.appendFileSync(path.join(d, 'metrics.jsonl'), '');
+      const now = new Date();
+      fs.utimesSync(path.join(d, 'metrics.jsonl'), now, now);
+    });
+    const r = await waitFor('the running copy in the view', () => itemOf(running), 20_000);
+    assert.equal(r.status, 'running');
+    assert.equal(r.contextValue, 'metRunRunning', 'no Delete in the context menu of a running run');
+
+    // Delete refuses a running run and leaves it alone.
+    assert.equal(await vscode.commands.executeCommand('met.runs.delete', running, { confirm: false }), false);
+    assert.ok(fs.existsSync(running));
+    fs.rmSync(running, { recursive: true, force: true });
+    await waitFor('the removed folder to leave the view', async () => !(await itemOf(running)), 20_000);
+
+    // Delete (confirmation skipped) removes the folder and the item.
+    assert.equal(await vscode.commands.executeCommand('met.runs.delete', stopped, { confirm: false }), true);
+    assert.ok(!fs.existsSync(stopped));
+    await waitFor('the deleted run to leave the view', async () => !(await itemOf(stopped)), 20_000);
+    // The real run is still there.
+    assert.ok(await itemOf(run.runDir));
+  });
+
+  test('Delete refuses a folder that is not a MET run', async () => {
+    const dir = path.join(workspaceDir(), 'not-a-run');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'config.json'), '{"something": "else"}');
+    assert.equal(await vscode.commands.executeCommand('met.runs.delete', dir, { confirm: false }), false);
+    assert.ok(fs.existsSync(dir));
+  });
+
+  test('Open shows the dashboard of the run', async () => {
+    const run = await tinyRun();
+    const item = (await itemOf(run.runDir))!;
+    const opened = await vscode.commands.executeCommand<string>('met.runs.open', item.dir);
+    assert.equal(opened, run.runDir);
+  });
+});
