@@ -96,7 +96,8 @@ export interface ParamsComputeParams {
 export interface ScoreParams {
   /** A finished run folder (its config.json, trainable.safetensors, thresholds.json). */
   runDir: string;
-  /** Absolute image files, in the order the results come back. */
+  /** Absolute image files, in the order the results come back. An empty list only loads the
+   *  run (a panel can warm the engine up) and returns its classes, layers and GFLOPs. */
   files: string[];
   /** Classes kept per exit, most probable first (default 3). */
   topK?: number;
@@ -123,6 +124,9 @@ export interface ScoreResult {
   exitTaken: Int32Array;
   /** Unreadable files with the reason (a bad file never fails the request). */
   skipped: { file: string; reason: string }[];
+  /** The operating point `exitTaken` follows (thresholds.json `chosen`): one threshold per exit
+   *  of the network (unused exits +Infinity, the last used -Infinity). */
+  chosen?: { p: number | null; perExit: number[]; source: string };
 }
 
 export interface ThumbsParams {
@@ -131,6 +135,8 @@ export interface ThumbsParams {
   size?: number;
   /** Folder for the cached thumbnails (created); names derive from path, size and mtime. */
   cacheDir: string;
+  /** Thumbnail format (default 'webp'; 'png' is lossless, larger and slower to make). */
+  format?: 'webp' | 'png';
 }
 
 export interface ThumbsResult {
@@ -152,11 +158,14 @@ export interface SimilarityParams {
 }
 
 export interface SimilarityExit {
+  /** 0-based exit (as requested) and the 1-based layer it follows. */
   exit: number;
   layer: number;
   /** n x n row-major matrices over the sample, in the order of `files` (class-sorted):
    *  S^w (intra-class similarity weights), S^b (inter-class), and the squared distances of this
-   *  exit's head inputs, exactly as graph regularization uses them in training. */
+   *  exit's head inputs z_j = LN_f(c_j), exactly as graph regularization uses them in training
+   *  (src/engine/explore/similarity.ts grMatrices, with the run's flags: `dist` is Euclidean
+   *  rather than squared when the run has grSquared off, and divided by D with grNormalize). */
   sw: Float32Array;
   sb: Float32Array;
   dist: Float32Array;
@@ -172,6 +181,11 @@ export interface SimilarityResult {
   /** First index of each class in the sample, plus n at the end (class bands on the axes). */
   classStarts: number[];
   exits: SimilarityExit[];
+  /** Sampled files that could not be decoded (replaced by other files of their class). */
+  skipped?: { file: string; reason: string }[];
+  /** The split and seed the sample was drawn with (the defaults filled in). */
+  split?: 'train' | 'val' | 'test';
+  seed?: number;
 }
 
 /** Request methods: name -> params and result. */
@@ -184,6 +198,12 @@ export interface RequestMap {
   'gpu/check': { params: { refresh?: boolean }; result: GpuCheckResult };
   /** The numbers of `met params --json`. */
   'params/compute': { params: ParamsComputeParams; result: ParamsReport };
+  /** Every exit's confidence, class and top-k for images, and the exit each takes (Inspect exits). */
+  'inspect/score': { params: ScoreParams; result: ScoreResult };
+  /** Thumbnails made with sharp, cached on disk (the Inspect exits grid). */
+  'inspect/thumbs': { params: ThumbsParams; result: ThumbsResult };
+  /** S^w, S^b and head-input distances for a class-balanced sample (similarity matrices panel). */
+  'similarity/compute': { params: SimilarityParams; result: SimilarityResult };
   /** Stops the engine (after stopping a training with a checkpoint). */
   'engine/shutdown': { params: Record<string, never>; result: { ok: true } };
 }

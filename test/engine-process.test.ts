@@ -7,68 +7,17 @@
 
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { ChildProcess, fork } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { DEMO_CLASSES, writeShapeFolder } from '../src/engine/demo/shapes';
 import type { TrainEvent } from '../src/engine/train/trainer';
-import { isNotification, isResponse, NotificationMap, ParamsOf, PROTOCOL_VERSION, RequestMethod, ResultOf } from '../src/protocol';
+import { PROTOCOL_VERSION, RequestMethod } from '../src/protocol';
+import { Engine } from './engine-ipc';
 import { met } from './tiny-run';
 
 const ROOT = path.resolve(__dirname, '..');
-const CLI = path.join(ROOT, 'dist', 'cli.js');
 const TINY_VIT = path.join(ROOT, 'assets', 'tiny-vit', 'tiny-vit.safetensors');
-
-class Engine {
-  readonly child: ChildProcess;
-  readonly ready: Promise<NotificationMap['ready']>;
-  readonly events: { runDir: string; event: TrainEvent }[] = [];
-  readonly logs: string[] = [];
-  stderr = '';
-  private id = 0;
-  private pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  readonly exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  onEvent: (e: TrainEvent) => void = () => undefined;
-
-  constructor(cwd: string) {
-    this.child = fork(CLI, ['engine'], { cwd, execArgv: [], serialization: 'advanced', stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
-    this.child.stderr!.setEncoding('utf8').on('data', (d: string) => (this.stderr += d));
-    this.child.stdout!.resume();
-    this.ready = new Promise((resolve) => {
-      this.child.on('message', (m: unknown) => {
-        if (isResponse(m)) {
-          const p = this.pending.get(m.id)!;
-          this.pending.delete(m.id);
-          if ('error' in m) p.reject(Object.assign(new Error(m.error.message), { name: m.error.name }));
-          else p.resolve(m.result);
-        } else if (isNotification(m)) {
-          if (m.method === 'ready') resolve(m.params as NotificationMap['ready']);
-          if (m.method === 'log') this.logs.push((m.params as NotificationMap['log']).message);
-          if (m.method === 'train/event') {
-            const p = m.params as NotificationMap['train/event'];
-            this.events.push(p);
-            this.onEvent(p.event);
-          }
-        }
-      });
-    });
-    this.exit = new Promise((resolve) =>
-      this.child.on('exit', (code, signal) => {
-        for (const p of this.pending.values()) p.reject(new Error(`engine exited (${signal ?? code})`));
-        resolve({ code, signal });
-      }),
-    );
-  }
-
-  request<M extends RequestMethod>(method: M, params: ParamsOf<M>): Promise<ResultOf<M>> {
-    const id = ++this.id;
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.child.send({ id, method, params });
-    });
-  }
-}
 
 async function workspace(): Promise<{ root: string; data: string }> {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'met-engine-'));

@@ -5,9 +5,9 @@
 //
 // One engine trains one run at a time (the extension forks one engine per training, so that
 // cancelling or killing one never touches another). Requests that are not training (gpu/check,
-// params/compute) are answered while a training runs: the trainer yields to the event loop
-// between steps (onnxruntime-node runs sessions from setImmediate), which is also when a
-// 'train/cancel' arrives.
+// params/compute, the exploration panels' inspect/* and similarity/compute) are answered while a
+// training runs: the trainer yields to the event loop between steps (onnxruntime-node runs
+// sessions from setImmediate), which is also when a 'train/cancel' arrives.
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -38,6 +38,10 @@ import { resolveConfig, validateConfig } from '../engine/run/schema';
 import { autoPick, formatDeviceReport, probeProviders } from '../engine/runtime/device';
 import { UserError } from '../engine/tensor';
 import { loadBackbone } from '../engine/weights';
+import { RunCache } from '../engine/explore/runCache';
+import { scoreImages } from '../engine/explore/score';
+import { computeSimilarity } from '../engine/explore/similarity';
+import { makeThumbs } from '../engine/explore/thumbs';
 import { computeParams } from './params';
 import { loadConfigFile } from './train';
 
@@ -212,6 +216,21 @@ const gpuCheck: Handler<'gpu/check'> = async (p) => {
 const paramsCompute: Handler<'params/compute'> = async (p) =>
   computeParams({ config: p.configFile, settings: defined(p.settings) as Record<string, unknown>, backbone: p.backbone, classes: p.classes });
 
+// ---- exploration panels (issue 5) ----
+
+/**
+ * Runs loaded for the panels, kept between requests (the Inspect exits grid scores a screenful
+ * at a time as the user scrolls) and reloaded when their files change. CPU, like `met predict`'s
+ * default, so the panels show exactly the numbers the CLI prints.
+ */
+const runs = new RunCache();
+
+const inspectScore: Handler<'inspect/score'> = async (p) => scoreImages(runs, p);
+
+const inspectThumbs: Handler<'inspect/thumbs'> = async (p) => makeThumbs(p);
+
+const similarityCompute: Handler<'similarity/compute'> = async (p) => computeSimilarity(runs, p);
+
 let resolveExit: (code: number) => void = () => undefined;
 
 const shutdown: Handler<'engine/shutdown'> = async () => {
@@ -220,6 +239,7 @@ const shutdown: Handler<'engine/shutdown'> = async () => {
     training.stop ??= 'the engine was asked to shut down';
     await training.done;
   }
+  await runs.clear();
   // Answer first, then let the process end once the answer is written.
   setImmediate(() => resolveExit(0));
   return { ok: true };
@@ -231,6 +251,9 @@ const HANDLERS: { [M in RequestMethod]: Handler<M> } = {
   'train/cancel': trainCancel,
   'gpu/check': gpuCheck,
   'params/compute': paramsCompute,
+  'inspect/score': inspectScore,
+  'inspect/thumbs': inspectThumbs,
+  'similarity/compute': similarityCompute,
   'engine/shutdown': shutdown,
 };
 

@@ -12,9 +12,7 @@ import { listImageFiles, loadBatch, Preprocess } from '../engine/data/image';
 import { UserError } from '../engine/tensor';
 import { loadBackbone } from '../engine/weights';
 import { fmtGflops } from '../engine/export/export';
-import { chosenOperatingPoint } from '../engine/export/thresholds';
-import { buildSegments, confidences, cumulativeGflops, SegmentRunner } from '../engine/infer/segments';
-import { loadRun, readThresholds } from '../engine/run/run';
+import { DEFAULT_PREDICT_BATCH, RunPredictor } from '../engine/infer/runPredictor';
 import { FlagSpec, parseArgs, Parsed, usage } from './args';
 
 export const PREDICT_FLAGS: Record<string, FlagSpec> = {
@@ -153,49 +151,33 @@ export interface RunPrediction {
 async function predictRun(a: Parsed): Promise<number> {
   for (const f of RUN_FIXED) if (a[f] !== undefined) throw new UserError(`met predict: --${f} does not apply with --run (the run fixes the backbone and its preprocessing)`);
   if (!a._.length) throw new UserError('met predict: give at least one image or folder');
-  const runDir = path.resolve(a.run as string);
-  const { cf, params, backbone, vit } = loadRun(runDir);
-  const K = cf.met.exits.length;
-  const C = cf.met.numClasses;
-  let op;
-  try {
-    op = chosenOperatingPoint(readThresholds(runDir), K);
-  } catch (e) {
-    throw new UserError(`${runDir}: ${(e as Error).message}`);
-  }
-  if (op.p === null && !a.json) console.error(`note: ${op.source}`);
-
   const choice = await resolveDevice(((a.device as string) ?? 'cpu') as never);
   for (const n of choice.notes) if (a.device === 'auto') console.error(n);
-  // Baked segments, as `met eval` and `met export` use them: the numbers agree with both.
-  const segs = buildSegments(vit, cf.met, backbone, params, true);
-  const gflops = cumulativeGflops(segs);
-  const runner = await SegmentRunner.create(segs, C, null, { providers: choice.providers, threads: a.threads as number | undefined });
+  // Shared with the extension's Inspect exits panel (src/engine/explore/score.ts): the same
+  // segments, preprocessing, thresholds and batching, so the panel shows these numbers.
+  const rp = await RunPredictor.open(a.run as string, { providers: choice.providers, threads: a.threads as number | undefined });
+  const { cf, gflops, op } = rp;
+  if (op.p === null && !a.json) console.error(`note: ${op.source}`);
 
   const { files, skipped } = await listImageFiles(a._);
-  const pre: Preprocess = { imageSize: vit.imageSize, channels: vit.channels as 1 | 3, mean: vit.mean, std: vit.std, resize: cf.train.resize };
-  const B = (a.batch as number) ?? 32;
-  const per = vit.channels * vit.imageSize * vit.imageSize;
+  const B = (a.batch as number) ?? DEFAULT_PREDICT_BATCH;
   const results: RunPrediction[] = [];
   const failed: { file: string; reason: string }[] = [...skipped];
   try {
     for (let s = 0; s < files.length; s += B) {
-      const batch = await loadBatch(files.slice(s, s + B), pre);
-      failed.push(...batch.failed);
-      const n = batch.ok.length;
-      if (!n) continue;
-      const x = { dtype: 'float32' as const, shape: [n, vit.channels, vit.imageSize, vit.imageSize], data: batch.data.subarray(0, n * per) };
-      const all = (await runner.allExits(x)).probs.map((p) => confidences(p, C));
-      const dyn = await runner.dynamic(x, op.perExit);
-      const taken = confidences(dyn.probs, C);
-      batch.ok.forEach((file, i) => {
+      // Budgeted inference for real (rows leave the batch at their exit), besides every exit.
+      const b = await rp.scoreBatch(files.slice(s, s + B), { dynamic: true });
+      failed.push(...b.failed);
+      const dyn = b.dynamic;
+      if (!dyn) continue;
+      b.ok.forEach((file, i) => {
         const r: RunPrediction = {
           file,
-          exits: all.map((e, j) => ({ exit: j + 1, layer: cf.met.exits[j], confidence: e.conf[i], class: e.pred[i], label: cf.classes[e.pred[i]] })),
+          exits: b.conf.map((conf, j) => ({ exit: j + 1, layer: cf.met.exits[j], confidence: conf[i], class: b.pred[j][i], label: cf.classes[b.pred[j][i]] })),
           exit: dyn.exitOf[i] + 1,
-          class: taken.pred[i],
-          label: cf.classes[taken.pred[i]],
-          confidence: taken.conf[i],
+          class: dyn.pred[i],
+          label: cf.classes[dyn.pred[i]],
+          confidence: dyn.conf[i],
         };
         results.push(r);
         if (!a.json && !a.eval)
@@ -203,7 +185,7 @@ async function predictRun(a: Parsed): Promise<number> {
       });
     }
   } finally {
-    await runner.release();
+    await rp.release();
   }
   if (a.json) console.log(JSON.stringify(results));
   if (a.eval) {

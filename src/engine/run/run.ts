@@ -105,7 +105,8 @@ function makeRunDir(out: string | undefined, variant: string): string {
   return dir;
 }
 
-function preprocessOf(c: TrainConfig, vit: VitConfig): Preprocess {
+/** The run's preprocessing (eval: no augmentation), as training, `met eval` and `met predict` use it. */
+export function preprocessOf(c: TrainConfig, vit: VitConfig): Preprocess {
   return { imageSize: vit.imageSize, channels: vit.channels as 1 | 3, mean: vit.mean, std: vit.std, resize: c.resize };
 }
 

@@ -1,0 +1,220 @@
+// 'similarity/compute': the matrices graph regularization works with, on a class-balanced
+// sample of a run's data, for the similarity panel.
+//
+// Graph regularization (src/engine/model/met.ts, graphRegularization; spec §2) pulls together
+// the head inputs z_j = LN_f(c_j) of an early exit for same-class pairs and pushes apart those
+// of different-class pairs, each pair weighted by how similar the LAST exit finds the two
+// images (cosine of its logits). grMatrices computes the same quantities on the host, in
+// float64, with the run's flags, and returns the regularization term they give; a unit test
+// holds it to the graph's value through onnxruntime.
+
+import { SimilarityExit, SimilarityParams, SimilarityResult } from '../../protocol';
+import { scanDataset, Sample } from '../data/folder';
+import { hashInts, shuffled } from '../data/random';
+import { loadBatch } from '../data/image';
+import { compile, Graph, Tensor } from '../graph';
+import { RunPredictor } from '../infer/runPredictor';
+import { MetConfig, metForward, MetTensors } from '../model/met';
+import { VitParams } from '../model/vit';
+import { Session, SessionOptions } from '../runtime/session';
+import { UserError } from '../tensor';
+import { RunCache } from './runCache';
+
+export const DEFAULT_PER_CLASS = 8;
+/** Largest sample: three n x n float32 matrices per exit travel to the webview. */
+export const MAX_SAMPLE = 2048;
+const BATCH = 32;
+
+export type GrFlags = Pick<MetConfig, 'simClamp' | 'grExcludeSelf' | 'grSquared' | 'grForm' | 'grNormalize'>;
+
+export interface GrMatrices {
+  /** n x n, row-major: S^w (same-class pairs), S^b (different-class pairs), and the distance
+   *  graph regularization weighs them with (squared Euclidean by default; see the flags). */
+  sw: Float32Array;
+  sb: Float32Array;
+  dist: Float32Array;
+  /** intra - inter (grForm 'diff') or intra / inter ('ratio'), as the training loss adds it. */
+  gr: number;
+  /** The two terms: Σ S^w·dist / #(S^w ≠ 0) and Σ S^b·dist / #(S^b ≠ 0). */
+  intra: number;
+  inter: number;
+}
+
+/**
+ * The matrices of graph regularization for head inputs `z` [n, D] and last-exit logits
+ * `lastLogits` [n, C] (row-major) of samples with `labels` [n], under the run's flags:
+ *
+ *   S_ab  = cos(o_a, o_b) of the last exit's logits, then clamped (simClamp: none, relu, or
+ *           affine (S + 1) / 2)
+ *   S^w   = S on same-class pairs (the diagonal too unless grExcludeSelf), 0 elsewhere
+ *   S^b   = S on different-class pairs, 0 elsewhere
+ *   dist  = ||z_a - z_b||² (grSquared) or sqrt(||z_a - z_b||² + 1e-12), divided by D when
+ *           grNormalize
+ *   gr    = intra - inter, or intra / (inter + 1e-12) with grForm 'ratio', where each term is
+ *           Σ S·dist over its pairs divided by the number of non-zero S entries (at least 1).
+ *
+ * Same formulas, constants and epsilons as the graph; computed in float64 (the graph runs in
+ * float32), and the distance as a sum of squared differences, which is exact on the diagonal
+ * where the graph's |a|² + |b|² - 2a·b leaves rounding noise (clamped at 0 by its relu).
+ */
+export function grMatrices(z: Float32Array | Float64Array, lastLogits: Float32Array | Float64Array, labels: ArrayLike<number>, met: GrFlags): GrMatrices {
+  const n = labels.length;
+  if (!n) throw new Error('grMatrices: no samples');
+  if (z.length % n || lastLogits.length % n) throw new Error(`grMatrices: ${z.length} feature and ${lastLogits.length} logit values for ${n} samples`);
+  const D = z.length / n;
+  const C = lastLogits.length / n;
+  // Unit rows of the logits: o / sqrt(|o|² + 1e-12), as the graph normalises them.
+  const on = new Float64Array(n * C);
+  for (let a = 0; a < n; a++) {
+    let s = 0;
+    for (let c = 0; c < C; c++) s += lastLogits[a * C + c] ** 2;
+    const norm = Math.sqrt(s + 1e-12);
+    for (let c = 0; c < C; c++) on[a * C + c] = lastLogits[a * C + c] / norm;
+  }
+  const sw = new Float32Array(n * n);
+  const sb = new Float32Array(n * n);
+  const dist = new Float32Array(n * n);
+  let sumW = 0;
+  let sumB = 0;
+  let nzW = 0;
+  let nzB = 0;
+  for (let a = 0; a < n; a++) {
+    for (let b = 0; b < n; b++) {
+      let S = 0;
+      for (let c = 0; c < C; c++) S += on[a * C + c] * on[b * C + c];
+      if (met.simClamp === 'relu') S = Math.max(S, 0);
+      else if (met.simClamp === 'affine') S = (S + 1) * 0.5;
+      let d2 = 0;
+      for (let k = 0; k < D; k++) d2 += (z[a * D + k] - z[b * D + k]) ** 2;
+      let d = met.grSquared ? d2 : Math.sqrt(d2 + 1e-12);
+      if (met.grNormalize) d /= D;
+      const same = labels[a] === labels[b];
+      const w = same && !(met.grExcludeSelf && a === b) ? S : 0;
+      const bt = same ? 0 : S;
+      sw[a * n + b] = w;
+      sb[a * n + b] = bt;
+      dist[a * n + b] = d;
+      sumW += w * d;
+      sumB += bt * d;
+      if (w !== 0) nzW++;
+      if (bt !== 0) nzB++;
+    }
+  }
+  const intra = sumW / Math.max(nzW, 1);
+  const inter = sumB / Math.max(nzB, 1);
+  return { sw, sb, dist, intra, inter, gr: met.grForm === 'ratio' ? intra / (inter + 1e-12) : intra - inter };
+}
+
+/**
+ * `perClass` samples of each class from `samples` (fewer when a class has fewer): each class's
+ * files shuffled with a seed derived from (seed, class), so the sample is a pure function of the
+ * split and the seed and one class's choice does not move when another class changes. Returned
+ * per class, each class's candidates in that shuffled order (callers take the first ones that
+ * decode).
+ */
+export function shuffledByClass(samples: readonly Sample[], numClasses: number, seed: number): Sample[][] {
+  const by: Sample[][] = Array.from({ length: numClasses }, () => []);
+  for (const s of samples) if (s.label >= 0 && s.label < numClasses) by[s.label].push(s);
+  return by.map((list, c) => shuffled(list, hashInts(seed, c)));
+}
+
+interface FeatureModel {
+  session: Session;
+  /** Output names: z_1..z_K (head inputs), logits_K (last exit). */
+  K: number;
+}
+
+/** The whole network once, with every exit's head input and the last exit's logits as outputs. */
+async function featureModel(rp: RunPredictor, so: SessionOptions): Promise<FeatureModel> {
+  const vit = rp.vit;
+  const g = new Graph();
+  const P = new VitParams(g, rp.backbone);
+  const T = new MetTensors(g, rp.params, false);
+  const images = g.input('images', ['B', vit.channels, vit.imageSize, vit.imageSize]);
+  const f = metForward(g, P, T, vit, rp.met, images);
+  const outs: Record<string, Tensor> = {};
+  f.features.forEach((z, j) => (outs[`z_${j + 1}`] = z));
+  outs.logits_last = f.logits[f.logits.length - 1];
+  const session = await Session.create(compile(g, outs, { name: 'met_features' }), so);
+  return { session, K: f.features.length };
+}
+
+export async function computeSimilarity(cache: RunCache, p: SimilarityParams, so: SessionOptions = {}): Promise<SimilarityResult> {
+  if (!p || typeof p.runDir !== 'string' || !p.runDir) throw new UserError('similarity/compute: runDir (a run folder) is required');
+  const split = p.split ?? 'val';
+  if (!['train', 'val', 'test'].includes(split)) throw new UserError(`similarity/compute: split must be train, val or test, got '${String(split)}'`);
+  const perClass = p.perClass ?? DEFAULT_PER_CLASS;
+  if (!Number.isInteger(perClass) || perClass < 1) throw new UserError(`similarity/compute: perClass must be a positive integer, got ${String(p.perClass)}`);
+  if (!Array.isArray(p.exits) || !p.exits.length) throw new UserError('similarity/compute: exits must list at least one 0-based exit');
+  return cache.with(p.runDir, async ({ predictor: rp, extra }) => {
+    const { cf } = rp;
+    const K = rp.K;
+    for (const j of p.exits) if (!Number.isInteger(j) || j < 0 || j >= K) throw new UserError(`similarity/compute: exit ${String(j)} is not one of the run's exits (0..${K - 1})`);
+    const seed = p.seed ?? cf.train.seed;
+    if (!Number.isSafeInteger(seed)) throw new UserError(`similarity/compute: seed must be an integer, got ${String(p.seed)}`);
+    const classes = cf.classes;
+    if (perClass * classes.length > MAX_SAMPLE)
+      throw new UserError(`similarity/compute: ${perClass} per class x ${classes.length} classes is more than ${MAX_SAMPLE} images; lower perClass`);
+
+    // The run's own split of its data folder (as `met eval` makes it). Scanning checks every
+    // file's header, seconds on a large dataset: done once while the run stays loaded.
+    const ds = await extra('dataset', () => scanDataset({ root: cf.dataset.root, split: cf.train.split, seed: cf.train.seed }), async () => undefined);
+    if (ds.classes.join('\n') !== classes.join('\n'))
+      throw new UserError(`${cf.dataset.root}: its class folders (${ds.classes.join(', ')}) are no longer the run's classes (${classes.join(', ')})`);
+    const candidates = shuffledByClass(ds[split], classes.length, seed);
+
+    // Decode the first perClass candidates of each class that can be read.
+    const files: string[] = [];
+    const labels: number[] = [];
+    const skipped: { file: string; reason: string }[] = [];
+    const chunks: Float32Array[] = [];
+    const per = rp.vit.channels * rp.vit.imageSize * rp.vit.imageSize;
+    for (let c = 0; c < classes.length; c++) {
+      const chosen: { file: string; data: Float32Array }[] = [];
+      for (let at = 0; chosen.length < perClass && at < candidates[c].length; ) {
+        const want = candidates[c].slice(at, at + perClass - chosen.length).map((s) => s.file);
+        at += want.length;
+        const b = await loadBatch(want, rp.pre);
+        skipped.push(...b.failed);
+        b.ok.forEach((file, i) => chosen.push({ file, data: b.data.subarray(i * per, (i + 1) * per) }));
+      }
+      // Within a class by file name: a stable, readable axis.
+      chosen.sort((x, y) => (x.file < y.file ? -1 : x.file > y.file ? 1 : 0));
+      for (const x of chosen) {
+        files.push(x.file);
+        labels.push(c);
+        chunks.push(x.data);
+      }
+    }
+    const n = files.length;
+    if (!n) throw new UserError(`${cf.dataset.root}: the ${split} split has no readable image to sample`);
+    const classStarts: number[] = [];
+    for (let c = 0, i = 0; c <= classes.length; c++) {
+      while (i < n && labels[i] < c) i++;
+      classStarts.push(i);
+    }
+
+    // Forward in batches: every exit's head input and the last exit's logits.
+    const fm = await extra('features', () => featureModel(rp, so), (m) => m.session.release());
+    const D = rp.vit.dim;
+    const C = rp.C;
+    const z = p.exits.map(() => new Float32Array(n * D));
+    const logits = new Float32Array(n * C);
+    const vit = rp.vit;
+    for (let s = 0; s < n; s += BATCH) {
+      const m = Math.min(BATCH, n - s);
+      const x = new Float32Array(m * per);
+      for (let i = 0; i < m; i++) x.set(chunks[s + i], i * per);
+      const fetch = [...new Set(p.exits.map((j) => `z_${j + 1}`)), 'logits_last'];
+      const r = await fm.session.run({ images: { dtype: 'float32', shape: [m, vit.channels, vit.imageSize, vit.imageSize], data: x } }, fetch);
+      p.exits.forEach((j, e) => z[e].set(r[`z_${j + 1}`].data as Float32Array, s * D));
+      logits.set(r.logits_last.data as Float32Array, s * C);
+    }
+    const lab = Int32Array.from(labels);
+    const exits: SimilarityExit[] = p.exits.map((j, e) => {
+      const g = grMatrices(z[e], logits, lab, cf.met);
+      return { exit: j, layer: cf.met.exits[j], sw: g.sw, sb: g.sb, dist: g.dist, gr: g.gr };
+    });
+    return { files, labels: lab, classes: classes.slice(), classStarts, exits, skipped, split, seed };
+  });
+}
