@@ -21,6 +21,11 @@ await Promise.all([
   esbuild.build({ ...common, entryPoints: ['bench/bench.ts'], outfile: 'dist/bench.js' }),
   // The training dashboard's webview script (+ its CSS, imported by it: dist/webview/dashboard.css).
   esbuild.build({ bundle: true, platform: 'browser', target: 'es2022', format: 'iife', sourcemap: true, logLevel: 'warning', entryPoints: ['webview-ui/dashboard/main.ts'], outfile: 'dist/webview/dashboard.js' }),
+  // The similarity-matrices and parameter-counts panels (+ their CSS: dist/webview/{similarity,params}.css).
+  esbuild.build({ bundle: true, platform: 'browser', target: 'es2022', format: 'iife', sourcemap: true, logLevel: 'warning', entryPoints: ['webview-ui/similarity/main.ts'], outfile: 'dist/webview/similarity.js' }),
+  esbuild.build({ bundle: true, platform: 'browser', target: 'es2022', format: 'iife', sourcemap: true, logLevel: 'warning', entryPoints: ['webview-ui/params/main.ts'], outfile: 'dist/webview/params.js' }),
+  // Inspect exits (+ dist/webview/inspect.css); bundles the engine's pure threshold maths for the budget slider.
+  esbuild.build({ bundle: true, platform: 'browser', target: 'es2022', format: 'iife', sourcemap: true, logLevel: 'warning', entryPoints: ['webview-ui/inspect/main.ts'], outfile: 'dist/webview/inspect.js' }),
   // The VS Code host integration suite: index.js loads every *.test.js next to it, so bundles
   // whose source is gone are deleted afterwards (a deleted test must not keep running from a
   // stale bundle; pruning after the build, not emptying before it, keeps a suite that is starting

@@ -7,8 +7,11 @@ import { registerCodeLens } from './extension/codelens';
 import { FineTuneArgs, FineTuneResult, registerCommands, TINY_VIT } from './extension/commands';
 import { registerDashboard } from './extension/dashboard';
 import { Engines, initEngines } from './extension/engineClient';
+import { registerInspect } from './extension/inspect';
 import { initLog, shownMessages } from './extension/log';
+import { registerParamsPanel } from './extension/paramsPanel';
 import { registerRunsView } from './extension/runsView';
+import { registerSimilarity } from './extension/similarity';
 import { TrainingStatusBar } from './extension/statusBar';
 import { onDidChangeTrainingState, onDidTrainingUpdate } from './extension/trainingEvents';
 
@@ -43,6 +46,9 @@ export function activate(context: vscode.ExtensionContext): MetApi {
   registerCodeLens(context);
   registerRunsView(context);
   registerDashboard(context);
+  registerSimilarity(context);
+  registerParamsPanel(context);
+  registerInspect(context);
 
   return {
     engines,

@@ -89,6 +89,8 @@ export interface ParamsComputeParams {
   backbone?: string;
   /** Classes per exit head (default: the class folders of `data`). */
   classes?: number;
+  /** `settings` are complete (a run's recorded settings): do not also read ./met.config.json. */
+  ignoreWorkspaceConfig?: boolean;
 }
 
 // ---- Exploration panels (issue 5): numbers travel as typed arrays (structured clone keeps them) ----

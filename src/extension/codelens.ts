@@ -5,7 +5,7 @@
 //
 // "Inspect exits" appears when a run of this config exists: the engine records the config file a
 // run was started from as `configFile` in the run's config.json (src/engine/run/run.ts), and
-// RunIndex matches on it. It opens the training dashboard for now (the exits panel is issue 5).
+// RunIndex matches on it. It opens the Inspect exits panel (inspect.ts) on that run's test split.
 //
 // The numbers are `met params --json` for the file, computed in a short-lived child process
 // (`dist/cli.js params --config FILE --json`), never on the extension host thread: the backbone's
@@ -224,13 +224,14 @@ class MetCodeLensProvider implements vscode.CodeLensProvider {
 
     const runs = await this.index.runsOfConfig(doc.uri.fsPath);
     if (runs.length) {
-      const latest = runs[0];
+      // The newest run that can be inspected (finished: it has predictions), else the newest.
+      const latest = runs.find((r) => r.status === 'done') ?? runs[0];
       lenses.push(
         lens(
           '$(graph-line) Inspect exits',
-          'met.showDashboard',
+          'met.inspectExits',
           [latest.dir],
-          `Open the latest run of this config (${latest.name}, ${latest.status}; ${runs.length} run${runs.length === 1 ? '' : 's'} in all) in the training dashboard. A dedicated exits panel comes later.`,
+          `Inspect the exits of the latest run of this config (${latest.name}, ${latest.status}; ${runs.length} run${runs.length === 1 ? '' : 's'} in all): confidences per image and exit, and the budget slider.`,
         ),
       );
     }
@@ -243,7 +244,8 @@ class MetCodeLensProvider implements vscode.CodeLensProvider {
     else if (r.error !== undefined) lenses.push(lens(`$(warning) met params: ${r.error.length > 120 ? r.error.slice(0, 117) + '…' : r.error}`, '', [], r.error));
     else {
       const p = r.report;
-      lenses.push(lens(`${int(p.trainable)} trainable params (${fmtPercent(p.trainable_percent)}% of backbone)${stale}`, '', [], paramsTooltip(p)));
+      // Opens the parameter-counts panel (paramsPanel.ts) for this file.
+      lenses.push(lens(`${int(p.trainable)} trainable params (${fmtPercent(p.trainable_percent)}% of backbone)${stale}`, 'met.showParams', [doc.uri], `${paramsTooltip(p)}\nClick: MET: Show parameter counts.`));
       lenses.push(
         lens(
           `GFLOPs per exit: ${p.exits.map((e) => fmtGflops(e.gflops)).join(' · ')}${stale}`,

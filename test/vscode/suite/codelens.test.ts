@@ -138,9 +138,9 @@ suite('CodeLens on MET config files', () => {
     const rec = JSON.parse(fs.readFileSync(path.join(run.runDir, 'config.json'), 'utf8')) as { configFile?: string };
     assert.equal(rec.configFile, configFile, "the run's config.json records the config file it came from");
     const lens = await waitFor('the Inspect exits lens', async () => (await lenses(uri)).find((l) => /Inspect exits/.test(l.command?.title ?? '')), 30_000);
-    assert.equal(lens.command!.command, 'met.showDashboard');
+    assert.equal(lens.command!.command, 'met.inspectExits');
     assert.equal(lens.command!.arguments?.[0], run.runDir);
-    assert.match(lens.command!.tooltip ?? '', /dashboard/);
+    assert.match(lens.command!.tooltip ?? '', /budget slider/);
     const opened = await vscode.commands.executeCommand<string>(lens.command!.command, ...(lens.command!.arguments ?? []));
     assert.equal(opened, run.runDir);
   });

@@ -1,0 +1,321 @@
+// "MET: Show parameter counts" (also the "N trainable params" CodeLens of a config file): a table
+// and bars per component (frozen backbone, shared projections, cores, diagonals, heads), the
+// trainable percentage, the comparison with independent adapters and GFLOPs per exit, for a
+// config file or a run's settings. The numbers are the engine's 'params/compute', the same
+// function `met params --json` prints (src/cli/params.ts), so the panel and the CLI cannot differ.
+//
+// Stable element ids inside the webview (webview-ui/params/main.ts fills them):
+//   #met-params        root; data-source (file or run folder), data-status (computing|ready|error)
+//   #source-name #model #status-text #refresh
+//   #cards             .card[data-key] > .value   (trainable, percent, backbone, total, reduction)
+//   #group-bars        <svg>: g.bar[data-group] (log-scale bars per component group)
+//   #share-bar         <svg>: rect[data-group] (share of the trainable parameters, linear)
+//   #adapter-bars      <svg>: MET adapters vs independent adapters
+//   #component-rows    tr > td.name td.shape td.count td.params td.trainable
+//   #exit-rows         tr[data-exit] > td.exit td.layer td.gflops td.segment
+//   #gflops-bars       <svg>: g.bar[data-exit]
+//
+// A config file's panel follows the file: saved changes recompute. Restored after a reload by
+// the serializer from the source the webview keeps with setState.
+
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import type { ParamsReport } from '../cli/params';
+import type { RunConfigFile } from '../engine/run/run';
+import type { ParamsHostMessage, ParamsNumbers, ParamsRendered, ParamsSource, ParamsState, ParamsWebviewMessage } from '../../webview-ui/params/protocol';
+import { getEngines } from './engineClient';
+import { getRunIndex, norm, RunIndex } from './runIndex';
+
+export const PARAMS_VIEW_TYPE = 'met.params';
+const isConfigPath = (p: string) => path.basename(p) === 'met.config.json' || p.endsWith('.met.json');
+
+const nonce = () => randomBytes(16).toString('base64');
+const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+/** The report as the webview gets it: series as typed arrays. */
+export function toNumbers(r: ParamsReport): ParamsNumbers {
+  return {
+    model: r.model,
+    config: r.config,
+    backbone: r.backbone,
+    trainable: r.trainable,
+    total: r.total,
+    trainablePercent: r.trainable_percent,
+    metAdapters: r.met_adapters,
+    independentAdapters: r.independent_adapters,
+    reduction: r.reduction,
+    reductionLimit: r.reduction_limit,
+    sumK: r.sum_k,
+    adapters: r.adapters,
+    storedTrainable: r.stored_trainable,
+    groups: {
+      names: ['frozen backbone', 'shared projections', 'cores', 'diagonals', 'heads'],
+      params: Float64Array.from([r.backbone, r.shared_projections, r.cores, r.diagonals, r.heads]),
+      trainable: Uint8Array.from([0, 1, 1, 1, 1]),
+    },
+    components: {
+      names: r.components.map((c) => c.name),
+      shapes: r.components.map((c) => c.shape),
+      count: Float64Array.from(r.components.map((c) => c.count)),
+      each: Float64Array.from(r.components.map((c) => c.each)),
+      params: Float64Array.from(r.components.map((c) => c.params)),
+      trainable: Uint8Array.from(r.components.map((c) => (c.trainable ? 1 : 0))),
+    },
+    exits: {
+      layer: Int32Array.from(r.exits.map((e) => e.layer)),
+      gflops: Float64Array.from(r.exits.map((e) => e.gflops)),
+      segment: Float64Array.from(r.exits.map((e) => e.segment_gflops)),
+    },
+  };
+}
+
+/** Settings of a run as `met params` flags: its recorded TrainConfig (without undefined / null values). */
+function runSettings(cfg: RunConfigFile): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(cfg.train).filter(([, v]) => v !== undefined && v !== null));
+}
+
+class ParamsPanel implements vscode.Disposable {
+  static readonly panels = new Map<string, ParamsPanel>();
+
+  private readonly disposables: vscode.Disposable[] = [];
+  private ready = false;
+  private seq = 0;
+  private last: ParamsHostMessage | undefined;
+  snapshot: { state: ParamsState; rendered: ParamsRendered | null; error: string | null } | undefined;
+  readyCount = 0;
+  /** The number of the last completed computation (tests: a saved edit recomputes). */
+  computed = 0;
+
+  static show(context: vscode.ExtensionContext, source: ParamsSource): ParamsPanel {
+    const open = ParamsPanel.panels.get(source.path);
+    if (open) {
+      open.panel.reveal(); // its numbers follow the file already (watcher, saves)
+      return open;
+    }
+    const panel = vscode.window.createWebviewPanel(PARAMS_VIEW_TYPE, `Params: ${source.name}`, vscode.ViewColumn.Active, ParamsPanel.options(context));
+    return new ParamsPanel(context, panel, source);
+  }
+
+  static options(context: vscode.ExtensionContext): vscode.WebviewPanelOptions & vscode.WebviewOptions {
+    return { enableScripts: true, localResourceRoots: [vscode.Uri.joinPath(context.extensionUri, 'dist', 'webview')] };
+  }
+
+  constructor(
+    private readonly context: vscode.ExtensionContext,
+    readonly panel: vscode.WebviewPanel,
+    readonly source: ParamsSource,
+  ) {
+    ParamsPanel.panels.set(source.path, this);
+    panel.iconPath = vscode.Uri.joinPath(context.extensionUri, 'media', 'icon.svg');
+    panel.webview.options = ParamsPanel.options(context);
+    panel.webview.html = this.html();
+    // A config file's saved edits (or a run's config.json being rewritten) recompute.
+    const file = source.kind === 'config' ? source.path : path.join(source.path, 'config.json');
+    const watcher = vscode.workspace.createFileSystemWatcher(new vscode.RelativePattern(vscode.Uri.file(path.dirname(file)), path.basename(file)));
+    const changed = () => this.compute();
+    this.disposables.push(
+      watcher,
+      watcher.onDidChange(changed),
+      watcher.onDidCreate(changed),
+      vscode.workspace.onDidSaveTextDocument((d) => {
+        if (norm(d.uri.fsPath) === norm(file)) this.compute();
+      }),
+      panel.onDidDispose(() => this.dispose()),
+      panel.onDidChangeViewState(() => {
+        if (!panel.visible) this.ready = false;
+      }),
+      panel.webview.onDidReceiveMessage((m: ParamsWebviewMessage) => {
+        if (m.type === 'ready') {
+          this.ready = true;
+          this.readyCount++;
+          this.snapshot = undefined;
+          // The last answer (or 'computing' while one is under way: its answer follows).
+          if (this.last) this.post(this.last);
+          else this.compute();
+        } else if (m.type === 'refresh') this.compute();
+        else if (m.type === 'state') this.snapshot = { state: m.state, rendered: m.rendered, error: m.error };
+      }),
+    );
+  }
+
+  private post(m: ParamsHostMessage): void {
+    if (this.ready) void this.panel.webview.postMessage(m);
+  }
+
+  compute(): void {
+    const seq = ++this.seq;
+    const source = this.source;
+    this.last = { type: 'computing', source };
+    this.post(this.last);
+    const t0 = Date.now();
+    void (async () => {
+      let msg: ParamsHostMessage;
+      try {
+        let report: ParamsReport;
+        if (source.kind === 'config') {
+          report = await getEngines().request('params/compute', { configFile: source.path });
+        } else {
+          const file = path.join(source.path, 'config.json');
+          let cfg: RunConfigFile;
+          try {
+            cfg = JSON.parse(await fs.promises.readFile(file, 'utf8')) as RunConfigFile;
+          } catch (e) {
+            throw new Error(`${file}: ${(e as Error).message}`);
+          }
+          // The run's own settings and class count (no data folder scan: the classes are recorded).
+          report = await getEngines().request('params/compute', { settings: runSettings(cfg), classes: cfg.classes.length, ignoreWorkspaceConfig: true });
+        }
+        msg = { type: 'report', seq, source, numbers: toNumbers(report), ms: Date.now() - t0, at: new Date().toISOString() };
+      } catch (e) {
+        msg = { type: 'error', source, message: `met params for ${source.kind === 'config' ? source.path : `run ${source.name}`}: ${(e as Error).message}` };
+      }
+      if (seq !== this.seq) return; // a newer computation is under way
+      this.computed = seq;
+      this.last = msg;
+      this.post(msg);
+    })();
+  }
+
+  private html(): string {
+    const w = this.panel.webview;
+    const base = vscode.Uri.joinPath(this.context.extensionUri, 'dist', 'webview');
+    const script = w.asWebviewUri(vscode.Uri.joinPath(base, 'params.js'));
+    const style = w.asWebviewUri(vscode.Uri.joinPath(base, 'params.css'));
+    const n = nonce();
+    const csp = [`default-src 'none'`, `style-src ${w.cspSource}`, `script-src 'nonce-${n}'`].join('; ');
+    const s = this.source;
+    return `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="UTF-8">
+<meta http-equiv="Content-Security-Policy" content="${csp}">
+<meta name="viewport" content="width=device-width, initial-scale=1.0">
+<link rel="stylesheet" href="${style}">
+<title>Params: ${esc(s.name)}</title>
+</head>
+<body>
+<main id="met-params" data-source="${esc(s.path)}" data-kind="${s.kind}" data-name="${esc(s.name)}" data-status="computing">
+  <header>
+    <h1 id="source-name">${esc(s.name)}</h1>
+    <span id="source-kind">${s.kind === 'config' ? 'config file' : 'run'}</span>
+    <button id="refresh" type="button" title="Recompute (met params)">Recompute</button>
+    <span id="status-text" role="status" aria-live="polite">computing…</span>
+  </header>
+  <p id="model"></p>
+  <section id="cards" aria-label="Totals"></section>
+  <section class="panel-row">
+    <figure class="wide"><figcaption>Parameters per component <span class="sub">(log scale: the frozen backbone is orders of magnitude larger)</span></figcaption><svg id="group-bars" class="chart" role="img" aria-label="Parameters per component"></svg></figure>
+  </section>
+  <section class="panel-row">
+    <figure class="wide"><figcaption>Share of the trainable parameters</figcaption><svg id="share-bar" class="chart" role="img" aria-label="Share of the trainable parameters"></svg><ul id="share-legend" class="legend"></ul></figure>
+  </section>
+  <section class="panel-row two">
+    <figure><figcaption>MET adapters vs independent adapters <span class="sub">(one adapter per exit token and location)</span></figcaption><svg id="adapter-bars" class="chart" role="img" aria-label="MET adapters versus independent adapters"></svg><p id="adapter-note" class="note"></p></figure>
+    <figure><figcaption>GFLOPs per image to reach each exit <span class="sub">(fvcore convention: 1 multiply-add = 1 FLOP)</span></figcaption><svg id="gflops-bars" class="chart" role="img" aria-label="GFLOPs per exit"></svg></figure>
+  </section>
+  <section class="panel-row two">
+    <table id="component-table">
+      <caption>Components (as <code>met params</code> lists them)</caption>
+      <thead><tr><th class="name">Component</th><th class="shape">Shape</th><th>Count</th><th>Parameters</th><th>Trained</th></tr></thead>
+      <tbody id="component-rows"></tbody>
+    </table>
+    <table id="exit-table">
+      <caption>Exits</caption>
+      <thead><tr><th>Exit</th><th>Layer</th><th>GFLOPs</th><th>Segment</th></tr></thead>
+      <tbody id="exit-rows"></tbody>
+    </table>
+  </section>
+</main>
+<script nonce="${n}" src="${script}"></script>
+</body>
+</html>`;
+  }
+
+  dispose(): void {
+    if (ParamsPanel.panels.get(this.source.path) === this) ParamsPanel.panels.delete(this.source.path);
+    this.disposables.forEach((d) => d.dispose());
+    this.disposables.length = 0;
+    this.panel.dispose();
+  }
+}
+
+/** A source from a command argument: a config file or run folder (path or Uri), a runs-view item, or a ParamsSource. */
+async function sourceOf(arg: unknown, index: RunIndex): Promise<ParamsSource | undefined> {
+  let p: string | undefined;
+  if (typeof arg === 'string' && arg) p = arg;
+  else if (arg instanceof vscode.Uri) p = arg.fsPath;
+  else if (arg && typeof arg === 'object') {
+    const o = arg as { run?: { dir?: string }; runDir?: string; configFile?: string; fsPath?: string; path?: string };
+    p = o.configFile ?? o.runDir ?? o.run?.dir ?? o.fsPath ?? o.path;
+  }
+  if (!p) return undefined;
+  p = norm(p);
+  const st = await fs.promises.stat(p).catch(() => null);
+  if (st?.isDirectory()) {
+    const info = await index.info(p);
+    if (!info) throw new Error(`${p} is neither a config file nor a run folder (no readable config.json)`);
+    return { kind: 'run', path: p, name: info.name };
+  }
+  if (st?.isFile()) {
+    // A run's own config.json names the run; any other JSON file is a met config.
+    if (path.basename(p) === 'config.json' && (await index.info(path.dirname(p)))) return { kind: 'run', path: path.dirname(p), name: path.basename(path.dirname(p)) };
+    return { kind: 'config', path: p, name: path.basename(p) };
+  }
+  throw new Error(`${p} does not exist`);
+}
+
+/** The active editor's config file, else a pick among the workspace's config files and runs. */
+async function pickSource(index: RunIndex): Promise<ParamsSource | undefined> {
+  const active = vscode.window.activeTextEditor?.document.uri;
+  if (active?.scheme === 'file' && isConfigPath(active.fsPath)) return { kind: 'config', path: norm(active.fsPath), name: path.basename(active.fsPath) };
+  const files = await vscode.workspace.findFiles('**/{met.config.json,*.met.json}', '**/{node_modules,.git}/**', 200);
+  const runs = await index.runs();
+  type Item = vscode.QuickPickItem & { source?: ParamsSource };
+  const items: Item[] = [
+    ...(files.length ? [{ label: 'Config files', kind: vscode.QuickPickItemKind.Separator } as Item] : []),
+    ...files.map((f) => ({ label: path.basename(f.fsPath), description: vscode.workspace.asRelativePath(path.dirname(f.fsPath)), source: { kind: 'config', path: norm(f.fsPath), name: path.basename(f.fsPath) } as ParamsSource })),
+    ...(runs.length ? [{ label: 'Runs', kind: vscode.QuickPickItemKind.Separator } as Item] : []),
+    ...runs.map((r) => ({ label: r.name, description: r.status, source: { kind: 'run', path: r.dir, name: r.name } as ParamsSource })),
+  ];
+  if (!items.length) {
+    void vscode.window.showInformationMessage('MET: no met.config.json, *.met.json or run in this workspace (MET: Create config makes one).');
+    return undefined;
+  }
+  const pick = await vscode.window.showQuickPick(items, { title: 'MET: Show parameter counts', placeHolder: 'Config file or run' });
+  return pick?.source;
+}
+
+export function registerParamsPanel(context: vscode.ExtensionContext): void {
+  const index = getRunIndex(context);
+  context.subscriptions.push(
+    vscode.commands.registerCommand('met.showParams', async (arg?: unknown) => {
+      let source: ParamsSource | undefined;
+      try {
+        source = arg === undefined ? await pickSource(index) : await sourceOf(arg, index);
+      } catch (e) {
+        void vscode.window.showErrorMessage(`MET: parameter counts: ${(e as Error).message}`);
+        return undefined;
+      }
+      if (!source) return undefined;
+      ParamsPanel.show(context, source);
+      return source.path;
+    }),
+    // Not contributed (tests only): what each panel's webview last reported.
+    vscode.commands.registerCommand('met.params.snapshot', () =>
+      [...ParamsPanel.panels.values()].map((p) => ({ source: p.source, visible: p.panel.visible, readyCount: p.readyCount, computed: p.computed, ...p.snapshot })),
+    ),
+    vscode.window.registerWebviewPanelSerializer(PARAMS_VIEW_TYPE, {
+      async deserializeWebviewPanel(panel: vscode.WebviewPanel, state: ParamsState | undefined) {
+        const s = state?.source;
+        if (!s || !fs.existsSync(s.path) || ParamsPanel.panels.has(s.path)) {
+          panel.dispose(); // the file or run is gone: no blank panel
+          return;
+        }
+        new ParamsPanel(context, panel, s);
+      },
+    }),
+    { dispose: () => [...ParamsPanel.panels.values()].forEach((p) => p.dispose()) },
+  );
+}

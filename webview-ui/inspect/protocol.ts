@@ -1,0 +1,192 @@
+// Messages between the Inspect exits webview (webview-ui/inspect/main.ts) and its host
+// (src/extension/inspect.ts). Both import this file, so the shapes cannot drift. Type-only: no
+// DOM, no Node, no vscode.
+//
+// Numbers travel as typed arrays. VS Code serialises webview messages as JSON except for typed
+// arrays, which it transfers as binary: in plain numbers NaN and ±Infinity would arrive as null,
+// so thresholds (±Infinity) and confidences of unscored images (NaN) only ever travel in typed
+// arrays.
+//
+//   webview -> host  'ready'    its script runs (messages posted before that are lost)
+//                    'visible'  the rows on screen changed: fetch their thumbnails and scores first
+//                    'detail'   an image was selected: score it with top-3 classes, a large thumbnail
+//                    'save'     save the slider's thresholds to the run (thresholds.json `chosen`)
+//                    'pickRun'  show another run; 'pickSource' choose images (test split, folder, files)
+//                    'state'    after each render: what it keeps in setState plus rendered values
+//                    'painted'  the first frame with rows on screen (time to first paint)
+//   host -> webview  'init'     the run, the images, the curve, and stored scores (test split)
+//                    'scores'   per-exit scores of some images (engine 'inspect/score')
+//                    'thumbs'   thumbnail URIs of some images (engine 'inspect/thumbs')
+//                    'detail'   top-k per exit of the selected image
+//                    'chosen'   the run's saved thresholds changed (after 'save', or on disk)
+//                    'status'   a line for the status bar of the panel (progress, errors)
+//                    'test'     test-only actions (met.inspect.test): drive the UI as a user would
+
+export interface RunChoice {
+  dir: string;
+  name: string;
+  /** Test accuracy of the last exit, for the run picker. */
+  detail: string;
+}
+
+export interface SourceInfo {
+  /** 'test': the run's own test split (stored predictions.json, no inference). 'paths': images or folders scored on demand. */
+  kind: 'test' | 'paths';
+  /** Absolute files or folders (kind 'paths'). */
+  paths: string[];
+  /** What the header says ("test split", "shapes/ (5,000 images)"). */
+  label: string;
+}
+
+/** The budget curve of thresholds.json, deduplicated (points with equal thresholds kept once, smallest p). */
+export interface Curve {
+  /** [P] p of each point (NaN: the saved thresholds are no point of the curve). */
+  p: Float64Array;
+  /** [P * M] thresholds per point over the M used exits (±Infinity kept: typed array). */
+  thresholds: Float64Array;
+  /** [P] test accuracy and mean test GFLOPs thresholds.json records for each point. */
+  accuracy: Float64Array;
+  gflops: Float64Array;
+}
+
+export interface InitMessage {
+  type: 'init';
+  runDir: string;
+  runName: string;
+  runs: RunChoice[];
+  source: SourceInfo;
+  classes: string[];
+  /** [K] 1-based layer of each exit; [K] cumulative GFLOPs per image to reach each exit. */
+  layers: Int32Array;
+  gflops: Float64Array;
+  /** [M] 0-based exits used by budgeted inference (thresholds.json `exits`). */
+  used: Int32Array;
+  curve: Curve;
+  /** The saved operating point: index into the curve (always present: appended when not on it). */
+  chosen: number;
+  chosenSource: string;
+  /** Image files (absolute) in grid order, and what the grid shows for each (relative path). */
+  files: string[];
+  names: string[];
+  /** [n] class index of each image, -1 when unknown (no class folder of the run's classes). */
+  labels: Int32Array;
+  /** Stored scores of the test split: [K * n] exit-major confidence and class. Absent: scored on demand. */
+  conf?: Float32Array;
+  pred?: Int32Array;
+  /** Skipped while listing (not images...), shown in the status line. */
+  skipped: number;
+}
+
+export interface ScoresMessage {
+  type: 'scores';
+  /** [m] image indices; the arrays below are image-major over them: [m * K] (top-k: [m * K * k]). */
+  index: Int32Array;
+  ok: Uint8Array;
+  conf: Float32Array;
+  pred: Int32Array;
+  k: number;
+  topProb: Float32Array;
+  topClass: Int32Array;
+  /** Images scored so far, of all. */
+  scored: number;
+  total: number;
+}
+
+export type HostMessage =
+  | InitMessage
+  | ScoresMessage
+  | { type: 'thumbs'; index: Int32Array; uris: (string | null)[] }
+  | { type: 'detail'; index: number; uri: string | null; k: number; conf: Float32Array; pred: Int32Array; topProb: Float32Array; topClass: Int32Array; error?: string }
+  | { type: 'chosen'; curve: Curve; chosen: number; chosenSource: string; message?: string }
+  | { type: 'status'; text: string; error?: boolean }
+  | { type: 'test'; action: TestAction };
+
+/** Test-only: what met.inspect.test asks the webview to do (the same code paths as a user's input). */
+export type TestAction =
+  | { kind: 'slider'; index: number }
+  | { kind: 'key'; key: string }
+  | { kind: 'select'; row: number }
+  | { kind: 'save' }
+  /** Scroll the grid by `rowsPerFrame` rows every animation frame for `ms`, measuring frame gaps. */
+  | { kind: 'scroll'; ms: number; rowsPerFrame: number };
+
+/** What the webview keeps with setState (small: the data is re-read from the run folder). */
+export interface InspectState {
+  runDir: string;
+  source: SourceInfo;
+  scrollTop?: number;
+  /** Active (keyboard) row and exit column, selected row (detail), slider position. */
+  active?: number;
+  col?: number;
+  selected?: number;
+  point?: number;
+  /** Date.now() when the webview last stored it: the newer of two saved states wins. */
+  savedAt?: number;
+}
+
+export interface Perf {
+  /** ms from the script's start to the first frame with rows (performance.now()). */
+  firstPaintMs?: number;
+  /** The last scroll test: frames drawn, the longest gap between animation frames, the longest
+   *  event-loop delay (a 10 ms interval timer's lateness), and how far it got. */
+  scroll?: {
+    ms: number;
+    frames: number;
+    worstFrameMs: number;
+    worstLagMs: number;
+    meanFrameMs: number;
+    rowsMoved: number;
+    finalTop: number;
+    /** The longest of our own renders (rows on scroll, everything after new scores) during the scroll. */
+    worstRenderMs: number;
+    /** Long tasks (> 50 ms) of the webview's document during the scroll, as Chromium reports them. */
+    longTasks: number;
+    worstLongTaskMs: number;
+  };
+}
+
+/** The rendered values, as a user sees them (for tests and restore checks). */
+export interface RenderedSnapshot {
+  n: number;
+  scored: number;
+  /** Row elements in the DOM (virtualised: a screenful, not n) and the rows they show. */
+  domRows: number;
+  firstRow: number;
+  lastRow: number;
+  thumbsShown: number;
+  /** Exit cells marked as the exit taken, among the rows in the DOM. */
+  markedCells: number;
+  active: number;
+  col: number;
+  /** Static accuracy of each exit over the labelled scored images (null: none), and as shown. */
+  exitAccuracy: (number | null)[];
+  exitAccuracyText: string[];
+  slider: {
+    index: number;
+    count: number;
+    p: number | null;
+    /** Thresholds over the used exits: numbers, or 'Infinity' / '-Infinity' (JSON has neither). */
+    thresholds: (number | string)[];
+    accuracy: number | null;
+    gflops: number | null;
+    exitCounts: number[];
+    accuracyText: string;
+    gflopsText: string;
+    saved: boolean;
+  };
+  /** Per class: images, where they exit (per used exit), accuracy under the thresholds. */
+  classes: { name: string; n: number; exitCounts: number[]; accuracy: number | null }[];
+  /** The selected image: 1-based exit it takes under the slider's thresholds (0: not scored), per-exit bars. */
+  selected: { index: number; file: string; exit: number; bars: { exit: number; conf: number; cls: string; top: { cls: string; prob: number }[] }[] } | null;
+  status: string;
+}
+
+export type WebviewMessage =
+  | { type: 'ready' }
+  | { type: 'visible'; first: number; last: number }
+  | { type: 'detail'; index: number }
+  | { type: 'save'; point: number }
+  | { type: 'pickRun'; dir: string }
+  | { type: 'pickSource'; kind: 'test' | 'folder' | 'files' }
+  | { type: 'state'; state: InspectState; rendered: RenderedSnapshot; perf: Perf }
+  | { type: 'painted'; ms: number };
