@@ -6,8 +6,9 @@ Run:   /usr/bin/python3 scripts/make_met_fixtures.py [--out test/fixtures]
 Needs: Debian's python3-torch python3-torchvision python3-numpy, and test/fixtures/tv_b.pth
        (written by scripts/make_fixtures.py).
 
-Writes test/fixtures/met_{default,mixed,shared_cls,linear_probe}.{safetensors,json} and the MET
-section of test/fixtures/README.md (between markers, so re-running replaces it; note that
+Writes test/fixtures/met_{default,mixed,shared_cls,linear_probe}.{safetensors,json}, one fixture
+per exit branch type, met_branch_{mlp,slvit,conv_ignore,conv_add,conv_project,mixed,probe}.*, and
+the MET section of test/fixtures/README.md (between markers, so re-running replaces it; note that
 scripts/make_fixtures.py rewrites the whole README, so run this script after it).
 
 Every value is computed in float64 (backbone, MET tensors, input) with the literal reference
@@ -15,7 +16,8 @@ Every value is computed in float64 (backbone, MET tensors, input) with the liter
   - the rank-space / last-layer-pruned mode (`efficient=True`) against the literal one, for the
     four cases and for a grid of other flag settings (float64 and float32),
   - the identity initialisation against torchvision's own EncoderBlock forward (the untrained
-    model must reproduce the backbone's class token at every exit),
+    model must reproduce the backbone's class token at every exit; linear heads only),
+  - per exit branch, its parameter count from the torch modules (recorded in the sidecar),
   - graph_regularization against the spec's python (§2) verbatim,
   - autograd against central finite differences along a random direction (float64),
   - the float32 evaluation against float64 (recorded in the sidecar as the tolerance scale).
@@ -57,6 +59,30 @@ CASES = OrderedDict([
     ('met_linear_probe', dict(seed=5104, cfg=dict(exits=[1, 2, 3], rank=4, lam=0.1, variant='linear_probe'),
                               what='exits [1,2,3], variant linear_probe: one class token, no adapters, '
                                    'heads only; λ is ignored (no GR)')),
+    # exit branches (src/engine/model/branches.ts)
+    ('met_branch_mlp', dict(seed=5201, cfg=dict(exits=[1, 2, 3], rank=4, lam=0.1, branch='mlp', branch_hidden=16),
+                            what='branch mlp (hidden 16) at exits [1,2,3], r 4, λ 0.1 (GR on the hidden layer)')),
+    ('met_branch_slvit', dict(seed=5202, cfg=dict(exits=[2, 3], rank=4, lam=0.1, branch='sl-vit', branch_heads=2,
+                                                  branch_mlp_ratio=1.5),
+                              what='branch sl-vit (2 heads of 16, MLP 48) at exits [2,3], r 4, λ 0.1; the last '
+                                   'layer is computed in full for the last exit\'s branch')),
+    ('met_branch_conv_ignore', dict(seed=5203, cfg=dict(exits=[1, 3], rank=3, lam=0.1, branch='conv-ignore',
+                                                        branch_channels=6),
+                                    what='branch conv-ignore (6 channels) at exits [1,3], r 3, λ 0.1')),
+    ('met_branch_conv_add', dict(seed=5204, cfg=dict(exits=[1, 2, 3], rank=4, lam=0.1, branch='conv-add'),
+                                 what='branch conv-add (default channels D/4 = 8) at exits [1,2,3], r 4, λ 0.1')),
+    ('met_branch_conv_project', dict(seed=5205, cfg=dict(exits=[2, 3], rank=4, lam=0.1, branch='conv-project',
+                                                         branch_channels=5),
+                                     what='branch conv-project (5 channels, D+1 = 33 in) at exits [2,3], r 4, λ 0.1')),
+    ('met_branch_mixed', dict(seed=5206, cfg=dict(exits=[1, 2, 3], rank=4, lam=0.1,
+                                                  branch=['sl-vit', 'conv-project', 'mlp'], branch_channels=4),
+                              what='one branch per exit: sl-vit, conv-project (4 channels), mlp at exits [1,2,3] '
+                                   '(3 and 2 exit tokens in front of the patches), r 4, λ 0.1')),
+    ('met_branch_probe', dict(seed=5207, cfg=dict(exits=[1, 2, 3], rank=4, lam=0.1, variant='linear_probe',
+                                                  branch=['conv-add', 'mlp', 'sl-vit'], branch_channels=4,
+                                                  branch_hidden=8, branch_mlp_ratio=1),
+                              what='variant linear_probe (one class token, no adapters) with branches conv-add (4 '
+                                   'channels), mlp (hidden 8), sl-vit (MLP 32) at exits [1,2,3]')),
 ])
 
 # extra flag settings checked (naive vs efficient, float64) but not written
@@ -77,6 +103,10 @@ EXTRA_CHECKS = [
     dict(exits=[1, 2, 3], rank=4, gr_form='ratio', gr_squared=False, sim_clamp='affine', gr_normalize=True),
     dict(exits=[1, 2, 3], rank=4, gr_exclude_self=False),
     dict(exits=[2, 3], rank=4, variant='linear_probe'),
+    dict(exits=[1, 2, 3], rank=4, branch='conv-ignore'),
+    dict(exits=[3], rank=4, branch='sl-vit'),
+    dict(exits=[2, 3], rank=4, branch=['mlp', 'conv-add'], attn_mask='fully_isolated'),
+    dict(exits=[1, 2, 3], rank=4, branch=['linear', 'conv-project', 'linear'], feature_path='deepest'),
 ]
 
 
@@ -206,8 +236,11 @@ def make_case(out, name, spec, vit, x, y, summary):
     ne32_vs64 = max_abs_diff(r32e, r64)
     assert ne64 < 1e-10, f'{name}: naive vs efficient (float64) differ by {ne64}'
     assert ne32 < 1e-4, f'{name}: naive vs efficient (float32) differ by {ne32}'
-    ident = identity_check(vit, cfg, x, spec['seed'] + 50)
-    assert ident < 1e-10, f'{name}: identity init differs from the backbone by {ident}'
+    linear = all(t == 'linear' for t in cfg.branch_types())
+    # the identity init reproduces the backbone's class token, which only a linear head reads as is
+    ident = identity_check(vit, cfg, x, spec['seed'] + 50) if linear else None
+    if ident is not None:
+        assert ident < 1e-10, f'{name}: identity init differs from the backbone by {ident}'
     fd_a, fd_n = directional_fd_check(vit, cfg, params, x, y, spec['seed'] + 60)
     assert abs(fd_a - fd_n) <= 1e-6 * max(1.0, abs(fd_a)), f'{name}: finite differences {fd_n} vs autograd {fd_a}'
     grs = gr_spec_check(vit, cfg, params, x, y)
@@ -218,8 +251,10 @@ def make_case(out, name, spec, vit, x, y, summary):
             assert float(t.abs().max()) > 0, f'{name}: {k} is identically zero'
 
     tensors = OrderedDict()
-    tensors['labels'] = y.clone()
-    tensors['input'] = x.float()
+    if linear:
+        tensors['labels'] = y.clone()
+        tensors['input'] = x.float()
+    # else: the same input and labels as met_default.safetensors (41 KB not stored again)
     for n, p in params.items():
         tensors[n] = p.float()
     for k, t in r64.items():
@@ -233,6 +268,8 @@ def make_case(out, name, spec, vit, x, y, summary):
         assert torch.equal(back[k], t), k
 
     fp = diff_report(r32, r64)
+    mm = build(vit, cfg, params, torch.float64, False)
+    branch_params = [mm.branch_param_count(j) for j in range(len(cfg.exits))]
     side = OrderedDict()
     side['name'] = name
     side['generator'] = 'scripts/make_met_fixtures.py'
@@ -241,12 +278,18 @@ def make_case(out, name, spec, vit, x, y, summary):
     side['backbone'] = OrderedDict([('file', 'tv_b.pth'), ('layout', 'torchvision'),
                                     ('config', 'see tv_b.json'), ('torchvision_kwargs', TV_B)])
     side['met'] = cfg.to_ts()
+    if not linear:
+        side['branch_params'] = OrderedDict([('per_exit', branch_params),
+                                             ('source', 'sum of numel over the torch modules of each '
+                                                        'branch and its classifier')])
     side['versions'] = versions()
     side['seeds'] = OrderedDict([('met_params', spec['seed']), ('input', INPUT_SEED),
                                  ('identity_check', spec['seed'] + 50), ('fd_direction', spec['seed'] + 60)])
     side['met_param_init'] = ('seeded, NOT the identity init: ea.down/ea.up Xavier-uniform, '
                               'ea.A/ea.B = I + 0.3 N(0,1), ea.diag = 0.5 N(0,1), exit weights and '
                               'biases 0.1 N(0,1); stored (float32) in the file under their names')
+    if not linear:
+        side['input_from'] = 'met_default.safetensors (`input`, `labels`: the same seeded values)'
     side['batch'] = len(LABELS)
     side['labels'] = LABELS
     side['computation'] = ('float64 end to end (backbone, MET tensors, input), cast to float32 for '
@@ -290,7 +333,8 @@ def extra_checks(vit, x, y):
         # exact at identity init unless k identical copies are seen without the -log k bias, or
         # the patches take the diagonal-free adapter (feature_path shared: σ(X W_d) W_u at init)
         exact = (cfg.attn_mask == 'fully_isolated' or cfg.exit_key_bias == 'log_k') and \
-            not (cfg.adapters and cfg.feature_path == 'shared')
+            not (cfg.adapters and cfg.feature_path == 'shared') and \
+            all(t == 'linear' for t in cfg.branch_types())
         ident = identity_check(vit, cfg, x, 7000 + i) if exact else None
         assert d < 1e-10, f'extra {kw}: naive vs efficient differ by {d}'
         assert d32 < 1e-4, f'extra {kw}: float32 naive vs efficient differ by {d32}'
@@ -313,7 +357,8 @@ def readme_section(summary, extra):
              '`scripts/met_reference.py` on the `tv_b` backbone (`tv_b.pth`, frozen). Regenerate with',
              '', '    /usr/bin/python3 scripts/make_met_fixtures.py', '',
              '(run it after `scripts/make_fixtures.py`, which rewrites this README without this section).',
-             'Read by `test/met-grad.test.ts`.', '',
+             'Read by `test/met-grad.test.ts` (the `met_branch_*` sidecars\' `branch_params` also by '
+             '`test/met-branches.test.ts`).', '',
              '| case | MET config |', '|---|---|']
     for name, spec in CASES.items():
         lines.append(f'| `{name}` | {spec["what"]} |')
@@ -330,6 +375,18 @@ def readme_section(summary, extra):
         '- `loss` (shape `[]`) = Σ_j CE_j + λ Σ_{j<K} GR_j; `ce.{j}`, `gr.{j}` (0-based; `gr.*` only '
         'when λ > 0 and K > 1, i.e. not for linear_probe), `logits.{j}` [6, 7],',
         '- `grad.<name>`: autograd gradient of `loss` w.r.t. every MET tensor.',
+        '',
+        'The `met_branch_*` cases also hold each exit branch\'s tensors (src/engine/model/branches.ts: '
+        '`exit.{j}.fc.*` for mlp; `exit.{j}.norm1.*`, `attn.qkv.*`, `attn.proj.*`, `norm2.*`, '
+        '`mlp.fc1.*`, `mlp.fc2.*`, `norm.*` for sl-vit; `exit.{j}.conv.weight` [c, C_in, 3, 3], '
+        '`conv.bias`, and `proj.*` for conv-project; the final classifier `exit.{j}.weight` [C, F]) '
+        'with seeded values (LayerNorm weights 1 + 0.1 N, biases 0.1 N, matrices and kernels '
+        'N(0, 1/fan_in)), their gradients, and (sidecar `branch_params`) each branch\'s parameter '
+        'count from the torch modules. The reference builds them from torch modules '
+        '(nn.Linear, nn.TransformerEncoderLayer with norm_first, nn.Conv2d), not from the engine\'s '
+        'pieces; graph regularization acts on each classifier\'s input. They do not repeat `input` '
+        'and `labels` (41 KB): those of `met_default.safetensors` are the same. No identity check for '
+        'them (only a linear head reads the class token as it is).',
         '',
         'Everything is computed in float64 with the literal reference (the patch tokens pass the k '
         'sub-adapters as k full-width residual updates; the last exit layer is computed in full) and '
@@ -349,7 +406,9 @@ def readme_section(summary, extra):
     w64, w32, rows = extra
     lines += ['', f'Also checked (not written): naive vs efficient on {len(rows)} other flag settings '
               f'(feature_path deepest/shared, pre_ln, gelu, attn masks, no key bias, mha/mlp-only, '
-              f'single exit, no_gr, GR ratio/plain distance/affine clamp/normalised, self-pairs kept): '
+              f'single exit, no_gr, GR ratio/plain distance/affine clamp/normalised, self-pairs kept, '
+              f'conv-ignore everywhere, a single sl-vit exit, mlp + conv-add with isolated attention, '
+              f'conv-project between linear heads): '
               f'max |diff| {w64:.1e} (float64), {w32:.1e} (float32).', '', README_END, '']
     return '\n'.join(lines)
 

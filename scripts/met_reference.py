@@ -18,6 +18,18 @@ Written from shared/docs/met-spec.md sections 1-4, with the choices of src/engin
   * after layer l_j: z_j = LN_f(seq[:, 0]); logits_j = z_j W_j^T + b_j; the token leaves.
   * loss = Σ_j CE_j + λ Σ_{j<K} GR(z_j, stopgrad(logits_K), y).
 
+Exit branches (`branch`, src/engine/model/branches.ts): z_j is the input of the final classifier
+exit.{j}.weight/bias, built from torch modules rather than the engine's graph pieces:
+  * linear:  z = LN_f(c_j)
+  * mlp:     z = GELU(nn.Linear(D, h)(LN_f(c_j)))
+  * sl-vit:  z = nn.LayerNorm(D)(nn.TransformerEncoderLayer(D, heads, M, dropout 0, gelu,
+             batch_first, norm_first)([c_j; X])[:, 0]) with the whole layer computed (every token a
+             query), X the patch tokens after the exit's layer
+  * conv-*:  the patch tokens through LN_f as a [B, D, G, G] map (conv-add: + LN_f(c_j) on every
+             position; conv-project: nn.Linear(D, G²)(LN_f(c_j)) as one more channel, last),
+             nn.Conv2d(C_in, c, 3, padding=1), GELU, mean over the map.
+  The last exit layer is computed in full (efficient mode too) when its branch reads the patches.
+
 `efficient=True` is what the engine does instead (used by the benchmark): the chain is run in the
 rank-r space (z_j = z_{j-1} + h_j (up @ down), X_k = X_0 + (Σ_j h_j) up with h_j the r-dim core
 output) and the last exit layer only computes the exit token's query and MLP. Both modes are the
@@ -32,6 +44,7 @@ Only torch is needed (Debian python3-torch / python3-torchvision).
 """
 
 import math
+import re
 from collections import OrderedDict
 from dataclasses import dataclass, field, fields
 
@@ -49,7 +62,24 @@ TS_NAMES = OrderedDict([
     ('exit_key_bias', 'exitKeyBias'), ('lam', 'lambda'), ('gr_form', 'grForm'),
     ('gr_squared', 'grSquared'), ('sim_clamp', 'simClamp'), ('gr_exclude_self', 'grExcludeSelf'),
     ('gr_normalize', 'grNormalize'), ('head_init', 'headInit'),
+    ('branch', 'branch'), ('branch_hidden', 'branchHidden'), ('branch_channels', 'branchChannels'),
+    ('branch_heads', 'branchHeads'), ('branch_mlp_ratio', 'branchMlpRatio'),
 ])
+
+BRANCH_TYPES = ('linear', 'mlp', 'sl-vit', 'conv-ignore', 'conv-add', 'conv-project')
+# Branch fields left at their defaults are not written to the engine's config (so the sidecars of
+# the MET fixtures made before branches existed do not change).
+BRANCH_DEFAULTS = dict(branch='linear', branch_hidden=0, branch_channels=0, branch_heads=0,
+                       branch_mlp_ratio=0.0)
+
+
+def js_round(x):
+    """JavaScript's Math.round (halves up), which the engine uses for widths."""
+    return int(math.floor(x + 0.5))
+
+
+def reads_patches(t):
+    return t == 'sl-vit' or t.startswith('conv-')
 
 
 @dataclass
@@ -72,9 +102,19 @@ class MetConfig:
     gr_exclude_self: bool = True
     gr_normalize: bool = False        # divide distances by D
     head_init: str = 'trunc_normal'   # trunc_normal | zeros
+    branch: object = 'linear'         # one of BRANCH_TYPES, or a list with one per exit
+    branch_hidden: int = 0            # mlp hidden width (0: D)
+    branch_channels: int = 0          # conv output channels (0: round(D / 4))
+    branch_heads: int = 0             # sl-vit heads (0: the backbone's)
+    branch_mlp_ratio: float = 0.0     # sl-vit MLP width / D (0: the backbone's)
 
     def __post_init__(self):
         self.exits = [int(e) for e in self.exits]
+        types = self.branch if isinstance(self.branch, (list, tuple)) else [self.branch]
+        assert all(t in BRANCH_TYPES for t in types), self.branch
+        if isinstance(self.branch, (list, tuple)):
+            self.branch = list(self.branch)
+            assert len(self.branch) == len(self.exits), (self.branch, self.exits)
         assert self.exits and all(b > a for a, b in zip(self.exits, self.exits[1:])), self.exits
         checks = dict(variant=VARIANTS, ea_positions=('both', 'mha', 'mlp'),
                       feature_path=('chain', 'deepest', 'shared'), act=('relu', 'gelu'),
@@ -86,8 +126,15 @@ class MetConfig:
             assert getattr(self, k) in allowed, f'{k}={getattr(self, k)!r} not in {allowed}'
 
     def to_ts(self):
-        """The engine's MetConfig object (JSON-ready)."""
-        return OrderedDict((TS_NAMES[f.name], getattr(self, f.name)) for f in fields(self))
+        """The engine's MetConfig object (JSON-ready); branch fields only when not the default."""
+        return OrderedDict((TS_NAMES[f.name], getattr(self, f.name)) for f in fields(self)
+                           if not (f.name in BRANCH_DEFAULTS and getattr(self, f.name) == BRANCH_DEFAULTS[f.name]))
+
+    def branch_types(self):
+        """The branch type of every exit."""
+        if isinstance(self.branch, list):
+            return list(self.branch)
+        return [self.branch] * len(self.exits)
 
     @staticmethod
     def from_ts(d):
@@ -193,9 +240,97 @@ class MET(nn.Module):
             self.ea_B = nn.Parameter(torch.empty(nA, r, r, dtype=dt))
             self.ea_diag = nn.Parameter(torch.empty(nA, 1 if cfg.variant == 'shared_cls' else K, r,
                                                     dtype=dt))
-        self.exit_w = nn.ParameterList([nn.Parameter(torch.empty(C, D, dtype=dt)) for _ in range(K)])
+        self.types = cfg.branch_types()
+        self.branches = nn.ModuleList([self._make_branch(t, dt) for t in self.types])
+        feat = [self._feature_dim(t) for t in self.types]
+        self.exit_w = nn.ParameterList([nn.Parameter(torch.empty(C, feat[j], dtype=dt)) for j in range(K)])
         self.exit_b = nn.ParameterList([nn.Parameter(torch.empty(C, dtype=dt)) for _ in range(K)])
         self.init_identity()
+
+    # ---------------------------------------------------------------- exit branches
+
+    @property
+    def grid(self):
+        return self.vit.image_size // self.vit.patch_size
+
+    def _widths(self):
+        D, cfg = self.dim, self.cfg
+        heads = cfg.branch_heads or self.vit.encoder.layers[0].self_attention.num_heads
+        mlp = js_round(cfg.branch_mlp_ratio * D) if cfg.branch_mlp_ratio else self.vit.mlp_dim
+        return dict(hidden=cfg.branch_hidden or D, channels=cfg.branch_channels or max(1, js_round(D / 4)),
+                    heads=heads, mlp=mlp)
+
+    def _feature_dim(self, t):
+        w = self._widths()
+        return w['hidden'] if t == 'mlp' else w['channels'] if t.startswith('conv-') else self.dim
+
+    def _make_branch(self, t, dt):
+        """The branch's modules (the final classifier is exit_w / exit_b)."""
+        D, w, G = self.dim, self._widths(), self.grid
+        eps = self.vit.encoder.ln.eps
+        m = nn.Module()
+        if t == 'mlp':
+            m.fc = nn.Linear(D, w['hidden'])
+        elif t == 'sl-vit':
+            m.layer = nn.TransformerEncoderLayer(D, w['heads'], w['mlp'], dropout=0.0, activation='gelu',
+                                                 layer_norm_eps=eps, batch_first=True, norm_first=True)
+            m.norm = nn.LayerNorm(D, eps=eps)
+        elif t.startswith('conv-'):
+            if t == 'conv-project':
+                m.proj = nn.Linear(D, G * G)
+            m.conv = nn.Conv2d(D + (1 if t == 'conv-project' else 0), w['channels'], 3, padding=1)
+        return m.to(dt)
+
+    def branch_params(self, j):
+        """Exit j's (0-based) branch tensors under the engine's names, the classifier last."""
+        p, m, t = f'exit.{j + 1}.', self.branches[j], self.types[j]
+        out = OrderedDict()
+        if t == 'mlp':
+            out[p + 'fc.weight'], out[p + 'fc.bias'] = m.fc.weight, m.fc.bias
+        elif t == 'sl-vit':
+            L = m.layer
+            for name, param in [('norm1.weight', L.norm1.weight), ('norm1.bias', L.norm1.bias),
+                                ('attn.qkv.weight', L.self_attn.in_proj_weight),
+                                ('attn.qkv.bias', L.self_attn.in_proj_bias),
+                                ('attn.proj.weight', L.self_attn.out_proj.weight),
+                                ('attn.proj.bias', L.self_attn.out_proj.bias),
+                                ('norm2.weight', L.norm2.weight), ('norm2.bias', L.norm2.bias),
+                                ('mlp.fc1.weight', L.linear1.weight), ('mlp.fc1.bias', L.linear1.bias),
+                                ('mlp.fc2.weight', L.linear2.weight), ('mlp.fc2.bias', L.linear2.bias),
+                                ('norm.weight', m.norm.weight), ('norm.bias', m.norm.bias)]:
+                out[p + name] = param
+        elif t.startswith('conv-'):
+            if t == 'conv-project':
+                out[p + 'proj.weight'], out[p + 'proj.bias'] = m.proj.weight, m.proj.bias
+            out[p + 'conv.weight'], out[p + 'conv.bias'] = m.conv.weight, m.conv.bias
+        out[p + 'weight'], out[p + 'bias'] = self.exit_w[j], self.exit_b[j]
+        return out
+
+    def branch_param_count(self, j):
+        """Scalars of exit j's branch, counted from the torch modules (classifier included)."""
+        return sum(p.numel() for p in self.branches[j].parameters()) + self.exit_w[j].numel() + self.exit_b[j].numel()
+
+    def branch_feature(self, j, seq, k):
+        """Input of exit j's classifier from the sequence after its layer (exit token first, k
+        tokens in front of the patches)."""
+        t, m, ln_f = self.types[j], self.branches[j], self.vit.encoder.ln
+        if t == 'linear':
+            return ln_f(seq[:, 0])
+        if t == 'mlp':
+            return F.gelu(m.fc(ln_f(seq[:, 0])))
+        X = seq[:, k:]
+        assert X.shape[1] == self.grid ** 2, (t, X.shape)
+        if t == 'sl-vit':
+            y = m.layer(torch.cat([seq[:, :1], X], 1))
+            return m.norm(y[:, 0])
+        B, N, D = X.shape
+        G = self.grid
+        grid = ln_f(X).transpose(1, 2).reshape(B, D, G, G)
+        if t == 'conv-add':
+            grid = grid + ln_f(seq[:, 0])[:, :, None, None]
+        elif t == 'conv-project':
+            grid = torch.cat([grid, m.proj(ln_f(seq[:, 0])).reshape(B, 1, G, G)], 1)
+        return F.gelu(m.conv(grid)).mean((2, 3))
 
     # ---------------------------------------------------------------- parameters
 
@@ -209,8 +344,7 @@ class MET(nn.Module):
             out['ea.B'] = self.ea_B
             out['ea.diag'] = self.ea_diag
         for j in range(len(self.cfg.exits)):
-            out[f'exit.{j + 1}.weight'] = self.exit_w[j]
-            out[f'exit.{j + 1}.bias'] = self.exit_b[j]
+            out.update(self.branch_params(j))
         return out
 
     @torch.no_grad()
@@ -236,6 +370,26 @@ class MET(nn.Module):
             else:
                 w.zero_()
             b.zero_()
+        self._init_branches(generator, identity=True)
+
+    @torch.no_grad()
+    def _init_branches(self, generator, identity, scale=0.1):
+        """Branch tensors other than the classifier. identity: the engine's init (LayerNorm 1/0,
+        biases 0, matrices N(0, 0.02²), conv kernels N(0, 2/fan_in)); else non-trivial values
+        (LayerNorm 1 + 0.1 N, biases 0.1 N, matrices and kernels N(0, 1/fan_in))."""
+        for j in range(len(self.cfg.exits)):
+            for name, p in self.branch_params(j).items():
+                if re.fullmatch(r'exit\.\d+\.(weight|bias)', name):
+                    continue
+                r = torch.randn(p.shape, generator=generator, dtype=torch.float64)
+                if re.search(r'\.norm\d?\.weight$', name):
+                    p.copy_(1 + (0 if identity else scale) * r)
+                elif name.endswith('.bias'):
+                    p.copy_((0 if identity else scale) * r)
+                else:
+                    fan_in = p[0].numel()
+                    std = (math.sqrt(2.0 / fan_in) if p.dim() == 4 else 0.02) if identity else 1.0 / math.sqrt(fan_in)
+                    p.copy_(std * r)
 
     @torch.no_grad()
     def init_random(self, generator, scale_core=0.3, scale_diag=0.5, scale_head=0.1):
@@ -254,6 +408,8 @@ class MET(nn.Module):
         for w, b in zip(self.exit_w, self.exit_b):
             w.copy_(scale_head * torch.randn(w.shape, generator=generator, dtype=torch.float64))
             b.copy_(scale_head * torch.randn(b.shape, generator=generator, dtype=torch.float64))
+        # after the heads, so that linear-only configurations draw what they always drew
+        self._init_branches(generator, identity=False)
 
     @torch.no_grad()
     def load_met_params(self, tensors):
@@ -398,13 +554,14 @@ class MET(nn.Module):
         else:
             seq = x
         last = cfg.exits[-1]
+        prune_last = self.efficient and not reads_patches(self.types[-1])
         logits, features = [], []
         for l in range(1, last + 1):
             layer = self.vit.encoder.layers[l - 1]
             k = cfg.active_at(l) if adapters else 1
             Tn = seq.shape[1]
             final = l == last
-            nq = k if (final and self.efficient) else Tn
+            nq = k if (final and prune_last) else Tn
             iA, iM = adapter_index(l, False), adapter_index(l, True)
             # attention
             if cfg.ea_position == 'pre_ln' and cfg.adapter_at(False):
@@ -425,7 +582,7 @@ class MET(nn.Module):
             # exit
             if l in cfg.exits:
                 j = cfg.exits.index(l)
-                z = self.vit.encoder.ln(seq[:, 0])
+                z = self.branch_feature(j, seq, k)
                 features.append(z)
                 logits.append(F.linear(z, self.exit_w[j], self.exit_b[j]))
                 if adapters and not final:
@@ -467,7 +624,8 @@ def spec_graph_reg(z, logits_last, y, clamp=None, exclude_self=True):
 
 
 def param_count(cfg, depth, dim):
-    """Trainable scalars (spec §3 with heads)."""
+    """Trainable scalars (spec §3 with MET's linear heads; other exit branches: MET.branch_param_count)."""
+    assert all(t == 'linear' for t in cfg.branch_types()), 'param_count counts linear heads only'
     K, r, C = len(cfg.exits), cfg.rank, cfg.num_classes
     n = K * (dim * C + C)
     if cfg.adapters:

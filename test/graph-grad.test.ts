@@ -7,6 +7,7 @@ import * as assert from 'node:assert/strict';
 import { compile, GDType, Graph, grad, registeredOps, Tensor } from '../src/engine/graph';
 import { Session } from '../src/engine/runtime/session';
 import { HostTensor, numel } from '../src/engine/tensor';
+import { conv3x3 } from '../src/engine/model/branches';
 import { rng } from './helpers';
 
 interface Case {
@@ -109,6 +110,14 @@ const cases: Case[] = [
       const s = g.matmul(g.transpose(q, [0, 2, 1, 3]), g.transpose(k, [0, 2, 3, 1]));
       return g.softmax(g.mulScalar(s, 0.5), -1);
     },
+  },
+  {
+    // The exit branches' convolution (model/branches.ts): im2col from ops with their own cases,
+    // checked as a whole, kernel in PyTorch's [c_out, c_in, 3, 3] layout.
+    name: 'conv 3x3 via im2col (composite)',
+    ops: ['Pad', 'Slice', 'Concat', 'MatMul', 'Transpose', 'Reshape'],
+    inputs: [{ name: 'x', shape: [2, 3, 4, 2] }, { name: 'k', shape: [3, 2, 3, 3] }, { name: 'b', shape: [3] }],
+    build: (g, [x, k, b]) => conv3x3(g, x, k, b),
   },
 ];
 

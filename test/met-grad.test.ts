@@ -1,5 +1,7 @@
 // The full MET loss and its gradients against PyTorch autograd of an independent, literal
-// implementation of the spec (scripts/met_reference.py; fixtures by scripts/make_met_fixtures.py).
+// implementation of the spec (scripts/met_reference.py; fixtures by scripts/make_met_fixtures.py),
+// with MET's linear heads and with every exit branch type (met_branch_*: the branch's own tensors
+// and their gradients too; the reference builds the branches from torch modules).
 
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
@@ -15,7 +17,7 @@ import { HostTensor } from '../src/engine/tensor';
 import { maxAbsDiff } from './helpers';
 
 const FIX = path.join(__dirname, 'fixtures');
-const CASES = ['met_default', 'met_mixed', 'met_shared_cls', 'met_linear_probe'];
+const CASES = ['met_default', 'met_mixed', 'met_shared_cls', 'met_linear_probe', 'met_branch_mlp', 'met_branch_slvit', 'met_branch_conv_ignore', 'met_branch_conv_add', 'met_branch_conv_project', 'met_branch_mixed', 'met_branch_probe'];
 
 for (const name of CASES) {
   test(`MET loss and gradients match PyTorch autograd: ${name}`, async (t) => {
@@ -24,6 +26,8 @@ for (const name of CASES) {
     const side = JSON.parse(fs.readFileSync(path.join(FIX, `${name}.json`), 'utf8')) as { met: Partial<MetConfig> };
     const m: MetConfig = { ...MET_DEFAULTS, exits: [], numClasses: 0, ...side.met } as MetConfig;
     const gold = readSafetensors(file);
+    // The branch fixtures share met_default's input and labels rather than storing them again.
+    const shared = gold.has('input') ? gold : readSafetensors(path.join(FIX, 'met_default.safetensors'));
     const { tensors, config } = loadBackbone(path.join(FIX, 'tv_b.pth'), { overrides: { heads: 4 } });
     const g = new Graph();
     const P = new VitParams(g, prepareWeights(config, tensors));
@@ -47,10 +51,11 @@ for (const name of CASES) {
     f.logits.forEach((c, j) => (outs[`logits.${j}`] = c));
     names.forEach((n, i) => (outs[`grad.${n}`] = grads[i]));
     const s = await Session.create(compile(g, outs), { threads: 2 });
-    const feeds: Record<string, HostTensor> = { images: gold.get('input')!, labels: gold.get('labels')! };
+    const feeds: Record<string, HostTensor> = { images: shared.get('input')!, labels: shared.get('labels')! };
     for (const n of names) feeds[n] = values.get(n)!;
     const r = await s.run(feeds);
     await s.release();
+    assert.deepEqual(r['logits.0'].shape, [6, m.numClasses]);
     for (const k of Object.keys(outs)) {
       const want = gold.get(k);
       assert.ok(want, `fixture lacks '${k}'`);

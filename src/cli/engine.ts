@@ -30,6 +30,7 @@ import {
   TrainStartResult,
 } from '../protocol';
 import { scanDataset } from '../engine/data/folder';
+import { branchDims, validateBranches } from '../engine/model/branches';
 import { VitConfig } from '../engine/model/config';
 import { defaultExits, validateMetConfig } from '../engine/model/met';
 import { metConfigOf, TrainConfig } from '../engine/run/config';
@@ -146,6 +147,11 @@ const resolve: Handler<'train/resolve'> = async (p: ResolveParams): Promise<Reso
   } catch (e) {
     throw new UserError(`exits: ${(e as Error).message}`);
   }
+  try {
+    validateBranches(branchDims(vit), c, exits.length);
+  } catch (e) {
+    throw new UserError((e as Error).message);
+  }
   c.out = c.out ? path.resolve(p.workspaceRoot, c.out) : newRunDir(p.workspaceRoot, c.variant);
   return {
     config: c,
@@ -214,7 +220,7 @@ const gpuCheck: Handler<'gpu/check'> = async (p) => {
 };
 
 const paramsCompute: Handler<'params/compute'> = async (p) =>
-  computeParams({ config: p.configFile, settings: defined(p.settings) as Record<string, unknown>, backbone: p.backbone, classes: p.classes });
+  computeParams({ config: p.configFile, settings: defined(p.settings) as Record<string, unknown>, backbone: p.backbone, classes: p.classes, ignoreWorkspaceConfig: p.ignoreWorkspaceConfig });
 
 // ---- exploration panels (issue 5) ----
 

@@ -6,8 +6,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { scanDataset } from '../engine/data/folder';
-import { cumulative, presetConfig, segmentMacs } from '../engine/export/costs';
-import { BACKBONE_PRESETS, BackboneName, metParams, MetParamCounts, ParamComponent, vitParamCount } from '../engine/infer/params';
+import { cumulative, presetConfig, segmentAndBranchMacs } from '../engine/export/costs';
+import { BACKBONE_PRESETS, BackboneName, BranchCount, metParams, MetParamCounts, ParamComponent, vitParamCount } from '../engine/infer/params';
+import { branchDims, BranchSettings, branchSpecs, BranchType, validateBranches } from '../engine/model/branches';
 import { VitConfig } from '../engine/model/config';
 import { defaultExits, metParamShapes, validateMetConfig } from '../engine/model/met';
 import { metConfigOf, TRAIN_DEFAULTS, TrainConfig } from '../engine/run/config';
@@ -34,7 +35,7 @@ export const PARAMS_FLAGS: Record<string, FlagSpec> = {
 
 export interface ParamsReport {
   model: { name: string; imageSize: number; channels: number; patchSize: number; dim: number; depth: number; heads: number; mlpDim: number };
-  config: { exits: number[]; rank: number; classes: number; variant: string; eaPositions: string; featurePath: string };
+  config: { exits: number[]; rank: number; classes: number; variant: string; eaPositions: string; featurePath: string; branch: BranchType | BranchType[] };
   /** Frozen backbone parameters (without its own classification head). */
   backbone: number;
   /** MET adapters + exit heads. */
@@ -51,14 +52,18 @@ export interface ParamsReport {
   shared_projections: number;
   cores: number;
   diagonals: number;
+  /** Parameters of all exit branches (K(DC + C) for MET's linear heads). */
   heads: number;
+  /** Per exit: branch type, parameters (by part) and the resolved widths. */
+  branches: (BranchCount & { widths: Record<string, number> })[];
   /** Enabled E-adapters. */
   adapters: number;
   /** Values in trainable.safetensors: the stacks hold every layer's A_i, B_i, λ (used or not). */
   stored_trainable: number;
   components: ParamComponent[];
-  /** Per exit: its layer and GFLOPs per image to reach it (cumulative) and of its segment. */
-  exits: { exit: number; layer: number; gflops: number; segment_gflops: number }[];
+  /** Per exit: its layer and branch, GFLOPs per image to reach it (cumulative, its branch
+   *  included), of its segment, and of its branch alone (part of the segment). */
+  exits: { exit: number; layer: number; branch: BranchType; gflops: number; segment_gflops: number; branch_gflops: number }[];
 }
 
 async function resolveBackbone(a: Record<string, unknown>, c: Partial<TrainConfig>): Promise<{ name: string; vit: VitConfig }> {
@@ -90,21 +95,25 @@ async function resolveBackbone(a: Record<string, unknown>, c: Partial<TrainConfi
 export function paramsReport(name: string, vit: VitConfig, c: TrainConfig, classes: number): ParamsReport {
   const exits = c.exits ?? defaultExits(vit.depth);
   const met = metConfigOf(c, exits, classes);
+  const dims = branchDims(vit);
   try {
     validateMetConfig(met, vit.depth);
+    validateBranches(dims, met, exits.length);
   } catch (e) {
     throw new UserError(`met params: ${(e as Error).message}`);
   }
+  const bs: BranchSettings = { branch: met.branch, branchHidden: met.branchHidden, branchChannels: met.branchChannels, branchHeads: met.branchHeads, branchMlpRatio: met.branchMlpRatio };
   const backbone = vitParamCount({ imageSize: vit.imageSize, channels: vit.channels, patchSize: vit.patchSize, dim: vit.dim, depth: vit.depth, heads: vit.heads, headDim: vit.headDim, mlpDim: vit.mlpDim, qkvBias: vit.qkvBias });
-  const n: MetParamCounts = metParams({ dim: vit.dim, depth: vit.depth, exits, rank: c.rank, classes, eaPositions: c.eaPositions, variant: c.variant, backboneParams: backbone });
-  const macs = segmentMacs(vit, met);
+  const n: MetParamCounts = metParams({ dim: vit.dim, depth: vit.depth, exits, rank: c.rank, classes, eaPositions: c.eaPositions, variant: c.variant, backboneParams: backbone, ...bs, grid: dims.grid, heads: dims.heads, mlpDim: dims.mlpDim });
+  const specs = branchSpecs(dims, met);
+  const { segments: macs, branches: bmacs } = segmentAndBranchMacs(vit, met);
   const cum = cumulative(macs);
   let stored = 0;
   for (const s of metParamShapes(vit, met).values()) stored += s.reduce((x, y) => x * y, 1);
   const orNull = (x: number) => (Number.isFinite(x) ? x : null);
   return {
     model: { name, imageSize: vit.imageSize, channels: vit.channels, patchSize: vit.patchSize, dim: vit.dim, depth: vit.depth, heads: vit.heads, mlpDim: vit.mlpDim },
-    config: { exits, rank: c.rank, classes, variant: c.variant, eaPositions: c.eaPositions, featurePath: c.featurePath },
+    config: { exits, rank: c.rank, classes, variant: c.variant, eaPositions: c.eaPositions, featurePath: c.featurePath, branch: met.branch ?? 'linear' },
     backbone: n.backbone,
     trainable: n.trainable,
     total: n.total,
@@ -118,30 +127,53 @@ export function paramsReport(name: string, vit: VitConfig, c: TrainConfig, class
     cores: n.cores,
     diagonals: n.diagonals,
     heads: n.heads,
+    branches: n.branches.map((b, j) => ({ ...b, widths: branchWidths(specs[j]) })),
     adapters: n.adapters.length,
     stored_trainable: stored,
     components: n.components,
-    exits: exits.map((layer, j) => ({ exit: j + 1, layer, gflops: cum[j], segment_gflops: macs[j] / 1e9 })),
+    exits: exits.map((layer, j) => ({ exit: j + 1, layer, branch: specs[j].type, gflops: cum[j], segment_gflops: macs[j] / 1e9, branch_gflops: bmacs[j] / 1e9 })),
   };
 }
 
+/** The widths that define a branch (the defaults resolved), for reports. */
+function branchWidths(b: ReturnType<typeof branchSpecs>[number]): Record<string, number> {
+  switch (b.type) {
+    case 'linear':
+      return { in: b.F, out: b.C };
+    case 'mlp':
+      return { in: b.D, hidden: b.hidden, out: b.C };
+    case 'sl-vit':
+      return { dim: b.D, heads: b.heads, headDim: b.headDim, mlp: b.mlpDim, tokens: 1 + b.G * b.G, out: b.C };
+    default:
+      return { grid: b.G, inChannels: b.inChannels, channels: b.channels, out: b.C };
+  }
+}
+
 const int = (x: number) => x.toLocaleString('en-US');
+/** Three decimals, or four significant digits for the small costs of heads. */
+const fmtSmall = (g: number) => (g >= 0.1 || g === 0 ? g.toFixed(3) : g.toPrecision(4));
 const pct = (x: number | null, d = 2) => (x === null ? 'n/a' : `${(100 * x).toFixed(d)}%`);
 
 function printTable(r: ParamsReport): void {
   const m = r.model;
   console.log(`${m.name}: ${m.depth} layers, D = ${m.dim}, ${m.heads} heads, MLP ${m.mlpDim}, ${m.imageSize} px / patch ${m.patchSize}, ${m.channels} channel${m.channels === 1 ? '' : 's'}`);
-  console.log(`MET: exits after layers ${r.config.exits.join(', ')}; r = ${r.config.rank}; ${r.config.classes} classes; variant ${r.config.variant}; E-adapters ${r.config.eaPositions} (${r.adapters})\n`);
+  console.log(`MET: exits after layers ${r.config.exits.join(', ')}; r = ${r.config.rank}; ${r.config.classes} classes; variant ${r.config.variant}; E-adapters ${r.config.eaPositions} (${r.adapters}); branch ${[r.config.branch].flat().join(', ')}\n`);
   const w = Math.max(...r.components.map((c) => c.name.length));
   console.log(`${'component'.padEnd(w)}  ${'shape'.padEnd(26)} ${'count'.padStart(5)} ${'params'.padStart(12)}`);
   for (const c of r.components) console.log(`${c.name.padEnd(w)}  ${c.shape.padEnd(26)} ${String(c.count).padStart(5)} ${int(c.params).padStart(12)}${c.trainable ? '' : '  (frozen)'}`);
-  console.log(`\ntrainable ${int(r.trainable)} (${(r.trainable_percent).toFixed(3)}% of the backbone's ${int(r.backbone)}); MET adapters ${int(r.met_adapters)}, heads ${int(r.heads)}`);
+  console.log(`\ntrainable ${int(r.trainable)} (${(r.trainable_percent).toFixed(3)}% of the backbone's ${int(r.backbone)}); MET adapters ${int(r.met_adapters)}, ${r.branches.every((b) => b.type === 'linear') ? 'heads' : 'exit branches'} ${int(r.heads)}`);
   console.log(`independent adapters (one per exit token per location, Σk = ${r.sum_k}): ${int(r.independent_adapters)}`);
   console.log(`reduction ${pct(r.reduction)} exact, ${pct(r.reduction_limit)} in the D ≫ r limit (1 - 1/Σk)`);
   console.log(`stored in trainable.safetensors: ${int(r.stored_trainable)} values (stacks over all ${2 * m.depth} adapter slots)\n`);
-  console.log('exit  layer  GFLOPs  (segment)');
-  for (const e of r.exits) console.log(`${String(e.exit).padStart(4)}  ${String(e.layer).padStart(5)}  ${e.gflops.toFixed(3).padStart(6)}  (${e.segment_gflops.toFixed(3)})`);
-  console.log('\nGFLOPs: fvcore convention, 1 multiply-add = 1 FLOP, matrix products only.');
+  console.log('exit  layer  branch            params  GFLOPs  (segment, branch)');
+  for (const e of r.exits) {
+    const b = r.branches[e.exit - 1];
+    const widths = Object.entries(b.widths).map(([k, v]) => `${k} ${v}`).join(', ');
+    console.log(`${String(e.exit).padStart(4)}  ${String(e.layer).padStart(5)}  ${e.branch.padEnd(12)}  ${int(b.params).padStart(10)}  ${e.gflops.toFixed(3).padStart(6)}  (${e.segment_gflops.toFixed(3)}, ${fmtSmall(e.branch_gflops)})  ${widths}`);
+  }
+  console.log('\nGFLOPs: fvcore convention, 1 multiply-add = 1 FLOP, matrix products only. Cumulative to each');
+  console.log("exit, its branch included; a branch that reads the patch tokens (sl-vit, conv-*) at the last");
+  console.log("exit has that layer computed for every token, not only for the exit token.");
 }
 
 /**
@@ -150,9 +182,11 @@ function printTable(r: ParamsReport): void {
  * `settings` are raw flag values by config key (validated here); without `config`,
  * ./met.config.json is read when present.
  */
-export async function computeParams(o: { config?: string; settings?: Record<string, unknown>; backbone?: string; classes?: number }): Promise<ParamsReport> {
+export async function computeParams(o: { config?: string; settings?: Record<string, unknown>; backbone?: string; classes?: number; ignoreWorkspaceConfig?: boolean }): Promise<ParamsReport> {
   if (o.backbone !== undefined && !PRESETS.includes(o.backbone as BackboneName)) throw new UserError(`met params: unknown backbone '${o.backbone}' (one of ${PRESETS.join(', ')})`);
-  const file = o.config ? loadConfigFile(o.config) : fs.existsSync('met.config.json') ? loadConfigFile('met.config.json') : {};
+  // A run's recorded settings are complete: a met.config.json in the working folder must not fill gaps.
+  const implicit = !o.ignoreWorkspaceConfig && fs.existsSync('met.config.json');
+  const file = o.config ? loadConfigFile(o.config) : implicit ? loadConfigFile('met.config.json') : {};
   const flags = validateConfig(o.settings ?? {}, 'command line');
   // --backbone on the command line wins over a checkpoint named in the config file.
   const merged = { ...file, ...flags };

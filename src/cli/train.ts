@@ -10,13 +10,19 @@ import { UserError } from '../engine/tensor';
 import { FlagKind, FlagSpec, parseArgs, usage } from './args';
 import { parseJsonc } from './jsonc';
 
-const KIND: Record<string, FlagKind> = { string: 'string', path: 'string', enum: 'string', int: 'int', number: 'number', bool: 'bool', ints: 'ints', numbers: 'numbers' };
+const KIND: Record<string, FlagKind> = { string: 'string', path: 'string', enum: 'string', enumList: 'string', int: 'int', number: 'number', bool: 'bool', ints: 'ints', numbers: 'numbers' };
+
+/** A setting as a flag; a list of choices (--branch mlp or --branch linear,mlp) is checked by the schema. */
+function flagSpec(f: (typeof FIELDS)[number]): FlagSpec {
+  if (f.kind === 'enumList') return { kind: 'string', help: f.help };
+  return { kind: KIND[f.kind], choices: f.choices, help: f.help };
+}
 
 export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   config: { kind: 'string', help: 'met.config.json to start from (flags override it)' },
   resume: { kind: 'string', help: 'continue an interrupted run folder' },
   progress: { kind: 'string', choices: ['text', 'json'], help: 'progress on stdout as text (default) or JSON lines' },
-  ...Object.fromEntries(FIELDS.map((f) => [flagOf(f), { kind: KIND[f.kind], choices: f.choices, help: f.help } as FlagSpec])),
+  ...Object.fromEntries(FIELDS.map((f) => [flagOf(f), flagSpec(f)])),
   help: { kind: 'bool', help: 'show this help' },
 };
 
@@ -62,8 +68,8 @@ export function printSummary(s: RunSummary, json: boolean): void {
     console.log(JSON.stringify({ exits: s.exits, dynamic: s.dynamic.map((d) => ({ accuracy: d.accuracy, gflops: d.gflops, thresholds: d.thresholds, p: d.p, exitCounts: d.exitCounts })) }));
     return;
   }
-  console.log('\nexit  layer  accuracy  GFLOPs');
-  for (const e of s.exits) console.log(`${String(e.exit).padStart(4)}  ${String(e.layer).padStart(5)}  ${(100 * e.accuracy).toFixed(2).padStart(7)}%  ${e.gflops.toFixed(4).padStart(7)}`);
+  console.log('\nexit  layer  branch        accuracy  GFLOPs');
+  for (const e of s.exits) console.log(`${String(e.exit).padStart(4)}  ${String(e.layer).padStart(5)}  ${(e.branch ?? 'linear').padEnd(12)}  ${(100 * e.accuracy).toFixed(2).padStart(7)}%  ${e.gflops.toFixed(4).padStart(7)}`);
   if (s.dynamic.length) {
     console.log('\ndynamic (thresholds fitted on val, MSDNet):');
     console.log('     p  accuracy  GFLOPs  exits taken');

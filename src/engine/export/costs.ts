@@ -15,7 +15,7 @@ import { Graph, Tensor } from '../graph';
 import { canonicalShapes, VitConfig } from '../model/config';
 import { MetConfig, metEmbed, metLayers, metParamShapes, MetTensors } from '../model/met';
 import { gridSize, VitParams } from '../model/vit';
-import { countMacs } from '../infer/flops';
+import { countMacs, neededNodes } from '../infer/flops';
 import { BackbonePreset } from '../infer/params';
 import { HostTensor } from '../tensor';
 
@@ -30,9 +30,18 @@ function shapeOnly(shapes: Map<string, number[]>): Map<string, HostTensor> {
  * head), exactly as buildSegments counts them. cumulativeGflops of these is what a run reports.
  */
 export function segmentMacs(cfg: VitConfig, m: MetConfig): number[] {
+  return segmentAndBranchMacs(cfg, m).segments;
+}
+
+/**
+ * segmentMacs, and per exit the multiply-adds of its branch alone: what computing the logits
+ * costs once the sequence after the exit's layer is there (part of the segment's count).
+ */
+export function segmentAndBranchMacs(cfg: VitConfig, m: MetConfig): { segments: number[]; branches: number[] } {
   const backbone = shapeOnly(canonicalShapes({ ...cfg, numClasses: 0, posGrid: gridSize(cfg) }));
   const met = shapeOnly(metParamShapes(cfg, m));
   const out: number[] = [];
+  const branches: number[] = [];
   let prev = 0;
   let tokens = 0;
   for (let j = 0; j < m.exits.length; j++) {
@@ -47,10 +56,12 @@ export function segmentMacs(cfg: VitConfig, m: MetConfig): number[] {
     const outs: Tensor[] = [g.softmax(o.logits[o.logits.length - 1], -1)];
     if (j < m.exits.length - 1) outs.push(next.seq);
     out.push(countMacs(outs, 1));
+    const seq = o.exitTokens[o.exitTokens.length - 1];
+    branches.push(countMacs([o.logits[o.logits.length - 1]], 1, new Set(neededNodes([seq]))));
     prev = m.exits[j];
     tokens = next.seq.shape[1] as number;
   }
-  return out;
+  return { segments: out, branches };
 }
 
 /** Same accumulation as cumulativeGflops (infer/segments.ts), so the floats agree to the bit. */

@@ -9,6 +9,11 @@
 // MLP. k_i is the number of exit tokens flowing through E-adapter i: the exits at or after its
 // layer, k_l = |{j : l_j ≥ l}|. The first E-adapter takes one class token in but emits K, and it
 // carries K diagonals, so k = K there too (which the formula already gives, as every l_j ≥ 1).
+//
+// The exits' branches (model/branches.ts) are counted by their own formulas: a linear head is
+// D·C + C as in the spec; mlp, sl-vit and conv branches add their layers (branchParamCount).
+
+import { branchParamCount, BranchParamPart, BranchSettings, branchSpec, BranchType, branchTypes, validateBranches } from '../model/branches';
 
 export type EaPositions = 'both' | 'mha' | 'mlp';
 /**
@@ -18,7 +23,7 @@ export type EaPositions = 'both' | 'mha' | 'mlp';
  */
 export type MetVariant = 'met' | 'no_gr' | 'shared_cls' | 'linear_probe';
 
-export interface MetShape {
+export interface MetShape extends BranchSettings {
   /** Residual width D. */
   dim: number;
   /** Encoder layers L. */
@@ -33,6 +38,22 @@ export interface MetShape {
   variant: MetVariant;
   /** Parameters of the frozen backbone (see BACKBONE_PRESETS / vitParamCount). */
   backboneParams: number;
+  /** Backbone facts the sl-vit and conv branches depend on: patch grid side G, attention heads,
+   *  MLP width (needed only when such a branch is used). */
+  grid?: number;
+  heads?: number;
+  mlpDim?: number;
+}
+
+/** One exit's branch in the parameter report. */
+export interface BranchCount {
+  exit: number;
+  layer: number;
+  type: BranchType;
+  params: number;
+  /** The count in symbols (D width, C classes, h hidden, M MLP width, c channels, G grid side). */
+  formula: string;
+  parts: BranchParamPart[];
 }
 
 /** One E-adapter location and the number of exit tokens (and diagonals) it carries. */
@@ -73,8 +94,10 @@ export interface MetParamCounts {
   cores: number;
   /** Σ_i k_i·r: the λ_{i,j} (shared_cls: one per E-adapter). */
   diagonals: number;
-  /** K(DC + C). */
+  /** The exit branches: K(DC + C) for MET's linear heads; Σ_j of `branches[j].params`. */
   heads: number;
+  /** Per exit its branch type and parameters. */
+  branches: BranchCount[];
   /** P_MET = sharedProjections + cores + diagonals (heads excluded). */
   met_adapters: number;
   /** P_ind = Σ_i k_i · 2Dr: one independent vanilla adapter per exit token per location. */
@@ -145,7 +168,14 @@ export function metParams(s: MetShape): MetParamCounts {
   const sharedProjections = probe ? 0 : 2 * D * r;
   const cores = nAd * 2 * r * r;
   const diagonals = sum_k * r;
-  const heads = K * (D * C + C);
+  const types = branchTypes(s, K);
+  const dims = { dim: D, grid: s.grid ?? 0, heads: s.heads ?? 0, mlpDim: s.mlpDim ?? 0 };
+  if (types.some((t) => t !== 'linear' && t !== 'mlp')) {
+    for (const k of ['grid', 'heads', 'mlpDim'] as const) posInt(k, s[k] as number);
+    validateBranches(dims, s, K);
+  }
+  const branches: BranchCount[] = types.map((type, j) => ({ exit: j + 1, layer: s.exits[j], type, ...branchParamCount(branchSpec(dims, s, C, type)) }));
+  const heads = branches.reduce((a, b) => a + b.params, 0);
   const met_adapters = sharedProjections + cores + diagonals;
   const independent_adapters = sum_k * 2 * D * r;
   const trainable = met_adapters + heads;
@@ -162,7 +192,13 @@ export function metParams(s: MetShape): MetParamCounts {
       { name: s.variant === 'shared_cls' ? 'λ_i (one diagonal per E-adapter)' : 'λ_{i,j} (per E-adapter and exit token)', shape: `r = ${r}`, count: sum_k, each: r, params: diagonals, trainable: true },
     );
   }
-  components.push({ name: 'heads h_j', shape: `D×C + C = ${D}×${C} + ${C}`, count: K, each: D * C + C, params: heads, trainable: true });
+  // One row per branch type (every exit of a type has the same branch).
+  for (const type of [...new Set(types)]) {
+    const of = branches.filter((b) => b.type === type);
+    const each = of[0].params;
+    if (type === 'linear') components.push({ name: 'heads h_j', shape: `D×C + C = ${D}×${C} + ${C}`, count: of.length, each, params: of.length * each, trainable: true });
+    else components.push({ name: `${type} branches`, shape: of[0].formula, count: of.length, each, params: of.length * each, trainable: true });
+  }
 
   return {
     backbone: s.backboneParams,
@@ -172,6 +208,7 @@ export function metParams(s: MetShape): MetParamCounts {
     cores,
     diagonals,
     heads,
+    branches,
     met_adapters,
     independent_adapters,
     reduction: independent_adapters ? 1 - met_adapters / independent_adapters : NaN,

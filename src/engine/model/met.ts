@@ -6,20 +6,25 @@
 //  - E-adapters before MHA and before the MLP of every layer, all sharing one W_d [D,r] and one
 //    W_u [r,D]; adapter i has cores A_i, B_i [r,r]; each (adapter i, exit j) a diagonal λ_ij [r].
 //      g_ij(t) = σ(t W_d) A_i diag(λ_ij) B_i W_u           (act_position = after_down)
-//  - An exit's token leaves the sequence after its layer: logits_j = h_j(LN_f(c_j)).
-//  - Graph regularization on the head inputs of the early exits (§2).
+//  - An exit's token leaves the sequence after its layer: logits_j = h_j(LN_f(c_j)) with MET's
+//    linear head, or another exit branch (model/branches.ts: mlp, sl-vit, conv-*) on the
+//    sequence after the exit's layer.
+//  - Graph regularization on the head inputs of the early exits (§2): the input of each exit's
+//    final classifier (LN_f(c_j) for the linear head).
 //
 // The sequence at layer l is [c_j for active j; patches] with active = {j : l_j >= l}: always a
 // suffix of the exits, and the token that leaves after layer l is the first one.
 
 import { Graph, Tensor } from '../graph';
 import { HostTensor } from '../tensor';
+import { branchDecays, branchDims, branchForward, branchParamShapes, branchReadsPatches, BranchSettings, branchSpecs, initBranchValue } from './branches';
 import { VitConfig } from './config';
 import { layerNorm, VitParams, vitAttentionQ, vitEmbed, vitMlp } from './vit';
 
 export type Variant = 'met' | 'no_gr' | 'shared_cls' | 'linear_probe';
 
-export interface MetConfig {
+/** MET's settings; the exit branches (BranchSettings: `branch` absent = MET's linear heads). */
+export interface MetConfig extends BranchSettings {
   /** 1-indexed layers after which an exit sits, ascending. */
   exits: number[];
   rank: number;
@@ -64,6 +69,7 @@ export const MET_DEFAULTS: Omit<MetConfig, 'exits' | 'numClasses'> = {
   grExcludeSelf: true,
   grNormalize: false,
   headInit: 'trunc_normal',
+  branch: 'linear',
 };
 
 /** The paper's placement: an exit after each of the last 7 layers, or after every layer. */
@@ -72,6 +78,7 @@ export function defaultExits(depth: number): number[] {
   return Array.from({ length: n }, (_, i) => depth - n + 1 + i);
 }
 
+/** Checks exits, rank and classes (the exit branches: validateBranches in branches.ts). */
 export function validateMetConfig(m: MetConfig, depth: number): void {
   if (!m.exits.length) throw new Error('at least one exit is needed');
   m.exits.forEach((l, i) => {
@@ -115,21 +122,26 @@ export function metParamShapes(cfg: VitConfig, m: MetConfig): Map<string, number
     s.set('ea.B', [nA, r, r]);
     if (m.featurePath !== 'shared' || K > 0) s.set('ea.diag', [nA, m.variant === 'shared_cls' ? 1 : K, r]);
   }
-  for (let j = 1; j <= K; j++) {
-    s.set(`exit.${j}.weight`, [m.numClasses, D]);
-    s.set(`exit.${j}.bias`, [m.numClasses]);
-  }
+  // Per exit its branch's tensors, the final classifier exit.{j}.weight/bias last (for MET's
+  // linear head that is all there is: [C, D] and [C]).
+  branchSpecs(branchDims(cfg), m).forEach((b, j) => {
+    for (const [name, shape] of branchParamShapes(b, j + 1)) s.set(name, shape);
+  });
   return s;
 }
 
-/** Weight decay applies to the projections and head matrices, not to cores, diagonals or biases. */
+/**
+ * Weight decay applies to the projections, head matrices and branch matrices, not to cores,
+ * diagonals, LayerNorm weights or biases.
+ */
 export function decays(name: string): boolean {
-  return name === 'ea.down' || name === 'ea.up' || /^exit\.\d+\.weight$/.test(name);
+  return name === 'ea.down' || name === 'ea.up' || branchDecays(name);
 }
 
 /**
  * Initial values (§1.4, ARC-style): W_d, W_u Xavier-uniform, A_i = B_i = I, λ = 0, so the
- * untrained model equals the backbone on every exit token; heads trunc-normal(0.01) or zeros.
+ * untrained model equals the backbone on every exit token; heads (the final classifier of every
+ * branch) trunc-normal(0.01) or zeros; the other branch tensors as model/branches.ts says.
  */
 export function initMetParams(cfg: VitConfig, m: MetConfig, seed: number): Map<string, HostTensor> {
   let s = (seed * 2654435761 + 0x9e3779b9) >>> 0;
@@ -141,6 +153,11 @@ export function initMetParams(cfg: VitConfig, m: MetConfig, seed: number): Map<s
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
   const normal = () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
+  const truncated = () => {
+    let z = normal();
+    while (Math.abs(z) > 2) z = normal();
+    return z;
+  };
   const out = new Map<string, HostTensor>();
   for (const [name, shape] of metParamShapes(cfg, m)) {
     const n = shape.reduce((a, b) => a * b, 1);
@@ -151,12 +168,13 @@ export function initMetParams(cfg: VitConfig, m: MetConfig, seed: number): Map<s
     } else if (name === 'ea.A' || name === 'ea.B') {
       const r = m.rank;
       for (let i = 0; i < shape[0]; i++) for (let k = 0; k < r; k++) d[i * r * r + k * r + k] = 1;
-    } else if (name.endsWith('.weight') && m.headInit === 'trunc_normal') {
-      for (let i = 0; i < n; i++) {
-        let z = normal();
-        while (Math.abs(z) > 2) z = normal();
-        d[i] = 0.01 * z;
-      }
+    } else if (/^exit\.\d+\.weight$/.test(name)) {
+      if (m.headInit === 'trunc_normal') for (let i = 0; i < n; i++) d[i] = 0.01 * truncated();
+    } else if (/^exit\.\d+\.bias$/.test(name)) {
+      // zeros
+    } else if (name.startsWith('exit.')) {
+      out.set(name, { dtype: 'float32', shape, data: initBranchValue(name, shape, truncated) });
+      continue;
     }
     out.set(name, { dtype: 'float32', shape, data: d });
   }
@@ -325,8 +343,11 @@ export function exitAttentionBias(m: MetConfig, k: number, T: number, q0 = 0, Tq
 export interface MetForward {
   /** Per exit: logits [B, C]. */
   logits: Tensor[];
-  /** Per exit: head input z_j = LN_f(c_j) [B, D] (what graph regularization acts on). */
+  /** Per exit: the input of its final classifier [B, F] (what graph regularization acts on):
+   *  z_j = LN_f(c_j) [B, D] for MET's linear head. */
   features: Tensor[];
+  /** Per exit: the sequence its branch read [B, k + N, D] (exit token first; for cost accounting). */
+  exitTokens: Tensor[];
 }
 
 export interface MetState {
@@ -348,18 +369,21 @@ export function metEmbed(g: Graph, P: VitParams, cfg: VitConfig, m: MetConfig, i
 /**
  * Runs layers state.nextLayer .. toLayer. Each exit whose layer is passed emits its logits and
  * leaves the sequence. The last exit's layer only computes what its token needs (its query in
- * attention, its MLP): the patch outputs there are never used.
+ * attention, its MLP) when its branch reads the class token alone: the patch outputs there are
+ * then never used. A branch that reads the patches (sl-vit, conv-*) gets the full last layer.
  */
 export function metLayers(g: Graph, P: VitParams, T: MetTensors | null, cfg: VitConfig, m: MetConfig, state: MetState, toLayer: number): { state: MetState; out: MetForward } {
-  const out: MetForward = { logits: [], features: [] };
+  const out: MetForward = { logits: [], features: [], exitTokens: [] };
   const K = m.exits.length;
   const lastExit = m.exits[K - 1];
   const adapters = hasAdapters(m);
+  const branches = branchSpecs(branchDims(cfg), m);
+  const pruneLast = !branchReadsPatches(branches[K - 1].type);
   let seq = state.seq;
   for (let l = state.nextLayer; l <= Math.min(toLayer, lastExit); l++) {
     const k = adapters ? activeAt(m.exits, l) : 1; // tokens in front of the patches
     const Tn = seq.shape[1] as number;
-    const final = l === lastExit;
+    const final = l === lastExit && pruneLast;
     const nq = final ? k : Tn; // queries computed
     const pre = `blocks.${l - 1}.`;
     // ---- attention
@@ -378,21 +402,16 @@ export function metLayers(g: Graph, P: VitParams, T: MetTensors | null, cfg: Vit
     // ---- exits after this layer
     const j = m.exits.indexOf(l);
     if (j >= 0) {
-      const c = g.reshape(g.slice(seq, 1, 0, 1), ['B', cfg.dim]);
-      const z = layerNorm(P, cfg, c, 'norm');
-      out.features.push(z);
-      out.logits.push(headLogits(g, P, T, j, z));
+      if (!T) throw new Error('exit heads need MET tensors');
+      const b = branchForward(g, P, T, cfg, branches[j], j, seq, k);
+      out.features.push(b.feature);
+      out.logits.push(b.logits);
+      out.exitTokens.push(seq);
       // The exit token leaves (linear probe: the single class token stays until the last exit).
-      if (adapters && !final) seq = g.slice(seq, 1, 1, seq.shape[1] as number);
+      if (adapters && l !== lastExit) seq = g.slice(seq, 1, 1, seq.shape[1] as number);
     }
   }
   return { state: { seq, nextLayer: Math.min(toLayer, lastExit) + 1 }, out };
-}
-
-function headLogits(g: Graph, P: VitParams, T: MetTensors | null, j: number, z: Tensor): Tensor {
-  if (!T) throw new Error('exit heads need MET tensors');
-  void P;
-  return g.add(g.matmul(z, g.mT(T.get(`exit.${j + 1}.weight`))), T.get(`exit.${j + 1}.bias`));
 }
 
 /** The whole multi-exit network: images [B, C, S, S] -> per-exit logits and head inputs. */

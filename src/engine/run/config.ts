@@ -1,6 +1,7 @@
 // The resolved settings of a fine-tuning run: what `met.config.json` holds and what `met train`
 // flags override. Names follow what users know (timm's mean/std, PEFT's rank `r` is `rank`).
 
+import type { BranchType } from '../model/branches';
 import { Activation } from '../model/config';
 import { MetConfig } from '../model/met';
 
@@ -35,6 +36,12 @@ export interface TrainConfig {
   grExcludeSelf: boolean;
   grNormalize: boolean;
   headInit: MetConfig['headInit'];
+  /** Exit branches (model/branches.ts): one type for all exits or one per exit; widths 0 = default. */
+  branch: BranchType | BranchType[];
+  branchHidden: number;
+  branchChannels: number;
+  branchHeads: number;
+  branchMlpRatio: number;
   /** Optimisation (NOAH / DyT defaults for VTAB, fewer epochs). */
   epochs: number;
   batch: number;
@@ -73,6 +80,11 @@ export const TRAIN_DEFAULTS: Omit<TrainConfig, 'data' | 'weights'> = {
   grExcludeSelf: true,
   grNormalize: false,
   headInit: 'trunc_normal',
+  branch: 'linear',
+  branchHidden: 0,
+  branchChannels: 0,
+  branchHeads: 0,
+  branchMlpRatio: 0,
   epochs: 20,
   batch: 32,
   lr: 1e-3,
@@ -86,7 +98,7 @@ export const TRAIN_DEFAULTS: Omit<TrainConfig, 'data' | 'weights'> = {
   device: 'cpu',
 };
 
-/** The MetConfig of a run. */
+/** The MetConfig of a run. Branch widths left at 0 (the defaults) are not written into it. */
 export function metConfigOf(c: TrainConfig, exits: number[], numClasses: number): MetConfig {
   return {
     exits,
@@ -107,5 +119,11 @@ export function metConfigOf(c: TrainConfig, exits: number[], numClasses: number)
     grExcludeSelf: c.grExcludeSelf,
     grNormalize: c.grNormalize,
     headInit: c.headInit,
+    // Runs made before exit branches existed have none of these: linear heads.
+    branch: c.branch ?? 'linear',
+    ...(c.branchHidden ? { branchHidden: c.branchHidden } : {}),
+    ...(c.branchChannels ? { branchChannels: c.branchChannels } : {}),
+    ...(c.branchHeads ? { branchHeads: c.branchHeads } : {}),
+    ...(c.branchMlpRatio ? { branchMlpRatio: c.branchMlpRatio } : {}),
   };
 }

@@ -16,6 +16,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { ImageCache, scanDataset, Dataset, Sample, epochOrder, stepRng } from '../data/folder';
 import { Preprocess } from '../data/image';
+import { branchDims, branchTypes, BranchType, validateBranches } from '../model/branches';
 import { VitConfig } from '../model/config';
 import { defaultExits, initMetParams, MetConfig, validateMetConfig } from '../model/met';
 import { prepareWeights } from '../model/vit';
@@ -182,7 +183,8 @@ export function fitThresholds(val: SplitPredictions, test: SplitPredictions, gfl
 
 export interface RunSummary {
   runDir: string;
-  exits: { exit: number; layer: number; accuracy: number; gflops: number }[];
+  /** `branch`: the exit's branch type (absent in runs made before exit branches existed). */
+  exits: { exit: number; layer: number; branch: BranchType; accuracy: number; gflops: number }[];
   dynamic: { p: number; accuracy: number; gflops: number; thresholds: number[]; exitCounts: number[] }[];
   trainImgPerSec: number;
   stopped: string | null;
@@ -200,6 +202,11 @@ export async function runTraining(c: TrainConfig, h: RunHandlers = {}, resumeDir
     validateMetConfig(met, vit.depth);
   } catch (e) {
     throw new UserError(`exits: ${(e as Error).message}`);
+  }
+  try {
+    validateBranches(branchDims(vit), met, exits.length);
+  } catch (e) {
+    throw new UserError((e as Error).message);
   }
   const runDir = resumeDir ?? makeRunDir(c.out, c.variant);
   const pre = preprocessOf(c, vit);
@@ -292,7 +299,7 @@ async function evaluateAndWrite(runDir: string, cf: RunConfigFile, backbone: Map
   const acc = staticAccuracy(test);
   return {
     runDir,
-    exits: met.exits.map((layer, j) => ({ exit: j + 1, layer, accuracy: acc[j], gflops: gflops[j] })),
+    exits: met.exits.map((layer, j) => ({ exit: j + 1, layer, branch: branchTypes(met, met.exits.length)[j], accuracy: acc[j], gflops: gflops[j] })),
     dynamic: th.curve.map((p) => ({ p: p.p, accuracy: p.accuracy, gflops: p.gflops, thresholds: p.thresholds, exitCounts: p.exitCounts })),
     trainImgPerSec: 0,
     stopped: null,

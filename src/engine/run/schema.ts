@@ -2,10 +2,12 @@
 // field), maps `met train` flags onto config keys, and generates the committed JSON Schema
 // (schemas/met.config.schema.json) that the editor uses for completion and validation.
 
+import { BRANCH_TYPES } from '../model/branches';
 import { UserError } from '../tensor';
 import { TRAIN_DEFAULTS, TrainConfig } from './config';
 
-type Kind = 'string' | 'path' | 'int' | 'number' | 'bool' | 'enum' | 'ints' | 'numbers';
+/** enumList: one of `choices`, or a list of them (on the command line: comma-separated). */
+type Kind = 'string' | 'path' | 'int' | 'number' | 'bool' | 'enum' | 'enumList' | 'ints' | 'numbers';
 
 export interface Field {
   key: keyof TrainConfig;
@@ -48,6 +50,16 @@ export const FIELDS: Field[] = [
   { key: 'grExcludeSelf', kind: 'bool', help: 'Leave self-pairs out of the intra-class graph.' },
   { key: 'grNormalize', kind: 'bool', help: 'Divide distances by the width D (puts lambda on the scale of the cross-entropy).' },
   { key: 'headInit', kind: 'enum', choices: ['trunc_normal', 'zeros'], help: 'Exit head initialisation.' },
+  {
+    key: 'branch',
+    kind: 'enumList',
+    choices: BRANCH_TYPES,
+    help: "Exit branch: linear (MET's head on the exit token after the final LayerNorm), mlp (a hidden layer on it), sl-vit (one transformer encoder layer over the exit token and the patch tokens, then LayerNorm and head), conv-ignore, conv-add, conv-project (a 3x3 conv over the patch grid with the class token ignored, added to every patch, or projected in as a channel). One type for every exit, or a list with one per exit (on the command line: comma-separated).",
+  },
+  { key: 'branchHidden', kind: 'int', min: 0, help: 'mlp branch: hidden width (0: the backbone width D).' },
+  { key: 'branchChannels', kind: 'int', min: 0, help: 'conv branches: output channels of the 3x3 conv (0: D / 4).' },
+  { key: 'branchHeads', kind: 'int', min: 0, help: "sl-vit branch: attention heads, dividing D (0: the backbone's)." },
+  { key: 'branchMlpRatio', kind: 'number', min: 0, help: "sl-vit branch: MLP width as a multiple of D (0: the backbone's)." },
   { key: 'epochs', kind: 'int', min: 1, help: 'Training epochs.' },
   { key: 'batch', kind: 'int', min: 1, help: 'Images per step.' },
   { key: 'lr', kind: 'number', min: 0, help: 'Peak learning rate (AdamW).' },
@@ -79,6 +91,13 @@ function check(f: Field, v: unknown, where: string): unknown {
     case 'enum':
       if (typeof v !== 'string' || !f.choices!.includes(v)) throw bad(`one of ${f.choices!.map((c) => `"${c}"`).join(', ')}`);
       return v;
+    case 'enumList': {
+      // "a,b" (a flag) is the list [a, b]; a single name stays a string.
+      const list = typeof v === 'string' && v.includes(',') ? v.split(',').map((x) => x.trim()) : v;
+      const ok = (x: unknown) => typeof x === 'string' && f.choices!.includes(x);
+      if (Array.isArray(list) ? list.length > 0 && list.every(ok) : ok(list)) return list;
+      throw bad(`one of ${f.choices!.map((c) => `"${c}"`).join(', ')}, or a list of them`);
+    }
     case 'bool':
       if (typeof v !== 'boolean') throw bad('true or false');
       return v;
@@ -141,6 +160,9 @@ export function jsonSchema(): Record<string, unknown> {
         break;
       case 'enum':
         p.enum = [...f.choices!];
+        break;
+      case 'enumList':
+        p.anyOf = [{ enum: [...f.choices!] }, { type: 'array', items: { enum: [...f.choices!] }, minItems: 1 }];
         break;
       case 'bool':
         p.type = 'boolean';
