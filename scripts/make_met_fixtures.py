@@ -83,6 +83,14 @@ CASES = OrderedDict([
                                                   branch_hidden=8, branch_mlp_ratio=1),
                               what='variant linear_probe (one class token, no adapters) with branches conv-add (4 '
                                    'channels), mlp (hidden 8), sl-vit (MLP 32) at exits [1,2,3]')),
+    # copycat distillation (src/engine/model/distill.ts)
+    ('met_distill', dict(seed=5301, cfg=dict(exits=[1, 2, 3], rank=4, lam=0.1, distill=0.5, distill_temperature=3.0),
+                         what='copycat distillation together with MET: exits [1,2,3], r 4, λ 0.1, distill 0.5 at '
+                              'T 3 (KD of exits 1 and 2 from the detached last exit)')),
+    ('met_distill_alone', dict(seed=5302, cfg=dict(exits=[2, 3], rank=4, lam=0.0, distill=1.0, distill_temperature=1.5,
+                                                   branch='mlp', branch_hidden=8),
+                               what='copycat distillation alone (λ 0, no GR): mlp branches (hidden 8) at exits [2,3], '
+                                    'r 4, distill 1 at T 1.5')),
 ])
 
 # extra flag settings checked (naive vs efficient, float64) but not written
@@ -142,6 +150,8 @@ def evaluate(vit, cfg, params, x, y, dtype, efficient):
         r[f'ce.{j}'] = c.detach()
     for j, c in enumerate(L['gr']):
         r[f'gr.{j}'] = c.detach()
+    for j, c in enumerate(L.get('kd', [])):
+        r[f'kd.{j}'] = c.detach()
     for j, c in enumerate(out['logits']):
         r[f'logits.{j}'] = c.detach()
     for (n, _), gr in zip(named.items(), grads):
@@ -181,7 +191,8 @@ def identity_check(vit, cfg, x, seed):
 
 def directional_fd_check(vit, cfg, params, x, y, seed, eps=1e-6):
     """<grad, v> vs (L(p + eps v) - L(p - eps v)) / 2 eps, float64, v ~ N(0,1) on every tensor,
-    with the GR similarity graphs held at their values at p (they are stop-gradient)."""
+    with the GR similarity graphs and the copycat teacher held at their values at p (both are
+    stop-gradient)."""
     gen = torch.Generator().manual_seed(seed)
     g, out0, _ = evaluate(vit, cfg, params, x, y, torch.float64, False)
     frozen = out0['logits'][-1].detach()  # the GR graphs are stop-gradient: hold them fixed
@@ -192,7 +203,7 @@ def directional_fd_check(vit, cfg, params, x, y, seed, eps=1e-6):
         p2 = OrderedDict((n, params[n] + s * eps * v[n]) for n in params)
         m = build(vit, cfg, p2, torch.float64, False)
         with torch.no_grad():
-            return float(m.loss(m(x.double()), y, gr_logits=frozen)['loss'])
+            return float(m.loss(m(x.double()), y, gr_logits=frozen, kd_teacher=frozen)['loss'])
     numeric = (loss_at(1) - loss_at(-1)) / (2 * eps)
     return analytic, numeric
 
@@ -250,8 +261,10 @@ def make_case(out, name, spec, vit, x, y, summary):
         if k.startswith('grad.'):
             assert float(t.abs().max()) > 0, f'{name}: {k} is identically zero'
 
+    # the input is stored once, in the linear-head fixtures made before branches and distillation
+    own_input = linear and not cfg.distill
     tensors = OrderedDict()
-    if linear:
+    if own_input:
         tensors['labels'] = y.clone()
         tensors['input'] = x.float()
     # else: the same input and labels as met_default.safetensors (41 KB not stored again)
@@ -288,7 +301,7 @@ def make_case(out, name, spec, vit, x, y, summary):
     side['met_param_init'] = ('seeded, NOT the identity init: ea.down/ea.up Xavier-uniform, '
                               'ea.A/ea.B = I + 0.3 N(0,1), ea.diag = 0.5 N(0,1), exit weights and '
                               'biases 0.1 N(0,1); stored (float32) in the file under their names')
-    if not linear:
+    if not own_input:
         side['input_from'] = 'met_default.safetensors (`input`, `labels`: the same seeded values)'
     side['batch'] = len(LABELS)
     side['labels'] = LABELS
@@ -375,6 +388,11 @@ def readme_section(summary, extra):
         '- `loss` (shape `[]`) = Σ_j CE_j + λ Σ_{j<K} GR_j; `ce.{j}`, `gr.{j}` (0-based; `gr.*` only '
         'when λ > 0 and K > 1, i.e. not for linear_probe), `logits.{j}` [6, 7],',
         '- `grad.<name>`: autograd gradient of `loss` w.r.t. every MET tensor.',
+        '',
+        'The `met_distill*` cases add copycat distillation (src/engine/model/distill.ts): `loss` also '
+        'holds w Σ_{j<K} KD_j, KD_j = T² KL(softmax(z_K/T) ‖ softmax(z_j/T)) with z_K detached '
+        '(torch `F.kl_div(..., reduction=\'batchmean\', log_target=True)`), and `kd.{j}` (0-based, j < K) '
+        'holds each KD_j unweighted. Their input and labels are those of `met_default.safetensors`.',
         '',
         'The `met_branch_*` cases also hold each exit branch\'s tensors (src/engine/model/branches.ts: '
         '`exit.{j}.fc.*` for mlp; `exit.{j}.norm1.*`, `attn.qkv.*`, `attn.proj.*`, `norm2.*`, '

@@ -16,7 +16,9 @@ Written from shared/docs/met-spec.md sections 1-4, with the choices of src/engin
     the attention logits of the k exit-token keys; h2 = EA_{2(l-1)+1}(LN2(seq));
     seq = seq + MLP(h2); every layer's full sequence is computed, the last one included.
   * after layer l_j: z_j = LN_f(seq[:, 0]); logits_j = z_j W_j^T + b_j; the token leaves.
-  * loss = Σ_j CE_j + λ Σ_{j<K} GR(z_j, stopgrad(logits_K), y).
+  * loss = Σ_j CE_j + λ Σ_{j<K} GR(z_j, stopgrad(logits_K), y)
+         + w Σ_{j<K} T² KL(softmax(stopgrad(logits_K) / T) ‖ softmax(logits_j / T))   (copycat,
+    `distill` w > 0 only; torch's F.kl_div with reduction 'batchmean', src/engine/model/distill.ts).
 
 Exit branches (`branch`, src/engine/model/branches.ts): z_j is the input of the final classifier
 exit.{j}.weight/bias, built from torch modules rather than the engine's graph pieces:
@@ -64,6 +66,7 @@ TS_NAMES = OrderedDict([
     ('gr_normalize', 'grNormalize'), ('head_init', 'headInit'),
     ('branch', 'branch'), ('branch_hidden', 'branchHidden'), ('branch_channels', 'branchChannels'),
     ('branch_heads', 'branchHeads'), ('branch_mlp_ratio', 'branchMlpRatio'),
+    ('distill', 'distill'), ('distill_temperature', 'distillTemperature'),
 ])
 
 BRANCH_TYPES = ('linear', 'mlp', 'sl-vit', 'conv-ignore', 'conv-add', 'conv-project')
@@ -107,6 +110,8 @@ class MetConfig:
     branch_channels: int = 0          # conv output channels (0: round(D / 4))
     branch_heads: int = 0             # sl-vit heads (0: the backbone's)
     branch_mlp_ratio: float = 0.0     # sl-vit MLP width / D (0: the backbone's)
+    distill: float = 0.0              # copycat distillation weight w (0: off)
+    distill_temperature: float = 2.0  # its softmax temperature T
 
     def __post_init__(self):
         self.exits = [int(e) for e in self.exits]
@@ -126,9 +131,13 @@ class MetConfig:
             assert getattr(self, k) in allowed, f'{k}={getattr(self, k)!r} not in {allowed}'
 
     def to_ts(self):
-        """The engine's MetConfig object (JSON-ready); branch fields only when not the default."""
-        return OrderedDict((TS_NAMES[f.name], getattr(self, f.name)) for f in fields(self)
-                           if not (f.name in BRANCH_DEFAULTS and getattr(self, f.name) == BRANCH_DEFAULTS[f.name]))
+        """The engine's MetConfig object (JSON-ready); branch fields only when not the default,
+        the distillation fields only when distillation is on (as the engine writes them)."""
+        def keep(name):
+            if name in BRANCH_DEFAULTS and getattr(self, name) == BRANCH_DEFAULTS[name]:
+                return False
+            return not (name in ('distill', 'distill_temperature') and not self.distill)
+        return OrderedDict((TS_NAMES[f.name], getattr(self, f.name)) for f in fields(self) if keep(f.name))
 
     def branch_types(self):
         """The branch type of every exit."""
@@ -589,9 +598,10 @@ class MET(nn.Module):
                     seq = seq[:, 1:]
         return {'logits': logits, 'features': features}
 
-    def loss(self, out, labels, gr_logits=None):
+    def loss(self, out, labels, gr_logits=None, kd_teacher=None):
         """gr_logits: logits that build the GR similarity graphs instead of the last exit's
-        (they are detached either way; used to hold the graph fixed in finite differences)."""
+        (they are detached either way; used to hold the graph fixed in finite differences);
+        kd_teacher: the same for the copycat teacher (detached either way)."""
         cfg = self.cfg
         ce = [F.cross_entropy(lg, labels) for lg in out['logits']]
         loss = sum(ce[1:], ce[0])
@@ -603,7 +613,19 @@ class MET(nn.Module):
             gr = [graph_regularization(out['features'][j], last, labels, cfg)
                   for j in range(K - 1)]
             loss = loss + lam * sum(gr[1:], gr[0])
-        return {'loss': loss, 'ce': ce, 'gr': gr}
+        kd = []
+        if cfg.distill and K > 1:
+            teacher = (out['logits'][K - 1] if kd_teacher is None else kd_teacher).detach()
+            kd = [copycat_kd(out['logits'][j], teacher, cfg.distill_temperature) for j in range(K - 1)]
+            loss = loss + cfg.distill * sum(kd[1:], kd[0])
+        return {'loss': loss, 'ce': ce, 'gr': gr, 'kd': kd}
+
+
+def copycat_kd(student, teacher, T):
+    """T² KL(softmax(teacher / T) ‖ softmax(student / T)), per-sample KL summed over classes and
+    averaged over the batch (Hinton et al.'s distillation term), teacher detached by the caller."""
+    return F.kl_div(F.log_softmax(student / T, dim=1), F.log_softmax(teacher / T, dim=1),
+                    reduction='batchmean', log_target=True) * (T * T)
 
 
 def spec_graph_reg(z, logits_last, y, clamp=None, exclude_self=True):

@@ -1,7 +1,8 @@
 // The full MET loss and its gradients against PyTorch autograd of an independent, literal
 // implementation of the spec (scripts/met_reference.py; fixtures by scripts/make_met_fixtures.py),
 // with MET's linear heads and with every exit branch type (met_branch_*: the branch's own tensors
-// and their gradients too; the reference builds the branches from torch modules).
+// and their gradients too; the reference builds the branches from torch modules), and with copycat
+// distillation (met_distill*: the KD terms per early exit, together with graph regularization and alone).
 
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
@@ -17,7 +18,7 @@ import { HostTensor } from '../src/engine/tensor';
 import { maxAbsDiff } from './helpers';
 
 const FIX = path.join(__dirname, 'fixtures');
-const CASES = ['met_default', 'met_mixed', 'met_shared_cls', 'met_linear_probe', 'met_branch_mlp', 'met_branch_slvit', 'met_branch_conv_ignore', 'met_branch_conv_add', 'met_branch_conv_project', 'met_branch_mixed', 'met_branch_probe'];
+const CASES = ['met_default', 'met_mixed', 'met_shared_cls', 'met_linear_probe', 'met_branch_mlp', 'met_branch_slvit', 'met_branch_conv_ignore', 'met_branch_conv_add', 'met_branch_conv_project', 'met_branch_mixed', 'met_branch_probe', 'met_distill', 'met_distill_alone'];
 
 for (const name of CASES) {
   test(`MET loss and gradients match PyTorch autograd: ${name}`, async (t) => {
@@ -48,6 +49,7 @@ for (const name of CASES) {
     const outs: Record<string, Tensor> = { loss: L.loss };
     L.ce.forEach((c, j) => (outs[`ce.${j}`] = c));
     L.gr.forEach((c, j) => (outs[`gr.${j}`] = c));
+    L.kd.forEach((c, j) => (outs[`kd.${j}`] = c));
     f.logits.forEach((c, j) => (outs[`logits.${j}`] = c));
     names.forEach((n, i) => (outs[`grad.${n}`] = grads[i]));
     const s = await Session.create(compile(g, outs), { threads: 2 });

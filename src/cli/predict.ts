@@ -13,6 +13,7 @@ import { UserError } from '../engine/tensor';
 import { loadBackbone } from '../engine/weights';
 import { fmtGflops } from '../engine/export/export';
 import { DEFAULT_PREDICT_BATCH, RunPredictor } from '../engine/infer/runPredictor';
+import { agreementConfidence, isRegression } from '../engine/model/regression';
 import { FlagSpec, parseArgs, Parsed, usage } from './args';
 
 export const PREDICT_FLAGS: Record<string, FlagSpec> = {
@@ -162,6 +163,9 @@ async function predictRun(a: Parsed): Promise<number> {
   const { files, skipped } = await listImageFiles(a._);
   const B = (a.batch as number) ?? DEFAULT_PREDICT_BATCH;
   const results: RunPrediction[] = [];
+  const regression = isRegression(cf.met);
+  if (regression && a.eval) throw new UserError('met predict --eval scores class folders; for a regression run use met eval --run RUN [--data FOLDER]');
+  const regResults: { file: string; exits: { exit: number; layer: number; value: number; confidence: number | null }[]; exit: number; value: number }[] = [];
   const failed: { file: string; reason: string }[] = [...skipped];
   try {
     for (let s = 0; s < files.length; s += B) {
@@ -170,6 +174,22 @@ async function predictRun(a: Parsed): Promise<number> {
       failed.push(...b.failed);
       const dyn = b.dynamic;
       if (!dyn) continue;
+      if (regression) {
+        // Regression runs (model/regression.ts): C = 1, so the runner's "probabilities" are the
+        // values (target units); the confidence is the agreement with the previous exit.
+        const agree = agreementConfidence(b.probs);
+        b.ok.forEach((file, i) => {
+          const r = {
+            file,
+            exits: b.probs.map((v, j) => ({ exit: j + 1, layer: cf.met.exits[j], value: v[i], confidence: Number.isNaN(agree[j][i]) ? null : agree[j][i] })),
+            exit: dyn.exitOf[i] + 1,
+            value: dyn.conf[i],
+          };
+          regResults.push(r);
+          if (!a.json) console.log(`${file}: ${r.value.toPrecision(5)} at exit ${r.exit} (layer ${cf.met.exits[r.exit - 1]})  |  ${r.exits.map((e) => `${e.exit}: ${e.value.toPrecision(4)}${e.confidence === null ? '' : ` (Δ ${(-e.confidence).toPrecision(2)})`}`).join(', ')}`);
+        });
+        continue;
+      }
       b.ok.forEach((file, i) => {
         const r: RunPrediction = {
           file,
@@ -187,7 +207,7 @@ async function predictRun(a: Parsed): Promise<number> {
   } finally {
     await rp.release();
   }
-  if (a.json) console.log(JSON.stringify(results));
+  if (a.json) console.log(JSON.stringify(regression ? regResults : results));
   if (a.eval) {
     let right = 0;
     let scored = 0;

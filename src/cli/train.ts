@@ -63,7 +63,31 @@ function fmtEta(s: number): string {
   return m ? `${m}m${String(Math.round(s % 60)).padStart(2, '0')}s` : `${Math.round(s)}s`;
 }
 
+/** Regression runs (model/regression.ts): MAE / RMSE per exit and the MAE-vs-GFLOPs curve. */
+function printRegressionSummary(s: RunSummary, json: boolean): void {
+  if (json) {
+    console.log(JSON.stringify({ task: 'regression', exits: s.exits, dynamic: s.dynamic.map((d) => ({ mae: d.mae, gflops: d.gflops, thresholds: d.thresholds, p: d.p, exitCounts: d.exitCounts })) }));
+    return;
+  }
+  const f = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? 'n/a' : x.toPrecision(4)).padStart(9);
+  console.log('\nexit  layer  branch              MAE       RMSE   GFLOPs');
+  for (const e of s.exits) console.log(`${String(e.exit).padStart(4)}  ${String(e.layer).padStart(5)}  ${(e.branch ?? 'linear').padEnd(12)}  ${f(e.mae)}  ${f(e.rmse)}  ${e.gflops.toFixed(4).padStart(7)}`);
+  if (s.dynamic.length) {
+    console.log('\ndynamic (agreement of consecutive exits, thresholds fitted on val, MSDNet):');
+    console.log('     p        MAE  GFLOPs  exits taken');
+    const seen = new Set<string>();
+    for (const d of s.dynamic) {
+      const key = `${(d.mae ?? NaN).toFixed(5)}/${d.gflops.toFixed(4)}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      console.log(`${d.p.toFixed(2).padStart(6)}  ${f(d.mae)}  ${d.gflops.toFixed(4).padStart(6)}  ${d.exitCounts.join('/')}`);
+    }
+  }
+  if (s.trainImgPerSec) console.log(`\ntraining throughput ${s.trainImgPerSec.toFixed(1)} img/s; run folder ${s.runDir}`);
+}
+
 export function printSummary(s: RunSummary, json: boolean): void {
+  if (s.task === 'regression') return printRegressionSummary(s, json);
   if (json) {
     console.log(JSON.stringify({ exits: s.exits, dynamic: s.dynamic.map((d) => ({ accuracy: d.accuracy, gflops: d.gflops, thresholds: d.thresholds, p: d.p, exitCounts: d.exitCounts })) }));
     return;
@@ -125,9 +149,10 @@ export async function trainCommand(argv: string[]): Promise<number> {
           if (json) return void console.log(JSON.stringify(e));
           if (e.type === 'step' && (Date.now() - lastPrint > 2000 || e.step === e.totalSteps)) {
             lastPrint = Date.now();
-            console.error(`epoch ${e.epoch} step ${e.step}/${e.totalSteps}  loss ${e.loss.toFixed(4)}  acc ${e.accPerExit.map((x) => (100 * x).toFixed(0)).join('/')}  ${e.imgPerSec.toFixed(1)} img/s  eta ${fmtEta(e.etaSec)}`);
+            console.error(`epoch ${e.epoch} step ${e.step}/${e.totalSteps}  loss ${e.loss.toFixed(4)}${e.distill ? `  kd ${e.distill.map((x) => x.toFixed(3)).join('/')}` : ''}  ${e.maePerExit ? `mae ${e.maePerExit.map((x) => x.toPrecision(3)).join('/')}` : `acc ${e.accPerExit.map((x) => (100 * x).toFixed(0)).join('/')}`}  ${e.imgPerSec.toFixed(1)} img/s  eta ${fmtEta(e.etaSec)}`);
           } else if (e.type === 'epoch') {
-            console.error(`epoch ${e.epoch}: train loss ${e.trainLoss.toFixed(4)}, val accuracy per exit ${e.valAccPerExit.map((x) => (100 * x).toFixed(1)).join(' / ')} (${e.seconds.toFixed(1)} s)`);
+            if (e.valMaePerExit) console.error(`epoch ${e.epoch}: train loss ${e.trainLoss.toFixed(4)}, val MAE per exit ${e.valMaePerExit.map((x) => x.toPrecision(4)).join(' / ')}, RMSE ${(e.valRmsePerExit ?? []).map((x) => x.toPrecision(4)).join(' / ')} (${e.seconds.toFixed(1)} s)`);
+            else console.error(`epoch ${e.epoch}: train loss ${e.trainLoss.toFixed(4)}, val accuracy per exit ${e.valAccPerExit.map((x) => (100 * x).toFixed(1)).join(' / ')} (${e.seconds.toFixed(1)} s)`);
           } else if (e.type === 'stopped') console.error(`stopped at step ${e.step}: ${e.reason}. Continue with: met train --resume <run folder>`);
         },
       },

@@ -19,6 +19,7 @@ const EXAMPLES: Record<string, unknown> = {
   dynamicExits: [1, 4, 7],
   threads: 4,
   out: '.met/runs/my-run',
+  targets: 'data/targets.csv',
 };
 
 /** Wraps help text into // lines of at most `width` characters. */

@@ -395,3 +395,118 @@ export async function writeShapeFolder(o: FolderOptions): Promise<{ manifest: Ma
   fs.renameSync(tmp, o.out);
   return { manifest, reused: false };
 }
+
+// ---------------------------------------------------------------------------------------------
+// Counting task (regression demo): how many shapes are in the image?
+//
+// Each image holds 1..maxCount solid shapes (discs and squares, random colours, one size per
+// image) on a noisy background with a gradient, placed without overlap: centres are drawn by
+// rejection so that no two shapes' bounding circles come closer than `gap` pixels. The target is
+// the count. Like renderSample, an image is a pure function of (seed, index, options).
+
+export interface CountingOptions {
+  /** Image side in pixels; default 32. */
+  size?: number;
+  /** Largest count; default 5 (counts are uniform in 1..maxCount). */
+  maxCount?: number;
+}
+
+export interface CountingSample {
+  pixels: Uint8Array;
+  count: number;
+  /** Shape radius in pixels (the same for every shape of the image). */
+  radius: number;
+}
+
+export function renderCounting(seed: number, index: number, opts: CountingOptions = {}): CountingSample {
+  const S = opts.size ?? 32;
+  const maxCount = opts.maxCount ?? 5;
+  if (!Number.isInteger(maxCount) || maxCount < 1) throw new Error(`maxCount must be a positive integer, got ${maxCount}`);
+  const rng = mulberry32(hashInts(seed, hashString('counting'), index));
+  const uni = (a: number, b: number) => a + (b - a) * rng();
+  const gauss = () => Math.sqrt(-2 * Math.log(1 - rng())) * Math.cos(2 * Math.PI * rng());
+  const wanted = 1 + Math.floor(rng() * maxCount);
+  // Radius so that maxCount shapes fit comfortably: about a quarter of the area covered at most.
+  const rMax = Math.max(1.2, Math.sqrt((S * S * 0.25) / (Math.PI * maxCount)));
+  const radius = uni(0.7 * rMax, rMax);
+  const gap = Math.max(1, 0.15 * S / 8);
+  const centres: Pt[] = [];
+  for (let tries = 0; centres.length < wanted && tries < 2000; tries++) {
+    const c: Pt = [uni(radius + 0.5, S - radius - 0.5), uni(radius + 0.5, S - radius - 0.5)];
+    if (centres.every((o) => Math.hypot(o[0] - c[0], o[1] - c[1]) >= 2 * radius + gap)) centres.push(c);
+  }
+  const bg = [uni(0.15, 0.85), uni(0.15, 0.85), uni(0.15, 0.85)];
+  const img = new Float32Array(S * S * 3);
+  const gDir = uni(0, 2 * Math.PI);
+  const gAmp = uni(0.02, 0.12);
+  for (let y = 0; y < S; y++)
+    for (let x = 0; x < S; x++) {
+      const t = ((x + 0.5) / S - 0.5) * Math.cos(gDir) * gAmp + ((y + 0.5) / S - 0.5) * Math.sin(gDir) * gAmp;
+      for (let c = 0; c < 3; c++) img[(y * S + x) * 3 + c] = bg[c] + t;
+    }
+  for (const [cx, cy] of centres) {
+    // A colour that stands out from the background (luma difference >= 0.3 when one is found).
+    let fg = [rng(), rng(), rng()];
+    for (let t = 0; t < 50 && Math.abs(luma(fg) - luma(bg)) < 0.3; t++) fg = [rng(), rng(), rng()];
+    const square = rng() < 0.5;
+    const h = radius / Math.SQRT2 + 0.3; // squares inscribed in the bounding circle
+    for (let y = Math.max(0, Math.floor(cy - radius - 1)); y < Math.min(S, Math.ceil(cy + radius + 1)); y++)
+      for (let x = Math.max(0, Math.floor(cx - radius - 1)); x < Math.min(S, Math.ceil(cx + radius + 1)); x++) {
+        let cov = 0;
+        for (let sy = 0; sy < SS; sy++)
+          for (let sx = 0; sx < SS; sx++) {
+            const px = x + (sx + 0.5) / SS - cx;
+            const py = y + (sy + 0.5) / SS - cy;
+            if (square ? Math.abs(px) <= h && Math.abs(py) <= h : px * px + py * py <= radius * radius) cov++;
+          }
+        if (!cov) continue;
+        const a = cov / (SS * SS);
+        const o = (y * S + x) * 3;
+        for (let c = 0; c < 3; c++) img[o + c] = img[o + c] * (1 - a) + fg[c] * a;
+      }
+  }
+  const noise = uni(0.01, 0.05);
+  const pixels = new Uint8Array(S * S * 3);
+  for (let i = 0; i < S * S * 3; i++) pixels[i] = Math.round(clamp01(img[i] + gauss() * noise) * 255);
+  return { pixels, count: centres.length, radius };
+}
+
+export interface CountingFolderOptions extends CountingOptions {
+  out: string;
+  /** Number of images. */
+  n: number;
+  seed: number;
+  /** targets.csv (the default) or targets.json. */
+  targets?: 'csv' | 'json';
+}
+
+/**
+ * Writes `<out>/<nnnn>.png` and `<out>/targets.csv` (`file,value` with a header) or
+ * targets.json ({"0000.png": 3, ...}): a regression folder `met train --task regression` reads
+ * as it is. The folder is built next to `out` and renamed into place.
+ */
+export async function writeCountingFolder(o: CountingFolderOptions): Promise<{ files: string[]; counts: number[] }> {
+  const S = o.size ?? 32;
+  if (fs.existsSync(o.out) && fs.readdirSync(o.out).length && !fs.existsSync(path.join(o.out, 'targets.csv')) && !fs.existsSync(path.join(o.out, 'targets.json')))
+    throw new Error(`${o.out} exists and was not made by the counting generator; not overwriting it`);
+  const tmp = `${o.out}.tmp-${process.pid}`;
+  fs.rmSync(tmp, { recursive: true, force: true });
+  fs.mkdirSync(tmp, { recursive: true });
+  const files: string[] = [];
+  const counts: number[] = [];
+  const jobs: Promise<unknown>[] = [];
+  for (let i = 0; i < o.n; i++) {
+    const r = renderCounting(o.seed, i, o);
+    const file = fileName(i, 'png');
+    jobs.push(sharp(Buffer.from(r.pixels.buffer, r.pixels.byteOffset, r.pixels.byteLength), { raw: { width: S, height: S, channels: 3 } }).png().toFile(path.join(tmp, file)));
+    files.push(file);
+    counts.push(r.count);
+  }
+  await Promise.all(jobs);
+  if ((o.targets ?? 'csv') === 'json') fs.writeFileSync(path.join(tmp, 'targets.json'), JSON.stringify(Object.fromEntries(files.map((f, i) => [f, counts[i]])), null, 1));
+  else fs.writeFileSync(path.join(tmp, 'targets.csv'), ['file,value', ...files.map((f, i) => `${f},${counts[i]}`)].join('\n') + '\n');
+  fs.rmSync(o.out, { recursive: true, force: true });
+  fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
+  fs.renameSync(tmp, o.out);
+  return { files, counts };
+}

@@ -4,10 +4,15 @@
 //
 //   segment 0: images [B, C, S, S] -> probs_1 [B, C], state [B, k + N, D]
 //   segment j: state_in [B, T_j, D] -> probs_{j+1},    state (absent for the last segment)
+//
+// Regression runs (model/regression.ts) output `value` [B, 1] (in the targets' units) instead of
+// `probs`, and early exiting uses the agreement between consecutive exits as the confidence
+// instead of the max probability (ExitConfidence).
 
 import { compile, CompiledModel, Graph, Tensor } from '../graph';
 import { VitConfig } from '../model/config';
 import { MetConfig, metEmbed, metLayers, MetTensors } from '../model/met';
+import { isRegression, toTargetUnits } from '../model/regression';
 import { VitParams } from '../model/vit';
 import { Session, SessionOptions } from '../runtime/session';
 import { HostTensor } from '../tensor';
@@ -21,7 +26,16 @@ export interface SegmentModel {
   macs: number;
   /** Tokens in the state this segment hands on (0 for the last). */
   stateTokens: number;
+  /** Its exit's output: class probabilities, or a regression value [B, 1]. */
+  output: 'probs' | 'value';
 }
+
+/**
+ * How a runner scores an exit for early exiting: `max-prob`, the largest class probability
+ * (classification); `agreement`, -|y_j - y_{j-1}| between this exit's value and the previous
+ * exit's (regression; NaN at the first exit, which therefore never takes a sample).
+ */
+export type ExitConfidence = 'max-prob' | 'agreement';
 
 /**
  * Builds the segment models of a MET network. With `bake`, MET's tensors become constants
@@ -44,12 +58,13 @@ export function buildSegments(cfg: VitConfig, m: MetConfig, backbone: Map<string
       state = { seq: g.input('state_in', ['B', tokens, cfg.dim]), nextLayer: prev + 1 };
     }
     const { state: next, out } = metLayers(g, P, T, cfg, m, state, m.exits[j]);
-    const probs = g.softmax(out.logits[out.logits.length - 1], -1);
-    const outs: Record<string, Tensor> = { probs };
+    const head = out.logits[out.logits.length - 1];
+    const output = isRegression(m) ? 'value' : 'probs';
+    const outs: Record<string, Tensor> = output === 'value' ? { value: toTargetUnits(g, m, head) } : { probs: g.softmax(head, -1) };
     const last = j === K - 1;
     if (!last) outs.state = next.seq;
     const macs = countMacs(Object.values(outs), 1);
-    segs.push({ model: compile(g, outs, { name: `met_segment_${j + 1}` }), layers: [prev + 1, m.exits[j]], macs, stateTokens: last ? 0 : (next.seq.shape[1] as number) });
+    segs.push({ model: compile(g, outs, { name: `met_segment_${j + 1}` }), layers: [prev + 1, m.exits[j]], macs, stateTokens: last ? 0 : (next.seq.shape[1] as number), output });
     prev = m.exits[j];
     tokens = last ? 0 : (next.seq.shape[1] as number);
   }
@@ -63,7 +78,7 @@ export function cumulativeGflops(segs: SegmentModel[]): number[] {
 }
 
 export interface ExitOutputs {
-  /** Per exit: probabilities [n, C] (row-major). */
+  /** Per exit: probabilities [n, C] (row-major); for regression the values [n] (C = 1). */
   probs: Float32Array[];
 }
 
@@ -74,6 +89,11 @@ export class SegmentRunner {
     readonly feeds: Record<string, HostTensor>,
     readonly numClasses: number,
   ) {}
+
+  /** The confidence used for early exiting, from what the segments output. */
+  get confidence(): ExitConfidence {
+    return this.segments[0]?.output === 'value' ? 'agreement' : 'max-prob';
+  }
 
   static async create(segs: SegmentModel[], numClasses: number, met: Map<string, HostTensor> | null, opts: SessionOptions = {}): Promise<SegmentRunner> {
     const sessions: Session[] = [];
@@ -88,7 +108,7 @@ export class SegmentRunner {
     const feeds: Record<string, HostTensor> = { [j === 0 ? 'images' : 'state_in']: input };
     for (const inp of s.model.inputs) if (inp.name in this.feeds) feeds[inp.name] = this.feeds[inp.name];
     const r = await s.run(feeds);
-    return { probs: r.probs.data as Float32Array, state: r.state };
+    return { probs: (r.probs ?? r.value).data as Float32Array, state: r.state };
   }
 
   /** Every exit's probabilities for a batch (no early exiting). */
@@ -104,8 +124,9 @@ export class SegmentRunner {
   }
 
   /**
-   * Budgeted early exiting: a sample leaves at the first exit whose max probability reaches that
-   * exit's threshold (the last exit takes the rest). Exited samples leave the batch before the
+   * Budgeted early exiting: a sample leaves at the first exit whose confidence (max probability,
+   * or for regression the agreement with the previous exit) reaches that exit's threshold (the
+   * last exit takes the rest). Exited samples leave the batch before the
    * next segment runs. Returns, per sample, the exit taken (0-based) and its probabilities.
    */
   async dynamic(images: HostTensor, thresholds: number[]): Promise<{ exitOf: Int32Array; probs: Float32Array }> {
@@ -115,13 +136,17 @@ export class SegmentRunner {
     const probs = new Float32Array(n * C);
     let idx = Array.from({ length: n }, (_, i) => i); // original indices of the rows still running
     let input = images;
+    const agreement = this.confidence === 'agreement';
+    let prev: Float32Array | null = null; // regression: the previous exit's values of the rows still running
     for (let j = 0; j < this.sessions.length && idx.length; j++) {
       const r = await this.runSeg(j, input);
       const last = j === this.sessions.length - 1;
       const keep: number[] = [];
       for (let row = 0; row < idx.length; row++) {
         let mx = 0;
-        for (let c = 0; c < C; c++) mx = Math.max(mx, r.probs[row * C + c]);
+        // fround: the same float32 score that agreementConfidence stores and thresholds are fitted on.
+        if (agreement) mx = prev ? Math.fround(-Math.abs(r.probs[row] - prev[row])) : NaN;
+        else for (let c = 0; c < C; c++) mx = Math.max(mx, r.probs[row * C + c]);
         if (last || mx >= thresholds[j]) {
           exitOf[idx[row]] = j;
           probs.set(r.probs.subarray(row * C, (row + 1) * C), idx[row] * C);
@@ -129,6 +154,7 @@ export class SegmentRunner {
       }
       if (!keep.length || last) break;
       input = gatherRows(r.state!, keep);
+      if (agreement) prev = Float32Array.from(keep, (row) => r.probs[row]);
       idx = keep.map((row) => idx[row]);
     }
     return { exitOf, probs };

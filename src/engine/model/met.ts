@@ -19,12 +19,13 @@ import { Graph, Tensor } from '../graph';
 import { HostTensor } from '../tensor';
 import { branchDecays, branchDims, branchForward, branchParamShapes, branchReadsPatches, BranchSettings, branchSpecs, initBranchValue } from './branches';
 import { VitConfig } from './config';
+import { copycatTerms, DistillSettings } from './distill';
 import { layerNorm, VitParams, vitAttentionQ, vitEmbed, vitMlp } from './vit';
 
 export type Variant = 'met' | 'no_gr' | 'shared_cls' | 'linear_probe';
 
 /** MET's settings; the exit branches (BranchSettings: `branch` absent = MET's linear heads). */
-export interface MetConfig extends BranchSettings {
+export interface MetConfig extends BranchSettings, DistillSettings {
   /** 1-indexed layers after which an exit sits, ascending. */
   exits: number[];
   rank: number;
@@ -50,6 +51,13 @@ export interface MetConfig extends BranchSettings {
   /** Divide squared distances by D so λ is on the scale of the CE (off by default: the spec's form). */
   grNormalize: boolean;
   headInit: 'trunc_normal' | 'zeros';
+  /** Regression exits (model/regression.ts): absent = classification. With 'regression',
+   *  numClasses is 1, each exit predicts a number, graph regularization is off. */
+  task?: 'classification' | 'regression';
+  regLoss?: 'mse' | 'l1';
+  /** Regression target scale: value = output * targetStd + targetMean (standardisation). */
+  targetMean?: number;
+  targetStd?: number;
 }
 
 export const MET_DEFAULTS: Omit<MetConfig, 'exits' | 'numClasses'> = {
@@ -86,7 +94,9 @@ export function validateMetConfig(m: MetConfig, depth: number): void {
     if (i && l <= m.exits[i - 1]) throw new Error(`exit layers must be strictly ascending, got ${m.exits.join(',')}`);
   });
   if (!Number.isInteger(m.rank) || m.rank < 1) throw new Error(`rank must be a positive integer, got ${m.rank}`);
-  if (!Number.isInteger(m.numClasses) || m.numClasses < 2) throw new Error(`need at least 2 classes, got ${m.numClasses}`);
+  if (m.task === 'regression') {
+    if (m.numClasses !== 1) throw new Error(`a regression run has one output per exit, got numClasses ${m.numClasses}`);
+  } else if (!Number.isInteger(m.numClasses) || m.numClasses < 2) throw new Error(`need at least 2 classes, got ${m.numClasses}`);
 }
 
 /** E-adapter index (0-based) of layer l (1-based): 2(l-1) before MHA, 2(l-1)+1 before the MLP. */
@@ -464,9 +474,11 @@ export interface MetLoss {
   loss: Tensor;
   ce: Tensor[];
   gr: Tensor[];
+  /** Copycat distillation per early exit (model/distill.ts; empty when `distill` is 0). */
+  kd: Tensor[];
 }
 
-/** L = Σ_j CE_j + λ Σ_{j<K} GR_j (uniform exit weights, §1.1 and §2). */
+/** L = Σ_j CE_j + λ Σ_{j<K} GR_j (uniform exit weights, §1.1 and §2) + w Σ_{j<K} KD_j (copycat, distill.ts). */
 export function metLoss(g: Graph, m: MetConfig, f: MetForward, labels: Tensor): MetLoss {
   const ce = f.logits.map((l) => g.crossEntropy(l, labels));
   let loss = ce.reduce((a, b) => g.add(a, b));
@@ -477,5 +489,7 @@ export function metLoss(g: Graph, m: MetConfig, f: MetForward, labels: Tensor): 
     for (let j = 0; j < K - 1; j++) gr.push(graphRegularization(g, m, f.features[j], f.logits[K - 1], labels));
     loss = g.add(loss, g.mulScalar(gr.reduce((a, b) => g.add(a, b)), lambda));
   }
-  return { loss, ce, gr };
+  const kd = copycatTerms(g, m, f.logits);
+  if (kd.length) loss = g.add(loss, g.mulScalar(kd.reduce((a, b) => g.add(a, b)), m.distill!));
+  return { loss, ce, gr, kd };
 }

@@ -3,6 +3,7 @@
 
 import type { BranchType } from '../model/branches';
 import { Activation } from '../model/config';
+import { DISTILL_DEFAULT_TEMPERATURE } from '../model/distill';
 import { MetConfig } from '../model/met';
 
 export interface TrainConfig {
@@ -42,6 +43,16 @@ export interface TrainConfig {
   branchChannels: number;
   branchHeads: number;
   branchMlpRatio: number;
+  /** Copycat distillation from the final exit (model/distill.ts): weight (0 = off) and temperature. */
+  distill: number;
+  distillTemperature: number;
+  /** Regression exits (model/regression.ts, data/targets.ts): the task, the targets file
+   *  (default: targets.csv / targets.json / labels.* / values.* at the data folder's root), the
+   *  per-exit loss and whether targets are standardised with the training split's mean and std. */
+  task: 'classification' | 'regression';
+  targets?: string;
+  regLoss: 'mse' | 'l1';
+  standardize: boolean;
   /** Optimisation (NOAH / DyT defaults for VTAB, fewer epochs). */
   epochs: number;
   batch: number;
@@ -85,6 +96,11 @@ export const TRAIN_DEFAULTS: Omit<TrainConfig, 'data' | 'weights'> = {
   branchChannels: 0,
   branchHeads: 0,
   branchMlpRatio: 0,
+  distill: 0,
+  distillTemperature: DISTILL_DEFAULT_TEMPERATURE,
+  task: 'classification',
+  regLoss: 'mse',
+  standardize: true,
   epochs: 20,
   batch: 32,
   lr: 1e-3,
@@ -125,5 +141,9 @@ export function metConfigOf(c: TrainConfig, exits: number[], numClasses: number)
     ...(c.branchChannels ? { branchChannels: c.branchChannels } : {}),
     ...(c.branchHeads ? { branchHeads: c.branchHeads } : {}),
     ...(c.branchMlpRatio ? { branchMlpRatio: c.branchMlpRatio } : {}),
+    // Regression only when asked for: classification runs keep the config they always had.
+    ...(c.task === 'regression' ? { task: 'regression' as const, regLoss: c.regLoss ?? 'mse' } : {}),
+    // Copycat only when on (runs made before it existed, and runs without it, have neither).
+    ...(c.distill ? { distill: c.distill, distillTemperature: c.distillTemperature ?? DISTILL_DEFAULT_TEMPERATURE } : {}),
   };
 }

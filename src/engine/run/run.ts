@@ -18,8 +18,11 @@ import { ImageCache, scanDataset, Dataset, Sample, epochOrder, stepRng } from '.
 import { Preprocess } from '../data/image';
 import { branchDims, branchTypes, BranchType, validateBranches } from '../model/branches';
 import { VitConfig } from '../model/config';
+import { validateDistill } from '../model/distill';
 import { defaultExits, initMetParams, MetConfig, validateMetConfig } from '../model/met';
+import { agreementConfidence, exitMetrics, isRegression, negAbsError, targetStats } from '../model/regression';
 import { prepareWeights } from '../model/vit';
+import { RegressionDataset, RegressionSample, scanRegression } from '../data/targets';
 import { confidences, buildSegments, cumulativeGflops, SegmentRunner } from '../infer/segments';
 import { applyThresholds, budgetCurve, BudgetPoint, ExitScores, findThresholds } from '../infer/thresholds';
 import { resolveDevice } from '../runtime/device';
@@ -46,6 +49,10 @@ export interface RunConfigFile {
 }
 
 export interface SplitPredictions {
+  /** 'regression' (model/regression.ts): labels are the target values, pred[exit] the predicted
+   *  values (target units), conf[exit] the agreement with the previous exit (exit 1: null, i.e.
+   *  NaN: it never takes a sample). Absent: classification. */
+  task?: 'regression';
   files: string[];
   labels: number[];
   /** [exit][sample] */
@@ -132,11 +139,26 @@ async function sessionOptions(c: TrainConfig, log?: (m: string) => void): Promis
 /** Per-exit scores of a split, running every exit (static mode). */
 async function scoreSplit(runner: SegmentRunner, cache: ImageCache, samples: Sample[], vit: VitConfig, batch = 64): Promise<SplitPredictions> {
   const K = runner.segments.length;
-  const out: SplitPredictions = { files: samples.map((s) => s.file), labels: samples.map((s) => s.label), conf: Array.from({ length: K }, () => []), pred: Array.from({ length: K }, () => []) };
+  const regression = runner.confidence === 'agreement';
+  const out: SplitPredictions = {
+    ...(regression ? { task: 'regression' as const } : {}),
+    files: samples.map((s) => s.file),
+    labels: samples.map((s) => (regression ? (s as { value?: number }).value ?? NaN : s.label)),
+    conf: Array.from({ length: K }, () => []),
+    pred: Array.from({ length: K }, () => []),
+  };
   for (let s = 0; s < samples.length; s += batch) {
     const part = samples.slice(s, s + batch);
     const b = cache.batch(part);
     const r = await runner.allExits({ dtype: 'float32', shape: [part.length, vit.channels, vit.imageSize, vit.imageSize], data: b.images });
+    if (regression) {
+      const conf = agreementConfidence(r.probs);
+      r.probs.forEach((v, j) => {
+        out.conf[j].push(...conf[j]);
+        out.pred[j].push(...v);
+      });
+      continue;
+    }
     r.probs.forEach((p, j) => {
       const { conf, pred } = confidences(p, runner.numClasses);
       out.conf[j].push(...conf);
@@ -148,6 +170,13 @@ async function scoreSplit(runner: SegmentRunner, cache: ImageCache, samples: Sam
 
 export function exitScores(p: SplitPredictions, exits?: number[]): ExitScores {
   const use = exits ?? p.conf.map((_, j) => j);
+  if (p.task === 'regression') {
+    // Confidences recomputed from the values (JSON stores exit 1's NaN as null); quality -|error|
+    // makes the curve's accuracy -MAE (model/regression.ts).
+    const conf = agreementConfidence(p.pred);
+    const quality = negAbsError(p.pred, p.labels);
+    return { conf: use.map((j) => conf[j]), pred: use.map(() => new Int32Array(p.labels.length)), quality: use.map((j) => quality[j]) };
+  }
   return {
     conf: use.map((j) => Float32Array.from(p.conf[j])),
     pred: use.map((j) => Int32Array.from(p.pred[j])),
@@ -155,7 +184,13 @@ export function exitScores(p: SplitPredictions, exits?: number[]): ExitScores {
   };
 }
 
+/** Regression: MAE and RMSE per exit (target units). */
+export function staticRegression(p: SplitPredictions): { mae: number[]; rmse: number[] } {
+  return exitMetrics(p.pred, p.labels);
+}
+
 export function staticAccuracy(p: SplitPredictions): number[] {
+  if (p.task === 'regression') return p.pred.map(() => NaN);
   return p.pred.map((row) => (row.length ? row.filter((c, i) => c === p.labels[i]).length / row.length : NaN));
 }
 
@@ -168,15 +203,18 @@ export function fitThresholds(val: SplitPredictions, test: SplitPredictions, gfl
   const cost = exits.map((j) => gflops[j]);
   const curve = budgetCurve(exitScores(val, exits), exitScores(test, exits), cost);
   const valCurve = budgetCurve(exitScores(val, exits), exitScores(val, exits), cost);
-  const lastAcc = staticAccuracy(val)[exits[exits.length - 1]];
-  const ok = valCurve.filter((pt) => pt.accuracy >= lastAcc - 0.005).sort((a, b) => a.gflops - b.gflops);
+  const regression = val.task === 'regression';
+  // Regression: the curve's accuracy is -MAE; the default point is the cheapest p whose val MAE
+  // is within 2% of the last used exit's.
+  const lastAcc = regression ? -staticRegression(val).mae[exits[exits.length - 1]] : staticAccuracy(val)[exits[exits.length - 1]];
+  const ok = valCurve.filter((pt) => (regression ? pt.accuracy >= lastAcc * 1.02 : pt.accuracy >= lastAcc - 0.005)).sort((a, b) => a.gflops - b.gflops);
   const pick = ok[0] ?? valCurve[valCurve.length - 1];
   return {
     exits,
     gflops,
     curve,
     chosen: pick
-      ? { p: pick.p, thresholds: pick.thresholds, source: 'cheapest p within 0.5 points of the last exit on val' }
+      ? { p: pick.p, thresholds: pick.thresholds, source: regression ? 'cheapest p whose val MAE is within 2% of the last exit\'s' : 'cheapest p within 0.5 points of the last exit on val' }
       : { p: null, thresholds: exits.map((_, i) => (i === exits.length - 1 ? -Infinity : Infinity)), source: 'no val data: every sample runs to the last exit' },
   };
 }
@@ -184,8 +222,11 @@ export function fitThresholds(val: SplitPredictions, test: SplitPredictions, gfl
 export interface RunSummary {
   runDir: string;
   /** `branch`: the exit's branch type (absent in runs made before exit branches existed). */
-  exits: { exit: number; layer: number; branch: BranchType; accuracy: number; gflops: number }[];
-  dynamic: { p: number; accuracy: number; gflops: number; thresholds: number[]; exitCounts: number[] }[];
+  /** Regression runs: accuracy is NaN (null in JSON) and mae / rmse (target units) are given. */
+  exits: { exit: number; layer: number; branch: BranchType; accuracy: number; gflops: number; mae?: number; rmse?: number }[];
+  /** Regression runs: accuracy is -MAE (higher is better, as the threshold code wants) and mae is given. */
+  dynamic: { p: number; accuracy: number; gflops: number; thresholds: number[]; exitCounts: number[]; mae?: number }[];
+  task?: 'regression';
   trainImgPerSec: number;
   stopped: string | null;
 }
@@ -195,9 +236,11 @@ export async function runTraining(c: TrainConfig, h: RunHandlers = {}, resumeDir
   const log = h.log ?? (() => {});
   const bb = backboneOf(c);
   const vit = bb.config;
-  const ds: Dataset = await scanDataset({ root: c.data, split: c.split, seed: c.seed });
+  const regression = c.task === 'regression';
+  const ds: Dataset | RegressionDataset = regression ? await scanRegression({ root: c.data, targets: c.targets, split: c.split, seed: c.seed }) : await scanDataset({ root: c.data, split: c.split, seed: c.seed });
   const exits = c.exits ?? defaultExits(vit.depth);
-  const met = metConfigOf(c, exits, ds.classes.length);
+  const met = metConfigOf(c, exits, regression ? 1 : ds.classes.length);
+  if (regression && c.distill) throw new UserError('distill: copycat distillation matches class probabilities; it is not available for regression runs (task "regression")');
   try {
     validateMetConfig(met, vit.depth);
   } catch (e) {
@@ -205,6 +248,7 @@ export async function runTraining(c: TrainConfig, h: RunHandlers = {}, resumeDir
   }
   try {
     validateBranches(branchDims(vit), met, exits.length);
+    if (!regression) validateDistill(met, met.numClasses);
   } catch (e) {
     throw new UserError((e as Error).message);
   }
@@ -212,7 +256,7 @@ export async function runTraining(c: TrainConfig, h: RunHandlers = {}, resumeDir
   const pre = preprocessOf(c, vit);
   const evalCache = new ImageCache({ pre });
   const trainCache = c.augment ? new ImageCache({ pre, augment: { randomResizedCrop: {}, hflip: true } }) : evalCache;
-  log(`data: ${ds.classes.length} classes, ${ds.train.length} train / ${ds.val.length} val / ${ds.test.length} test images (${ds.layout})`);
+  log(`data: ${regression ? 'regression targets' : `${ds.classes.length} classes`}, ${ds.train.length} train / ${ds.val.length} val / ${ds.test.length} test images (${ds.layout})`);
   for (const w of ds.warnings) log(`warning: ${w}`);
   const prepTrain = await trainCache.prepare(ds.train);
   const prepVal = await evalCache.prepare(ds.val);
@@ -224,11 +268,22 @@ export async function runTraining(c: TrainConfig, h: RunHandlers = {}, resumeDir
   const val = prepVal.ok;
   const test = prepTest.ok;
   if (!train_.length) throw new UserError(`${c.data}: no training image could be read`);
+  if (regression) {
+    // Standardisation from the training split only (model/regression.ts); written into the
+    // run's MetConfig so that inference graphs map outputs back to the targets' units.
+    const st = c.standardize === false ? { mean: 0, std: 1 } : targetStats(train_.map((s) => (s as RegressionSample).value));
+    met.targetMean = st.mean;
+    met.targetStd = st.std;
+    ds.notes.push(
+      c.standardize === false ? 'regression: targets used as they are (standardize: false)' : `regression: targets standardised with the training split's mean ${st.mean.toPrecision(6)} and std ${st.std.toPrecision(6)}`,
+      `regression: ${met.regLoss ?? 'mse'} loss per exit; graph regularization is off (it needs classes), so lambda is ignored; early exiting uses the agreement between consecutive exits, -|y_j - y_(j-1)|`,
+    );
+  }
 
   const cfgFile: RunConfigFile = {
     version: RUN_VERSION,
     createdAt: new Date().toISOString(),
-    train: { ...c, data: path.resolve(c.data), weights: path.resolve(c.weights), out: runDir, exits },
+    train: { ...c, data: path.resolve(c.data), weights: path.resolve(c.weights), out: runDir, exits, ...(c.targets ? { targets: path.resolve(c.targets) } : {}) },
     backbone: { file: path.resolve(c.weights), layout: bb.layout, config: vit },
     met,
     classes: ds.classes,
@@ -247,7 +302,8 @@ export async function runTraining(c: TrainConfig, h: RunHandlers = {}, resumeDir
     if (!val.length) return [];
     valRunner ??= await SegmentRunner.create(segsTrainable, met.numClasses, params, so);
     for (const [k, v] of params) valRunner.feeds[k] = v;
-    return staticAccuracy(await scoreSplit(valRunner, evalCache, val, vit));
+    const p = await scoreSplit(valRunner, evalCache, val, vit);
+    return regression ? staticRegression(p) : staticAccuracy(p);
   };
   let imgPerSec = 0;
   const { params, stopped } = await train({
@@ -292,15 +348,17 @@ async function evaluateAndWrite(runDir: string, cf: RunConfigFile, backbone: Map
   const val = await scoreSplit(runner, cache, splits.val, vit);
   const test = await scoreSplit(runner, cache, splits.test, vit);
   await runner.release();
-  writeJson(path.join(runDir, 'predictions.json'), { classes: cf.classes, exits: met.exits, val, test });
+  writeJson(path.join(runDir, 'predictions.json'), { classes: cf.classes, exits: met.exits, ...(isRegression(met) ? { task: 'regression' } : {}), val, test });
   const used = dynamicExits ? dynamicExits.map((e) => e - 1) : met.exits.map((_, j) => j);
   const th = fitThresholds(val, test, gflops, used);
   writeJson(path.join(runDir, 'thresholds.json'), th);
   const acc = staticAccuracy(test);
+  const reg = isRegression(met) ? staticRegression(test) : null;
   return {
     runDir,
-    exits: met.exits.map((layer, j) => ({ exit: j + 1, layer, branch: branchTypes(met, met.exits.length)[j], accuracy: acc[j], gflops: gflops[j] })),
-    dynamic: th.curve.map((p) => ({ p: p.p, accuracy: p.accuracy, gflops: p.gflops, thresholds: p.thresholds, exitCounts: p.exitCounts })),
+    ...(reg ? { task: 'regression' as const } : {}),
+    exits: met.exits.map((layer, j) => ({ exit: j + 1, layer, branch: branchTypes(met, met.exits.length)[j], accuracy: acc[j], gflops: gflops[j], ...(reg ? { mae: reg.mae[j], rmse: reg.rmse[j] } : {}) })),
+    dynamic: th.curve.map((p) => ({ p: p.p, accuracy: p.accuracy, gflops: p.gflops, thresholds: p.thresholds, exitCounts: p.exitCounts, ...(reg ? { mae: -p.accuracy } : {}) })),
     trainImgPerSec: 0,
     stopped: null,
   };
@@ -329,9 +387,14 @@ export async function evaluateRun(runDir: string, opts: { data?: string; device?
   const c = { ...cf.train, device: opts.device ?? cf.train.device, threads: opts.threads ?? cf.train.threads };
   const so = await sessionOptions(c);
   const cache = new ImageCache({ pre: preprocessOf(c, vit) });
-  const ds = await scanDataset({ root: cf.dataset.root, split: c.split, seed: c.seed });
+  const regression = isRegression(cf.met);
+  const ds = regression ? await scanRegression({ root: cf.dataset.root, targets: c.targets, split: c.split, seed: c.seed }) : await scanDataset({ root: cf.dataset.root, split: c.split, seed: c.seed });
   let test: Sample[] = ds.test;
-  if (opts.data) {
+  if (opts.data && regression) {
+    // Another folder: every image in it with a value in its own targets file.
+    const other = await scanRegression({ root: opts.data, split: [0, 0, 100], seed: 0 });
+    test = [...other.train, ...other.val, ...other.test];
+  } else if (opts.data) {
     // Another folder: every image in it, labelled by class folder names of the run.
     const other = await scanDataset({ root: opts.data, split: [0, 0, 100], seed: 0 });
     test = [...other.train, ...other.val, ...other.test].flatMap((s) => {

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { compile, Graph, grad, Tensor } from '../graph';
 import { VitConfig } from '../model/config';
 import { decays, MetConfig, metForward, metLoss, MetTensors } from '../model/met';
+import { isRegression, regressionLoss, regressionMetrics, targetBatch, targetScale } from '../model/regression';
 import { VitParams } from '../model/vit';
 import { Session, SessionOptions } from '../runtime/session';
 import { HostTensor, UserError } from '../tensor';
@@ -17,6 +18,8 @@ import { AdamW, warmupCosine } from './adamw';
 export interface Sample {
   file: string;
   label: number;
+  /** Regression runs: the target (data/targets.ts); label is then 0. */
+  value?: number;
 }
 
 /** What the loop needs from the data pipeline (decoded, cached images). */
@@ -44,8 +47,14 @@ export interface Schedule {
 
 export type TrainEvent =
   | { type: 'start'; epochs: number; stepsPerEpoch: number; totalSteps: number; startStep: number; train: number; val: number; exits: number[]; trainable: number }
-  | { type: 'step'; epoch: number; step: number; totalSteps: number; loss: number; lossPerExit: number[]; gr: number[]; accPerExit: number[]; lr: number; imgPerSec: number; etaSec: number }
-  | { type: 'epoch'; epoch: number; step: number; valAccPerExit: number[]; trainLoss: number; seconds: number }
+  | { type: 'step'; epoch: number; step: number; totalSteps: number; loss: number; lossPerExit: number[]; gr: number[]; accPerExit: number[]; lr: number; imgPerSec: number; etaSec: number;
+      /** Copycat distillation loss KD_j per early exit (unweighted; only when `distill` > 0). */
+      distill?: number[];
+      /** Regression runs: the batch's MAE per exit in target units (accPerExit is empty). */
+      maePerExit?: number[] }
+  | { type: 'epoch'; epoch: number; step: number; valAccPerExit: number[]; trainLoss: number; seconds: number;
+      /** Regression runs: validation MAE and RMSE per exit, in target units (valAccPerExit is empty). */
+      valMaePerExit?: number[]; valRmsePerExit?: number[] }
   | { type: 'checkpoint'; step: number; file: string }
   | { type: 'stopped'; step: number; reason: string }
   | { type: 'done'; step: number; seconds: number };
@@ -60,7 +69,7 @@ export interface TrainerOptions {
   data: TrainData;
   session?: SessionOptions;
   /** Per-epoch validation accuracy per exit (the caller owns the eval sessions). */
-  validate?: (params: Map<string, HostTensor>) => Promise<number[]>;
+  validate?: (params: Map<string, HostTensor>) => Promise<number[] | { mae: number[]; rmse: number[] }>;
   onEvent?: (e: TrainEvent) => void;
   /** Polled between steps: true stops after a checkpoint (SIGINT/SIGTERM, cancel). */
   shouldStop?: () => string | null;
@@ -86,18 +95,26 @@ export function buildTrainStep(cfg: VitConfig, backbone: Map<string, HostTensor>
   const P = new VitParams(g, backbone);
   const T = new MetTensors(g, init, true);
   const images = g.input('images', ['B', cfg.channels, cfg.imageSize, cfg.imageSize]);
-  const labels = g.input('labels', ['B'], 'int64');
   const f = metForward(g, P, T, cfg, met, images);
-  const L = metLoss(g, met, f, labels);
+  // Regression runs (model/regression.ts) feed float targets [B, 1] instead of class labels.
+  const L = isRegression(met) ? regressionLoss(g, met, f, g.input('targets', ['B', 1])) : metLoss(g, met, f, g.input('labels', ['B'], 'int64'));
   const names = [...init.keys()];
   const params = names.map((n) => T.get(n));
   const grads = grad(L.loss, params);
   const outs: Record<string, Tensor> = { loss: L.loss };
   L.ce.forEach((t, j) => (outs[`ce.${j}`] = t));
   L.gr.forEach((t, j) => (outs[`gr.${j}`] = t));
+  L.kd.forEach((t, j) => (outs[`kd.${j}`] = t));
   f.logits.forEach((t, j) => (outs[`logits.${j}`] = t));
   names.forEach((n, i) => (outs[`grad.${n}`] = grads[i]));
-  return { model: compile(g, outs, { name: 'met_train_step' }), names, K: f.logits.length, G: L.gr.length };
+  return { model: compile(g, outs, { name: 'met_train_step' }), names, K: f.logits.length, G: L.gr.length, D: L.kd.length };
+}
+
+/** A regression step's MAE per exit, in target units, from the step's raw outputs. */
+function trainMae(met: MetConfig, r: Record<string, HostTensor>, K: number, samples: readonly { file: string; value?: number }[]): number[] {
+  const { mean, std } = targetScale(met);
+  const t = samples.map((s) => s.value as number);
+  return Array.from({ length: K }, (_, j) => regressionMetrics(Array.from(r[`logits.${j}`].data as Float32Array, (y) => y * std + mean), t).mae);
 }
 
 function writeCheckpoint(runDir: string, params: Map<string, Float32Array>, shapes: Map<string, number[]>, opt: AdamW, st: LoopState): string {
@@ -164,7 +181,7 @@ function trimMetrics(runDir: string, step: number): void {
 export async function train(o: TrainerOptions): Promise<{ params: Map<string, HostTensor>; stopped: string | null }> {
   const { cfg, met, schedule: S, data } = o;
   const shapes = new Map([...o.init].map(([n, t]) => [n, t.shape]));
-  const { model, names, K, G } = buildTrainStep(cfg, o.backbone, met, o.init);
+  const { model, names, K, G, D } = buildTrainStep(cfg, o.backbone, met, o.init);
   const session = await Session.create(model, o.session);
   const opt = new AdamW({ lr: S.lr, weightDecay: S.weightDecay }, decays);
   let params: Map<string, Float32Array> = new Map([...o.init].map(([n, t]) => [n, Float32Array.from(t.data as Float32Array)]));
@@ -209,19 +226,22 @@ export async function train(o: TrainerOptions): Promise<{ params: Map<string, Ho
         const b = data.batch(samples, data.augment ? data.stepRng(S.seed, epoch, s) : undefined);
         const feeds: Record<string, HostTensor> = {
           images: { dtype: 'float32', shape: [B, cfg.channels, cfg.imageSize, cfg.imageSize], data: b.images },
-          labels: { dtype: 'int64', shape: [B], data: b.labels },
         };
+        if (isRegression(met)) feeds.targets = { dtype: 'float32', shape: [B, 1], data: targetBatch(met, samples) };
+        else feeds.labels = { dtype: 'int64', shape: [B], data: b.labels };
         for (const n of names) feeds[n] = { dtype: 'float32', shape: shapes.get(n)!, data: params.get(n)! };
         const ts = Date.now();
         const r = await session.run(feeds);
         const loss = Number(r.loss.data[0]);
         const ce = Array.from({ length: K }, (_, j) => Number(r[`ce.${j}`].data[0]));
         const gr = Array.from({ length: G }, (_, j) => Number(r[`gr.${j}`].data[0]));
+        const kd = Array.from({ length: D }, (_, j) => Number(r[`kd.${j}`].data[0]));
         if (!Number.isFinite(loss)) {
           const bad = ce.findIndex((x) => !Number.isFinite(x));
           const badGr = gr.findIndex((x) => !Number.isFinite(x));
-          const where = bad >= 0 ? `exit ${bad + 1} (after layer ${met.exits[bad]}) cross-entropy = ${ce[bad]}` : badGr >= 0 ? `exit ${badGr + 1} graph regularization = ${gr[badGr]}` : `total = ${loss}`;
-          throw new UserError(`training stopped: the loss is not finite at step ${st.globalStep + 1} (epoch ${epoch + 1}): ${where}. Lower --lr or --lambda; the last good checkpoint is kept in ${o.runDir}`);
+          const badKd = kd.findIndex((x) => !Number.isFinite(x));
+          const where = bad >= 0 ? `exit ${bad + 1} (after layer ${met.exits[bad]}) cross-entropy = ${ce[bad]}` : badGr >= 0 ? `exit ${badGr + 1} graph regularization = ${gr[badGr]}` : badKd >= 0 ? `exit ${badKd + 1} copycat distillation = ${kd[badKd]}` : `total = ${loss}`;
+          throw new UserError(`training stopped: the loss is not finite at step ${st.globalStep + 1} (epoch ${epoch + 1}): ${where}. Lower --lr, --lambda or --distill; the last good checkpoint is kept in ${o.runDir}`);
         }
         const grads = new Map(names.map((n) => [n, r[`grad.${n}`].data as Float32Array]));
         const lr = warmupCosine(st.globalStep, totalSteps, warmup, S.lr, S.minLr);
@@ -231,7 +251,7 @@ export async function train(o: TrainerOptions): Promise<{ params: Map<string, Ho
         lossSum += loss;
         lossN++;
         const labels = b.labels;
-        const acc = Array.from({ length: K }, (_, j) => {
+        const acc = isRegression(met) ? [] : Array.from({ length: K }, (_, j) => {
           const lg = r[`logits.${j}`].data as Float32Array;
           const C = met.numClasses;
           let right = 0;
@@ -247,6 +267,8 @@ export async function train(o: TrainerOptions): Promise<{ params: Map<string, Ho
         emit({
           type: 'step', epoch: epoch + 1, step: st.globalStep, totalSteps, loss, lossPerExit: ce, gr, accPerExit: acc, lr,
           imgPerSec: B / ((Date.now() - ts) / 1000), etaSec: perStep * (totalSteps - st.globalStep),
+          ...(D ? { distill: kd } : {}),
+          ...(isRegression(met) ? { maePerExit: trainMae(met, r, K, samples) } : {}),
         });
         if (Date.now() - lastCk > (o.checkpointEveryMs ?? 60_000)) {
           emit({ type: 'checkpoint', step: st.globalStep, file: writeCheckpoint(o.runDir, params, shapes, opt, st) });
@@ -258,8 +280,11 @@ export async function train(o: TrainerOptions): Promise<{ params: Map<string, Ho
       writeCheckpoint(o.runDir, params, shapes, opt, st);
       writeSafetensors(path.join(o.runDir, TRAINABLE), hostParams());
       lastCk = Date.now();
-      const valAcc = o.validate ? await o.validate(hostParams()) : [];
-      emit({ type: 'epoch', epoch: epoch + 1, step: st.globalStep, valAccPerExit: valAcc, trainLoss: lossN ? lossSum / lossN : NaN, seconds: (Date.now() - epochStart) / 1000 });
+      const v = o.validate ? await o.validate(hostParams()) : [];
+      // Regression validation reports MAE / RMSE per exit instead of accuracies.
+      const valAcc = Array.isArray(v) ? v : [];
+      const valReg = Array.isArray(v) ? {} : { valMaePerExit: v.mae, valRmsePerExit: v.rmse };
+      emit({ type: 'epoch', epoch: epoch + 1, step: st.globalStep, valAccPerExit: valAcc, ...valReg, trainLoss: lossN ? lossSum / lossN : NaN, seconds: (Date.now() - epochStart) / 1000 });
     }
     if (stopped) {
       emit({ type: 'checkpoint', step: st.globalStep, file: writeCheckpoint(o.runDir, params, shapes, opt, st) });
