@@ -1,17 +1,25 @@
 #!/usr/bin/env node
 // Budgeted early-exit inference with a `met export` folder, using only onnxruntime-node and
 // sharp: no code of the MET project. Scores a folder of class sub-folders and prints accuracy,
-// expected GFLOPs per image and how many images left at each exit.
+// expected GFLOPs per image and how many images left at each exit; for an export of a regression
+// run, a folder of images with their target values, and prints MAE and RMSE instead of accuracy.
 //
 //   node examples/run-exported.mjs EXPORT_DIR DATA_DIR [--batch N] [--json]
 //
 //   EXPORT_DIR  what `met export --run RUN --out EXPORT_DIR` wrote: segment_*.onnx, thresholds.json
-//   DATA_DIR    DATA_DIR/<class name>/<image>; class names as in thresholds.json "classes"
-//               (folders with other names are skipped)
+//   DATA_DIR    classification: DATA_DIR/<class name>/<image>; class names as in thresholds.json
+//               "classes" (folders with other names are skipped).
+//               regression ("task": "regression"): images anywhere below DATA_DIR and, at its
+//               root, targets.csv (`file,value` lines, optional header, '#' comments) or
+//               targets.json ({"file": value}); `file` relative to DATA_DIR with '/' or a bare
+//               file name. Images without a value are skipped (and named on stderr).
 //
-// Per batch: run segment 1 on the images; a row leaves when its largest probability is >= that
-// segment's threshold; the `state` rows of those still running go to segment 2 as `state_in`, and
-// so on. The last segment takes everyone left.
+// Per batch: run segment 1 on the images; a row leaves when its confidence is >= that segment's
+// threshold; the `state` rows of those still running go to segment 2 as `state_in`, and so on.
+// The last segment takes everyone left. The confidence is the largest probability in `probs`
+// ("confidence": "max-prob"), or for regression the agreement of consecutive exits,
+// float32(-|value_j - value_{j-1}|) ("confidence": "agreement"), which segment 1 does not have:
+// nobody leaves there (unless it is the only segment).
 //
 // Preprocessing: decode with sharp (EXIF rotation, alpha dropped, 8-bit sRGB), resize with
 // sharp's default kernel when the image is not already the input size, grey = Pillow's
@@ -71,6 +79,77 @@ function listImages(root, classes) {
     }
   }
   return { images: out, skipped };
+}
+
+const TARGET_FILES = ['targets.csv', 'targets.json', 'labels.csv', 'labels.json', 'values.csv', 'values.json'];
+
+/** Splits a CSV line into fields (double quotes group, "" is a literal quote). */
+function csvFields(line) {
+  const out = [];
+  let cur = '';
+  let q = false;
+  for (let i = 0; i < line.length; i++) {
+    const ch = line[i];
+    if (q) {
+      if (ch === '"' && line[i + 1] === '"') (cur += '"'), i++;
+      else if (ch === '"') q = false;
+      else cur += ch;
+    } else if (ch === '"') q = true;
+    else if (ch === ',') out.push(cur), (cur = '');
+    else cur += ch;
+  }
+  out.push(cur);
+  return out;
+}
+
+/** Map of file key -> value from DATA_DIR's targets file (the same formats `met train --task regression` reads). */
+function readTargets(root) {
+  const name = TARGET_FILES.find((n) => fs.existsSync(path.join(root, n)));
+  if (!name) throw new Error(`${root}: a regression export needs one of ${TARGET_FILES.join(', ')} at the folder's root`);
+  const text = fs.readFileSync(path.join(root, name), 'utf8');
+  const map = new Map();
+  const norm = (k) => k.trim().replace(/\\/g, '/').replace(/^\.\//, '');
+  if (name.endsWith('.json')) {
+    for (const [k, v] of Object.entries(JSON.parse(text))) map.set(norm(k), Number(v));
+  } else {
+    let first = true;
+    text.replace(/^\uFEFF/, '').split(/\r?\n/).forEach((line, i) => {
+      if (!line.trim() || line.trimStart().startsWith('#')) return;
+      const f = csvFields(line);
+      if (f.length !== 2) throw new Error(`${name} line ${i + 1}: expected 2 fields (file,value), found ${f.length}`);
+      const header = first && !Number.isFinite(Number(f[1].trim())) && f[1].trim() !== '';
+      first = false;
+      if (!header) map.set(norm(f[0]), f[1].trim() === '' ? NaN : Number(f[1]));
+    });
+  }
+  return { name, map };
+}
+
+/** [{file, value}] for the images below DATA_DIR that have a finite value, in a stable order. */
+function listRegressionImages(root) {
+  const { name, map } = readTargets(root);
+  const files = [];
+  const walk = (d) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      const f = path.join(d, e.name);
+      // Symbolic links to images count as images (stat follows them).
+      if (e.isDirectory() || (e.isSymbolicLink() && fs.statSync(f).isDirectory())) walk(f);
+      else if (IMAGE_EXT.has(path.extname(e.name).toLowerCase())) files.push(f);
+    }
+  };
+  walk(root);
+  const baseCount = new Map();
+  for (const f of files) baseCount.set(path.basename(f), (baseCount.get(path.basename(f)) ?? 0) + 1);
+  const images = [];
+  const skipped = [];
+  for (const f of files) {
+    const rel = path.relative(root, f).split(path.sep).join('/');
+    let v = map.get(rel);
+    if (v === undefined && baseCount.get(path.basename(f)) === 1) v = map.get(path.basename(f));
+    if (v === undefined || !Number.isFinite(v)) skipped.push(`${rel}: no numeric value in ${name}`);
+    else images.push({ file: f, value: v });
+  }
+  return { images, skipped };
 }
 
 /** Python's round(), as torchvision's CenterCrop uses for its offsets. */
@@ -147,24 +226,57 @@ async function main() {
   const sessions = [];
   for (const s of segs) sessions.push(await ort.InferenceSession.create(path.join(dir, s.file)));
 
-  const { images, skipped } = listImages(dataDir, m.classes);
-  for (const s of skipped) console.error(`skipping folder ${s}: not one of the classes ${m.classes.join(', ')}`);
-  if (!images.length) throw new Error(`${dataDir}: no images in folders named like the classes`);
+  const regression = m.task === 'regression';
+  let images;
+  if (regression) {
+    const r = listRegressionImages(dataDir);
+    for (const s of r.skipped) console.error(`skipping ${s}`);
+    if (!r.images.length) throw new Error(`${dataDir}: no images with a value`);
+    images = r.images;
+  } else {
+    const r = listImages(dataDir, m.classes);
+    for (const s of r.skipped) console.error(`skipping folder ${s}: not one of the classes ${m.classes.join(', ')}`);
+    if (!r.images.length) throw new Error(`${dataDir}: no images in folders named like the classes`);
+    images = r.images;
+  }
 
   const tables = normalisation(pp);
   const per = pp.channels * pp.imageSize * pp.imageSize;
   const exitCounts = new Array(segs.length).fill(0);
   let correct = 0;
+  let absErr = 0; // regression: Σ |value - target| and Σ (value - target)² over the images
+  let sqErr = 0;
   for (let b = 0; b < images.length; b += opts.batch) {
     const part = images.slice(b, b + opts.batch);
     const x = new Float32Array(part.length * per);
     await Promise.all(part.map((im, i) => loadImage(im.file, pp, tables, x, i * per)));
     let input = new ort.Tensor('float32', x, [part.length, pp.channels, pp.imageSize, pp.imageSize]);
     let alive = part.map((_, i) => i); // rows of `part` still running, in the order of `input`
+    let prev = null; // regression: the previous segment's values of the rows in `alive`
     for (let j = 0; j < segs.length && alive.length; j++) {
       const out = await sessions[j].run({ [segs[j].input.name]: input });
-      const probs = out.probs.data;
+      const last = j === segs.length - 1;
       const keep = [];
+      if (regression) {
+        const value = out.value.data; // [rows, 1], in the targets' units
+        alive.forEach((i, row) => {
+          // Math.fround: the float32 score the thresholds were fitted on.
+          const conf = prev ? Math.fround(-Math.abs(value[row] - prev[row])) : NaN;
+          if (last || conf >= T[j]) {
+            exitCounts[j]++;
+            const d = value[row] - part[i].value;
+            absErr += Math.abs(d);
+            sqErr += d * d;
+          } else keep.push(row);
+        });
+        if (keep.length && !last) {
+          input = gatherRows(out.state, keep);
+          prev = keep.map((row) => value[row]);
+        }
+        alive = keep.map((row) => alive[row]);
+        continue;
+      }
+      const probs = out.probs.data;
       alive.forEach((i, row) => {
         let best = 0;
         for (let c = 1; c < C; c++) if (probs[row * C + c] > probs[row * C + best]) best = c;
@@ -183,6 +295,18 @@ async function main() {
   exitCounts.forEach((k, j) => {
     if (k) gflops += (k / n) * segs[j].cumulativeGflops;
   });
+  const fmtG = (g) => (g >= 0.1 ? g.toFixed(4) : g.toPrecision(4));
+  if (regression) {
+    const mae = absErr / n;
+    const rmse = Math.sqrt(sqErr / n);
+    if (opts.json) console.log(JSON.stringify({ images: n, mae, rmse, gflops, exitCounts }));
+    else {
+      console.log(`${n} images: MAE ${mae.toPrecision(4)}, RMSE ${rmse.toPrecision(4)}, expected ${fmtG(gflops)} GFLOPs per image`);
+      console.log(`exits taken: ${exitCounts.map((k, j) => `exit ${segs[j].exit}: ${k}`).join(', ')}`);
+    }
+    for (const s of sessions) await s.release();
+    return 0;
+  }
   const accuracy = correct / n;
   if (opts.json) console.log(JSON.stringify({ images: n, correct, accuracy, gflops, exitCounts }));
   else {

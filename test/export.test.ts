@@ -7,7 +7,9 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
+import { writeCountingFolder } from '../src/engine/demo/shapes';
 import { ExportManifest } from '../src/engine/export/export';
 import { chosenOperatingPoint, decodeThreshold, encodeThreshold, JsonThreshold } from '../src/engine/export/thresholds';
 import { applyThresholds } from '../src/engine/infer/thresholds';
@@ -199,4 +201,96 @@ test('met export refuses a non-empty folder that is not an earlier export, and r
   const missing = met(['export', '--run', path.join(t.root, 'no-such-run'), '--out', path.join(t.root, 'x')]);
   assert.notEqual(missing.code, 0);
   assert.match(missing.err, /no-such-run/);
+});
+
+interface RegressionExampleResult {
+  images: number;
+  mae: number;
+  rmse: number;
+  gflops: number;
+  exitCounts: number[];
+}
+
+test('met export of a regression run: `value` outputs, agreement thresholds, and the example reproduces met eval\'s dynamic MAE and GFLOPs', { timeout: 600_000 }, async () => {
+  // A tiny counting run, with regression.test.ts's fast settings (fewer images and epochs: the
+  // test is about the export reproducing met eval, not about the model being good).
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'met-reg-export-'));
+  const data = path.join(dir, 'count');
+  await writeCountingFolder({ out: data, n: 120, seed: 3, maxCount: 4 });
+  const run = path.join(dir, 'run');
+  const tr = met(['train', '--task', 'regression', '--data', data, '--weights', path.join(ROOT, 'assets', 'tiny-vit', 'tiny-vit.safetensors'), '--heads', '4',
+    '--exits', '2,4,6', '--epochs', '2', '--batch', '16', '--lr', '0.003', '--warmup-epochs', '0', '--threads', '1', '--out', run], 600_000);
+  assert.equal(tr.code, 0, tr.err);
+  const ev = met(['eval', '--run', run, '--json', '--threads', '1']);
+  assert.equal(ev.code, 0, ev.err);
+  const summary = JSON.parse(ev.out) as { task: string; exits: { gflops: number; mae: number }[]; dynamic: { p: number; mae: number; gflops: number; exitCounts: number[] }[] };
+  assert.equal(summary.task, 'regression');
+
+  const out = path.join(dir, 'export');
+  const ex = met(['export', '--run', run, '--out', out]);
+  assert.equal(ex.code, 0, ex.err);
+  assert.match(ex.out, /agreement of consecutive exits/);
+  const m = JSON.parse(fs.readFileSync(path.join(out, 'thresholds.json'), 'utf8')) as ExportManifest;
+  const th = JSON.parse(fs.readFileSync(path.join(run, 'thresholds.json'), 'utf8')) as ThresholdsFile;
+  const preds = JSON.parse(fs.readFileSync(path.join(run, 'predictions.json'), 'utf8')) as { test: SplitPredictions };
+  assert.equal(m.task, 'regression');
+  assert.equal(m.confidence, 'agreement');
+  assert.deepEqual(m.classes, []);
+  assert.deepEqual(m.segments.map((s) => s.outputs.map((o) => o.name)), [['value', 'state'], ['value', 'state'], ['value']]);
+  assert.deepEqual(m.segments.map((s) => s.cumulativeGflops), summary.exits.map((e) => e.gflops));
+  // Segment 1 has no predecessor to agree with: its threshold lets nobody through.
+  assert.equal(m.segments[0].threshold, 'Infinity');
+  for (const s of m.segments.slice(1, -1)) assert.ok(s.threshold === 'Infinity' || (typeof s.threshold === 'number' && s.threshold <= 0), `agreement thresholds are <= 0: ${s.threshold}`);
+  const readme = fs.readFileSync(path.join(out, 'README.md'), 'utf8');
+  assert.match(readme, /-\|value_j - value_\{j-1\}\|/);
+  assert.doesNotMatch(readme, /largest probability/);
+
+  // The run's test split as a regression folder: the images (symlinks) and a targets.csv.
+  const split = path.join(dir, 'test-split');
+  fs.mkdirSync(split);
+  const lines = ['file,value'];
+  preds.test.files.forEach((f, i) => {
+    fs.symlinkSync(f, path.join(split, path.basename(f)));
+    lines.push(`${path.basename(f)},${preds.test.labels[i]}`);
+  });
+  fs.writeFileSync(path.join(split, 'targets.csv'), lines.join('\n') + '\n');
+
+  const runReg = (exportDir: string, extra: string[] = []): RegressionExampleResult => {
+    const r = spawnSync(process.execPath, [EXAMPLE, exportDir, split, '--json', ...extra], { encoding: 'utf8', timeout: 120_000 });
+    assert.equal(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout) as RegressionExampleResult;
+  };
+  const close = (a: number, b: number, what: string) => assert.ok(Math.abs(a - b) <= 1e-6 * Math.max(1, Math.abs(b)), `${what}: ${a} vs ${b}`);
+
+  // At the chosen thresholds: met eval's point for that p, to the sample (exit counts) and in MAE and GFLOPs.
+  const point = summary.dynamic.find((d) => d.p === th.chosen.p);
+  assert.ok(point, `met eval lists p = ${th.chosen.p}`);
+  const got = runReg(out);
+  assert.equal(got.images, preds.test.files.length);
+  const counts = new Array<number>(m.segments.length).fill(0);
+  th.exits.forEach((j, i) => (counts[j] = point.exitCounts[i]));
+  assert.deepEqual(got.exitCounts, counts);
+  close(got.mae, point.mae, 'MAE');
+  close(got.gflops, point.gflops, 'GFLOPs');
+
+  // Every operating point of met eval's curve, with a small batch so that rows leave mid-batch
+  // (the previous exit's values must follow the rows that go on).
+  const seen = new Set<string>();
+  for (const d of th.curve) {
+    const key = d.exitCounts.join('/');
+    if (seen.has(key)) continue;
+    seen.add(key);
+    const T = d.thresholds.map((x, j) => encodeThreshold(decodeThreshold(x, j === d.thresholds.length - 1)));
+    assert.equal(T.length, m.segments.length, 'the run uses every exit');
+    const e = withThresholds(out, path.join(dir, `export-${key.replace(/\//g, '-')}`), T);
+    const want = applyThresholds(exitScores(preds.test), d.thresholds.map((x, j) => decodeThreshold(x, j === d.thresholds.length - 1)), summary.exits.map((x) => x.gflops));
+    const r = runReg(e, ['--batch', '5']);
+    assert.deepEqual(r.exitCounts, want.exitCounts, key);
+    close(r.mae, -want.accuracy, `MAE at ${key}`);
+    close(r.gflops, want.gflops, `GFLOPs at ${key}`);
+  }
+  assert.ok(seen.size >= 2, `the curve has several distinct operating points: ${[...seen].join(', ')}`);
+  // Nobody leaves early: the last exit's static MAE.
+  const late = runReg(withThresholds(out, path.join(dir, 'export-late'), ['Infinity', 'Infinity', '-Infinity']));
+  close(late.mae, summary.exits[2].mae, 'last exit MAE');
 });

@@ -33,5 +33,6 @@ export async function exportCommand(argv: string[]): Promise<number> {
   for (const s of m.segments)
     console.log(`${s.file.padEnd(18)} ${String(s.exit).padStart(4)}  ${`${s.layers[0]}-${s.layers[1]}`.padStart(6)}  ${fmtGflops(s.cumulativeGflops).padStart(13)}  ${typeof s.threshold === 'number' ? s.threshold.toFixed(6) : s.threshold}`);
   console.log(`thresholds: ${m.chosen.p === null ? m.chosen.source : `p = ${m.chosen.p} (${m.chosen.source})`}`);
+  if (m.task === 'regression') console.log('regression: segments output `value`; a sample leaves where -|value_j - value_(j-1)| (agreement of consecutive exits) >= the threshold');
   return 0;
 }

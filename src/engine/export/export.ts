@@ -8,6 +8,11 @@
 //                    GFLOPs and threshold (ExportManifest)
 //   README.md        the same in words
 //
+// Regression runs (model/regression.ts) export `value` [B, 1] in the targets' units instead of
+// `probs`, and their thresholds are on the agreement of consecutive exits, -|value_j - value_{j-1}|,
+// not on a max probability: the manifest says so (`task`, `confidence`) and so does the README,
+// since a reader applying the classification rule to a value would exit on nonsense.
+//
 // The segments are buildSegments(..., bake = true): MET's tensors and the frozen backbone are
 // initializers, so each file needs nothing but its data input. Only the segments up to the last
 // exit used for budgeted inference are written: later ones could never be reached.
@@ -16,6 +21,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DEFAULT_CROP_PCT, Preprocess } from '../data/image';
 import { buildSegments, cumulativeGflops } from '../infer/segments';
+import { isRegression } from '../model/regression';
 import { loadRun, readThresholds } from '../run/run';
 import { UserError } from '../tensor';
 import { chosenOperatingPoint, encodeThreshold, JsonThreshold } from './thresholds';
@@ -35,7 +41,10 @@ export interface ExportedSegment {
   /** GFLOPs of this segment per image, and from the image up to its exit (fvcore convention). */
   gflops: number;
   cumulativeGflops: number;
-  /** A sample leaves here when its max probability >= threshold; "Infinity": never; "-Infinity": always (the last segment). */
+  /**
+   * A sample leaves here when its confidence (max probability; regression: -|value - previous
+   * segment's value|) >= threshold; "Infinity": never; "-Infinity": always (the last segment).
+   */
   threshold: JsonThreshold;
   /** Whether the run's budgeted inference uses this exit (unused exits have threshold "Infinity"). */
   used: boolean;
@@ -47,6 +56,15 @@ export interface ExportManifest {
   createdAt: string;
   /** The run folder it came from. */
   run: string;
+  /** What the segments predict: class probabilities (`probs`) or a number (`value`, regression). */
+  task: 'classification' | 'regression';
+  /**
+   * The score compared with the thresholds: `max-prob` (largest entry of `probs`) or `agreement`
+   * (regression: -|value_j - value_{j-1}| with the previous segment's value; none at segment 1,
+   * which therefore never lets a sample leave except as the last segment).
+   */
+  confidence: 'max-prob' | 'agreement';
+  /** Class names in output order; empty for regression. */
   classes: string[];
   preprocess: Required<Pick<Preprocess, 'imageSize' | 'channels' | 'mean' | 'std' | 'resize' | 'cropPct' | 'interpolation'>> & { layout: 'NCHW'; scale: string };
   /** 1-based exits used for budgeted inference, their layers and the run's chosen thresholds. */
@@ -66,10 +84,12 @@ export function fmtGflops(g: number): string {
 
 function readme(m: ExportManifest): string {
   const pp = m.preprocess;
+  const reg = m.task === 'regression';
+  const out = reg ? 'value' : 'probs';
   const rows = m.segments.map((s) => `| ${s.file} | ${s.exit} | ${s.layers[0]}-${s.layers[1]} | \`${s.input.name}\` ${JSON.stringify(s.input.shape)} | ${s.outputs.map((o) => `\`${o.name}\` ${JSON.stringify(o.shape)}`).join(', ')} | ${fmtGflops(s.cumulativeGflops)} | ${s.threshold} |`);
   return `# MET early-exit export
 
-Exported by \`met export\` from \`${m.run}\` on ${m.createdAt}. Classes (index order): ${m.classes.map((c) => `\`${c}\``).join(', ')}.
+Exported by \`met export\` from \`${m.run}\` on ${m.createdAt}. ${reg ? 'A regression run: each segment outputs `value` [B, 1], its exit\'s prediction in the units of the run\'s targets (the standardisation used in training is baked in).' : `Classes (index order): ${m.classes.map((c) => `\`${c}\``).join(', ')}.`}
 
 | file | exit | layers | input | outputs | cumulative GFLOPs | threshold |
 |---|---|---|---|---|---|---|
@@ -80,14 +100,16 @@ Each file is a self-contained ONNX model (opset 20, float32, batch dimension \`B
 ## Budgeted early exit
 
 1. Preprocess each image: decode to 8-bit ${pp.channels === 1 ? 'grey (ITU-R 601 luma of RGB)' : 'RGB'}, resize to ${pp.imageSize}x${pp.imageSize} (\`${pp.resize}\`${pp.resize === 'resize-center-crop' ? `: shorter side to floor(${pp.imageSize} / ${pp.cropPct}), then centre crop` : ''}; ${pp.interpolation}), scale to [0, 1], subtract \`mean\` ${JSON.stringify(pp.mean)} and divide by \`std\` ${JSON.stringify(pp.std)} per channel, lay out as [B, ${pp.channels}, ${pp.imageSize}, ${pp.imageSize}].
-2. Run \`${m.segments[0]?.file}\` on the batch. Each row whose largest probability in \`probs\` is >= the segment's threshold leaves with that prediction.
-3. Feed the remaining rows of \`state\` to the next segment as \`state_in\`; repeat. The last segment takes every sample still running.
+2. Run \`${m.segments[0]?.file}\` on the batch. ${reg
+    ? "The confidence of a row at segment j is the agreement of consecutive exits, `-|value_j - value_{j-1}|` (computed in float32): 0 when exit j repeats exit j-1's prediction, more negative the more they disagree. A row whose confidence is >= the segment's threshold leaves with `value_j`. Segment 1 has no predecessor, so no row leaves there (unless it is the last segment); its `value` is kept as the reference for segment 2. Thresholds are therefore negative numbers (or the strings below), quantiles of the validation split's agreement."
+    : `Each row whose largest probability in \`${out}\` is >= the segment's threshold leaves with that prediction.`}
+3. Feed the remaining rows of \`state\` to the next segment as \`state_in\`${reg ? ' (and keep their `value` for the next agreement)' : ''}; repeat. The last segment takes every sample still running.
 
 Expected cost = sum over exits of (fraction of samples leaving there) x cumulative GFLOPs.
 
 Thresholds in \`${MANIFEST}\` are numbers, or the strings \`"Infinity"\` (nobody leaves at this exit) and \`"-Infinity"\` (everybody left leaves: the last segment), since JSON has no infinities; \`Number()\` in JavaScript and \`float()\` in Python read both. Exits the run's budgeted inference does not use have \`"Infinity"\`.
 
-\`examples/run-exported.mjs\` in the MET repository does all of this with onnxruntime-node and sharp. Its resize is sharp's; \`met\` resizes like Pillow, so results match \`met eval\` exactly only for images that already have the input size (or when you resize like the run).
+\`examples/run-exported.mjs\` in the MET repository does all of this with onnxruntime-node and sharp${reg ? ' (for a folder of images with a targets.csv or targets.json it reports the MAE, RMSE and expected GFLOPs)' : ''}. Its resize is sharp's; \`met\` resizes like Pillow, so results match \`met eval\` exactly only for images that already have the input size (or when you resize like the run).
 `;
 }
 
@@ -138,7 +160,9 @@ export function exportRun(runDir: string, outDir: string, log: (m: string) => vo
     version: EXPORT_VERSION,
     createdAt: new Date().toISOString(),
     run,
-    classes: cf.classes,
+    task: isRegression(cf.met) ? 'regression' : 'classification',
+    confidence: isRegression(cf.met) ? 'agreement' : 'max-prob',
+    classes: isRegression(cf.met) ? [] : cf.classes,
     preprocess: {
       imageSize: vit.imageSize,
       channels: vit.channels as 1 | 3,
