@@ -12,7 +12,8 @@
 //                       training batch accuracy per step when there is no val split)
 //   #acc-caption        says which of the two the accuracy chart shows
 //   #legend li[data-exit]
-//   #exit-table         tbody#exit-rows > tr[data-exit] > td.exit td.layer td.val td.test td.gflops
+//   #exit-table         tbody#exit-rows > tr[data-exit] > td.exit td.layer td.branch td.val td.test [td.rmse] td.gflops
+//                       (regression runs: val / test are MAE in target units, td.rmse the test RMSE)
 //
 // History comes from the run folder (metrics.jsonl, summary.json), so the panel restores after a
 // window reload (WebviewPanelSerializer; the webview keeps only the run folder in setState) and
@@ -76,7 +77,8 @@ function addLines(cols: Columns, lines: string[], K: () => number): void {
       cols.loss.push(e.loss);
       for (let j = 0; j < k; j++) {
         cols.lossPerExit.push(e.lossPerExit[j] ?? NaN);
-        cols.accPerExit.push(e.accPerExit[j] ?? NaN);
+        // Regression runs have no accuracy; the batch MAE takes its column (History.accPerExit).
+        cols.accPerExit.push((e.maePerExit ?? e.accPerExit)[j] ?? NaN);
       }
       cols.last = e;
     } else if (e.type === 'epoch') cols.epochs.push(e);
@@ -119,7 +121,10 @@ function toHistory(c: Columns, K: number): History {
 
 function summaryLite(s: RunSummary | null): SummaryLite | null {
   if (!s || !Array.isArray(s.exits) || !s.exits.length) return null;
-  return { exits: s.exits.map((e) => ({ exit: e.exit, layer: e.layer, accuracy: e.accuracy ?? NaN, gflops: e.gflops ?? NaN })), trainImgPerSec: s.trainImgPerSec };
+  return {
+    exits: s.exits.map((e) => ({ exit: e.exit, layer: e.layer, accuracy: e.accuracy ?? NaN, gflops: e.gflops ?? NaN, branch: e.branch, ...(s.task === 'regression' ? { mae: e.mae ?? NaN, rmse: e.rmse ?? NaN } : {}) })),
+    trainImgPerSec: s.trainImgPerSec,
+  };
 }
 
 function metaOf(dir: string, info: RunInfo | null, index: RunIndex): RunMeta {
@@ -127,7 +132,7 @@ function metaOf(dir: string, info: RunInfo | null, index: RunIndex): RunMeta {
   if (!info) {
     // The engine has made the folder but not yet written config.json (it scans and decodes the
     // images first); the 'start' event fills the exits in.
-    return { dir, name: path.basename(dir), status: live?.status ?? 'starting', reason: live?.error, exits: [], epochs: 0, classes: 0, variant: '', backbone: '' };
+    return { dir, name: path.basename(dir), status: live?.status ?? 'starting', reason: live?.error, exits: [], branches: [], epochs: 0, classes: 0, variant: '', backbone: '' };
   }
   return {
     dir,
@@ -137,6 +142,8 @@ function metaOf(dir: string, info: RunInfo | null, index: RunIndex): RunMeta {
     exits: info.config.met.exits,
     epochs: info.epochs,
     classes: info.config.classes.length,
+    ...(info.task ? { task: info.task } : {}),
+    branches: info.accuracy.map((a) => a.branch),
     variant: info.config.train.variant,
     backbone: path.basename(info.config.backbone.file),
   };
@@ -247,12 +254,12 @@ class DashboardPanel implements vscode.Disposable {
   </section>
   <progress id="progress" max="1" value="0"></progress>
   <section id="charts">
-    <figure><figcaption>Cross-entropy per exit (training steps)</figcaption><svg id="loss-chart" class="chart" role="img" aria-label="Loss per exit"></svg></figure>
+    <figure><figcaption id="loss-caption">Cross-entropy per exit (training steps)</figcaption><svg id="loss-chart" class="chart" role="img" aria-label="Loss per exit"></svg></figure>
     <figure><figcaption id="acc-caption">Accuracy per exit</figcaption><svg id="acc-chart" class="chart" role="img" aria-label="Accuracy per exit"></svg></figure>
   </section>
   <ul id="legend"></ul>
   <table id="exit-table">
-    <thead><tr><th>Exit</th><th>Layer</th><th id="val-head">Val accuracy</th><th>Test accuracy</th><th>GFLOPs</th></tr></thead>
+    <thead><tr><th>Exit</th><th>Layer</th><th>Branch</th><th id="val-head">Val accuracy</th><th id="test-head">Test accuracy</th><th id="rmse-head" hidden>Test RMSE</th><th>GFLOPs</th></tr></thead>
     <tbody id="exit-rows"></tbody>
   </table>
 </main>
@@ -385,7 +392,7 @@ async function pickRun(index: RunIndex): Promise<string | undefined> {
   }
   if (runs.length === 1) return runs[0].dir;
   const pick = await vscode.window.showQuickPick(
-    runs.map((r) => ({ label: r.name, description: r.status, detail: r.accuracySource ? `${r.accuracySource} accuracy per exit: ${r.accuracy.map((a) => (a.accuracy === null ? '–' : (100 * a.accuracy).toFixed(1))).join(' / ')}%` : r.dir, dir: r.dir })),
+    runs.map((r) => ({ label: r.name, description: r.status, detail: !r.accuracySource ? r.dir : r.task === 'regression' ? `${r.accuracySource} MAE per exit: ${r.accuracy.map((a) => (a.mae == null ? '–' : a.mae.toPrecision(4))).join(' / ')}` : `${r.accuracySource} accuracy per exit: ${r.accuracy.map((a) => (a.accuracy === null ? '–' : (100 * a.accuracy).toFixed(1))).join(' / ')}%`, dir: r.dir })),
     { title: 'MET: Show training dashboard', placeHolder: 'Run to show' },
   );
   return pick?.dir;

@@ -183,13 +183,16 @@ export class EngineProcess implements vscode.Disposable {
   }
 
   get alive(): boolean {
-    return !this.exited;
+    // A killed engine's IPC channel closes before its 'exit' event arrives: in that gap it is
+    // already gone for requests (a retry must not pick the same dead process again).
+    return !this.exited && this.child.connected;
   }
 
   /** Sends a request once the engine is ready; rejects if it errs or the engine dies first. */
   async request<M extends RequestMethod>(method: M, params: ParamsOf<M>): Promise<ResultOf<M>> {
     await this.ready;
     if (this.exited) throw new EngineExitedError(this.pid, this.exited.code, this.exited.signal, method);
+    if (!this.child.connected) throw new EngineExitedError(this.pid, null, null, method);
     return new Promise<ResultOf<M>>((resolve, reject) => {
       const id = this.nextId++;
       this.pending.set(id, { method, resolve: resolve as (v: unknown) => void, reject });

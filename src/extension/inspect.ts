@@ -822,6 +822,17 @@ async function inspectExits(context: vscode.ExtensionContext, arg?: unknown, arg
     void vscode.window.showErrorMessage(`MET: ${path.basename(runDir)} has not finished (no predictions.json yet): nothing to inspect.`);
     return undefined;
   }
+  // The panel's cells, per-class summary and slider are built on classes (softmax confidences,
+  // accuracy); a regression run's values would show as wrong numbers, so it is refused plainly.
+  try {
+    const cfg = JSON.parse(await fs.promises.readFile(path.join(runDir, 'config.json'), 'utf8')) as { met?: { task?: string } };
+    if (cfg.met?.task === 'regression') {
+      void vscode.window.showInformationMessage(`MET: ${path.basename(runDir)} is a regression run; Inspect exits shows classification runs only for now. Use \`met eval --run\` (MAE / RMSE per exit) or \`met predict --run RUN IMAGES\` for its values.`);
+      return undefined;
+    }
+  } catch {
+    /* unreadable config: isRunFolder accepted it; the panel reports what it cannot read */
+  }
   InspectPanel.show(context, runDir, source ?? TEST_SOURCE, openedAt);
   return norm(runDir);
 }

@@ -12,7 +12,7 @@
 //   #share-bar         <svg>: rect[data-group] (share of the trainable parameters, linear)
 //   #adapter-bars      <svg>: MET adapters vs independent adapters
 //   #component-rows    tr > td.name td.shape td.count td.params td.trainable
-//   #exit-rows         tr[data-exit] > td.exit td.layer td.gflops td.segment
+//   #exit-rows         tr[data-exit] > td.exit td.layer td.branch td.branch-params td.gflops td.segment
 //   #gflops-bars       <svg>: g.bar[data-exit]
 //
 // A config file's panel follows the file: saved changes recompute. Restored after a reload by
@@ -67,6 +67,9 @@ export function toNumbers(r: ParamsReport): ParamsNumbers {
       layer: Int32Array.from(r.exits.map((e) => e.layer)),
       gflops: Float64Array.from(r.exits.map((e) => e.gflops)),
       segment: Float64Array.from(r.exits.map((e) => e.segment_gflops)),
+      branch: r.exits.map((e) => e.branch),
+      branchParams: Float64Array.from(r.exits.map((e) => r.branches[e.exit - 1]?.params ?? NaN)),
+      branchGflops: Float64Array.from(r.exits.map((e) => e.branch_gflops)),
     },
   };
 }
@@ -223,7 +226,7 @@ class ParamsPanel implements vscode.Disposable {
     </table>
     <table id="exit-table">
       <caption>Exits</caption>
-      <thead><tr><th>Exit</th><th>Layer</th><th>GFLOPs</th><th>Segment</th></tr></thead>
+      <thead><tr><th>Exit</th><th>Layer</th><th>Branch</th><th>Branch params</th><th>GFLOPs</th><th>Segment</th></tr></thead>
       <tbody id="exit-rows"></tbody>
     </table>
   </section>

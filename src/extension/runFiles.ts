@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { RunConfigFile, RunSummary } from '../engine/run/run';
 import type { TrainEvent } from '../engine/train/trainer';
+import { branchTypes } from '../engine/model/branches';
 import type { TrainingState } from './trainingEvents';
 
 export type RunStatus = 'starting' | 'running' | 'stopped' | 'done' | 'failed';
@@ -23,7 +24,10 @@ export interface RunInfo {
   config: RunConfigFile;
   summary: RunSummary | null;
   /** Per exit (exits in config order): accuracy and which split it was measured on. */
-  accuracy: { exit: number; layer: number; accuracy: number | null; gflops: number | null }[];
+  /** Regression runs: mae / rmse (target units) instead of accuracy (which is then null). */
+  accuracy: { exit: number; layer: number; branch: string; accuracy: number | null; gflops: number | null; mae?: number | null; rmse?: number | null }[];
+  /** 'regression' for runs that predict a value (config.met.task); absent for classification. */
+  task?: 'regression';
   accuracySource: 'test' | 'val' | null;
   /** Last epoch reached (from metrics.jsonl or live events) out of config epochs. */
   epoch: number;
@@ -133,6 +137,8 @@ export interface Live {
   lastEpoch?: EpochEvent;
 }
 
+const finite = (x: number | null | undefined): number | null => (x === null || x === undefined || !Number.isFinite(x) ? null : x);
+
 /** Reads one run folder; null when it is not (or no longer) a MET run. */
 export async function readRun(dir: string, live?: Live): Promise<RunInfo | null> {
   const stats = await Promise.all(RUN_FILES.map((f) => stat(path.join(dir, f))));
@@ -168,13 +174,29 @@ export async function readRun(dir: string, live?: Live): Promise<RunInfo | null>
 
   let accuracySource: RunInfo['accuracySource'] = null;
   let acc: (number | null)[] = exits.map(() => null);
+  const regression = config.met.task === 'regression';
+  let mae: (number | null)[] = exits.map(() => null);
+  let rmse: (number | null)[] = exits.map(() => null);
+  // Runs made before exit branches existed have no `branch`: linear, the only head then.
+  let branches: string[];
+  try {
+    branches = branchTypes(config.met, exits.length);
+  } catch {
+    branches = exits.map(() => '?');
+  }
   let epoch = 0;
   const lastEpoch = live?.lastEpoch ?? (metSt ? await lastEpochEvent(path.join(dir, 'metrics.jsonl'), metSt.size) : null);
   if (lastEpoch) epoch = lastEpoch.epoch;
   if (summary?.exits?.length) {
     accuracySource = 'test';
     acc = exits.map((_, j) => summary.exits[j]?.accuracy ?? null);
+    mae = exits.map((_, j) => summary.exits[j]?.mae ?? null);
+    rmse = exits.map((_, j) => summary.exits[j]?.rmse ?? null);
     epoch = epochs;
+  } else if (regression && lastEpoch?.valMaePerExit?.length) {
+    accuracySource = 'val';
+    mae = exits.map((_, j) => lastEpoch.valMaePerExit?.[j] ?? null);
+    rmse = exits.map((_, j) => lastEpoch.valRmsePerExit?.[j] ?? null);
   } else if (lastEpoch?.valAccPerExit?.length) {
     accuracySource = 'val';
     acc = exits.map((_, j) => lastEpoch.valAccPerExit[j] ?? null);
@@ -191,11 +213,14 @@ export async function readRun(dir: string, live?: Live): Promise<RunInfo | null>
     reason,
     config,
     summary,
+    ...(regression ? { task: 'regression' as const } : {}),
     accuracy: exits.map((layer, j) => ({
       exit: j + 1,
       layer,
-      accuracy: acc[j] === null || !Number.isFinite(acc[j]) ? null : acc[j],
+      branch: summary?.exits?.[j]?.branch ?? branches[j],
+      accuracy: finite(acc[j]),
       gflops: summary?.exits?.[j]?.gflops ?? null,
+      ...(regression ? { mae: finite(mae[j]), rmse: finite(rmse[j]) } : {}),
     })),
     accuracySource,
     epoch,

@@ -11,6 +11,14 @@ import * as vscode from 'vscode';
 import { getRunIndex, norm, RunIndex, RunInfo } from './runIndex';
 
 const pct = (x: number | null) => (x === null ? '–' : `${(100 * x).toFixed(1)}%`);
+/** Regression errors (target units): 4 significant digits, as `met eval` prints them. */
+export const num = (x: number | null | undefined) => (x === null || x === undefined ? '–' : x.toPrecision(4));
+
+/** "linear" when every exit has the same branch type, else "mlp / sl-vit / linear". */
+export function branchLabel(r: RunInfo): string {
+  const b = r.accuracy.map((a) => a.branch);
+  return b.every((x) => x === b[0]) ? (b[0] ?? 'linear') : b.join(' / ');
+}
 
 function eta(s: number): string {
   if (!Number.isFinite(s) || s < 0) return '?';
@@ -33,6 +41,11 @@ export function describe(r: RunInfo): string {
     if (r.epoch) parts.push(`epoch ${r.epoch}/${r.epochs}`);
     if (r.progress) parts.push(`${Math.round(100 * r.progress.fraction)}%`, `ETA ${eta(r.progress.etaSec)}`);
   } else if (r.status === 'stopped' && r.epoch) parts.push(`epoch ${r.epoch}/${r.epochs}`);
+  if (r.task === 'regression') {
+    const mae = r.accuracy.map((a) => a.mae ?? null);
+    if (mae.some((a) => a !== null)) parts.push(`${r.accuracySource === 'val' ? 'val ' : ''}MAE ${mae.map(num).join(' / ')}`);
+    return parts.join(' · ');
+  }
   const acc = r.accuracy.map((a) => a.accuracy);
   if (acc.some((a) => a !== null)) parts.push(`${r.accuracySource === 'val' ? 'val ' : ''}acc ${acc.map((a) => (a === null ? '–' : (100 * a).toFixed(1))).join(' / ')}%`);
   return parts.join(' · ');
@@ -42,11 +55,14 @@ function tooltip(r: RunInfo): vscode.MarkdownString {
   const md = new vscode.MarkdownString(undefined, true);
   const t = r.config.train;
   md.appendMarkdown(`**${r.name}** — ${r.status}${r.reason ? ` (${r.reason})` : ''}\n\n`);
-  md.appendMarkdown(`${r.config.classes.length} classes · variant \`${t.variant}\` · r = ${t.rank} · ${r.epochs} epochs · backbone \`${path.basename(r.config.backbone.file)}\`\n\n`);
-  if (r.accuracySource) {
-    md.appendMarkdown(`| exit | layer | ${r.accuracySource} accuracy | GFLOPs |\n|---:|---:|---:|---:|\n`);
-    for (const a of r.accuracy) md.appendMarkdown(`| ${a.exit} | ${a.layer} | ${pct(a.accuracy)} | ${a.gflops === null ? '–' : a.gflops.toPrecision(3)} |\n`);
-  } else md.appendMarkdown('No accuracy yet (no finished epoch).\n');
+  md.appendMarkdown(`${r.task === 'regression' ? 'regression' : `${r.config.classes.length} classes`} · branch \`${branchLabel(r)}\` · variant \`${t.variant}\` · r = ${t.rank} · ${r.epochs} epochs · backbone \`${path.basename(r.config.backbone.file)}\`\n\n`);
+  if (r.accuracySource && r.task === 'regression') {
+    md.appendMarkdown(`| exit | layer | ${r.accuracySource} MAE | ${r.accuracySource} RMSE | GFLOPs | branch |\n|---:|---:|---:|---:|---:|---|\n`);
+    for (const a of r.accuracy) md.appendMarkdown(`| ${a.exit} | ${a.layer} | ${num(a.mae)} | ${num(a.rmse)} | ${a.gflops === null ? '–' : a.gflops.toPrecision(3)} | ${a.branch} |\n`);
+  } else if (r.accuracySource) {
+    md.appendMarkdown(`| exit | layer | ${r.accuracySource} accuracy | GFLOPs | branch |\n|---:|---:|---:|---:|---|\n`);
+    for (const a of r.accuracy) md.appendMarkdown(`| ${a.exit} | ${a.layer} | ${pct(a.accuracy)} | ${a.gflops === null ? '–' : a.gflops.toPrecision(3)} | ${a.branch} |\n`);
+  } else md.appendMarkdown(r.task === 'regression' ? 'No MAE yet (no finished epoch).\n' : 'No accuracy yet (no finished epoch).\n');
   md.appendMarkdown(`\n\n\`${r.dir}\``);
   return md;
 }

@@ -82,7 +82,7 @@ function onStep(e: StepEvent): void {
   }
   steps.push([e.step]);
   lossK.push(e.lossPerExit);
-  accK.push(e.accPerExit);
+  accK.push(e.maePerExit ?? e.accPerExit);
   last = e;
   totalSteps = e.totalSteps;
   imgPerSec = imgPerSec ? 0.9 * imgPerSec + 0.1 * e.imgPerSec : e.imgPerSec;
@@ -249,7 +249,12 @@ function fmtEta(s: number): string {
   return h ? `${h}h${String(m).padStart(2, '0')}m` : m ? `${m}m${String(sec).padStart(2, '0')}s` : `${sec}s`;
 }
 const exitsOf = () => meta?.exits ?? [];
-const valEpochs = () => epochs.filter((e) => e.valAccPerExit.length);
+const isReg = () => meta?.task === 'regression';
+/** Regression errors (target units): 4 significant digits, as `met eval` prints them. */
+const num = (x: number | null | undefined) => (x === null || x === undefined || !Number.isFinite(x) ? '–' : x.toPrecision(4));
+/** The per-exit validation metric of an epoch: accuracy, or MAE for regression runs. */
+const valOf = (e: EpochEvent) => (isReg() ? e.valMaePerExit ?? [] : e.valAccPerExit);
+const valEpochs = () => epochs.filter((e) => valOf(e).length);
 
 function renderLegend(): void {
   const ul = $('legend');
@@ -269,14 +274,20 @@ function renderTable(): RenderedSnapshot['exits'] {
   const lastVal = valEpochs().at(-1);
   const rows: RenderedSnapshot['exits'] = exitsOf().map((layer, j) => {
     const s = summary?.exits[j];
-    return { exit: j + 1, layer: String(layer), val: pct(lastVal?.valAccPerExit[j]), test: pct(s?.accuracy), gflops: s && Number.isFinite(s.gflops) ? s.gflops.toPrecision(3) : '–' };
+    const branch = s?.branch ?? meta?.branches[j] ?? 'linear';
+    const gflops = s && Number.isFinite(s.gflops) ? s.gflops.toPrecision(3) : '–';
+    if (isReg()) return { exit: j + 1, layer: String(layer), branch, val: num(lastVal ? valOf(lastVal)[j] : undefined), test: num(s?.mae), rmse: num(s?.rmse), gflops };
+    return { exit: j + 1, layer: String(layer), branch, val: pct(lastVal?.valAccPerExit[j]), test: pct(s?.accuracy), gflops };
   });
   const body = $('exit-rows');
   body.replaceChildren(
     ...rows.map((r) => {
       const tr = document.createElement('tr');
       tr.dataset.exit = String(r.exit);
-      for (const [cls, text] of [['exit', String(r.exit)], ['layer', r.layer], ['val', r.val], ['test', r.test], ['gflops', r.gflops]] as const) {
+      const cells: [string, string][] = [['exit', String(r.exit)], ['layer', r.layer], ['branch', r.branch], ['val', r.val], ['test', r.test]];
+      if (r.rmse !== undefined) cells.push(['rmse', r.rmse]);
+      cells.push(['gflops', r.gflops]);
+      for (const [cls, text] of cells) {
         const td = document.createElement('td');
         td.className = cls;
         td.textContent = text;
@@ -285,7 +296,10 @@ function renderTable(): RenderedSnapshot['exits'] {
       return tr;
     }),
   );
-  $('val-head').textContent = lastVal ? `Val accuracy (epoch ${lastVal.epoch})` : 'Val accuracy';
+  const what = isReg() ? 'MAE' : 'accuracy';
+  $('val-head').textContent = lastVal ? `Val ${what} (epoch ${lastVal.epoch})` : `Val ${what}`;
+  $('test-head').textContent = `Test ${what}`;
+  $('rmse-head').hidden = !isReg();
   return rows;
 }
 
@@ -294,7 +308,9 @@ function render(): void {
   const status = meta.status;
   root.dataset.status = status;
   $('run-name').textContent = meta.name;
-  $('run-meta').textContent = `${meta.backbone} · ${meta.classes} classes · ${meta.variant} · ${meta.exits.length} exits`;
+  const br = meta.branches.length && meta.branches.every((b) => b === meta!.branches[0]) ? meta.branches[0] : meta.branches.join(' / ');
+  $('run-meta').textContent = `${meta.backbone} · ${isReg() ? 'regression' : `${meta.classes} classes`} · ${meta.variant} · ${meta.exits.length} exits${br ? ` · ${br} branch${meta.branches.length > 1 && br.includes('/') ? 'es' : ''}` : ''}`;
+  $('loss-caption').textContent = isReg() ? 'Regression loss per exit (training steps)' : 'Cross-entropy per exit (training steps)';
   const badge = $('status');
   badge.textContent = meta.reason ? `${status}: ${meta.reason}` : status;
   badge.className = `badge ${status}`;
@@ -320,19 +336,22 @@ function render(): void {
   // Accuracy: validation per epoch when there is a val split, else training batches per step.
   const ve = valEpochs();
   const accLines: Line[] = [];
+  const reg = isReg();
   if (ve.length) {
-    $('acc-caption').textContent = 'Validation accuracy per exit (each epoch)';
-    for (let j = 0; j < exitsOf().length; j++) accLines.push({ exit: j + 1, xs: ve.map((e) => e.epoch), ys: ve.map((e) => e.valAccPerExit[j]).map((v) => (Number.isFinite(v) ? v : NaN)), markers: true });
+    $('acc-caption').textContent = reg ? 'Validation MAE per exit (each epoch, target units)' : 'Validation accuracy per exit (each epoch)';
+    for (let j = 0; j < exitsOf().length; j++) accLines.push({ exit: j + 1, xs: ve.map((e) => e.epoch), ys: ve.map((e) => valOf(e)[j]).map((v) => (Number.isFinite(v) ? v : NaN)), markers: true });
     for (const l of accLines) {
       const keep = l.ys.map((y) => Number.isFinite(y));
       l.xs = l.xs.filter((_, i) => keep[i]);
       l.ys = l.ys.filter((_, i) => keep[i]);
     }
   } else {
-    $('acc-caption').textContent = 'Training batch accuracy per exit (no validation split yet)';
+    $('acc-caption').textContent = reg ? 'Training batch MAE per exit (no validation split yet)' : 'Training batch accuracy per exit (no validation split yet)';
     for (let j = 0; j < K; j++) accLines.push({ exit: j + 1, ...bucket(steps.data, (i) => accK.at(i, j), steps.n, maxPts), markers: false });
   }
-  const accPoints = drawChart($<SVGSVGElement>('acc-chart'), accLines, { yMin: 0, yMax: 1, yFmt: (v) => `${Math.round(100 * v)}%`, xLabel: ve.length ? 'epoch' : 'step', xInteger: true, empty: 'no accuracy yet' });
+  const accPoints = reg
+    ? drawChart($<SVGSVGElement>('acc-chart'), accLines, { yMin: 0, yFmt: (v) => String(Number(v.toPrecision(3))), xLabel: ve.length ? 'epoch' : 'step', xInteger: true, empty: 'no MAE yet' })
+    : drawChart($<SVGSVGElement>('acc-chart'), accLines, { yMin: 0, yMax: 1, yFmt: (v) => `${Math.round(100 * v)}%`, xLabel: ve.length ? 'epoch' : 'step', xInteger: true, empty: 'no accuracy yet' });
 
   renderLegend();
   const exits = renderTable();

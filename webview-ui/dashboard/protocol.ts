@@ -26,6 +26,10 @@ export interface RunMeta {
   exits: number[];
   epochs: number;
   classes: number;
+  /** 'regression': the charts and table show MAE (target units) instead of accuracy. */
+  task?: 'regression';
+  /** Branch type of each exit (config.met.branch; 'linear' for runs made before branches). */
+  branches: string[];
   variant: string;
   backbone: string;
 }
@@ -40,6 +44,7 @@ export interface History {
   epoch: Float32Array;
   loss: Float32Array;
   lossPerExit: Float32Array;
+  /** Training batch accuracy per exit; for regression runs the batch MAE (step maePerExit). */
   accPerExit: Float32Array;
   epochs: EpochEvent[];
   /** The last step event (epoch, throughput, ETA at the time). */
@@ -47,7 +52,7 @@ export interface History {
 }
 
 export interface SummaryLite {
-  exits: { exit: number; layer: number; accuracy: number; gflops: number }[];
+  exits: { exit: number; layer: number; accuracy: number; gflops: number; branch?: string; mae?: number; rmse?: number }[];
   trainImgPerSec: number;
 }
 
@@ -75,7 +80,8 @@ export interface RenderedSnapshot {
   /** Points drawn per series in each chart. */
   lossPoints: number[];
   accPoints: number[];
-  exits: { exit: number; layer: string; val: string; test: string; gflops: string }[];
+  /** Regression runs: val is the val MAE, test the test MAE, rmse the test RMSE. */
+  exits: { exit: number; layer: string; branch: string; val: string; test: string; rmse?: string; gflops: string }[];
 }
 
 export type WebviewMessage = { type: 'ready' } | { type: 'state'; state: DashboardState; rendered: RenderedSnapshot };

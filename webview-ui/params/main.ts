@@ -210,19 +210,19 @@ function renderGflops(n: ParamsNumbers): ParamsRendered['exits'] {
     const seg = n.exits.segment[j];
     const y = j * rowH + 2;
     const g = barGroup(svg, `exit ${j + 1} (layer ${n.exits.layer[j]}): ${fmtGflops(cum)} GFLOPs per image, of which ${fmtGflops(seg)} in its segment`, { 'data-exit': j + 1 });
-    el('text', { x: m.l - 8, y: y + rowH / 2, 'text-anchor': 'end', 'dominant-baseline': 'middle', class: 'name' }, g).textContent = `exit ${j + 1} · layer ${n.exits.layer[j]}`;
+    el('text', { x: m.l - 8, y: y + rowH / 2, 'text-anchor': 'end', 'dominant-baseline': 'middle', class: 'name' }, g).textContent = `exit ${j + 1} · layer ${n.exits.layer[j]} · ${n.exits.branch[j] ?? 'linear'}`;
     const wc = (cum / max) * pw;
     const ws = (seg / max) * pw;
     el('rect', { x: m.l, y: y + 4, width: Math.max(0, wc - ws), height: rowH - 8, class: 'fill frozen' }, g);
     el('rect', { x: m.l + Math.max(0, wc - ws), y: y + 4, width: Math.max(1, ws), height: rowH - 8, class: `fill g1` }, g);
     el('text', { x: m.l + wc + 6, y: y + rowH / 2, 'dominant-baseline': 'middle', class: 'value' }, g).textContent = fmtGflops(cum);
-    rows.push({ exit: String(j + 1), layer: String(n.exits.layer[j]), gflops: fmtGflops(cum), segment: fmtGflops(seg) });
+    rows.push({ exit: String(j + 1), layer: String(n.exits.layer[j]), branch: n.exits.branch[j] ?? 'linear', branchParams: Number.isFinite(n.exits.branchParams[j]) ? int(n.exits.branchParams[j]) : '–', gflops: fmtGflops(cum), segment: fmtGflops(seg) });
   }
   $('exit-rows').replaceChildren(
     ...rows.map((r) => {
       const tr = document.createElement('tr');
       tr.dataset.exit = r.exit;
-      for (const [cls, text] of [['exit', r.exit], ['layer', r.layer], ['gflops', r.gflops], ['segment', r.segment]] as const) tr.appendChild(td(cls, text));
+      for (const [cls, text] of [['exit', r.exit], ['layer', r.layer], ['branch', r.branch], ['branch-params', r.branchParams], ['gflops', r.gflops], ['segment', r.segment]] as const) tr.appendChild(td(cls, text));
       return tr;
     }),
   );

@@ -32,8 +32,9 @@ export interface ParamsNumbers {
   groups: { names: string[]; params: Float64Array; trainable: Uint8Array };
   /** The detailed rows of `met params` (W_d, W_u, A_i, B_i, λ, heads...). */
   components: { names: string[]; shapes: string[]; count: Float64Array; each: Float64Array; params: Float64Array; trainable: Uint8Array };
-  /** Per exit: layer, cumulative GFLOPs per image, GFLOPs of its segment. */
-  exits: { layer: Int32Array; gflops: Float64Array; segment: Float64Array };
+  /** Per exit: layer, cumulative GFLOPs per image, GFLOPs of its segment; its branch type,
+   *  the branch's parameters and GFLOPs (part of the segment). */
+  exits: { layer: Int32Array; gflops: Float64Array; segment: Float64Array; branch: string[]; branchParams: Float64Array; branchGflops: Float64Array };
 }
 
 export type ParamsHostMessage =
@@ -52,7 +53,7 @@ export interface ParamsRendered {
   cards: Record<string, string>;
   groups: { name: string; params: string; share: string }[];
   components: { name: string; shape: string; count: string; params: string; trainable: string }[];
-  exits: { exit: string; layer: string; gflops: string; segment: string }[];
+  exits: { exit: string; layer: string; branch: string; branchParams: string; gflops: string; segment: string }[];
   /** The raw numbers the webview received (exact, for comparisons). */
   raw: { trainable: number; backbone: number; total: number; trainablePercent: number; groups: number[]; gflops: number[]; independentAdapters: number; metAdapters: number };
 }

@@ -19,7 +19,10 @@ import { TRAINABLE } from '../train/trainer';
 function stamp(file: string): string {
   try {
     const st = fs.statSync(file);
-    return `${st.size}:${st.mtimeMs}`;
+    // The inode too: run files are replaced atomically (write a temp file, rename), and two saves
+    // of thresholds.json within one tick of the kernel's coarse file clock can leave the same size
+    // and mtime; the renamed-in file always has a new inode (it existed beside the old one).
+    return `${st.ino}:${st.size}:${st.mtimeMs}`;
   } catch {
     return 'missing';
   }

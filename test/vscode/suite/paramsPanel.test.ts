@@ -22,14 +22,15 @@ interface Report {
   diagonals: number;
   heads: number;
   components: { name: string; shape: string; count: number; params: number; trainable: boolean }[];
-  exits: { exit: number; layer: number; gflops: number; segment_gflops: number }[];
+  exits: { exit: number; layer: number; branch: string; gflops: number; segment_gflops: number }[];
+  branches: { params: number }[];
 }
 interface Rendered {
   seq: number;
   cards: Record<string, string>;
   groups: { name: string; params: string; share: string }[];
   components: { name: string; shape: string; count: string; params: string; trainable: string }[];
-  exits: { exit: string; layer: string; gflops: string; segment: string }[];
+  exits: { exit: string; layer: string; branch: string; branchParams: string; gflops: string; segment: string }[];
   raw: { trainable: number; backbone: number; total: number; trainablePercent: number; groups: number[]; gflops: number[]; independentAdapters: number; metAdapters: number };
 }
 interface Snapshot {
@@ -89,7 +90,8 @@ function assertMatches(r: Rendered, cli: Report): void {
   );
   assert.deepEqual(
     r.exits,
-    cli.exits.map((e) => ({ exit: String(e.exit), layer: String(e.layer), gflops: fmtGflops(e.gflops), segment: fmtGflops(e.segment_gflops) })),
+    // Each exit's branch type and its parameters, as `met params` reports them.
+    cli.exits.map((e) => ({ exit: String(e.exit), layer: String(e.layer), branch: e.branch, branchParams: int(cli.branches[e.exit - 1].params), gflops: fmtGflops(e.gflops), segment: fmtGflops(e.segment_gflops) })),
   );
 }
 
