@@ -185,8 +185,11 @@ export class EngineProcess implements vscode.Disposable {
   get alive(): boolean {
     // A killed engine's IPC channel closes before its 'exit' event arrives: in that gap it is
     // already gone for requests (a retry must not pick the same dead process again).
-    return !this.exited && this.child.connected;
+    return !this.exited && !this.sendFailed && this.child.connected;
   }
+
+  /** A send to this engine failed (its channel is closing): it is not used for new requests. */
+  private sendFailed = false;
 
   /** Sends a request once the engine is ready; rejects if it errs or the engine dies first. */
   async request<M extends RequestMethod>(method: M, params: ParamsOf<M>): Promise<ResultOf<M>> {
@@ -198,6 +201,7 @@ export class EngineProcess implements vscode.Disposable {
       this.pending.set(id, { method, resolve: resolve as (v: unknown) => void, reject });
       this.child.send({ id, method, params }, (err) => {
         if (!err) return;
+        this.sendFailed = true;
         this.pending.delete(id);
         reject(this.exited ?? new EngineExitedError(this.pid, null, null, method));
       });
@@ -384,12 +388,15 @@ export class Engines implements vscode.Disposable {
    * to a fresh engine; a second death is reported.
    */
   async request<M extends RequestMethod>(method: M, params: ParamsOf<M>): Promise<ResultOf<M>> {
-    try {
-      return await this.utility().request(method, params);
-    } catch (e) {
-      if (!(e instanceof EngineExitedError)) throw e;
-      log().warn(`${method}: ${e.message}; retrying on a new engine`);
-      return this.utility().request(method, params);
+    // Two retries: a request can reach a killed engine before its exit is known, and the retry
+    // can still find that engine looking alive for a moment (its channel closing, not closed).
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.utility().request(method, params);
+      } catch (e) {
+        if (!(e instanceof EngineExitedError) || attempt >= 2) throw e;
+        log().warn(`${method}: ${e.message}; retrying on a new engine`);
+      }
     }
   }
 

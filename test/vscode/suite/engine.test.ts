@@ -249,7 +249,7 @@ suite('engine process', function () {
     assert.ok(utility && isAlive(utility));
     process.kill(utility, 'SIGKILL');
     const gpu = await vscode.commands.executeCommand<{ statuses: { provider: string; available: boolean }[]; auto: string } | undefined>('met.checkGpu');
-    assert.ok(gpu, 'met.checkGpu failed after the utility engine was killed');
+    assert.ok(gpu, `met.checkGpu failed after the utility engine was killed: ${JSON.stringify(api.messages().slice(-2))}`);
     assert.equal(gpu.statuses.find((x) => x.provider === 'cpu')?.available, true);
     assert.notEqual(api.engines.pids().utility, utility);
 
