@@ -23,7 +23,6 @@
 // Security: CSP from default-src 'none'; one nonce'd script and one stylesheet, both from
 // dist/webview (the only localResourceRoot); no inline styles.
 
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
@@ -32,6 +31,7 @@ import type { TrainEvent } from '../engine/train/trainer';
 import type { DashboardState, EpochEvent, History, HostMessage, RenderedSnapshot, RunMeta, StepEvent, SummaryLite, WebviewMessage } from '../../webview-ui/dashboard/protocol';
 import { getRunIndex, norm, RunIndex, RunInfo } from './runIndex';
 import { onDidTrainingUpdate } from './trainingEvents';
+import { esc, webviewOptions, webviewPage } from './webviewPage';
 
 export const DASHBOARD_VIEW_TYPE = 'met.dashboard';
 /** Lines parsed between yields to the event loop when reading a long metrics.jsonl. */
@@ -149,8 +149,6 @@ function metaOf(dir: string, info: RunInfo | null, index: RunIndex): RunMeta {
   };
 }
 
-const nonce = () => randomBytes(16).toString('base64');
-const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 class DashboardPanel implements vscode.Disposable {
   static readonly panels = new Map<string, DashboardPanel>();
@@ -183,8 +181,7 @@ class DashboardPanel implements vscode.Disposable {
   }
 
   static options(context: vscode.ExtensionContext): vscode.WebviewPanelOptions & vscode.WebviewOptions {
-    // No retainContextWhenHidden: the webview is rebuilt from the run folder when shown again.
-    return { enableScripts: true, localResourceRoots: [vscode.Uri.joinPath(context.extensionUri, 'dist', 'webview')] };
+    return webviewOptions(context); // rebuilt from the run folder when shown again
   }
 
   constructor(
@@ -227,24 +224,10 @@ class DashboardPanel implements vscode.Disposable {
   }
 
   private html(): string {
-    const w = this.panel.webview;
-    const base = vscode.Uri.joinPath(this.context.extensionUri, 'dist', 'webview');
-    const script = w.asWebviewUri(vscode.Uri.joinPath(base, 'dashboard.js'));
-    const style = w.asWebviewUri(vscode.Uri.joinPath(base, 'dashboard.css'));
-    const n = nonce();
-    // Nothing else: no images, fonts or connections (charts are SVG built by the script).
-    const csp = [`default-src 'none'`, `style-src ${w.cspSource}`, `script-src 'nonce-${n}'`].join('; ');
-    return `<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="UTF-8">
-<meta http-equiv="Content-Security-Policy" content="${csp}">
-<meta name="viewport" content="width=device-width, initial-scale=1.0">
-<link rel="stylesheet" href="${style}">
-<title>MET: ${esc(path.basename(this.dir))}</title>
-</head>
-<body>
-<main id="met-dashboard" data-run-dir="${esc(this.dir)}" data-status="">
+    return webviewPage(this.panel.webview, this.context.extensionUri, {
+      bundle: 'dashboard',
+      title: `MET: ${path.basename(this.dir)}`,
+      body: `<main id="met-dashboard" data-run-dir="${esc(this.dir)}" data-status="">
   <header><h1 id="run-name">${esc(path.basename(this.dir))}</h1><span id="status" class="badge">loading</span><span id="run-meta"></span></header>
   <section class="stats" aria-label="Progress">
     <div class="stat"><span class="label">Epoch</span><span class="value" id="epoch">–</span></div>
@@ -262,10 +245,8 @@ class DashboardPanel implements vscode.Disposable {
     <thead><tr><th>Exit</th><th>Layer</th><th>Branch</th><th id="val-head">Val accuracy</th><th id="test-head">Test accuracy</th><th id="rmse-head" hidden>Test RMSE</th><th>GFLOPs</th></tr></thead>
     <tbody id="exit-rows"></tbody>
   </table>
-</main>
-<script nonce="${n}" src="${script}"></script>
-</body>
-</html>`;
+</main>`,
+    });
   }
 
   private send(m: HostMessage): void {
@@ -422,12 +403,7 @@ export function registerDashboard(context: vscode.ExtensionContext): void {
         // The webview stores its run folder with setState as soon as its script runs, but a reload
         // right after opening can come before the workbench has persisted that state (seen in
         // code-server). The title names the run folder then: restore it when the name is unique.
-        let dir = state?.runDir;
-        if (!dir) {
-          const name = panel.title.replace(/^MET: /, '');
-          const same = (await index.runs()).filter((r) => r.name === name);
-          if (same.length === 1) dir = same[0].dir;
-        }
+        const dir = state?.runDir ?? (await index.dirOfName(panel.title.replace(/^MET: /, '')));
         if (!dir || !fs.existsSync(dir) || DashboardPanel.panels.has(norm(dir))) {
           // Nothing to restore (the run was deleted): close the empty panel rather than show a blank one.
           panel.dispose();

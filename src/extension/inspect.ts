@@ -30,7 +30,6 @@
 // Test-only commands (not contributed): met.inspect.snapshot (what each webview last reported)
 // and met.inspect.test (drive a webview: slider, keys, selection, save, a measured scroll).
 
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
@@ -44,6 +43,7 @@ import { buildCurve, CurveData } from './inspectCurve';
 import { getEngines } from './engineClient';
 import { log } from './log';
 import { getRunIndex, norm, RunIndex } from './runIndex';
+import { esc, webviewOptions, webviewPage } from './webviewPage';
 
 export const INSPECT_VIEW_TYPE = 'met.inspect';
 /** Images per 'inspect/score' request: one batch of the engine's predictor. */
@@ -57,8 +57,6 @@ const TOP_K = 3;
 
 const TEST_SOURCE: SourceInfo = { kind: 'test', paths: [], label: 'test split' };
 
-const nonce = () => randomBytes(16).toString('base64');
-const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 const sourceKey = (s: SourceInfo) => (s.kind === 'test' ? 'test' : `paths:${s.paths.map(norm).join('\n')}`);
 
 async function readJsonFile<T>(file: string, what: string): Promise<T> {
@@ -204,11 +202,7 @@ class InspectPanel implements vscode.Disposable {
   }
 
   static options(context: vscode.ExtensionContext, runDir?: string): vscode.WebviewPanelOptions & vscode.WebviewOptions {
-    // No retainContextWhenHidden: a hidden panel's webview is rebuilt from what the host keeps.
-    return {
-      enableScripts: true,
-      localResourceRoots: [vscode.Uri.joinPath(context.extensionUri, 'dist', 'webview'), vscode.Uri.file(InspectPanel.thumbsDir(context, runDir))],
-    };
+    return webviewOptions(context, [vscode.Uri.file(InspectPanel.thumbsDir(context, runDir))]);
   }
 
   constructor(
@@ -240,26 +234,13 @@ class InspectPanel implements vscode.Disposable {
   }
 
   private html(): string {
-    const w = this.panel.webview;
-    const base = vscode.Uri.joinPath(this.context.extensionUri, 'dist', 'webview');
-    const script = w.asWebviewUri(vscode.Uri.joinPath(base, 'inspect.js'));
-    const style = w.asWebviewUri(vscode.Uri.joinPath(base, 'inspect.css'));
-    const n = nonce();
-    // Images only from the webview resource roots (thumbnails); no fonts, no connections.
-    const csp = [`default-src 'none'`, `style-src ${w.cspSource}`, `img-src ${w.cspSource}`, `script-src 'nonce-${n}'`].join('; ');
     const src = esc(JSON.stringify(this.source));
     const kept = this.restoredState ? ` data-state="${esc(JSON.stringify(this.restoredState))}"` : '';
-    return `<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="UTF-8">
-<meta http-equiv="Content-Security-Policy" content="${csp}">
-<meta name="viewport" content="width=device-width, initial-scale=1.0">
-<link rel="stylesheet" href="${style}">
-<title>Inspect exits: ${esc(path.basename(this.runDir))}</title>
-</head>
-<body>
-<main id="met-inspect" data-run-dir="${esc(this.runDir)}" data-source="${src}"${kept}>
+    return webviewPage(this.panel.webview, this.context.extensionUri, {
+      bundle: 'inspect',
+      title: `Inspect exits: ${path.basename(this.runDir)}`,
+      images: true,
+      body: `<main id="met-inspect" data-run-dir="${esc(this.runDir)}" data-source="${src}"${kept}>
   <header>
     <h1>Inspect exits</h1>
     <label class="muted" for="run-select">Run</label>
@@ -310,10 +291,8 @@ class InspectPanel implements vscode.Disposable {
     <div id="summary-note"></div>
   </section>
   <div id="status" role="status"></div>
-</main>
-<script nonce="${n}" src="${script}"></script>
-</body>
-</html>`;
+</main>`,
+    });
   }
 
   /** Watches the run's thresholds.json (saved elsewhere, refitted by met eval) and predictions.json. */
@@ -869,13 +848,8 @@ export function registerInspect(context: vscode.ExtensionContext): void {
     }),
     vscode.window.registerWebviewPanelSerializer(INSPECT_VIEW_TYPE, {
       async deserializeWebviewPanel(panel: vscode.WebviewPanel, state: InspectState | undefined) {
-        let dir = state?.runDir;
-        if (!dir) {
-          // A reload right after opening may come before the workbench persisted the state: the title names the run.
-          const name = panel.title.replace(/^Inspect: /, '').split(' · ')[0];
-          const same = (await index.runs()).filter((r) => r.name === name);
-          if (same.length === 1) dir = same[0].dir;
-        }
+        // A reload right after opening may come before the workbench persisted the state: the title names the run.
+        const dir = state?.runDir ?? (await index.dirOfName(panel.title.replace(/^Inspect: /, '').split(' · ')[0]));
         const source = state?.source && (state.source.kind === 'test' || state.source.paths?.length) ? state.source : TEST_SOURCE;
         log().info(`Inspect exits: restoring ${dir ?? '(unknown run)'} after a reload (${state ? `saved state: point ${state.point ?? '-'}, selected ${state.selected ?? '-'}` : 'no saved state; run found by the title'})`);
         if (!dir || !fs.existsSync(path.join(dir, 'predictions.json')) || InspectPanel.panels.has(InspectPanel.key(dir, source))) {

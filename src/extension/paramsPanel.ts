@@ -18,7 +18,6 @@
 // A config file's panel follows the file: saved changes recompute. Restored after a reload by
 // the serializer from the source the webview keeps with setState.
 
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
@@ -27,12 +26,11 @@ import type { RunConfigFile } from '../engine/run/run';
 import type { ParamsHostMessage, ParamsNumbers, ParamsRendered, ParamsSource, ParamsState, ParamsWebviewMessage } from '../../webview-ui/params/protocol';
 import { getEngines } from './engineClient';
 import { getRunIndex, norm, RunIndex } from './runIndex';
+import { esc, webviewOptions, webviewPage } from './webviewPage';
 
 export const PARAMS_VIEW_TYPE = 'met.params';
 const isConfigPath = (p: string) => path.basename(p) === 'met.config.json' || p.endsWith('.met.json');
 
-const nonce = () => randomBytes(16).toString('base64');
-const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 /** The report as the webview gets it: series as typed arrays. */
 export function toNumbers(r: ParamsReport): ParamsNumbers {
@@ -102,7 +100,7 @@ class ParamsPanel implements vscode.Disposable {
   }
 
   static options(context: vscode.ExtensionContext): vscode.WebviewPanelOptions & vscode.WebviewOptions {
-    return { enableScripts: true, localResourceRoots: [vscode.Uri.joinPath(context.extensionUri, 'dist', 'webview')] };
+    return webviewOptions(context);
   }
 
   constructor(
@@ -182,24 +180,11 @@ class ParamsPanel implements vscode.Disposable {
   }
 
   private html(): string {
-    const w = this.panel.webview;
-    const base = vscode.Uri.joinPath(this.context.extensionUri, 'dist', 'webview');
-    const script = w.asWebviewUri(vscode.Uri.joinPath(base, 'params.js'));
-    const style = w.asWebviewUri(vscode.Uri.joinPath(base, 'params.css'));
-    const n = nonce();
-    const csp = [`default-src 'none'`, `style-src ${w.cspSource}`, `script-src 'nonce-${n}'`].join('; ');
     const s = this.source;
-    return `<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="UTF-8">
-<meta http-equiv="Content-Security-Policy" content="${csp}">
-<meta name="viewport" content="width=device-width, initial-scale=1.0">
-<link rel="stylesheet" href="${style}">
-<title>Params: ${esc(s.name)}</title>
-</head>
-<body>
-<main id="met-params" data-source="${esc(s.path)}" data-kind="${s.kind}" data-name="${esc(s.name)}" data-status="computing">
+    return webviewPage(this.panel.webview, this.context.extensionUri, {
+      bundle: 'params',
+      title: `Params: ${s.name}`,
+      body: `<main id="met-params" data-source="${esc(s.path)}" data-kind="${s.kind}" data-name="${esc(s.name)}" data-status="computing">
   <header>
     <h1 id="source-name">${esc(s.name)}</h1>
     <span id="source-kind">${s.kind === 'config' ? 'config file' : 'run'}</span>
@@ -230,10 +215,8 @@ class ParamsPanel implements vscode.Disposable {
       <tbody id="exit-rows"></tbody>
     </table>
   </section>
-</main>
-<script nonce="${n}" src="${script}"></script>
-</body>
-</html>`;
+</main>`,
+    });
   }
 
   dispose(): void {

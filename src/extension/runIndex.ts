@@ -239,6 +239,16 @@ export class RunIndex implements vscode.Disposable {
     return infos;
   }
 
+  /**
+   * The folder of the one run with this name (a panel's title names its run): undefined when no
+   * run or several have it. Serializers use it when a reload came before the webview's state was
+   * persisted (seen in code-server right after opening a panel).
+   */
+  async dirOfName(name: string): Promise<string | undefined> {
+    const same = (await this.runs()).filter((r) => r.name === name);
+    return same.length === 1 ? same[0].dir : undefined;
+  }
+
   /** Runs started from this config file (recorded as configFile in the run's config.json), newest first. */
   async runsOfConfig(configFile: string): Promise<RunInfo[]> {
     const k = norm(configFile);

@@ -20,7 +20,6 @@
 // serializer revives the panel with the settings the webview saved, and the engine recomputes
 // them (the sample is seeded, so it is the same sample).
 
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
@@ -28,6 +27,7 @@ import type { SimilarityResult } from '../protocol';
 import type { SimHostMessage, SimRendered, SimRunMeta, SimSettings, SimState, SimWebviewMessage, Split } from '../../webview-ui/similarity/protocol';
 import { getEngines } from './engineClient';
 import { getRunIndex, norm, RunIndex, RunInfo } from './runIndex';
+import { esc, webviewOptions, webviewPage } from './webviewPage';
 
 export const SIMILARITY_VIEW_TYPE = 'met.similarity';
 /** Default and largest images per class (n grows as classes x perClass; n^2 cells per heatmap). */
@@ -38,8 +38,6 @@ const MAX_SAMPLE = 600;
 const THUMB_SIZE = 96;
 const SPLITS: Split[] = ['val', 'test', 'train'];
 
-const nonce = () => randomBytes(16).toString('base64');
-const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 export interface SimilarityArgs {
   runDir: string;
@@ -115,10 +113,7 @@ class SimilarityPanel implements vscode.Disposable {
   }
 
   static options(context: vscode.ExtensionContext, info: RunInfo): vscode.WebviewPanelOptions & vscode.WebviewOptions {
-    return {
-      enableScripts: true,
-      localResourceRoots: [vscode.Uri.joinPath(context.extensionUri, 'dist', 'webview'), vscode.Uri.file(info.config.dataset.root), SimilarityPanel.thumbsDir(context)],
-    };
+    return webviewOptions(context, [vscode.Uri.file(info.config.dataset.root), SimilarityPanel.thumbsDir(context)]);
   }
 
   constructor(
@@ -224,26 +219,12 @@ class SimilarityPanel implements vscode.Disposable {
   }
 
   private html(): string {
-    const w = this.panel.webview;
-    const base = vscode.Uri.joinPath(this.context.extensionUri, 'dist', 'webview');
-    const script = w.asWebviewUri(vscode.Uri.joinPath(base, 'similarity.js'));
-    const style = w.asWebviewUri(vscode.Uri.joinPath(base, 'similarity.css'));
-    const n = nonce();
-    // Images only from the webview resource roots (thumbnails, the run's images); no fonts,
-    // no connections; styles only from our stylesheet.
-    const csp = [`default-src 'none'`, `style-src ${w.cspSource}`, `img-src ${w.cspSource}`, `script-src 'nonce-${n}'`].join('; ');
     const name = esc(this.info.name);
-    return `<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="UTF-8">
-<meta http-equiv="Content-Security-Policy" content="${csp}">
-<meta name="viewport" content="width=device-width, initial-scale=1.0">
-<link rel="stylesheet" href="${style}">
-<title>Similarity: ${name}</title>
-</head>
-<body>
-<main id="met-similarity" data-run-dir="${esc(this.dir)}" data-status="loading">
+    return webviewPage(this.panel.webview, this.context.extensionUri, {
+      bundle: 'similarity',
+      title: `Similarity: ${this.info.name}`,
+      images: true,
+      body: `<main id="met-similarity" data-run-dir="${esc(this.dir)}" data-status="loading">
   <header>
     <h1 id="run-name">${name}</h1><span id="run-meta"></span>
   </header>
@@ -261,10 +242,8 @@ class SimilarityPanel implements vscode.Disposable {
       <p class="hint">Hover a cell, or focus a heatmap (Tab) and move with the arrow keys (PageUp/PageDown: next class).</p>
     </aside>
   </div>
-</main>
-<script nonce="${n}" src="${script}"></script>
-</body>
-</html>`;
+</main>`,
+    });
   }
 
   dispose(): void {
@@ -354,12 +333,7 @@ export function registerSimilarity(context: vscode.ExtensionContext): void {
       async deserializeWebviewPanel(panel: vscode.WebviewPanel, state: SimState | undefined) {
         // As the dashboard: a reload right after opening may come before the state was persisted;
         // the title names the run then.
-        let dir = state?.runDir;
-        if (!dir) {
-          const name = panel.title.replace(/^Similarity: /, '');
-          const same = (await index.runs()).filter((r) => r.name === name);
-          if (same.length === 1) dir = same[0].dir;
-        }
+        const dir = state?.runDir ?? (await index.dirOfName(panel.title.replace(/^Similarity: /, '')));
         const info = dir && vscode.workspace.isTrusted ? await index.info(dir) : null;
         if (!info || info.status !== 'done' || SimilarityPanel.panels.has(info.dir)) {
           panel.dispose(); // the run is gone (or shown already): no blank panel
