@@ -8,17 +8,10 @@
 // 'init' (history from metrics.jsonl), then live 'event's; after each render, post 'state'.
 
 import './dashboard.css';
+import { $, vscodeApi } from '../common/vscode';
 import type { DashboardState, EpochEvent, History, HostMessage, RenderedSnapshot, RunMeta, RunStatus, StepEvent, SummaryLite, WebviewMessage } from './protocol';
 
-interface VsCodeApi {
-  postMessage(m: WebviewMessage): void;
-  getState(): unknown;
-  setState(s: DashboardState): void;
-}
-declare function acquireVsCodeApi(): VsCodeApi;
-
-const vscode = acquireVsCodeApi();
-const $ = <T extends Element = HTMLElement>(id: string) => document.getElementById(id) as unknown as T;
+const vscode = vscodeApi<WebviewMessage, DashboardState>();
 const root = $('met-dashboard');
 const runDir = root.dataset.runDir ?? '';
 const saved = vscode.getState() as DashboardState | undefined;

@@ -22,18 +22,11 @@
 // 'init', then 'scores' / 'thumbs' / 'detail' as the engine answers; after each render post 'state'.
 
 import './inspect.css';
+import { $, vscodeApi } from '../common/vscode';
 import { applyThresholds, ExitScores, ThresholdResult } from '../../src/engine/infer/thresholds';
 import type { Curve, HostMessage, InitMessage, InspectState, Perf, RenderedSnapshot, ScoresMessage, SourceInfo, TestAction, WebviewMessage } from './protocol';
 
-interface VsCodeApi {
-  postMessage(m: WebviewMessage): void;
-  getState(): unknown;
-  setState(s: InspectState): void;
-}
-declare function acquireVsCodeApi(): VsCodeApi;
-
-const vscode = acquireVsCodeApi();
-const $ = <T extends Element = HTMLElement>(id: string) => document.getElementById(id) as unknown as T;
+const vscode = vscodeApi<WebviewMessage, InspectState>();
 const root = $('met-inspect');
 const runDir = root.dataset.runDir ?? '';
 const sourceAttr = JSON.parse(root.dataset.source ?? '{"kind":"test","paths":[],"label":"test split"}') as SourceInfo;

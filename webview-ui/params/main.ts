@@ -6,17 +6,10 @@
 // receive 'computing' / 'report' / 'error'; after each render, post 'state' with the texts shown.
 
 import './params.css';
+import { $, vscodeApi } from '../common/vscode';
 import type { ParamsHostMessage, ParamsNumbers, ParamsRendered, ParamsSource, ParamsState, ParamsWebviewMessage } from './protocol';
 
-interface VsCodeApi {
-  postMessage(m: ParamsWebviewMessage): void;
-  getState(): unknown;
-  setState(s: ParamsState): void;
-}
-declare function acquireVsCodeApi(): VsCodeApi;
-
-const vscode = acquireVsCodeApi();
-const $ = <T extends Element = HTMLElement>(id: string) => document.getElementById(id) as unknown as T;
+const vscode = vscodeApi<ParamsWebviewMessage, ParamsState>();
 const root = $('met-params');
 const source: ParamsSource = { kind: root.dataset.kind === 'run' ? 'run' : 'config', path: root.dataset.source ?? '', name: root.dataset.name ?? '' };
 const state: ParamsState = { source };

@@ -15,17 +15,10 @@
 // and numbers read back from the arrays it drew, for tests).
 
 import './similarity.css';
+import { $, vscodeApi } from '../common/vscode';
 import type { MatrixKind, RenderedMatrix, SimHostMessage, SimRendered, SimResultMessage, SimRunMeta, SimSettings, SimState, SimWebviewMessage, Split } from './protocol';
 
-interface VsCodeApi {
-  postMessage(m: SimWebviewMessage): void;
-  getState(): unknown;
-  setState(s: SimState): void;
-}
-declare function acquireVsCodeApi(): VsCodeApi;
-
-const vscode = acquireVsCodeApi();
-const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
+const vscode = vscodeApi<SimWebviewMessage, SimState>();
 const root = $('met-similarity');
 const runDir = root.dataset.runDir ?? '';
 const saved = vscode.getState() as SimState | undefined;
