@@ -11,6 +11,7 @@ import { loadConfigFile } from '../src/cli/train';
 import { configTemplate } from '../src/extension/configTemplate';
 import { TRAIN_DEFAULTS } from '../src/engine/run/config';
 import { FIELDS, resolveConfig } from '../src/engine/run/schema';
+import { parseJsonc } from '../src/cli/jsonc';
 
 test('config template: loads as written and holds every default', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'met-template-'));
@@ -43,7 +44,7 @@ test('config template: loads as written and holds every default', () => {
 
 test('config template: placeholders for unknown paths', () => {
   const text = configTemplate();
-  const obj = JSON.parse(text.replace(/^\s*\/\/.*$/gm, '')) as Record<string, unknown>;
+  const obj = parseJsonc(text) as Record<string, unknown>;
   assert.equal(obj.data, 'path/to/images');
   assert.equal(obj.weights, 'path/to/backbone.safetensors');
 });

@@ -11,22 +11,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { activate, tinyRun, waitFor, writeConfig } from '../fixtures';
+import type { RenderedSnapshot } from '../../../webview-ui/dashboard/protocol';
 
 interface Snapshot {
   runDir: string;
   visible: boolean;
   readyCount: number;
   state?: { runDir: string; status?: string; summaryAccuracy?: (number | null)[] };
-  rendered?: {
-    epoch: string;
-    step: string;
-    throughput: string;
-    eta: string;
-    status: string;
-    lossPoints: number[];
-    accPoints: number[];
-    exits: { exit: number; layer: string; val: string; test: string; gflops: string }[];
-  };
+  rendered?: RenderedSnapshot;
 }
 
 const snapshots = () => vscode.commands.executeCommand<Snapshot[]>('met.dashboard.snapshot');

@@ -19,24 +19,9 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { applyThresholds } from '../../../src/engine/infer/thresholds';
 import { activate, extension, met, trainWithCli, TinyRun, waitFor, workspaceDir, writeConfig } from '../fixtures';
+import type { RenderedSnapshot } from '../../../webview-ui/inspect/protocol';
 
-interface Rendered {
-  n: number;
-  scored: number;
-  domRows: number;
-  firstRow: number;
-  lastRow: number;
-  thumbsShown: number;
-  markedCells: number;
-  active: number;
-  col: number;
-  exitAccuracy: (number | null)[];
-  exitAccuracyText: string[];
-  slider: { index: number; count: number; p: number | null; thresholds: (number | string)[]; accuracy: number | null; gflops: number | null; exitCounts: number[]; accuracyText: string; gflopsText: string; saved: boolean };
-  classes: { name: string; n: number; exitCounts: number[]; accuracy: number | null }[];
-  selected: { index: number; file: string; exit: number; bars: { exit: number; conf: number; cls: string; top: { cls: string; prob: number }[] }[] } | null;
-  status: string;
-}
+type Rendered = RenderedSnapshot;
 interface Snapshot {
   runDir: string;
   source: { kind: string; paths: string[] };

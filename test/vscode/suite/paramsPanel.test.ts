@@ -6,33 +6,11 @@ import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { activate, met, tinyRun, waitFor, writeConfig } from '../fixtures';
+import type { ParamsReport } from '../../../src/cli/params';
+import type { ParamsRendered } from '../../../webview-ui/params/protocol';
 
-interface Report {
-  model: { name: string; depth: number; dim: number };
-  config: { exits: number[]; rank: number; classes: number };
-  backbone: number;
-  trainable: number;
-  total: number;
-  trainable_percent: number;
-  met_adapters: number;
-  independent_adapters: number;
-  reduction: number | null;
-  shared_projections: number;
-  cores: number;
-  diagonals: number;
-  heads: number;
-  components: { name: string; shape: string; count: number; params: number; trainable: boolean }[];
-  exits: { exit: number; layer: number; branch: string; gflops: number; segment_gflops: number }[];
-  branches: { params: number }[];
-}
-interface Rendered {
-  seq: number;
-  cards: Record<string, string>;
-  groups: { name: string; params: string; share: string }[];
-  components: { name: string; shape: string; count: string; params: string; trainable: string }[];
-  exits: { exit: string; layer: string; branch: string; branchParams: string; gflops: string; segment: string }[];
-  raw: { trainable: number; backbone: number; total: number; trainablePercent: number; groups: number[]; gflops: number[]; independentAdapters: number; metAdapters: number };
-}
+type Report = ParamsReport;
+type Rendered = ParamsRendered;
 interface Snapshot {
   source: { kind: 'config' | 'run'; path: string; name: string };
   visible: boolean;

@@ -10,24 +10,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { activate, tinyRun, waitFor } from '../fixtures';
+import type { MatrixKind, RenderedMatrix } from '../../../webview-ui/similarity/protocol';
 
-type Kind = 'sw' | 'sb' | 'dist';
+type Kind = MatrixKind;
 const KINDS: Kind[] = ['sw', 'sb', 'dist'];
 
-interface Matrix {
-  exit: number;
-  kind: Kind;
-  n: number;
-  sum: number;
-  weightedSum: number;
-  min: number;
-  max: number;
-  scale: 'diverging' | 'sequential';
-  domain: [number, number];
-  cells: [number, number, number][];
-  pixel: number[];
-  expectedPixel: number[];
-}
+type Matrix = RenderedMatrix;
 interface Snapshot {
   runDir: string;
   visible: boolean;
