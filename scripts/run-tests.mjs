@@ -3,7 +3,7 @@
 //      test/vscode/ is not among them: those tests need the vscode API;
 //   2. the integration suite inside a real VS Code extension host (test/vscode/host/run-suite.mjs);
 //   3. the UI tests in a real workbench (test/vscode/host/ui.mjs: packaged VSIX, command palette,
-//      dashboard, runs view; panels-ui.mjs and panels-sim-ui.mjs: the exploration panels), with
+//      dashboard, runs view; panels-ui.mjs: the exploration panels), with
 //      screenshots in test-artifacts/.
 // 2 and 3 need the host from scripts/setup-vscode-host.sh (.vscode-host/); without it they are
 // reported as skipped, unless MET_REQUIRE_VSCODE_HOST=1 (CI), where that is a failure.
@@ -50,10 +50,8 @@ if (!filters.length) {
     step('VS Code host suite, Restricted Mode', process.execPath, [path.join(root, 'test/vscode/host/run-suite.mjs'), '--restricted', '--grep', 'Workspace Trust']);
     console.log('\n# UI test in the workbench (test/vscode/host/ui.mjs)');
     step('UI test', process.execPath, [path.join(root, 'test/vscode/host/ui.mjs')]);
-    console.log('\n# Exploration panels in the workbench: Inspect exits (test/vscode/host/panels-ui.mjs)');
-    step('UI test: Inspect exits panel', process.execPath, [path.join(root, 'test/vscode/host/panels-ui.mjs')]);
-    console.log('\n# Exploration panels in the workbench: similarity matrices, parameter counts (test/vscode/host/panels-sim-ui.mjs)');
-    step('UI test: similarity and parameter panels', process.execPath, [path.join(root, 'test/vscode/host/panels-sim-ui.mjs')]);
+    console.log('\n# Exploration panels in the workbench (test/vscode/host/panels-ui.mjs)');
+    step('UI test: exploration panels', process.execPath, [path.join(root, 'test/vscode/host/panels-ui.mjs')]);
   } else {
     const why = 'no VS Code test host in .vscode-host/: run scripts/setup-vscode-host.sh';
     for (const name of ['VS Code host suite', 'UI tests']) results.push({ name, ok: !required, text: required ? `FAILED: ${why} (MET_REQUIRE_VSCODE_HOST=1)` : `skipped: ${why}` });

@@ -96,6 +96,17 @@ export async function runCommand(page, title, timeout = 20_000) {
  * Moves the quick pick's focus with the arrow keys to the row whose label is `label` (the row's
  * aria-label starts with it; keybindings or descriptions may follow) and presses Enter.
  */
+/** Runs a palette command, retrying while the extension is still activating (the command is not listed yet). */
+export async function commandWhenAvailable(page, title, timeout = 120_000) {
+  await until(`'${title}' to be available`, async () => {
+    await runCommand(page, title, 5000).catch(async (e) => {
+      await page.keyboard.press('Escape');
+      throw e;
+    });
+    return true;
+  }, { timeout, interval: 1000 });
+}
+
 export async function acceptQuickPickItem(page, label, timeout = 20_000) {
   const re = new RegExp(`^(?:\\$\\([\\w~-]+\\) )?${label.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?:$|[,\\s])`);
   let rows = [];
@@ -152,8 +163,11 @@ export async function until(what, fn, { timeout = 60_000, interval = 250 } = {})
  */
 export async function setTheme(page, userDataDir, theme) {
   await runCommand(page, TEXT.colorThemeCommand);
-  // The picker previews themes as the focus moves; filter first so the list is short.
-  await page.locator(SEL.quickInputTitle, { hasText: /theme/i }).or(page.locator(SEL.quickInputRows, { hasText: 'Browse Additional Color Themes' })).first().waitFor({ timeout: 10_000 });
+  // The picker previews themes as the focus moves; filter first so the list is short. Wait for
+  // its input box only: opened while a high-contrast theme is active, the list is scrolled to the
+  // bottom (its "Browse Additional Color Themes" row off screen) and the picker has no title
+  // element in VS Code 1.139 (measured), so waiting for either times out.
+  await page.locator(SEL.quickInputBox).waitFor({ state: 'visible', timeout: 10_000 });
   await page.locator(SEL.quickInputBox).fill(theme.label);
   await acceptQuickPickItem(page, theme.label, 10_000);
   await waitForThemeKind(page, theme);
@@ -260,13 +274,7 @@ async function main() {
     log('workbench ready');
 
     // 3. The command and its three quick picks.
-    await until('the MET commands to be available', async () => {
-      await runCommand(page, TEXT.fineTuneCommand, 5000).catch(async (e) => {
-        await page.keyboard.press('Escape');
-        throw e;
-      });
-      return true;
-    }, { timeout: 60_000, interval: 1000 });
+    await commandWhenAvailable(page, TEXT.fineTuneCommand, 60_000);
     let rows = await waitForQuickPick(page, TEXT.fineTuneSteps[0]);
     if (!rows[0]?.includes('shapes')) throw new Error(`the first image folder offered is not the workspace's shapes/: ${JSON.stringify(rows.slice(0, 3))}`);
     await page.keyboard.press('Enter');
