@@ -32,76 +32,11 @@ through the patch-embedding convolution, head weight gradient included (~2x forw
 import os
 import sys
 
-_REEXEC_FLAG = 'BENCH_TORCH_REEXEC'
-
-
-def _cpu_flags():
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('flags'):
-                    return set(line.split(':', 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def _has_avx512(flags=None):
-    flags = _cpu_flags() if flags is None else flags
-    return {'avx512f', 'avx512bw', 'avx512dq', 'avx512vl', 'avx512cd'} <= flags
-
-
-def _early_args(argv):
-    """The few options needed before torch is imported (argparse proper runs later)."""
-    threads, coretype, aten = '2', 'auto', False
-    for i, a in enumerate(argv):
-        if a.startswith('--threads='):
-            threads = a.split('=', 1)[1]
-        elif a == '--threads' and i + 1 < len(argv):
-            threads = argv[i + 1]
-        elif a.startswith('--coretype='):
-            coretype = a.split('=', 1)[1]
-        elif a == '--coretype' and i + 1 < len(argv):
-            coretype = argv[i + 1]
-        elif a == '--aten-avx512':
-            aten = True
-    return threads, coretype, aten
-
-
-def _maybe_reexec():
-    if os.environ.get(_REEXEC_FLAG) == '1':
-        return
-    threads, coretype, aten = _early_args(sys.argv[1:])
-    env = dict(os.environ)
-    if coretype == 'auto':
-        if _has_avx512():
-            env['OPENBLAS_CORETYPE'] = 'SKYLAKEX'
-        else:
-            env.pop('OPENBLAS_CORETYPE', None)  # let OpenBLAS detect the core
-    elif coretype != 'keep':
-        env['OPENBLAS_CORETYPE'] = coretype
-    if coretype != 'keep':
-        env['OMP_NUM_THREADS'] = threads
-        env['OPENBLAS_NUM_THREADS'] = threads
-    if aten:
-        env['ATEN_CPU_CAPABILITY'] = 'avx512'
-    # glibc serves PyTorch's large activation buffers with fresh mmaps and returns them every
-    # step, so each step pays the kernel for zero-filled pages (measured: 5.5 s of system time per
-    # MET step at batch 32, 2.2 img/s). Keeping freed memory in the heap is PyTorch at its best
-    # here (3.1 img/s, 0.3 s system time); --glibc-malloc leaves glibc's defaults.
-    if '--glibc-malloc' not in sys.argv:
-        env.setdefault('MALLOC_MMAP_THRESHOLD_', str(1 << 34))
-        env.setdefault('MALLOC_TRIM_THRESHOLD_', str(1 << 34))
-        env.setdefault('MALLOC_TOP_PAD_', str(1 << 30))
-    keys = ('OPENBLAS_CORETYPE', 'OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'ATEN_CPU_CAPABILITY', 'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_', 'MALLOC_TOP_PAD_')
-    if all(env.get(k) == os.environ.get(k) for k in keys):
-        return
-    env[_REEXEC_FLAG] = '1'
-    os.execve(sys.executable, [sys.executable, os.path.abspath(__file__)] + sys.argv[1:], env)
-
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_env import has_avx512, maybe_reexec  # noqa: E402
 
 if __name__ == '__main__':
-    _maybe_reexec()
+    maybe_reexec(__file__)
 
 # ---- only after the environment is final -------------------------------------------------
 import argparse  # noqa: E402
@@ -185,7 +120,7 @@ def blas_info(warnings):
         if o['parallel'] != 'openmp':
             warn('OpenBLAS variant is %s, not openmp: torch.set_num_threads does not govern its '
                  'threads; prefer libopenblas0-openmp' % o['parallel'], warnings)
-        if _has_avx512() and o['core'].lower() in ('haswell', 'zen', 'sandybridge', 'nehalem',
+        if has_avx512() and o['core'].lower() in ('haswell', 'zen', 'sandybridge', 'nehalem',
                                                    'prescott', 'core2', 'atom', 'katmai'):
             warn('CPU has AVX-512 but OpenBLAS runs its %s kernels (OPENBLAS_CORETYPE=%s); '
                  'set OPENBLAS_CORETYPE=SKYLAKEX' % (o['core'], os.environ.get('OPENBLAS_CORETYPE')),

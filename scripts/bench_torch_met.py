@@ -43,71 +43,11 @@ cpu_sys_s_per_iter between records before reading much into a 10-30% difference.
 import os
 import sys
 
-_REEXEC_FLAG = 'BENCH_TORCH_REEXEC'
-
-
-def _cpu_flags():
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('flags'):
-                    return set(line.split(':', 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def _has_avx512():
-    return {'avx512f', 'avx512bw', 'avx512dq', 'avx512vl', 'avx512cd'} <= _cpu_flags()
-
-
-def _early_args(argv):
-    threads, coretype = '2', 'auto'
-    for i, a in enumerate(argv):
-        if a.startswith('--threads='):
-            threads = a.split('=', 1)[1]
-        elif a == '--threads' and i + 1 < len(argv):
-            threads = argv[i + 1]
-        elif a.startswith('--coretype='):
-            coretype = a.split('=', 1)[1]
-        elif a == '--coretype' and i + 1 < len(argv):
-            coretype = argv[i + 1]
-    return threads, coretype
-
-
-def _maybe_reexec():
-    """OpenBLAS reads OPENBLAS_CORETYPE / thread counts at load time: set them, then re-exec."""
-    if os.environ.get(_REEXEC_FLAG) == '1':
-        return
-    threads, coretype = _early_args(sys.argv[1:])
-    env = dict(os.environ)
-    if coretype == 'auto':
-        if _has_avx512():
-            env['OPENBLAS_CORETYPE'] = 'SKYLAKEX'
-        else:
-            env.pop('OPENBLAS_CORETYPE', None)
-    elif coretype != 'keep':
-        env['OPENBLAS_CORETYPE'] = coretype
-    if coretype != 'keep':
-        env['OMP_NUM_THREADS'] = threads
-        env['OPENBLAS_NUM_THREADS'] = threads
-    # glibc serves PyTorch's large activation buffers with fresh mmaps and returns them every
-    # step, so each step pays the kernel for zero-filled pages (measured: 5.5 s of system time per
-    # MET step at batch 32, 2.2 img/s). Keeping freed memory in the heap is PyTorch at its best
-    # here (3.1 img/s, 0.3 s system time); --glibc-malloc leaves glibc's defaults.
-    if '--glibc-malloc' not in sys.argv:
-        env.setdefault('MALLOC_MMAP_THRESHOLD_', str(1 << 34))
-        env.setdefault('MALLOC_TRIM_THRESHOLD_', str(1 << 34))
-        env.setdefault('MALLOC_TOP_PAD_', str(1 << 30))
-    keys = ('OPENBLAS_CORETYPE', 'OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_', 'MALLOC_TOP_PAD_')
-    if all(env.get(k) == os.environ.get(k) for k in keys):
-        return
-    env[_REEXEC_FLAG] = '1'
-    os.execve(sys.executable, [sys.executable, os.path.abspath(__file__)] + sys.argv[1:], env)
-
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_env import maybe_reexec  # noqa: E402
 
 if __name__ == '__main__':
-    _maybe_reexec()
+    maybe_reexec(__file__)
 
 # ---- only after the environment is final -------------------------------------------------
 import argparse  # noqa: E402
@@ -120,7 +60,6 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_torch import LoadMeter, blas_info, load_fields, time_iters, wait_quiet, warn  # noqa: E402
 from met_reference import MET, MetConfig, param_count  # noqa: E402
 
