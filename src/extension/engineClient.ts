@@ -194,8 +194,7 @@ export class EngineProcess implements vscode.Disposable {
   /** Sends a request once the engine is ready; rejects if it errs or the engine dies first. */
   async request<M extends RequestMethod>(method: M, params: ParamsOf<M>): Promise<ResultOf<M>> {
     await this.ready;
-    if (this.exited) throw new EngineExitedError(this.pid, this.exited.code, this.exited.signal, method);
-    if (!this.child.connected) throw new EngineExitedError(this.pid, null, null, method);
+    if (!this.alive) throw new EngineExitedError(this.pid, this.exited?.code ?? null, this.exited?.signal ?? null, method);
     return new Promise<ResultOf<M>>((resolve, reject) => {
       const id = this.nextId++;
       this.pending.set(id, { method, resolve: resolve as (v: unknown) => void, reject });
