@@ -826,6 +826,7 @@ function snapshot(): RenderedSnapshot {
   return {
     n,
     scored,
+    applied: res ? res.exitOf.length : 0,
     domRows,
     firstRow: rendered.first,
     lastRow: rendered.last,

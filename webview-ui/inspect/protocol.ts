@@ -148,7 +148,13 @@ export interface Perf {
 /** The rendered values, as a user sees them (for tests and restore checks). */
 export interface RenderedSnapshot {
   n: number;
+  /** Images whose scores have arrived. */
   scored: number;
+  /**
+   * Images the current point's thresholds were applied to (exit marks, summary, slider readouts).
+   * Trails `scored` by up to one data frame (scores arriving are applied in batches every 100 ms).
+   */
+  applied: number;
   /** Row elements in the DOM (virtualised: a screenful, not n) and the rows they show. */
   domRows: number;
   firstRow: number;

@@ -249,7 +249,8 @@ suite('Inspect exits', () => {
       await act({ kind: 'select', row }, run.runDir);
       const s = await waitFor(`image ${row} scored and selected`, async () => {
         const x = (await snapshotOf(run.runDir, 'paths'))?.rendered;
-        return x && x.scored === images.length && x.selected?.index === row && x.selected.bars.every((b) => b.top.length) ? x : undefined;
+        // applied: the exit marks follow the scores a data frame later.
+        return x && x.scored === images.length && x.applied === images.length && x.selected?.index === row && x.selected.bars.every((b) => b.top.length) ? x : undefined;
       }, 60_000);
       const sel = s.selected!;
       assert.equal(sel.file, images[row]);
