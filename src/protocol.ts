@@ -116,10 +116,15 @@ export interface ScoreResult {
   gflops: number[];
   /** 1 where the image was decoded and scored; 0 where it was skipped (see `skipped`). */
   ok: Uint8Array; // [n]
-  /** Confidence (max softmax probability) and predicted class: [n * K], image-major. */
+  /** Confidence (max softmax probability) and predicted class: [n * K], image-major. Regression
+   *  runs: the agreement with the previous exit, -|y_j - y_(j-1)| (NaN at exit 1), and -1. */
   conf: Float32Array;
   pred: Int32Array;
-  /** Top-k probabilities and classes: [n * K * k]. */
+  /** 'regression': the run predicts a number; `value` holds it per exit. */
+  task?: 'regression';
+  /** Regression runs: the predicted value (target units) per exit, [n * K] image-major. */
+  value?: Float32Array;
+  /** Top-k probabilities and classes: [n * K * k] (k = 0 for regression runs). */
   topProb: Float32Array;
   topClass: Int32Array;
   /** The 0-based exit each image takes under the run's chosen thresholds ([n]; -1 when skipped). */

@@ -13,6 +13,9 @@ import { agreementConfidence, regressionExitLoss, regressionMetrics, targetStats
 import { applyThresholds, findThresholds } from '../src/engine/infer/thresholds';
 import { exitScores, RunSummary, SplitPredictions } from '../src/engine/run/run';
 import { Session } from '../src/engine/runtime/session';
+import { RunCache } from '../src/engine/explore/runCache';
+import { scoreImages } from '../src/engine/explore/score';
+import { computeSimilarity } from '../src/engine/explore/similarity';
 import { met, ROOT } from './tiny-run';
 
 test('CSV targets: header, quotes, comments; bad values are entries with a problem', () => {
@@ -140,4 +143,36 @@ test('a regression run end to end on counting images (tiny ViT): MAE per exit fi
   assert.equal(ev.code, 0, ev.err);
   assert.match(ev.out, /MAE\s+RMSE\s+GFLOPs/);
   assert.match(ev.out, /dynamic \(agreement of consecutive exits/);
+
+  // The Inspect exits panel's engine request on a regression run: each exit's value and the
+  // agreement confidence, bit-identical to met predict --run (same predictor, same batching), and
+  // the exit met predict takes; no classes, so no top-k.
+  const files = preds.test.files.slice(0, 6);
+  const cache = new RunCache();
+  try {
+    const sc = await scoreImages(cache, { runDir: run, files });
+    const cli = met(['predict', '--run', run, '--json', ...files]);
+    assert.equal(cli.code, 0, cli.err);
+    const p = JSON.parse(cli.out) as { file: string; exits: { value: number; confidence: number | null }[]; exit: number }[];
+    const K = 3;
+    assert.equal(sc.task, 'regression');
+    assert.equal(sc.topProb.length, 0);
+    files.forEach((f, i) => {
+      assert.equal(p[i].file, f);
+      for (let j = 0; j < K; j++) {
+        assert.equal(sc.value![i * K + j], p[i].exits[j].value, `${f} exit ${j + 1}: value`);
+        const c = sc.conf[i * K + j];
+        assert.equal(Number.isNaN(c) ? null : c, p[i].exits[j].confidence, `${f} exit ${j + 1}: agreement`);
+        assert.equal(sc.pred[i * K + j], -1);
+      }
+      assert.equal(sc.exitTaken[i] + 1, p[i].exit, `${f}: exit taken`);
+      // And the values are the stored test predictions (scored in batches of 64, not 32: equal up
+      // to float rounding).
+      for (let j = 0; j < K; j++) assert.ok(Math.abs(sc.value![i * K + j] - preds.test.pred[j][i]) <= 1e-4 * Math.max(1, Math.abs(preds.test.pred[j][i])), `${f} exit ${j + 1}: ${sc.value![i * K + j]} vs stored ${preds.test.pred[j][i]}`);
+    });
+    // Graph regularization (and so the similarity panel) needs classes: refused with the reason.
+    await assert.rejects(computeSimilarity(cache, { runDir: run, exits: [0, 1] }), /regression run has no classes/);
+  } finally {
+    await cache.clear();
+  }
 });

@@ -7,9 +7,15 @@
 // shows the confidences and marks the exit, and the mark must follow from the numbers shown.
 // It is the same exit `met predict` finds by running budgeted inference (a row's confidences do
 // not depend on the rows beside it), which the tests check.
+//
+// Regression runs (model/regression.ts): each exit's value, and as confidence the agreement with
+// the previous exit (what their thresholds were fitted on), as `met predict --run` prints them;
+// no classes, so no top-k.
 
 import { ScoreParams, ScoreResult } from '../../protocol';
+import { agreementConfidence } from '../infer/exitScores';
 import { DEFAULT_PREDICT_BATCH } from '../infer/runPredictor';
+import { isRegression } from '../model/regression';
 import { UserError } from '../tensor';
 import { RunCache } from './runCache';
 
@@ -25,13 +31,15 @@ export async function scoreImages(cache: RunCache, p: ScoreParams, batch = DEFAU
     const n = files.length;
     const K = rp.K;
     const C = rp.C;
-    const k = Math.min(topKAsked, C);
+    const regression = isRegression(rp.met);
+    const k = regression ? 0 : Math.min(topKAsked, C);
     const ok = new Uint8Array(n);
     // Skipped images keep NaN / -1: nothing in them can be mistaken for a score.
     const conf = new Float32Array(n * K).fill(NaN);
     const pred = new Int32Array(n * K).fill(-1);
     const topProb = new Float32Array(n * K * k).fill(NaN);
     const topClass = new Int32Array(n * K * k).fill(-1);
+    const value = regression ? new Float32Array(n * K).fill(NaN) : undefined;
     const exitTaken = new Int32Array(n).fill(-1);
     const skipped: { file: string; reason: string }[] = [];
     const order = new Int32Array(C);
@@ -39,6 +47,8 @@ export async function scoreImages(cache: RunCache, p: ScoreParams, batch = DEFAU
       const slice = files.slice(s, s + batch);
       const b = await rp.scoreBatch(slice);
       skipped.push(...b.failed);
+      // Regression: C = 1, so the runner's "probabilities" are the values.
+      const agree = regression ? agreementConfidence(b.probs) : null;
       // Each decoded file back to its index in the request: `ok` keeps input order, so a file
       // that is not the next decoded one failed.
       let row = 0;
@@ -47,6 +57,11 @@ export async function scoreImages(cache: RunCache, p: ScoreParams, batch = DEFAU
         const idx = s + i;
         ok[idx] = 1;
         for (let j = 0; j < K; j++) {
+          if (agree) {
+            conf[idx * K + j] = agree[j][row];
+            value![idx * K + j] = b.probs[j][row];
+            continue;
+          }
           conf[idx * K + j] = b.conf[j][row];
           pred[idx * K + j] = b.pred[j][row];
           const probs = b.probs[j].subarray(row * C, (row + 1) * C);
@@ -68,6 +83,7 @@ export async function scoreImages(cache: RunCache, p: ScoreParams, batch = DEFAU
       ok,
       conf,
       pred,
+      ...(value ? { task: 'regression' as const, value } : {}),
       topProb,
       topClass,
       exitTaken,

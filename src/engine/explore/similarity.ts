@@ -150,6 +150,8 @@ export async function computeSimilarity(cache: RunCache, p: SimilarityParams, so
     const { cf } = rp;
     const K = rp.K;
     for (const j of p.exits) if (!Number.isInteger(j) || j < 0 || j >= K) throw new UserError(`similarity/compute: exit ${String(j)} is not one of the run's exits (0..${K - 1})`);
+    // Graph regularization is defined over classes, and off for regression runs (model/regression.ts).
+    if (cf.met.task === 'regression') throw new UserError(`${p.runDir}: a regression run has no classes, so no graph-regularization similarity matrices`);
     const seed = p.seed ?? cf.train.seed;
     if (!Number.isSafeInteger(seed)) throw new UserError(`similarity/compute: seed must be an integer, got ${String(p.seed)}`);
     const classes = cf.classes;

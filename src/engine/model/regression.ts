@@ -122,17 +122,6 @@ export function exitMetrics(values: ArrayLike<number>[], target: ArrayLike<numbe
   return { mae: r.map((x) => x.mae), rmse: r.map((x) => x.rmse) };
 }
 
-/** The agreement confidence of every exit (see the header): [exit][sample], exit 1 all NaN. */
-export function agreementConfidence(values: ArrayLike<number>[]): Float32Array[] {
-  return values.map((v, j) => {
-    const c = new Float32Array(v.length);
-    if (j === 0) c.fill(NaN);
-    else for (let i = 0; i < v.length; i++) c[i] = -Math.abs(v[i] - values[j - 1][i]);
-    return c;
-  });
-}
-
-/** Per exit and sample, -|y - t|: the `quality` budget curves average (their accuracy = -MAE). */
-export function negAbsError(values: ArrayLike<number>[], target: ArrayLike<number>): Float32Array[] {
-  return values.map((v) => Float32Array.from({ length: target.length }, (_, i) => -Math.abs(v[i] - target[i])));
-}
+// The agreement confidence and -|error| live in infer/exitScores.ts (pure: the extension and the
+// Inspect exits webview use them too).
+export { agreementConfidence, negAbsError } from '../infer/exitScores';

@@ -20,11 +20,12 @@ import { branchDims, branchTypes, BranchType, validateBranches } from '../model/
 import { VitConfig } from '../model/config';
 import { validateDistill } from '../model/distill';
 import { defaultExits, initMetParams, MetConfig, validateMetConfig } from '../model/met';
-import { agreementConfidence, exitMetrics, isRegression, negAbsError, targetStats } from '../model/regression';
+import { exitMetrics, isRegression, targetStats } from '../model/regression';
+import { agreementConfidence, exitScores } from '../infer/exitScores';
 import { prepareWeights } from '../model/vit';
 import { RegressionDataset, RegressionSample, scanRegression } from '../data/targets';
 import { confidences, buildSegments, cumulativeGflops, SegmentRunner } from '../infer/segments';
-import { applyThresholds, budgetCurve, BudgetPoint, ExitScores, findThresholds } from '../infer/thresholds';
+import { applyThresholds, budgetCurve, BudgetPoint, findThresholds } from '../infer/thresholds';
 import { resolveDevice } from '../runtime/device';
 import { SessionOptions } from '../runtime/session';
 import { HostTensor, UserError } from '../tensor';
@@ -168,21 +169,8 @@ async function scoreSplit(runner: SegmentRunner, cache: ImageCache, samples: Sam
   return out;
 }
 
-export function exitScores(p: SplitPredictions, exits?: number[]): ExitScores {
-  const use = exits ?? p.conf.map((_, j) => j);
-  if (p.task === 'regression') {
-    // Confidences recomputed from the values (JSON stores exit 1's NaN as null); quality -|error|
-    // makes the curve's accuracy -MAE (model/regression.ts).
-    const conf = agreementConfidence(p.pred);
-    const quality = negAbsError(p.pred, p.labels);
-    return { conf: use.map((j) => conf[j]), pred: use.map(() => new Int32Array(p.labels.length)), quality: use.map((j) => quality[j]) };
-  }
-  return {
-    conf: use.map((j) => Float32Array.from(p.conf[j])),
-    pred: use.map((j) => Int32Array.from(p.pred[j])),
-    labels: Int32Array.from(p.labels),
-  };
-}
+// Moved to infer/exitScores.ts (pure, shared with the extension); re-exported for callers.
+export { exitScores };
 
 /** Regression: MAE and RMSE per exit (target units). */
 export function staticRegression(p: SplitPredictions): { mae: number[]; rmse: number[] } {
