@@ -35,6 +35,8 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { RunConfigFile, SplitPredictions, ThresholdsFile } from '../engine/run/run';
 import { listImageFiles } from '../engine/data/files';
+import { findTargetsFile, joinTargets, parseTargets, TARGET_FILE_NAMES } from '../engine/data/targetsFile';
+import { agreementConfidence } from '../engine/infer/exitScores';
 import { encodeThreshold } from '../engine/export/thresholds';
 import { saveChosenThresholds } from '../engine/run/chosen';
 import type { ScoreResult } from '../protocol';
@@ -85,6 +87,59 @@ export function pathsSource(paths: string[]): SourceInfo {
   return { kind: 'paths', paths: abs, label };
 }
 
+/**
+ * Regression targets of images picked from disk: the targets file (TARGET_FILE_NAMES, the order
+ * met train looks in) at the root of a picked folder (or of the folder of picked files), or of
+ * the nearest folder above it, joined as met train joins them. Images without an entry get NaN (shown without error).
+ */
+export async function folderTargets(paths: string[], files: string[]): Promise<{ targets: Float64Array; from: string }> {
+  const targets = new Float64Array(files.length).fill(NaN);
+  const found = new Map<string, string | null>(); // folder -> its targets file (null: none)
+  const fileOf = (dir: string): string | null => {
+    if (!found.has(dir)) {
+      let f: string | null = null;
+      try {
+        f = findTargetsFile(dir);
+      } catch {
+        f = null;
+      }
+      found.set(dir, f);
+    }
+    return found.get(dir)!;
+  };
+  // The picked folder, or the folder of picked files, or the nearest one above (3 levels at most)
+  // with a targets file: a subfolder of a regression data folder finds the folder's targets.
+  const roots = new Set<string>();
+  for (const p of paths) {
+    let dir = fs.statSync(p).isDirectory() ? p : path.dirname(p);
+    for (let up = 0; up < 3 && !fileOf(dir); up++) {
+      const parent = path.dirname(dir);
+      if (parent === dir) break;
+      dir = parent;
+    }
+    if (fileOf(dir)) roots.add(dir);
+  }
+  const used: string[] = [];
+  const index = new Map(files.map((f, i) => [f, i]));
+  for (const root of roots) {
+    const tf = fileOf(root)!;
+    const under = files.filter((f) => !path.relative(root, f).startsWith('..'));
+    let joined;
+    try {
+      joined = joinTargets(root, under, parseTargets(await fs.promises.readFile(tf, 'utf8'), path.basename(tf)), path.basename(tf));
+    } catch (e) {
+      log().warn(`Inspect exits: ${tf}: ${(e as Error).message}`);
+      continue;
+    }
+    for (const s of joined.samples) {
+      const i = index.get(s.file);
+      if (i !== undefined) targets[i] = s.value;
+    }
+    used.push(vscode.workspace.asRelativePath(tf));
+  }
+  return { targets, from: used.length ? used.join(', ') : `no targets file (${TARGET_FILE_NAMES.join(', ')})` };
+}
+
 // ---- One panel ----
 
 interface Loaded {
@@ -99,6 +154,9 @@ interface Loaded {
   conf?: Float32Array;
   pred?: Int32Array;
   skipped: number;
+  /** Regression runs: targets [n] (NaN unknown), where they came from, the test split's stored
+   *  values (exit-major [K * n]), and the colour scale (training targets' std). */
+  regression?: { targets: Float64Array; from: string; value?: Float32Array; scale: number };
 }
 
 class InspectPanel implements vscode.Disposable {
@@ -117,6 +175,7 @@ class InspectPanel implements vscode.Disposable {
   private scoreOk = new Uint8Array(0);
   private scoreConf = new Float32Array(0); // [n * K] image-major
   private scorePred = new Int32Array(0);
+  private scoreValue = new Float32Array(0); // regression: [n * K] image-major
   private topProb = new Float32Array(0); // [n * K * TOP_K]
   private topClass = new Int32Array(0);
   private scoredCount = 0;
@@ -253,14 +312,14 @@ class InspectPanel implements vscode.Disposable {
   </header>
   <section id="budget" aria-label="Budget">
     <div class="budget-controls">
-      <h2>Budget: thresholds along the run's accuracy / GFLOPs curve</h2>
+      <h2 id="budget-title">Budget: thresholds along the run's accuracy / GFLOPs curve</h2>
       <div class="slider-row">
         <span class="muted">cheaper</span>
         <input type="range" id="budget-slider" min="0" max="0" step="1" value="0" aria-label="Budget: point of the accuracy versus GFLOPs curve">
         <span class="muted">more accurate</span>
       </div>
       <div class="readouts">
-        <div class="readout"><span class="muted">Accuracy</span><span class="value" id="acc">–</span></div>
+        <div class="readout"><span class="muted" id="acc-label">Accuracy</span><span class="value" id="acc">–</span></div>
         <div class="readout"><span class="muted">Mean GFLOPs / image</span><span class="value" id="gflops">–</span></div>
         <div class="readout"><span class="muted">Point</span><span class="value" id="point-p">–</span></div>
         <span id="saved-badge" class="badge">–</span>
@@ -286,7 +345,7 @@ class InspectPanel implements vscode.Disposable {
     </aside>
   </section>
   <section id="summary" aria-label="Per-class summary">
-    <h2>Per class</h2>
+    <h2 id="summary-title">Per class</h2>
     <table id="class-table"><thead><tr id="summary-head"></tr></thead><tbody id="summary-rows"></tbody></table>
     <div id="summary-note"></div>
   </section>
@@ -380,6 +439,8 @@ class InspectPanel implements vscode.Disposable {
       const test = this.source.kind === 'test' || (th && !th.curve?.length) ? await this.testPredictions() : null;
       if (this.source.kind === 'test' && !test) throw new Error(`${this.runDir}: predictions.json has no test split`);
       const curve = buildCurve(th, K, test);
+      const regression = cf.met?.task === 'regression';
+      const scale = regression && typeof cf.met.targetStd === 'number' && cf.met.targetStd > 0 ? cf.met.targetStd : 1;
       const gflops = th?.gflops?.length === K ? th.gflops : ((await readJsonFile<{ exits: { gflops: number }[] }>(path.join(this.runDir, 'summary.json'), 'the run has not finished').catch(() => null))?.exits.map((e) => e.gflops) ?? new Array<number>(K).fill(NaN));
       let loaded: Loaded;
       if (this.source.kind === 'test') {
@@ -392,7 +453,20 @@ class InspectPanel implements vscode.Disposable {
           pred.set(t.pred[j], j * n);
         }
         const root = cf.dataset?.root ?? '';
-        loaded = { cf, K, curve, gflops, files: t.files, names: t.files.map((f) => (root ? path.relative(root, f) : path.basename(f))), labels: Int32Array.from(t.labels), conf, pred, skipped: 0 };
+        const names = t.files.map((f) => (root ? path.relative(root, f) : path.basename(f)));
+        if (regression) {
+          // predictions.json of a regression run: pred = values, labels = targets, conf = the
+          // agreement (exit 1 stored as null). Recomputed from the values as exitScores does.
+          const agree = agreementConfidence(t.pred);
+          const value = new Float32Array(K * n);
+          for (let j = 0; j < K; j++) {
+            value.set(t.pred[j], j * n);
+            conf.set(agree[j], j * n);
+          }
+          pred.fill(-1);
+          const targets = Float64Array.from(t.labels, (v) => (typeof v === 'number' ? v : NaN));
+          loaded = { cf, K, curve, gflops, files: t.files, names, labels: new Int32Array(n).fill(-1), conf, pred, skipped: 0, regression: { targets, from: 'the targets met train read', value, scale } };
+        } else loaded = { cf, K, curve, gflops, files: t.files, names, labels: Int32Array.from(t.labels), conf, pred, skipped: 0 };
       } else {
         const listed = await listImageFiles(this.source.paths);
         const files = listed.files.map((f) => path.resolve(f));
@@ -403,8 +477,13 @@ class InspectPanel implements vscode.Disposable {
           return ws ? path.relative(ws.uri.fsPath, f) : path.basename(f);
         });
         // A class folder named like one of the run's classes gives the label (as met predict --eval and met eval --data).
-        const labels = Int32Array.from(files, (f) => cf.classes.indexOf(path.basename(path.dirname(f))));
+        const labels = regression ? new Int32Array(files.length).fill(-1) : Int32Array.from(files, (f) => cf.classes.indexOf(path.basename(path.dirname(f))));
         loaded = { cf, K, curve, gflops, files, names, labels, skipped: listed.skipped.length };
+        if (regression) {
+          // Targets from a targets file next to the images (as met train finds one), when there is one.
+          const t = await folderTargets(this.source.paths, files);
+          loaded.regression = { ...t, scale };
+        }
         if (!files.length) throw new Error(`no image files in ${this.source.paths.join(', ')}${listed.skipped.length ? ` (${listed.skipped.length} other files skipped)` : ''}`);
       }
       if (gen !== this.generation) return;
@@ -428,6 +507,7 @@ class InspectPanel implements vscode.Disposable {
     this.scoreOk = new Uint8Array(n).fill(stored ? 1 : 0);
     this.scoreConf = new Float32Array(stored ? 0 : n * K).fill(NaN);
     this.scorePred = new Int32Array(stored ? 0 : n * K).fill(-1);
+    this.scoreValue = new Float32Array(stored || !l.regression ? 0 : n * K).fill(NaN);
     this.topProb = new Float32Array(stored ? 0 : n * K * TOP_K).fill(NaN);
     this.topClass = new Int32Array(stored ? 0 : n * K * TOP_K).fill(-1);
     this.scoredCount = stored ? n : 0;
@@ -444,7 +524,8 @@ class InspectPanel implements vscode.Disposable {
       .filter((r) => r.status === 'done' || norm(r.dir) === this.runDir)
       .map((r) => {
         const last = r.accuracy[r.accuracy.length - 1];
-        return { dir: norm(r.dir), name: r.name, detail: last && last.accuracy !== null ? `last exit ${(100 * last.accuracy).toFixed(1)}%` : r.status };
+        const detail = r.task === 'regression' ? (last && last.mae != null ? `last exit MAE ${last.mae.toPrecision(4)}` : r.status) : last && last.accuracy !== null ? `last exit ${(100 * last.accuracy).toFixed(1)}%` : r.status;
+        return { dir: norm(r.dir), name: r.name, detail };
       });
     if (!out.some((r) => r.dir === this.runDir)) out.unshift({ dir: this.runDir, name: path.basename(this.runDir), detail: '' });
     return out;
@@ -475,6 +556,7 @@ class InspectPanel implements vscode.Disposable {
         conf: l.conf,
         pred: l.pred,
         skipped: l.skipped,
+        ...(l.regression ? { task: 'regression' as const, targets: l.regression.targets, value: l.regression.value, targetScale: l.regression.scale, targetsFrom: l.regression.from } : {}),
       };
       this.send(init);
       if (!l.conf) {
@@ -496,13 +578,15 @@ class InspectPanel implements vscode.Disposable {
     const pred = new Int32Array(m * K);
     const tp = new Float32Array(m * K * TOP_K);
     const tc = new Int32Array(m * K * TOP_K);
+    const value = l.regression ? new Float32Array(m * K) : undefined;
     index.forEach((i, r) => {
+      value?.set(this.scoreValue.subarray(i * K, (i + 1) * K), r * K);
       conf.set(this.scoreConf.subarray(i * K, (i + 1) * K), r * K);
       pred.set(this.scorePred.subarray(i * K, (i + 1) * K), r * K);
       tp.set(this.topProb.subarray(i * K * TOP_K, (i + 1) * K * TOP_K), r * K * TOP_K);
       tc.set(this.topClass.subarray(i * K * TOP_K, (i + 1) * K * TOP_K), r * K * TOP_K);
     });
-    this.send({ type: 'scores', index: Int32Array.from(index), ok: Uint8Array.from(index, (i) => this.scoreOk[i]), conf, pred, k: TOP_K, topProb: tp, topClass: tc, scored: this.scoredCount, total: l.files.length });
+    this.send({ type: 'scores', index: Int32Array.from(index), ok: Uint8Array.from(index, (i) => this.scoreOk[i]), conf, pred, k: l.regression ? 0 : TOP_K, topProb: tp, topClass: tc, ...(value ? { value } : {}), scored: this.scoredCount, total: l.files.length });
   }
 
   private sendThumbs(index: number[]): void {
@@ -557,6 +641,7 @@ class InspectPanel implements vscode.Disposable {
           this.scoredCount++;
           this.scoreConf.set(r.conf.subarray(row * K, (row + 1) * K), i * K);
           this.scorePred.set(r.pred.subarray(row * K, (row + 1) * K), i * K);
+          if (r.value && this.scoreValue.length) this.scoreValue.set(r.value.subarray(row * K, (row + 1) * K), i * K);
           for (let j = 0; j < K; j++)
             for (let t = 0; t < Math.min(k, TOP_K); t++) {
               this.topProb[(i * K + j) * TOP_K + t] = r.topProb[(row * K + j) * k + t];
@@ -632,13 +717,15 @@ class InspectPanel implements vscode.Disposable {
     let tp = new Float32Array(0);
     let tc = new Int32Array(0);
     let k = 0;
+    let value: Float32Array | undefined;
     let error: string | undefined;
     if (!l.conf && this.scoreState[index] === 2 && this.scoreOk[index]) {
       conf = this.scoreConf.slice(index * K, (index + 1) * K);
       pred = this.scorePred.slice(index * K, (index + 1) * K);
       tp = this.topProb.slice(index * K * TOP_K, (index + 1) * K * TOP_K);
       tc = this.topClass.slice(index * K * TOP_K, (index + 1) * K * TOP_K);
-      k = TOP_K;
+      k = l.regression ? 0 : TOP_K;
+      if (l.regression) value = this.scoreValue.slice(index * K, (index + 1) * K);
     } else {
       try {
         const r = await getEngines().request('inspect/score', { runDir: this.runDir, files: [file], topK: TOP_K });
@@ -648,13 +735,14 @@ class InspectPanel implements vscode.Disposable {
           pred = r.pred.slice(0, K);
           tp = r.topProb.slice();
           tc = r.topClass.slice();
+          value = r.value?.slice(0, K);
         } else error = r.skipped[0]?.reason ?? 'unreadable';
       } catch (e) {
         error = (e as Error).message;
       }
     }
     if (this.loaded !== l) return;
-    this.send({ type: 'detail', index, uri: await big, k, conf, pred, topProb: tp, topClass: tc, error });
+    this.send({ type: 'detail', index, uri: await big, k, conf, pred, topProb: tp, topClass: tc, ...(value ? { value } : {}), error });
   }
 
   private async save(point: number): Promise<void> {
@@ -744,7 +832,15 @@ async function isRunFolder(dir: string): Promise<boolean> {
 /** Runs that can be inspected (evaluated: predictions.json), newest first. */
 async function doneRuns(index: RunIndex): Promise<{ dir: string; name: string; detail: string }[]> {
   const runs = (await index.runs()).filter((r) => r.status === 'done' && fs.existsSync(path.join(r.dir, 'predictions.json')));
-  return runs.map((r) => ({ dir: r.dir, name: r.name, detail: r.accuracySource ? `test accuracy per exit: ${r.accuracy.map((a) => (a.accuracy === null ? '–' : (100 * a.accuracy).toFixed(1))).join(' / ')}%` : r.dir }));
+  return runs.map((r) => ({
+    dir: r.dir,
+    name: r.name,
+    detail: !r.accuracySource
+      ? r.dir
+      : r.task === 'regression'
+        ? `regression · test MAE per exit: ${r.accuracy.map((a) => (a.mae == null ? '–' : a.mae.toPrecision(4))).join(' / ')}`
+        : `test accuracy per exit: ${r.accuracy.map((a) => (a.accuracy === null ? '–' : (100 * a.accuracy).toFixed(1))).join(' / ')}%`,
+  }));
 }
 
 /** The newest finished run; with `ask`, a quick pick when there are several (newest first, so Enter takes it). */
@@ -800,17 +896,6 @@ async function inspectExits(context: vscode.ExtensionContext, arg?: unknown, arg
   if (!fs.existsSync(path.join(runDir, 'predictions.json'))) {
     void vscode.window.showErrorMessage(`MET: ${path.basename(runDir)} has not finished (no predictions.json yet): nothing to inspect.`);
     return undefined;
-  }
-  // The panel's cells, per-class summary and slider are built on classes (softmax confidences,
-  // accuracy); a regression run's values would show as wrong numbers, so it is refused plainly.
-  try {
-    const cfg = JSON.parse(await fs.promises.readFile(path.join(runDir, 'config.json'), 'utf8')) as { met?: { task?: string } };
-    if (cfg.met?.task === 'regression') {
-      void vscode.window.showInformationMessage(`MET: ${path.basename(runDir)} is a regression run; Inspect exits shows classification runs only for now. Use \`met eval --run\` (MAE / RMSE per exit) or \`met predict --run RUN IMAGES\` for its values.`);
-      return undefined;
-    }
-  } catch {
-    /* unreadable config: isRunFolder accepted it; the panel reports what it cannot read */
   }
   InspectPanel.show(context, runDir, source ?? TEST_SOURCE, openedAt);
   return norm(runDir);

@@ -2,6 +2,7 @@
 // `vscode` here, so the node:test suite checks it (test/inspect-curve.test.ts).
 
 import { decodeThreshold } from '../engine/export/thresholds';
+import { exitScores } from '../engine/infer/exitScores';
 import { applyThresholds } from '../engine/infer/thresholds';
 import type { SplitPredictions, ThresholdsFile } from '../engine/run/run';
 import type { Curve } from '../../webview-ui/inspect/protocol';
@@ -43,11 +44,8 @@ export function buildCurve(th: ThresholdsFile | null, K: number, test: SplitPred
     let acc = NaN;
     let gf = NaN;
     if (test && test.labels.length && th) {
-      const r = applyThresholds(
-        { conf: used.map((j) => Float32Array.from(test.conf[j])), pred: used.map((j) => Int32Array.from(test.pred[j])), labels: Int32Array.from(test.labels) },
-        chosenT,
-        used.map((j) => th.gflops[j]),
-      );
+      // exitScores: class confidences, or a regression run's agreement and -|error| (accuracy = -MAE).
+      const r = applyThresholds(exitScores(test, used), chosenT, used.map((j) => th.gflops[j]));
       acc = r.accuracy;
       gf = r.gflops;
     }

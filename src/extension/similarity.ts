@@ -26,6 +26,7 @@ import * as vscode from 'vscode';
 import type { SimilarityResult } from '../protocol';
 import type { SimHostMessage, SimRendered, SimRunMeta, SimSettings, SimState, SimWebviewMessage, Split } from '../../webview-ui/similarity/protocol';
 import { getEngines } from './engineClient';
+import { recordMessage } from './log';
 import { getRunIndex, norm, RunIndex, RunInfo } from './runIndex';
 import { esc, webviewOptions, webviewPage } from './webviewPage';
 
@@ -265,9 +266,19 @@ function argsOf(arg: unknown): Partial<SimilarityArgs> {
   return {};
 }
 
-/** Newest finished run first; no question when there is only one. */
+/** Why a run has no similarity matrices: graph regularization is defined over classes. */
+const REGRESSION_NOTE = 'similarity matrices show graph regularization, which works on classes; it is off for regression runs (no classes to pull together or push apart)';
+
+/** Newest finished classification run first; no question when there is only one. */
 async function pickRun(index: RunIndex, title: string): Promise<RunInfo | undefined> {
-  const done = (await index.runs()).filter((r) => r.status === 'done');
+  const finished = (await index.runs()).filter((r) => r.status === 'done');
+  const done = finished.filter((r) => r.task !== 'regression');
+  if (!done.length && finished.length) {
+    const msg = `MET: the finished runs of this workspace are regression runs: ${REGRESSION_NOTE}.`;
+    recordMessage('info', msg);
+    void vscode.window.showInformationMessage(msg);
+    return undefined;
+  }
   if (!done.length) {
     void vscode.window.showInformationMessage('MET: no finished run in this workspace yet (similarity matrices need a trained run). Fine-tune a folder first (MET: Fine-tune on folder).');
     return undefined;
@@ -296,6 +307,12 @@ export function registerSimilarity(context: vscode.ExtensionContext): void {
     }
     if (info.status !== 'done') {
       void vscode.window.showErrorMessage(`MET: ${info.name} is ${info.status}; similarity matrices need a finished run (its trainable.safetensors).`);
+      return undefined;
+    }
+    if (info.task === 'regression') {
+      const msg = `MET: ${info.name} is a regression run: ${REGRESSION_NOTE}.`;
+      recordMessage('info', msg);
+      void vscode.window.showInformationMessage(msg);
       return undefined;
     }
     return info;

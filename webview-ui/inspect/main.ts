@@ -23,6 +23,7 @@
 
 import './inspect.css';
 import { $, vscodeApi } from '../common/vscode';
+import { agreementConfidence } from '../../src/engine/infer/exitScores';
 import { applyThresholds, ExitScores, ThresholdResult } from '../../src/engine/infer/thresholds';
 import type { Curve, HostMessage, InitMessage, InspectState, Perf, RenderedSnapshot, ScoresMessage, SourceInfo, TestAction, WebviewMessage } from './protocol';
 
@@ -60,6 +61,17 @@ let chosenSource = '';
 /** Per exit (all K), [n]: confidence (NaN until scored) and class (-1). */
 let conf: Float32Array[] = [];
 let pred: Int32Array[] = [];
+// Regression runs (init.task): each exit's value (NaN until scored), the images' targets (NaN:
+// unknown), and the colour scale of agreement and error (target units). `conf` then holds the
+// agreement with the previous exit (NaN at exit 1), what the run's thresholds apply to.
+let reg = false;
+let val: Float32Array[] = [];
+let target: Float64Array = new Float64Array(0);
+let scale = 1;
+/** Summary groups: the classes, or for regression the target values (or ranges of them). */
+let groupNames: string[] = [];
+/** [n] group of each image (-1: no label / no target). */
+let groupOf: Int32Array = new Int32Array(0);
 let scoredMask = new Uint8Array(0);
 let scored = 0;
 let thumbs: (string | null | undefined)[] = [];
@@ -91,11 +103,21 @@ function onInit(m: InitMessage): void {
   chosenSource = m.chosenSource;
   conf = Array.from({ length: K }, () => new Float32Array(n).fill(NaN));
   pred = Array.from({ length: K }, () => new Int32Array(n).fill(-1));
+  reg = m.task === 'regression';
+  val = reg ? Array.from({ length: K }, () => new Float32Array(n).fill(NaN)) : [];
+  target = reg && m.targets ? m.targets : new Float64Array(n).fill(NaN);
+  scale = reg && m.targetScale && Number.isFinite(m.targetScale) && m.targetScale > 0 ? m.targetScale : 1;
   scoredMask = new Uint8Array(n);
   scored = 0;
   thumbs = new Array(n).fill(undefined);
   tops.clear();
-  if (m.conf && m.pred) {
+  if (reg && m.value) {
+    for (let j = 0; j < K; j++) val[j].set(m.value.subarray(j * n, (j + 1) * n));
+    // The agreement from the values, as the engine fits and applies thresholds (exitScores).
+    conf = agreementConfidence(val);
+    scoredMask.fill(1);
+    scored = n;
+  } else if (!reg && m.conf && m.pred) {
     for (let j = 0; j < K; j++) {
       conf[j].set(m.conf.subarray(j * n, (j + 1) * n));
       pred[j].set(m.pred.subarray(j * n, (j + 1) * n));
@@ -103,6 +125,7 @@ function onInit(m: InitMessage): void {
     scoredMask.fill(1);
     scored = n;
   }
+  buildGroups();
   const P = curve.p.length;
   point = state.point !== undefined && state.point >= 0 && state.point < P ? state.point : chosen;
   if (state.active !== undefined && state.active >= n) state.active = undefined;
@@ -132,6 +155,7 @@ function onScores(m: ScoresMessage): void {
     for (let j = 0; j < K; j++) {
       conf[j][i] = m.conf[r * K + j];
       pred[j][i] = m.pred[r * K + j];
+      if (reg && m.value) val[j][i] = m.value[r * K + j];
     }
     if (!scoredMask[i] || scoredMask[i] === 2) scored++;
     scoredMask[i] = 1;
@@ -147,22 +171,66 @@ function onScores(m: ScoresMessage): void {
 const thresholdsOf = (i: number) => Array.from(curve.thresholds.subarray(i * M, (i + 1) * M));
 const cost = () => Array.from(used, (j) => init!.gflops[j]);
 
-/** Static (every exit runs) accuracy per exit, overall and per class, over labelled scored images. */
+/**
+ * The summary's groups: the classes (each image's label), or for a regression run its target
+ * values: one group per value when there are at most 12 (counts, ratings), else 8 equal ranges.
+ */
+function buildGroups(): void {
+  if (!init) return;
+  if (!reg) {
+    groupNames = init.classes;
+    groupOf = init.labels;
+    return;
+  }
+  groupOf = new Int32Array(n).fill(-1);
+  const vals = [...new Set(Array.from(target).filter((t) => Number.isFinite(t)))].sort((a, b) => a - b);
+  if (!vals.length) {
+    groupNames = [];
+    return;
+  }
+  if (vals.length <= 12) {
+    groupNames = vals.map((v) => `= ${fmtV(v)}`);
+    const at = new Map(vals.map((v, g) => [v, g]));
+    for (let i = 0; i < n; i++) if (Number.isFinite(target[i])) groupOf[i] = at.get(target[i])!;
+    return;
+  }
+  const lo = vals[0];
+  const hi = vals[vals.length - 1];
+  const B = 8;
+  const w = (hi - lo) / B;
+  groupNames = Array.from({ length: B }, (_, g) => `${g === 0 ? '[' : '['}${fmtV(lo + g * w)}, ${fmtV(g === B - 1 ? hi : lo + (g + 1) * w)}${g === B - 1 ? ']' : ')'}`);
+  for (let i = 0; i < n; i++) if (Number.isFinite(target[i])) groupOf[i] = Math.min(B - 1, Math.floor((target[i] - lo) / w));
+}
+
+/**
+ * How good exit j's answer for image i is: 1 / 0 (right class), or regression -|value - target|,
+ * in float32 as exitScores gives it to the budget curve (`f32`), or exact as `met eval`'s MAE.
+ */
+function quality(j: number, i: number, f32 = true): number {
+  if (!reg) return pred[j][i] === init!.labels[i] ? 1 : 0;
+  const q = -Math.abs(val[j][i] - target[i]);
+  return f32 ? Math.fround(q) : q;
+}
+
+/**
+ * Static (every exit runs) accuracy per exit, overall and per group, over labelled scored images.
+ * Regression: -MAE (higher is better, as the budget curve's `accuracy`); shown as MAE.
+ */
 function buildStatic(): void {
   if (!init) return;
-  const C = init.classes.length;
+  const C = groupNames.length;
   const right = Array.from({ length: C + 1 }, () => new Float64Array(K));
   const count = new Float64Array(C + 1);
   for (let i = 0; i < n; i++) {
-    const y = init.labels[i];
+    const y = groupOf[i];
     if (scoredMask[i] !== 1 || y < 0) continue;
     count[y]++;
     count[C]++;
-    for (let j = 0; j < K; j++)
-      if (pred[j][i] === y) {
-        right[y][j]++;
-        right[C][j]++;
-      }
+    for (let j = 0; j < K; j++) {
+      const q = quality(j, i, false);
+      right[y][j] += q;
+      right[C][j] += q;
+    }
   }
   exitAcc = Array.from({ length: K }, (_, j) => (count[C] ? right[C][j] / count[C] : null));
   classExitAcc = Array.from({ length: C }, (_, c) => Array.from({ length: K }, (_, j) => (count[c] ? right[c][j] / count[c] : null)));
@@ -177,11 +245,12 @@ function recompute(): void {
   const exitOf = new Int32Array(n).fill(-1);
   // Labels only when every scored image has one (accuracy over a partly labelled folder would
   // count unlabelled images as wrong); otherwise accuracy is shown per labelled class below.
-  const allLabelled = m > 0 && idx.every((i) => init!.labels[i] >= 0);
+  const allLabelled = m > 0 && idx.every((i) => groupOf[i] >= 0);
   const s: ExitScores = {
     conf: Array.from(used, (j) => Float32Array.from(idx, (i) => conf[j][i])),
     pred: Array.from(used, (j) => Int32Array.from(idx, (i) => pred[j][i])),
-    ...(allLabelled ? { labels: Int32Array.from(idx, (i) => init!.labels[i]) } : {}),
+    // Regression: the mean of -|error| (applyThresholds' quality), so accuracy = -MAE.
+    ...(allLabelled ? (reg ? { quality: Array.from(used, (j) => Float32Array.from(idx, (i) => quality(j, i))) } : { labels: Int32Array.from(idx, (i) => init!.labels[i]) }) : {}),
   };
   let res: ThresholdResult | null = null;
   if (m > 0) {
@@ -190,19 +259,19 @@ function recompute(): void {
   }
   dyn = { res, exitOf };
   // Per class: where its images exit and how many the taken exit gets right.
-  const C = init.classes.length;
+  const C = groupNames.length;
   const counts = Array.from({ length: C }, () => new Array<number>(M).fill(0));
   const right = new Array<number>(C).fill(0);
   const total = new Array<number>(C).fill(0);
   for (const i of idx) {
-    const y = init.labels[i];
+    const y = groupOf[i];
     if (y < 0) continue;
     const e = exitOf[i];
     counts[y][e]++;
     total[y]++;
-    if (pred[used[e]][i] === y) right[y]++;
+    right[y] += quality(used[e], i);
   }
-  classStats = init.classes.map((name, c) => ({ name, n: total[c], exitCounts: counts[c], accuracy: total[c] ? right[c] / total[c] : null }));
+  classStats = groupNames.map((name, c) => ({ name, n: total[c], exitCounts: counts[c], accuracy: total[c] ? right[c] / total[c] : null }));
 }
 
 // ---- Formatting ----
@@ -214,6 +283,16 @@ const fmtT = (t: number) => (t === Infinity ? '∞' : t === -Infinity ? '−∞'
 const jsonT = (t: number): number | string => (Number.isFinite(t) ? t : t === -Infinity ? '-Infinity' : 'Infinity');
 /** Heat bin 0..10 of a confidence in [0, 1] (inspect.css .h0 .. .h10). */
 const heat = (c: number) => (Number.isFinite(c) ? Math.max(0, Math.min(10, Math.round(c * 10))) : -1);
+/** Regression: a value in target units, as `met predict` prints them (4 significant digits). */
+const fmtV = (x: number) => (Number.isFinite(x) ? (Math.abs(x) >= 1e4 || (x !== 0 && Math.abs(x) < 1e-3) ? x.toPrecision(3) : Number(x.toPrecision(4)).toString()) : '–');
+/** Regression: a distance in target units (agreement, error) to [0, 1], 1 = none: 1 - d / σ of the targets. */
+const closeness = (d: number) => (Number.isFinite(d) ? Math.max(0, 1 - Math.abs(d) / scale) : NaN);
+/** The accuracy-like metric as shown: accuracy, or for regression MAE (the metric is -MAE). */
+const metricText = (x: number | null | undefined, d = 1) => (reg ? (x === null || x === undefined || !Number.isFinite(x) ? '–' : `MAE ${fmtV(-x)}`) : pct(x, d));
+/** Heat bin of the metric (regression: of the MAE's closeness). */
+const metricHeat = (x: number) => (reg ? heat(closeness(-x)) : heat(x));
+/** The metric as the snapshot reports it: accuracy, or the MAE (positive). */
+const metricOut = (x: number | null | undefined) => (x === null || x === undefined || !Number.isFinite(x) ? null : reg ? -x : x);
 const className = (c: number) => (init && c >= 0 && c < init.classes.length ? init.classes[c] : c < 0 ? '–' : String(c));
 const exitLabel = (j: number) => `exit ${j + 1} · layer ${init?.layers[j] ?? '?'}`;
 
@@ -252,6 +331,12 @@ function renderHeader(): void {
     }),
   );
   $('source').textContent = init.source.label;
+  // Regression runs: values and MAE instead of classes and accuracy.
+  $('acc-label').textContent = reg ? 'MAE' : 'Accuracy';
+  $('budget-title').textContent = reg ? "Budget: thresholds along the run's MAE / GFLOPs curve" : "Budget: thresholds along the run's accuracy / GFLOPs curve";
+  $('curve').setAttribute('aria-label', reg ? 'MAE (lower is higher up) versus mean GFLOPs of the budget curve' : 'Accuracy versus mean GFLOPs of the budget curve');
+  $('summary-title').textContent = reg ? (groupNames.length ? 'Per target value' : 'Summary') : 'Per class';
+  grid.setAttribute('aria-label', reg ? 'Images by exits: predicted value and agreement with the previous exit; arrows move, Enter selects' : 'Images by exits: confidence and predicted class; arrows move, Enter selects');
   $('source').title = init.source.paths.join('\n') || 'the test split stored in predictions.json (no inference)';
   slider.max = String(Math.max(0, curve.p.length - 1));
   slider.disabled = curve.p.length < 2;
@@ -260,7 +345,7 @@ function renderHeader(): void {
   head.replaceChildren(
     cellEl('cell num', '#'),
     cellEl('cell thumb', ''),
-    cellEl('cell name', 'Image · label'),
+    cellEl('cell name', reg ? 'Image · target' : 'Image · label'),
     ...Array.from({ length: K }, (_, j) => {
       const c = cellEl(`cell exit-head ${used.includes(j) ? '' : 'unused'}`, `Exit ${j + 1}`);
       c.title = `${exitLabel(j)}: ${gf(init!.gflops[j])} GFLOPs to reach${used.includes(j) ? '' : ' (not used by budgeted inference)'}`;
@@ -284,19 +369,21 @@ function renderBudget(): void {
   const res = dyn.res;
   const p = curve.p[point];
   const th = thresholdsOf(point);
-  $('acc').textContent = res ? pct(res.accuracy, 2) : '–';
+  $('acc').textContent = res ? (reg ? fmtV(-res.accuracy) : pct(res.accuracy, 2)) : '–';
   $('gflops').textContent = res ? gf(res.gflops) : '–';
   $('point-p').textContent = Number.isFinite(p) ? `p = ${p.toFixed(2)}` : 'custom';
   // What each threshold means for an image reaching that exit.
-  $('thresholds').textContent = `Leaves at ${th.map((t, u) => (u === M - 1 ? `exit ${used[u] + 1}: the rest` : t === Infinity || Number.isNaN(t) ? `exit ${used[u] + 1}: never` : `exit ${used[u] + 1}: conf ≥ ${fmtT(t)}`)).join(' · ')}`;
+  // Regression thresholds are on -|Δ|: conf ≥ T reads as "within |T| of the previous exit".
+  $('thresholds').textContent = `Leaves at ${th.map((t, u) => (u === M - 1 ? `exit ${used[u] + 1}: the rest` : t === Infinity || Number.isNaN(t) ? `exit ${used[u] + 1}: never` : reg ? `exit ${used[u] + 1}: |Δ| ≤ ${fmtV(-t)}` : `exit ${used[u] + 1}: conf ≥ ${fmtT(t)}`)).join(' · ')}`;
   const isSaved = point === chosen;
   $('saved-badge').textContent = isSaved ? 'saved' : 'not saved';
   $('saved-badge').className = `badge ${isSaved ? 'saved' : 'unsaved'}`;
   $('saved-badge').title = isSaved ? `The run's saved thresholds (${chosenSource}): met predict and met export use them` : 'Save thresholds to make met predict and met export use this point';
   saveBtn.disabled = isSaved || P === 0;
-  const ref = init.source.kind === 'test' ? '' : ` (run's test split: ${pct(curve.accuracy[point], 2)}, ${gf(curve.gflops[point])} GFLOPs)`;
-  $('budget-note').textContent = res ? `over ${int(res.exitOf.length)} ${init.source.kind === 'test' ? 'test' : 'scored'} images${ref}` : 'no scored image yet';
-  slider.setAttribute('aria-valuetext', `${Number.isFinite(p) ? `p ${p.toFixed(2)}` : 'saved thresholds'}: accuracy ${pct(res?.accuracy, 1)}, ${gf(res?.gflops)} GFLOPs per image`);
+  const ref = init.source.kind === 'test' ? '' : ` (run's test split: ${metricText(curve.accuracy[point], 2)}, ${gf(curve.gflops[point])} GFLOPs)`;
+  const noMetric = res && !Number.isFinite(res.accuracy) ? (reg ? '; no MAE: not every image has a target' : '') : '';
+  $('budget-note').textContent = res ? `over ${int(res.exitOf.length)} ${init.source.kind === 'test' ? 'test' : 'scored'} images${ref}${noMetric}` : 'no scored image yet';
+  slider.setAttribute('aria-valuetext', `${Number.isFinite(p) ? `p ${p.toFixed(2)}` : 'saved thresholds'}: ${reg ? metricText(res?.accuracy) : `accuracy ${pct(res?.accuracy, 1)}`}, ${gf(res?.gflops)} GFLOPs per image`);
   renderDistribution();
   renderCurve();
 }
@@ -356,14 +443,16 @@ function renderCurve(): void {
   const g = svgEl('g', { class: 'grid' }, svg);
   svgEl('line', { x1: m.l, x2: W - m.r, y1: H - m.b, y2: H - m.b, class: 'axis' }, g);
   svgEl('line', { x1: m.l, x2: m.l, y1: m.t, y2: H - m.b, class: 'axis' }, g);
-  svgEl('text', { x: m.l - 4, y: Y(y1), 'text-anchor': 'end', 'dominant-baseline': 'middle', class: 'tick' }, g).textContent = pct(y1, 0);
-  svgEl('text', { x: m.l - 4, y: Y(y0), 'text-anchor': 'end', 'dominant-baseline': 'middle', class: 'tick' }, g).textContent = pct(y0, 0);
+  // Regression: the curve's accuracy is -MAE (up is better); ticks show the MAE.
+  const tick = (y: number) => (reg ? fmtV(-y) : pct(y, 0));
+  svgEl('text', { x: m.l - 4, y: Y(y1), 'text-anchor': 'end', 'dominant-baseline': 'middle', class: 'tick' }, g).textContent = tick(y1);
+  svgEl('text', { x: m.l - 4, y: Y(y0), 'text-anchor': 'end', 'dominant-baseline': 'middle', class: 'tick' }, g).textContent = tick(y0);
   svgEl('text', { x: m.l, y: H - 6, 'text-anchor': 'start', class: 'tick' }, g).textContent = gf(x0);
   svgEl('text', { x: W - m.r, y: H - 6, 'text-anchor': 'end', class: 'tick' }, g).textContent = `${gf(x1)} GFLOPs`;
   svgEl('polyline', { points: pts.map((q) => `${X(q[0]).toFixed(1)},${Y(q[1]).toFixed(1)}`).join(' '), class: 'curve-line' }, svg);
   for (const q of pts) {
     const c = svgEl('circle', { cx: X(q[0]).toFixed(1), cy: Y(q[1]).toFixed(1), r: q[2] === point ? 5 : 2.5, class: q[2] === point ? 'pt current' : 'pt' }, svg);
-    svgEl('title', {}, c).textContent = `${Number.isFinite(curve.p[q[2]]) ? `p ${curve.p[q[2]].toFixed(2)}` : 'saved'}: ${pct(q[1], 2)}, ${gf(q[0])} GFLOPs`;
+    svgEl('title', {}, c).textContent = `${Number.isFinite(curve.p[q[2]]) ? `p ${curve.p[q[2]].toFixed(2)}` : 'saved'}: ${metricText(q[1], 2)}, ${gf(q[0])} GFLOPs`;
   }
   const s = pts.find((q) => q[2] === chosen);
   if (s) svgEl('rect', { x: (X(s[0]) - 4).toFixed(1), y: (Y(s[1]) - 4).toFixed(1), width: 8, height: 8, transform: `rotate(45 ${X(s[0]).toFixed(1)} ${Y(s[1]).toFixed(1)})`, class: 'pt saved' }, svg);
@@ -451,9 +540,10 @@ function fillRow(row: HTMLDivElement, i: number): void {
   }
   const name = cells[2] as HTMLElement;
   (name.firstChild as HTMLElement).textContent = init!.names[i];
-  (name.lastChild as HTMLElement).textContent = y >= 0 ? className(y) : scoredMask[i] === 2 ? 'unreadable' : '';
+  (name.lastChild as HTMLElement).textContent = reg ? (Number.isFinite(target[i]) ? `target ${fmtV(target[i])}` : scoredMask[i] === 2 ? 'unreadable' : '') : y >= 0 ? className(y) : scoredMask[i] === 2 ? 'unreadable' : '';
   name.title = init!.files[i];
   name.id = `c-${i}-0`;
+  if (reg) return fillValueCells(cells, i, takenExit);
   for (let j = 0; j < K; j++) {
     const c = cells[3 + j] as HTMLElement;
     c.id = `c-${i}-${j + 1}`;
@@ -465,6 +555,27 @@ function fillRow(row: HTMLDivElement, i: number): void {
     (c.firstChild as HTMLElement).textContent = b >= 0 ? className(p) : scoredMask[i] === 2 ? '✕' : '…';
     (c.lastChild as HTMLElement).textContent = b >= 0 ? pct(v, 0) : '';
     c.setAttribute('aria-label', b >= 0 ? `${exitLabel(j)}: ${className(p)}, confidence ${pct(v)}${j === takenExit ? ', exit taken' : ''}${wrong ? ', wrong' : ''}` : `${exitLabel(j)}: not scored yet`);
+  }
+}
+
+/**
+ * Regression rows: each exit's value, and under it the agreement with the previous exit (Δ, what
+ * the thresholds apply to); the colour is that agreement's closeness (exit 1 has none: neutral).
+ */
+function fillValueCells(cells: HTMLCollection, i: number, takenExit: number): void {
+  const ok = scoredMask[i] === 1;
+  const t = target[i];
+  for (let j = 0; j < K; j++) {
+    const c = cells[3 + j] as HTMLElement;
+    c.id = `c-${i}-${j + 1}`;
+    const v = val[j][i];
+    const d = -conf[j][i];
+    const b = ok && j > 0 ? heat(closeness(d)) : -1;
+    c.className = `cell exit ${!ok ? 'unscored' : b >= 0 ? `h${b}` : 'noconf'}${j === takenExit ? ' taken' : ''}${state.active === i && state.col === j + 1 ? ' active-cell' : ''}`;
+    (c.firstChild as HTMLElement).textContent = ok ? fmtV(v) : scoredMask[i] === 2 ? '✕' : '…';
+    (c.lastChild as HTMLElement).textContent = ok && j > 0 ? `Δ ${fmtV(d)}` : '';
+    const err = Number.isFinite(t) && ok ? `, error ${fmtV(v - t)}` : '';
+    c.setAttribute('aria-label', ok ? `${exitLabel(j)}: value ${fmtV(v)}${j > 0 ? `, ${fmtV(d)} from exit ${j}` : ''}${err}${j === takenExit ? ', exit taken' : ''}` : `${exitLabel(j)}: not scored yet`);
   }
 }
 
@@ -641,15 +752,17 @@ function renderDetail(): void {
   $('detail-name').title = init.files[i];
   const y = init.labels[i];
   const taken = dyn.exitOf[i];
-  $('detail-label').textContent = `${y >= 0 ? `label ${className(y)}` : 'no label'}${taken >= 0 ? ` · takes exit ${used[taken] + 1} (layer ${init.layers[used[taken]]}): ${className(pred[used[taken]][i])}` : ''}`;
+  if (reg) $('detail-label').textContent = `${Number.isFinite(target[i]) ? `target ${fmtV(target[i])}` : 'no target'}${taken >= 0 ? ` · takes exit ${used[taken] + 1} (layer ${init.layers[used[taken]]}): ${fmtV(val[used[taken]][i])}` : ''}`;
+  else $('detail-label').textContent = `${y >= 0 ? `label ${className(y)}` : 'no label'}${taken >= 0 ? ` · takes exit ${used[taken] + 1} (layer ${init.layers[used[taken]]}): ${className(pred[used[taken]][i])}` : ''}`;
   const img = $<HTMLImageElement>('detail-img');
   const uri = detail?.index === i ? detail.uri : null;
   if (uri) img.src = uri;
   else if (thumbs[i]) img.src = thumbs[i]!;
   else img.removeAttribute('src');
   img.alt = init.names[i];
-  const top = tops.get(i);
   const bars = $('detail-bars');
+  if (reg) return renderValueBars(i, taken);
+  const top = tops.get(i);
   bars.replaceChildren(
     ...Array.from({ length: K }, (_, j) => {
       const li = h('li', `bar-row${taken >= 0 && used[taken] === j ? ' taken' : ''}`);
@@ -675,6 +788,42 @@ function renderDetail(): void {
   );
 }
 
+/**
+ * Regression detail: per exit, the value on one axis shared by every exit and the target (marked),
+ * the agreement with the previous exit, and the error when the target is known.
+ */
+function renderValueBars(i: number, taken: number): void {
+  const t = target[i];
+  const ok = scoredMask[i] === 1;
+  const vs = ok ? val.map((v) => v[i]).filter((v) => Number.isFinite(v)) : [];
+  if (Number.isFinite(t)) vs.push(t);
+  let lo = Math.min(0, ...vs);
+  let hi = Math.max(...vs, lo + 1e-9);
+  if (hi - lo < 1e-6) (lo -= 0.5), (hi += 0.5);
+  $('detail-bars').replaceChildren(
+    ...Array.from({ length: K }, (_, j) => {
+      const li = h('li', `bar-row${taken >= 0 && used[taken] === j ? ' taken' : ''}`);
+      li.dataset.exit = String(j + 1);
+      const head = h('div', 'bar-head');
+      const v = val[j][i];
+      const d = -conf[j][i];
+      head.append(h('span', 'bar-exit', exitLabel(j)), h('span', 'bar-conf', ok ? `${fmtV(v)}${j > 0 ? ` · Δ ${fmtV(d)}` : ''}` : detail?.error ? detail.error : 'scoring…'));
+      li.appendChild(head);
+      const s = svgEl('svg', { class: 'bar', viewBox: '0 0 100 8', preserveAspectRatio: 'none', 'aria-hidden': 'true' });
+      svgEl('rect', { x: 0, y: 0, width: 100, height: 8, class: 'bar-bg' }, s);
+      const x = (u: number) => (100 * (u - lo)) / (hi - lo);
+      const b = ok && j > 0 ? heat(closeness(d)) : -1;
+      if (ok && Number.isFinite(v)) svgEl('rect', { x: 0, y: 0, width: x(v).toFixed(2), height: 8, class: `bar-fg ${b >= 0 ? `h${b}` : 'noconf'}` }, s);
+      if (Number.isFinite(t)) svgEl('rect', { x: Math.max(0, x(t) - 0.6).toFixed(2), y: 0, width: 1.2, height: 8, class: 'target-mark' }, s);
+      li.appendChild(s);
+      const note = h('div', 'value-note');
+      note.textContent = ok && Number.isFinite(t) ? `error ${v - t >= 0 ? '+' : ''}${fmtV(v - t)}` : '';
+      li.appendChild(note);
+      return li;
+    }),
+  );
+}
+
 /** A horizontal bar (SVG: widths as attributes, no inline style) for a value in [0, 1]. */
 function bar(v: number, cls: string): SVGSVGElement {
   const s = svgEl('svg', { class: 'bar', viewBox: '0 0 100 8', preserveAspectRatio: 'none', 'aria-hidden': 'true' });
@@ -689,10 +838,10 @@ function renderSummary(): void {
   if (!init) return;
   const head = $('summary-head');
   head.replaceChildren(
-    ...['Class', 'Images', 'Where they exit', 'Accuracy (thresholds)', ...Array.from({ length: K }, (_, j) => `Exit ${j + 1}`)].map((t, c) => {
+    ...[reg ? 'Target' : 'Class', 'Images', 'Where they exit', reg ? 'MAE (thresholds)' : 'Accuracy (thresholds)', ...Array.from({ length: K }, (_, j) => `Exit ${j + 1}`)].map((t, c) => {
       const th = h('th', c === 0 || c === 2 ? 'left' : undefined, t);
       th.scope = 'col';
-      if (c >= 4) th.title = `Accuracy of ${exitLabel(c - 4)} when every image runs to it`;
+      if (c >= 4) th.title = `${reg ? 'MAE' : 'Accuracy'} of ${exitLabel(c - 4)} when every image runs to it`;
       return th;
     }),
   );
@@ -719,16 +868,20 @@ function renderSummary(): void {
     });
     dist.append(svg, h('span', 'counts', s.exitCounts.join(' / ')));
     tr.appendChild(dist);
-    tr.appendChild(h('td', `acc dyn ${s.accuracy === null ? '' : `h${heat(s.accuracy)}`}`, pct(s.accuracy)));
-    accs.forEach((a) => tr.appendChild(h('td', `acc ${a === null ? '' : `h${heat(a)}`}`, pct(a))));
+    tr.appendChild(h('td', `acc dyn ${s.accuracy === null ? '' : `h${metricHeat(s.accuracy)}`}`, reg ? fmtV(-(s.accuracy ?? NaN)) : pct(s.accuracy)));
+    accs.forEach((a) => tr.appendChild(h('td', `acc ${a === null ? '' : `h${metricHeat(a)}`}`, reg ? fmtV(-(a ?? NaN)) : pct(a))));
     return tr;
   };
   rows.push(mk(allRow, exitAcc, 'all'));
   classStats.forEach((s, c) => rows.push(mk(s, classExitAcc[c] ?? [], '')));
   $('summary-rows').replaceChildren(...rows);
-  $('summary-note').textContent = labelled
-    ? `${int(labelled)} labelled ${init.source.kind === 'test' ? 'test ' : ''}images. "Where they exit" and the thresholds' accuracy follow the slider; the exit columns are each exit's accuracy when every image runs to it.`
-    : 'No image of this source sits in a folder named like one of the run\'s classes: no accuracy (predictions and exits only).';
+  $('summary-note').textContent = reg
+    ? labelled
+      ? `${int(labelled)} ${init.source.kind === 'test' ? 'test ' : ''}images with a target${init.targetsFrom ? ` (${init.targetsFrom})` : ''}. MAE in target units; "Where they exit" and the thresholds' MAE follow the slider; the exit columns are each exit's MAE when every image runs to it. Δ: how far an exit's value is from the previous exit's, what the thresholds apply to.`
+      : 'No targets for these images (no targets file at the folder\'s root): values and exits only, no MAE.'
+    : labelled
+      ? `${int(labelled)} labelled ${init.source.kind === 'test' ? 'test ' : ''}images. "Where they exit" and the thresholds' accuracy follow the slider; the exit columns are each exit's accuracy when every image runs to it.`
+      : 'No image of this source sits in a folder named like one of the run\'s classes: no accuracy (predictions and exits only).';
 }
 
 function renderStatus(): void {
@@ -834,21 +987,22 @@ function snapshot(): RenderedSnapshot {
     markedCells: marked,
     active: state.active ?? -1,
     col: state.col ?? 0,
-    exitAccuracy: exitAcc,
-    exitAccuracyText: exitAcc.map((a) => pct(a)),
+    ...(reg ? { task: 'regression' as const } : {}),
+    exitAccuracy: exitAcc.map(metricOut),
+    exitAccuracyText: exitAcc.map((a) => (reg ? fmtV(-(a ?? NaN)) : pct(a))),
     slider: {
       index: point,
       count: P,
       p: P && Number.isFinite(curve.p[point]) ? curve.p[point] : null,
       thresholds: P ? thresholdsOf(point).map(jsonT) : [],
-      accuracy: res && Number.isFinite(res.accuracy) ? res.accuracy : null,
+      accuracy: metricOut(res?.accuracy),
       gflops: res && Number.isFinite(res.gflops) ? res.gflops : null,
       exitCounts: res?.exitCounts ?? [],
       accuracyText: $('acc').textContent ?? '',
       gflopsText: $('gflops').textContent ?? '',
       saved: point === chosen,
     },
-    classes: classStats,
+    classes: classStats.map((c) => ({ ...c, accuracy: metricOut(c.accuracy) })),
     selected:
       i === undefined || !init
         ? null
@@ -856,10 +1010,12 @@ function snapshot(): RenderedSnapshot {
             index: i,
             file: init.files[i],
             exit: dyn.exitOf[i] >= 0 ? used[dyn.exitOf[i]] + 1 : 0,
+            ...(reg ? { target: Number.isFinite(target[i]) ? target[i] : null } : {}),
             bars: Array.from({ length: K }, (_, j) => ({
               exit: j + 1,
               conf: conf[j][i],
-              cls: className(pred[j][i]),
+              cls: reg ? fmtV(val[j][i]) : className(pred[j][i]),
+              ...(reg ? { value: val[j][i] } : {}),
               top: top ? Array.from({ length: top.k }, (_, t) => ({ cls: className(top.cls[j * top.k + t]), prob: top.prob[j * top.k + t] })) : [],
             })),
           },
@@ -986,6 +1142,17 @@ window.addEventListener('message', (ev: MessageEvent<HostMessage>) => {
     case 'detail':
       if (m.index !== state.selected) break;
       detail = { index: m.index, uri: m.uri, error: m.error };
+      if (reg && m.value && scoredMask[m.index] !== 1 && !m.error) {
+        // A regression image scored for the detail before its chunk: its values and agreement.
+        for (let j = 0; j < K; j++) {
+          val[j][m.index] = m.value[j];
+          conf[j][m.index] = m.conf[j];
+        }
+        scoredMask[m.index] = 1;
+        scored++;
+        dataVersion++;
+        scheduleData();
+      }
       if (m.k > 0 && m.topProb.length) {
         tops.set(m.index, { k: m.k, prob: m.topProb, cls: m.topClass });
         // A test-split image is scored again for its top-k: keep the stored conf/pred (the grid's).

@@ -21,6 +21,10 @@
 //                    'chosen'   the run's saved thresholds changed (after 'save', or on disk)
 //                    'status'   a line for the status bar of the panel (progress, errors)
 //                    'test'     test-only actions (met.inspect.test): drive the UI as a user would
+//
+// Regression runs (task 'regression', model/regression.ts) use the same messages: `value` carries
+// each exit's predicted number, `conf` the agreement with the previous exit (NaN at exit 1: it
+// never takes an image), `pred` is -1 and there is no top-k; `targets` replaces `labels`.
 
 export interface RunChoice {
   dir: string;
@@ -75,6 +79,17 @@ export interface InitMessage {
   pred?: Int32Array;
   /** Skipped while listing (not images...), shown in the status line. */
   skipped: number;
+  /** 'regression': the run predicts a number (values, MAE) instead of a class. */
+  task?: 'regression';
+  /** Regression: [n] target value of each image (NaN: unknown), and the stored values of the
+   *  test split, [K * n] exit-major (absent: scored on demand). */
+  targets?: Float64Array;
+  value?: Float32Array;
+  /** Regression: the training targets' standard deviation (target units): the colour scale of
+   *  agreement and error (model/regression.ts targetStd; 1 when not standardised). */
+  targetScale?: number;
+  /** Regression: where `targets` came from (the test split, or a folder's targets file). */
+  targetsFrom?: string;
 }
 
 export interface ScoresMessage {
@@ -87,6 +102,8 @@ export interface ScoresMessage {
   k: number;
   topProb: Float32Array;
   topClass: Int32Array;
+  /** Regression: [m * K] values, image-major. */
+  value?: Float32Array;
   /** Images scored so far, of all. */
   scored: number;
   total: number;
@@ -96,7 +113,7 @@ export type HostMessage =
   | InitMessage
   | ScoresMessage
   | { type: 'thumbs'; index: Int32Array; uris: (string | null)[] }
-  | { type: 'detail'; index: number; uri: string | null; k: number; conf: Float32Array; pred: Int32Array; topProb: Float32Array; topClass: Int32Array; error?: string }
+  | { type: 'detail'; index: number; uri: string | null; k: number; conf: Float32Array; pred: Int32Array; topProb: Float32Array; topClass: Int32Array; value?: Float32Array; error?: string }
   | { type: 'chosen'; curve: Curve; chosen: number; chosenSource: string; message?: string }
   | { type: 'status'; text: string; error?: boolean }
   | { type: 'test'; action: TestAction };
@@ -164,7 +181,10 @@ export interface RenderedSnapshot {
   markedCells: number;
   active: number;
   col: number;
-  /** Static accuracy of each exit over the labelled scored images (null: none), and as shown. */
+  /** 'regression' when the run predicts values: MAE below instead of accuracy. */
+  task?: 'regression';
+  /** Static accuracy of each exit over the labelled scored images (null: none), and as shown.
+   *  Regression: the MAE of each exit over the scored images with a target (target units). */
   exitAccuracy: (number | null)[];
   exitAccuracyText: string[];
   slider: {
@@ -173,6 +193,7 @@ export interface RenderedSnapshot {
     p: number | null;
     /** Thresholds over the used exits: numbers, or 'Infinity' / '-Infinity' (JSON has neither). */
     thresholds: (number | string)[];
+    /** Accuracy under the thresholds; regression: the MAE (target units). */
     accuracy: number | null;
     gflops: number | null;
     exitCounts: number[];
@@ -180,10 +201,18 @@ export interface RenderedSnapshot {
     gflopsText: string;
     saved: boolean;
   };
-  /** Per class: images, where they exit (per used exit), accuracy under the thresholds. */
+  /** Per class (regression: per target value, or range of values): images, where they exit (per
+   *  used exit), accuracy (regression: MAE) under the thresholds. */
   classes: { name: string; n: number; exitCounts: number[]; accuracy: number | null }[];
-  /** The selected image: 1-based exit it takes under the slider's thresholds (0: not scored), per-exit bars. */
-  selected: { index: number; file: string; exit: number; bars: { exit: number; conf: number; cls: string; top: { cls: string; prob: number }[] }[] } | null;
+  /** The selected image: 1-based exit it takes under the slider's thresholds (0: not scored), per-exit bars.
+   *  Regression: `value` per exit and the image's `target` (null: unknown); `cls` is the value as shown. */
+  selected: {
+    index: number;
+    file: string;
+    exit: number;
+    target?: number | null;
+    bars: { exit: number; conf: number; cls: string; value?: number; top: { cls: string; prob: number }[] }[];
+  } | null;
   status: string;
 }
 

@@ -5,7 +5,7 @@
 // the run it explores is trained beforehand with the CLI (`dist/cli.js train`), as a user would
 // in a terminal.
 //
-//   node test/vscode/host/panels-ui.mjs [--timeout SEC] [--only inspect|similarity|params] [--themes dark,light,high-contrast]
+//   node test/vscode/host/panels-ui.mjs [--timeout SEC] [--only inspect|similarity|params|inspect-regression] [--themes dark,light,high-contrast]
 //
 // Steps per panel live in PANELS below; each opens its panel from the command palette, checks
 // what it shows (with the keyboard, the user's path), and leaves it on screen for the screenshots;
@@ -22,6 +22,11 @@
 // Params: F1 "MET: Show parameter counts", the config file picked in the quick pick; the
 // trainable count shown equals `met params --config met.config.json --json`; Tab moves between
 // the bars.
+// Regression: a counting run (regression exits) is trained with the CLI next to the first run;
+// F1 "MET: Inspect exits" offers both runs (the newest, the regression run, first: Enter); the
+// grid shows values (no percentages) with the exit taken marked, the name column the targets;
+// the keyboard selects an image, whose detail shows value bars with the target marked; the
+// slider moves the MAE readout; the summary groups images by target value.
 // Exit code 0 when all of that happened, 1 otherwise, 124 on the overall timeout.
 
 import { spawnSync } from 'node:child_process';
@@ -48,6 +53,9 @@ export const INSPECT = {
   bars: '#detail-bars li.bar-row',
   top3: '#detail-bars li.bar-row ol.top3 li:not(.pending)',
   summaryRows: '#summary-rows tr',
+  cellValues: '#grid-rows .row:not([hidden]) .cell.exit .cls',
+  targetMarks: '#detail-bars li.bar-row svg.bar .target-mark',
+  accLabel: '#acc-label',
 };
 
 // Inside the webviews (the stable ids listed in src/extension/similarity.ts and paramsPanel.ts).
@@ -125,6 +133,86 @@ async function inspectPanel(page) {
       await view.locator(INSPECT.grid).focus();
     },
     /** Further views for screenshots of their own: the per-class summary below the grid. */
+    extra: {
+      async summary() {
+        await view.locator('#summary').scrollIntoViewIfNeeded();
+      },
+    },
+  };
+}
+
+/** A regression run (counting images) trained with the CLI, then Inspect exits on it from the palette. */
+async function regressionPanel(page, ws) {
+  const data = path.join(ws.dir, 'counting');
+  const script = `
+    const { writeCountingFolder } = require(${JSON.stringify(path.join(ROOT, 'src/engine/demo/shapes.ts'))});
+    writeCountingFolder({ out: ${JSON.stringify(data)}, n: 96, seed: 3, maxCount: 4 }).catch((e) => { console.error(e); process.exit(1); });`;
+  const g = spawnSync(process.execPath, ['--import', 'tsx', '-e', script], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
+  if (g.status !== 0) throw new Error(`generating ${data} failed:\n${g.stdout}\n${g.stderr}`);
+  const t0 = Date.now();
+  const tr = spawnSync(process.execPath, [path.join(ROOT, 'dist/cli.js'), 'train', '--task', 'regression', '--data', 'counting', '--weights', 'backbone/tiny-vit.safetensors', '--heads', '4', '--exits', '2,4,6', '--epochs', '4', '--batch', '16', '--lr', '0.003', '--warmup-epochs', '0', '--split', '50,25,25', '--threads', '1'], { cwd: ws.dir, encoding: 'utf8', timeout: 600_000 });
+  if (tr.status !== 0) throw new Error(`met train --task regression failed (${tr.status}):\n${tr.stdout}\n${tr.stderr}`);
+  log(`regression: trained a counting run in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  // Two finished runs now: the palette command asks, newest (the regression run) first. Until
+  // the runs view has noticed the new run (file watcher, or its 3 s check), the command opens the
+  // only run it knows directly: close that and ask again.
+  await until('the quick pick of runs to inspect', async () => {
+    await commandWhenAvailable(page, INSPECT.command);
+    const items = await waitForQuickPick(page, 'MET: Inspect exits', 5000).catch(() => []);
+    if (items.length >= 2 && /regression/.test(items[0])) return items;
+    await page.keyboard.press('Escape');
+    await runCommand(page, 'View: Close All Editors', 5000).catch(() => page.keyboard.press('Escape'));
+    return false;
+  }, { timeout: 60_000, interval: 2000 });
+  await page.keyboard.press('Enter');
+  const view = webview(page);
+  await view.locator(INSPECT.root).waitFor({ timeout: 60_000 });
+  const cells = await until('the grid to show values with marked exits', async () => {
+    if ((await view.locator(INSPECT.accLabel).innerText()) !== 'MAE') return false;
+    const rows = await view.locator(INSPECT.rows).count();
+    const taken = await view.locator(INSPECT.taken).count();
+    const values = await view.locator(INSPECT.cellValues).allInnerTexts();
+    return rows > 0 && taken === rows && values.length && values.every((v) => /^-?\d/.test(v)) ? values : false;
+  }, { timeout: 60_000 });
+  if (cells.some((v) => v.includes('%'))) throw new Error(`regression cells show percentages: ${cells.slice(0, 6).join(', ')}`);
+  await view.locator(INSPECT.grid).focus();
+  for (const k of ['Home', 'ArrowDown', 'Enter']) await page.keyboard.press(k);
+  await until('the detail of the second image with the target marked on every exit', async () => {
+    const idx = await view.locator(INSPECT.detail).getAttribute('data-index');
+    const marks = await view.locator(INSPECT.targetMarks).count();
+    const bars = await view.locator(INSPECT.bars).count();
+    return idx === '1' && bars === 3 && marks === 3 ? marks : false;
+  }, { timeout: 60_000 });
+  // The slider's two ends (neighbouring points can give the same numbers on 24 test images).
+  const slider = view.locator(INSPECT.slider);
+  const max = Number(await slider.getAttribute('max'));
+  const readout = async () => `${await view.locator(INSPECT.acc).innerText()} / ${await view.locator(INSPECT.gflops).innerText()}`;
+  await slider.focus();
+  await page.keyboard.press('Home');
+  const before = await readout();
+  await page.keyboard.press('End');
+  const after = await readout();
+  if (max > 0 && after === before) throw new Error(`moving the slider end to end did not change MAE / GFLOPs (${before})`);
+  for (let i = 0; i < Math.ceil(max / 2); i++) await page.keyboard.press('ArrowLeft');
+  const groups = await view.locator('#summary-rows tr th.cls').allInnerTexts();
+  log(`regression: values ${cells.slice(0, 3).join(', ')}…, slider ${max + 1} points, MAE / GFLOPs ${before} -> ${after}; summary rows ${groups.join(', ')}`);
+  if (!groups.slice(1).every((g) => /^= \d+$/.test(g))) throw new Error(`the summary should group counts by value: ${groups.join(', ')}`);
+  const want = { index: '1', value: await slider.inputValue() };
+  return {
+    parkMouse: true,
+    view,
+    async checkRestored() {
+      await until('the regression Inspect panel to be restored after a window reload', async () => {
+        const idx = await view.locator(INSPECT.detail).getAttribute('data-index', { timeout: 2000 });
+        const value = await view.locator(INSPECT.slider).inputValue({ timeout: 2000 });
+        return idx === want.index && value === want.value;
+      }, { timeout: 60_000 });
+      log('regression: restored after reload');
+    },
+    async settle() {
+      await view.locator(INSPECT.root).waitFor();
+      await view.locator(INSPECT.grid).focus();
+    },
     extra: {
       async summary() {
         await view.locator('#summary').scrollIntoViewIfNeeded();
@@ -234,7 +322,8 @@ async function paramsPanel(page, ws) {
   };
 }
 
-const PANELS = { inspect: inspectPanel, similarity: similarityPanel, params: paramsPanel };
+// 'regression' last: it adds a second finished run to the workspace, which the others do not expect.
+const PANELS = { inspect: inspectPanel, similarity: similarityPanel, params: paramsPanel, 'inspect-regression': regressionPanel };
 
 async function main() {
   const argv = process.argv.slice(2);
