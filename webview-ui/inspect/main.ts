@@ -198,7 +198,8 @@ function buildGroups(): void {
   const hi = vals[vals.length - 1];
   const B = 8;
   const w = (hi - lo) / B;
-  groupNames = Array.from({ length: B }, (_, g) => `${g === 0 ? '[' : '['}${fmtV(lo + g * w)}, ${fmtV(g === B - 1 ? hi : lo + (g + 1) * w)}${g === B - 1 ? ']' : ')'}`);
+  // Half-open ranges [a, b), the last one closed so that the largest target is in it.
+  groupNames = Array.from({ length: B }, (_, g) => `[${fmtV(lo + g * w)}, ${fmtV(g === B - 1 ? hi : lo + (g + 1) * w)}${g === B - 1 ? ']' : ')'}`);
   for (let i = 0; i < n; i++) if (Number.isFinite(target[i])) groupOf[i] = Math.min(B - 1, Math.floor((target[i] - lo) / w));
 }
 
