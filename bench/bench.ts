@@ -2,7 +2,8 @@
 // side by side on the same machine, PyTorch configured at its best (OpenBLAS with AVX-512, see
 // shared docs/architecture.md). Prints img/s, GFLOP/s as a share of the measured practical peak
 // and the ratios. Options: --quick (fewer iterations), --no-torch, --threads N, --profile
-// (onnxruntime per-op-type time for the engine's train step), --batches 8,32.
+// (onnxruntime per-op-type time for the engine's train step), --batches 8,32, --only
+// forward,trainstep,met (some sections; default all).
 
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -33,6 +34,7 @@ const ITERS = Number(opt('iters', QUICK ? '3' : '6'));
 // steady size during the first steps (measured: MET step at batch 16, 8.8 and 8.2 s, then 5.3 s
 // every step after), and training runs thousands of steps.
 const WARMUP = Number(opt('warmup', '2'));
+const ONLY = new Set(opt('only', 'forward,trainstep,met').split(','));
 const ROOT = path.resolve(__dirname, '..');
 
 export const VIT_B16: VitConfig = {
@@ -213,7 +215,7 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
 
   // Forward.
-  {
+  if (ONLY.has('forward')) {
     const g = new Graph();
     const P = new VitParams(g, weights);
     const x = g.input('images', ['B', 3, 224, 224]);
@@ -232,7 +234,7 @@ async function main(): Promise<void> {
   }
 
   // Frozen-backbone train step: forward + gradients of the adapter-sized set only.
-  {
+  if (ONLY.has('trainstep')) {
     const names = adapterSizedSet(cfg);
     const g = new Graph();
     const P = new VitParams(g, weights, new Set(names));
@@ -264,7 +266,7 @@ async function main(): Promise<void> {
     await s.release();
   }
 
-  if (!flag('no-met')) await metSection(weights, rows);
+  if (!flag('no-met') && ONLY.has('met')) await metSection(weights, rows);
 
   console.log('');
   console.log('workload         batch   engine img/s  GFLOP/s (%peak)   PyTorch img/s  GFLOP/s (%peak)   engine/PyTorch');
