@@ -171,8 +171,12 @@ function runTorch(workload: string, batch: number, script = 'scripts/bench_torch
 }
 
 /**
- * Where the time goes: runs the model once more under onnxruntime's profiler and sums the
- * kernel time of each op type (the trace is Chrome-trace JSON with one event per node run).
+ * Where the time goes: runs the model under onnxruntime's profiler and sums the kernel time of
+ * each op type (the trace is Chrome-trace JSON with one event per node run) over the last two
+ * runs only. The first runs of a fresh session touch new arena memory: about 900,000 page faults
+ * and 11-13 s of system time per run for the MET step at batch 32, which made large elementwise
+ * ops look up to 30x slower than they are in steady state (measured: an Add of [32, 203, 3072]
+ * and [3072], 243 ms in the first two runs, 8 ms after).
  */
 async function profileModel(model: ReturnType<typeof compile>, feeds: Record<string, HostTensor>): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'met-prof-'));
@@ -180,8 +184,7 @@ async function profileModel(model: ReturnType<typeof compile>, feeds: Record<str
   process.chdir(dir);
   try {
     const s = await Session.create(model, { threads: THREADS, profilePrefix: 'trace' });
-    await s.run(feeds);
-    await s.run(feeds);
+    for (let i = 0; i < WARMUP + 2; i++) await s.run(feeds);
     s.endProfiling();
     await s.release();
   } finally {
@@ -189,15 +192,17 @@ async function profileModel(model: ReturnType<typeof compile>, feeds: Record<str
   }
   const file = fs.readdirSync(dir).find((f) => f.startsWith('trace') && f.endsWith('.json'));
   if (!file) return void console.log('  (no profile written)');
-  const events = JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8')) as { cat: string; name: string; dur: number; args?: { op_name?: string } }[];
+  const events = JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8')) as { cat: string; name: string; ts: number; dur: number; args?: { op_name?: string } }[];
+  const runs = events.filter((e) => e.cat === 'Session' && e.name === 'model_run').sort((a, b) => a.ts - b.ts);
+  const from = runs.length >= 2 ? runs[runs.length - 2].ts : 0;
   const byOp = new Map<string, number>();
   let total = 0;
   for (const e of events) {
-    if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time') || !e.args?.op_name) continue;
+    if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time') || !e.args?.op_name || e.ts < from) continue;
     byOp.set(e.args.op_name, (byOp.get(e.args.op_name) ?? 0) + e.dur);
     total += e.dur;
   }
-  console.log('  onnxruntime kernel time by op type (2 runs):');
+  console.log(`  onnxruntime kernel time by op type (the last 2 of ${runs.length} runs; steps: ${runs.map((r) => (r.dur / 1000).toFixed(0)).join(', ')} ms):`);
   for (const [op, us] of [...byOp].sort((a, b) => b[1] - a[1]).slice(0, 14))
     console.log(`    ${op.padEnd(28)} ${(us / 2000).toFixed(0).padStart(7)} ms/run  ${((100 * us) / total).toFixed(1).padStart(5)}%`);
   fs.rmSync(dir, { recursive: true, force: true });
