@@ -9,6 +9,7 @@
 
 import './dashboard.css';
 import { $, vscodeApi } from '../common/vscode';
+import { svgEl as el } from '../common/svg';
 import type { DashboardState, EpochEvent, History, HostMessage, RenderedSnapshot, RunMeta, RunStatus, StepEvent, SummaryLite, WebviewMessage } from './protocol';
 
 const vscode = vscodeApi<WebviewMessage, DashboardState>();
@@ -137,13 +138,6 @@ function schedule(): void {
   }, 60);
 }
 
-const SVG = 'http://www.w3.org/2000/svg';
-function el<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Record<string, string | number>, parent?: Element): SVGElementTagNameMap[K] {
-  const e = document.createElementNS(SVG, tag);
-  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
-  parent?.appendChild(e);
-  return e;
-}
 /** Series classes: five theme chart colours (see dashboard.css), then dashed and dotted variants. */
 const seriesClass = (j: number) => `series s${j % 5} d${Math.floor(j / 5) % 3}`;
 

@@ -7,6 +7,7 @@
 
 import './params.css';
 import { $, vscodeApi } from '../common/vscode';
+import { svgEl as el } from '../common/svg';
 import type { ParamsHostMessage, ParamsNumbers, ParamsRendered, ParamsSource, ParamsState, ParamsWebviewMessage } from './protocol';
 
 const vscode = vscodeApi<ParamsWebviewMessage, ParamsState>();
@@ -39,13 +40,6 @@ function compact(n: number): string {
   return String(n);
 }
 
-const SVG = 'http://www.w3.org/2000/svg';
-function el<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Record<string, string | number>, parent?: Element): SVGElementTagNameMap[K] {
-  const e = document.createElementNS(SVG, tag);
-  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
-  parent?.appendChild(e);
-  return e;
-}
 function clear(svg: Element): void {
   while (svg.firstChild) svg.removeChild(svg.firstChild);
 }
@@ -146,10 +140,7 @@ function renderShareBar(n: ParamsNumbers): void {
     if (w > 44) el('text', { x: x + w / 2, y: H / 2, 'text-anchor': 'middle', 'dominant-baseline': 'middle', class: 'inbar' }, g).textContent = share(v, n.trainable);
     x += w;
     const li = document.createElement('li');
-    const sw = document.createElementNS(SVG, 'svg');
-    sw.setAttribute('width', '12');
-    sw.setAttribute('height', '12');
-    sw.setAttribute('aria-hidden', 'true');
+    const sw = el('svg', { width: 12, height: 12, 'aria-hidden': 'true' });
     el('rect', { x: 0, y: 0, width: 12, height: 12, class: `fill ${GROUP_CLASS[i]}` }, sw);
     li.append(sw, document.createTextNode(`${n.groups.names[i]} ${share(v, n.trainable)}`));
     legend.push(li);
