@@ -142,21 +142,15 @@ export async function folderTargets(paths: string[], files: string[]): Promise<{
 
 // ---- One panel ----
 
-interface Loaded {
+/** What the 'init' message says about the images: files, labels or targets, stored scores (test split). */
+type LoadedImages = Pick<InitMessage, 'files' | 'names' | 'labels' | 'conf' | 'pred' | 'skipped' | 'task' | 'targets' | 'value' | 'targetScale' | 'targetsFrom'>;
+
+/** A loaded run and source: the run's settings and curve, and the images as the webview gets them. */
+interface Loaded extends LoadedImages {
   cf: RunConfigFile;
   K: number;
   curve: CurveData;
   gflops: number[];
-  files: string[];
-  names: string[];
-  labels: Int32Array;
-  /** Test split: stored scores, exit-major [K * n]. */
-  conf?: Float32Array;
-  pred?: Int32Array;
-  skipped: number;
-  /** Regression runs: targets [n] (NaN unknown), where they came from, the test split's stored
-   *  values (exit-major [K * n]), and the colour scale (training targets' std). */
-  regression?: { targets: Float64Array; from: string; value?: Float32Array; scale: number };
 }
 
 class InspectPanel implements vscode.Disposable {
@@ -440,33 +434,29 @@ class InspectPanel implements vscode.Disposable {
       if (this.source.kind === 'test' && !test) throw new Error(`${this.runDir}: predictions.json has no test split`);
       const curve = buildCurve(th, K, test);
       const regression = cf.met?.task === 'regression';
-      const scale = regression && typeof cf.met.targetStd === 'number' && cf.met.targetStd > 0 ? cf.met.targetStd : 1;
+      // Regression runs: the colour scale of agreement and error (the training targets' std).
+      const reg = regression ? { task: 'regression' as const, targetScale: typeof cf.met.targetStd === 'number' && cf.met.targetStd > 0 ? cf.met.targetStd : 1 } : {};
       const gflops = th?.gflops?.length === K ? th.gflops : ((await readJsonFile<{ exits: { gflops: number }[] }>(path.join(this.runDir, 'summary.json'), 'the run has not finished').catch(() => null))?.exits.map((e) => e.gflops) ?? new Array<number>(K).fill(NaN));
       let loaded: Loaded;
       if (this.source.kind === 'test') {
         const t = test!;
         const n = t.files.length;
-        const conf = new Float32Array(K * n);
-        const pred = new Int32Array(K * n);
-        for (let j = 0; j < K; j++) {
-          conf.set(t.conf[j], j * n);
-          pred.set(t.pred[j], j * n);
-        }
         const root = cf.dataset?.root ?? '';
         const names = t.files.map((f) => (root ? path.relative(root, f) : path.basename(f)));
-        if (regression) {
-          // predictions.json of a regression run: pred = values, labels = targets, conf = the
-          // agreement (exit 1 stored as null). Recomputed from the values as exitScores does.
-          const agree = agreementConfidence(t.pred);
-          const value = new Float32Array(K * n);
-          for (let j = 0; j < K; j++) {
-            value.set(t.pred[j], j * n);
-            conf.set(agree[j], j * n);
-          }
-          pred.fill(-1);
-          const targets = Float64Array.from(t.labels, (v) => (typeof v === 'number' ? v : NaN));
-          loaded = { cf, K, curve, gflops, files: t.files, names, labels: new Int32Array(n).fill(-1), conf, pred, skipped: 0, regression: { targets, from: 'the targets met train read', value, scale } };
-        } else loaded = { cf, K, curve, gflops, files: t.files, names, labels: Int32Array.from(t.labels), conf, pred, skipped: 0 };
+        // Regression (predictions.json: pred = values, labels = targets): the agreement is
+        // recomputed from the values as exitScores does (JSON stores exit 1's NaN as null).
+        const agree = regression ? agreementConfidence(t.pred) : null;
+        const conf = new Float32Array(K * n);
+        const pred = new Int32Array(K * n).fill(-1);
+        const value = regression ? new Float32Array(K * n) : undefined;
+        for (let j = 0; j < K; j++) {
+          conf.set(agree ? agree[j] : t.conf[j], j * n);
+          if (value) value.set(t.pred[j], j * n);
+          else pred.set(t.pred[j], j * n);
+        }
+        loaded = regression
+          ? { cf, K, curve, gflops, files: t.files, names, labels: new Int32Array(n).fill(-1), conf, pred, skipped: 0, ...reg, targets: Float64Array.from(t.labels, (v) => (typeof v === 'number' ? v : NaN)), targetsFrom: 'the targets met train read', value }
+          : { cf, K, curve, gflops, files: t.files, names, labels: Int32Array.from(t.labels), conf, pred, skipped: 0 };
       } else {
         const listed = await listImageFiles(this.source.paths);
         const files = listed.files.map((f) => path.resolve(f));
@@ -478,12 +468,9 @@ class InspectPanel implements vscode.Disposable {
         });
         // A class folder named like one of the run's classes gives the label (as met predict --eval and met eval --data).
         const labels = regression ? new Int32Array(files.length).fill(-1) : Int32Array.from(files, (f) => cf.classes.indexOf(path.basename(path.dirname(f))));
-        loaded = { cf, K, curve, gflops, files, names, labels, skipped: listed.skipped.length };
-        if (regression) {
-          // Targets from a targets file next to the images (as met train finds one), when there is one.
-          const t = await folderTargets(this.source.paths, files);
-          loaded.regression = { ...t, scale };
-        }
+        // Regression: targets from a targets file next to the images (as met train finds one), when there is one.
+        const t = regression ? await folderTargets(this.source.paths, files) : null;
+        loaded = { cf, K, curve, gflops, files, names, labels, skipped: listed.skipped.length, ...reg, ...(t ? { targets: t.targets, targetsFrom: t.from } : {}) };
         if (!files.length) throw new Error(`no image files in ${this.source.paths.join(', ')}${listed.skipped.length ? ` (${listed.skipped.length} other files skipped)` : ''}`);
       }
       if (gen !== this.generation) return;
@@ -507,7 +494,7 @@ class InspectPanel implements vscode.Disposable {
     this.scoreOk = new Uint8Array(n).fill(stored ? 1 : 0);
     this.scoreConf = new Float32Array(stored ? 0 : n * K).fill(NaN);
     this.scorePred = new Int32Array(stored ? 0 : n * K).fill(-1);
-    this.scoreValue = new Float32Array(stored || !l.regression ? 0 : n * K).fill(NaN);
+    this.scoreValue = new Float32Array(stored || l.task !== 'regression' ? 0 : n * K).fill(NaN);
     this.topProb = new Float32Array(stored ? 0 : n * K * TOP_K).fill(NaN);
     this.topClass = new Int32Array(stored ? 0 : n * K * TOP_K).fill(-1);
     this.scoredCount = stored ? n : 0;
@@ -537,26 +524,21 @@ class InspectPanel implements vscode.Disposable {
     if (!l) return;
     void this.runChoices().then((runs) => {
       if (this.loaded !== l) return;
+      const { cf, K: _K, curve, gflops, ...images } = l;
       const init: InitMessage = {
         type: 'init',
         runDir: this.runDir,
         runName: path.basename(this.runDir),
         runs,
         source: this.source,
-        classes: l.cf.classes,
-        layers: Int32Array.from(l.cf.met.exits),
-        gflops: Float64Array.from(l.gflops),
-        used: Int32Array.from(l.curve.used),
-        curve: l.curve.curve,
-        chosen: l.curve.chosen,
-        chosenSource: l.curve.chosenSource,
-        files: l.files,
-        names: l.names,
-        labels: l.labels,
-        conf: l.conf,
-        pred: l.pred,
-        skipped: l.skipped,
-        ...(l.regression ? { task: 'regression' as const, targets: l.regression.targets, value: l.regression.value, targetScale: l.regression.scale, targetsFrom: l.regression.from } : {}),
+        classes: cf.classes,
+        layers: Int32Array.from(cf.met.exits),
+        gflops: Float64Array.from(gflops),
+        used: Int32Array.from(curve.used),
+        curve: curve.curve,
+        chosen: curve.chosen,
+        chosenSource: curve.chosenSource,
+        ...images,
       };
       this.send(init);
       if (!l.conf) {
@@ -578,7 +560,7 @@ class InspectPanel implements vscode.Disposable {
     const pred = new Int32Array(m * K);
     const tp = new Float32Array(m * K * TOP_K);
     const tc = new Int32Array(m * K * TOP_K);
-    const value = l.regression ? new Float32Array(m * K) : undefined;
+    const value = l.task === 'regression' ? new Float32Array(m * K) : undefined;
     index.forEach((i, r) => {
       value?.set(this.scoreValue.subarray(i * K, (i + 1) * K), r * K);
       conf.set(this.scoreConf.subarray(i * K, (i + 1) * K), r * K);
@@ -586,7 +568,7 @@ class InspectPanel implements vscode.Disposable {
       tp.set(this.topProb.subarray(i * K * TOP_K, (i + 1) * K * TOP_K), r * K * TOP_K);
       tc.set(this.topClass.subarray(i * K * TOP_K, (i + 1) * K * TOP_K), r * K * TOP_K);
     });
-    this.send({ type: 'scores', index: Int32Array.from(index), ok: Uint8Array.from(index, (i) => this.scoreOk[i]), conf, pred, k: l.regression ? 0 : TOP_K, topProb: tp, topClass: tc, ...(value ? { value } : {}), scored: this.scoredCount, total: l.files.length });
+    this.send({ type: 'scores', index: Int32Array.from(index), ok: Uint8Array.from(index, (i) => this.scoreOk[i]), conf, pred, k: l.task === 'regression' ? 0 : TOP_K, topProb: tp, topClass: tc, ...(value ? { value } : {}), scored: this.scoredCount, total: l.files.length });
   }
 
   private sendThumbs(index: number[]): void {
@@ -724,8 +706,8 @@ class InspectPanel implements vscode.Disposable {
       pred = this.scorePred.slice(index * K, (index + 1) * K);
       tp = this.topProb.slice(index * K * TOP_K, (index + 1) * K * TOP_K);
       tc = this.topClass.slice(index * K * TOP_K, (index + 1) * K * TOP_K);
-      k = l.regression ? 0 : TOP_K;
-      if (l.regression) value = this.scoreValue.slice(index * K, (index + 1) * K);
+      k = l.task === 'regression' ? 0 : TOP_K;
+      if (l.task === 'regression') value = this.scoreValue.slice(index * K, (index + 1) * K);
     } else {
       try {
         const r = await getEngines().request('inspect/score', { runDir: this.runDir, files: [file], topK: TOP_K });

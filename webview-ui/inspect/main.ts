@@ -23,7 +23,7 @@
 
 import './inspect.css';
 import { $, vscodeApi } from '../common/vscode';
-import { agreementConfidence } from '../../src/engine/infer/exitScores';
+import { svgEl } from '../common/svg';
 import { applyThresholds, ExitScores, ThresholdResult } from '../../src/engine/infer/thresholds';
 import type { Curve, HostMessage, InitMessage, InspectState, Perf, RenderedSnapshot, ScoresMessage, SourceInfo, TestAction, WebviewMessage } from './protocol';
 
@@ -111,16 +111,12 @@ function onInit(m: InitMessage): void {
   scored = 0;
   thumbs = new Array(n).fill(undefined);
   tops.clear();
-  if (reg && m.value) {
-    for (let j = 0; j < K; j++) val[j].set(m.value.subarray(j * n, (j + 1) * n));
-    // The agreement from the values, as the engine fits and applies thresholds (exitScores).
-    conf = agreementConfidence(val);
-    scoredMask.fill(1);
-    scored = n;
-  } else if (!reg && m.conf && m.pred) {
+  if (m.conf && m.pred) {
+    // Regression: conf is the agreement the host computed from the values (exitScores' rule).
     for (let j = 0; j < K; j++) {
       conf[j].set(m.conf.subarray(j * n, (j + 1) * n));
       pred[j].set(m.pred.subarray(j * n, (j + 1) * n));
+      if (reg && m.value) val[j].set(m.value.subarray(j * n, (j + 1) * n));
     }
     scoredMask.fill(1);
     scored = n;
@@ -299,13 +295,6 @@ const exitLabel = (j: number) => `exit ${j + 1} · layer ${init?.layers[j] ?? '?
 
 // ---- DOM: header, slider, curve ----
 
-const SVG = 'http://www.w3.org/2000/svg';
-function svgEl<T extends keyof SVGElementTagNameMap>(tag: T, attrs: Record<string, string | number>, parent?: Element): SVGElementTagNameMap[T] {
-  const e = document.createElementNS(SVG, tag);
-  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
-  parent?.appendChild(e);
-  return e;
-}
 function h<T extends keyof HTMLElementTagNameMap>(tag: T, cls?: string, text?: string): HTMLElementTagNameMap[T] {
   const e = document.createElement(tag);
   if (cls) e.className = cls;
