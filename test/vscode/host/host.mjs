@@ -156,6 +156,25 @@ export async function startServer(env, opts) {
   return { url, port, authority: `127.0.0.1:${port}`, stop, pid: child.pid, logFile: opts.logFile };
 }
 
+/**
+ * The workbench URL that opens `folder`, with an optional payload of [key, local path] pairs
+ * (extensionDevelopmentPath, extensionTestsPath) passed as vscode-remote URIs of this server.
+ */
+export function workbenchUrl(server, folder, payload = []) {
+  const remote = (p) => `vscode-remote://${server.authority}${p}`;
+  const q = payload.length ? `&payload=${encodeURIComponent(JSON.stringify(payload.map(([k, p]) => [k, remote(p)])))}` : '';
+  return `${server.url}/?folder=${encodeURIComponent(folder)}${q}`;
+}
+
+/** Saves screenshots of `page` as test-artifacts/<prefix><name>.png and logs each. */
+export function screenshotter(page, prefix) {
+  return async (name) => {
+    const file = path.join(ARTIFACTS, `${prefix}${name}.png`);
+    await page.screenshot({ path: file });
+    log(`screenshot ${path.relative(ROOT, file)}`);
+  };
+}
+
 export function tail(file, n = 40) {
   try {
     return fs.readFileSync(file, 'utf8').split('\n').slice(-n).join('\n');
@@ -205,6 +224,16 @@ export function cleanupDir(dir) {
 export async function finish(code) {
   await cleanup();
   process.exit(code);
+}
+/** Runs a script's main() (its exit code; a throw prints the error and exits 1), then finish(). */
+export async function runMain(main) {
+  let code = 1;
+  try {
+    code = await main();
+  } catch (e) {
+    console.error(`error: ${e?.stack ?? e}`);
+  }
+  await finish(code);
 }
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.once(sig, () => {

@@ -33,8 +33,8 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
-  ARTIFACTS, ROOT, cleanupDir, finish, launchBrowser, log, makeTmp, makeWorkspace, overallTimeout, requireHostEnv, startServer, tail,
-  writeUserSettings,
+  ARTIFACTS, ROOT, cleanupDir, launchBrowser, log, makeTmp, makeWorkspace, overallTimeout, requireHostEnv, runMain, screenshotter, startServer, tail,
+  workbenchUrl, writeUserSettings,
 } from './host.mjs';
 import { acceptQuickPickItem, commandWhenAvailable, notifications, runCommand, setTheme, THEMES, until, waitForQuickPick, waitForWorkbench, webview } from './ui.mjs';
 
@@ -112,20 +112,26 @@ async function inspectPanel(page) {
   if (max > 0 && after === before) throw new Error(`moving the slider did not change accuracy / GFLOPs (${before})`);
   const summary = await view.locator(INSPECT.summaryRows).count();
   if (summary < 2) throw new Error(`the per-class summary has ${summary} rows`);
-  const want = { index: '2', value: await slider.inputValue() };
+  return inspectSteps(view, 'inspect', { index: '2', value: await slider.inputValue() });
+}
+
+/**
+ * What both Inspect exits steps hand back: after a window reload the same selection and slider
+ * point (`want`), the grid focused for screenshots, and the per-class summary as a view of its own.
+ */
+function inspectSteps(view, name, want) {
   return {
     parkMouse: true,
     view,
-    /** After a window reload: the same selection and slider value. */
     async checkRestored() {
       await view.locator(INSPECT.root).waitFor({ timeout: 60_000 });
-      log(`inspect: after the reload the webview started from ${await view.locator(INSPECT.root).getAttribute('data-restored')} saved state`);
-      await until('Inspect exits to be restored after a window reload', async () => {
+      log(`${name}: after the reload the webview started from ${await view.locator(INSPECT.root).getAttribute('data-restored')} saved state`);
+      await until(`${name} to be restored after a window reload`, async () => {
         const idx = await view.locator(INSPECT.detail).getAttribute('data-index', { timeout: 2000 });
         const value = await view.locator(INSPECT.slider).inputValue({ timeout: 2000 });
         return idx === want.index && value === want.value;
       }, { timeout: 60_000 });
-      log(`inspect: restored after reload (selected image ${want.index}, slider ${want.value})`);
+      log(`${name}: restored after reload (selected image ${want.index}, slider ${want.value})`);
     },
     /** Ready for a screenshot: the grid focused (the active cell shows its focus ring). */
     async settle() {
@@ -197,28 +203,7 @@ async function regressionPanel(page, ws) {
   const groups = await view.locator('#summary-rows tr th.cls').allInnerTexts();
   log(`regression: values ${cells.slice(0, 3).join(', ')}…, slider ${max + 1} points, MAE / GFLOPs ${before} -> ${after}; summary rows ${groups.join(', ')}`);
   if (!groups.slice(1).every((g) => /^= \d+$/.test(g))) throw new Error(`the summary should group counts by value: ${groups.join(', ')}`);
-  const want = { index: '1', value: await slider.inputValue() };
-  return {
-    parkMouse: true,
-    view,
-    async checkRestored() {
-      await until('the regression Inspect panel to be restored after a window reload', async () => {
-        const idx = await view.locator(INSPECT.detail).getAttribute('data-index', { timeout: 2000 });
-        const value = await view.locator(INSPECT.slider).inputValue({ timeout: 2000 });
-        return idx === want.index && value === want.value;
-      }, { timeout: 60_000 });
-      log('regression: restored after reload');
-    },
-    async settle() {
-      await view.locator(INSPECT.root).waitFor();
-      await view.locator(INSPECT.grid).focus();
-    },
-    extra: {
-      async summary() {
-        await view.locator('#summary').scrollIntoViewIfNeeded();
-      },
-    },
-  };
+  return inspectSteps(view, 'regression', { index: '1', value: await slider.inputValue() });
 }
 
 /** Hovers cell (i, j) of the heatmap of `kind` (its geometry is on the .plot's data attributes). */
@@ -357,14 +342,9 @@ async function main() {
   const server = await startServer(env, { userDataDir, extensionsDir, folder: ws.dir, smokeTestDriver: true, logFile: path.join(tmp, 'code-server.log') });
   const context = await launchBrowser(env, path.join(tmp, 'chromium'));
   const page = context.pages()[0] ?? (await context.newPage());
-  const shot = async (name) => {
-    const file = path.join(ARTIFACTS, `panel-${name}.png`);
-    await page.screenshot({ path: file });
-    log(`screenshot ${path.relative(ROOT, file)}`);
-  };
+  const shot = screenshotter(page, 'panel-');
   try {
-    const url = `${server.url}/?folder=${encodeURIComponent(ws.dir)}&payload=${encodeURIComponent(JSON.stringify([['extensionDevelopmentPath', `vscode-remote://${server.authority}${ROOT}`]]))}`;
-    await page.goto(url);
+    await page.goto(workbenchUrl(server, ws.dir, [['extensionDevelopmentPath', ROOT]]));
     await waitForWorkbench(page);
     log('workbench ready');
     // The side bar takes a third of the screenshot: the panels are what is shown.
@@ -406,10 +386,4 @@ async function main() {
   }
 }
 
-let code = 1;
-try {
-  code = await main();
-} catch (e) {
-  console.error(`error: ${e?.stack ?? e}`);
-}
-await finish(code);
+await runMain(main);

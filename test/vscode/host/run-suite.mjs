@@ -24,7 +24,7 @@ import * as path from 'node:path';
 import * as util from 'node:util';
 import {
   ARTIFACTS, ROOT, cleanupDir, finish, launchBrowser, log, makeTmp, makeWorkspace, overallTimeout, requireHostEnv, startServer, tail,
-  writeUserSettings,
+  workbenchUrl, writeUserSettings,
 } from './host.mjs';
 
 const argv = process.argv.slice(2);
@@ -111,13 +111,10 @@ try {
   page.on('pageerror', (e) => verbose && log(`page error: ${e.message}`));
   page.on('console', (m) => verbose && process.stdout.write(`[console.${m.type()}] ${m.text()}\n`));
 
-  const remote = (p) => `vscode-remote://${server.authority}${p}`;
-  const payload = [
-    ['extensionDevelopmentPath', remote(ROOT)],
-    ['extensionTestsPath', remote(suiteIndex)],
-  ];
-  const url = `${server.url}/?folder=${encodeURIComponent(workspace)}&payload=${encodeURIComponent(JSON.stringify(payload))}`;
-  await page.goto(url);
+  await page.goto(workbenchUrl(server, workspace, [
+    ['extensionDevelopmentPath', ROOT],
+    ['extensionTestsPath', suiteIndex],
+  ]));
   log('workbench opened; waiting for the suite');
   code = await exited;
   log(`extension host exited with code ${code}`);

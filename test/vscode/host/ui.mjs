@@ -31,8 +31,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import {
-  ARTIFACTS, ROOT, cleanupDir, finish, installVsix, launchBrowser, log, makeTmp, makeWorkspace, overallTimeout, requireHostEnv, startServer,
-  tail, writeUserSettings,
+  ARTIFACTS, ROOT, cleanupDir, installVsix, launchBrowser, log, makeTmp, makeWorkspace, overallTimeout, requireHostEnv, startServer,
+  runMain, screenshotter, tail, workbenchUrl, writeUserSettings,
 } from './host.mjs';
 
 // ---- Selectors and texts (one place) ----------------------------------------------------------
@@ -260,16 +260,10 @@ async function main() {
   });
   const context = await launchBrowser(env, path.join(tmp, 'chromium'));
   const page = context.pages()[0] ?? (await context.newPage());
-  const shot = async (name) => {
-    const file = path.join(ARTIFACTS, `ui-${name}.png`);
-    await page.screenshot({ path: file });
-    log(`screenshot ${path.relative(ROOT, file)}`);
-  };
+  const shot = screenshotter(page, 'ui-');
 
   try {
-    let url = `${server.url}/?folder=${encodeURIComponent(ws.dir)}`;
-    if (dev) url += `&payload=${encodeURIComponent(JSON.stringify([['extensionDevelopmentPath', `vscode-remote://${server.authority}${ROOT}`]]))}`;
-    await page.goto(url);
+    await page.goto(workbenchUrl(server, ws.dir, dev ? [['extensionDevelopmentPath', ROOT]] : []));
     await waitForWorkbench(page);
     log('workbench ready');
 
@@ -370,11 +364,5 @@ async function main() {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {
-  let code = 1;
-  try {
-    code = await main();
-  } catch (e) {
-    console.error(`error: ${e?.stack ?? e}`);
-  }
-  await finish(code);
+  await runMain(main);
 }
