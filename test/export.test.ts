@@ -7,14 +7,12 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { writeCountingFolder } from '../src/engine/demo/shapes';
 import { ExportManifest } from '../src/engine/export/export';
 import { chosenOperatingPoint, decodeThreshold, encodeThreshold, JsonThreshold } from '../src/engine/export/thresholds';
 import { applyThresholds } from '../src/engine/infer/thresholds';
 import { exitScores, SplitPredictions, ThresholdsFile } from '../src/engine/run/run';
-import { met, ROOT, tinyRun } from './tiny-run';
+import { countingRun, met, ROOT, tinyRun } from './tiny-run';
 
 const EXAMPLE = path.join(ROOT, 'examples', 'run-exported.mjs');
 
@@ -214,12 +212,7 @@ interface RegressionExampleResult {
 test('met export of a regression run: `value` outputs, agreement thresholds, and the example reproduces met eval\'s dynamic MAE and GFLOPs', { timeout: 600_000 }, async () => {
   // A tiny counting run, with regression.test.ts's fast settings (fewer images and epochs: the
   // test is about the export reproducing met eval, not about the model being good).
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'met-reg-export-'));
-  const data = path.join(dir, 'count');
-  await writeCountingFolder({ out: data, n: 120, seed: 3, maxCount: 4 });
-  const run = path.join(dir, 'run');
-  const tr = met(['train', '--task', 'regression', '--data', data, '--weights', path.join(ROOT, 'assets', 'tiny-vit', 'tiny-vit.safetensors'), '--heads', '4',
-    '--exits', '2,4,6', '--epochs', '2', '--batch', '16', '--lr', '0.003', '--warmup-epochs', '0', '--threads', '1', '--out', run], 600_000);
+  const { dir, run, r: tr } = await countingRun('met-reg-export-', { n: 120, seed: 3, epochs: 2 }, 600_000);
   assert.equal(tr.code, 0, tr.err);
   const ev = met(['eval', '--run', run, '--json', '--threads', '1']);
   assert.equal(ev.code, 0, ev.err);

@@ -16,7 +16,7 @@ import { Session } from '../src/engine/runtime/session';
 import { RunCache } from '../src/engine/explore/runCache';
 import { scoreImages } from '../src/engine/explore/score';
 import { computeSimilarity } from '../src/engine/explore/similarity';
-import { met, ROOT } from './tiny-run';
+import { countingRun, met } from './tiny-run';
 
 test('CSV targets: header, quotes, comments; bad values are entries with a problem', () => {
   const e = parseTargets('file,value\n# note\n\na.png,1.5\n"b,c.png",2\n./sub\\d.png,\ne.png,abc\n', 'targets.csv');
@@ -121,12 +121,7 @@ test('counting images: the count is the number of shapes, placed without overlap
 });
 
 test('a regression run end to end on counting images (tiny ViT): MAE per exit finite, later exits beat the mean', { timeout: 600_000 }, async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'met-reg-'));
-  const data = path.join(dir, 'count');
-  await writeCountingFolder({ out: data, n: 200, seed: 1, maxCount: 4 });
-  const run = path.join(dir, 'run');
-  const r = met(['train', '--task', 'regression', '--data', data, '--weights', path.join(ROOT, 'assets', 'tiny-vit', 'tiny-vit.safetensors'), '--heads', '4',
-    '--exits', '2,4,6', '--epochs', '5', '--batch', '16', '--lr', '0.003', '--warmup-epochs', '0', '--threads', '1', '--out', run]);
+  const { run, r } = await countingRun('met-reg-', { n: 200, seed: 1, epochs: 5 });
   assert.equal(r.code, 0, r.err);
   const s = JSON.parse(fs.readFileSync(path.join(run, 'summary.json'), 'utf8')) as RunSummary;
   const preds = JSON.parse(fs.readFileSync(path.join(run, 'predictions.json'), 'utf8')) as { val: SplitPredictions; test: SplitPredictions };

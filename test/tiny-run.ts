@@ -11,6 +11,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
+import { writeCountingFolder } from '../src/engine/demo/shapes';
 import { canonicalShapes, VitConfig } from '../src/engine/model/config';
 import { HostTensor } from '../src/engine/tensor';
 import { writeSafetensors } from '../src/engine/weights/safetensors';
@@ -102,4 +103,20 @@ async function build(): Promise<TinyRun> {
   const t = met(['train', '--data', data, '--weights', weights, ...trainFlags, '--out', run]);
   if (t.code !== 0) throw new Error(`met train failed (${t.code}):\n${t.err}\n${t.out}`);
   return { root, data, weights, run, trainFlags };
+}
+
+/**
+ * A regression run on generated counting images (`n` images, 1..4 shapes each), trained with
+ * `met train --task regression` and the committed tiny ViT, as the regression and export tests
+ * use it. Returns the folder holding both, the data folder, the run folder and met's result (the caller
+ * asserts on it).
+ */
+export async function countingRun(prefix: string, o: { n: number; seed: number; epochs: number }, timeout = 300_000): Promise<{ dir: string; data: string; run: string; r: ReturnType<typeof met> }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const data = path.join(dir, 'count');
+  await writeCountingFolder({ out: data, n: o.n, seed: o.seed, maxCount: 4 });
+  const run = path.join(dir, 'run');
+  const r = met(['train', '--task', 'regression', '--data', data, '--weights', path.join(ROOT, 'assets', 'tiny-vit', 'tiny-vit.safetensors'), '--heads', '4',
+    '--exits', '2,4,6', '--epochs', String(o.epochs), '--batch', '16', '--lr', '0.003', '--warmup-epochs', '0', '--threads', '1', '--out', run], timeout);
+  return { dir, data, run, r };
 }
