@@ -183,6 +183,12 @@ class InspectPanel implements vscode.Disposable {
   /** What the webview last reported (setState contents + rendered values + timings). */
   snapshot: { state: InspectState; rendered: RenderedSnapshot; perf: Perf } | undefined;
   readyCount = 0;
+  get isReady(): boolean {
+    return this.ready;
+  }
+  get isDisposed(): boolean {
+    return this.disposed;
+  }
   /** ms from the command (or the panel's revival) to the webview's first frame with rows, measured here. */
   firstPaintMs: number | undefined;
   /** The same, measured in the webview from its document's start. */
@@ -907,10 +913,14 @@ export function registerInspect(context: vscode.ExtensionContext): void {
       })),
     ),
     // Not contributed (tests): drive a panel's webview through the same code paths as a user.
-    vscode.commands.registerCommand('met.inspect.test', async (action: TestAction, runDir?: string) => {
-      const panels = [...InspectPanel.panels.values()].filter((p) => !runDir || p.runDir === norm(runDir));
+    // kind ('test' or 'paths') picks between a run's panels when more than one is open.
+    vscode.commands.registerCommand('met.inspect.test', async (action: TestAction, runDir?: string, kind?: SourceInfo['kind']) => {
+      const panels = [...InspectPanel.panels.values()].filter((p) => (!runDir || p.runDir === norm(runDir)) && (!kind || p.source.kind === kind));
       const p = panels.find((x) => x.panel.active) ?? panels[panels.length - 1];
       if (!p) return false;
+      // A message posted before the webview's script listens could be lost; the webview itself
+      // holds actions that come before its data.
+      for (const t0 = Date.now(); !p.isReady && !p.isDisposed && Date.now() - t0 < 30_000; ) await new Promise((r) => setTimeout(r, 50));
       return p.panel.webview.postMessage({ type: 'test', action } satisfies HostMessage);
     }),
     vscode.window.registerWebviewPanelSerializer(INSPECT_VIEW_TYPE, {

@@ -1021,6 +1021,9 @@ function postState(): void {
 
 // ---- Test-only actions (met.inspect.test): the same paths as a user's input ----
 
+/** Test actions that came before the init message, run right after it. */
+const pendingTests: TestAction[] = [];
+
 function runTest(a: TestAction): void {
   switch (a.kind) {
     case 'slider':
@@ -1116,6 +1119,7 @@ window.addEventListener('message', (ev: MessageEvent<HostMessage>) => {
   switch (m.type) {
     case 'init':
       onInit(m);
+      pendingTests.splice(0).forEach(runTest);
       break;
     case 'scores':
       onScores(m);
@@ -1183,7 +1187,9 @@ window.addEventListener('message', (ev: MessageEvent<HostMessage>) => {
       scheduleState();
       break;
     case 'test':
-      runTest(m.action);
+      // A test may act as soon as the panel opens: before the images arrive there is nothing to select.
+      if (init) runTest(m.action);
+      else pendingTests.push(m.action);
       break;
   }
 });

@@ -58,7 +58,7 @@ interface Prediction {
 
 const snapshots = () => vscode.commands.executeCommand<Snapshot[]>('met.inspect.snapshot');
 const snapshotOf = async (dir: string, kind = 'test') => (await snapshots()).find((s) => s.runDir === dir && s.source.kind === kind);
-const act = (action: unknown, dir: string) => vscode.commands.executeCommand<boolean>('met.inspect.test', action, dir);
+const act = (action: unknown, dir: string, kind?: 'test' | 'paths') => vscode.commands.executeCommand<boolean>('met.inspect.test', action, dir, kind);
 const pct = (x: number | null) => (x === null ? '–' : `${(100 * x).toFixed(1)}%`);
 /** As thresholds.json holds them (null: +Infinity, or anything at the last used exit) and the snapshot (strings). */
 const decode = (v: number | string | null, last: boolean) => (last ? -Infinity : typeof v === 'number' ? v : v === '-Infinity' ? -Infinity : Infinity);
@@ -239,14 +239,15 @@ suite('Inspect exits', () => {
     this.timeout(120_000);
     const images = [split.files[0], split.files[split.files.length - 1]];
     const uris = images.map((f) => vscode.Uri.file(f));
-    // What the explorer context menu passes: the clicked resource, then every selected one.
-    const opened = await vscode.commands.executeCommand<string>('met.inspectExits', uris[0], uris);
-    assert.equal(opened, run.runDir, 'the newest finished run');
     const r = await met(['predict', '--run', run.runDir, '--json', ...images], workspaceDir());
     assert.equal(r.code, 0, r.stderr);
     const predicted = JSON.parse(r.stdout) as Prediction[];
+    // What the explorer context menu passes: the clicked resource, then every selected one. The
+    // first selection goes out at once, before the panel has its images (the webview holds it).
+    const opened = await vscode.commands.executeCommand<string>('met.inspectExits', uris[0], uris);
+    assert.equal(opened, run.runDir, 'the newest finished run');
     for (let row = 0; row < images.length; row++) {
-      await act({ kind: 'select', row }, run.runDir);
+      await act({ kind: 'select', row }, run.runDir, 'paths');
       const s = await waitFor(`image ${row} scored and selected`, async () => {
         const x = (await snapshotOf(run.runDir, 'paths'))?.rendered;
         // applied: the exit marks follow the scores a data frame later.
@@ -289,7 +290,7 @@ suite('Inspect exits', () => {
     assert.ok(thumbs > 0 && thumbs < total, `thumbnails are made for the rows on screen, not for all ${total} (${thumbs})`);
 
     // Scroll the whole list fast, measured in the webview, while the engine keeps scoring.
-    assert.ok(await act({ kind: 'scroll', ms: 4000, rowsPerFrame: 9 }, run.runDir));
+    assert.ok(await act({ kind: 'scroll', ms: 4000, rowsPerFrame: 9 }, run.runDir, 'paths'));
     const scrolled = await waitFor('the scroll measurement', async () => (await snapshotOf(run.runDir, 'paths'))?.perf?.scroll, 30_000);
     const after = (await snapshotOf(run.runDir, 'paths'))!.rendered!;
     assert.ok(scrolled.frames >= 20, `frames drawn while scrolling: ${scrolled.frames}`);
@@ -298,7 +299,7 @@ suite('Inspect exits', () => {
     assert.ok(scrolled.worstRenderMs < 250, `a render took ${scrolled.worstRenderMs.toFixed(0)} ms while scrolling`);
     assert.ok(after.domRows < 120, `still virtualised after scrolling (${after.domRows} row elements)`);
     // The keyboard reaches the end of the list, and the rows there render.
-    await act({ kind: 'key', key: 'End' }, run.runDir);
+    await act({ kind: 'key', key: 'End' }, run.runDir, 'paths');
     const end = await waitFor('the last row', async () => {
       const s = (await snapshotOf(run.runDir, 'paths'))?.rendered;
       return s && s.active === total - 1 && s.lastRow === total - 1 ? s : undefined;

@@ -41,7 +41,7 @@ interface InspectSnap {
   rendered?: RenderedSnapshot;
 }
 const inspectOf = async (dir: string, kind = 'test') => (await vscode.commands.executeCommand<InspectSnap[]>('met.inspect.snapshot')).find((s) => s.runDir === dir && s.source.kind === kind);
-const act = (action: unknown, dir: string) => vscode.commands.executeCommand<boolean>('met.inspect.test', action, dir);
+const act = (action: unknown, dir: string, kind?: 'test' | 'paths') => vscode.commands.executeCommand<boolean>('met.inspect.test', action, dir, kind);
 /** As thresholds.json and the snapshot hold thresholds (null / strings for the infinities). */
 const decode = (v: number | string | null, last: boolean) => (last ? -Infinity : typeof v === 'number' ? v : v === '-Infinity' ? -Infinity : Infinity);
 interface RegPrediction {
@@ -154,7 +154,7 @@ suite('regression runs in the panels', () => {
       assert.ok(!/%|NaN/.test(s.accuracyText), `the readout is a MAE, not a percentage: ${s.accuracyText}`);
     }
     // Selecting an image shows its values per exit and its target.
-    await act({ kind: 'select', row: 0 }, runDir);
+    await act({ kind: 'select', row: 0 }, runDir, 'test');
     const sel = (await waitFor('image 0 selected', async () => (await inspectOf(runDir))?.rendered?.selected ?? undefined)) as NonNullable<RenderedSnapshot['selected']>;
     assert.deepEqual(sel.bars.map((b) => b.value), test.pred.map((v) => v[0]), 'values per exit = predictions.json');
     assert.equal(sel.target, test.labels[0]);
@@ -165,13 +165,14 @@ suite('regression runs in the panels', () => {
     const csv = fs.readFileSync(path.join(data, 'targets.csv'), 'utf8').trim().split('\n').slice(1).map((l) => l.split(','));
     const images = csv.slice(0, 5).map(([f]) => path.join(data, f));
     const targetOf = new Map(csv.map(([f, v]) => [path.join(data, f), Number(v)]));
-    const opened = await vscode.commands.executeCommand<string>('met.inspectExits', vscode.Uri.file(images[0]), images.map((f) => vscode.Uri.file(f)));
-    assert.equal(opened, runDir);
     const pr = await met(['predict', '--run', runDir, '--json', ...images], workspaceDir());
     assert.equal(pr.code, 0, pr.stderr);
     const predicted = JSON.parse(pr.stdout) as RegPrediction[];
+    // The first selection goes out right after the command, before the panel has its images.
+    const opened = await vscode.commands.executeCommand<string>('met.inspectExits', vscode.Uri.file(images[0]), images.map((f) => vscode.Uri.file(f)));
+    assert.equal(opened, runDir);
     for (let row = 0; row < images.length; row++) {
-      await act({ kind: 'select', row }, runDir);
+      await act({ kind: 'select', row }, runDir, 'paths');
       const s = await waitFor(`image ${row} scored and selected`, async () => {
         const x = (await inspectOf(runDir, 'paths'))?.rendered;
         return x && x.task === 'regression' && x.applied === images.length && x.selected?.index === row ? x : undefined;
