@@ -36,6 +36,8 @@ const ITERS = Number(opt('iters', QUICK ? '3' : '6'));
 const WARMUP = Number(opt('warmup', '2'));
 const ONLY = new Set(opt('only', 'forward,trainstep,met').split(','));
 const ROOT = path.resolve(__dirname, '..');
+/** The engine's graphs here run on onnxruntime's CPU provider, as the trainer compiles them there. */
+const CPU = { cpuContribOps: true };
 
 export const VIT_B16: VitConfig = {
   imageSize: 224, channels: 3, patchSize: 16, dim: 768, depth: 12, heads: 12, headDim: 64, mlpDim: 3072,
@@ -225,14 +227,14 @@ async function main(): Promise<void> {
     const P = new VitParams(g, weights);
     const x = g.input('images', ['B', 3, 224, 224]);
     const { logits } = vitForward(P, cfg, x);
-    const s = await Session.create(compile(g, { logits: logits! }), { threads: THREADS });
+    const s = await Session.create(compile(g, { logits: logits! }, CPU), { threads: THREADS });
     for (const B of BATCHES.slice(0, 1)) {
       const feed = { images: rand([B, 3, 224, 224], 11) };
       const sec = await timeRuns(() => s.run(feed), ITERS);
       rows.push({ workload: 'forward', batch: B, engine: B / sec, torch: runTorch('forward', B), gflopPerImg: (2 * macs.forward) / 1e9 });
       if (flag('profile')) {
         console.log(`forward, batch ${B}:`);
-        await profileModel(compile(g, { logits: logits! }), feed);
+        await profileModel(compile(g, { logits: logits! }, CPU), feed);
       }
     }
     await s.release();
@@ -251,7 +253,7 @@ async function main(): Promise<void> {
     const grads = grad(loss, params);
     const outs: Record<string, Tensor> = { loss };
     names.forEach((n, i) => (outs[`grad.${n}`] = grads[i]));
-    const model = compile(g, outs);
+    const model = compile(g, outs, CPU);
     const trainable = names.reduce((k, n) => k + numel(weights.get(n)!.shape), 0);
     console.log(`train step: ${trainable.toLocaleString()} trainable values (${((100 * trainable) / [...weights.values()].reduce((k, t) => k + numel(t.shape), 0)).toFixed(2)}% of the weights), ${model.nodeCount} ONNX nodes`);
     const s = await Session.create(model, { threads: THREADS });
@@ -327,7 +329,7 @@ async function metSection(weights: Map<string, HostTensor>, rows: Row[]): Promis
     const outs: Record<string, Tensor> = { loss };
     plainNames.forEach((n, i) => (outs[`grad.${n}`] = grads[i]));
     plainMacs = countMacs(Object.values(outs), B);
-    const s = await Session.create(compile(g, outs), { threads: THREADS });
+    const s = await Session.create(compile(g, outs, CPU), { threads: THREADS });
     const feeds = { ...feedsBase };
     for (const n of plainNames) feeds[n] = plainW.get(n)!;
     plainSec = await timeRuns(() => s.run(feeds), Math.max(3, ITERS - 2));
@@ -335,7 +337,7 @@ async function metSection(weights: Map<string, HostTensor>, rows: Row[]): Promis
     rows.push({ workload: 'plain-trainstep', batch: B, engine: B / plainSec, torch: runTorch('plain-trainstep', B, 'scripts/bench_torch_met.py'), gflopPerImg: (2 * plainMacs) / B / 1e9 });
   }
   // MET train step.
-  const { model } = buildTrainStep(cfg, weights, met, metInit);
+  const { model } = buildTrainStep(cfg, weights, met, metInit, true);
   let metMacs = 0;
   {
     // Count the MACs of the same graph (forward + gradients).

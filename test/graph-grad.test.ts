@@ -21,6 +21,8 @@ interface Case {
   tol?: number;
   /** Finite-difference step (default 1e-6 in float64, 1e-2 in float32). */
   eps?: number;
+  /** Compiled for onnxruntime's CPU provider alone (contrib ops such as FusedMatMul allowed). */
+  cpuContribOps?: boolean;
 }
 
 const cases: Case[] = [
@@ -49,6 +51,17 @@ const cases: Case[] = [
   { name: 'matmul 2d', ops: ['MatMul', 'Transpose'], inputs: [{ name: 'a', shape: [3, 4] }, { name: 'b', shape: [4, 2] }], build: (g, [a, b]) => g.matmul(a, b) },
   { name: 'matmul batched x shared weight', ops: ['MatMul', 'Reshape'], inputs: [{ name: 'a', shape: [2, 3, 4] }, { name: 'b', shape: [4, 5] }], build: (g, [a, b]) => g.matmul(a, b) },
   { name: 'matmul batched both', ops: ['MatMul'], inputs: [{ name: 'a', shape: [2, 3, 4] }, { name: 'b', shape: [2, 4, 2] }], build: (g, [a, b]) => g.matmul(a, b) },
+  // a @ b^T: standard Transpose + MatMul in float64; onnxruntime's FusedMatMul (float only) for the CPU.
+  { name: 'matmulNT batched', ops: ['MatMulNT', 'MatMul', 'Transpose'], inputs: [{ name: 'a', shape: [2, 3, 4] }, { name: 'b', shape: [2, 5, 4] }], build: (g, [a, b]) => g.matmulNT(a, b) },
+  {
+    name: 'matmulNT as FusedMatMul, broadcast batch',
+    ops: ['MatMulNT'],
+    dtype: 'float32',
+    tol: 2e-3,
+    cpuContribOps: true,
+    inputs: [{ name: 'a', shape: [2, 1, 3, 4] }, { name: 'b', shape: [3, 5, 4] }],
+    build: (g, [a, b]) => g.matmulNT(a, b),
+  },
   { name: 'matmul broadcast batch', ops: ['MatMul'], inputs: [{ name: 'a', shape: [2, 1, 3, 4] }, { name: 'b', shape: [3, 4, 2] }], build: (g, [a, b]) => g.matmul(a, b) },
   { name: 'linear', ops: ['MatMul', 'Transpose', 'Add'], inputs: [{ name: 'x', shape: [2, 3, 4] }, { name: 'w', shape: [5, 4] }, { name: 'b', shape: [5] }], build: (g, [x, w, b]) => g.linear(x, w, b) },
   { name: 'reduce sum', ops: ['ReduceSum'], inputs: [{ name: 'a', shape: [2, 3, 4] }], build: (g, [a]) => g.sum(a, [0, 2]) },
@@ -140,7 +153,7 @@ for (const c of cases) {
     const grads = grad(loss, xs);
     const outs: Record<string, Tensor> = { loss };
     grads.forEach((d, i) => (outs[`d_${c.inputs[i].name}`] = d));
-    const sess = await Session.create(compile(g, outs), { threads: 1 });
+    const sess = await Session.create(compile(g, outs, { cpuContribOps: c.cpuContribOps }), { threads: 1 });
     const feeds: Record<string, HostTensor> = {};
     c.inputs.forEach((s) => (feeds[s.name] = fill(s.shape, dtype, (i) => (s.init ? s.init(i, r) : r() * 2 - 1))));
     const res = await sess.run(feeds);
@@ -247,4 +260,37 @@ test('GeluGradExact equals dy * (Phi(x) + x phi(x))', async () => {
     const want = dys[i] * (0.5 * (1 + erf(v / Math.SQRT2)) + (v * Math.exp(-0.5 * v * v)) / Math.sqrt(2 * Math.PI));
     assert.ok(Math.abs(got[i] - want) <= 2e-6 * Math.max(1, Math.abs(want)), `x=${v}: ${got[i]} vs ${want}`);
   });
+});
+
+test('matmulNT is one FusedMatMul (transB) for the CPU provider, and standard ONNX otherwise', async () => {
+  const build = (cpuContribOps: boolean) => {
+    const g = new Graph('float32');
+    const a = g.input('a', [2, 3, 4]);
+    const b = g.input('b', [2, 5, 4]);
+    return compile(g, { y: g.matmulNT(a, b) }, { cpuContribOps });
+  };
+  const text = (m: ReturnType<typeof compile>) => Buffer.from(m.bytes).toString('latin1');
+  const fused = build(true);
+  const plain = build(false);
+  assert.ok(text(fused).includes('FusedMatMul') && text(fused).includes('com.microsoft'));
+  assert.ok(!text(fused).includes('Transpose'), 'no Transpose node between b and the matmul');
+  assert.ok(!text(plain).includes('FusedMatMul') && !text(plain).includes('com.microsoft'), 'exportable models keep to standard ONNX');
+  // Both give a @ b^T.
+  const r = rng(5);
+  const feeds: Record<string, HostTensor> = { a: fill([2, 3, 4], 'float32', () => r() * 2 - 1), b: fill([2, 5, 4], 'float32', () => r() * 2 - 1) };
+  const A = feeds.a.data as Float32Array;
+  const B = feeds.b.data as Float32Array;
+  for (const m of [fused, plain]) {
+    const s = await Session.create(m, { threads: 1 });
+    const y = (await s.run(feeds)).y;
+    assert.deepEqual(y.shape, [2, 3, 5]);
+    for (let n = 0; n < 2; n++)
+      for (let i = 0; i < 3; i++)
+        for (let j = 0; j < 5; j++) {
+          let acc = 0;
+          for (let k = 0; k < 4; k++) acc += A[n * 12 + i * 4 + k] * B[n * 20 + j * 4 + k];
+          assert.ok(Math.abs((y.data as Float32Array)[n * 15 + i * 5 + j] - acc) < 1e-5);
+        }
+    await s.release();
+  }
 });

@@ -55,6 +55,8 @@ export interface EmitCtx {
   int64s(vals: readonly number[]): string;
   scalar(v: number, dtype: GDType): string;
   opset: number;
+  /** CompileOptions.cpuContribOps: onnxruntime CPU contrib ops may be emitted. */
+  cpuContrib: boolean;
 }
 
 export interface OpDef {
@@ -188,6 +190,8 @@ export class Graph {
   // ---- linear algebra ----
   /** Batched matmul with numpy broadcasting over leading dims: [..., M, K] @ [..., K, N]. */
   matmul(a: Tensor, b: Tensor): Tensor { return this.apply1('MatMul', [a, b]); }
+  /** a @ b^T (last two axes of b swapped), without a Transpose node. */
+  matmulNT(a: Tensor, b: Tensor): Tensor { return this.apply1('MatMulNT', [a, b]); }
 
   // ---- reductions ----
   sum(a: Tensor, axes: number[], keepdims = false): Tensor { return this.apply1('ReduceSum', [a], { axes: normAxes(axes, a.rank), keepdims: keepdims ? 1 : 0 }); }

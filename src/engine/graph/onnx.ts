@@ -21,6 +21,12 @@ export interface CompiledModel {
 export interface CompileOptions {
   opset?: number;
   name?: string;
+  /**
+   * The model will run on onnxruntime's CPU provider only: ops may be emitted as onnxruntime's
+   * CPU contrib ops (com.microsoft) where those are faster. Off for anything exported or run on
+   * a GPU provider, which may not implement them.
+   */
+  cpuContribOps?: boolean;
 }
 
 function rawBytes(t: HostTensor): Uint8Array {
@@ -106,6 +112,7 @@ export function compile(g: Graph, outputs: Record<string, Tensor>, opts: Compile
   const constCache = new Map<string, string>();
   const ctx: EmitCtx = {
     opset,
+    cpuContrib: opts.cpuContribOps === true,
     name(t: Tensor): string {
       let s = names.get(t);
       if (!s) {

@@ -50,14 +50,17 @@ function numelOf(shape: readonly Dim[], env: DimEnv): number {
 }
 
 /**
- * MACs of one node. MatMul [..., M, K] @ [..., K, N] → [..., M, N] costs
+ * MACs of one node. MatMul [..., M, K] @ [..., K, N] → [..., M, N] (or MatMulNT, with b
+ * [..., N, K]) costs
  * prod(broadcast batch dims)·M·K·N = numel(output)·K (counted on the broadcast output, so a
  * broadcast operand is charged for every batch it is applied to). Everything else is 0 unless
  * the options say otherwise.
  */
 export function macsOfNode(node: Node, env: DimEnv = 1, opts: MacOptions = {}): number {
   switch (node.op) {
-    case 'MatMul': {
+    case 'MatMul':
+    case 'MatMulNT': {
+      // a @ b and a @ b^T alike: K is a's last axis.
       const a = node.inputs[0];
       return numelOf(node.outputs[0].shape, env) * evalDim(a.shape[a.rank - 1], env);
     }

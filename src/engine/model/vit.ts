@@ -148,11 +148,11 @@ export function vitAttentionQ(P: VitParams, cfg: VitConfig, i: number, h: Tensor
   const proj = (x: Tensor, k: number) => P.linear(x, pre + 'qkv.weight', pre + 'qkv.bias', [k * inner, (k + 1) * inner]);
   const q = g.transpose(g.reshape(proj(hq, 0), ['B', nq, H, dh]), [0, 2, 1, 3]); // (B, H, nq, dh)
   // K in the same (B, H, T, dh) layout as Q and V: the swap of its last two axes is left to the
-  // matmul (onnxruntime folds it into FusedMatMul's transB), because a physical (B, T, H, dh) ->
+  // matmul (matmulNT: FusedMatMul's transB on the CPU), because a physical (B, T, H, dh) ->
   // (B, H, dh, T) transpose is about 3x slower than (B, T, H, dh) -> (B, H, T, dh) on the CPU.
   const k = g.transpose(g.reshape(proj(h, 1), ['B', T, H, dh]), [0, 2, 1, 3]); // (B, H, T, dh)
   const v = g.transpose(g.reshape(proj(h, 2), ['B', T, H, dh]), [0, 2, 1, 3]); // (B, H, T, dh)
-  let s = g.mulScalar(g.matmul(q, g.mT(k)), 1 / Math.sqrt(dh)); // (B, H, nq, T)
+  let s = g.mulScalar(g.matmulNT(q, k), 1 / Math.sqrt(dh)); // (B, H, nq, T)
   if (bias) s = g.add(s, bias);
   const a = g.softmax(s, -1);
   const o = g.reshape(g.transpose(g.matmul(a, v), [0, 2, 1, 3]), ['B', nq, inner]); // (B, nq, H*dh)

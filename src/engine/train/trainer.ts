@@ -89,8 +89,11 @@ interface LoopState {
   adamStep: number;
 }
 
-/** The train-step model: loss, per-exit losses and logits, and the gradients of the trainables. */
-export function buildTrainStep(cfg: VitConfig, backbone: Map<string, HostTensor>, met: MetConfig, init: Map<string, HostTensor>) {
+/**
+ * The train-step model: loss, per-exit losses and logits, and the gradients of the trainables.
+ * `cpuOnly`: the session runs on onnxruntime's CPU provider alone (CompileOptions.cpuContribOps).
+ */
+export function buildTrainStep(cfg: VitConfig, backbone: Map<string, HostTensor>, met: MetConfig, init: Map<string, HostTensor>, cpuOnly = false) {
   const g = new Graph();
   const P = new VitParams(g, backbone);
   const T = new MetTensors(g, init, true);
@@ -107,7 +110,7 @@ export function buildTrainStep(cfg: VitConfig, backbone: Map<string, HostTensor>
   L.kd.forEach((t, j) => (outs[`kd.${j}`] = t));
   f.logits.forEach((t, j) => (outs[`logits.${j}`] = t));
   names.forEach((n, i) => (outs[`grad.${n}`] = grads[i]));
-  return { model: compile(g, outs, { name: 'met_train_step' }), names, K: f.logits.length, G: L.gr.length, D: L.kd.length };
+  return { model: compile(g, outs, { name: 'met_train_step', cpuContribOps: cpuOnly }), names, K: f.logits.length, G: L.gr.length, D: L.kd.length };
 }
 
 /** A regression step's MAE per exit, in target units, from the step's raw outputs. */
@@ -181,7 +184,8 @@ function trimMetrics(runDir: string, step: number): void {
 export async function train(o: TrainerOptions): Promise<{ params: Map<string, HostTensor>; stopped: string | null }> {
   const { cfg, met, schedule: S, data } = o;
   const shapes = new Map([...o.init].map(([n, t]) => [n, t.shape]));
-  const { model, names, K, G, D } = buildTrainStep(cfg, o.backbone, met, o.init);
+  const cpuOnly = (o.session?.providers ?? ['cpu']).every((p) => p === 'cpu');
+  const { model, names, K, G, D } = buildTrainStep(cfg, o.backbone, met, o.init, cpuOnly);
   const session = await Session.create(model, o.session);
   const opt = new AdamW({ lr: S.lr, weightDecay: S.weightDecay }, decays);
   let params: Map<string, Float32Array> = new Map([...o.init].map(([n, t]) => [n, Float32Array.from(t.data as Float32Array)]));
