@@ -366,7 +366,7 @@ async function metSection(weights: Map<string, HostTensor>, rows: Row[]): Promis
   console.log(`MET over the plain frozen-backbone step (batch ${B}): FLOPs ${(100 * flopOver).toFixed(1)}%, wall time ${(100 * wallOver).toFixed(1)}% (target: at most FLOPs + 10 points: ${wallOver <= flopOver + 0.1 ? 'met' : 'missed'})`);
 
   // Budgeted inference with batch shrinking, against every sample to the last exit.
-  const segs = buildSegments(cfg, met, weights, metInit, true);
+  const segs = buildSegments(cfg, met, weights, metInit, true, true);
   const gfl = cumulativeGflops(segs);
   const runner = await SegmentRunner.create(segs, C, null, { threads: THREADS });
   const nb = Number(opt('dyn-batch', '64'));

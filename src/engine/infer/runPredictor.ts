@@ -13,7 +13,7 @@ import { ChosenOperatingPoint, chosenOperatingPoint } from '../export/thresholds
 import { MetConfig } from '../model/met';
 import { VitConfig } from '../model/config';
 import { loadRun, preprocessOf, readThresholds, RunConfigFile } from '../run/run';
-import { SessionOptions } from '../runtime/session';
+import { cpuOnly, SessionOptions } from '../runtime/session';
 import { HostTensor, UserError } from '../tensor';
 import { buildSegments, confidences, cumulativeGflops, SegmentRunner } from './segments';
 
@@ -65,7 +65,7 @@ export class RunPredictor {
     const dir = path.resolve(runDir);
     const { cf, params, backbone, vit } = loadRun(dir);
     const op = runOperatingPoint(dir, cf.met.exits.length);
-    const segs = buildSegments(vit, cf.met, backbone, params, true);
+    const segs = buildSegments(vit, cf.met, backbone, params, true, cpuOnly(so));
     const runner = await SegmentRunner.create(segs, cf.met.numClasses, null, so);
     return new RunPredictor(dir, cf, vit, backbone, params, preprocessOf(cf.train, vit), cumulativeGflops(segs), runner, op);
   }

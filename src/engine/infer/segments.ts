@@ -39,9 +39,11 @@ export type ExitConfidence = 'max-prob' | 'agreement';
 
 /**
  * Builds the segment models of a MET network. With `bake`, MET's tensors become constants
- * (an export that needs no feeds but the data); otherwise they are graph inputs.
+ * (an export that needs no feeds but the data); otherwise they are graph inputs. `cpuOnly`: the
+ * segments run in this engine on onnxruntime's CPU provider alone (CompileOptions.cpuContribOps);
+ * never for an export, which keeps to standard ONNX.
  */
-export function buildSegments(cfg: VitConfig, m: MetConfig, backbone: Map<string, HostTensor>, met: Map<string, HostTensor>, bake = true): SegmentModel[] {
+export function buildSegments(cfg: VitConfig, m: MetConfig, backbone: Map<string, HostTensor>, met: Map<string, HostTensor>, bake = true, cpuOnly = false): SegmentModel[] {
   const segs: SegmentModel[] = [];
   const K = m.exits.length;
   let prev = 0;
@@ -64,7 +66,7 @@ export function buildSegments(cfg: VitConfig, m: MetConfig, backbone: Map<string
     const last = j === K - 1;
     if (!last) outs.state = next.seq;
     const macs = countMacs(Object.values(outs), 1);
-    segs.push({ model: compile(g, outs, { name: `met_segment_${j + 1}` }), layers: [prev + 1, m.exits[j]], macs, stateTokens: last ? 0 : (next.seq.shape[1] as number), output });
+    segs.push({ model: compile(g, outs, { name: `met_segment_${j + 1}`, cpuContribOps: cpuOnly }), layers: [prev + 1, m.exits[j]], macs, stateTokens: last ? 0 : (next.seq.shape[1] as number), output });
     prev = m.exits[j];
     tokens = last ? 0 : (next.seq.shape[1] as number);
   }

@@ -27,7 +27,7 @@ import { RegressionDataset, RegressionSample, scanRegression } from '../data/tar
 import { confidences, buildSegments, cumulativeGflops, SegmentRunner } from '../infer/segments';
 import { applyThresholds, budgetCurve, BudgetPoint, findThresholds } from '../infer/thresholds';
 import { resolveDevice } from '../runtime/device';
-import { SessionOptions } from '../runtime/session';
+import { cpuOnly, SessionOptions } from '../runtime/session';
 import { HostTensor, UserError } from '../tensor';
 import { train, TrainEvent, TRAINABLE } from '../train/trainer';
 import { loadBackbone } from '../weights';
@@ -284,7 +284,7 @@ export async function runTraining(c: TrainConfig, h: RunHandlers = {}, resumeDir
   }
 
   const so = await sessionOptions(c, log);
-  const segsTrainable = buildSegments(vit, met, bb.tensors, initMetParams(vit, met, c.seed), false);
+  const segsTrainable = buildSegments(vit, met, bb.tensors, initMetParams(vit, met, c.seed), false, cpuOnly(so));
   let valRunner: SegmentRunner | null = null;
   const validate = async (params: Map<string, HostTensor>) => {
     if (!val.length) return [];
@@ -330,7 +330,7 @@ export async function runTraining(c: TrainConfig, h: RunHandlers = {}, resumeDir
 async function evaluateAndWrite(runDir: string, cf: RunConfigFile, backbone: Map<string, HostTensor>, params: Map<string, HostTensor>, cache: ImageCache, splits: { val: Sample[]; test: Sample[] }, so: SessionOptions, dynamicExits?: number[]): Promise<RunSummary> {
   const vit = cf.backbone.config;
   const met = cf.met;
-  const segs = buildSegments(vit, met, backbone, params, true);
+  const segs = buildSegments(vit, met, backbone, params, true, cpuOnly(so));
   const gflops = cumulativeGflops(segs);
   const runner = await SegmentRunner.create(segs, met.numClasses, null, so);
   const val = await scoreSplit(runner, cache, splits.val, vit);

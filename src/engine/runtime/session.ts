@@ -21,6 +21,11 @@ export interface SessionOptions {
   profilePrefix?: string;
 }
 
+/** Sessions with these options run on onnxruntime's CPU provider alone (see CompileOptions.cpuContribOps). */
+export function cpuOnly(opts: SessionOptions = {}): boolean {
+  return (opts.providers ?? ['cpu']).every((p) => p === 'cpu');
+}
+
 export class Session {
   private constructor(
     readonly ort: ort.InferenceSession,

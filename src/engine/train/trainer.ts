@@ -10,7 +10,7 @@ import { VitConfig } from '../model/config';
 import { decays, MetConfig, metForward, metLoss, MetTensors } from '../model/met';
 import { isRegression, regressionLoss, regressionMetrics, targetBatch, targetScale } from '../model/regression';
 import { VitParams } from '../model/vit';
-import { Session, SessionOptions } from '../runtime/session';
+import { cpuOnly, Session, SessionOptions } from '../runtime/session';
 import { HostTensor, UserError } from '../tensor';
 import { readSafetensorsFile, writeSafetensors } from '../weights/safetensors';
 import { AdamW, warmupCosine } from './adamw';
@@ -184,8 +184,7 @@ function trimMetrics(runDir: string, step: number): void {
 export async function train(o: TrainerOptions): Promise<{ params: Map<string, HostTensor>; stopped: string | null }> {
   const { cfg, met, schedule: S, data } = o;
   const shapes = new Map([...o.init].map(([n, t]) => [n, t.shape]));
-  const cpuOnly = (o.session?.providers ?? ['cpu']).every((p) => p === 'cpu');
-  const { model, names, K, G, D } = buildTrainStep(cfg, o.backbone, met, o.init, cpuOnly);
+  const { model, names, K, G, D } = buildTrainStep(cfg, o.backbone, met, o.init, cpuOnly(o.session));
   const session = await Session.create(model, o.session);
   const opt = new AdamW({ lr: S.lr, weightDecay: S.weightDecay }, decays);
   let params: Map<string, Float32Array> = new Map([...o.init].map(([n, t]) => [n, Float32Array.from(t.data as Float32Array)]));
