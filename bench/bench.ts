@@ -337,7 +337,7 @@ async function metSection(weights: Map<string, HostTensor>, rows: Row[]): Promis
     rows.push({ workload: 'plain-trainstep', batch: B, engine: B / plainSec, torch: runTorch('plain-trainstep', B, 'scripts/bench_torch_met.py'), gflopPerImg: (2 * plainMacs) / B / 1e9 });
   }
   // MET train step.
-  const { model } = buildTrainStep(cfg, weights, met, metInit, true);
+  const { model } = buildTrainStep(cfg, weights, met, metInit, { cpuOnly: true, batch: B });
   let metMacs = 0;
   {
     // Count the MACs of the same graph (forward + gradients).

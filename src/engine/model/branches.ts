@@ -340,7 +340,7 @@ export function branchForward(g: Graph, P: VitParams, T: BranchTensors, cfg: Vit
   const p = `exit.${j + 1}`;
   const eps = cfg.lnEps;
   const classifier = (z: Tensor) => g.add(g.matmul(z, g.mT(T.get(`${p}.weight`))), T.get(`${p}.bias`));
-  const cls = () => g.reshape(g.slice(seq, 1, 0, 1), ['B', D]);
+  const cls = () => g.reshape(g.slice(seq, 1, 0, 1), [-1, D]);
   const L = seq.shape[1] as number;
   if (branchReadsPatches(b.type) && L !== k + b.G * b.G) throw new Error(`exit ${j + 1} (${b.type}) needs the ${b.G * b.G} patch tokens, the sequence has ${L - k}`);
   const patches = () => g.slice(seq, 1, k, L);
@@ -359,24 +359,24 @@ export function branchForward(g: Graph, P: VitParams, T: BranchTensors, cfg: Vit
       const H = b.heads;
       const dh = b.headDim;
       const h = ln(g, x, T, `${p}.norm1`, eps);
-      const q = g.transpose(g.reshape(lin(g, g.slice(h, 1, 0, 1), T, `${p}.attn.qkv`, [0, D]), ['B', 1, H, dh]), [0, 2, 1, 3]); // [B, H, 1, dh]
-      const kk = g.transpose(g.reshape(lin(g, h, T, `${p}.attn.qkv`, [D, 2 * D]), ['B', Tn, H, dh]), [0, 2, 1, 3]); // [B, H, T, dh]
-      const v = g.transpose(g.reshape(lin(g, h, T, `${p}.attn.qkv`, [2 * D, 3 * D]), ['B', Tn, H, dh]), [0, 2, 1, 3]);
+      const q = g.transpose(g.reshape(lin(g, g.slice(h, 1, 0, 1), T, `${p}.attn.qkv`, [0, D]), [-1, 1, H, dh]), [0, 2, 1, 3]); // [B, H, 1, dh]
+      const kk = g.transpose(g.reshape(lin(g, h, T, `${p}.attn.qkv`, [D, 2 * D]), [-1, Tn, H, dh]), [0, 2, 1, 3]); // [B, H, T, dh]
+      const v = g.transpose(g.reshape(lin(g, h, T, `${p}.attn.qkv`, [2 * D, 3 * D]), [-1, Tn, H, dh]), [0, 2, 1, 3]);
       const a = g.softmax(g.mulScalar(g.matmul(q, g.mT(kk)), 1 / Math.sqrt(dh)), -1); // [B, H, 1, T]
-      const o = g.reshape(g.transpose(g.matmul(a, v), [0, 2, 1, 3]), ['B', 1, D]);
+      const o = g.reshape(g.transpose(g.matmul(a, v), [0, 2, 1, 3]), [-1, 1, D]);
       const c1 = g.add(g.slice(x, 1, 0, 1), lin(g, o, T, `${p}.attn.proj`)); // [B, 1, D]
       const m = lin(g, g.gelu(lin(g, ln(g, c1, T, `${p}.norm2`, eps), T, `${p}.mlp.fc1`)), T, `${p}.mlp.fc2`);
-      const c2 = g.reshape(g.add(c1, m), ['B', D]);
+      const c2 = g.reshape(g.add(c1, m), [-1, D]);
       const z = ln(g, c2, T, `${p}.norm`, eps);
       return { feature: z, logits: classifier(z) };
     }
     default: {
       const G = b.G;
-      let grid = g.reshape(ln(g, patches(), P, 'norm', eps), ['B', G, G, D]); // row-major patches: [B, y, x, D]
-      if (b.type === 'conv-add') grid = g.add(grid, g.reshape(ln(g, cls(), P, 'norm', eps), ['B', 1, 1, D]));
+      let grid = g.reshape(ln(g, patches(), P, 'norm', eps), [-1, G, G, D]); // row-major patches: [B, y, x, D]
+      if (b.type === 'conv-add') grid = g.add(grid, g.reshape(ln(g, cls(), P, 'norm', eps), [-1, 1, 1, D]));
       else if (b.type === 'conv-project') {
         const proj = lin(g, ln(g, cls(), P, 'norm', eps), T, `${p}.proj`); // [B, G²]
-        grid = g.concat([grid, g.reshape(proj, ['B', G, G, 1])], 3); // the extra channel is the last one
+        grid = g.concat([grid, g.reshape(proj, [-1, G, G, 1])], 3); // the extra channel is the last one
       }
       const y = g.gelu(conv3x3(g, grid, T.get(`${p}.conv.weight`), T.get(`${p}.conv.bias`))); // [B, G, G, c]
       const z = g.mean(y, [1, 2]); // global average pool [B, c]

@@ -372,7 +372,7 @@ export function metEmbed(g: Graph, P: VitParams, cfg: VitConfig, m: MetConfig, i
   const K = hasAdapters(m) ? m.exits.length : 1;
   if (K === 1) return { seq: x, nextLayer: 1 };
   const N = (x.shape[1] as number) - 1;
-  const cls = g.expand(g.slice(x, 1, 0, 1), ['B', K, cfg.dim]); // K copies of x_cls + pos_0
+  const cls = g.expand(g.slice(x, 1, 0, 1), [x.shape[0], K, cfg.dim]); // K copies of x_cls + pos_0
   return { seq: g.concat([cls, g.slice(x, 1, 1, 1 + N)], 1), nextLayer: 1 };
 }
 

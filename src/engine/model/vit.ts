@@ -110,9 +110,9 @@ export function vitEmbed(P: VitParams, cfg: VitConfig, images: Tensor): Tensor {
   const G = gridSize(cfg);
   const C = cfg.channels;
   // Conv with kernel = stride = p is a matmul over non-overlapping patches.
-  let x = g.reshape(images, ['B', C, G, p, G, p]);
+  let x = g.reshape(images, [-1, C, G, p, G, p]);
   x = g.transpose(x, [0, 2, 4, 1, 3, 5]); // (B, G, G, C, p, p): flattening order of the conv kernel
-  x = g.reshape(x, ['B', G * G, C * p * p]);
+  x = g.reshape(x, [-1, G * G, C * p * p]);
   const wName = 'patch_embed.proj.weight';
   const key = `${wName}^flat`;
   let w: Tensor;
@@ -146,16 +146,16 @@ export function vitAttentionQ(P: VitParams, cfg: VitConfig, i: number, h: Tensor
   const pre = `blocks.${i}.attn.`;
   const hq = nq === T ? h : g.slice(h, 1, 0, nq);
   const proj = (x: Tensor, k: number) => P.linear(x, pre + 'qkv.weight', pre + 'qkv.bias', [k * inner, (k + 1) * inner]);
-  const q = g.transpose(g.reshape(proj(hq, 0), ['B', nq, H, dh]), [0, 2, 1, 3]); // (B, H, nq, dh)
+  const q = g.transpose(g.reshape(proj(hq, 0), [-1, nq, H, dh]), [0, 2, 1, 3]); // (B, H, nq, dh)
   // K in the same (B, H, T, dh) layout as Q and V: the swap of its last two axes is left to the
   // matmul (matmulNT: FusedMatMul's transB on the CPU), because a physical (B, T, H, dh) ->
   // (B, H, dh, T) transpose is about 3x slower than (B, T, H, dh) -> (B, H, T, dh) on the CPU.
-  const k = g.transpose(g.reshape(proj(h, 1), ['B', T, H, dh]), [0, 2, 1, 3]); // (B, H, T, dh)
-  const v = g.transpose(g.reshape(proj(h, 2), ['B', T, H, dh]), [0, 2, 1, 3]); // (B, H, T, dh)
+  const k = g.transpose(g.reshape(proj(h, 1), [-1, T, H, dh]), [0, 2, 1, 3]); // (B, H, T, dh)
+  const v = g.transpose(g.reshape(proj(h, 2), [-1, T, H, dh]), [0, 2, 1, 3]); // (B, H, T, dh)
   let s = g.mulScalar(g.matmulNT(q, k), 1 / Math.sqrt(dh)); // (B, H, nq, T)
   if (bias) s = g.add(s, bias);
   const a = g.softmax(s, -1);
-  const o = g.reshape(g.transpose(g.matmul(a, v), [0, 2, 1, 3]), ['B', nq, inner]); // (B, nq, H*dh)
+  const o = g.reshape(g.transpose(g.matmul(a, v), [0, 2, 1, 3]), [-1, nq, inner]); // (B, nq, H*dh)
   return P.linear(o, pre + 'proj.weight', pre + 'proj.bias');
 }
 
@@ -189,7 +189,7 @@ export function vitForward(P: VitParams, cfg: VitConfig, images: Tensor): VitOut
   const g = P.g;
   let x = vitEmbed(P, cfg, images);
   for (let i = 0; i < cfg.depth; i++) x = vitBlock(P, cfg, i, x);
-  const cls = g.reshape(g.slice(x, 1, 0, 1), ['B', cfg.dim]);
+  const cls = g.reshape(g.slice(x, 1, 0, 1), [-1, cfg.dim]);
   const features = layerNorm(P, cfg, cls, 'norm');
   const logits = P.has('head.weight') ? P.linear(features, 'head.weight', 'head.bias') : undefined;
   return { features, logits };
