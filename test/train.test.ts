@@ -151,3 +151,28 @@ test('bad input: empty folder, one class, unwritable output, bad config field', 
   assert.notEqual(r2.status, 0);
   assert.match(r2.stderr, /'rank' must be an integer/);
 });
+
+test('a run whose train step is split into backbone chunks (epoch remainders included) ends with the one-chunk weights', async () => {
+  const { dir, data, weights } = await tinySetup();
+  // 24 training images (6 val, 6 test), batch 7: steps of 7, 7, 7 and 3 per epoch. The full batches
+  // run in chunks of 3, 2 and 2 images; the last one goes through the symbolic-batch step.
+  const one = path.join(dir, 'one-chunk');
+  const chunked = path.join(dir, 'chunked');
+  const c = config({ data, weights, batch: 7, epochs: 2 });
+  const s1 = await runTraining({ ...c, out: one });
+  const s2 = await runTraining({ ...c, out: chunked }, { chunkRows: 3 });
+  const a = readSafetensors(path.join(one, 'trainable.safetensors'));
+  const b = readSafetensors(path.join(chunked, 'trainable.safetensors'));
+  let worst = 0;
+  for (const [k, t] of a) {
+    const x = t.data as Float32Array;
+    const y = b.get(k)!.data as Float32Array;
+    for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(x[i] - y[i]) / (1e-3 + Math.abs(x[i])));
+  }
+  assert.ok(worst < 1e-3, `chunked training drifted from one-chunk training: worst relative difference ${worst}`);
+  const steps = fs.readFileSync(path.join(chunked, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((e) => e.type === 'step');
+  assert.equal(steps.length, 8, 'four steps per epoch, the last one smaller');
+  const split = JSON.parse(fs.readFileSync(path.join(chunked, 'predictions.json'), 'utf8')) as { val: { files: string[] }; test: { files: string[] } };
+  assert.equal(36 - split.val.files.length - split.test.files.length, 24);
+  assert.deepEqual(s2.exits.map((e) => e.exit), s1.exits.map((e) => e.exit));
+});

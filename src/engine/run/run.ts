@@ -78,6 +78,8 @@ export interface RunHandlers {
   shouldStop?: () => string | null;
   /** The config file the settings were read from; recorded in the run's config.json. */
   configFile?: string;
+  /** Images per backbone chunk of the CPU train step (tests; default trainChunkRows). */
+  chunkRows?: number;
 }
 
 function writeJson(file: string, v: unknown): void {
@@ -317,6 +319,7 @@ export async function runTraining(c: TrainConfig, h: RunHandlers = {}, resumeDir
     },
     shouldStop: h.shouldStop,
     resume: !!resumeDir,
+    chunkRows: h.chunkRows,
   });
   await (valRunner as SegmentRunner | null)?.release();
   if (stopped) return { runDir, exits: [], dynamic: [], trainImgPerSec: imgPerSec, stopped };

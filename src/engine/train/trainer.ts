@@ -76,6 +76,8 @@ export interface TrainerOptions {
   resume?: boolean;
   /** Checkpoint at least this often (ms) besides every epoch end. */
   checkpointEveryMs?: number;
+  /** Images per backbone chunk of the CPU train step (default trainChunkRows). */
+  chunkRows?: number;
 }
 
 export const CHECKPOINT = 'checkpoint.safetensors';
@@ -228,7 +230,7 @@ export async function train(o: TrainerOptions): Promise<{ params: Map<string, Ho
   // The full batch gets a static, chunked step on the CPU; a last, smaller batch of an epoch a
   // symbolic one, made when first needed (both are kept: one compile each per run).
   const cpu = cpuOnly(o.session);
-  const { model, names, K, G, D, chunks } = buildTrainStep(cfg, o.backbone, met, o.init, { cpuOnly: cpu, batch: cpu ? S.batch : undefined });
+  const { model, names, K, G, D, chunks } = buildTrainStep(cfg, o.backbone, met, o.init, { cpuOnly: cpu, batch: cpu ? S.batch : undefined, chunkRows: o.chunkRows });
   const session = await Session.create(model, o.session);
   let anyBatch: Session | null = chunks > 1 ? null : session;
   const sessionFor = async (B: number): Promise<Session> => {
