@@ -213,11 +213,7 @@ export class Graph {
   reshape(a: Tensor, shape: Shape): Tensor { return this.apply1('Reshape', [a], { shape: shape as unknown as number[] }); }
   transpose(a: Tensor, perm: number[]): Tensor { return this.apply1('Transpose', [a], { perm }); }
   /** Swaps the last two axes. */
-  mT(a: Tensor): Tensor {
-    const p = a.shape.map((_, i) => i);
-    [p[p.length - 1], p[p.length - 2]] = [p[p.length - 2], p[p.length - 1]];
-    return this.transpose(a, p);
-  }
+  mT(a: Tensor): Tensor { return this.transpose(a, swapLastTwo(a.rank)); }
   concat(xs: Tensor[], axis: number): Tensor { return this.apply1('Concat', xs, { axis: normAxis(axis, xs[0].rank) }); }
   slice(a: Tensor, axis: number, start: number, end: number): Tensor {
     const ax = normAxis(axis, a.rank);
@@ -266,6 +262,13 @@ export class Graph {
     t.name = this.uniqueName(name);
     return t;
   }
+}
+
+/** The permutation of `rank` axes that swaps the last two (a matrix transpose per batch). */
+export function swapLastTwo(rank: number): number[] {
+  const p = Array.from({ length: rank }, (_, i) => i);
+  [p[rank - 1], p[rank - 2]] = [p[rank - 2], p[rank - 1]];
+  return p;
 }
 
 export function normAxis(axis: number, rank: number): number {

@@ -285,8 +285,10 @@ export async function train(o: TrainerOptions): Promise<{ params: Map<string, Ho
         if (isRegression(met)) feeds.targets = { dtype: 'float32', shape: [B, 1], data: targetBatch(met, samples) };
         else feeds.labels = { dtype: 'int64', shape: [B], data: b.labels };
         for (const n of names) feeds[n] = { dtype: 'float32', shape: shapes.get(n)!, data: params.get(n)! };
+        // Made before the clock starts: a first smaller batch compiles its step here.
+        const step = await sessionFor(B);
         const ts = Date.now();
-        const r = await (await sessionFor(B)).run(feeds);
+        const r = await step.run(feeds);
         const loss = Number(r.loss.data[0]);
         const ce = Array.from({ length: K }, (_, j) => Number(r[`ce.${j}`].data[0]));
         const gr = Array.from({ length: G }, (_, j) => Number(r[`gr.${j}`].data[0]));
