@@ -174,6 +174,18 @@ function decoderDetail(e: unknown, format: string): string {
   return lines.join('; ');
 }
 
+/**
+ * sharp's message for a header it cannot read. For a corrupt header sharp appends libvips'
+ * process-wide error buffer, which holds this file's line, another file's, or nothing, depending
+ * on what else decoded at that moment: the same broken JPEG scored twice in one engine gave
+ * "...corrupt header: VipsJpeg: premature end of JPEG image" once and "...corrupt header:" once.
+ * That tail is dropped, so a file's reason does not depend on its neighbours (as decoderDetail
+ * drops other loaders' lines).
+ */
+function headerMessage(e: unknown): string {
+  return cleanMessage(e).replace(/^(Input (?:buffer|file) has corrupt header):.*$/, '$1');
+}
+
 async function readBytes(file: string): Promise<Buffer> {
   // Reading ourselves (rather than handing sharp the path) gives clear I/O errors, detects
   // empty files, and sidesteps libvips' per-path cache returning stale pixels for a file that
@@ -230,7 +242,7 @@ async function probe(file: string, buf: Buffer, opts: sharp.SharpOptions): Promi
     // Header only, so the pixel limit is lifted here and checked below with a clearer message.
     meta = await sharp(buf, { ...opts, limitInputPixels: false }).metadata();
   } catch (e) {
-    throw new ImageError(file, `not an image (unsupported or corrupt file: ${cleanMessage(e)})`);
+    throw new ImageError(file, `not an image (unsupported or corrupt file: ${headerMessage(e)})`);
   }
   if (!ACCEPTED_FORMATS.has(meta.format)) {
     throw new ImageError(file, `unsupported image format '${meta.format}' (use JPEG, PNG, WebP, GIF, TIFF or AVIF)`);
