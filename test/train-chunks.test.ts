@@ -10,6 +10,7 @@ import { Session } from '../src/engine/runtime/session';
 import { prepareWeights } from '../src/engine/model/vit';
 import { initMetParams, MET_DEFAULTS, MetConfig } from '../src/engine/model/met';
 import { buildTrainStep, chunkSizes, trainChunkRows } from '../src/engine/train/trainer';
+import { BACKBONE_PRESETS } from '../src/engine/infer/params';
 import { loadBackbone } from '../src/engine/weights';
 import { HostTensor, numel } from '../src/engine/tensor';
 import { rng } from './helpers';
@@ -30,9 +31,8 @@ test('chunk sizes: near-equal, none above the rows asked for, summing to the bat
 });
 
 test('chunk rows: 8 images for ViT-B/16 with 7 exits; one chunk for small models', () => {
-  const vitB = { imageSize: 224, channels: 3, patchSize: 16, dim: 768, depth: 12, heads: 12, headDim: 64, mlpDim: 3072, act: 'gelu', qkvBias: true, lnEps: 1e-6, numClasses: 1000, posGrid: 14, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] } as const;
   const met: MetConfig = { ...MET_DEFAULTS, exits: [6, 7, 8, 9, 10, 11, 12], numClasses: 100 };
-  assert.equal(trainChunkRows({ ...vitB, mean: [...vitB.mean], std: [...vitB.std] }, met), 8);
+  assert.equal(trainChunkRows(BACKBONE_PRESETS['vit-b16'], met), 8);
   const { config } = loadBackbone(path.join(FIX, 'tv_b.safetensors'), { overrides: { heads: 4 } });
   assert.ok(trainChunkRows(config, { ...met, exits: [1, 2] }) >= 64, 'a tiny backbone is not split at usual batch sizes');
 });

@@ -98,7 +98,7 @@ function sliceVec(b: HostTensor, [r0, r1]: [number, number]): HostTensor {
   return { dtype: 'float32', shape: [r1 - r0], data: (b.data as Float32Array).slice(r0, r1) };
 }
 
-export function gridSize(cfg: VitConfig): number {
+export function gridSize(cfg: Pick<VitConfig, 'imageSize' | 'patchSize'>): number {
   if (cfg.imageSize % cfg.patchSize) throw new Error(`image size ${cfg.imageSize} is not a multiple of the patch size ${cfg.patchSize}`);
   return cfg.imageSize / cfg.patchSize;
 }
