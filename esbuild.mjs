@@ -20,21 +20,69 @@ await Promise.all([
   esbuild.build({ ...common, entryPoints: ['src/cli.ts'], outfile: 'dist/cli.js' }),
   esbuild.build({ ...common, entryPoints: ['bench/bench.ts'], outfile: 'dist/bench.js' }),
   // The training dashboard's webview script (+ its CSS, imported by it: dist/webview/dashboard.css).
-  esbuild.build({ bundle: true, platform: 'browser', target: 'es2022', format: 'iife', sourcemap: true, logLevel: 'warning', entryPoints: ['webview-ui/dashboard/main.ts'], outfile: 'dist/webview/dashboard.js' }),
+  esbuild.build({
+    bundle: true,
+    platform: 'browser',
+    target: 'es2022',
+    format: 'iife',
+    sourcemap: true,
+    logLevel: 'warning',
+    entryPoints: ['webview-ui/dashboard/main.ts'],
+    outfile: 'dist/webview/dashboard.js',
+  }),
   // The similarity-matrices and parameter-counts panels (+ their CSS: dist/webview/{similarity,params}.css).
-  esbuild.build({ bundle: true, platform: 'browser', target: 'es2022', format: 'iife', sourcemap: true, logLevel: 'warning', entryPoints: ['webview-ui/similarity/main.ts'], outfile: 'dist/webview/similarity.js' }),
-  esbuild.build({ bundle: true, platform: 'browser', target: 'es2022', format: 'iife', sourcemap: true, logLevel: 'warning', entryPoints: ['webview-ui/params/main.ts'], outfile: 'dist/webview/params.js' }),
+  esbuild.build({
+    bundle: true,
+    platform: 'browser',
+    target: 'es2022',
+    format: 'iife',
+    sourcemap: true,
+    logLevel: 'warning',
+    entryPoints: ['webview-ui/similarity/main.ts'],
+    outfile: 'dist/webview/similarity.js',
+  }),
+  esbuild.build({
+    bundle: true,
+    platform: 'browser',
+    target: 'es2022',
+    format: 'iife',
+    sourcemap: true,
+    logLevel: 'warning',
+    entryPoints: ['webview-ui/params/main.ts'],
+    outfile: 'dist/webview/params.js',
+  }),
   // Inspect exits (+ dist/webview/inspect.css); bundles the engine's pure threshold maths for the budget slider.
-  esbuild.build({ bundle: true, platform: 'browser', target: 'es2022', format: 'iife', sourcemap: true, logLevel: 'warning', entryPoints: ['webview-ui/inspect/main.ts'], outfile: 'dist/webview/inspect.js' }),
+  esbuild.build({
+    bundle: true,
+    platform: 'browser',
+    target: 'es2022',
+    format: 'iife',
+    sourcemap: true,
+    logLevel: 'warning',
+    entryPoints: ['webview-ui/inspect/main.ts'],
+    outfile: 'dist/webview/inspect.js',
+  }),
   // The VS Code host integration suite: index.js loads every *.test.js next to it, so bundles
   // whose source is gone are deleted afterwards (a deleted test must not keep running from a
   // stale bundle; pruning after the build, not emptying before it, keeps a suite that is starting
   // meanwhile intact). mocha stays external, required from node_modules (a devDependency) by the
   // extension host at run time.
-  esbuild.build({ ...common, external: [...external, 'mocha'], entryPoints: ['test/vscode/suite/*.ts'], outdir: 'dist/test/vscode/suite' }).then(() => {
-    const sources = new Set(fs.readdirSync('test/vscode/suite').filter((f) => f.endsWith('.ts')).map((f) => f.slice(0, -3)));
-    for (const f of fs.readdirSync('dist/test/vscode/suite')) {
-      if (!sources.has(f.replace(/\.js(\.map)?$/, ''))) fs.rmSync(`dist/test/vscode/suite/${f}`);
-    }
-  }),
+  esbuild
+    .build({
+      ...common,
+      external: [...external, 'mocha'],
+      entryPoints: ['test/vscode/suite/*.ts'],
+      outdir: 'dist/test/vscode/suite',
+    })
+    .then(() => {
+      const sources = new Set(
+        fs
+          .readdirSync('test/vscode/suite')
+          .filter((f) => f.endsWith('.ts'))
+          .map((f) => f.slice(0, -3)),
+      );
+      for (const f of fs.readdirSync('dist/test/vscode/suite')) {
+        if (!sources.has(f.replace(/\.js(\.map)?$/, ''))) fs.rmSync(`dist/test/vscode/suite/${f}`);
+      }
+    }),
 ]);

@@ -9,13 +9,13 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { compile, Graph, grad, Tensor } from '../src/engine/graph';
-import { VitConfig } from '../src/engine/model/config';
+import { compile, Graph, grad, type Tensor } from '../src/engine/graph';
+import { type VitConfig } from '../src/engine/model/config';
 import { VitParams, vitForward } from '../src/engine/model/vit';
 import { Session } from '../src/engine/runtime/session';
-import { HostTensor, numel } from '../src/engine/tensor';
+import { type HostTensor, numel } from '../src/engine/tensor';
 import { canonicalShapes } from '../src/engine/model/config';
-import { initMetParams, MET_DEFAULTS, MetConfig, metForward, metLoss, MetTensors } from '../src/engine/model/met';
+import { initMetParams, MET_DEFAULTS, type MetConfig, metForward, metLoss, MetTensors } from '../src/engine/model/met';
 import { buildTrainStep } from '../src/engine/train/trainer';
 import { buildSegments, confidences, cumulativeGflops, SegmentRunner } from '../src/engine/infer/segments';
 import { countMacs } from '../src/engine/infer/flops';
@@ -40,14 +40,28 @@ const ROOT = path.resolve(__dirname, '..');
 const CPU = { cpuContribOps: true };
 
 export const VIT_B16: VitConfig = {
-  imageSize: 224, channels: 3, patchSize: 16, dim: 768, depth: 12, heads: 12, headDim: 64, mlpDim: 3072,
-  act: 'gelu', qkvBias: true, lnEps: 1e-6, numClasses: 1000, posGrid: 14, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5],
+  imageSize: 224,
+  channels: 3,
+  patchSize: 16,
+  dim: 768,
+  depth: 12,
+  heads: 12,
+  headDim: 64,
+  mlpDim: 3072,
+  act: 'gelu',
+  qkvBias: true,
+  lnEps: 1e-6,
+  numClasses: 1000,
+  posGrid: 14,
+  mean: [0.5, 0.5, 0.5],
+  std: [0.5, 0.5, 0.5],
 };
 
 /** The "adapter-sized" trainable set of the plain train step (same as scripts/bench_torch.py). */
 export function adapterSizedSet(cfg: VitConfig): string[] {
   const names = ['pos_embed', 'cls_token', 'norm.weight', 'norm.bias', 'head.weight', 'head.bias'];
-  for (let i = 0; i < cfg.depth; i++) for (const n of ['norm1', 'norm2']) names.push(`blocks.${i}.${n}.weight`, `blocks.${i}.${n}.bias`);
+  for (let i = 0; i < cfg.depth; i++)
+    for (const n of ['norm1', 'norm2']) names.push(`blocks.${i}.${n}.weight`, `blocks.${i}.${n}.bias`);
   return names;
 }
 
@@ -133,12 +147,20 @@ async function matmulPeak(): Promise<number> {
 /** PyTorch's and numpy's best 2048^3 matmul (OpenBLAS at its best), when torch is there. */
 function torchMatmulPeak(): number | undefined {
   if (flag('no-torch') || !fs.existsSync('/usr/bin/python3')) return undefined;
-  const r = spawnSync('/usr/bin/python3', [path.join(ROOT, 'scripts/bench_torch.py'), '--workload', 'matmul', '--threads', String(THREADS), '--json'], {
-    encoding: 'utf8',
-    env: { ...process.env, OPENBLAS_CORETYPE: 'SKYLAKEX', OMP_NUM_THREADS: String(THREADS) },
-    timeout: 5 * 60 * 1000,
-  });
-  const line = (r.stdout || '').trim().split('\n').filter((l) => l.startsWith('{')).pop();
+  const r = spawnSync(
+    '/usr/bin/python3',
+    [path.join(ROOT, 'scripts/bench_torch.py'), '--workload', 'matmul', '--threads', String(THREADS), '--json'],
+    {
+      encoding: 'utf8',
+      env: { ...process.env, OPENBLAS_CORETYPE: 'SKYLAKEX', OMP_NUM_THREADS: String(THREADS) },
+      timeout: 5 * 60 * 1000,
+    },
+  );
+  const line = (r.stdout || '')
+    .trim()
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .pop();
   if (r.status !== 0 || !line) return undefined;
   const j = JSON.parse(line) as { torch_gflops_best?: number; numpy_gflops_best?: number };
   return Math.max(j.torch_gflops_best ?? 0, j.numpy_gflops_best ?? 0) || undefined;
@@ -152,21 +174,47 @@ interface Row {
   gflopPerImg: number;
 }
 
-function runTorch(workload: string, batch: number, script = 'scripts/bench_torch.py', extra: string[] = []): number | undefined {
+function runTorch(
+  workload: string,
+  batch: number,
+  script = 'scripts/bench_torch.py',
+  extra: string[] = [],
+): number | undefined {
   if (flag('no-torch')) return undefined;
   const py = '/usr/bin/python3';
   if (!fs.existsSync(py)) return undefined;
-  const r = spawnSync(py, [path.join(ROOT, script), '--workload', workload, '--batch', String(batch), '--threads', String(THREADS), '--iters', String(Math.max(3, ITERS - 2)), '--warmup', String(WARMUP), '--json', ...extra], {
-    encoding: 'utf8',
-    env: { ...process.env, OPENBLAS_CORETYPE: 'SKYLAKEX', OMP_NUM_THREADS: String(THREADS) },
-    timeout: 20 * 60 * 1000,
-  });
+  const r = spawnSync(
+    py,
+    [
+      path.join(ROOT, script),
+      '--workload',
+      workload,
+      '--batch',
+      String(batch),
+      '--threads',
+      String(THREADS),
+      '--iters',
+      String(Math.max(3, ITERS - 2)),
+      '--warmup',
+      String(WARMUP),
+      '--json',
+      ...extra,
+    ],
+    {
+      encoding: 'utf8',
+      env: { ...process.env, OPENBLAS_CORETYPE: 'SKYLAKEX', OMP_NUM_THREADS: String(THREADS) },
+      timeout: 20 * 60 * 1000,
+    },
+  );
   if (r.status !== 0) {
     const msg = (r.stderr || r.stdout || '').trim().split('\n').slice(-3).join(' | ');
     console.log(`  (PyTorch side not run: ${msg || 'exit ' + r.status})`);
     return undefined;
   }
-  const lines = r.stdout.trim().split('\n').filter((l) => l.startsWith('{'));
+  const lines = r.stdout
+    .trim()
+    .split('\n')
+    .filter((l) => l.startsWith('{'));
   const j = JSON.parse(lines[lines.length - 1]);
   if (j.warning) console.log(`  (PyTorch: ${j.warning})`);
   return j.img_per_s as number;
@@ -194,7 +242,13 @@ async function profileModel(model: ReturnType<typeof compile>, feeds: Record<str
   }
   const file = fs.readdirSync(dir).find((f) => f.startsWith('trace') && f.endsWith('.json'));
   if (!file) return void console.log('  (no profile written)');
-  const events = JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8')) as { cat: string; name: string; ts: number; dur: number; args?: { op_name?: string } }[];
+  const events = JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8')) as {
+    cat: string;
+    name: string;
+    ts: number;
+    dur: number;
+    args?: { op_name?: string };
+  }[];
   const runs = events.filter((e) => e.cat === 'Session' && e.name === 'model_run').sort((a, b) => a.ts - b.ts);
   const from = runs.length >= 2 ? runs[runs.length - 2].ts : 0;
   const byOp = new Map<string, number>();
@@ -204,20 +258,28 @@ async function profileModel(model: ReturnType<typeof compile>, feeds: Record<str
     byOp.set(e.args.op_name, (byOp.get(e.args.op_name) ?? 0) + e.dur);
     total += e.dur;
   }
-  console.log(`  onnxruntime kernel time by op type (the last 2 of ${runs.length} runs; steps: ${runs.map((r) => (r.dur / 1000).toFixed(0)).join(', ')} ms):`);
+  console.log(
+    `  onnxruntime kernel time by op type (the last 2 of ${runs.length} runs; steps: ${runs.map((r) => (r.dur / 1000).toFixed(0)).join(', ')} ms):`,
+  );
   for (const [op, us] of [...byOp].sort((a, b) => b[1] - a[1]).slice(0, 14))
-    console.log(`    ${op.padEnd(28)} ${(us / 2000).toFixed(0).padStart(7)} ms/run  ${((100 * us) / total).toFixed(1).padStart(5)}%`);
+    console.log(
+      `    ${op.padEnd(28)} ${(us / 2000).toFixed(0).padStart(7)} ms/run  ${((100 * us) / total).toFixed(1).padStart(5)}%`,
+    );
   fs.rmSync(dir, { recursive: true, force: true });
 }
 
 async function main(): Promise<void> {
   const cfg = VIT_B16;
   const macs = vitMacs(cfg);
-  console.log(`MET engine benchmark: ViT-B/16 @224, ${THREADS} threads, onnxruntime-node CPU${QUICK ? ' (quick)' : ''}`);
+  console.log(
+    `MET engine benchmark: ViT-B/16 @224, ${THREADS} threads, onnxruntime-node CPU${QUICK ? ' (quick)' : ''}`,
+  );
   const ortPeak = await matmulPeak();
   const torchPeak = torchMatmulPeak();
   const peak = Math.max(ortPeak, torchPeak ?? 0);
-  console.log(`practical peak: best 2048^3 float32 matmul, onnxruntime ${ortPeak.toFixed(0)} GFLOP/s${torchPeak ? `, PyTorch/numpy (OpenBLAS) ${torchPeak.toFixed(0)} GFLOP/s` : ''}; using ${peak.toFixed(0)} GFLOP/s`);
+  console.log(
+    `practical peak: best 2048^3 float32 matmul, onnxruntime ${ortPeak.toFixed(0)} GFLOP/s${torchPeak ? `, PyTorch/numpy (OpenBLAS) ${torchPeak.toFixed(0)} GFLOP/s` : ''}; using ${peak.toFixed(0)} GFLOP/s`,
+  );
   const weights = randomWeights(cfg);
   const rows: Row[] = [];
 
@@ -231,7 +293,13 @@ async function main(): Promise<void> {
     for (const B of BATCHES.slice(0, 1)) {
       const feed = { images: rand([B, 3, 224, 224], 11) };
       const sec = await timeRuns(() => s.run(feed), ITERS);
-      rows.push({ workload: 'forward', batch: B, engine: B / sec, torch: runTorch('forward', B), gflopPerImg: (2 * macs.forward) / 1e9 });
+      rows.push({
+        workload: 'forward',
+        batch: B,
+        engine: B / sec,
+        torch: runTorch('forward', B),
+        gflopPerImg: (2 * macs.forward) / 1e9,
+      });
       if (flag('profile')) {
         console.log(`forward, batch ${B}:`);
         await profileModel(compile(g, { logits: logits! }, CPU), feed);
@@ -255,7 +323,9 @@ async function main(): Promise<void> {
     names.forEach((n, i) => (outs[`grad.${n}`] = grads[i]));
     const model = compile(g, outs, CPU);
     const trainable = names.reduce((k, n) => k + numel(weights.get(n)!.shape), 0);
-    console.log(`train step: ${trainable.toLocaleString()} trainable values (${((100 * trainable) / [...weights.values()].reduce((k, t) => k + numel(t.shape), 0)).toFixed(2)}% of the weights), ${model.nodeCount} ONNX nodes`);
+    console.log(
+      `train step: ${trainable.toLocaleString()} trainable values (${((100 * trainable) / [...weights.values()].reduce((k, t) => k + numel(t.shape), 0)).toFixed(2)}% of the weights), ${model.nodeCount} ONNX nodes`,
+    );
     const s = await Session.create(model, { threads: THREADS });
     for (const B of BATCHES) {
       const feeds: Record<string, HostTensor> = {
@@ -264,7 +334,13 @@ async function main(): Promise<void> {
       };
       for (const n of names) feeds[n] = weights.get(n)!;
       const sec = await timeRuns(() => s.run(feeds), Math.max(3, Math.round(ITERS * (8 / B))));
-      rows.push({ workload: 'trainstep', batch: B, engine: B / sec, torch: runTorch('trainstep', B), gflopPerImg: (2 * (macs.forward + macs.backwardBlocks)) / 1e9 });
+      rows.push({
+        workload: 'trainstep',
+        batch: B,
+        engine: B / sec,
+        torch: runTorch('trainstep', B),
+        gflopPerImg: (2 * (macs.forward + macs.backwardBlocks)) / 1e9,
+      });
       if (flag('profile') && B === BATCHES[0]) {
         console.log(`train step, batch ${B}:`);
         await profileModel(model, feeds);
@@ -276,7 +352,9 @@ async function main(): Promise<void> {
   if (!flag('no-met') && ONLY.has('met')) await metSection(weights, rows);
 
   console.log('');
-  console.log('workload         batch   engine img/s  GFLOP/s (%peak)   PyTorch img/s  GFLOP/s (%peak)   engine/PyTorch');
+  console.log(
+    'workload         batch   engine img/s  GFLOP/s (%peak)   PyTorch img/s  GFLOP/s (%peak)   engine/PyTorch',
+  );
   for (const r of rows) {
     const eg = r.engine * r.gflopPerImg;
     const tg = r.torch !== undefined ? r.torch * r.gflopPerImg : undefined;
@@ -292,7 +370,9 @@ async function main(): Promise<void> {
       ].join(' '),
     );
   }
-  console.log(`\nGFLOP per image: forward ${(2 * macs.forward / 1e9).toFixed(2)}, train step ${(2 * (macs.forward + macs.backwardBlocks) / 1e9).toFixed(2)} (2 FLOPs per multiply-add)`);
+  console.log(
+    `\nGFLOP per image: forward ${((2 * macs.forward) / 1e9).toFixed(2)}, train step ${((2 * (macs.forward + macs.backwardBlocks)) / 1e9).toFixed(2)} (2 FLOPs per multiply-add)`,
+  );
 }
 
 /**
@@ -325,7 +405,10 @@ async function metSection(weights: Map<string, HostTensor>, rows: Row[]): Promis
     const labels = g.input('labels', ['B'], 'int64');
     const { logits } = vitForward(P, cfg, x);
     const loss = g.crossEntropy(logits!, labels);
-    const grads = grad(loss, plainNames.map((n) => P.get(n)));
+    const grads = grad(
+      loss,
+      plainNames.map((n) => P.get(n)),
+    );
     const outs: Record<string, Tensor> = { loss };
     plainNames.forEach((n, i) => (outs[`grad.${n}`] = grads[i]));
     plainMacs = countMacs(Object.values(outs), B);
@@ -334,7 +417,13 @@ async function metSection(weights: Map<string, HostTensor>, rows: Row[]): Promis
     for (const n of plainNames) feeds[n] = plainW.get(n)!;
     plainSec = await timeRuns(() => s.run(feeds), Math.max(3, ITERS - 2));
     await s.release();
-    rows.push({ workload: 'plain-trainstep', batch: B, engine: B / plainSec, torch: runTorch('plain-trainstep', B, 'scripts/bench_torch_met.py'), gflopPerImg: (2 * plainMacs) / B / 1e9 });
+    rows.push({
+      workload: 'plain-trainstep',
+      batch: B,
+      engine: B / plainSec,
+      torch: runTorch('plain-trainstep', B, 'scripts/bench_torch_met.py'),
+      gflopPerImg: (2 * plainMacs) / B / 1e9,
+    });
   }
   // MET train step.
   const { model } = buildTrainStep(cfg, weights, met, metInit, { cpuOnly: true, batch: B });
@@ -348,7 +437,10 @@ async function metSection(weights: Map<string, HostTensor>, rows: Row[]): Promis
     const y = g.input('labels', ['B'], 'int64');
     const f = metForward(g, P, T, cfg, met, x);
     const L = metLoss(g, met, f, y);
-    const gr = grad(L.loss, [...metInit.keys()].map((n) => T.get(n)));
+    const gr = grad(
+      L.loss,
+      [...metInit.keys()].map((n) => T.get(n)),
+    );
     metMacs = countMacs([L.loss, ...gr, ...f.logits], B);
   }
   const s = await Session.create(model, { threads: THREADS });
@@ -360,10 +452,18 @@ async function metSection(weights: Map<string, HostTensor>, rows: Row[]): Promis
     console.log(`MET train step, batch ${B}:`);
     await profileModel(model, feeds);
   }
-  rows.push({ workload: 'met-trainstep', batch: B, engine: B / metSec, torch: runTorch('met-trainstep', B, 'scripts/bench_torch_met.py'), gflopPerImg: (2 * metMacs) / B / 1e9 });
+  rows.push({
+    workload: 'met-trainstep',
+    batch: B,
+    engine: B / metSec,
+    torch: runTorch('met-trainstep', B, 'scripts/bench_torch_met.py'),
+    gflopPerImg: (2 * metMacs) / B / 1e9,
+  });
   const flopOver = metMacs / plainMacs - 1;
   const wallOver = metSec / plainSec - 1;
-  console.log(`MET over the plain frozen-backbone step (batch ${B}): FLOPs ${(100 * flopOver).toFixed(1)}%, wall time ${(100 * wallOver).toFixed(1)}% (target: at most FLOPs + 10 points: ${wallOver <= flopOver + 0.1 ? 'met' : 'missed'})`);
+  console.log(
+    `MET over the plain frozen-backbone step (batch ${B}): FLOPs ${(100 * flopOver).toFixed(1)}%, wall time ${(100 * wallOver).toFixed(1)}% (target: at most FLOPs + 10 points: ${wallOver <= flopOver + 0.1 ? 'met' : 'missed'})`,
+  );
 
   // Budgeted inference with batch shrinking, against every sample to the last exit.
   const segs = buildSegments(cfg, met, weights, metInit, true, true);
@@ -392,7 +492,9 @@ async function metSection(weights: Map<string, HostTensor>, rows: Row[]): Promis
   await runner.release();
   const counts = gfl.map((_, j) => exitOf.filter((e) => e === j).length);
   const expected = counts.reduce((a, c, j) => a + c * gfl[j], 0) / nb;
-  console.log(`budgeted inference, ${nb} images: exits taken ${counts.join('/')}; expected ${expected.toFixed(2)} GFLOPs/img vs ${gfl[gfl.length - 1].toFixed(2)} to the last exit (${(100 * expected / gfl[gfl.length - 1]).toFixed(0)}%); wall time ${(tDyn * 1000 / nb).toFixed(0)} vs ${(tStatic * 1000 / nb).toFixed(0)} ms/img (${(100 * tDyn / tStatic).toFixed(0)}%)`);
+  console.log(
+    `budgeted inference, ${nb} images: exits taken ${counts.join('/')}; expected ${expected.toFixed(2)} GFLOPs/img vs ${gfl[gfl.length - 1].toFixed(2)} to the last exit (${((100 * expected) / gfl[gfl.length - 1]).toFixed(0)}%); wall time ${((tDyn * 1000) / nb).toFixed(0)} vs ${((tStatic * 1000) / nb).toFixed(0)} ms/img (${((100 * tDyn) / tStatic).toFixed(0)}%)`,
+  );
 }
 
 main().catch((e) => {

@@ -91,11 +91,11 @@ function csvFields(line) {
   for (let i = 0; i < line.length; i++) {
     const ch = line[i];
     if (q) {
-      if (ch === '"' && line[i + 1] === '"') (cur += '"'), i++;
+      if (ch === '"' && line[i + 1] === '"') ((cur += '"'), i++);
       else if (ch === '"') q = false;
       else cur += ch;
     } else if (ch === '"') q = true;
-    else if (ch === ',') out.push(cur), (cur = '');
+    else if (ch === ',') (out.push(cur), (cur = ''));
     else cur += ch;
   }
   out.push(cur);
@@ -105,7 +105,8 @@ function csvFields(line) {
 /** Map of file key -> value from DATA_DIR's targets file (the same formats `met train --task regression` reads). */
 function readTargets(root) {
   const name = TARGET_FILES.find((n) => fs.existsSync(path.join(root, n)));
-  if (!name) throw new Error(`${root}: a regression export needs one of ${TARGET_FILES.join(', ')} at the folder's root`);
+  if (!name)
+    throw new Error(`${root}: a regression export needs one of ${TARGET_FILES.join(', ')} at the folder's root`);
   const text = fs.readFileSync(path.join(root, name), 'utf8');
   const map = new Map();
   const norm = (k) => k.trim().replace(/\\/g, '/').replace(/^\.\//, '');
@@ -113,14 +114,17 @@ function readTargets(root) {
     for (const [k, v] of Object.entries(JSON.parse(text))) map.set(norm(k), Number(v));
   } else {
     let first = true;
-    text.replace(/^\uFEFF/, '').split(/\r?\n/).forEach((line, i) => {
-      if (!line.trim() || line.trimStart().startsWith('#')) return;
-      const f = csvFields(line);
-      if (f.length !== 2) throw new Error(`${name} line ${i + 1}: expected 2 fields (file,value), found ${f.length}`);
-      const header = first && !Number.isFinite(Number(f[1].trim())) && f[1].trim() !== '';
-      first = false;
-      if (!header) map.set(norm(f[0]), f[1].trim() === '' ? NaN : Number(f[1]));
-    });
+    text
+      .replace(/^\uFEFF/, '')
+      .split(/\r?\n/)
+      .forEach((line, i) => {
+        if (!line.trim() || line.trimStart().startsWith('#')) return;
+        const f = csvFields(line);
+        if (f.length !== 2) throw new Error(`${name} line ${i + 1}: expected 2 fields (file,value), found ${f.length}`);
+        const header = first && !Number.isFinite(Number(f[1].trim())) && f[1].trim() !== '';
+        first = false;
+        if (!header) map.set(norm(f[0]), f[1].trim() === '' ? NaN : Number(f[1]));
+      });
   }
   return { name, map };
 }
@@ -176,7 +180,8 @@ async function loadImage(file, pp, tables, out, offset) {
     img = img.resize(S, S, { fit: 'fill' });
   }
   const { data, info } = await img.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
-  if (info.channels !== 3 || info.width !== S || info.height !== S) throw new Error(`${file}: decoded as ${info.width}x${info.height}x${info.channels}`);
+  if (info.channels !== 3 || info.width !== S || info.height !== S)
+    throw new Error(`${file}: decoded as ${info.width}x${info.height}x${info.channels}`);
   const plane = S * S;
   if (pp.channels === 1) {
     for (let i = 0, j = 0; i < plane; i++, j += 3) {
@@ -301,7 +306,9 @@ async function main() {
     const rmse = Math.sqrt(sqErr / n);
     if (opts.json) console.log(JSON.stringify({ images: n, mae, rmse, gflops, exitCounts }));
     else {
-      console.log(`${n} images: MAE ${mae.toPrecision(4)}, RMSE ${rmse.toPrecision(4)}, expected ${fmtG(gflops)} GFLOPs per image`);
+      console.log(
+        `${n} images: MAE ${mae.toPrecision(4)}, RMSE ${rmse.toPrecision(4)}, expected ${fmtG(gflops)} GFLOPs per image`,
+      );
       console.log(`exits taken: ${exitCounts.map((k, j) => `exit ${segs[j].exit}: ${k}`).join(', ')}`);
     }
     for (const s of sessions) await s.release();
@@ -310,7 +317,9 @@ async function main() {
   const accuracy = correct / n;
   if (opts.json) console.log(JSON.stringify({ images: n, correct, accuracy, gflops, exitCounts }));
   else {
-    console.log(`${n} images: accuracy ${(100 * accuracy).toFixed(2)}% (${correct}/${n}), expected ${gflops >= 0.1 ? gflops.toFixed(4) : gflops.toPrecision(4)} GFLOPs per image`);
+    console.log(
+      `${n} images: accuracy ${(100 * accuracy).toFixed(2)}% (${correct}/${n}), expected ${gflops >= 0.1 ? gflops.toFixed(4) : gflops.toPrecision(4)} GFLOPs per image`,
+    );
     console.log(`exits taken: ${exitCounts.map((k, j) => `exit ${segs[j].exit}: ${k}`).join(', ')}`);
   }
   for (const s of sessions) await s.release();

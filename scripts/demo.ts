@@ -24,8 +24,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { trainCommand } from '../src/cli/train';
-import { DEMO_CLASSES, Manifest, writeCountingFolder, writeShapeFolder } from '../src/engine/demo/shapes';
-import { exitScores, SplitPredictions, staticAccuracy, ThresholdsFile } from '../src/engine/run/run';
+import { DEMO_CLASSES, type Manifest, writeCountingFolder, writeShapeFolder } from '../src/engine/demo/shapes';
+import { exitScores, type SplitPredictions, staticAccuracy, type ThresholdsFile } from '../src/engine/run/run';
 import { applyThresholds, pickForBudget } from '../src/engine/infer/thresholds';
 import { chosenOperatingPoint, decodeThreshold } from '../src/engine/export/thresholds';
 
@@ -61,13 +61,18 @@ async function main(): Promise<number> {
   if (process.argv.includes('--fresh')) fs.rmSync(DATA_DIR, { recursive: true, force: true });
   const { manifest, reused } = await writeShapeFolder({ out: DATA_DIR, classes: DEMO_CLASSES, perClass, seed: 0 });
   const nHard = manifest.samples.filter((s) => s.hard).length;
-  console.log(`data: ${manifest.samples.length} images of ${DEMO_CLASSES.join(', ')} (${manifest.samples.length - nHard} easy, ${nHard} hard) ` +
-    `${reused ? 'already in' : 'drawn into'} ${rel(DATA_DIR)} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  console.log(
+    `data: ${manifest.samples.length} images of ${DEMO_CLASSES.join(', ')} (${manifest.samples.length - nHard} easy, ${nHard} hard) ` +
+      `${reused ? 'already in' : 'drawn into'} ${rel(DATA_DIR)} (${((Date.now() - t0) / 1000).toFixed(1)} s)`,
+  );
 
   // 2. Settings, as a user would write them. The tiny backbone's head count cannot be read off
   // its tensor shapes (64 is not a standard ViT width), so it comes from assets/tiny-vit/config.json.
   if (!fs.existsSync(BACKBONE)) throw new Error(`${rel(BACKBONE)} is missing (make it with npm run pretrain-tiny)`);
-  const bb = JSON.parse(fs.readFileSync(BACKBONE_INFO, 'utf8')) as { config: { heads: number; depth: number }; pretraining: { heldOut: { accuracy: number } } };
+  const bb = JSON.parse(fs.readFileSync(BACKBONE_INFO, 'utf8')) as {
+    config: { heads: number; depth: number };
+    pretraining: { heldOut: { accuracy: number } };
+  };
   const settings = {
     data: 'data',
     weights: path.relative(DEMO_DIR, BACKBONE).split(path.sep).join('/'),
@@ -94,7 +99,9 @@ async function main(): Promise<number> {
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
   const runDir = path.join(ROOT, '.met', 'runs', `demo-${stamp}`);
   const args = ['--config', rel(configFile), '--out', rel(runDir)];
-  console.log(`backbone: ${rel(BACKBONE)} (tiny ViT, ${bb.config.depth} layers, pretrained on 45 other shape classes: ${pct(bb.pretraining.heldOut.accuracy)} held-out accuracy there)`);
+  console.log(
+    `backbone: ${rel(BACKBONE)} (tiny ViT, ${bb.config.depth} layers, pretrained on 45 other shape classes: ${pct(bb.pretraining.heldOut.accuracy)} held-out accuracy there)`,
+  );
   console.log(`settings: ${rel(configFile)}\n\n$ npx met train ${args.join(' ')}`);
 
   // 3. `met train`, exactly as the CLI runs it.
@@ -102,11 +109,16 @@ async function main(): Promise<number> {
   if (rc !== 0) return rc;
 
   // 4. Where the easy and the hard test images leave under budgeted inference.
-  const preds = JSON.parse(fs.readFileSync(path.join(runDir, 'predictions.json'), 'utf8')) as { exits: number[]; test: SplitPredictions };
+  const preds = JSON.parse(fs.readFileSync(path.join(runDir, 'predictions.json'), 'utf8')) as {
+    exits: number[];
+    test: SplitPredictions;
+  };
   const th = JSON.parse(fs.readFileSync(path.join(runDir, 'thresholds.json'), 'utf8')) as ThresholdsFile;
   explainExits(preds.test, preds.exits, th, manifest, DATA_DIR);
 
-  console.log(`\ndemo finished in ${((Date.now() - t0) / 1000).toFixed(0)} s. Run folder: ${rel(runDir)}; explore it with: npx met eval --run ${rel(runDir)}`);
+  console.log(
+    `\ndemo finished in ${((Date.now() - t0) / 1000).toFixed(0)} s. Run folder: ${rel(runDir)}; explore it with: npx met eval --run ${rel(runDir)}`,
+  );
   return 0;
 }
 
@@ -116,14 +128,18 @@ async function counting(): Promise<number> {
   const n = option('images', 2000);
   const epochs = option('epochs', 20);
   const threads = process.argv.includes('--threads') ? option('threads', 1) : undefined;
-  console.log(`MET counting demo (regression exits) on ${os.cpus().length} CPU cores (load ${os.loadavg()[0].toFixed(1)})\n`);
+  console.log(
+    `MET counting demo (regression exits) on ${os.cpus().length} CPU cores (load ${os.loadavg()[0].toFixed(1)})\n`,
+  );
 
   // 1. Data, reused when the folder holds the same number of images (the generator is deterministic).
   const targets = path.join(COUNTING_DIR, 'targets.csv');
   const have = fs.existsSync(targets) ? fs.readFileSync(targets, 'utf8').trim().split('\n').length - 1 : -1;
   const reuse = have === n && !process.argv.includes('--fresh');
   if (!reuse) await writeCountingFolder({ out: COUNTING_DIR, n, seed: COUNTING_SEED, maxCount: MAX_COUNT });
-  console.log(`data: ${n} images with 1..${MAX_COUNT} shapes each and their counts in ${rel(targets)}, ${reuse ? 'already there' : 'drawn'} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  console.log(
+    `data: ${n} images with 1..${MAX_COUNT} shapes each and their counts in ${rel(targets)}, ${reuse ? 'already there' : 'drawn'} (${((Date.now() - t0) / 1000).toFixed(1)} s)`,
+  );
 
   if (!fs.existsSync(BACKBONE)) throw new Error(`${rel(BACKBONE)} is missing (make it with npm run pretrain-tiny)`);
   const bb = JSON.parse(fs.readFileSync(BACKBONE_INFO, 'utf8')) as { config: { heads: number; depth: number } };
@@ -147,20 +163,25 @@ async function counting(): Promise<number> {
   const configFile = path.join(DEMO_DIR, 'counting.met.json');
   const notes = [
     '// Written by npm run demo -- --counting (scripts/demo.ts); paths are relative to this file.',
-    '// A regression run: targets from counting/targets.csv, standardised with the training split\'s mean and std; MSE per exit.',
+    "// A regression run: targets from counting/targets.csv, standardised with the training split's mean and std; MSE per exit.",
     '// Short schedule at a higher lr than the defaults so the demo takes a minute or two.',
   ];
   fs.writeFileSync(configFile, `${notes.join('\n')}\n${JSON.stringify(settings, null, 2)}\n`);
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
   const runDir = path.join(ROOT, '.met', 'runs', `counting-${stamp}`);
   const args = ['--config', rel(configFile), '--out', rel(runDir)];
-  console.log(`backbone: ${rel(BACKBONE)} (tiny ViT, ${bb.config.depth} layers, pretrained to classify shapes, never to count them)`);
+  console.log(
+    `backbone: ${rel(BACKBONE)} (tiny ViT, ${bb.config.depth} layers, pretrained to classify shapes, never to count them)`,
+  );
   console.log(`settings: ${rel(configFile)}\n\n$ npx met train ${args.join(' ')}`);
   const rc = await trainCommand(args);
   if (rc !== 0) return rc;
 
   // MAE per true count: where each exit is good (few shapes) and where it is not.
-  const preds = JSON.parse(fs.readFileSync(path.join(runDir, 'predictions.json'), 'utf8')) as { exits: number[]; test: SplitPredictions };
+  const preds = JSON.parse(fs.readFileSync(path.join(runDir, 'predictions.json'), 'utf8')) as {
+    exits: number[];
+    test: SplitPredictions;
+  };
   const t = preds.test.labels;
   const counts = [...new Set(t)].sort((a, b) => a - b);
   console.log('\ntest MAE per true count (and how many test images have it):');
@@ -172,12 +193,20 @@ async function counting(): Promise<number> {
     });
     console.log(`${String(j + 1).padStart(4)}  ${String(l).padStart(5)}  ${cells.join('')}`);
   });
-  console.log(`\ndemo finished in ${((Date.now() - t0) / 1000).toFixed(0)} s. Run folder: ${rel(runDir)}; explore it with: npx met eval --run ${rel(runDir)}`);
+  console.log(
+    `\ndemo finished in ${((Date.now() - t0) / 1000).toFixed(0)} s. Run folder: ${rel(runDir)}; explore it with: npx met eval --run ${rel(runDir)}`,
+  );
   return 0;
 }
 
 /** Static accuracy per exit, and the exits easy and hard images take under budgeted inference. */
-export function explainExits(test: SplitPredictions, layers: number[], th: ThresholdsFile, manifest: Manifest, dataDir: string): void {
+export function explainExits(
+  test: SplitPredictions,
+  layers: number[],
+  th: ThresholdsFile,
+  manifest: Manifest,
+  dataDir: string,
+): void {
   const hardOf = new Map(manifest.samples.map((s) => [path.join(dataDir, s.file), s.hard]));
   const groups = { easy: [] as number[], hard: [] as number[] };
   test.files.forEach((f, i) => {
@@ -196,7 +225,11 @@ export function explainExits(test: SplitPredictions, layers: number[], th: Thres
   const accH = staticAccuracy(hard);
   console.log(`\ntest accuracy per exit, easy (${groups.easy.length}) vs hard (${groups.hard.length}) images:`);
   console.log('exit  layer    easy    hard');
-  layers.forEach((l, j) => console.log(`${String(j + 1).padStart(4)}  ${String(l).padStart(5)}  ${pct(accE[j]).padStart(6)}  ${pct(accH[j]).padStart(6)}`));
+  layers.forEach((l, j) =>
+    console.log(
+      `${String(j + 1).padStart(4)}  ${String(l).padStart(5)}  ${pct(accE[j]).padStart(6)}  ${pct(accH[j]).padStart(6)}`,
+    ),
+  );
 
   // Two operating points: the run's chosen one (`met predict --run`; the cheapest within 0.5 points of
   // the last exit on val) and the most accurate one within half the full network's GFLOPs.
@@ -204,9 +237,20 @@ export function explainExits(test: SplitPredictions, layers: number[], th: Thres
   const full = th.gflops[th.gflops.length - 1];
   const half = pickForBudget(th.curve, full / 2);
   // thresholds.json holds ±Infinity as null: decoded as the CLI does it.
-  const points = [{ label: `p=${th.chosen.p ?? '-'} (the run's chosen point)`, T: chosenOperatingPoint(th, layers.length).thresholds }];
-  if (half) points.push({ label: `p=${half.p} (at most half the GFLOPs)`, T: half.thresholds.map((t, j, all) => decodeThreshold(t, j === all.length - 1)) });
-  console.log('\nearly exits on the test images (thresholds fitted on val; "layer": mean layer at which images leave):');
+  const points = [
+    {
+      label: `p=${th.chosen.p ?? '-'} (the run's chosen point)`,
+      T: chosenOperatingPoint(th, layers.length).thresholds,
+    },
+  ];
+  if (half)
+    points.push({
+      label: `p=${half.p} (at most half the GFLOPs)`,
+      T: half.thresholds.map((t, j, all) => decodeThreshold(t, j === all.length - 1)),
+    });
+  console.log(
+    '\nearly exits on the test images (thresholds fitted on val; "layer": mean layer at which images leave):',
+  );
   console.log(`  ${'operating point'.padEnd(36)}  easy: acc  layer  hard: acc  layer   all: acc  GFLOPs`);
   for (const pt of points) {
     const cols = [easy, hard, test].map((s) => {
@@ -215,14 +259,17 @@ export function explainExits(test: SplitPredictions, layers: number[], th: Thres
       return { r, layer };
     });
     const [e, h, a] = cols;
-    console.log(`  ${pt.label.padEnd(36)}  ${pct(e.r.accuracy).padStart(9)}  ${e.layer.toFixed(2).padStart(5)}  ${pct(h.r.accuracy).padStart(9)}  ${h.layer.toFixed(2).padStart(5)}  ${pct(a.r.accuracy).padStart(9)}  ${a.r.gflops.toFixed(4)} (${Math.round((100 * a.r.gflops) / full)}% of all layers)`);
+    console.log(
+      `  ${pt.label.padEnd(36)}  ${pct(e.r.accuracy).padStart(9)}  ${e.layer.toFixed(2).padStart(5)}  ${pct(h.r.accuracy).padStart(9)}  ${h.layer.toFixed(2).padStart(5)}  ${pct(a.r.accuracy).padStart(9)}  ${a.r.gflops.toFixed(4)} (${Math.round((100 * a.r.gflops) / full)}% of all layers)`,
+    );
   }
 }
 
-if (require.main === module) main().then(
-  (rc) => process.exit(rc),
-  (e) => {
-    console.error(e instanceof Error ? e.message : e);
-    process.exit(1);
-  },
-);
+if (require.main === module)
+  main().then(
+    (rc) => process.exit(rc),
+    (e) => {
+      console.error(e instanceof Error ? e.message : e);
+      process.exit(1);
+    },
+  );

@@ -18,12 +18,12 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { compile, grad, Graph, Tensor } from '../src/engine/graph';
-import { canonicalShapes, INCEPTION_MEAN, INCEPTION_STD, VitConfig } from '../src/engine/model/config';
+import { compile, grad, Graph, type Tensor } from '../src/engine/graph';
+import { canonicalShapes, INCEPTION_MEAN, INCEPTION_STD, type VitConfig } from '../src/engine/model/config';
 import { prepareWeights, VitParams, vitForward } from '../src/engine/model/vit';
 import { PRETRAIN_CLASSES, renderSample } from '../src/engine/demo/shapes';
 import { Session } from '../src/engine/runtime/session';
-import { HostTensor } from '../src/engine/tensor';
+import { type HostTensor } from '../src/engine/tensor';
 import { AdamW, warmupCosine } from '../src/engine/train/adamw';
 import { mulberry32 } from '../src/engine/data/random';
 import { loadBackbone } from '../src/engine/weights';
@@ -74,8 +74,17 @@ function parseOptions(argv: string[]): Options {
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--help') {
-      const flags = Object.entries(DEFAULTS).map(([k, v]) => `  --${k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} (default ${k === 'out' ? path.relative(process.cwd(), v as string) : v})`);
-      console.log(['usage: npm run pretrain-tiny -- [options]', ...flags, '  --threads N (default: onnxruntime\'s, one per core)'].join('\n'));
+      const flags = Object.entries(DEFAULTS).map(
+        ([k, v]) =>
+          `  --${k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} (default ${k === 'out' ? path.relative(process.cwd(), v as string) : v})`,
+      );
+      console.log(
+        [
+          'usage: npm run pretrain-tiny -- [options]',
+          ...flags,
+          "  --threads N (default: onnxruntime's, one per core)",
+        ].join('\n'),
+      );
       process.exit(0);
     }
     if (!a.startsWith('--') || i + 1 >= argv.length) throw new Error(`unexpected argument '${a}' (try --help)`);
@@ -89,10 +98,22 @@ function parseOptions(argv: string[]): Options {
 
 function vitConfig(o: Options, numClasses: number): VitConfig {
   return {
-    imageSize: 32, channels: 3, patchSize: 4, dim: o.dim, depth: o.depth, heads: o.heads, headDim: o.headDim, mlpDim: o.mlpDim,
-    act: 'gelu', qkvBias: true, lnEps: 1e-6, numClasses, posGrid: 8,
+    imageSize: 32,
+    channels: 3,
+    patchSize: 4,
+    dim: o.dim,
+    depth: o.depth,
+    heads: o.heads,
+    headDim: o.headDim,
+    mlpDim: o.mlpDim,
+    act: 'gelu',
+    qkvBias: true,
+    lnEps: 1e-6,
+    numClasses,
+    posGrid: 8,
     // timm's default for its own ViTs (and what loadBackbone assumes for the timm layout).
-    mean: INCEPTION_MEAN, std: INCEPTION_STD,
+    mean: INCEPTION_MEAN,
+    std: INCEPTION_STD,
   };
 }
 
@@ -125,7 +146,12 @@ function initWeights(cfg: VitConfig, seed: number): Map<string, HostTensor> {
 const decays = (name: string) => name.endsWith('.weight') && !/norm\d?\.weight$/.test(name);
 
 /** Images [B, 3, 32, 32] normalised like the ImageCache does for the PNGs (exact same pixels). */
-function renderBatch(cfg: VitConfig, seed: number, first: number, n: number): { images: Float32Array; labels: BigInt64Array; hard: boolean[] } {
+function renderBatch(
+  cfg: VitConfig,
+  seed: number,
+  first: number,
+  n: number,
+): { images: Float32Array; labels: BigInt64Array; hard: boolean[] } {
   const C = PRETRAIN_CLASSES.length;
   const S = cfg.imageSize;
   const plane = S * S;
@@ -157,19 +183,36 @@ function argmaxRows(logits: Float32Array, C: number, n: number): number[] {
 }
 
 /** Held-out accuracy (all, easy, hard) of an inference session over the eval images. */
-async function evaluate(s: Session, cfg: VitConfig, feedsOf: (images: HostTensor) => Record<string, HostTensor>, o: Options) {
+async function evaluate(
+  s: Session,
+  cfg: VitConfig,
+  feedsOf: (images: HostTensor) => Record<string, HostTensor>,
+  o: Options,
+) {
   const C = PRETRAIN_CLASSES.length;
   const total = o.evalPerClass * C;
-  let right = 0, easyRight = 0, easyN = 0, hardRight = 0, hardN = 0;
+  let right = 0,
+    easyRight = 0,
+    easyN = 0,
+    hardRight = 0,
+    hardN = 0;
   for (let s0 = 0; s0 < total; s0 += 128) {
     const n = Math.min(128, total - s0);
     const b = renderBatch(cfg, o.seed + EVAL_SEED_OFFSET, s0, n);
-    const r = await s.run(feedsOf({ dtype: 'float32', shape: [n, 3, cfg.imageSize, cfg.imageSize], data: b.images }), ['logits']);
+    const r = await s.run(feedsOf({ dtype: 'float32', shape: [n, 3, cfg.imageSize, cfg.imageSize], data: b.images }), [
+      'logits',
+    ]);
     const pred = argmaxRows(r.logits.data as Float32Array, C, n);
     pred.forEach((p, i) => {
       const ok = BigInt(p) === b.labels[i] ? 1 : 0;
       right += ok;
-      if (b.hard[i]) { hardRight += ok; hardN++; } else { easyRight += ok; easyN++; }
+      if (b.hard[i]) {
+        hardRight += ok;
+        hardN++;
+      } else {
+        easyRight += ok;
+        easyN++;
+      }
     });
   }
   return { all: right / total, easy: easyRight / easyN, hard: hardRight / hardN, n: total };
@@ -216,8 +259,12 @@ async function main(): Promise<void> {
   const weights = initWeights(cfg, o.seed);
   const names = [...weights.keys()];
   const nParams = [...weights.values()].reduce((a, t) => a + t.data.length, 0);
-  console.log(`tiny ViT: dim ${cfg.dim}, depth ${cfg.depth}, heads ${cfg.heads}x${cfg.headDim}, mlp ${cfg.mlpDim}, patch ${cfg.patchSize} @ ${cfg.imageSize}px; ${nParams} weights, all trainable`);
-  console.log(`task: ${C} classes (${PRETRAIN_CLASSES.join(', ')}); ${o.steps} steps x ${o.batch} fresh images; ${os.cpus().length} cores, load ${os.loadavg()[0].toFixed(2)}`);
+  console.log(
+    `tiny ViT: dim ${cfg.dim}, depth ${cfg.depth}, heads ${cfg.heads}x${cfg.headDim}, mlp ${cfg.mlpDim}, patch ${cfg.patchSize} @ ${cfg.imageSize}px; ${nParams} weights, all trainable`,
+  );
+  console.log(
+    `task: ${C} classes (${PRETRAIN_CLASSES.join(', ')}); ${o.steps} steps x ${o.batch} fresh images; ${os.cpus().length} cores, load ${os.loadavg()[0].toFixed(2)}`,
+  );
 
   // The train step: loss, logits and the gradient of every weight.
   const g = new Graph();
@@ -241,7 +288,8 @@ async function main(): Promise<void> {
   const opt = new AdamW({ lr: o.lr, weightDecay: o.weightDecay }, decays);
   const t0 = Date.now();
   let next = renderBatch(cfg, o.seed, 0, o.batch);
-  let lossAvg = NaN, accAvg = NaN;
+  let lossAvg = NaN,
+    accAvg = NaN;
   for (let s = 0; s < o.steps; s++) {
     const b = next;
     const feeds = feedsOf({ dtype: 'float32', shape: [o.batch, 3, cfg.imageSize, cfg.imageSize], data: b.images });
@@ -252,32 +300,69 @@ async function main(): Promise<void> {
     const r = await running;
     const l = Number(r.loss.data[0]);
     if (!Number.isFinite(l)) throw new Error(`loss is ${l} at step ${s + 1}; lower --lr`);
-    const acc = argmaxRows(r.logits.data as Float32Array, C, o.batch).filter((p, i) => BigInt(p) === b.labels[i]).length / o.batch;
+    const acc =
+      argmaxRows(r.logits.data as Float32Array, C, o.batch).filter((p, i) => BigInt(p) === b.labels[i]).length /
+      o.batch;
     lossAvg = Number.isNaN(lossAvg) ? l : 0.98 * lossAvg + 0.02 * l;
     accAvg = Number.isNaN(accAvg) ? acc : 0.98 * accAvg + 0.02 * acc;
-    opt.step(params, new Map(names.map((n) => [n, r[`grad.${n}`].data as Float32Array])), warmupCosine(s, o.steps, o.warmup, o.lr, o.minLr));
+    opt.step(
+      params,
+      new Map(names.map((n) => [n, r[`grad.${n}`].data as Float32Array])),
+      warmupCosine(s, o.steps, o.warmup, o.lr, o.minLr),
+    );
     if ((s + 1) % 50 === 0 || s + 1 === o.steps) {
       const sec = (Date.now() - t0) / 1000;
-      console.log(`step ${s + 1}/${o.steps}  loss ${lossAvg.toFixed(3)}  train acc ${pct(accAvg)}  ${((s + 1) * o.batch / sec).toFixed(0)} img/s  ${sec.toFixed(0)} s`);
+      console.log(
+        `step ${s + 1}/${o.steps}  loss ${lossAvg.toFixed(3)}  train acc ${pct(accAvg)}  ${(((s + 1) * o.batch) / sec).toFixed(0)} img/s  ${sec.toFixed(0)} s`,
+      );
     }
     if ((s + 1) % o.evalEvery === 0 && s + 1 < o.steps) {
-      const e = await evaluate(step, cfg, (imgs) => ({ ...feedsOf(imgs), labels: { dtype: 'int64', shape: [imgs.shape[0]], data: new BigInt64Array(imgs.shape[0]) } }), o);
+      const e = await evaluate(
+        step,
+        cfg,
+        (imgs) => ({
+          ...feedsOf(imgs),
+          labels: { dtype: 'int64', shape: [imgs.shape[0]], data: new BigInt64Array(imgs.shape[0]) },
+        }),
+        o,
+      );
       console.log(`  held-out accuracy ${pct(e.all)} (easy ${pct(e.easy)}, hard ${pct(e.hard)})`);
     }
   }
   const trainSec = (Date.now() - t0) / 1000;
-  const e32 = await evaluate(step, cfg, (imgs) => ({ ...feedsOf(imgs), labels: { dtype: 'int64', shape: [imgs.shape[0]], data: new BigInt64Array(imgs.shape[0]) } }), o);
+  const e32 = await evaluate(
+    step,
+    cfg,
+    (imgs) => ({
+      ...feedsOf(imgs),
+      labels: { dtype: 'int64', shape: [imgs.shape[0]], data: new BigInt64Array(imgs.shape[0]) },
+    }),
+    o,
+  );
   console.log(`held-out accuracy with the F32 weights: ${pct(e32.all)} (easy ${pct(e32.easy)}, hard ${pct(e32.hard)})`);
   await step.release();
 
   // Save as F16 in timm's layout, then measure what `met` will actually load.
   fs.mkdirSync(path.dirname(o.out), { recursive: true });
-  const f16 = new Map(names.map((n) => [n, toF16({ dtype: 'float32', shape: weights.get(n)!.shape, data: params.get(n)! })]));
+  const f16 = new Map(
+    names.map((n) => [n, toF16({ dtype: 'float32', shape: weights.get(n)!.shape, data: params.get(n)! })]),
+  );
   writeSafetensors(o.out, f16, { format: 'pt', source: 'scripts/pretrain-tiny.ts', config: JSON.stringify(cfg) });
   const loaded = loadBackbone(o.out, { overrides: { heads: cfg.heads } });
   if (loaded.layout !== 'timm') throw new Error(`layout detected as ${loaded.layout}, expected timm`);
   const lc = loaded.config;
-  for (const k of ['imageSize', 'patchSize', 'dim', 'depth', 'heads', 'headDim', 'mlpDim', 'qkvBias', 'lnEps', 'numClasses'] as const)
+  for (const k of [
+    'imageSize',
+    'patchSize',
+    'dim',
+    'depth',
+    'heads',
+    'headDim',
+    'mlpDim',
+    'qkvBias',
+    'lnEps',
+    'numClasses',
+  ] as const)
     if (lc[k] !== cfg[k]) throw new Error(`loadBackbone infers ${k} = ${lc[k]}, trained with ${cfg[k]}`);
   const lw = prepareWeights(lc, loaded.tensors);
   const ge = new Graph();
@@ -287,7 +372,9 @@ async function main(): Promise<void> {
   const e = await evaluate(inf, lc, (imgs) => ({ images: imgs }), o);
   await inf.release();
   const bytes = fs.statSync(o.out).size;
-  console.log(`\nheld-out accuracy with the F16 weights (${e.n} images, seed ${o.seed + EVAL_SEED_OFFSET}): ${pct(e.all)} (easy ${pct(e.easy)}, hard ${pct(e.hard)})`);
+  console.log(
+    `\nheld-out accuracy with the F16 weights (${e.n} images, seed ${o.seed + EVAL_SEED_OFFSET}): ${pct(e.all)} (easy ${pct(e.easy)}, hard ${pct(e.hard)})`,
+  );
   console.log(`training took ${trainSec.toFixed(0)} s; wrote ${o.out} (${(bytes / 1024).toFixed(0)} KiB)`);
 
   const info = {
@@ -295,15 +382,32 @@ async function main(): Promise<void> {
     pretraining: {
       command: `npm run pretrain-tiny${process.argv.length > 2 ? ' -- ' + process.argv.slice(2).join(' ') : ''}`,
       classes: [...PRETRAIN_CLASSES],
-      steps: o.steps, batch: o.batch, images: o.steps * o.batch, lr: o.lr, minLr: o.minLr, weightDecay: o.weightDecay, warmupSteps: o.warmup, seed: o.seed,
-      trainSeconds: Math.round(trainSec), cores: os.cpus().length, node: process.version,
-      heldOut: { images: e.n, seed: o.seed + EVAL_SEED_OFFSET, accuracy: +e.all.toFixed(4), easy: +e.easy.toFixed(4), hard: +e.hard.toFixed(4), weights: 'F16 as loaded by loadBackbone', accuracyF32: +e32.all.toFixed(4) },
+      steps: o.steps,
+      batch: o.batch,
+      images: o.steps * o.batch,
+      lr: o.lr,
+      minLr: o.minLr,
+      weightDecay: o.weightDecay,
+      warmupSteps: o.warmup,
+      seed: o.seed,
+      trainSeconds: Math.round(trainSec),
+      cores: os.cpus().length,
+      node: process.version,
+      heldOut: {
+        images: e.n,
+        seed: o.seed + EVAL_SEED_OFFSET,
+        accuracy: +e.all.toFixed(4),
+        easy: +e.easy.toFixed(4),
+        hard: +e.hard.toFixed(4),
+        weights: 'F16 as loaded by loadBackbone',
+        accuracyF32: +e32.all.toFixed(4),
+      },
     },
   };
   fs.writeFileSync(path.join(path.dirname(o.out), 'config.json'), JSON.stringify(info, null, 2) + '\n');
 }
 
 main().catch((e) => {
-  console.error(e instanceof Error ? e.stack ?? e.message : e);
+  console.error(e instanceof Error ? (e.stack ?? e.message) : e);
   process.exit(1);
 });

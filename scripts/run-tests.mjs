@@ -35,10 +35,21 @@ function step(name, cmd, args) {
   const t0 = Date.now();
   const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' });
   const code = r.status ?? 1;
-  results.push({ name, ok: code === 0, text: `${code === 0 ? 'passed' : `FAILED (exit ${r.status ?? r.signal})`} in ${((Date.now() - t0) / 1000).toFixed(0)} s` });
+  results.push({
+    name,
+    ok: code === 0,
+    text: `${code === 0 ? 'passed' : `FAILED (exit ${r.status ?? r.signal})`} in ${((Date.now() - t0) / 1000).toFixed(0)} s`,
+  });
 }
 
-step('unit tests (node:test)', process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=1', ...chosen]);
+step('unit tests (node:test)', process.execPath, [
+  '--import',
+  'tsx',
+  '--test',
+  '--test-reporter=spec',
+  '--test-concurrency=1',
+  ...chosen,
+]);
 
 if (!filters.length) {
   const installed = fs.existsSync(path.join(root, '.vscode-host', 'env.json'));
@@ -47,14 +58,24 @@ if (!filters.length) {
     console.log('\n# VS Code extension host integration suite (test/vscode/host/run-suite.mjs)');
     step('VS Code host suite', process.execPath, [path.join(root, 'test/vscode/host/run-suite.mjs')]);
     console.log('\n# The Workspace Trust suite again, in Restricted Mode (run-suite.mjs --restricted)');
-    step('VS Code host suite, Restricted Mode', process.execPath, [path.join(root, 'test/vscode/host/run-suite.mjs'), '--restricted', '--grep', 'Workspace Trust']);
+    step('VS Code host suite, Restricted Mode', process.execPath, [
+      path.join(root, 'test/vscode/host/run-suite.mjs'),
+      '--restricted',
+      '--grep',
+      'Workspace Trust',
+    ]);
     console.log('\n# UI test in the workbench (test/vscode/host/ui.mjs)');
     step('UI test', process.execPath, [path.join(root, 'test/vscode/host/ui.mjs')]);
     console.log('\n# Exploration panels in the workbench (test/vscode/host/panels-ui.mjs)');
     step('UI test: exploration panels', process.execPath, [path.join(root, 'test/vscode/host/panels-ui.mjs')]);
   } else {
     const why = 'no VS Code test host in .vscode-host/: run scripts/setup-vscode-host.sh';
-    for (const name of ['VS Code host suite', 'UI tests']) results.push({ name, ok: !required, text: required ? `FAILED: ${why} (MET_REQUIRE_VSCODE_HOST=1)` : `skipped: ${why}` });
+    for (const name of ['VS Code host suite', 'UI tests'])
+      results.push({
+        name,
+        ok: !required,
+        text: required ? `FAILED: ${why} (MET_REQUIRE_VSCODE_HOST=1)` : `skipped: ${why}`,
+      });
   }
 }
 

@@ -11,7 +11,10 @@ import { ENGINE_COMMAND } from './protocol';
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help: string }> = {
   train: { run: trainCommand, help: 'fine-tune a backbone with MET on an image folder' },
   eval: { run: evalCommand, help: 'per-exit accuracy and GFLOPs of a run, and the budgeted-inference curve' },
-  predict: { run: predictCommand, help: 'classify images with a run (every exit, and the exit taken) or a backbone and its own head' },
+  predict: {
+    run: predictCommand,
+    help: 'classify images with a run (every exit, and the exit taken) or a backbone and its own head',
+  },
   params: { run: paramsCommand, help: "MET's parameter counts and GFLOPs per exit for a configuration" },
   export: { run: exportCommand, help: 'write a run as ONNX segments with its thresholds for budgeted early exit' },
 };
@@ -45,7 +48,7 @@ main(process.argv.slice(2)).then(
   },
   (e: unknown) => {
     if (e instanceof UserError) console.error(`error: ${e.message}`);
-    else console.error(e instanceof Error ? e.stack ?? e.message : String(e));
+    else console.error(e instanceof Error ? (e.stack ?? e.message) : String(e));
     process.exitCode = 1;
   },
 );

@@ -4,9 +4,9 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { registerCodeLens } from './extension/codelens';
-import { FineTuneArgs, FineTuneResult, registerCommands, TINY_VIT } from './extension/commands';
+import { type FineTuneArgs, type FineTuneResult, registerCommands, TINY_VIT } from './extension/commands';
 import { registerDashboard } from './extension/dashboard';
-import { Engines, initEngines } from './extension/engineClient';
+import { type Engines, initEngines } from './extension/engineClient';
 import { registerInspect } from './extension/inspect';
 import { initLog, shownMessages } from './extension/log';
 import { registerParamsPanel } from './extension/paramsPanel';
@@ -37,7 +37,9 @@ export interface MetApi {
 
 export function activate(context: vscode.ExtensionContext): MetApi {
   const channel = initLog(context);
-  channel.info(`MET ${context.extension.packageJSON.version as string} activated (extension host: node ${process.version}, ${vscode.env.appHost})`);
+  channel.info(
+    `MET ${context.extension.packageJSON.version as string} activated (extension host: node ${process.version}, ${vscode.env.appHost})`,
+  );
   const engines = initEngines(context);
   const statusBar = new TrainingStatusBar();
   context.subscriptions.push(statusBar);

@@ -47,7 +47,15 @@ export interface ResolveResult {
   config: TrainConfig;
   /** The exits the run will have (the config's, or the default placement for this backbone). */
   exits: number[];
-  backbone: { file: string; layout: string; depth: number; dim: number; heads: number; imageSize: number; channels: number };
+  backbone: {
+    file: string;
+    layout: string;
+    depth: number;
+    dim: number;
+    heads: number;
+    imageSize: number;
+    channels: number;
+  };
   classes: string[];
   counts: { train: number; val: number; test: number };
   /** Things the user should know before starting (where a setting came from, dataset warnings). */
@@ -249,7 +257,8 @@ export interface ErrorInfo {
   stack?: string;
 }
 
-export type ResponseMessage<M extends RequestMethod = RequestMethod> = { id: number; result: ResultOf<M> } | { id: number; error: ErrorInfo };
+export type ResponseMessage<M extends RequestMethod = RequestMethod> =
+  { id: number; result: ResultOf<M> } | { id: number; error: ErrorInfo };
 
 export interface NotificationMessage<N extends NotificationMethod = NotificationMethod> {
   method: N;

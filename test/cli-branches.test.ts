@@ -10,11 +10,17 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ParamsReport } from '../src/cli/params';
-import { ExportManifest } from '../src/engine/export/export';
+import { type ExportManifest } from '../src/engine/export/export';
 import { chosenOperatingPoint, encodeThreshold } from '../src/engine/export/thresholds';
 import { applyThresholds } from '../src/engine/infer/thresholds';
 import { metParamShapes } from '../src/engine/model/met';
-import { exitScores, RunConfigFile, RunSummary, SplitPredictions, ThresholdsFile } from '../src/engine/run/run';
+import {
+  exitScores,
+  type RunConfigFile,
+  type RunSummary,
+  type SplitPredictions,
+  type ThresholdsFile,
+} from '../src/engine/run/run';
 import { readSafetensors } from '../src/engine/weights/safetensors';
 import { met, ROOT, TINY, tinyRun } from './tiny-run';
 
@@ -40,7 +46,14 @@ test('met params --branch: ViT-B/16, exits after 10, 11, 12, C = 100 (counted by
   const slvit = 4 * D * D + 2 * D * M + 11 * D + M + D * C + C;
   assert.deepEqual([conv, mlp, slvit], [1_499_048, 667_492, 7_166_308]);
   assert.deepEqual(p.config.branch, ['conv-project', 'mlp', 'sl-vit']);
-  assert.deepEqual(p.branches.map((b) => [b.exit, b.layer, b.type, b.params]), [[1, 10, 'conv-project', conv], [2, 11, 'mlp', mlp], [3, 12, 'sl-vit', slvit]]);
+  assert.deepEqual(
+    p.branches.map((b) => [b.exit, b.layer, b.type, b.params]),
+    [
+      [1, 10, 'conv-project', conv],
+      [2, 11, 'mlp', mlp],
+      [3, 12, 'sl-vit', slvit],
+    ],
+  );
   assert.deepEqual(p.branches[2].widths, { dim: 768, heads: 12, headDim: 64, mlp: 3072, tokens: 197, out: 100 });
   assert.equal(p.heads, conv + mlp + slvit);
   assert.equal(p.met_adapters, lin.met_adapters);
@@ -51,8 +64,14 @@ test('met params --branch: ViT-B/16, exits after 10, 11, 12, C = 100 (counted by
   const convMacs = D * N + N * 9 * (D + 1) * c + c * C; // 260,620,416
   const mlpMacs = D * D + D * C; // 666,624
   const slvitMacs = D * D + 2 * 197 * D * D + 2 * 197 * D + D * D + 2 * D * M + D * C; // 238,668,288
-  assert.deepEqual(p.exits.map((e) => giga(e.branch_gflops)), [convMacs, mlpMacs, slvitMacs]);
-  assert.deepEqual(lin.exits.map((e) => giga(e.branch_gflops)), [D * C, D * C, D * C]);
+  assert.deepEqual(
+    p.exits.map((e) => giga(e.branch_gflops)),
+    [convMacs, mlpMacs, slvitMacs],
+  );
+  assert.deepEqual(
+    lin.exits.map((e) => giga(e.branch_gflops)),
+    [D * C, D * C, D * C],
+  );
   assert.equal(giga(p.exits[0].gflops) - giga(lin.exits[0].gflops), convMacs - D * C);
   assert.equal(giga(p.exits[1].segment_gflops) - giga(lin.exits[1].segment_gflops), mlpMacs - D * C);
   // Exit 3's sl-vit reads the patch tokens, so layer 12 runs for all 199 tokens, not just c_3.
@@ -78,7 +97,20 @@ test('met train --branch: the run records its branches; met eval and met export 
   const t = await tinyRun();
   const run = path.join(t.root, 'run-branches');
   const branch = ['sl-vit', 'conv-project', 'mlp'];
-  const tr = met(['train', '--data', t.data, '--weights', t.weights, ...t.trainFlags, '--branch', branch.join(','), '--branch-channels', '3', '--out', run]);
+  const tr = met([
+    'train',
+    '--data',
+    t.data,
+    '--weights',
+    t.weights,
+    ...t.trainFlags,
+    '--branch',
+    branch.join(','),
+    '--branch-channels',
+    '3',
+    '--out',
+    run,
+  ]);
   assert.equal(tr.code, 0, tr.err);
   assert.match(tr.out, /sl-vit/);
 
@@ -104,10 +136,34 @@ test('met train --branch: the run records its branches; met eval and met export 
   const ev = met(['eval', '--run', run, '--json', '--threads', '1']);
   assert.equal(ev.code, 0, ev.err);
   const summary = JSON.parse(ev.out) as RunSummary;
-  assert.deepEqual(summary.exits.map((e) => e.branch), branch);
-  const p = params(['--weights', t.weights, '--heads', String(TINY.heads), '--classes', String(TINY.classes.length), '--branch', branch.join(','), '--branch-channels', '3']);
-  assert.deepEqual(summary.exits.map((e) => e.gflops), p.exits.map((e) => e.gflops));
-  const plain = params(['--weights', t.weights, '--heads', String(TINY.heads), '--classes', String(TINY.classes.length)]);
+  assert.deepEqual(
+    summary.exits.map((e) => e.branch),
+    branch,
+  );
+  const p = params([
+    '--weights',
+    t.weights,
+    '--heads',
+    String(TINY.heads),
+    '--classes',
+    String(TINY.classes.length),
+    '--branch',
+    branch.join(','),
+    '--branch-channels',
+    '3',
+  ]);
+  assert.deepEqual(
+    summary.exits.map((e) => e.gflops),
+    p.exits.map((e) => e.gflops),
+  );
+  const plain = params([
+    '--weights',
+    t.weights,
+    '--heads',
+    String(TINY.heads),
+    '--classes',
+    String(TINY.classes.length),
+  ]);
   assert.ok(p.exits[0].gflops > plain.exits[0].gflops, 'the sl-vit branch costs more than a linear head');
   assert.ok(summary.exits.every((e) => Number.isFinite(e.accuracy)));
   const txt = met(['eval', '--run', run, '--threads', '1']);
@@ -120,9 +176,15 @@ test('met train --branch: the run records its branches; met eval and met export 
   const ex = met(['export', '--run', run, '--out', out]);
   assert.equal(ex.code, 0, ex.err);
   const m = JSON.parse(fs.readFileSync(path.join(out, 'thresholds.json'), 'utf8')) as ExportManifest;
-  assert.deepEqual(m.segments.map((s) => s.cumulativeGflops), summary.exits.map((e) => e.gflops));
+  assert.deepEqual(
+    m.segments.map((s) => s.cumulativeGflops),
+    summary.exits.map((e) => e.gflops),
+  );
   const th = JSON.parse(fs.readFileSync(path.join(run, 'thresholds.json'), 'utf8')) as ThresholdsFile;
-  const preds = JSON.parse(fs.readFileSync(path.join(run, 'predictions.json'), 'utf8')) as { classes: string[]; test: SplitPredictions };
+  const preds = JSON.parse(fs.readFileSync(path.join(run, 'predictions.json'), 'utf8')) as {
+    classes: string[];
+    test: SplitPredictions;
+  };
   const data = path.join(t.root, 'test-split-branches');
   preds.test.files.forEach((f, i) => {
     const d = path.join(data, preds.classes[preds.test.labels[i]]);
@@ -135,12 +197,27 @@ test('met train --branch: the run records its branches; met eval and met export 
     return c[Math.floor(c.length / 2)];
   };
   const op = chosenOperatingPoint(th, 3);
-  for (const { used, T, spread } of [{ used: op.used, T: op.thresholds, spread: false }, { used: [0, 1, 2], T: [mid(0), mid(1), -Infinity], spread: true }]) {
-    const want = applyThresholds(exitScores(preds.test, used), T, used.map((j) => th.gflops[j]));
-    if (spread) assert.ok(want.exitCounts[0] > 0 && want.exitCounts[1] > 0, `samples leave at every exit: ${want.exitCounts}`);
+  for (const { used, T, spread } of [
+    { used: op.used, T: op.thresholds, spread: false },
+    { used: [0, 1, 2], T: [mid(0), mid(1), -Infinity], spread: true },
+  ]) {
+    const want = applyThresholds(
+      exitScores(preds.test, used),
+      T,
+      used.map((j) => th.gflops[j]),
+    );
+    if (spread)
+      assert.ok(want.exitCounts[0] > 0 && want.exitCounts[1] > 0, `samples leave at every exit: ${want.exitCounts}`);
     const perExit = [0, 1, 2].map((j) => (used.includes(j) ? T[used.indexOf(j)] : Infinity));
-    fs.writeFileSync(path.join(out, 'thresholds.json'), JSON.stringify({ ...m, segments: m.segments.map((s, j) => ({ ...s, threshold: encodeThreshold(perExit[j]) })) }));
-    const r = spawnSync(process.execPath, [path.join(ROOT, 'examples', 'run-exported.mjs'), out, data, '--json', '--batch', '5'], { encoding: 'utf8', timeout: 120_000 });
+    fs.writeFileSync(
+      path.join(out, 'thresholds.json'),
+      JSON.stringify({ ...m, segments: m.segments.map((s, j) => ({ ...s, threshold: encodeThreshold(perExit[j]) })) }),
+    );
+    const r = spawnSync(
+      process.execPath,
+      [path.join(ROOT, 'examples', 'run-exported.mjs'), out, data, '--json', '--batch', '5'],
+      { encoding: 'utf8', timeout: 120_000 },
+    );
     assert.equal(r.status, 0, r.stderr);
     const got = JSON.parse(r.stdout) as { accuracy: number; gflops: number; exitCounts: number[] };
     assert.equal(got.accuracy, want.accuracy);

@@ -7,7 +7,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { decodeThreshold } from '../src/engine/export/thresholds';
-import { RunConfigFile, SplitPredictions, ThresholdsFile } from '../src/engine/run/run';
+import { type RunConfigFile, type SplitPredictions, type ThresholdsFile } from '../src/engine/run/run';
 import { readSafetensors } from '../src/engine/weights/safetensors';
 import type { ParamsReport } from '../src/cli/params';
 import type { RunPrediction } from '../src/cli/predict';
@@ -37,9 +37,24 @@ test('met params reproduces the spec: ViT-B/16, exits after 10, 11, 12, r = 8 (t
   assert.equal(p.trainable, 15888 + 230700);
   assert.equal(p.total, p.backbone + p.trainable);
   assert.ok(Math.abs(p.trainable_percent - (100 * 246588) / 85_798_656) < 1e-12);
-  assert.deepEqual(p.components.map((c) => c.params), [85_798_656, 6144, 6144, 1536, 1536, 528, 230700]);
-  assert.deepEqual(p.exits.map((e) => e.layer), [10, 11, 12]);
-  assert.deepEqual(p.model, { name: 'vit-b16', imageSize: 224, channels: 3, patchSize: 16, dim: 768, depth: 12, heads: 12, mlpDim: 3072 });
+  assert.deepEqual(
+    p.components.map((c) => c.params),
+    [85_798_656, 6144, 6144, 1536, 1536, 528, 230700],
+  );
+  assert.deepEqual(
+    p.exits.map((e) => e.layer),
+    [10, 11, 12],
+  );
+  assert.deepEqual(p.model, {
+    name: 'vit-b16',
+    imageSize: 224,
+    channels: 3,
+    patchSize: 16,
+    dim: 768,
+    depth: 12,
+    heads: 12,
+    mlpDim: 3072,
+  });
 
   // The readable table says the same.
   const txt = met(['params', '--backbone', 'vit-b16', '--exits', '10,11,12', '--rank', '8', '--classes', '100']);
@@ -51,7 +66,12 @@ test('met params reproduces the spec: ViT-B/16, exits after 10, 11, 12, r = 8 (t
 
 test("met params: the spec's 7-exit table and GFLOPs per exit for ViT-B/16", () => {
   // Spec §3: exits after layers 6..12 (the default), Σk = 126.
-  for (const [r, ind, metN] of [[8, 1_548_288, 16_368], [16, 3_096_576, 38_880], [32, 6_193_152, 102_336], [64, 12_386_304, 302_976]]) {
+  for (const [r, ind, metN] of [
+    [8, 1_548_288, 16_368],
+    [16, 3_096_576, 38_880],
+    [32, 6_193_152, 102_336],
+    [64, 12_386_304, 302_976],
+  ]) {
     const p = params(['--backbone', 'vit-b16', '--rank', String(r), '--classes', '100']);
     assert.deepEqual(p.config.exits, [6, 7, 8, 9, 10, 11, 12]);
     assert.equal(p.sum_k, 126);
@@ -62,9 +82,13 @@ test("met params: the spec's 7-exit table and GFLOPs per exit for ViT-B/16", () 
     // Spec §4.3's MET column (r = 8, C = 100) for exits 1-6. The last exit is cheaper than the
     // spec's 18.02: its layer computes only the exit token's attention query and MLP.
     const spec = [9.15, 10.64, 12.13, 13.62, 15.09, 16.56];
-    spec.forEach((g, j) => assert.ok(Math.abs(p.exits[j].gflops - g) < 0.02, `exit ${j + 1}: ${p.exits[j].gflops} vs ${g}`));
+    spec.forEach((g, j) =>
+      assert.ok(Math.abs(p.exits[j].gflops - g) < 0.02, `exit ${j + 1}: ${p.exits[j].gflops} vs ${g}`),
+    );
     assert.ok(p.exits[6].gflops > p.exits[5].gflops && p.exits[6].gflops < 17.56);
-    p.exits.forEach((e, j) => assert.ok(Math.abs(e.gflops - (j ? p.exits[j - 1].gflops : 0) - e.segment_gflops) < 1e-9));
+    p.exits.forEach((e, j) =>
+      assert.ok(Math.abs(e.gflops - (j ? p.exits[j - 1].gflops : 0) - e.segment_gflops) < 1e-9),
+    );
   }
 });
 
@@ -89,17 +113,21 @@ test('met params on a checkpoint gives the GFLOPs met eval reports for a run of 
   const ev = met(['eval', '--run', t.run, '--json', '--threads', '1']);
   assert.equal(ev.code, 0, ev.err);
   const s = JSON.parse(ev.out) as { exits: { exit: number; layer: number; gflops: number }[] };
-  assert.deepEqual(p.exits.map((e) => [e.exit, e.layer, e.gflops]), s.exits.map((e) => [e.exit, e.layer, e.gflops]));
+  assert.deepEqual(
+    p.exits.map((e) => [e.exit, e.layer, e.gflops]),
+    s.exits.map((e) => [e.exit, e.layer, e.gflops]),
+  );
   // The same settings from the data folder instead of --classes.
   const q = params(['--weights', t.weights, '--heads', String(TINY.heads), '--data', t.data]);
   assert.equal(q.config.classes, TINY.classes.length);
   assert.deepEqual(q.exits, p.exits);
   // stored_trainable is what trainable.safetensors holds.
   let stored = 0;
-  for (const v of readSafetensors(path.join(t.run, 'trainable.safetensors')).values()) stored += v.shape.reduce((a, b) => a * b, 1);
+  for (const v of readSafetensors(path.join(t.run, 'trainable.safetensors')).values())
+    stored += v.shape.reduce((a, b) => a * b, 1);
   assert.equal(p.stored_trainable, stored);
   assert.equal(p.model.dim, TINY.dim);
-  assert.equal(p.backbone, sumNumel(t.weights), "the checkpoint has no head: every tensor is backbone");
+  assert.equal(p.backbone, sumNumel(t.weights), 'the checkpoint has no head: every tensor is backbone');
 });
 
 function sumNumel(file: string): number {

@@ -13,7 +13,10 @@ const ROOT = path.resolve(__dirname, '..');
 const FIX = path.join(ROOT, 'test', 'fixtures');
 
 function met(args: string[]): { code: number; out: string; err: string } {
-  const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'met.js'), ...args], { encoding: 'utf8', timeout: 120_000 });
+  const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'met.js'), ...args], {
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
   return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
 }
 
@@ -27,7 +30,9 @@ async function writeImages(dir: string, n: number, size: number): Promise<string
     const px = Buffer.alloc(size * size * 3);
     for (let k = 0; k < px.length; k++) px[k] = (k * (7 + i) + i * 31) % 256;
     const f = path.join(dir, `img${i}.png`);
-    await sharp(px, { raw: { width: size, height: size, channels: 3 } }).png().toFile(f);
+    await sharp(px, { raw: { width: size, height: size, channels: 3 } })
+      .png()
+      .toFile(f);
     files.push(f);
   }
   return files;
@@ -36,7 +41,17 @@ async function writeImages(dir: string, n: number, size: number): Promise<string
 test('met predict --json prints top-K per image for a torchvision checkpoint', async () => {
   const dir = tmpdir();
   await writeImages(dir, 3, 32);
-  const r = met(['predict', '--weights', path.join(FIX, 'tv_a.safetensors'), '--heads', '3', '--top', '2', '--json', dir]);
+  const r = met([
+    'predict',
+    '--weights',
+    path.join(FIX, 'tv_a.safetensors'),
+    '--heads',
+    '3',
+    '--top',
+    '2',
+    '--json',
+    dir,
+  ]);
   assert.equal(r.code, 0, r.err);
   const res = JSON.parse(r.out) as { file: string; topk: { class: number; prob: number }[] }[];
   assert.equal(res.length, 3);

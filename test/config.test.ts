@@ -31,19 +31,31 @@ test('the committed schemas/met.config.schema.json is jsonSchema() (run npm run 
 });
 
 test('validateConfig names the unknown field and suggests the near match', () => {
-  assert.throws(() => validateConfig({ data: 'd', 'image-size': 32 }, 'met.config.json'), (e: Error) => {
-    assert.match(e.message, /met\.config\.json: unknown field 'image-size' \(did you mean 'imageSize'\?\)/);
-    return true;
-  });
-  assert.throws(() => validateConfig({ Ea_Positions: 'mha' }, 'f.json'), /unknown field 'Ea_Positions' \(did you mean 'eaPositions'\?\)/);
+  assert.throws(
+    () => validateConfig({ data: 'd', 'image-size': 32 }, 'met.config.json'),
+    (e: Error) => {
+      assert.match(e.message, /met\.config\.json: unknown field 'image-size' \(did you mean 'imageSize'\?\)/);
+      return true;
+    },
+  );
+  assert.throws(
+    () => validateConfig({ Ea_Positions: 'mha' }, 'f.json'),
+    /unknown field 'Ea_Positions' \(did you mean 'eaPositions'\?\)/,
+  );
   // Nothing close: no suggestion, still the field's name.
-  assert.throws(() => validateConfig({ colour: 'red' }, 'f.json'), (e: Error) => /unknown field 'colour'$/.test(e.message));
+  assert.throws(
+    () => validateConfig({ colour: 'red' }, 'f.json'),
+    (e: Error) => /unknown field 'colour'$/.test(e.message),
+  );
   // $schema is what editors add; it is allowed.
   assert.deepEqual(validateConfig({ $schema: './schemas/met.config.schema.json', rank: 4 }, 'f.json'), { rank: 4 });
 });
 
 test('validateConfig names the field with a wrong type or value', () => {
-  assert.throws(() => validateConfig({ rank: '8' }, 'f.json'), /field 'rank' must be an integer in \[1, inf\], got "8"/);
+  assert.throws(
+    () => validateConfig({ rank: '8' }, 'f.json'),
+    /field 'rank' must be an integer in \[1, inf\], got "8"/,
+  );
   assert.throws(() => validateConfig({ rank: 0 }, 'f.json'), /field 'rank'/);
   assert.throws(() => validateConfig({ augment: 'yes' }, 'f.json'), /field 'augment' must be true or false/);
   assert.throws(() => validateConfig({ variant: 'mett' }, 'f.json'), /field 'variant' must be one of "met", "no_gr"/);
@@ -63,7 +75,13 @@ test('flags override the config file, which overrides the defaults', () => {
   // The same through the command line (met params reads configs the way met train does).
   const dir = tmpdir();
   const file = path.join(dir, 'met.config.json');
-  fs.writeFileSync(file, JSON.stringify({ $schema: './met.config.schema.json', rank: 16, exits: [10, 11, 12] }, null, 1).replace('{', '{\n // comments are allowed'));
+  fs.writeFileSync(
+    file,
+    JSON.stringify({ $schema: './met.config.schema.json', rank: 16, exits: [10, 11, 12] }, null, 1).replace(
+      '{',
+      '{\n // comments are allowed',
+    ),
+  );
   const run = (extra: string[]) => {
     const r = met(['params', '--config', file, '--backbone', 'vit-ti16', '--classes', '10', '--json', ...extra]);
     assert.equal(r.code, 0, r.err);
@@ -83,7 +101,10 @@ test('met train --config with a bad field fails at once, naming the field', () =
   const cases: [object, RegExp][] = [
     [{ data: dir, weights: path.join(dir, 'none.safetensors'), out, lamda: 0.1 }, /unknown field 'lamda'/],
     [{ data: dir, weights: path.join(dir, 'none.safetensors'), out, rank: 'eight' }, /field 'rank' must be an integer/],
-    [{ data: dir, weights: path.join(dir, 'none.safetensors'), out, imageSize: 32, image_size: 32 }, /unknown field 'image_size' \(did you mean 'imageSize'\?\)/],
+    [
+      { data: dir, weights: path.join(dir, 'none.safetensors'), out, imageSize: 32, image_size: 32 },
+      /unknown field 'image_size' \(did you mean 'imageSize'\?\)/,
+    ],
   ];
   for (const [cfg, re] of cases) {
     const file = path.join(dir, 'bad.json');
@@ -104,7 +125,8 @@ test('met train --config with a bad field fails at once, naming the field', () =
 
 test('met.config.json may hold // and /* */ comments and trailing commas (VS Code jsonc)', async () => {
   const { stripJsonc, parseJsonc } = await import('../src/cli/jsonc');
-  const text = '{\n  // a comment\n  "data": "a//b", /* inline */ "rank": 8, // trailing\n  "exits": [1, 2,],\n  "s": "x\\"/*y*/",\n}\n';
+  const text =
+    '{\n  // a comment\n  "data": "a//b", /* inline */ "rank": 8, // trailing\n  "exits": [1, 2,],\n  "s": "x\\"/*y*/",\n}\n';
   assert.deepEqual(parseJsonc(text), { data: 'a//b', rank: 8, exits: [1, 2], s: 'x"/*y*/' });
   assert.equal(stripJsonc(text).length, text.length);
   assert.equal(stripJsonc(text).split('\n').length, text.split('\n').length);

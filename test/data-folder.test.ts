@@ -8,15 +8,15 @@ import * as os from 'os';
 import * as path from 'path';
 import sharp from 'sharp';
 import { UserError } from '../src/engine/tensor';
-import { loadImageTensor, Preprocess } from '../src/engine/data/image';
+import { loadImageTensor, type Preprocess } from '../src/engine/data/image';
 import {
   compareCodePoints,
-  Dataset,
+  type Dataset,
   epochOrder,
   ImageCache,
   mulberry32,
   randomResizedCropParams,
-  Sample,
+  type Sample,
   scanDataset,
   shuffled,
   splitCounts,
@@ -57,7 +57,8 @@ async function writeImage(file: string, w = 12, h = 10, salt = 0): Promise<strin
 /** Writes `n` small images into dir (names img000.png ...). */
 async function fill(dir: string, n: number, ext = 'png', salt = 0): Promise<string[]> {
   const out: string[] = [];
-  for (let i = 0; i < n; i++) out.push(await writeImage(path.join(dir, `img${String(i).padStart(3, '0')}.${ext}`), 12, 10, salt + i));
+  for (let i = 0; i < n; i++)
+    out.push(await writeImage(path.join(dir, `img${String(i).padStart(3, '0')}.${ext}`), 12, 10, salt + i));
   return out;
 }
 
@@ -121,7 +122,10 @@ test('random helpers: mulberry32, shuffled, epochOrder and stepRng are determini
   const a = mulberry32(42);
   const b = mulberry32(42);
   const xs = Array.from({ length: 5 }, () => a());
-  assert.deepEqual(xs, Array.from({ length: 5 }, () => b()));
+  assert.deepEqual(
+    xs,
+    Array.from({ length: 5 }, () => b()),
+  );
   assert.ok(xs.every((x) => x >= 0 && x < 1));
   assert.notDeepEqual(xs, Array.from({ length: 5 }, mulberry32(43)));
 
@@ -129,8 +133,16 @@ test('random helpers: mulberry32, shuffled, epochOrder and stepRng are determini
   const s1 = shuffled(items, 7);
   assert.deepEqual(s1, shuffled(items, 7));
   assert.notDeepEqual(s1, items);
-  assert.deepEqual([...s1].sort((x, y) => x - y), items, 'a permutation');
-  assert.deepEqual(items, Array.from({ length: 50 }, (_, i) => i), 'input untouched');
+  assert.deepEqual(
+    [...s1].sort((x, y) => x - y),
+    items,
+    'a permutation',
+  );
+  assert.deepEqual(
+    items,
+    Array.from({ length: 50 }, (_, i) => i),
+    'input untouched',
+  );
 
   assert.deepEqual(epochOrder(items, 3, 5), shuffled(items, 3 * 1000003 + 5));
   assert.notDeepEqual(epochOrder(items, 3, 5), epochOrder(items, 3, 6));
@@ -139,7 +151,10 @@ test('random helpers: mulberry32, shuffled, epochOrder and stepRng are determini
   const r1 = stepRng(1, 2, 3);
   const r2 = stepRng(1, 2, 3);
   const d1 = Array.from({ length: 8 }, () => r1());
-  assert.deepEqual(d1, Array.from({ length: 8 }, () => r2()));
+  assert.deepEqual(
+    d1,
+    Array.from({ length: 8 }, () => r2()),
+  );
   assert.notDeepEqual(d1, Array.from({ length: 8 }, stepRng(1, 2, 4)));
   assert.notDeepEqual(d1, Array.from({ length: 8 }, stepRng(1, 3, 2)));
   assert.throws(() => mulberry32(1.5), RangeError);
@@ -165,7 +180,11 @@ test('class-folder layout: classes, stratified counts per class, every file exac
   const files = allFiles(d);
   assert.equal(new Set(files).size, files.length);
   assert.equal(files.length, 35);
-  for (const s of [...d.train, ...d.val, ...d.test]) assert.equal(path.basename(path.dirname(s.file)) === 'nested' ? 'cat' : path.basename(path.dirname(s.file)), d.classes[s.label]);
+  for (const s of [...d.train, ...d.val, ...d.test])
+    assert.equal(
+      path.basename(path.dirname(s.file)) === 'nested' ? 'cat' : path.basename(path.dirname(s.file)),
+      d.classes[s.label],
+    );
   assert.match(d.notes.join('\n'), /70\/10\/20.*seed 0/);
 });
 
@@ -220,8 +239,14 @@ test('split-folder layout: union of classes, a split may miss a class, stray fil
       ['train/stray.png', 'not inside a class folder'],
     ],
   );
-  assert.ok(d.warnings.some((w) => w.includes("'extra'")), d.warnings.join('\n'));
-  assert.ok(d.warnings.some((w) => /class 'fox' has no images in train\//.test(w)), d.warnings.join('\n'));
+  assert.ok(
+    d.warnings.some((w) => w.includes("'extra'")),
+    d.warnings.join('\n'),
+  );
+  assert.ok(
+    d.warnings.some((w) => /class 'fox' has no images in train\//.test(w)),
+    d.warnings.join('\n'),
+  );
   // Files inside a split come from that split's folder only.
   for (const s of d.val) assert.ok(s.file.startsWith(path.join(root, 'val') + path.sep));
 });
@@ -298,7 +323,10 @@ test('class names: non-ASCII folder and file names, code-point order, NFC/NFD sp
   // units would put the emoji (a surrogate pair, D83D) before ｚ.
   assert.deepEqual(d.classes, ['Ant', 'zebra', 'ñandú', '猫', 'ｚ', '😀']);
   assert.equal(d.train.length, 12);
-  assert.deepEqual(d.val.map((s) => d.classes[s.label]), ['ñandú']);
+  assert.deepEqual(
+    d.val.map((s) => d.classes[s.label]),
+    ['ñandú'],
+  );
   assert.ok(compareCodePoints('ｚ', '😀') < 0 && '😀' < 'ｚ');
   const cache = new ImageCache({ pre: rgb(8) });
   const r = await cache.prepare(d.train);
@@ -318,7 +346,10 @@ test('missing, empty, image-less and one-class folders are UserErrors naming the
   fs.mkdirSync(path.join(noImages, 'a'));
   fs.mkdirSync(path.join(noImages, 'b'));
   fs.writeFileSync(path.join(noImages, 'a', 'notes.txt'), 'hello');
-  await assertUserError(scanDataset({ root: noImages }), /no images found in 2 class folders \('a', 'b'\); 1 file skipped/);
+  await assertUserError(
+    scanDataset({ root: noImages }),
+    /no images found in 2 class folders \('a', 'b'\); 1 file skipped/,
+  );
 
   const flat = newRoot();
   await fill(flat, 3);
@@ -327,7 +358,10 @@ test('missing, empty, image-less and one-class folders are UserErrors naming the
   const one = newRoot();
   await fill(path.join(one, 'cats'), 4);
   await writeImage(path.join(one, 'stray.png'));
-  await assertUserError(scanDataset({ root: one }), new RegExp(`^${escape(one)}: found 1 class folder \\('cats'\\); fine-tuning needs at least 2$`));
+  await assertUserError(
+    scanDataset({ root: one }),
+    new RegExp(`^${escape(one)}: found 1 class folder \\('cats'\\); fine-tuning needs at least 2$`),
+  );
 
   const asFile = path.join(tmp, 'a-file.png');
   await writeImage(asFile);
@@ -350,8 +384,14 @@ test('a class with a single image gives a warning naming the class and count', a
   fs.mkdirSync(path.join(root, 'void'));
   const d = await scanDataset({ root });
   assert.deepEqual(d.classes, ['lonely', 'many']);
-  assert.ok(d.warnings.some((w) => w.includes("'lonely'") && /only 1 image\b/.test(w)), d.warnings.join('\n'));
-  assert.ok(d.warnings.some((w) => w.includes("'void'") && /no usable images/.test(w)), d.warnings.join('\n'));
+  assert.ok(
+    d.warnings.some((w) => w.includes("'lonely'") && /only 1 image\b/.test(w)),
+    d.warnings.join('\n'),
+  );
+  assert.ok(
+    d.warnings.some((w) => w.includes("'void'") && /no usable images/.test(w)),
+    d.warnings.join('\n'),
+  );
   assert.deepEqual(perClass(d.train, 2), [1, 3]);
 });
 
@@ -362,7 +402,9 @@ test('bad files are skipped with reasons (scan) or reported by prepare (decode),
   // A JPEG cut at 60%: its header is fine, so the scan keeps it; decoding fails.
   const noise = Buffer.alloc(120 * 90 * 3);
   for (let i = 0; i < noise.length; i++) noise[i] = (i * 7919 + (i >> 5) * 104729) % 251;
-  const whole = await sharp(noise, { raw: { width: 120, height: 90, channels: 3 } }).jpeg({ quality: 90 }).toBuffer();
+  const whole = await sharp(noise, { raw: { width: 120, height: 90, channels: 3 } })
+    .jpeg({ quality: 90 })
+    .toBuffer();
   const truncated = path.join(root, 'b', 'truncated.jpg');
   fs.writeFileSync(truncated, whole.subarray(0, Math.floor(whole.length * 0.6)));
   // Cut inside the header: caught by the scan already.
@@ -395,7 +437,10 @@ test('bad files are skipped with reasons (scan) or reported by prepare (decode),
     progress.push(done);
   });
   assert.deepEqual(progress, [1, 2, 3, 4, 5, 6, 7]);
-  assert.deepEqual(r.failed.map((f) => f.file), [truncated]);
+  assert.deepEqual(
+    r.failed.map((f) => f.file),
+    [truncated],
+  );
   assert.match(r.failed[0].reason, /corrupt or truncated/);
   assert.equal(r.ok.length, 6);
   assert.ok(r.ok.some((s) => s.file === good[0]));
@@ -411,7 +456,9 @@ test('a 6000x6000 JPEG loads and is cached small', async () => {
   const root = newRoot();
   const big = path.join(root, 'big', 'huge.jpg');
   fs.mkdirSync(path.dirname(big));
-  await sharp({ create: { width: 6000, height: 6000, channels: 3, background: { r: 30, g: 160, b: 90 } } }).jpeg({ quality: 80 }).toFile(big);
+  await sharp({ create: { width: 6000, height: 6000, channels: 3, background: { r: 30, g: 160, b: 90 } } })
+    .jpeg({ quality: 80 })
+    .toFile(big);
   await fill(path.join(root, 'small'), 2);
   const d = await scanDataset({ root, split: [100, 0, 0] });
   assert.equal(d.train.length, 3);
@@ -422,17 +469,30 @@ test('a 6000x6000 JPEG loads and is cached small', async () => {
   assert.deepEqual(r.failed, []);
   assert.deepEqual(evalCache.cachedSize(big), { width: 32, height: 32, channels: 3 });
   // The 12x10 images are smaller than 32x32: their decoded source is kept instead.
-  assert.deepEqual(evalCache.cachedSize(d.train.find((s) => s.file !== big)!.file), { width: 12, height: 10, channels: 3 });
+  assert.deepEqual(evalCache.cachedSize(d.train.find((s) => s.file !== big)!.file), {
+    width: 12,
+    height: 10,
+    channels: 3,
+  });
   assert.ok(evalCache.bytes <= 3 * 32 * 32 * 3);
   const b = evalCache.batch([{ file: big, label: 0 }]);
-  for (const [c, v] of [[0, 30], [1, 160], [2, 90]]) assert.ok(Math.abs(b.images[c * 1024 + 500] * 255 - v) <= 2);
+  for (const [c, v] of [
+    [0, 30],
+    [1, 160],
+    [2, 90],
+  ])
+    assert.ok(Math.abs(b.images[c * 1024 + 500] * 255 - v) <= 2);
 
   const augCache = new ImageCache({ pre, augment: { randomResizedCrop: {}, hflip: true } });
   await augCache.prepare(d.train);
   const sz = augCache.cachedSize(big)!;
   assert.ok(sz.width <= 64 && sz.width >= 32 && sz.width === sz.height, JSON.stringify(sz));
   // Small images are never enlarged for the cache.
-  assert.deepEqual(augCache.cachedSize(d.train.find((s) => s.file !== big)!.file), { width: 12, height: 10, channels: 3 });
+  assert.deepEqual(augCache.cachedSize(d.train.find((s) => s.file !== big)!.file), {
+    width: 12,
+    height: 10,
+    channels: 3,
+  });
 });
 
 test('cache.batch without augmentation equals loadImageTensor exactly (RGB and grey, both resize modes)', async () => {
@@ -491,25 +551,49 @@ test('hflip with a fixed rng mirrors the image exactly; a high draw leaves it as
 });
 
 test('random resized crop: windows inside the image, deterministic per stepRng, full crop equals a direct resize', async () => {
-  for (const [w, h] of [[1, 1], [7, 3], [100, 3], [3, 100], [224, 224], [640, 480]]) {
+  for (const [w, h] of [
+    [1, 1],
+    [7, 3],
+    [100, 3],
+    [3, 100],
+    [224, 224],
+    [640, 480],
+  ]) {
     const rng = mulberry32(w * 1000 + h);
     for (let i = 0; i < 300; i++) {
       const win = randomResizedCropParams(w, h, [0.08, 1], [3 / 4, 4 / 3], rng);
-      assert.ok(Number.isInteger(win.left) && Number.isInteger(win.top) && Number.isInteger(win.width) && Number.isInteger(win.height));
+      assert.ok(
+        Number.isInteger(win.left) &&
+          Number.isInteger(win.top) &&
+          Number.isInteger(win.width) &&
+          Number.isInteger(win.height),
+      );
       assert.ok(win.width >= 1 && win.height >= 1 && win.left >= 0 && win.top >= 0, JSON.stringify(win));
       assert.ok(win.left + win.width <= w && win.top + win.height <= h, `${w}x${h} ${JSON.stringify(win)}`);
     }
   }
   // torchvision's arithmetic: side round(sqrt(0.25 * 640 * 480)) = 277, offsets floor(0.5 * (size - 277 + 1)).
-  assert.deepEqual(randomResizedCropParams(640, 480, [0.25, 0.25], [1, 1], () => 0.5), { left: 182, top: 102, width: 277, height: 277 });
+  assert.deepEqual(
+    randomResizedCropParams(640, 480, [0.25, 0.25], [1, 1], () => 0.5),
+    { left: 182, top: 102, width: 277, height: 277 },
+  );
   // No try fits (the area is always too large for this aspect): central fallback at the nearest ratio.
-  assert.deepEqual(randomResizedCropParams(100, 10, [1, 1], [1, 1], () => 0.5), { left: 45, top: 0, width: 10, height: 10 });
+  assert.deepEqual(
+    randomResizedCropParams(100, 10, [1, 1], [1, 1], () => 0.5),
+    { left: 45, top: 0, width: 10, height: 10 },
+  );
 
   const root = newRoot();
-  const files = [await writeImage(path.join(root, 'a', 'p.png'), 60, 45, 1), await writeImage(path.join(root, 'b', 'q.jpg'), 50, 50, 2)];
+  const files = [
+    await writeImage(path.join(root, 'a', 'p.png'), 60, 45, 1),
+    await writeImage(path.join(root, 'b', 'q.jpg'), 50, 50, 2),
+  ];
   const samples: Sample[] = files.map((file, i) => ({ file, label: i }));
   const pre = rgb(24);
-  const cache = new ImageCache({ pre, augment: { randomResizedCrop: { scale: [0.08, 1], ratio: [3 / 4, 4 / 3] }, hflip: true } });
+  const cache = new ImageCache({
+    pre,
+    augment: { randomResizedCrop: { scale: [0.08, 1], ratio: [3 / 4, 4 / 3] }, hflip: true },
+  });
   assert.equal(cache.augmenting, true);
   await cache.prepare(samples);
   const b1 = cache.batch(samples, stepRng(7, 2, 11));
@@ -530,8 +614,14 @@ test('random resized crop: windows inside the image, deterministic per stepRng, 
   assert.deepEqual(whole.cachedSize(files[0]), { width: 60, height: 45, channels: 3 });
   assert.deepEqual(whole.batch([samples[0]], mulberry32(0)).images, await loadImageTensor(files[0], pre));
 
-  await assert.rejects(async () => new ImageCache({ pre, augment: { randomResizedCrop: { scale: [0.5, 0.1] } } }), UserError);
-  await assert.rejects(async () => new ImageCache({ pre, augment: { randomResizedCrop: { ratio: [0, 1] } } }), UserError);
+  await assert.rejects(
+    async () => new ImageCache({ pre, augment: { randomResizedCrop: { scale: [0.5, 0.1] } } }),
+    UserError,
+  );
+  await assert.rejects(
+    async () => new ImageCache({ pre, augment: { randomResizedCrop: { ratio: [0, 1] } } }),
+    UserError,
+  );
 });
 
 test('memory estimate: 8-bit eval cache, random-crop source scale shrinks with the dataset size', () => {

@@ -9,7 +9,15 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { scanDataset } from '../src/engine/data/folder';
 import { loadImageTensor } from '../src/engine/data/image';
-import { DEMO_CLASSES, fileName, MANIFEST, PRETRAIN_CLASSES, readManifest, renderSample, writeShapeFolder } from '../src/engine/demo/shapes';
+import {
+  DEMO_CLASSES,
+  fileName,
+  MANIFEST,
+  PRETRAIN_CLASSES,
+  readManifest,
+  renderSample,
+  writeShapeFolder,
+} from '../src/engine/demo/shapes';
 
 let tmp = '';
 before(() => {
@@ -21,7 +29,10 @@ after(() => {
 
 test('the demo and pretraining tasks share no class', () => {
   const pre = new Set<string>(PRETRAIN_CLASSES);
-  assert.deepEqual(DEMO_CLASSES.filter((c) => pre.has(c)), []);
+  assert.deepEqual(
+    DEMO_CLASSES.filter((c) => pre.has(c)),
+    [],
+  );
   assert.equal(new Set(DEMO_CLASSES).size, DEMO_CLASSES.length);
   assert.equal(pre.size, PRETRAIN_CLASSES.length);
 });
@@ -41,10 +52,19 @@ test('an image is a pure function of (seed, class, index)', () => {
 
 /** |mean luma inside the shape - mean luma of the background|, and the background's luma spread. */
 function measured(pixels: Uint8Array, mask: Float32Array): { contrast: number; snr: number } {
-  let inS = 0, inN = 0, outS = 0, outN = 0;
+  let inS = 0,
+    inN = 0,
+    outS = 0,
+    outN = 0;
   const luma = (i: number) => (0.299 * pixels[i * 3] + 0.587 * pixels[i * 3 + 1] + 0.114 * pixels[i * 3 + 2]) / 255;
   for (let i = 0; i < mask.length; i++) {
-    if (mask[i] >= 1) { inS += luma(i); inN++; } else if (mask[i] === 0) { outS += luma(i); outN++; }
+    if (mask[i] >= 1) {
+      inS += luma(i);
+      inN++;
+    } else if (mask[i] === 0) {
+      outS += luma(i);
+      outN++;
+    }
   }
   const outMean = outS / outN;
   let v = 0;
@@ -75,7 +95,10 @@ test('easy samples are larger and have more contrast and less noise than hard on
     a.snr /= a.n;
     a.radius /= a.n;
   }
-  assert.ok(easy.contrast > 1.6 * hard.contrast, `measured contrast: easy ${easy.contrast.toFixed(3)}, hard ${hard.contrast.toFixed(3)}`);
+  assert.ok(
+    easy.contrast > 1.6 * hard.contrast,
+    `measured contrast: easy ${easy.contrast.toFixed(3)}, hard ${hard.contrast.toFixed(3)}`,
+  );
   assert.ok(easy.snr > 4 * hard.snr, `contrast-to-noise: easy ${easy.snr.toFixed(1)}, hard ${hard.snr.toFixed(1)}`);
   assert.ok(easy.radius > hard.radius + 3, `radius: easy ${easy.radius.toFixed(1)}, hard ${hard.radius.toFixed(1)}`);
 });
@@ -89,11 +112,25 @@ test('a generated folder has one folder per class, is reproducible and loads thr
   assert.equal((await writeShapeFolder({ out: a, ...opts })).reused, true, 'same options: the folder is reused');
   await writeShapeFolder({ out: b, ...opts });
 
-  assert.deepEqual(fs.readdirSync(a).filter((f) => !f.startsWith('.')).sort(), [...DEMO_CLASSES].sort());
+  assert.deepEqual(
+    fs
+      .readdirSync(a)
+      .filter((f) => !f.startsWith('.'))
+      .sort(),
+    [...DEMO_CLASSES].sort(),
+  );
   for (const cls of DEMO_CLASSES) {
     const files = fs.readdirSync(path.join(a, cls)).sort();
-    assert.deepEqual(files, [0, 1, 2, 3, 4].map((i) => fileName(i, 'png')), cls);
-    for (const f of files) assert.ok(fs.readFileSync(path.join(a, cls, f)).equals(fs.readFileSync(path.join(b, cls, f))), `${cls}/${f}: same bytes`);
+    assert.deepEqual(
+      files,
+      [0, 1, 2, 3, 4].map((i) => fileName(i, 'png')),
+      cls,
+    );
+    for (const f of files)
+      assert.ok(
+        fs.readFileSync(path.join(a, cls, f)).equals(fs.readFileSync(path.join(b, cls, f))),
+        `${cls}/${f}: same bytes`,
+      );
   }
   const other = path.join(tmp, 'not-generated');
   fs.mkdirSync(other);
@@ -114,7 +151,13 @@ test('a generated folder has one folder per class, is reproducible and loads thr
 
   // PNG is lossless: the network sees exactly the rendered pixels (what pretraining feeds in memory).
   const r = renderSample('ring', 3, 2);
-  const x = await loadImageTensor(path.join(a, 'ring', fileName(2, 'png')), { imageSize: 32, channels: 3, mean: [0.5], std: [0.5], resize: 'direct' });
+  const x = await loadImageTensor(path.join(a, 'ring', fileName(2, 'png')), {
+    imageSize: 32,
+    channels: 3,
+    mean: [0.5],
+    std: [0.5],
+    resize: 'direct',
+  });
   const plane = 32 * 32;
   for (let i = 0; i < plane; i++)
     for (let c = 0; c < 3; c++) assert.ok(Math.abs(x[c * plane + i] - (r.pixels[i * 3 + c] / 255 - 0.5) / 0.5) < 1e-6);

@@ -3,10 +3,17 @@
 // answered by id, notifications collected. Shared by the engine-process tests.
 // Needs dist/cli.js (npm test builds it first).
 
-import { ChildProcess, fork } from 'node:child_process';
+import { type ChildProcess, fork } from 'node:child_process';
 import * as path from 'node:path';
 import type { TrainEvent } from '../src/engine/train/trainer';
-import { isNotification, isResponse, NotificationMap, ParamsOf, RequestMethod, ResultOf } from '../src/protocol';
+import {
+  isNotification,
+  isResponse,
+  type NotificationMap,
+  type ParamsOf,
+  type RequestMethod,
+  type ResultOf,
+} from '../src/protocol';
 
 export const CLI = path.join(path.resolve(__dirname, '..'), 'dist', 'cli.js');
 
@@ -22,7 +29,12 @@ export class Engine {
   onEvent: (e: TrainEvent) => void = () => undefined;
 
   constructor(cwd: string) {
-    this.child = fork(CLI, ['engine'], { cwd, execArgv: [], serialization: 'advanced', stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    this.child = fork(CLI, ['engine'], {
+      cwd,
+      execArgv: [],
+      serialization: 'advanced',
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    });
     this.child.stderr!.setEncoding('utf8').on('data', (d: string) => (this.stderr += d));
     this.child.stdout!.resume();
     this.ready = new Promise((resolve) => {

@@ -12,7 +12,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { DEMO_CLASSES, writeShapeFolder } from '../src/engine/demo/shapes';
 import type { TrainEvent } from '../src/engine/train/trainer';
-import { PROTOCOL_VERSION, RequestMethod } from '../src/protocol';
+import { PROTOCOL_VERSION, type RequestMethod } from '../src/protocol';
 import { Engine } from './engine-ipc';
 import { met } from './tiny-run';
 
@@ -36,7 +36,12 @@ test('engine: ready handshake, resolve, cancel by message, resume, params, error
 
   // Resolve: the picked folder and weights, heads from the tiny ViT's config.json (an unset
   // override, undefined on the host, is not an error).
-  const r = await e.request('train/resolve', { data: ws.data, weights: TINY_VIT, workspaceRoot: ws.root, overrides: { epochs: 2, batch: 8, threads: 1, lr: 0.005, imageSize: undefined } });
+  const r = await e.request('train/resolve', {
+    data: ws.data,
+    weights: TINY_VIT,
+    workspaceRoot: ws.root,
+    overrides: { epochs: 2, batch: 8, threads: 1, lr: 0.005, imageSize: undefined },
+  });
   assert.deepEqual(r.classes, DEMO_CLASSES.slice(0, 3));
   assert.equal(r.backbone.heads, 4);
   assert.deepEqual(r.exits, [1, 2, 3, 4, 5, 6]);
@@ -51,8 +56,11 @@ test('engine: ready handshake, resolve, cancel by message, resume, params, error
   const stopped = await e.request('train/start', { config: r.config });
   assert.equal(stopped.runDir, r.config.out);
   assert.equal(stopped.stopped, 'test cancel');
-  const totalSteps = (e.events.find((x) => x.event.type === 'start')!.event as Extract<TrainEvent, { type: 'start' }>).totalSteps;
-  const lastStep = Math.max(...e.events.filter((x) => x.event.type === 'step').map((x) => (x.event as { step: number }).step));
+  const totalSteps = (e.events.find((x) => x.event.type === 'start')!.event as Extract<TrainEvent, { type: 'start' }>)
+    .totalSteps;
+  const lastStep = Math.max(
+    ...e.events.filter((x) => x.event.type === 'step').map((x) => (x.event as { step: number }).step),
+  );
   assert.ok(lastStep >= 3 && lastStep < totalSteps, `stopped at step ${lastStep} of ${totalSteps}`);
   assert.ok(fs.existsSync(path.join(stopped.runDir, 'checkpoint.safetensors')));
   assert.ok(!fs.existsSync(path.join(stopped.runDir, 'summary.json')));
@@ -76,9 +84,15 @@ test('engine: ready handshake, resolve, cancel by message, resume, params, error
   assert.deepEqual(p, JSON.parse(cli.out));
 
   // Errors come back as error responses naming the problem; the engine stays up.
-  await assert.rejects(e.request('train/resolve', { data: path.join(ws.root, 'nope'), weights: TINY_VIT, workspaceRoot: ws.root }), (err: Error) => err.name === 'UserError' && /nope/.test(err.message));
+  await assert.rejects(
+    e.request('train/resolve', { data: path.join(ws.root, 'nope'), weights: TINY_VIT, workspaceRoot: ws.root }),
+    (err: Error) => err.name === 'UserError' && /nope/.test(err.message),
+  );
   await assert.rejects(e.request('nope/nope' as RequestMethod, {} as never), /unknown method 'nope\/nope'/);
-  await assert.rejects(e.request('train/resolve', { data: ws.data, weights: TINY_VIT, workspaceRoot: ws.root, overrides: { rank: -1 } }), /field 'rank'/);
+  await assert.rejects(
+    e.request('train/resolve', { data: ws.data, weights: TINY_VIT, workspaceRoot: ws.root, overrides: { rank: -1 } }),
+    /field 'rank'/,
+  );
   const gpu = await e.request('gpu/check', {});
   assert.equal(gpu.statuses.find((s) => s.provider === 'cpu')?.available, true);
   assert.ok(['cpu', 'cuda', 'webgpu'].includes(gpu.auto));
@@ -92,7 +106,12 @@ test('engine: a killed engine rejects the pending request; without IPC it refuse
   const ws = await workspace();
   const e = new Engine(ws.root);
   await e.ready;
-  const r = await e.request('train/resolve', { data: ws.data, weights: TINY_VIT, workspaceRoot: ws.root, overrides: { epochs: 50, batch: 4, threads: 1 } });
+  const r = await e.request('train/resolve', {
+    data: ws.data,
+    weights: TINY_VIT,
+    workspaceRoot: ws.root,
+    overrides: { epochs: 50, batch: 4, threads: 1 },
+  });
   let killed = false;
   e.onEvent = (ev) => {
     if (ev.type === 'step' && !killed) {

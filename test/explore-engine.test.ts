@@ -38,7 +38,14 @@ test('engine: inspect/score, inspect/thumbs and similarity/compute over IPC', as
     t0 = process.hrtime.bigint();
     const warm = await e.request('inspect/score', { runDir: run, files });
     const warmMs = ms(t0);
-    for (const [k, T] of [['ok', Uint8Array], ['conf', Float32Array], ['pred', Int32Array], ['topProb', Float32Array], ['topClass', Int32Array], ['exitTaken', Int32Array]] as const)
+    for (const [k, T] of [
+      ['ok', Uint8Array],
+      ['conf', Float32Array],
+      ['pred', Int32Array],
+      ['topProb', Float32Array],
+      ['topClass', Int32Array],
+      ['exitTaken', Int32Array],
+    ] as const)
       assert.ok(res[k] instanceof T, `${k} arrives as ${T.name}`);
     assert.deepEqual(warm, res);
     const cli = met(['predict', '--run', run, '--json', ...files]);
@@ -46,26 +53,41 @@ test('engine: inspect/score, inspect/thumbs and similarity/compute over IPC', as
     const preds = JSON.parse(cli.out) as RunPrediction[];
     assertSameAsPredict(res, preds);
     assert.equal(res.ok[40], 0);
-    assert.deepEqual(res.skipped.map((s) => s.file), [bad]);
+    assert.deepEqual(
+      res.skipped.map((s) => s.file),
+      [bad],
+    );
     assert.equal(res.topClass.length, files.length * 3 * 3, 'top-3 by default');
 
     // ---- a choice saved on the slider is used by the running engine's next answer.
     saveChosenThresholds(run, { p: null, thresholds: [-Infinity, Infinity, null] });
     const early = await e.request('inspect/score', { runDir: run, files: all });
-    assert.deepEqual([...early.exitTaken], all.map(() => 0));
+    assert.deepEqual(
+      [...early.exitTaken],
+      all.map(() => 0),
+    );
     const cliEarly = met(['predict', '--run', run, '--json', ...all]);
     assert.equal(cliEarly.code, 0, cliEarly.err);
-    assert.deepEqual((JSON.parse(cliEarly.out) as RunPrediction[]).map((x) => x.exit), all.map(() => 1));
+    assert.deepEqual(
+      (JSON.parse(cliEarly.out) as RunPrediction[]).map((x) => x.exit),
+      all.map(() => 1),
+    );
 
     // ---- inspect/thumbs, sent while a score request is in flight.
     const cacheDir = path.join(t.root, 'thumbs');
     t0 = process.hrtime.bigint();
-    const [th, again] = await Promise.all([e.request('inspect/thumbs', { files, cacheDir, size: 48 }), e.request('inspect/score', { runDir: run, files: all.slice(0, 8) })]);
+    const [th, again] = await Promise.all([
+      e.request('inspect/thumbs', { files, cacheDir, size: 48 }),
+      e.request('inspect/score', { runDir: run, files: all.slice(0, 8) }),
+    ]);
     const thumbsMs = ms(t0);
     assert.equal(again.files.length, 8);
     assert.equal(th.thumbs.filter((x) => x !== null).length, all.length);
     assert.equal(th.thumbs[40], null);
-    assert.deepEqual(th.skipped.map((s) => s.file), [bad]);
+    assert.deepEqual(
+      th.skipped.map((s) => s.file),
+      [bad],
+    );
     for (const f of th.thumbs) if (f) assert.ok(f.startsWith(cacheDir) && fs.statSync(f).size > 0);
 
     // ---- similarity/compute: the engine's matrices are the in-process engine's.
@@ -89,8 +111,14 @@ test('engine: inspect/score, inspect/thumbs and similarity/compute over IPC', as
     });
 
     // ---- errors name what is wrong; the engine stays up.
-    await assert.rejects(e.request('inspect/score', { runDir: path.join(t.root, 'nope'), files: all }), (err: Error) => err.name === 'UserError' && /nope/.test(err.message));
-    await assert.rejects(e.request('similarity/compute', { runDir: run, exits: [5] }), /exit 5 is not one of the run's exits/);
+    await assert.rejects(
+      e.request('inspect/score', { runDir: path.join(t.root, 'nope'), files: all }),
+      (err: Error) => err.name === 'UserError' && /nope/.test(err.message),
+    );
+    await assert.rejects(
+      e.request('similarity/compute', { runDir: run, exits: [5] }),
+      /exit 5 is not one of the run's exits/,
+    );
     await assert.rejects(e.request('inspect/thumbs', { files: all, cacheDir: '' }), /cacheDir is required/);
 
     console.log(

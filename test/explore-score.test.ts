@@ -33,7 +33,9 @@ test('inspect/score equals met predict --run --json to the bit; a bad file is sk
   const t1 = process.hrtime.bigint();
   await scoreImages(cache, { runDir: t.run, files });
   const warmMs = Number(process.hrtime.bigint() - t1) / 1e6;
-  console.log(`inspect/score in process: ${files.length} images in ${ms.toFixed(0)} ms with loading the run, ${warmMs.toFixed(0)} ms loaded (${((files.length / warmMs) * 1000).toFixed(0)} images/s)`);
+  console.log(
+    `inspect/score in process: ${files.length} images in ${ms.toFixed(0)} ms with loading the run, ${warmMs.toFixed(0)} ms loaded (${((files.length / warmMs) * 1000).toFixed(0)} images/s)`,
+  );
 
   const cli = met(['predict', '--run', t.run, '--json', ...files]);
   assert.equal(cli.code, 1, 'met predict exits 1 when it skipped a file');
@@ -53,10 +55,16 @@ test('inspect/score equals met predict --run --json to the bit; a bad file is sk
   assert.equal(res.exitTaken[5], -1);
   assert.ok(Number.isNaN(res.conf[5 * 3]));
   assert.equal(res.pred[5 * 3], -1);
-  assert.deepEqual(res.skipped.map((s) => s.file), [bad]);
+  assert.deepEqual(
+    res.skipped.map((s) => s.file),
+    [bad],
+  );
   assert.match(res.skipped[0].reason, /not an image/);
   // Not vacuous: images leave at more than one exit under the chosen thresholds.
-  assert.ok(new Set(preds.map((p) => p.exit)).size >= 2, `exits taken: ${[...new Set(preds.map((p) => p.exit))].join(', ')}`);
+  assert.ok(
+    new Set(preds.map((p) => p.exit)).size >= 2,
+    `exits taken: ${[...new Set(preds.map((p) => p.exit))].join(', ')}`,
+  );
   assert.equal(cache.loads, 1);
 
   // Errors that name what is wrong; a missing file is only skipped.
@@ -64,8 +72,14 @@ test('inspect/score equals met predict --run --json to the bit; a bad file is sk
   const m = await scoreImages(cache, { runDir: t.run, files: [missing, all[0]] });
   assert.deepEqual([...m.ok], [0, 1]);
   assert.match(m.skipped[0].reason, /file not found/);
-  await assert.rejects(scoreImages(cache, { runDir: t.run, files: [all[0]], topK: 0 }), /topK must be a positive integer/);
-  await assert.rejects(scoreImages(cache, { runDir: path.join(t.root, 'nope'), files: [all[0]] }), /nope.*config\.json does not exist/);
+  await assert.rejects(
+    scoreImages(cache, { runDir: t.run, files: [all[0]], topK: 0 }),
+    /topK must be a positive integer/,
+  );
+  await assert.rejects(
+    scoreImages(cache, { runDir: path.join(t.root, 'nope'), files: [all[0]] }),
+    /nope.*config\.json does not exist/,
+  );
   await cache.clear();
 });
 
@@ -81,12 +95,18 @@ test('a loaded run follows its files: new thresholds re-read, new weights reload
   // Everybody leaves at the first exit: the exits follow at once, without reloading the model.
   saveChosenThresholds(run, { p: null, thresholds: [-Infinity, Infinity, -Infinity], source: 'test' });
   const early = await scoreImages(cache, { runDir: run, files });
-  assert.deepEqual([...early.exitTaken], files.map(() => 0));
+  assert.deepEqual(
+    [...early.exitTaken],
+    files.map(() => 0),
+  );
   assert.deepEqual(early.chosen, { p: null, perExit: [-Infinity, Infinity, -Infinity], source: 'test' });
   assert.deepEqual(early.conf, before.conf);
   // Nobody leaves early.
   saveChosenThresholds(run, { p: null, thresholds: [Infinity, Infinity, null] });
-  assert.deepEqual([...(await scoreImages(cache, { runDir: run, files })).exitTaken], files.map(() => 2));
+  assert.deepEqual(
+    [...(await scoreImages(cache, { runDir: run, files })).exitTaken],
+    files.map(() => 2),
+  );
   assert.equal(cache.loads, 1, 'thresholds alone do not reload the model');
 
   // Retrained weights (here: exit 1's head zeroed): the run is reloaded and scores change.

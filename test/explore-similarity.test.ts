@@ -10,25 +10,41 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { RunCache } from '../src/engine/explore/runCache';
-import { computeSimilarity, grMatrices, GrFlags, shuffledByClass } from '../src/engine/explore/similarity';
+import { computeSimilarity, grMatrices, type GrFlags, shuffledByClass } from '../src/engine/explore/similarity';
 import { compile, Graph } from '../src/engine/graph';
 import { loadBatch } from '../src/engine/data/image';
-import { graphRegularization, metForward, MetConfig, MET_DEFAULTS, MetTensors } from '../src/engine/model/met';
+import { graphRegularization, metForward, type MetConfig, MET_DEFAULTS, MetTensors } from '../src/engine/model/met';
 import { VitParams } from '../src/engine/model/vit';
 import { loadRun, preprocessOf } from '../src/engine/run/run';
 import { Session } from '../src/engine/runtime/session';
 import { rng } from './helpers';
 import { tinyRun, TINY } from './tiny-run';
 
-const FLAGS: GrFlags = { simClamp: MET_DEFAULTS.simClamp, grExcludeSelf: MET_DEFAULTS.grExcludeSelf, grSquared: MET_DEFAULTS.grSquared, grForm: MET_DEFAULTS.grForm, grNormalize: MET_DEFAULTS.grNormalize };
+const FLAGS: GrFlags = {
+  simClamp: MET_DEFAULTS.simClamp,
+  grExcludeSelf: MET_DEFAULTS.grExcludeSelf,
+  grSquared: MET_DEFAULTS.grSquared,
+  grForm: MET_DEFAULTS.grForm,
+  grNormalize: MET_DEFAULTS.grNormalize,
+};
 
 /** graphRegularization alone, as an ONNX model: z [B, D], logits [B, C], labels [B] -> gr. */
-async function graphGr(flags: GrFlags, D: number, C: number): Promise<(z: Float32Array, o: Float32Array, labels: number[]) => Promise<number>> {
+async function graphGr(
+  flags: GrFlags,
+  D: number,
+  C: number,
+): Promise<(z: Float32Array, o: Float32Array, labels: number[]) => Promise<number>> {
   const g = new Graph();
   const z = g.input('z', ['B', D]);
   const o = g.input('o', ['B', C]);
   const labels = g.input('labels', ['B'], 'int64');
-  const gr = graphRegularization(g, { ...MET_DEFAULTS, exits: [1, 2], numClasses: C, ...flags } as MetConfig, z, o, labels);
+  const gr = graphRegularization(
+    g,
+    { ...MET_DEFAULTS, exits: [1, 2], numClasses: C, ...flags } as MetConfig,
+    z,
+    o,
+    labels,
+  );
   const s = await Session.create(compile(g, { gr }), { threads: 1 });
   return async (zv, ov, lab) => {
     const B = lab.length;
@@ -121,14 +137,26 @@ test('grMatrices on a hand-checked 4-sample case', () => {
 });
 
 test('the class-balanced sample: per class, deterministic from the seed, independent across classes', () => {
-  const samples = [0, 1, 2].flatMap((c) => Array.from({ length: c === 2 ? 3 : 10 }, (_, i) => ({ file: `/d/${c}/${i}.png`, label: c })));
+  const samples = [0, 1, 2].flatMap((c) =>
+    Array.from({ length: c === 2 ? 3 : 10 }, (_, i) => ({ file: `/d/${c}/${i}.png`, label: c })),
+  );
   const a = shuffledByClass(samples, 3, 5);
   assert.deepEqual(a, shuffledByClass(samples, 3, 5));
-  assert.deepEqual(a.map((l) => l.length), [10, 10, 3]);
+  assert.deepEqual(
+    a.map((l) => l.length),
+    [10, 10, 3],
+  );
   assert.ok(a.every((l, c) => l.every((s) => s.label === c)));
-  assert.notDeepEqual(a.map((l) => l.map((s) => s.file)), shuffledByClass(samples, 3, 6).map((l) => l.map((s) => s.file)));
+  assert.notDeepEqual(
+    a.map((l) => l.map((s) => s.file)),
+    shuffledByClass(samples, 3, 6).map((l) => l.map((s) => s.file)),
+  );
   // Removing class 1's files leaves class 0's order alone.
-  const without = shuffledByClass(samples.filter((s) => s.label !== 1), 3, 5);
+  const without = shuffledByClass(
+    samples.filter((s) => s.label !== 1),
+    3,
+    5,
+  );
   assert.deepEqual(without[0], a[0]);
 });
 
@@ -142,7 +170,10 @@ test('similarity/compute on a tiny run: class-sorted sample, and gr equal to the
   assert.equal(n, 8 * TINY.classes.length);
   assert.deepEqual(res.classes, TINY.classes);
   assert.deepEqual(res.classStarts, [0, 8, 16, 24]);
-  assert.deepEqual([...res.labels], res.files.map((f) => TINY.classes.indexOf(path.basename(path.dirname(f)))));
+  assert.deepEqual(
+    [...res.labels],
+    res.files.map((f) => TINY.classes.indexOf(path.basename(path.dirname(f)))),
+  );
   assert.equal(res.split, 'train');
   assert.deepEqual(res.skipped, []);
   for (const e of res.exits) {
@@ -156,7 +187,13 @@ test('similarity/compute on a tiny run: class-sorted sample, and gr equal to the
       }
     }
   }
-  assert.deepEqual(res.exits.map((e) => [e.exit, e.layer]), [[0, 1], [1, 2]]);
+  assert.deepEqual(
+    res.exits.map((e) => [e.exit, e.layer]),
+    [
+      [0, 1],
+      [1, 2],
+    ],
+  );
   // The two exits' head inputs differ, their similarities (from the last exit) do not.
   assert.deepEqual(res.exits[0].sw, res.exits[1].sw);
   assert.notDeepEqual(res.exits[0].dist, res.exits[1].dist);
@@ -168,7 +205,9 @@ test('similarity/compute on a tiny run: class-sorted sample, and gr equal to the
   const labels = g.input('labels', ['B'], 'int64');
   const f = metForward(g, new VitParams(g, backbone), new MetTensors(g, params, false), vit, cf.met, images);
   const K = f.logits.length;
-  const outs = Object.fromEntries(res.exits.map((e) => [`gr${e.exit}`, graphRegularization(g, cf.met, f.features[e.exit], f.logits[K - 1], labels)]));
+  const outs = Object.fromEntries(
+    res.exits.map((e) => [`gr${e.exit}`, graphRegularization(g, cf.met, f.features[e.exit], f.logits[K - 1], labels)]),
+  );
   const s = await Session.create(compile(g, outs), { threads: 1 });
   const b = await loadBatch(res.files, preprocessOf(cf.train, vit));
   assert.equal(b.ok.length, n);
@@ -192,8 +231,14 @@ test('similarity/compute on a tiny run: class-sorted sample, and gr equal to the
   assert.equal(val.files.length, 6);
   assert.deepEqual(val.classStarts, [0, 2, 4, 6]);
   assert.equal(cache.loads, 1, 'the run stays loaded between requests');
-  await assert.rejects(computeSimilarity(cache, { runDir: t.run, exits: [3] }), /exit 3 is not one of the run's exits \(0\.\.2\)/);
-  await assert.rejects(computeSimilarity(cache, { runDir: t.run, exits: [0], split: 'dev' as never }), /split must be train, val or test/);
+  await assert.rejects(
+    computeSimilarity(cache, { runDir: t.run, exits: [3] }),
+    /exit 3 is not one of the run's exits \(0\.\.2\)/,
+  );
+  await assert.rejects(
+    computeSimilarity(cache, { runDir: t.run, exits: [0], split: 'dev' as never }),
+    /split must be train, val or test/,
+  );
   console.log(`similarity/compute, perClass 8 (24 images, 2 exits), first request incl. loading the run: ${ms} ms`);
   await cache.clear();
 });

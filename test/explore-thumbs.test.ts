@@ -28,12 +28,19 @@ test('thumbnails: EXIF rotation, longest side, formats, cache reuse and renewal,
   const dir = tmp();
   const cacheDir = path.join(dir, 'cache');
   const small = path.join(dir, 'small.png');
-  await sharp(halves(16, 8), { raw: { width: 16, height: 8, channels: 3 } }).png().toFile(small);
+  await sharp(halves(16, 8), { raw: { width: 16, height: 8, channels: 3 } })
+    .png()
+    .toFile(small);
   // Stored 40 x 20 with orientation 6 (rotate 90° clockwise to display): shown 20 x 40.
   const rotated = path.join(dir, 'rotated.jpg');
-  await sharp(halves(40, 20), { raw: { width: 40, height: 20, channels: 3 } }).jpeg({ quality: 95 }).withMetadata({ orientation: 6 }).toFile(rotated);
+  await sharp(halves(40, 20), { raw: { width: 40, height: 20, channels: 3 } })
+    .jpeg({ quality: 95 })
+    .withMetadata({ orientation: 6 })
+    .toFile(rotated);
   const big = path.join(dir, 'big.webp');
-  await sharp(halves(300, 200), { raw: { width: 300, height: 200, channels: 3 } }).webp().toFile(big);
+  await sharp(halves(300, 200), { raw: { width: 300, height: 200, channels: 3 } })
+    .webp()
+    .toFile(big);
   const bad = path.join(dir, 'bad.jpg');
   fs.writeFileSync(bad, 'not a jpeg');
   const missing = path.join(dir, 'missing.png');
@@ -41,8 +48,14 @@ test('thumbnails: EXIF rotation, longest side, formats, cache reuse and renewal,
   const files = [small, rotated, bad, big, missing, dir];
   const r = await makeThumbs({ files, size: 64, cacheDir });
   assert.equal(r.thumbs.length, files.length);
-  assert.deepEqual(r.thumbs.map((t) => t !== null), [true, true, false, true, false, false]);
-  assert.deepEqual(r.skipped.map((s) => s.file), [bad, missing, dir]);
+  assert.deepEqual(
+    r.thumbs.map((t) => t !== null),
+    [true, true, false, true, false, false],
+  );
+  assert.deepEqual(
+    r.skipped.map((s) => s.file),
+    [bad, missing, dir],
+  );
   assert.match(r.skipped[0].reason, /not an image/);
   assert.match(r.skipped[1].reason, /cannot read file/);
   assert.match(r.skipped[2].reason, /is a folder/);
@@ -56,7 +69,9 @@ test('thumbnails: EXIF rotation, longest side, formats, cache reuse and renewal,
   // The rotated thumbnail's top half is red, its bottom half blue (orientation 6 turns the
   // stored left (red) half to the top).
   const { data, info } = await sharp(r.thumbs[1]!).raw().toBuffer({ resolveWithObject: true });
-  const px = (x: number, y: number) => [...data.subarray((y * info.width + x) * info.channels, (y * info.width + x) * info.channels + 3)];
+  const px = (x: number, y: number) => [
+    ...data.subarray((y * info.width + x) * info.channels, (y * info.width + x) * info.channels + 3),
+  ];
   assert.ok(px(16, 8)[0] > 200 && px(16, 8)[2] < 60, `top ${px(16, 8)}`);
   assert.ok(px(16, 56)[2] > 200 && px(16, 56)[0] < 60, `bottom ${px(16, 56)}`);
   // Scaled up with nearest neighbour: still exactly two colours, no blur at the seam.
@@ -69,19 +84,27 @@ test('thumbnails: EXIF rotation, longest side, formats, cache reuse and renewal,
   const mtimes = r.thumbs.map((t) => (t ? fs.statSync(t).mtimeMs : null));
   const again = await makeThumbs({ files, size: 64, cacheDir });
   assert.deepEqual(again.thumbs, r.thumbs);
-  assert.deepEqual(again.thumbs.map((t) => (t ? fs.statSync(t).mtimeMs : null)), mtimes);
+  assert.deepEqual(
+    again.thumbs.map((t) => (t ? fs.statSync(t).mtimeMs : null)),
+    mtimes,
+  );
   // Another size or format is another thumbnail; an edited image gets a new one.
   const png = await makeThumbs({ files: [small], size: 32, cacheDir, format: 'png' });
   assert.equal((await meta(png.thumbs[0]!)).format, 'png');
   assert.notEqual(png.thumbs[0], r.thumbs[0]);
-  await sharp(halves(20, 10), { raw: { width: 20, height: 10, channels: 3 } }).png().toFile(small);
+  await sharp(halves(20, 10), { raw: { width: 20, height: 10, channels: 3 } })
+    .png()
+    .toFile(small);
   fs.utimesSync(small, new Date(), new Date(Date.now() + 5000));
   const edited = await makeThumbs({ files: [small], size: 64, cacheDir });
   assert.notEqual(edited.thumbs[0], r.thumbs[0]);
   assert.equal(fs.readdirSync(cacheDir).filter((f) => f.includes('.tmp')).length, 0, 'no temporary files left');
 
   await assert.rejects(makeThumbs({ files: [small], size: 4, cacheDir }), /size must be an integer from 8 to 1024/);
-  await assert.rejects(makeThumbs({ files: [small], cacheDir, format: 'gif' as never }), /format must be 'webp' or 'png'/);
+  await assert.rejects(
+    makeThumbs({ files: [small], cacheDir, format: 'gif' as never }),
+    /format must be 'webp' or 'png'/,
+  );
 });
 
 test('thumbnails for a large folder: all made, rate measured, the second pass served from the cache', async () => {
@@ -96,7 +119,9 @@ test('thumbnails for a large folder: all made, rate measured, the second pass se
     for (let k = 0; k < px.length; k++) px[k] = (k * (7 + (i % 13)) + i * 31 + ((k / 480) | 0) * 3) & 255;
     const f = path.join(dir, 'img', `${String(i).padStart(5, '0')}.jpg`);
     if (i === 0) fs.mkdirSync(path.dirname(f), { recursive: true });
-    await sharp(px, { raw: { width: w, height: h, channels: 3 } }).jpeg({ quality: 85 }).toFile(f);
+    await sharp(px, { raw: { width: w, height: h, channels: 3 } })
+      .jpeg({ quality: 85 })
+      .toFile(f);
     files.push(f);
   }
   const cacheDir = path.join(dir, 'cache');
@@ -109,6 +134,8 @@ test('thumbnails for a large folder: all made, rate measured, the second pass se
   const again = await makeThumbs({ files, cacheDir });
   const s2 = Number(process.hrtime.bigint() - t1) / 1e9;
   assert.deepEqual(again.thumbs, r.thumbs);
-  console.log(`thumbs: ${N} JPEGs 160x120 -> 96 px webp in ${s.toFixed(2)} s (${(N / s).toFixed(0)} images/s); cached pass ${s2.toFixed(2)} s (${(N / s2).toFixed(0)} images/s)`);
+  console.log(
+    `thumbs: ${N} JPEGs 160x120 -> 96 px webp in ${s.toFixed(2)} s (${(N / s).toFixed(0)} images/s); cached pass ${s2.toFixed(2)} s (${(N / s2).toFixed(0)} images/s)`,
+  );
   assert.ok(s2 < s, 'the cached pass is faster than making them');
 });

@@ -8,10 +8,15 @@ import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ExportManifest } from '../src/engine/export/export';
-import { chosenOperatingPoint, decodeThreshold, encodeThreshold, JsonThreshold } from '../src/engine/export/thresholds';
+import { type ExportManifest } from '../src/engine/export/export';
+import {
+  chosenOperatingPoint,
+  decodeThreshold,
+  encodeThreshold,
+  type JsonThreshold,
+} from '../src/engine/export/thresholds';
 import { applyThresholds } from '../src/engine/infer/thresholds';
-import { exitScores, SplitPredictions, ThresholdsFile } from '../src/engine/run/run';
+import { exitScores, type SplitPredictions, type ThresholdsFile } from '../src/engine/run/run';
 import { countingRun, met, ROOT, tinyRun } from './tiny-run';
 
 const EXAMPLE = path.join(ROOT, 'examples', 'run-exported.mjs');
@@ -25,7 +30,10 @@ interface ExampleResult {
 }
 
 function runExample(exportDir: string, dataDir: string, extra: string[] = []): ExampleResult {
-  const r = spawnSync(process.execPath, [EXAMPLE, exportDir, dataDir, '--json', ...extra], { encoding: 'utf8', timeout: 120_000 });
+  const r = spawnSync(process.execPath, [EXAMPLE, exportDir, dataDir, '--json', ...extra], {
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
   assert.equal(r.status, 0, r.stderr);
   return JSON.parse(r.stdout) as ExampleResult;
 }
@@ -62,7 +70,14 @@ test('thresholds through JSON: null, strings and numbers decode by position', ()
   assert.equal(decodeThreshold('NaN', false), Infinity, 'NaN lets nobody through');
   assert.deepEqual([0.5, Infinity, -Infinity, NaN].map(encodeThreshold), [0.5, 'Infinity', '-Infinity', 'Infinity']);
   // What JSON.stringify makes of a run's thresholds, spread over the network's exits.
-  const th = JSON.parse(JSON.stringify({ exits: [0, 3, 4], gflops: [], curve: [], chosen: { p: 0.5, thresholds: [0.7, Infinity, -Infinity], source: 's' } })) as ThresholdsFile;
+  const th = JSON.parse(
+    JSON.stringify({
+      exits: [0, 3, 4],
+      gflops: [],
+      curve: [],
+      chosen: { p: 0.5, thresholds: [0.7, Infinity, -Infinity], source: 's' },
+    }),
+  ) as ThresholdsFile;
   const op = chosenOperatingPoint(th, 7);
   assert.deepEqual(op.perExit, [0.7, Infinity, Infinity, Infinity, -Infinity, Infinity, Infinity]);
   assert.deepEqual(op.used, [0, 3, 4]);
@@ -76,7 +91,10 @@ test('met export writes self-contained segments whose early exit reproduces met 
   // met eval first: it re-scores the run and rewrites predictions.json and thresholds.json.
   const ev = met(['eval', '--run', t.run, '--json', '--threads', '1']);
   assert.equal(ev.code, 0, ev.err);
-  const summary = JSON.parse(ev.out) as { exits: { exit: number; layer: number; gflops: number }[]; dynamic: { p: number; accuracy: number; gflops: number; exitCounts: number[] }[] };
+  const summary = JSON.parse(ev.out) as {
+    exits: { exit: number; layer: number; gflops: number }[];
+    dynamic: { p: number; accuracy: number; gflops: number; exitCounts: number[] }[];
+  };
 
   const out = path.join(t.root, 'export');
   const ex = met(['export', '--run', t.run, '--out', out]);
@@ -85,18 +103,56 @@ test('met export writes self-contained segments whose early exit reproduces met 
   assert.deepEqual(files, ['README.md', 'segment_1.onnx', 'segment_2.onnx', 'segment_3.onnx', 'thresholds.json']);
   const m = JSON.parse(fs.readFileSync(path.join(out, 'thresholds.json'), 'utf8')) as ExportManifest;
   const run = JSON.parse(fs.readFileSync(path.join(t.run, 'thresholds.json'), 'utf8')) as ThresholdsFile;
-  const preds = JSON.parse(fs.readFileSync(path.join(t.run, 'predictions.json'), 'utf8')) as { classes: string[]; test: SplitPredictions };
+  const preds = JSON.parse(fs.readFileSync(path.join(t.run, 'predictions.json'), 'utf8')) as {
+    classes: string[];
+    test: SplitPredictions;
+  };
 
   // The manifest: classes, preprocessing, costs equal to met eval's, thresholds without nulls.
   assert.deepEqual(m.classes, preds.classes);
-  assert.deepEqual({ ...m.preprocess }, { imageSize: 16, channels: 3, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], resize: 'direct', cropPct: 0.875, interpolation: 'bilinear', layout: 'NCHW', scale: 'pixel / 255' });
-  assert.deepEqual(m.exits, run.exits.map((j) => j + 1));
-  assert.deepEqual(m.gflops, summary.exits.map((e) => e.gflops));
-  assert.deepEqual(m.segments.map((s) => s.cumulativeGflops), summary.exits.map((e) => e.gflops));
-  assert.deepEqual(m.segments.map((s) => s.layers), [[1, 1], [2, 2], [3, 3]]);
-  assert.deepEqual(m.segments.map((s) => s.input.name), ['images', 'state_in', 'state_in']);
+  assert.deepEqual(
+    { ...m.preprocess },
+    {
+      imageSize: 16,
+      channels: 3,
+      mean: [0.5, 0.5, 0.5],
+      std: [0.5, 0.5, 0.5],
+      resize: 'direct',
+      cropPct: 0.875,
+      interpolation: 'bilinear',
+      layout: 'NCHW',
+      scale: 'pixel / 255',
+    },
+  );
+  assert.deepEqual(
+    m.exits,
+    run.exits.map((j) => j + 1),
+  );
+  assert.deepEqual(
+    m.gflops,
+    summary.exits.map((e) => e.gflops),
+  );
+  assert.deepEqual(
+    m.segments.map((s) => s.cumulativeGflops),
+    summary.exits.map((e) => e.gflops),
+  );
+  assert.deepEqual(
+    m.segments.map((s) => s.layers),
+    [
+      [1, 1],
+      [2, 2],
+      [3, 3],
+    ],
+  );
+  assert.deepEqual(
+    m.segments.map((s) => s.input.name),
+    ['images', 'state_in', 'state_in'],
+  );
   assert.equal(m.segments[2].threshold, '-Infinity');
-  assert.ok(m.segments.every((s) => s.threshold !== null), 'exported thresholds are never null');
+  assert.ok(
+    m.segments.every((s) => s.threshold !== null),
+    'exported thresholds are never null',
+  );
   assert.equal(m.chosen.p, run.chosen.p);
   // Each segment is one ONNX file with its weights inside: no external-data references.
   for (const s of m.segments) assert.ok(!fs.readFileSync(path.join(out, s.file)).includes('external_data'));
@@ -104,7 +160,11 @@ test('met export writes self-contained segments whose early exit reproduces met 
   // The example on the run's own test split, at the run's chosen thresholds.
   const data = testSplitFolder(t.root, preds.test, preds.classes);
   const op = chosenOperatingPoint(run, m.segments.length);
-  const expected = applyThresholds(exitScores(preds.test, op.used), op.thresholds, op.used.map((j) => run.gflops[j]));
+  const expected = applyThresholds(
+    exitScores(preds.test, op.used),
+    op.thresholds,
+    op.used.map((j) => run.gflops[j]),
+  );
   const got = runExample(out, data);
   assert.equal(got.images, preds.test.files.length);
   assert.equal(got.accuracy, expected.accuracy);
@@ -120,14 +180,20 @@ test('met export writes self-contained segments whose early exit reproduces met 
 
   // Other operating points of the curve, where samples leave at every exit (state is gathered
   // and handed on), with a small batch so that rows leave mid-batch across several batches.
-  const spread = [...run.curve].sort((a, b) => b.exitCounts.filter((k) => k > 0).length - a.exitCounts.filter((k) => k > 0).length)[0];
+  const spread = [...run.curve].sort(
+    (a, b) => b.exitCounts.filter((k) => k > 0).length - a.exitCounts.filter((k) => k > 0).length,
+  )[0];
   for (const [name, T] of [
     ['spread', spread.thresholds.map((x, j) => decodeThreshold(x, j === spread.thresholds.length - 1))],
     ['nobody leaves early', [Infinity, Infinity, -Infinity]],
     ['everybody leaves at exit 1', [-Infinity, Infinity, -Infinity]],
   ] as const) {
     const dir = withThresholds(out, path.join(t.root, `export-${name.replace(/\W+/g, '-')}`), T.map(encodeThreshold));
-    const want = applyThresholds(exitScores(preds.test), [...T], summary.exits.map((e) => e.gflops));
+    const want = applyThresholds(
+      exitScores(preds.test),
+      [...T],
+      summary.exits.map((e) => e.gflops),
+    );
     const res = runExample(dir, data, ['--batch', '5']);
     assert.equal(res.accuracy, want.accuracy, name);
     assert.deepEqual(res.exitCounts, want.exitCounts, name);
@@ -147,10 +213,16 @@ test('met export with a subset of exits (dynamicExits) stops at the last used on
   fs.rmSync(run, { recursive: true, force: true });
   fs.cpSync(t.run, run, { recursive: true });
   const full = JSON.parse(fs.readFileSync(path.join(t.run, 'thresholds.json'), 'utf8')) as ThresholdsFile;
-  const preds = JSON.parse(fs.readFileSync(path.join(t.run, 'predictions.json'), 'utf8')) as { classes: string[]; test: SplitPredictions };
+  const preds = JSON.parse(fs.readFileSync(path.join(t.run, 'predictions.json'), 'utf8')) as {
+    classes: string[];
+    test: SplitPredictions;
+  };
   const conf0 = [...preds.test.conf[0]].sort((a, b) => a - b);
   const t0 = conf0[Math.floor(conf0.length / 2)]; // about half the test split leaves at exit 1
-  fs.writeFileSync(path.join(run, 'thresholds.json'), JSON.stringify({ ...full, exits: [0, 1], chosen: { p: null, thresholds: [t0, -Infinity], source: 'test' } }));
+  fs.writeFileSync(
+    path.join(run, 'thresholds.json'),
+    JSON.stringify({ ...full, exits: [0, 1], chosen: { p: null, thresholds: [t0, -Infinity], source: 'test' } }),
+  );
 
   const out = path.join(t.root, 'export-subset');
   const ex = met(['export', '--run', run, '--out', out, '--json']);
@@ -158,10 +230,19 @@ test('met export with a subset of exits (dynamicExits) stops at the last used on
   const m = JSON.parse(ex.out) as ExportManifest;
   assert.deepEqual(m.exits, [1, 2]);
   assert.deepEqual(m.thresholds, [t0, '-Infinity']);
-  assert.deepEqual(m.segments.map((s) => s.file), ['segment_1.onnx', 'segment_2.onnx']);
-  assert.deepEqual(m.segments.map((s) => s.threshold), [t0, '-Infinity']);
+  assert.deepEqual(
+    m.segments.map((s) => s.file),
+    ['segment_1.onnx', 'segment_2.onnx'],
+  );
+  assert.deepEqual(
+    m.segments.map((s) => s.threshold),
+    [t0, '-Infinity'],
+  );
   // Segment 2 still hands on a state (exit 3's token and the patches), which nobody needs.
-  assert.deepEqual(m.segments[1].outputs.map((o) => o.name), ['probs', 'state']);
+  assert.deepEqual(
+    m.segments[1].outputs.map((o) => o.name),
+    ['probs', 'state'],
+  );
   assert.ok(!fs.existsSync(path.join(out, 'segment_3.onnx')));
 
   const want = applyThresholds(exitScores(preds.test, [0, 1]), [t0, -Infinity], [full.gflops[0], full.gflops[1]]);
@@ -175,7 +256,10 @@ test('met export with a subset of exits (dynamicExits) stops at the last used on
   const pr = met(['predict', '--run', run, '--json', ...preds.test.files]);
   assert.equal(pr.code, 0, pr.err);
   const res = JSON.parse(pr.out) as { exit: number }[];
-  assert.deepEqual([1, 2].map((e) => res.filter((r) => r.exit === e).length), want.exitCounts);
+  assert.deepEqual(
+    [1, 2].map((e) => res.filter((r) => r.exit === e).length),
+    want.exitCounts,
+  );
 });
 
 test('met export refuses a non-empty folder that is not an earlier export, and re-exports into one', async () => {
@@ -209,81 +293,107 @@ interface RegressionExampleResult {
   exitCounts: number[];
 }
 
-test('met export of a regression run: `value` outputs, agreement thresholds, and the example reproduces met eval\'s dynamic MAE and GFLOPs', { timeout: 600_000 }, async () => {
-  // A tiny counting run, with regression.test.ts's fast settings (fewer images and epochs: the
-  // test is about the export reproducing met eval, not about the model being good).
-  const { dir, run, r: tr } = await countingRun('met-reg-export-', { n: 120, seed: 3, epochs: 2 }, 600_000);
-  assert.equal(tr.code, 0, tr.err);
-  const ev = met(['eval', '--run', run, '--json', '--threads', '1']);
-  assert.equal(ev.code, 0, ev.err);
-  const summary = JSON.parse(ev.out) as { task: string; exits: { gflops: number; mae: number }[]; dynamic: { p: number; mae: number; gflops: number; exitCounts: number[] }[] };
-  assert.equal(summary.task, 'regression');
+test(
+  "met export of a regression run: `value` outputs, agreement thresholds, and the example reproduces met eval's dynamic MAE and GFLOPs",
+  { timeout: 600_000 },
+  async () => {
+    // A tiny counting run, with regression.test.ts's fast settings (fewer images and epochs: the
+    // test is about the export reproducing met eval, not about the model being good).
+    const { dir, run, r: tr } = await countingRun('met-reg-export-', { n: 120, seed: 3, epochs: 2 }, 600_000);
+    assert.equal(tr.code, 0, tr.err);
+    const ev = met(['eval', '--run', run, '--json', '--threads', '1']);
+    assert.equal(ev.code, 0, ev.err);
+    const summary = JSON.parse(ev.out) as {
+      task: string;
+      exits: { gflops: number; mae: number }[];
+      dynamic: { p: number; mae: number; gflops: number; exitCounts: number[] }[];
+    };
+    assert.equal(summary.task, 'regression');
 
-  const out = path.join(dir, 'export');
-  const ex = met(['export', '--run', run, '--out', out]);
-  assert.equal(ex.code, 0, ex.err);
-  assert.match(ex.out, /agreement of consecutive exits/);
-  const m = JSON.parse(fs.readFileSync(path.join(out, 'thresholds.json'), 'utf8')) as ExportManifest;
-  const th = JSON.parse(fs.readFileSync(path.join(run, 'thresholds.json'), 'utf8')) as ThresholdsFile;
-  const preds = JSON.parse(fs.readFileSync(path.join(run, 'predictions.json'), 'utf8')) as { test: SplitPredictions };
-  assert.equal(m.task, 'regression');
-  assert.equal(m.confidence, 'agreement');
-  assert.deepEqual(m.classes, []);
-  assert.deepEqual(m.segments.map((s) => s.outputs.map((o) => o.name)), [['value', 'state'], ['value', 'state'], ['value']]);
-  assert.deepEqual(m.segments.map((s) => s.cumulativeGflops), summary.exits.map((e) => e.gflops));
-  // Segment 1 has no predecessor to agree with: its threshold lets nobody through.
-  assert.equal(m.segments[0].threshold, 'Infinity');
-  for (const s of m.segments.slice(1, -1)) assert.ok(s.threshold === 'Infinity' || (typeof s.threshold === 'number' && s.threshold <= 0), `agreement thresholds are <= 0: ${s.threshold}`);
-  const readme = fs.readFileSync(path.join(out, 'README.md'), 'utf8');
-  assert.match(readme, /-\|value_j - value_\{j-1\}\|/);
-  assert.doesNotMatch(readme, /largest probability/);
+    const out = path.join(dir, 'export');
+    const ex = met(['export', '--run', run, '--out', out]);
+    assert.equal(ex.code, 0, ex.err);
+    assert.match(ex.out, /agreement of consecutive exits/);
+    const m = JSON.parse(fs.readFileSync(path.join(out, 'thresholds.json'), 'utf8')) as ExportManifest;
+    const th = JSON.parse(fs.readFileSync(path.join(run, 'thresholds.json'), 'utf8')) as ThresholdsFile;
+    const preds = JSON.parse(fs.readFileSync(path.join(run, 'predictions.json'), 'utf8')) as { test: SplitPredictions };
+    assert.equal(m.task, 'regression');
+    assert.equal(m.confidence, 'agreement');
+    assert.deepEqual(m.classes, []);
+    assert.deepEqual(
+      m.segments.map((s) => s.outputs.map((o) => o.name)),
+      [['value', 'state'], ['value', 'state'], ['value']],
+    );
+    assert.deepEqual(
+      m.segments.map((s) => s.cumulativeGflops),
+      summary.exits.map((e) => e.gflops),
+    );
+    // Segment 1 has no predecessor to agree with: its threshold lets nobody through.
+    assert.equal(m.segments[0].threshold, 'Infinity');
+    for (const s of m.segments.slice(1, -1))
+      assert.ok(
+        s.threshold === 'Infinity' || (typeof s.threshold === 'number' && s.threshold <= 0),
+        `agreement thresholds are <= 0: ${s.threshold}`,
+      );
+    const readme = fs.readFileSync(path.join(out, 'README.md'), 'utf8');
+    assert.match(readme, /-\|value_j - value_\{j-1\}\|/);
+    assert.doesNotMatch(readme, /largest probability/);
 
-  // The run's test split as a regression folder: the images (symlinks) and a targets.csv.
-  const split = path.join(dir, 'test-split');
-  fs.mkdirSync(split);
-  const lines = ['file,value'];
-  preds.test.files.forEach((f, i) => {
-    fs.symlinkSync(f, path.join(split, path.basename(f)));
-    lines.push(`${path.basename(f)},${preds.test.labels[i]}`);
-  });
-  fs.writeFileSync(path.join(split, 'targets.csv'), lines.join('\n') + '\n');
+    // The run's test split as a regression folder: the images (symlinks) and a targets.csv.
+    const split = path.join(dir, 'test-split');
+    fs.mkdirSync(split);
+    const lines = ['file,value'];
+    preds.test.files.forEach((f, i) => {
+      fs.symlinkSync(f, path.join(split, path.basename(f)));
+      lines.push(`${path.basename(f)},${preds.test.labels[i]}`);
+    });
+    fs.writeFileSync(path.join(split, 'targets.csv'), lines.join('\n') + '\n');
 
-  const runReg = (exportDir: string, extra: string[] = []): RegressionExampleResult => {
-    const r = spawnSync(process.execPath, [EXAMPLE, exportDir, split, '--json', ...extra], { encoding: 'utf8', timeout: 120_000 });
-    assert.equal(r.status, 0, r.stderr);
-    return JSON.parse(r.stdout) as RegressionExampleResult;
-  };
-  const close = (a: number, b: number, what: string) => assert.ok(Math.abs(a - b) <= 1e-6 * Math.max(1, Math.abs(b)), `${what}: ${a} vs ${b}`);
+    const runReg = (exportDir: string, extra: string[] = []): RegressionExampleResult => {
+      const r = spawnSync(process.execPath, [EXAMPLE, exportDir, split, '--json', ...extra], {
+        encoding: 'utf8',
+        timeout: 120_000,
+      });
+      assert.equal(r.status, 0, r.stderr);
+      return JSON.parse(r.stdout) as RegressionExampleResult;
+    };
+    const close = (a: number, b: number, what: string) =>
+      assert.ok(Math.abs(a - b) <= 1e-6 * Math.max(1, Math.abs(b)), `${what}: ${a} vs ${b}`);
 
-  // At the chosen thresholds: met eval's point for that p, to the sample (exit counts) and in MAE and GFLOPs.
-  const point = summary.dynamic.find((d) => d.p === th.chosen.p);
-  assert.ok(point, `met eval lists p = ${th.chosen.p}`);
-  const got = runReg(out);
-  assert.equal(got.images, preds.test.files.length);
-  const counts = new Array<number>(m.segments.length).fill(0);
-  th.exits.forEach((j, i) => (counts[j] = point.exitCounts[i]));
-  assert.deepEqual(got.exitCounts, counts);
-  close(got.mae, point.mae, 'MAE');
-  close(got.gflops, point.gflops, 'GFLOPs');
+    // At the chosen thresholds: met eval's point for that p, to the sample (exit counts) and in MAE and GFLOPs.
+    const point = summary.dynamic.find((d) => d.p === th.chosen.p);
+    assert.ok(point, `met eval lists p = ${th.chosen.p}`);
+    const got = runReg(out);
+    assert.equal(got.images, preds.test.files.length);
+    const counts = new Array<number>(m.segments.length).fill(0);
+    th.exits.forEach((j, i) => (counts[j] = point.exitCounts[i]));
+    assert.deepEqual(got.exitCounts, counts);
+    close(got.mae, point.mae, 'MAE');
+    close(got.gflops, point.gflops, 'GFLOPs');
 
-  // Every operating point of met eval's curve, with a small batch so that rows leave mid-batch
-  // (the previous exit's values must follow the rows that go on).
-  const seen = new Set<string>();
-  for (const d of th.curve) {
-    const key = d.exitCounts.join('/');
-    if (seen.has(key)) continue;
-    seen.add(key);
-    const T = d.thresholds.map((x, j) => encodeThreshold(decodeThreshold(x, j === d.thresholds.length - 1)));
-    assert.equal(T.length, m.segments.length, 'the run uses every exit');
-    const e = withThresholds(out, path.join(dir, `export-${key.replace(/\//g, '-')}`), T);
-    const want = applyThresholds(exitScores(preds.test), d.thresholds.map((x, j) => decodeThreshold(x, j === d.thresholds.length - 1)), summary.exits.map((x) => x.gflops));
-    const r = runReg(e, ['--batch', '5']);
-    assert.deepEqual(r.exitCounts, want.exitCounts, key);
-    close(r.mae, -want.accuracy, `MAE at ${key}`);
-    close(r.gflops, want.gflops, `GFLOPs at ${key}`);
-  }
-  assert.ok(seen.size >= 2, `the curve has several distinct operating points: ${[...seen].join(', ')}`);
-  // Nobody leaves early: the last exit's static MAE.
-  const late = runReg(withThresholds(out, path.join(dir, 'export-late'), ['Infinity', 'Infinity', '-Infinity']));
-  close(late.mae, summary.exits[2].mae, 'last exit MAE');
-});
+    // Every operating point of met eval's curve, with a small batch so that rows leave mid-batch
+    // (the previous exit's values must follow the rows that go on).
+    const seen = new Set<string>();
+    for (const d of th.curve) {
+      const key = d.exitCounts.join('/');
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const T = d.thresholds.map((x, j) => encodeThreshold(decodeThreshold(x, j === d.thresholds.length - 1)));
+      assert.equal(T.length, m.segments.length, 'the run uses every exit');
+      const e = withThresholds(out, path.join(dir, `export-${key.replace(/\//g, '-')}`), T);
+      const want = applyThresholds(
+        exitScores(preds.test),
+        d.thresholds.map((x, j) => decodeThreshold(x, j === d.thresholds.length - 1)),
+        summary.exits.map((x) => x.gflops),
+      );
+      const r = runReg(e, ['--batch', '5']);
+      assert.deepEqual(r.exitCounts, want.exitCounts, key);
+      close(r.mae, -want.accuracy, `MAE at ${key}`);
+      close(r.gflops, want.gflops, `GFLOPs at ${key}`);
+    }
+    assert.ok(seen.size >= 2, `the curve has several distinct operating points: ${[...seen].join(', ')}`);
+    // Nobody leaves early: the last exit's static MAE.
+    const late = runReg(withThresholds(out, path.join(dir, 'export-late'), ['Infinity', 'Infinity', '-Infinity']));
+    close(late.mae, summary.exits[2].mae, 'last exit MAE');
+  },
+);

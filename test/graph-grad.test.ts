@@ -4,9 +4,9 @@
 
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { compile, GDType, Graph, grad, registeredOps, Tensor } from '../src/engine/graph';
+import { compile, type GDType, Graph, grad, registeredOps, type Tensor } from '../src/engine/graph';
 import { Session } from '../src/engine/runtime/session';
-import { HostTensor, numel } from '../src/engine/tensor';
+import { type HostTensor, numel } from '../src/engine/tensor';
 import { conv3x3 } from '../src/engine/model/branches';
 import { rng } from './helpers';
 
@@ -26,63 +26,248 @@ interface Case {
 }
 
 const cases: Case[] = [
-  { name: 'add broadcast', ops: ['Add'], inputs: [{ name: 'a', shape: [2, 3, 4] }, { name: 'b', shape: [4] }], build: (g, [a, b]) => g.add(a, b) },
-  { name: 'add broadcast middle', ops: ['Add'], inputs: [{ name: 'a', shape: [2, 1, 4] }, { name: 'b', shape: [3, 1] }], build: (g, [a, b]) => g.add(a, b) },
-  { name: 'sub', ops: ['Sub'], inputs: [{ name: 'a', shape: [3, 4] }, { name: 'b', shape: [1, 4] }], build: (g, [a, b]) => g.sub(a, b) },
-  { name: 'mul', ops: ['Mul'], inputs: [{ name: 'a', shape: [2, 3] }, { name: 'b', shape: [2, 1] }], build: (g, [a, b]) => g.mul(a, b) },
+  {
+    name: 'add broadcast',
+    ops: ['Add'],
+    inputs: [
+      { name: 'a', shape: [2, 3, 4] },
+      { name: 'b', shape: [4] },
+    ],
+    build: (g, [a, b]) => g.add(a, b),
+  },
+  {
+    name: 'add broadcast middle',
+    ops: ['Add'],
+    inputs: [
+      { name: 'a', shape: [2, 1, 4] },
+      { name: 'b', shape: [3, 1] },
+    ],
+    build: (g, [a, b]) => g.add(a, b),
+  },
+  {
+    name: 'sub',
+    ops: ['Sub'],
+    inputs: [
+      { name: 'a', shape: [3, 4] },
+      { name: 'b', shape: [1, 4] },
+    ],
+    build: (g, [a, b]) => g.sub(a, b),
+  },
+  {
+    name: 'mul',
+    ops: ['Mul'],
+    inputs: [
+      { name: 'a', shape: [2, 3] },
+      { name: 'b', shape: [2, 1] },
+    ],
+    build: (g, [a, b]) => g.mul(a, b),
+  },
   {
     name: 'div',
     ops: ['Div'],
-    inputs: [{ name: 'a', shape: [2, 3] }, { name: 'b', shape: [3], init: (_i, r) => 1 + r() }],
+    inputs: [
+      { name: 'a', shape: [2, 3] },
+      { name: 'b', shape: [3], init: (_i, r) => 1 + r() },
+    ],
     build: (g, [a, b]) => g.div(a, b),
   },
   { name: 'neg', ops: ['Neg'], inputs: [{ name: 'a', shape: [5] }], build: (g, [a]) => g.neg(a) },
   { name: 'exp', ops: ['Exp'], inputs: [{ name: 'a', shape: [5] }], build: (g, [a]) => g.exp(a) },
-  { name: 'log', ops: ['Log'], inputs: [{ name: 'a', shape: [5], init: (_i, r) => 0.5 + r() }], build: (g, [a]) => g.log(a) },
-  { name: 'sqrt', ops: ['Sqrt'], inputs: [{ name: 'a', shape: [5], init: (_i, r) => 0.5 + r() }], build: (g, [a]) => g.sqrt(a) },
+  {
+    name: 'log',
+    ops: ['Log'],
+    inputs: [{ name: 'a', shape: [5], init: (_i, r) => 0.5 + r() }],
+    build: (g, [a]) => g.log(a),
+  },
+  {
+    name: 'sqrt',
+    ops: ['Sqrt'],
+    inputs: [{ name: 'a', shape: [5], init: (_i, r) => 0.5 + r() }],
+    build: (g, [a]) => g.sqrt(a),
+  },
   { name: 'tanh', ops: ['Tanh'], inputs: [{ name: 'a', shape: [6] }], build: (g, [a]) => g.tanh(a) },
   { name: 'sigmoid', ops: ['Sigmoid'], inputs: [{ name: 'a', shape: [6] }], build: (g, [a]) => g.sigmoid(a) },
   // Kinks at 0 are avoided by keeping inputs away from it.
-  { name: 'relu', ops: ['Relu'], inputs: [{ name: 'a', shape: [8], init: (i, r) => (i % 2 ? 1 : -1) * (0.2 + r()) }], build: (g, [a]) => g.relu(a) },
-  { name: 'abs', ops: ['Abs'], inputs: [{ name: 'a', shape: [8], init: (i, r) => (i % 2 ? 1 : -1) * (0.2 + r()) }], build: (g, [a]) => g.abs(a) },
-  { name: 'erf', ops: ['Erf'], dtype: 'float32', tol: 2e-3, inputs: [{ name: 'a', shape: [8] }], build: (g, [a]) => g.erf(a) },
-  { name: 'gelu exact', ops: ['Gelu'], dtype: 'float32', tol: 2e-3, inputs: [{ name: 'a', shape: [10], init: (i) => -2.5 + 0.5 * i }], build: (g, [a]) => g.gelu(a, 'none') },
-  { name: 'gelu tanh', ops: ['Gelu'], dtype: 'float32', tol: 2e-3, inputs: [{ name: 'a', shape: [10], init: (i) => -2.5 + 0.5 * i }], build: (g, [a]) => g.gelu(a, 'tanh') },
-  { name: 'matmul 2d', ops: ['MatMul', 'Transpose'], inputs: [{ name: 'a', shape: [3, 4] }, { name: 'b', shape: [4, 2] }], build: (g, [a, b]) => g.matmul(a, b) },
-  { name: 'matmul batched x shared weight', ops: ['MatMul', 'Reshape'], inputs: [{ name: 'a', shape: [2, 3, 4] }, { name: 'b', shape: [4, 5] }], build: (g, [a, b]) => g.matmul(a, b) },
-  { name: 'matmul batched both', ops: ['MatMul'], inputs: [{ name: 'a', shape: [2, 3, 4] }, { name: 'b', shape: [2, 4, 2] }], build: (g, [a, b]) => g.matmul(a, b) },
+  {
+    name: 'relu',
+    ops: ['Relu'],
+    inputs: [{ name: 'a', shape: [8], init: (i, r) => (i % 2 ? 1 : -1) * (0.2 + r()) }],
+    build: (g, [a]) => g.relu(a),
+  },
+  {
+    name: 'abs',
+    ops: ['Abs'],
+    inputs: [{ name: 'a', shape: [8], init: (i, r) => (i % 2 ? 1 : -1) * (0.2 + r()) }],
+    build: (g, [a]) => g.abs(a),
+  },
+  {
+    name: 'erf',
+    ops: ['Erf'],
+    dtype: 'float32',
+    tol: 2e-3,
+    inputs: [{ name: 'a', shape: [8] }],
+    build: (g, [a]) => g.erf(a),
+  },
+  {
+    name: 'gelu exact',
+    ops: ['Gelu'],
+    dtype: 'float32',
+    tol: 2e-3,
+    inputs: [{ name: 'a', shape: [10], init: (i) => -2.5 + 0.5 * i }],
+    build: (g, [a]) => g.gelu(a, 'none'),
+  },
+  {
+    name: 'gelu tanh',
+    ops: ['Gelu'],
+    dtype: 'float32',
+    tol: 2e-3,
+    inputs: [{ name: 'a', shape: [10], init: (i) => -2.5 + 0.5 * i }],
+    build: (g, [a]) => g.gelu(a, 'tanh'),
+  },
+  {
+    name: 'matmul 2d',
+    ops: ['MatMul', 'Transpose'],
+    inputs: [
+      { name: 'a', shape: [3, 4] },
+      { name: 'b', shape: [4, 2] },
+    ],
+    build: (g, [a, b]) => g.matmul(a, b),
+  },
+  {
+    name: 'matmul batched x shared weight',
+    ops: ['MatMul', 'Reshape'],
+    inputs: [
+      { name: 'a', shape: [2, 3, 4] },
+      { name: 'b', shape: [4, 5] },
+    ],
+    build: (g, [a, b]) => g.matmul(a, b),
+  },
+  {
+    name: 'matmul batched both',
+    ops: ['MatMul'],
+    inputs: [
+      { name: 'a', shape: [2, 3, 4] },
+      { name: 'b', shape: [2, 4, 2] },
+    ],
+    build: (g, [a, b]) => g.matmul(a, b),
+  },
   // a @ b^T: standard Transpose + MatMul in float64; onnxruntime's FusedMatMul (float only) for the CPU.
-  { name: 'matmulNT batched', ops: ['MatMulNT', 'MatMul', 'Transpose'], inputs: [{ name: 'a', shape: [2, 3, 4] }, { name: 'b', shape: [2, 5, 4] }], build: (g, [a, b]) => g.matmulNT(a, b) },
+  {
+    name: 'matmulNT batched',
+    ops: ['MatMulNT', 'MatMul', 'Transpose'],
+    inputs: [
+      { name: 'a', shape: [2, 3, 4] },
+      { name: 'b', shape: [2, 5, 4] },
+    ],
+    build: (g, [a, b]) => g.matmulNT(a, b),
+  },
   {
     name: 'matmulNT as FusedMatMul, broadcast batch',
     ops: ['MatMulNT'],
     dtype: 'float32',
     tol: 2e-3,
     cpuContribOps: true,
-    inputs: [{ name: 'a', shape: [2, 1, 3, 4] }, { name: 'b', shape: [3, 5, 4] }],
+    inputs: [
+      { name: 'a', shape: [2, 1, 3, 4] },
+      { name: 'b', shape: [3, 5, 4] },
+    ],
     build: (g, [a, b]) => g.matmulNT(a, b),
   },
-  { name: 'matmul broadcast batch', ops: ['MatMul'], inputs: [{ name: 'a', shape: [2, 1, 3, 4] }, { name: 'b', shape: [3, 4, 2] }], build: (g, [a, b]) => g.matmul(a, b) },
-  { name: 'linear', ops: ['MatMul', 'Transpose', 'Add'], inputs: [{ name: 'x', shape: [2, 3, 4] }, { name: 'w', shape: [5, 4] }, { name: 'b', shape: [5] }], build: (g, [x, w, b]) => g.linear(x, w, b) },
-  { name: 'reduce sum', ops: ['ReduceSum'], inputs: [{ name: 'a', shape: [2, 3, 4] }], build: (g, [a]) => g.sum(a, [0, 2]) },
-  { name: 'reduce sum keepdims', ops: ['ReduceSum'], inputs: [{ name: 'a', shape: [2, 3, 4] }], build: (g, [a]) => g.sum(a, [1], true) },
-  { name: 'reduce mean', ops: ['ReduceMean'], inputs: [{ name: 'a', shape: [2, 3, 4] }], build: (g, [a]) => g.mean(a, [1, 2]) },
-  { name: 'reduce max', ops: ['ReduceMax'], inputs: [{ name: 'a', shape: [3, 4], init: (i) => ((i * 7) % 12) / 5 }], build: (g, [a]) => g.max(a, [1]) },
+  {
+    name: 'matmul broadcast batch',
+    ops: ['MatMul'],
+    inputs: [
+      { name: 'a', shape: [2, 1, 3, 4] },
+      { name: 'b', shape: [3, 4, 2] },
+    ],
+    build: (g, [a, b]) => g.matmul(a, b),
+  },
+  {
+    name: 'linear',
+    ops: ['MatMul', 'Transpose', 'Add'],
+    inputs: [
+      { name: 'x', shape: [2, 3, 4] },
+      { name: 'w', shape: [5, 4] },
+      { name: 'b', shape: [5] },
+    ],
+    build: (g, [x, w, b]) => g.linear(x, w, b),
+  },
+  {
+    name: 'reduce sum',
+    ops: ['ReduceSum'],
+    inputs: [{ name: 'a', shape: [2, 3, 4] }],
+    build: (g, [a]) => g.sum(a, [0, 2]),
+  },
+  {
+    name: 'reduce sum keepdims',
+    ops: ['ReduceSum'],
+    inputs: [{ name: 'a', shape: [2, 3, 4] }],
+    build: (g, [a]) => g.sum(a, [1], true),
+  },
+  {
+    name: 'reduce mean',
+    ops: ['ReduceMean'],
+    inputs: [{ name: 'a', shape: [2, 3, 4] }],
+    build: (g, [a]) => g.mean(a, [1, 2]),
+  },
+  {
+    name: 'reduce max',
+    ops: ['ReduceMax'],
+    inputs: [{ name: 'a', shape: [3, 4], init: (i) => ((i * 7) % 12) / 5 }],
+    build: (g, [a]) => g.max(a, [1]),
+  },
   { name: 'softmax', ops: ['Softmax'], inputs: [{ name: 'a', shape: [3, 5] }], build: (g, [a]) => g.softmax(a, -1) },
-  { name: 'softmax axis 0', ops: ['Softmax'], inputs: [{ name: 'a', shape: [3, 4] }], build: (g, [a]) => g.softmax(a, 0) },
-  { name: 'log softmax', ops: ['LogSoftmax'], inputs: [{ name: 'a', shape: [3, 5] }], build: (g, [a]) => g.logSoftmax(a, -1) },
+  {
+    name: 'softmax axis 0',
+    ops: ['Softmax'],
+    inputs: [{ name: 'a', shape: [3, 4] }],
+    build: (g, [a]) => g.softmax(a, 0),
+  },
+  {
+    name: 'log softmax',
+    ops: ['LogSoftmax'],
+    inputs: [{ name: 'a', shape: [3, 5] }],
+    build: (g, [a]) => g.logSoftmax(a, -1),
+  },
   {
     name: 'layer norm (x, gamma, beta)',
     ops: ['LayerNorm'],
     dtype: 'float32', // onnxruntime's CPU LayerNormalization has no double kernel
     tol: 2e-3,
-    inputs: [{ name: 'x', shape: [2, 3, 6] }, { name: 'gamma', shape: [6], init: (_i, r) => 1 + r() }, { name: 'beta', shape: [6] }],
+    inputs: [
+      { name: 'x', shape: [2, 3, 6] },
+      { name: 'gamma', shape: [6], init: (_i, r) => 1 + r() },
+      { name: 'beta', shape: [6] },
+    ],
     build: (g, [x, ga, be]) => g.layerNorm(x, ga, be, 1e-5),
   },
-  { name: 'reshape', ops: ['Reshape'], inputs: [{ name: 'a', shape: [2, 6] }], build: (g, [a]) => g.reshape(a, [3, -1]) },
-  { name: 'transpose', ops: ['Transpose'], inputs: [{ name: 'a', shape: [2, 3, 4] }], build: (g, [a]) => g.transpose(a, [2, 0, 1]) },
-  { name: 'concat', ops: ['Concat'], inputs: [{ name: 'a', shape: [2, 3] }, { name: 'b', shape: [2, 2] }], build: (g, [a, b]) => g.concat([a, b, a], 1) },
-  { name: 'slice', ops: ['Slice', 'Pad'], inputs: [{ name: 'a', shape: [3, 5] }], build: (g, [a]) => g.slice(a, 1, 1, 4) },
+  {
+    name: 'reshape',
+    ops: ['Reshape'],
+    inputs: [{ name: 'a', shape: [2, 6] }],
+    build: (g, [a]) => g.reshape(a, [3, -1]),
+  },
+  {
+    name: 'transpose',
+    ops: ['Transpose'],
+    inputs: [{ name: 'a', shape: [2, 3, 4] }],
+    build: (g, [a]) => g.transpose(a, [2, 0, 1]),
+  },
+  {
+    name: 'concat',
+    ops: ['Concat'],
+    inputs: [
+      { name: 'a', shape: [2, 3] },
+      { name: 'b', shape: [2, 2] },
+    ],
+    build: (g, [a, b]) => g.concat([a, b, a], 1),
+  },
+  {
+    name: 'slice',
+    ops: ['Slice', 'Pad'],
+    inputs: [{ name: 'a', shape: [3, 5] }],
+    build: (g, [a]) => g.slice(a, 1, 1, 4),
+  },
   { name: 'pad', ops: ['Pad', 'Slice'], inputs: [{ name: 'a', shape: [2, 3] }], build: (g, [a]) => g.pad(a, 0, 1, 2) },
   {
     name: 'gather with repeats',
@@ -90,15 +275,35 @@ const cases: Case[] = [
     inputs: [{ name: 'a', shape: [4, 3] }],
     build: (g, [a]) => g.gather(a, 0, g.tensor([5], [2, 0, 2, 3, 2], 'int64')),
   },
-  { name: 'gather scalar index', ops: ['Gather'], inputs: [{ name: 'a', shape: [2, 4, 3] }], build: (g, [a]) => g.gather(a, 1, g.tensor([], [1], 'int64')) },
-  { name: 'expand', ops: ['Expand'], inputs: [{ name: 'a', shape: [3, 1] }], build: (g, [a]) => g.expand(a, [2, 3, 4]) },
+  {
+    name: 'gather scalar index',
+    ops: ['Gather'],
+    inputs: [{ name: 'a', shape: [2, 4, 3] }],
+    build: (g, [a]) => g.gather(a, 1, g.tensor([], [1], 'int64')),
+  },
+  {
+    name: 'expand',
+    ops: ['Expand'],
+    inputs: [{ name: 'a', shape: [3, 1] }],
+    build: (g, [a]) => g.expand(a, [2, 3, 4]),
+  },
   {
     name: 'where',
     ops: ['Where', 'Greater'],
-    inputs: [{ name: 'a', shape: [2, 4] }, { name: 'b', shape: [4] }],
+    inputs: [
+      { name: 'a', shape: [2, 4] },
+      { name: 'b', shape: [4] },
+    ],
     build: (g, [a, b]) => g.where(g.greater(g.tensor([2, 4], [1, -1, 2, -2, 0.5, -0.5, 3, -3]), g.scalar(0)), a, b),
   },
-  { name: 'cast roundtrip', ops: ['Cast'], tol: 1e-4, eps: 1e-2, inputs: [{ name: 'a', shape: [4] }], build: (g, [a]) => g.cast(g.cast(a, 'float32'), 'float64') },
+  {
+    name: 'cast roundtrip',
+    ops: ['Cast'],
+    tol: 1e-4,
+    eps: 1e-2,
+    inputs: [{ name: 'a', shape: [4] }],
+    build: (g, [a]) => g.cast(g.cast(a, 'float32'), 'float64'),
+  },
   {
     name: 'stop gradient blocks one path',
     ops: ['StopGradient'],
@@ -116,7 +321,11 @@ const cases: Case[] = [
   {
     name: 'attention block (composite)',
     ops: ['MatMul', 'Softmax', 'Transpose', 'Reshape'],
-    inputs: [{ name: 'x', shape: [2, 3, 4] }, { name: 'wq', shape: [4, 4] }, { name: 'wk', shape: [4, 4] }],
+    inputs: [
+      { name: 'x', shape: [2, 3, 4] },
+      { name: 'wq', shape: [4, 4] },
+      { name: 'wk', shape: [4, 4] },
+    ],
     build: (g, [x, wq, wk]) => {
       const q = g.reshape(g.matmul(x, wq), [2, 3, 2, 2]);
       const k = g.reshape(g.matmul(x, wk), [2, 3, 2, 2]);
@@ -129,7 +338,11 @@ const cases: Case[] = [
     // checked as a whole, kernel in PyTorch's [c_out, c_in, 3, 3] layout.
     name: 'conv 3x3 via im2col (composite)',
     ops: ['Pad', 'Slice', 'Concat', 'MatMul', 'Transpose', 'Reshape'],
-    inputs: [{ name: 'x', shape: [2, 3, 4, 2] }, { name: 'k', shape: [3, 2, 3, 3] }, { name: 'b', shape: [3] }],
+    inputs: [
+      { name: 'x', shape: [2, 3, 4, 2] },
+      { name: 'k', shape: [3, 2, 3, 3] },
+      { name: 'b', shape: [3] },
+    ],
     build: (g, [x, k, b]) => conv3x3(g, x, k, b),
   },
 ];
@@ -148,7 +361,11 @@ for (const c of cases) {
     const g = new Graph(dtype);
     const xs = c.inputs.map((s) => g.input(s.name, s.shape, dtype));
     const y = c.build(g, xs);
-    const R = g.tensor(y.shape as number[], Array.from({ length: numel(y.shape as number[]) }, () => r() * 2 - 1), dtype);
+    const R = g.tensor(
+      y.shape as number[],
+      Array.from({ length: numel(y.shape as number[]) }, () => r() * 2 - 1),
+      dtype,
+    );
     const loss = g.sumAll(g.mul(y, R));
     const grads = grad(loss, xs);
     const outs: Record<string, Tensor> = { loss };
@@ -176,7 +393,10 @@ for (const c of cases) {
           numeric = (lp - lm) / (2 * eps);
         }
         const err = Math.abs(analytic[i] - numeric) / Math.max(1, Math.abs(numeric));
-        assert.ok(err <= tol, `${c.name}: d/d${s.name}[${i}] autodiff ${analytic[i]} vs finite difference ${numeric} (rel err ${err.toExponential(2)})`);
+        assert.ok(
+          err <= tol,
+          `${c.name}: d/d${s.name}[${i}] autodiff ${analytic[i]} vs finite difference ${numeric} (rel err ${err.toExponential(2)})`,
+        );
       }
     }
     await sess.release();
@@ -184,18 +404,38 @@ for (const c of cases) {
 }
 
 test('every differentiable op has a finite-difference case', () => {
-  const noGrad = new Set(['EyeLike', 'Equal', 'Less', 'Greater', 'Not', 'Sign', 'StopGradient', 'ZerosLike', 'DimSize']);
+  const noGrad = new Set([
+    'EyeLike',
+    'Equal',
+    'Less',
+    'Greater',
+    'Not',
+    'Sign',
+    'StopGradient',
+    'ZerosLike',
+    'DimSize',
+  ]);
   const covered = new Set(cases.flatMap((c) => c.ops));
   // Ops only produced by gradient rules are covered through the rule that emits them.
-  const viaRules: Record<string, string> = { ReshapeLike: 'Reshape', ExpandLike: 'ReduceSum', ScatterAdd: 'Gather', GeluGradExact: 'Gelu' };
-  const missing = registeredOps().filter((op) => !noGrad.has(op) && !covered.has(op) && !covered.has(viaRules[op] ?? ''));
+  const viaRules: Record<string, string> = {
+    ReshapeLike: 'Reshape',
+    ExpandLike: 'ReduceSum',
+    ScatterAdd: 'Gather',
+    GeluGradExact: 'Gelu',
+  };
+  const missing = registeredOps().filter(
+    (op) => !noGrad.has(op) && !covered.has(op) && !covered.has(viaRules[op] ?? ''),
+  );
   assert.deepEqual(missing, [], `ops without a gradient check: ${missing.join(', ')}`);
 });
 
 test('gradients only for requested tensors: a frozen weight gets no weight-gradient matmul', () => {
   const g = new Graph();
   const x = g.input('x', ['B', 3, 4]);
-  const w = g.tensor([4, 4], Array.from({ length: 16 }, (_, i) => i / 16)); // frozen
+  const w = g.tensor(
+    [4, 4],
+    Array.from({ length: 16 }, (_, i) => i / 16),
+  ); // frozen
   const a = g.input('adapter', [4]);
   const y = g.matmul(g.add(x, a), w);
   const before = g.nodes.length;
@@ -215,7 +455,10 @@ test('symbolic batch: gradients run at two batch sizes', async () => {
   const [dw, dx] = grad(loss, [w, x]);
   const sess = await Session.create(compile(g, { loss, dw, dx }), { threads: 1 });
   for (const B of [1, 5]) {
-    const res = await sess.run({ x: fill([B, 3], 'float32', (i) => Math.sin(i)), w: fill([3, 2], 'float32', (i) => Math.cos(i)) });
+    const res = await sess.run({
+      x: fill([B, 3], 'float32', (i) => Math.sin(i)),
+      w: fill([3, 2], 'float32', (i) => Math.cos(i)),
+    });
     assert.deepEqual(res.dx.shape, [B, 3]);
     assert.deepEqual(res.dw.shape, [3, 2]);
   }
@@ -233,7 +476,10 @@ test('GeluGradExact equals dy * (Phi(x) + x phi(x))', async () => {
   const x = g.input('x', [xs.length]);
   const dy = g.input('dy', [xs.length]);
   const s = await Session.create(compile(g, { dx: g.apply1('GeluGradExact', [x, dy]) }), { threads: 1 });
-  const out = await s.run({ x: { dtype: 'float32', shape: [xs.length], data: Float32Array.from(xs) }, dy: { dtype: 'float32', shape: [xs.length], data: Float32Array.from(dys) } });
+  const out = await s.run({
+    x: { dtype: 'float32', shape: [xs.length], data: Float32Array.from(xs) },
+    dy: { dtype: 'float32', shape: [xs.length], data: Float32Array.from(dys) },
+  });
   await s.release();
   const got = out.dx.data as Float32Array;
   const erf = (v: number) => {
@@ -274,10 +520,16 @@ test('matmulNT is one FusedMatMul (transB) for the CPU provider, and standard ON
   const plain = build(false);
   assert.ok(text(fused).includes('FusedMatMul') && text(fused).includes('com.microsoft'));
   assert.ok(!text(fused).includes('Transpose'), 'no Transpose node between b and the matmul');
-  assert.ok(!text(plain).includes('FusedMatMul') && !text(plain).includes('com.microsoft'), 'exportable models keep to standard ONNX');
+  assert.ok(
+    !text(plain).includes('FusedMatMul') && !text(plain).includes('com.microsoft'),
+    'exportable models keep to standard ONNX',
+  );
   // Both give a @ b^T.
   const r = rng(5);
-  const feeds: Record<string, HostTensor> = { a: fill([2, 3, 4], 'float32', () => r() * 2 - 1), b: fill([2, 5, 4], 'float32', () => r() * 2 - 1) };
+  const feeds: Record<string, HostTensor> = {
+    a: fill([2, 3, 4], 'float32', () => r() * 2 - 1),
+    b: fill([2, 5, 4], 'float32', () => r() * 2 - 1),
+  };
   const A = feeds.a.data as Float32Array;
   const B = feeds.b.data as Float32Array;
   for (const m of [fused, plain]) {

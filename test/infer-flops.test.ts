@@ -3,10 +3,10 @@
 
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { Graph, Node } from '../src/engine/graph';
-import { VitConfig, canonicalShapes } from '../src/engine/model/config';
+import { Graph, type Node } from '../src/engine/graph';
+import { type VitConfig, canonicalShapes } from '../src/engine/model/config';
 import { VitParams, vitBlock, vitEmbed, layerNorm } from '../src/engine/model/vit';
-import { HostTensor } from '../src/engine/tensor';
+import { type HostTensor } from '../src/engine/tensor';
 import { countMacs, evalDim, macsOfNode, macsOfNodes, neededNodes } from '../src/engine/infer/flops';
 
 test('evalDim: numbers, the batch symbol, products, named symbols', () => {
@@ -70,7 +70,10 @@ test('exclude: the incremental cost of a segment', () => {
   assert.equal(countMacs([e2], 1, new Set(seg1)), 880);
   assert.equal(countMacs([e1, e2], 3), 3 * (640 + 640 + 240 + 240));
   const nodes = neededNodes([e2]);
-  assert.ok(nodes.every((n, i) => i === 0 || n.id > nodes[i - 1].id), 'topological order');
+  assert.ok(
+    nodes.every((n, i) => i === 0 || n.id > nodes[i - 1].id),
+    'topological order',
+  );
   assert.equal(macsOfNodes(nodes), 1520);
   assert.equal(macsOfNode(e1.node!), 240);
   // Excluding a node stops the walk there: its producers are not needed for it.
@@ -95,8 +98,21 @@ function shapeOnlyParams(g: Graph, cfg: VitConfig): VitParams {
 
 function vitCfg(dim: number, depth: number, heads: number, classes: number): VitConfig {
   return {
-    imageSize: 224, channels: 3, patchSize: 16, dim, depth, heads, headDim: dim / heads, mlpDim: 4 * dim,
-    act: 'gelu', qkvBias: true, lnEps: 1e-6, numClasses: classes, posGrid: 14, mean: [0, 0, 0], std: [1, 1, 1],
+    imageSize: 224,
+    channels: 3,
+    patchSize: 16,
+    dim,
+    depth,
+    heads,
+    headDim: dim / heads,
+    mlpDim: 4 * dim,
+    act: 'gelu',
+    qkvBias: true,
+    lnEps: 1e-6,
+    numClasses: classes,
+    posGrid: 14,
+    mean: [0, 0, 0],
+    std: [1, 1, 1],
   };
 }
 
@@ -115,7 +131,13 @@ function vitSegments(cfg: VitConfig, batch: number) {
   }
   const feats = layerNorm(P, cfg, g.reshape(g.slice(x, 1, 0, 1), ['B', cfg.dim]), 'norm');
   const logits = P.linear(feats, 'head.weight', 'head.bias');
-  return { embed, blocks, head: countMacs([logits], batch, done), total: countMacs([logits], batch), totalLn: countMacs([logits], batch, undefined, { layerNorm: true }) };
+  return {
+    embed,
+    blocks,
+    head: countMacs([logits], batch, done),
+    total: countMacs([logits], batch),
+    totalLn: countMacs([logits], batch, undefined, { layerNorm: true }),
+  };
 }
 
 const blockFormula = (n: number, D: number) => 12 * n * D * D + 2 * n * n * D;

@@ -3,8 +3,16 @@
 
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { canonicalShapes, VitConfig } from '../src/engine/model/config';
-import { activeExits, adapterSlots, BACKBONE_PRESETS, defaultExits, MetShape, metParams, vitParamCount } from '../src/engine/infer/params';
+import { canonicalShapes, type VitConfig } from '../src/engine/model/config';
+import {
+  activeExits,
+  adapterSlots,
+  BACKBONE_PRESETS,
+  defaultExits,
+  type MetShape,
+  metParams,
+  vitParamCount,
+} from '../src/engine/infer/params';
 
 const VITB = BACKBONE_PRESETS['vit-b16'].params;
 const base = (exits: number[], rank: number, over: Partial<MetShape> = {}): MetShape => ({
@@ -65,7 +73,10 @@ test('heads, trainable and total; per-layer k and the adapter list', () => {
   assert.equal(c.total, VITB + c.trainable);
   assert.equal(c.backbone, VITB);
   // k_l for the 7-exit ViT-B: 7 in layers 1-6, then 6, 5, 4, 3, 2, 1 (spec §1.2 table).
-  assert.deepEqual(Array.from({ length: 12 }, (_, l) => activeExits([6, 7, 8, 9, 10, 11, 12], l + 1)), [7, 7, 7, 7, 7, 7, 6, 5, 4, 3, 2, 1]);
+  assert.deepEqual(
+    Array.from({ length: 12 }, (_, l) => activeExits([6, 7, 8, 9, 10, 11, 12], l + 1)),
+    [7, 7, 7, 7, 7, 7, 6, 5, 4, 3, 2, 1],
+  );
   assert.equal(c.adapters.length, 24);
   assert.deepEqual(c.adapters.slice(0, 4), [
     { index: 1, layer: 1, position: 'mha', k: 7 },
@@ -82,12 +93,18 @@ test('heads, trainable and total; per-layer k and the adapter list', () => {
 
 test('E-adapter positions: mha-only keeps the odd indices, mlp-only the even ones', () => {
   const mha = metParams(base([10, 11, 12], 8, { eaPositions: 'mha' }));
-  assert.deepEqual(mha.adapters.map((a) => a.index), [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23]);
+  assert.deepEqual(
+    mha.adapters.map((a) => a.index),
+    [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23],
+  );
   assert.equal(mha.sum_k, 33); // 10 × 3 + 2 + 1
   assert.equal(mha.met_adapters, 12_288 + 12 * 128 + 33 * 8);
   assert.equal(mha.independent_adapters, 33 * 2 * 768 * 8);
   const mlp = metParams(base([10, 11, 12], 8, { eaPositions: 'mlp' }));
-  assert.deepEqual(mlp.adapters.map((a) => a.index), [2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24]);
+  assert.deepEqual(
+    mlp.adapters.map((a) => a.index),
+    [2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24],
+  );
   assert.equal(mlp.met_adapters, mha.met_adapters);
 });
 
@@ -107,13 +124,19 @@ test('variants: no_gr = met, shared_cls keeps one diagonal per adapter, linear_p
   assert.equal(lp.sum_k, 0);
   assert.deepEqual(lp.adapters, []);
   assert.ok(Number.isNaN(lp.reduction) && Number.isNaN(lp.reduction_limit));
-  assert.deepEqual(lp.components.map((c) => c.name), ['backbone (frozen)', 'heads h_j']);
+  assert.deepEqual(
+    lp.components.map((c) => c.name),
+    ['backbone (frozen)', 'heads h_j'],
+  );
 });
 
 test('exit subsets: layers after the deepest exit hold no adapters', () => {
   const slots = adapterSlots(12, [2, 5]);
   assert.equal(slots.length, 10); // layers 1..5
-  assert.deepEqual(slots.map((s) => s.k), [2, 2, 2, 2, 1, 1, 1, 1, 1, 1]);
+  assert.deepEqual(
+    slots.map((s) => s.k),
+    [2, 2, 2, 2, 1, 1, 1, 1, 1, 1],
+  );
   const c = metParams(base([2, 5], 4, { dim: 64, classes: 1 }));
   assert.equal(c.sum_k, 14);
   assert.equal(c.met_adapters, 2 * 64 * 4 + 10 * 2 * 16 + 14 * 4);
@@ -127,16 +150,29 @@ test('exit subsets: layers after the deepest exit hold no adapters', () => {
 test('backbone presets: exact counts, equal to the canonical tensor list', () => {
   assert.equal(BACKBONE_PRESETS['vit-b16'].params, 85_798_656);
   // timm's counts with a 1000-class head are 5,717,416 / 22,050,664 / 86,567,656 / 304,326,632.
-  const withHead = (n: keyof typeof BACKBONE_PRESETS) => BACKBONE_PRESETS[n].params + BACKBONE_PRESETS[n].dim * 1000 + 1000;
+  const withHead = (n: keyof typeof BACKBONE_PRESETS) =>
+    BACKBONE_PRESETS[n].params + BACKBONE_PRESETS[n].dim * 1000 + 1000;
   assert.equal(withHead('vit-ti16'), 5_717_416);
   assert.equal(withHead('vit-s16'), 22_050_664);
   assert.equal(withHead('vit-b16'), 86_567_656);
   assert.equal(withHead('vit-l16'), 304_326_632);
   for (const p of Object.values(BACKBONE_PRESETS)) {
     const cfg: VitConfig = {
-      imageSize: p.imageSize, channels: p.channels, patchSize: p.patchSize, dim: p.dim, depth: p.depth, heads: p.heads,
-      headDim: p.dim / p.heads, mlpDim: p.mlpDim, act: 'gelu', qkvBias: true, lnEps: 1e-6, numClasses: 0,
-      posGrid: p.imageSize / p.patchSize, mean: [0, 0, 0], std: [1, 1, 1],
+      imageSize: p.imageSize,
+      channels: p.channels,
+      patchSize: p.patchSize,
+      dim: p.dim,
+      depth: p.depth,
+      heads: p.heads,
+      headDim: p.dim / p.heads,
+      mlpDim: p.mlpDim,
+      act: 'gelu',
+      qkvBias: true,
+      lnEps: 1e-6,
+      numClasses: 0,
+      posGrid: p.imageSize / p.patchSize,
+      mean: [0, 0, 0],
+      std: [1, 1, 1],
     };
     let n = 0;
     for (const s of canonicalShapes(cfg).values()) n += s.reduce((a, b) => a * b, 1);

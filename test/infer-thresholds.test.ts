@@ -6,11 +6,11 @@ import * as assert from 'node:assert/strict';
 import {
   applyThresholds,
   budgetCurve,
-  BudgetPoint,
+  type BudgetPoint,
   DEFAULT_PS,
   exitDistribution,
   exitQuota,
-  ExitScores,
+  type ExitScores,
   findThresholds,
   pickForBudget,
 } from '../src/engine/infer/thresholds';
@@ -53,11 +53,7 @@ const hand: ExitScores = {
     f32([0.99, 0.55, 0.97, 0.8, 0.45, 0.65, 0.98, 0.35, 0.75, 0.6]),
     f32([0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]),
   ],
-  pred: [
-    i32([0, W, 2, W, W, W, 6, W, W, W]),
-    i32([W, 1, W, 3, 4, W, W, 7, 8, 9]),
-    i32([W, 1, W, W, 4, 5, W, 7, 8, W]),
-  ],
+  pred: [i32([0, W, 2, W, W, W, 6, W, W, W]), i32([W, 1, W, 3, 4, W, W, 7, 8, 9]), i32([W, 1, W, W, 4, 5, W, 7, 8, W])],
   labels: i32([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]),
 };
 
@@ -130,15 +126,26 @@ function randomScores(r: () => number, M: number, n: number, levels: number, cla
   const grid = (x: number) => (levels ? Math.round(x * levels) / levels : x);
   const labels = i32(Array.from({ length: n }, () => Math.floor(r() * classes)));
   return {
-    conf: Array.from({ length: M }, (_, j) => f32(Array.from({ length: n }, () => grid(Math.min(1, r() * 0.6 + 0.1 * j))))),
-    pred: Array.from({ length: M }, (_, j) => i32(Array.from(labels, (y) => (r() < 0.4 + 0.1 * j ? y : (y + 1) % classes)))),
+    conf: Array.from({ length: M }, (_, j) =>
+      f32(Array.from({ length: n }, () => grid(Math.min(1, r() * 0.6 + 0.1 * j)))),
+    ),
+    pred: Array.from({ length: M }, (_, j) =>
+      i32(Array.from(labels, (y) => (r() < 0.4 + 0.1 * j ? y : (y + 1) % classes))),
+    ),
     labels,
   };
 }
 
 test('findThresholds equals MSDNet transliterated, with and without ties, for every p of the sweep', () => {
   const r = rng(7);
-  for (const [M, n, levels] of [[1, 20, 0], [2, 13, 0], [3, 50, 10], [4, 97, 0], [7, 200, 20], [7, 31, 3]] as const) {
+  for (const [M, n, levels] of [
+    [1, 20, 0],
+    [2, 13, 0],
+    [3, 50, 10],
+    [4, 97, 0],
+    [7, 200, 20],
+    [7, 31, 3],
+  ] as const) {
     const s = randomScores(r, M, n, levels);
     for (const p of [...DEFAULT_PS, 1e-3, 7, 1e3]) {
       const ours = findThresholds(s, p);
@@ -213,7 +220,11 @@ test('each sample leaves at its first passing exit; the exited set only grows', 
 test('ties: every sample at the threshold leaves, and a starved later exit gets +inf', () => {
   // Exit 1: quota 5 but conf1 = .9 .8 .7 .6 .6 .6 .5 ... → T1 = .6 and 6 leave (ties included).
   const tie: ExitScores = {
-    conf: [f32([0.9, 0.8, 0.7, 0.6, 0.6, 0.6, 0.5, 0.4, 0.3, 0.2]), f32(new Array(10).fill(0.5)), f32(new Array(10).fill(0))],
+    conf: [
+      f32([0.9, 0.8, 0.7, 0.6, 0.6, 0.6, 0.5, 0.4, 0.3, 0.2]),
+      f32(new Array(10).fill(0.5)),
+      f32(new Array(10).fill(0)),
+    ],
     pred: [i32(new Array(10).fill(0)), i32(new Array(10).fill(0)), i32(new Array(10).fill(0))],
     labels: i32(new Array(10).fill(0)),
   };
@@ -254,12 +265,19 @@ test('one exit, no labels, quality instead of top-1, and input checks', () => {
 
   assert.throws(() => applyThresholds(hand, [0, 0], [1, 2, 3]), /2 thresholds for 3 exits/);
   assert.throws(() => applyThresholds(hand, [0, 0, 0], [1, 2]), /2 costs for 3 exits/);
-  assert.throws(() => findThresholds({ conf: [f32([1, 2]), f32([1])], pred: [i32([0, 0]), i32([0])] }, 1), /different number of samples/);
+  assert.throws(
+    () => findThresholds({ conf: [f32([1, 2]), f32([1])], pred: [i32([0, 0]), i32([0])] }, 1),
+    /different number of samples/,
+  );
   assert.throws(() => findThresholds(hand, 0), /positive/);
 });
 
 test('an exit subset is just fewer rows: exits {1, 3} of the hand case', () => {
-  const sub: ExitScores = { conf: [hand.conf[0], hand.conf[2]], pred: [hand.pred[0], hand.pred[2]], labels: hand.labels };
+  const sub: ExitScores = {
+    conf: [hand.conf[0], hand.conf[2]],
+    pred: [hand.pred[0], hand.pred[2]],
+    labels: hand.labels,
+  };
   // M = 2, p = 0.5: q = [2/3, 1/3] → quota ⌊6.67⌋ = 6 → the 6th by conf1 is s7 (.50): T1 = .5.
   const T = findThresholds(sub, 0.5);
   assert.deepEqual(T, [fr(0.5), -Infinity]);
@@ -278,7 +296,10 @@ test('budgetCurve: one point per p, sorted by cost, validation figures kept', ()
   const cost = [8.84, 13.2, 17.56];
   const curve = budgetCurve(val, tst, cost);
   assert.equal(curve.length, 39);
-  assert.deepEqual(curve.map((c) => c.p).sort((a, b) => a - b), [...DEFAULT_PS]);
+  assert.deepEqual(
+    curve.map((c) => c.p).sort((a, b) => a - b),
+    [...DEFAULT_PS],
+  );
   for (let i = 1; i < curve.length; i++) assert.ok(curve[i].gflops >= curve[i - 1].gflops);
   for (const pt of curve) {
     const T = findThresholds(val, pt.p);
@@ -296,7 +317,15 @@ test('budgetCurve: one point per p, sorted by cost, validation figures kept', ()
 });
 
 test('pickForBudget: best accuracy within the budget; ties go to the cheaper point', () => {
-  const pt = (p: number, gflops: number, accuracy: number): BudgetPoint => ({ p, gflops, accuracy, thresholds: [], exitCounts: [], valAccuracy: NaN, valGflops: NaN });
+  const pt = (p: number, gflops: number, accuracy: number): BudgetPoint => ({
+    p,
+    gflops,
+    accuracy,
+    thresholds: [],
+    exitCounts: [],
+    valAccuracy: NaN,
+    valGflops: NaN,
+  });
   const curve = [pt(0.1, 9, 0.7), pt(0.2, 10, 0.75), pt(0.3, 11, 0.74), pt(0.4, 12, 0.75), pt(0.5, 13, 0.8)];
   assert.equal(pickForBudget(curve, 8.99), undefined);
   assert.equal(pickForBudget(curve, 9)!.p, 0.1);

@@ -5,13 +5,13 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { applyThresholds } from '../src/engine/infer/thresholds';
-import { exitScores, fitThresholds, SplitPredictions, ThresholdsFile } from '../src/engine/run/run';
+import { exitScores, fitThresholds, type SplitPredictions, type ThresholdsFile } from '../src/engine/run/run';
 import { buildCurve } from '../src/extension/inspectCurve';
 
 /** A split whose deeper exits are more confident and more often right (deterministic). */
 function split(n: number, K: number, seed: number): SplitPredictions {
   let s = seed;
-  const rnd = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648);
+  const rnd = () => (s = (s * 1103515245 + 12345) % 2147483648) / 2147483648;
   const labels = Array.from({ length: n }, (_, i) => i % 4);
   const conf: number[][] = [];
   const pred: number[][] = [];
@@ -28,7 +28,8 @@ const val = split(40, K, 1);
 const testSplit = split(40, K, 2);
 const asFile = (th: ThresholdsFile) => JSON.parse(JSON.stringify(th)) as ThresholdsFile;
 const fitted = asFile(fitThresholds(val, testSplit, gflops, [0, 1, 2]));
-const thresholdsAt = (c: ReturnType<typeof buildCurve>, i: number) => Array.from(c.curve.thresholds.subarray(i * 3, i * 3 + 3));
+const thresholdsAt = (c: ReturnType<typeof buildCurve>, i: number) =>
+  Array.from(c.curve.thresholds.subarray(i * 3, i * 3 + 3));
 
 test('one point per distinct set of thresholds, in order of cost, with the numbers of thresholds.json', () => {
   const c = buildCurve(fitted, K, null);
@@ -41,7 +42,10 @@ test('one point per distinct set of thresholds, in order of cost, with the numbe
     const T = thresholdsAt(c, i);
     assert.equal(T[2], -Infinity, 'the last exit takes the rest');
     // The smallest p with these thresholds, and that curve point's test accuracy and cost.
-    const same = fitted.curve.filter((pt) => JSON.stringify(pt.thresholds) === JSON.stringify(fitted.curve.find((q) => q.p === c.curve.p[i])!.thresholds));
+    const same = fitted.curve.filter(
+      (pt) =>
+        JSON.stringify(pt.thresholds) === JSON.stringify(fitted.curve.find((q) => q.p === c.curve.p[i])!.thresholds),
+    );
     assert.equal(c.curve.p[i], Math.min(...same.map((q) => q.p)));
     const r = applyThresholds(exitScores(testSplit), T, gflops);
     assert.equal(c.curve.accuracy[i], r.accuracy);
@@ -64,7 +68,8 @@ test('saved thresholds that are on no curve point become a point of their own, w
   const r = applyThresholds(exitScores(testSplit), [0.55, Infinity, -Infinity], gflops);
   assert.equal(c.curve.accuracy[c.chosen], r.accuracy, 'its accuracy from the stored test predictions');
   assert.equal(c.curve.gflops[c.chosen], r.gflops);
-  for (let i = 1; i < c.curve.p.length; i++) assert.ok(c.curve.gflops[i] >= c.curve.gflops[i - 1], 'still sorted by cost');
+  for (let i = 1; i < c.curve.p.length; i++)
+    assert.ok(c.curve.gflops[i] >= c.curve.gflops[i - 1], 'still sorted by cost');
   assert.equal(c.chosenSource, 'by hand');
 });
 

@@ -10,16 +10,22 @@ import * as path from 'node:path';
 import { compile, Graph, grad } from '../src/engine/graph';
 import { copycatTerms, distillationLoss, validateDistill } from '../src/engine/model/distill';
 import { metConfigOf } from '../src/engine/run/config';
-import { RunConfigFile } from '../src/engine/run/run';
+import { type RunConfigFile } from '../src/engine/run/run';
 import { resolveConfig, validateConfig } from '../src/engine/run/schema';
 import { Session } from '../src/engine/runtime/session';
-import { HostTensor } from '../src/engine/tensor';
+import { type HostTensor } from '../src/engine/tensor';
 import type { TrainEvent } from '../src/engine/train/trainer';
 import { rng } from './helpers';
 import { met, tinyRun } from './tiny-run';
 
 /** T² · mean_b KL(softmax(t_b / T) ‖ softmax(z_b / T)) and its gradient w.r.t. z, in float64. */
-function reference(z: Float64Array, t: Float64Array, B: number, C: number, T: number): { loss: number; dz: Float64Array } {
+function reference(
+  z: Float64Array,
+  t: Float64Array,
+  B: number,
+  C: number,
+  T: number,
+): { loss: number; dz: Float64Array } {
   const logSoftmax = (x: Float64Array, b: number) => {
     let m = -Infinity;
     for (let c = 0; c < C; c++) m = Math.max(m, x[b * C + c] / T);
@@ -73,9 +79,13 @@ for (const T of [0.5, 1, 2, 3.7, 10]) {
     assert.ok(want.loss > 0.01, `a non-trivial case (KL ${want.loss})`);
     assert.ok(Math.abs(got.loss - want.loss) <= 1e-5 * Math.max(1, want.loss), `loss ${got.loss} vs ${want.loss}`);
     const scale = Math.max(...Array.from(want.dz, Math.abs));
-    for (let i = 0; i < B * C; i++) assert.ok(Math.abs(got.dz[i] - want.dz[i]) <= 1e-6 + 1e-5 * scale, `d/dz[${i}] ${got.dz[i]} vs ${want.dz[i]}`);
+    for (let i = 0; i < B * C; i++)
+      assert.ok(Math.abs(got.dz[i] - want.dz[i]) <= 1e-6 + 1e-5 * scale, `d/dz[${i}] ${got.dz[i]} vs ${want.dz[i]}`);
     // The teacher (the final exit) is detached: no gradient reaches it through the KD term.
-    assert.ok(got.dt.every((x) => x === 0), 'teacher gradient must be zero');
+    assert.ok(
+      got.dt.every((x) => x === 0),
+      'teacher gradient must be zero',
+    );
   });
 }
 
@@ -91,7 +101,10 @@ test('distillation: zero (with zero gradient) when an exit already copies the fi
   const t = Float32Array.from([-80, 80, 0, 1, -80, 80, 0, 1, 80, 0, 0, 0]);
   const want = reference(Float64Array.from(z), Float64Array.from(t), B, C, 0.5);
   const got = await engine(z, t, B, C, 0.5);
-  assert.ok(Number.isFinite(got.loss) && Math.abs(got.loss - want.loss) <= 1e-5 * want.loss, `${got.loss} vs ${want.loss}`);
+  assert.ok(
+    Number.isFinite(got.loss) && Math.abs(got.loss - want.loss) <= 1e-5 * want.loss,
+    `${got.loss} vs ${want.loss}`,
+  );
 });
 
 test('copycatTerms: one KD term per early exit, none when off or with one exit; C = 1 is refused', () => {
@@ -111,11 +124,20 @@ test('distill settings: flags and config file, recorded in the MET config only w
   assert.equal(off.distill, 0);
   assert.equal(off.distillTemperature, 2);
   const mOff = metConfigOf(off, [1, 2], 3);
-  assert.ok(!('distill' in mOff) && !('distillTemperature' in mOff), 'runs without copycat keep the MET config they had');
+  assert.ok(
+    !('distill' in mOff) && !('distillTemperature' in mOff),
+    'runs without copycat keep the MET config they had',
+  );
   const on = resolveConfig(base, validateConfig({ distill: 0.5, distillTemperature: 3 }, 'command line'));
   assert.deepEqual([metConfigOf(on, [1, 2], 3).distill, metConfigOf(on, [1, 2], 3).distillTemperature], [0.5, 3]);
-  assert.throws(() => validateConfig({ distill: -1 }, 'met.config.json'), /met\.config\.json: field 'distill' must be a number in \[0, inf\]/);
-  assert.throws(() => validateDistill({ distill: 1, distillTemperature: 0 }, 10), /distillTemperature must be a positive number, got 0/);
+  assert.throws(
+    () => validateConfig({ distill: -1 }, 'met.config.json'),
+    /met\.config\.json: field 'distill' must be a number in \[0, inf\]/,
+  );
+  assert.throws(
+    () => validateDistill({ distill: 1, distillTemperature: 0 }, 10),
+    /distillTemperature must be a positive number, got 0/,
+  );
   assert.throws(() => validateDistill({ distill: 1 }, 1), /distill: .*at least 2 classes/);
   validateDistill({ distill: 0 }, 1); // off: nothing to check against the task
 });
@@ -124,19 +146,43 @@ test('met train --distill: config.json records it, metrics.jsonl carries the KD 
   const tiny = await tinyRun();
   const out = path.join(tiny.root, 'run-distill');
   const flags = tiny.trainFlags; // one epoch, one thread
-  const r = met(['train', '--data', tiny.data, '--weights', tiny.weights, ...flags, '--exits', '1,2,3', '--lambda', '0', '--distill', '0.5', '--distill-temperature', '3', '--out', out]);
+  const r = met([
+    'train',
+    '--data',
+    tiny.data,
+    '--weights',
+    tiny.weights,
+    ...flags,
+    '--exits',
+    '1,2,3',
+    '--lambda',
+    '0',
+    '--distill',
+    '0.5',
+    '--distill-temperature',
+    '3',
+    '--out',
+    out,
+  ]);
   assert.equal(r.code, 0, r.err);
   const cf = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')) as RunConfigFile;
   assert.equal(cf.train.distill, 0.5);
   assert.equal(cf.train.distillTemperature, 3);
   assert.equal(cf.met.distill, 0.5);
   assert.equal(cf.met.distillTemperature, 3);
-  const events = fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as TrainEvent);
+  const events = fs
+    .readFileSync(path.join(out, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as TrainEvent);
   const steps = events.filter((e): e is Extract<TrainEvent, { type: 'step' }> => e.type === 'step');
   assert.ok(steps.length > 0);
   for (const e of steps) {
     assert.equal(e.distill?.length, 2, 'one KD value per early exit');
-    assert.ok(e.distill!.every((x) => Number.isFinite(x) && x >= 0), `KD ${e.distill}`);
+    assert.ok(
+      e.distill!.every((x) => Number.isFinite(x) && x >= 0),
+      `KD ${e.distill}`,
+    );
     assert.equal(e.gr.length, 0, 'lambda 0: no graph regularization');
     // loss = Σ CE + w Σ KD (float32 sums of the printed parts)
     const total = e.lossPerExit.reduce((a, b) => a + b, 0) + 0.5 * e.distill!.reduce((a, b) => a + b, 0);
@@ -145,10 +191,26 @@ test('met train --distill: config.json records it, metrics.jsonl carries the KD 
   // The default run (no --distill) has no KD in its events or MET config.
   const plain = JSON.parse(fs.readFileSync(path.join(tiny.run, 'config.json'), 'utf8')) as RunConfigFile;
   assert.equal(plain.met.distill, undefined);
-  const plainStep = fs.readFileSync(path.join(tiny.run, 'metrics.jsonl'), 'utf8').split('\n').find((l) => l.includes('"type":"step"'));
+  const plainStep = fs
+    .readFileSync(path.join(tiny.run, 'metrics.jsonl'), 'utf8')
+    .split('\n')
+    .find((l) => l.includes('"type":"step"'));
   assert.ok(plainStep && !('distill' in JSON.parse(plainStep)));
 
-  const bad = met(['train', '--data', tiny.data, '--weights', tiny.weights, ...flags, '--distill', '1', '--distill-temperature', '0', '--out', path.join(tiny.root, 'run-bad')]);
+  const bad = met([
+    'train',
+    '--data',
+    tiny.data,
+    '--weights',
+    tiny.weights,
+    ...flags,
+    '--distill',
+    '1',
+    '--distill-temperature',
+    '0',
+    '--out',
+    path.join(tiny.root, 'run-bad'),
+  ]);
   assert.notEqual(bad.code, 0);
   assert.match(bad.err, /distillTemperature must be a positive number, got 0/);
 });

@@ -8,17 +8,31 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { compile, Graph, grad, Tensor } from '../src/engine/graph';
+import { compile, Graph, grad, type Tensor } from '../src/engine/graph';
 import { Session } from '../src/engine/runtime/session';
-import { MET_DEFAULTS, MetConfig, metForward, metLoss, MetTensors, metParamShapes } from '../src/engine/model/met';
+import { MET_DEFAULTS, type MetConfig, metForward, metLoss, MetTensors, metParamShapes } from '../src/engine/model/met';
 import { prepareWeights, VitParams } from '../src/engine/model/vit';
 import { loadBackbone } from '../src/engine/weights';
 import { readSafetensors } from '../src/engine/weights/safetensors';
-import { HostTensor } from '../src/engine/tensor';
+import { type HostTensor } from '../src/engine/tensor';
 import { maxAbsDiff } from './helpers';
 
 const FIX = path.join(__dirname, 'fixtures');
-const CASES = ['met_default', 'met_mixed', 'met_shared_cls', 'met_linear_probe', 'met_branch_mlp', 'met_branch_slvit', 'met_branch_conv_ignore', 'met_branch_conv_add', 'met_branch_conv_project', 'met_branch_mixed', 'met_branch_probe', 'met_distill', 'met_distill_alone'];
+const CASES = [
+  'met_default',
+  'met_mixed',
+  'met_shared_cls',
+  'met_linear_probe',
+  'met_branch_mlp',
+  'met_branch_slvit',
+  'met_branch_conv_ignore',
+  'met_branch_conv_add',
+  'met_branch_conv_project',
+  'met_branch_mixed',
+  'met_branch_probe',
+  'met_distill',
+  'met_distill_alone',
+];
 
 for (const name of CASES) {
   test(`MET loss and gradients match PyTorch autograd: ${name}`, async (t) => {
@@ -45,7 +59,10 @@ for (const name of CASES) {
     const f = metForward(g, P, T, config, m, x);
     const L = metLoss(g, m, f, y);
     const names = [...values.keys()];
-    const grads = grad(L.loss, names.map((n) => T.get(n)));
+    const grads = grad(
+      L.loss,
+      names.map((n) => T.get(n)),
+    );
     const outs: Record<string, Tensor> = { loss: L.loss };
     L.ce.forEach((c, j) => (outs[`ce.${j}`] = c));
     L.gr.forEach((c, j) => (outs[`gr.${j}`] = c));

@@ -4,14 +4,22 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
-import { compile, Graph, Tensor } from '../src/engine/graph';
+import { compile, Graph, type Tensor } from '../src/engine/graph';
 import { Session } from '../src/engine/runtime/session';
-import { VitConfig } from '../src/engine/model/config';
+import { type VitConfig } from '../src/engine/model/config';
 import { layerNorm, prepareWeights, VitParams, vitBlock, vitEmbed } from '../src/engine/model/vit';
-import { graphRegularization, initMetParams, MET_DEFAULTS, MetConfig, metForward, metLoss, MetTensors } from '../src/engine/model/met';
+import {
+  graphRegularization,
+  initMetParams,
+  MET_DEFAULTS,
+  type MetConfig,
+  metForward,
+  metLoss,
+  MetTensors,
+} from '../src/engine/model/met';
 import { loadBackbone } from '../src/engine/weights';
 import { readSafetensors } from '../src/engine/weights/safetensors';
-import { HostTensor } from '../src/engine/tensor';
+import { type HostTensor } from '../src/engine/tensor';
 import { maxAbsDiff, rng } from './helpers';
 
 const FIX = path.join(__dirname, 'fixtures');
@@ -23,7 +31,11 @@ function backbone(): { cfg: VitConfig; w: Map<string, HostTensor>; input: HostTe
 }
 
 /** Head inputs LN_f(cls) after each layer of the plain backbone (full computation, vit.ts). */
-async function referenceFeatures(cfg: VitConfig, w: Map<string, HostTensor>, input: HostTensor): Promise<Float32Array[]> {
+async function referenceFeatures(
+  cfg: VitConfig,
+  w: Map<string, HostTensor>,
+  input: HostTensor,
+): Promise<Float32Array[]> {
   const g = new Graph();
   const P = new VitParams(g, w);
   const x0 = g.input('images', ['B', cfg.channels, cfg.imageSize, cfg.imageSize]);
@@ -38,7 +50,12 @@ async function referenceFeatures(cfg: VitConfig, w: Map<string, HostTensor>, inp
   return Array.from({ length: cfg.depth }, (_, i) => r[`f${i + 1}`].data as Float32Array);
 }
 
-async function metFeatures(cfg: VitConfig, w: Map<string, HostTensor>, input: HostTensor, m: MetConfig): Promise<Float32Array[]> {
+async function metFeatures(
+  cfg: VitConfig,
+  w: Map<string, HostTensor>,
+  input: HostTensor,
+  m: MetConfig,
+): Promise<Float32Array[]> {
   const g = new Graph();
   const P = new VitParams(g, w);
   const T = new MetTensors(g, initMetParams(cfg, m, 3), true);
@@ -54,7 +71,6 @@ async function metFeatures(cfg: VitConfig, w: Map<string, HostTensor>, input: Ho
   return f.features.map((_, j) => r[`z${j}`].data as Float32Array);
 }
 
-
 function metCfg(over: Partial<MetConfig>): MetConfig {
   return { ...MET_DEFAULTS, exits: [1, 2, 3], numClasses: 7, ...over };
 }
@@ -62,7 +78,17 @@ function metCfg(over: Partial<MetConfig>): MetConfig {
 test('identity at initialisation: every exit token equals the backbone class-token path', async () => {
   const { cfg, w, input } = backbone();
   const ref = await referenceFeatures(cfg, w, input);
-  for (const over of [{}, { exits: [2, 3] }, { attnMask: 'fully_isolated' as const }, { attnMask: 'cls_isolated' as const }, { eaPositions: 'mlp' as const }, { featurePath: 'deepest' as const }, { actPosition: 'after_diag' as const }, { eaPosition: 'pre_ln' as const }, { variant: 'linear_probe' as const }]) {
+  for (const over of [
+    {},
+    { exits: [2, 3] },
+    { attnMask: 'fully_isolated' as const },
+    { attnMask: 'cls_isolated' as const },
+    { eaPositions: 'mlp' as const },
+    { featurePath: 'deepest' as const },
+    { actPosition: 'after_diag' as const },
+    { eaPosition: 'pre_ln' as const },
+    { variant: 'linear_probe' as const },
+  ]) {
     const m = metCfg(over);
     const z = await metFeatures(cfg, w, input, m);
     m.exits.forEach((l, j) => {
@@ -72,7 +98,7 @@ test('identity at initialisation: every exit token equals the backbone class-tok
   }
 });
 
-test('without the exit-key bias, several identical exit tokens shift the model (the spec\'s caveat)', async () => {
+test("without the exit-key bias, several identical exit tokens shift the model (the spec's caveat)", async () => {
   const { cfg, w, input } = backbone();
   const ref = await referenceFeatures(cfg, w, input);
   const z = await metFeatures(cfg, w, input, metCfg({ exitKeyBias: 'none' }));
@@ -85,7 +111,14 @@ test('graph regularization equals a brute-force double loop', async () => {
   const D = 5;
   const C = 4;
   const labels = [0, 1, 0, 2, 1, 0, 3];
-  for (const over of [{}, { simClamp: 'relu' as const }, { simClamp: 'affine' as const }, { grSquared: false }, { grExcludeSelf: false }, { grForm: 'ratio' as const }]) {
+  for (const over of [
+    {},
+    { simClamp: 'relu' as const },
+    { simClamp: 'affine' as const },
+    { grSquared: false },
+    { grExcludeSelf: false },
+    { grForm: 'ratio' as const },
+  ]) {
     const m = metCfg(over);
     const z = Float32Array.from({ length: B * D }, () => r() * 2 - 1);
     const o = Float32Array.from({ length: B * C }, () => r() * 2 - 1);
@@ -102,7 +135,9 @@ test('graph regularization equals a brute-force double loop', async () => {
     });
     // Brute force.
     const cos = (a: number, b: number) => {
-      let ab = 0, aa = 0, bb = 0;
+      let ab = 0,
+        aa = 0,
+        bb = 0;
       for (let c = 0; c < C; c++) {
         ab += o[a * C + c] * o[b * C + c];
         aa += o[a * C + c] ** 2;
@@ -113,7 +148,10 @@ test('graph regularization equals a brute-force double loop', async () => {
       if (m.simClamp === 'affine') v = (1 + v) / 2;
       return v;
     };
-    let sw = 0, nw = 0, sb = 0, nb = 0;
+    let sw = 0,
+      nw = 0,
+      sb = 0,
+      nb = 0;
     for (let a = 0; a < B; a++)
       for (let b = 0; b < B; b++) {
         let d2 = 0;
@@ -129,9 +167,15 @@ test('graph regularization equals a brute-force double loop', async () => {
           if (s !== 0) nb++;
         }
       }
-    const want = m.grForm === 'ratio' ? sw / Math.max(nw, 1) / (sb / Math.max(nb, 1)) : sw / Math.max(nw, 1) - sb / Math.max(nb, 1);
+    const want =
+      m.grForm === 'ratio'
+        ? sw / Math.max(nw, 1) / (sb / Math.max(nb, 1))
+        : sw / Math.max(nw, 1) - sb / Math.max(nb, 1);
     const got = Number(res.gr.data[0]);
-    assert.ok(Math.abs(got - want) <= 1e-4 * Math.max(1, Math.abs(want)), `${JSON.stringify(over)}: ${got} vs brute force ${want}`);
+    assert.ok(
+      Math.abs(got - want) <= 1e-4 * Math.max(1, Math.abs(want)),
+      `${JSON.stringify(over)}: ${got} vs brute force ${want}`,
+    );
   }
 });
 
@@ -149,7 +193,10 @@ test('MET loss graph has the expected outputs for every variant', async () => {
     assert.equal(f.logits.length, 3);
     assert.equal(L.gr.length, variant === 'met' || variant === 'shared_cls' ? 2 : 0);
     const s = await Session.create(compile(g, { loss: L.loss, l0: f.logits[0] }), { threads: 1 });
-    const feeds: Record<string, HostTensor> = { images: input, labels: { dtype: 'int64', shape: [4], data: BigInt64Array.from([0n, 1n, 2n, 1n]) } };
+    const feeds: Record<string, HostTensor> = {
+      images: input,
+      labels: { dtype: 'int64', shape: [4], data: BigInt64Array.from([0n, 1n, 2n, 1n]) },
+    };
     for (const n of T.inputs.keys()) feeds[n] = T.values.get(n)!;
     const r = await s.run(feeds);
     assert.deepEqual(r.l0.shape, [4, 7]);

@@ -9,9 +9,14 @@ import { test } from 'node:test';
 import { compile, Graph } from '../src/engine/graph';
 import { renderCounting, writeCountingFolder } from '../src/engine/demo/shapes';
 import { joinTargets, parseTargets, scanRegression } from '../src/engine/data/targets';
-import { agreementConfidence, regressionExitLoss, regressionMetrics, targetStats } from '../src/engine/model/regression';
+import {
+  agreementConfidence,
+  regressionExitLoss,
+  regressionMetrics,
+  targetStats,
+} from '../src/engine/model/regression';
 import { applyThresholds, findThresholds } from '../src/engine/infer/thresholds';
-import { exitScores, RunSummary, SplitPredictions } from '../src/engine/run/run';
+import { exitScores, type RunSummary, type SplitPredictions } from '../src/engine/run/run';
 import { Session } from '../src/engine/runtime/session';
 import { RunCache } from '../src/engine/explore/runCache';
 import { scoreImages } from '../src/engine/explore/score';
@@ -20,7 +25,10 @@ import { countingRun, met } from './tiny-run';
 
 test('CSV targets: header, quotes, comments; bad values are entries with a problem', () => {
   const e = parseTargets('file,value\n# note\n\na.png,1.5\n"b,c.png",2\n./sub\\d.png,\ne.png,abc\n', 'targets.csv');
-  assert.deepEqual(e.map((x) => x.key), ['a.png', 'b,c.png', 'sub/d.png', 'e.png']);
+  assert.deepEqual(
+    e.map((x) => x.key),
+    ['a.png', 'b,c.png', 'sub/d.png', 'e.png'],
+  );
   assert.equal(e[0].value, 1.5);
   assert.equal(e[1].value, 2);
   assert.equal(e[2].problem, 'no value');
@@ -30,8 +38,14 @@ test('CSV targets: header, quotes, comments; bad values are entries with a probl
 });
 
 test('target file errors name the file and the line or key', () => {
-  assert.throws(() => parseTargets('file,value\na.png,1\nb.png,2,3\n', 'targets.csv'), /targets\.csv line 3: expected 2 fields \(file,value\), found 3/);
-  assert.throws(() => parseTargets('a.png,1\nb.png,2\na.png,3\n', 'labels.csv'), /labels\.csv line 3: 'a\.png' is listed twice \(first at labels\.csv line 1\)/);
+  assert.throws(
+    () => parseTargets('file,value\na.png,1\nb.png,2,3\n', 'targets.csv'),
+    /targets\.csv line 3: expected 2 fields \(file,value\), found 3/,
+  );
+  assert.throws(
+    () => parseTargets('a.png,1\nb.png,2\na.png,3\n', 'labels.csv'),
+    /labels\.csv line 3: 'a\.png' is listed twice \(first at labels\.csv line 1\)/,
+  );
   assert.throws(() => parseTargets('{"a.png": 1,', 'targets.json'), /targets\.json: not valid JSON/);
   assert.throws(() => parseTargets('[1, 2]', 'targets.json'), /targets\.json: expected an object/);
   const j = parseTargets('{"a.png": 3, "b.png": "4.5", "c.png": null, "d.png": true}', 'targets.json');
@@ -45,8 +59,17 @@ test('joining targets to images: missing and bad values are skipped with the rea
   const imgs = ['/data/x/a.png', '/data/b.png', '/data/c.png', '/data/d.png'];
   const e = parseTargets('a.png,1\nb.png,2\nc.png,zz\nnope.png,3\n', 'targets.csv');
   const r = joinTargets(root, imgs, e, 'targets.csv');
-  assert.deepEqual(r.samples.map((s) => [s.file, s.value]), [['/data/x/a.png', 1], ['/data/b.png', 2]]);
-  assert.deepEqual(r.skipped.map((s) => s.file), ['/data/c.png', '/data/d.png']);
+  assert.deepEqual(
+    r.samples.map((s) => [s.file, s.value]),
+    [
+      ['/data/x/a.png', 1],
+      ['/data/b.png', 2],
+    ],
+  );
+  assert.deepEqual(
+    r.skipped.map((s) => s.file),
+    ['/data/c.png', '/data/d.png'],
+  );
   assert.match(r.skipped[0].reason, /targets\.csv line 3: value "zz" is not a number/);
   assert.equal(r.skipped[1].reason, 'no value in targets.csv');
   assert.match(r.warnings[0], /nope\.png \(targets\.csv line 4\)/);
@@ -60,7 +83,10 @@ test('regression losses (MSE, L1) in the graph equal a direct computation', asyn
     const yi = g.input('y', ['B', 1]);
     const ti = g.input('t', ['B', 1]);
     const s = await Session.create(compile(g, { loss: regressionExitLoss(g, kind, yi, ti) }, { name: 'regloss' }));
-    const r = await s.run({ y: { dtype: 'float32', shape: [4, 1], data: y }, t: { dtype: 'float32', shape: [4, 1], data: t } });
+    const r = await s.run({
+      y: { dtype: 'float32', shape: [4, 1], data: y },
+      t: { dtype: 'float32', shape: [4, 1], data: t },
+    });
     await s.release();
     const want = kind === 'mse' ? (0.25 + 0 + 4 + 7.5625) / 4 : (0.5 + 0 + 2 + 2.75) / 4;
     assert.ok(Math.abs(Number(r.loss.data[0]) - want) < 1e-6, `${kind}: ${r.loss.data[0]} vs ${want}`);
@@ -74,7 +100,11 @@ test('MAE, RMSE, target statistics and the agreement confidence by hand', () => 
   assert.ok(Number.isNaN(regressionMetrics([], []).mae));
   assert.deepEqual(targetStats([2, 4]), { mean: 3, std: 1 });
   assert.deepEqual(targetStats([5, 5]), { mean: 5, std: 1 }); // constant: no division by zero
-  const c = agreementConfidence([[1, 2, 3], [1.5, 2, 1], [1.5, 2.25, 2]]);
+  const c = agreementConfidence([
+    [1, 2, 3],
+    [1.5, 2, 1],
+    [1.5, 2.25, 2],
+  ]);
   assert.ok(c[0].every(Number.isNaN));
   assert.deepEqual(Array.from(c[1]), [-0.5, -0, -2]);
   assert.deepEqual(Array.from(c[2]), [-0, -0.25, -1]);
@@ -115,59 +145,85 @@ test('counting images: the count is the number of shapes, placed without overlap
   const ds = await scanRegression({ root: path.join(dir, 'c'), seed: 0 });
   assert.equal(ds.train.length + ds.val.length + ds.test.length, 30);
   assert.equal(ds.skipped.length, 0);
-  for (const s of [...ds.train, ...ds.val, ...ds.test]) assert.equal(s.value, w.counts[w.files.indexOf(path.basename(s.file))]);
+  for (const s of [...ds.train, ...ds.val, ...ds.test])
+    assert.equal(s.value, w.counts[w.files.indexOf(path.basename(s.file))]);
   const again = await scanRegression({ root: path.join(dir, 'c'), seed: 0 });
-  assert.deepEqual(again.test.map((s) => s.file), ds.test.map((s) => s.file));
+  assert.deepEqual(
+    again.test.map((s) => s.file),
+    ds.test.map((s) => s.file),
+  );
 });
 
-test('a regression run end to end on counting images (tiny ViT): MAE per exit finite, later exits beat the mean', { timeout: 600_000 }, async () => {
-  const { run, r } = await countingRun('met-reg-', { n: 200, seed: 1, epochs: 5 });
-  assert.equal(r.code, 0, r.err);
-  const s = JSON.parse(fs.readFileSync(path.join(run, 'summary.json'), 'utf8')) as RunSummary;
-  const preds = JSON.parse(fs.readFileSync(path.join(run, 'predictions.json'), 'utf8')) as { val: SplitPredictions; test: SplitPredictions };
-  const t = preds.test.labels;
-  const trainMean = JSON.parse(fs.readFileSync(path.join(run, 'config.json'), 'utf8')).met.targetMean as number;
-  const baseline = regressionMetrics(t.map(() => trainMean), t).mae;
-  assert.equal(s.task, 'regression');
-  for (const e of s.exits) assert.ok(Number.isFinite(e.mae) && Number.isFinite(e.rmse), JSON.stringify(e));
-  // The summary's metrics are those of the stored predictions.
-  s.exits.forEach((e, j) => assert.ok(Math.abs(e.mae! - regressionMetrics(preds.test.pred[j], t).mae) < 1e-9));
-  assert.ok(s.exits[1].mae! < baseline && s.exits[2].mae! < baseline, `MAE ${s.exits.map((e) => e.mae)} vs mean predictor ${baseline}`);
-  // met eval prints MAE / RMSE / GFLOPs and the dynamic curve.
-  const ev = met(['eval', '--run', run, '--threads', '1']);
-  assert.equal(ev.code, 0, ev.err);
-  assert.match(ev.out, /MAE\s+RMSE\s+GFLOPs/);
-  assert.match(ev.out, /dynamic \(agreement of consecutive exits/);
+test(
+  'a regression run end to end on counting images (tiny ViT): MAE per exit finite, later exits beat the mean',
+  { timeout: 600_000 },
+  async () => {
+    const { run, r } = await countingRun('met-reg-', { n: 200, seed: 1, epochs: 5 });
+    assert.equal(r.code, 0, r.err);
+    const s = JSON.parse(fs.readFileSync(path.join(run, 'summary.json'), 'utf8')) as RunSummary;
+    const preds = JSON.parse(fs.readFileSync(path.join(run, 'predictions.json'), 'utf8')) as {
+      val: SplitPredictions;
+      test: SplitPredictions;
+    };
+    const t = preds.test.labels;
+    const trainMean = JSON.parse(fs.readFileSync(path.join(run, 'config.json'), 'utf8')).met.targetMean as number;
+    const baseline = regressionMetrics(
+      t.map(() => trainMean),
+      t,
+    ).mae;
+    assert.equal(s.task, 'regression');
+    for (const e of s.exits) assert.ok(Number.isFinite(e.mae) && Number.isFinite(e.rmse), JSON.stringify(e));
+    // The summary's metrics are those of the stored predictions.
+    s.exits.forEach((e, j) => assert.ok(Math.abs(e.mae! - regressionMetrics(preds.test.pred[j], t).mae) < 1e-9));
+    assert.ok(
+      s.exits[1].mae! < baseline && s.exits[2].mae! < baseline,
+      `MAE ${s.exits.map((e) => e.mae)} vs mean predictor ${baseline}`,
+    );
+    // met eval prints MAE / RMSE / GFLOPs and the dynamic curve.
+    const ev = met(['eval', '--run', run, '--threads', '1']);
+    assert.equal(ev.code, 0, ev.err);
+    assert.match(ev.out, /MAE\s+RMSE\s+GFLOPs/);
+    assert.match(ev.out, /dynamic \(agreement of consecutive exits/);
 
-  // The Inspect exits panel's engine request on a regression run: each exit's value and the
-  // agreement confidence, bit-identical to met predict --run (same predictor, same batching), and
-  // the exit met predict takes; no classes, so no top-k.
-  const files = preds.test.files.slice(0, 6);
-  const cache = new RunCache();
-  try {
-    const sc = await scoreImages(cache, { runDir: run, files });
-    const cli = met(['predict', '--run', run, '--json', ...files]);
-    assert.equal(cli.code, 0, cli.err);
-    const p = JSON.parse(cli.out) as { file: string; exits: { value: number; confidence: number | null }[]; exit: number }[];
-    const K = 3;
-    assert.equal(sc.task, 'regression');
-    assert.equal(sc.topProb.length, 0);
-    files.forEach((f, i) => {
-      assert.equal(p[i].file, f);
-      for (let j = 0; j < K; j++) {
-        assert.equal(sc.value![i * K + j], p[i].exits[j].value, `${f} exit ${j + 1}: value`);
-        const c = sc.conf[i * K + j];
-        assert.equal(Number.isNaN(c) ? null : c, p[i].exits[j].confidence, `${f} exit ${j + 1}: agreement`);
-        assert.equal(sc.pred[i * K + j], -1);
-      }
-      assert.equal(sc.exitTaken[i] + 1, p[i].exit, `${f}: exit taken`);
-      // And the values are the stored test predictions (scored in batches of 64, not 32: equal up
-      // to float rounding).
-      for (let j = 0; j < K; j++) assert.ok(Math.abs(sc.value![i * K + j] - preds.test.pred[j][i]) <= 1e-4 * Math.max(1, Math.abs(preds.test.pred[j][i])), `${f} exit ${j + 1}: ${sc.value![i * K + j]} vs stored ${preds.test.pred[j][i]}`);
-    });
-    // Graph regularization (and so the similarity panel) needs classes: refused with the reason.
-    await assert.rejects(computeSimilarity(cache, { runDir: run, exits: [0, 1] }), /regression run has no classes/);
-  } finally {
-    await cache.clear();
-  }
-});
+    // The Inspect exits panel's engine request on a regression run: each exit's value and the
+    // agreement confidence, bit-identical to met predict --run (same predictor, same batching), and
+    // the exit met predict takes; no classes, so no top-k.
+    const files = preds.test.files.slice(0, 6);
+    const cache = new RunCache();
+    try {
+      const sc = await scoreImages(cache, { runDir: run, files });
+      const cli = met(['predict', '--run', run, '--json', ...files]);
+      assert.equal(cli.code, 0, cli.err);
+      const p = JSON.parse(cli.out) as {
+        file: string;
+        exits: { value: number; confidence: number | null }[];
+        exit: number;
+      }[];
+      const K = 3;
+      assert.equal(sc.task, 'regression');
+      assert.equal(sc.topProb.length, 0);
+      files.forEach((f, i) => {
+        assert.equal(p[i].file, f);
+        for (let j = 0; j < K; j++) {
+          assert.equal(sc.value![i * K + j], p[i].exits[j].value, `${f} exit ${j + 1}: value`);
+          const c = sc.conf[i * K + j];
+          assert.equal(Number.isNaN(c) ? null : c, p[i].exits[j].confidence, `${f} exit ${j + 1}: agreement`);
+          assert.equal(sc.pred[i * K + j], -1);
+        }
+        assert.equal(sc.exitTaken[i] + 1, p[i].exit, `${f}: exit taken`);
+        // And the values are the stored test predictions (scored in batches of 64, not 32: equal up
+        // to float rounding).
+        for (let j = 0; j < K; j++)
+          assert.ok(
+            Math.abs(sc.value![i * K + j] - preds.test.pred[j][i]) <=
+              1e-4 * Math.max(1, Math.abs(preds.test.pred[j][i])),
+            `${f} exit ${j + 1}: ${sc.value![i * K + j]} vs stored ${preds.test.pred[j][i]}`,
+          );
+      });
+      // Graph regularization (and so the similarity panel) needs classes: refused with the reason.
+      await assert.rejects(computeSimilarity(cache, { runDir: run, exits: [0, 1] }), /regression run has no classes/);
+    } finally {
+      await cache.clear();
+    }
+  },
+);

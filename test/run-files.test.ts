@@ -29,7 +29,11 @@ const age = (file: string, ms: number) => {
   fs.utimesSync(file, t, t);
 };
 const epochsOf = (dir: string) =>
-  fs.readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').split('\n').filter((l) => l.includes('"type":"epoch"')).map((l) => JSON.parse(l) as Epoch);
+  fs
+    .readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8')
+    .split('\n')
+    .filter((l) => l.includes('"type":"epoch"'))
+    .map((l) => JSON.parse(l) as Epoch);
 
 test('a finished run: done, with the test accuracy of summary.json per exit', async () => {
   const { run } = await tinyRun();
@@ -37,9 +41,18 @@ test('a finished run: done, with the test accuracy of summary.json per exit', as
   const summary = JSON.parse(fs.readFileSync(path.join(run, 'summary.json'), 'utf8')) as RunSummary;
   assert.equal(r.status, 'done');
   assert.equal(r.accuracySource, 'test');
-  assert.deepEqual(r.accuracy.map((a) => a.accuracy), summary.exits.map((e) => e.accuracy));
-  assert.deepEqual(r.accuracy.map((a) => a.layer), summary.exits.map((e) => e.layer));
-  assert.deepEqual(r.accuracy.map((a) => a.gflops), summary.exits.map((e) => e.gflops));
+  assert.deepEqual(
+    r.accuracy.map((a) => a.accuracy),
+    summary.exits.map((e) => e.accuracy),
+  );
+  assert.deepEqual(
+    r.accuracy.map((a) => a.layer),
+    summary.exits.map((e) => e.layer),
+  );
+  assert.deepEqual(
+    r.accuracy.map((a) => a.gflops),
+    summary.exits.map((e) => e.gflops),
+  );
   assert.equal(r.epoch, r.epochs);
   assert.equal(r.name, path.basename(run));
 });
@@ -54,7 +67,10 @@ test('without summary.json: stopped (checkpoint), failed (none), running (metric
   // The accuracy is the validation accuracy of the last epoch in metrics.jsonl.
   const last = epochsOf(stopped).at(-1)!;
   assert.equal(s.accuracySource, 'val');
-  assert.deepEqual(s.accuracy.map((a) => a.accuracy), last.valAccPerExit);
+  assert.deepEqual(
+    s.accuracy.map((a) => a.accuracy),
+    last.valAccPerExit,
+  );
   assert.equal(s.epoch, last.epoch);
 
   const failed = await variant('failed', (d) => {
@@ -78,7 +94,19 @@ test('without summary.json: stopped (checkpoint), failed (none), running (metric
 
 test("this window's live state wins, with progress from the last step event", async () => {
   const dir = await variant('live', (d) => fs.rmSync(path.join(d, 'summary.json')));
-  const step: Extract<TrainEvent, { type: 'step' }> = { type: 'step', epoch: 1, step: 3, totalSteps: 12, loss: 1, lossPerExit: [], gr: [], accPerExit: [], lr: 0, imgPerSec: 40, etaSec: 9 };
+  const step: Extract<TrainEvent, { type: 'step' }> = {
+    type: 'step',
+    epoch: 1,
+    step: 3,
+    totalSteps: 12,
+    loss: 1,
+    lossPerExit: [],
+    gr: [],
+    accPerExit: [],
+    lr: 0,
+    imgPerSec: 40,
+    etaSec: 9,
+  };
   const r = (await readRun(dir, { state: { runDir: dir, status: 'running', last: {} }, lastStep: step }))!;
   assert.equal(r.status, 'running');
   assert.deepEqual(r.progress, { fraction: 0.25, imgPerSec: 40, etaSec: 9 });
@@ -120,11 +148,17 @@ test('lastEpochEvent reads only what was appended, and only whole lines', async 
 
 test('met train --config records the config file in the run; flags alone do not', async () => {
   const t = await tinyRun();
-  assert.equal((JSON.parse(fs.readFileSync(path.join(t.run, 'config.json'), 'utf8')) as RunConfigFile).configFile, undefined);
+  assert.equal(
+    (JSON.parse(fs.readFileSync(path.join(t.run, 'config.json'), 'utf8')) as RunConfigFile).configFile,
+    undefined,
+  );
   const cfgDir = path.join(tmp, 'cfg');
   fs.mkdirSync(cfgDir);
   const cfg = path.join(cfgDir, 'tiny.met.json');
-  fs.writeFileSync(cfg, JSON.stringify({ data: t.data, weights: t.weights, heads: 2, epochs: 1, batch: 8, threads: 1 }));
+  fs.writeFileSync(
+    cfg,
+    JSON.stringify({ data: t.data, weights: t.weights, heads: 2, epochs: 1, batch: 8, threads: 1 }),
+  );
   const out = path.join(tmp, 'from-config');
   const r = met(['train', '--config', cfg, '--out', out]);
   assert.equal(r.code, 0, r.err);

@@ -11,7 +11,13 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { autoPick, formatDeviceReport, probeProviders, ProviderStatus, resolveDevice } from '../src/engine/runtime/device';
+import {
+  autoPick,
+  formatDeviceReport,
+  probeProviders,
+  type ProviderStatus,
+  resolveDevice,
+} from '../src/engine/runtime/device';
 import { UserError } from '../src/engine/tensor';
 import type { CheckResult } from './webgpu-check';
 
@@ -44,13 +50,19 @@ function envWithoutMesa(): NodeJS.ProcessEnv {
   const mesa = path.join(ROOT, '.cache', 'mesa');
   for (const k of ['VK_ICD_FILENAMES', 'VK_DRIVER_FILES', 'VK_ADD_DRIVER_FILES']) delete env[k];
   if (env.XDG_RUNTIME_DIR?.startsWith(mesa)) delete env.XDG_RUNTIME_DIR;
-  if (env.LD_LIBRARY_PATH) env.LD_LIBRARY_PATH = env.LD_LIBRARY_PATH.split(':').filter((p) => p && !p.startsWith(mesa)).join(':');
+  if (env.LD_LIBRARY_PATH)
+    env.LD_LIBRARY_PATH = env.LD_LIBRARY_PATH.split(':')
+      .filter((p) => p && !p.startsWith(mesa))
+      .join(':');
   return env;
 }
 
 /** The environment after sourcing .cache/mesa/env.sh (bash evaluates it, as a user's shell would). */
 function mesaEnv(): NodeJS.ProcessEnv {
-  const r = childProcess.spawnSync('bash', ['-c', '. "$1" && env -0', 'env', ENV_SH], { env: envWithoutMesa(), encoding: 'utf8' });
+  const r = childProcess.spawnSync('bash', ['-c', '. "$1" && env -0', 'env', ENV_SH], {
+    env: envWithoutMesa(),
+    encoding: 'utf8',
+  });
   if (r.status !== 0) throw new Error(`sourcing ${ENV_SH} failed: ${r.stderr}`);
   const env: NodeJS.ProcessEnv = {};
   for (const kv of r.stdout.split('\0')) {
@@ -79,8 +91,12 @@ test("resolveDevice('auto') without the Mesa env falls back to the CPU and says 
   const ms = Date.now() - t0;
   t.diagnostic(`probing took ${ms} ms`);
   for (const line of formatDeviceReport(choice.statuses, choice).split('\n')) t.diagnostic(line);
-  assert.deepEqual(choice.statuses.map((s) => s.provider), ['cuda', 'webgpu', 'cpu']);
-  for (const s of choice.statuses) assert.ok(s.reason.length > 10, `${s.provider}: reason '${s.reason}' is not an explanation`);
+  assert.deepEqual(
+    choice.statuses.map((s) => s.provider),
+    ['cuda', 'webgpu', 'cpu'],
+  );
+  for (const s of choice.statuses)
+    assert.ok(s.reason.length > 10, `${s.provider}: reason '${s.reason}' is not an explanation`);
   assert.equal(choice.device, autoPick(choice.statuses));
   if (hardwareGpu(choice.statuses)) {
     t.diagnostic('this machine has a working GPU provider; the CPU-fallback assertions do not apply');
@@ -101,7 +117,7 @@ test("resolveDevice('auto') without the Mesa env falls back to the CPU and says 
   assert.strictEqual(again.value, choice.statuses);
 });
 
-test("an explicit GPU device that does not work is a UserError giving the reason", async (t) => {
+test('an explicit GPU device that does not work is a UserError giving the reason', async (t) => {
   const env = envWithoutMesa();
   const statuses = await probeProviders({ env });
   for (const device of ['cuda', 'webgpu'] as const) {
@@ -136,7 +152,11 @@ test('WebGPU (lavapipe) matches the CPU on a ViT-like train step', { timeout: 15
   assert.equal(wg.software, true, 'lavapipe is a software driver');
   const choice = await resolveDevice('webgpu', { env });
   assert.deepEqual(choice.providers, ['webgpu', 'cpu']);
-  assert.equal((await resolveDevice('auto', { env })).device === 'webgpu', false, 'auto must not pick a software WebGPU adapter');
+  assert.equal(
+    (await resolveDevice('auto', { env })).device === 'webgpu',
+    false,
+    'auto must not pick a software WebGPU adapter',
+  );
 
   // The train step on both providers, in a child that has the env from the start.
   const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'met-webgpu-')), 'result.json');
@@ -145,16 +165,28 @@ test('WebGPU (lavapipe) matches the CPU on a ViT-like train step', { timeout: 15
   // machine; Mesa caches them in ~/.cache afterwards). 128-bit vectors halve that; the lanes'
   // arithmetic is the same, and this check is about numbers, not speed.
   const childEnv = { LP_NATIVE_VECTOR_WIDTH: '128', ...env };
-  const r = childProcess.spawnSync(process.execPath, ['--import', 'tsx', path.join(__dirname, 'webgpu-check.ts'), out], {
-    cwd: ROOT,
-    env: childEnv,
-    encoding: 'utf8',
-    timeout: 120_000,
-    maxBuffer: 64 * 1024 * 1024,
-  });
+  const r = childProcess.spawnSync(
+    process.execPath,
+    ['--import', 'tsx', path.join(__dirname, 'webgpu-check.ts'), out],
+    {
+      cwd: ROOT,
+      env: childEnv,
+      encoding: 'utf8',
+      timeout: 120_000,
+      maxBuffer: 64 * 1024 * 1024,
+    },
+  );
   const wallMs = Date.now() - t0;
   const stderr = r.stderr ?? '';
-  assert.equal(r.status, 0, `webgpu-check failed (${r.signal ?? r.status}, ${r.error?.message ?? ''}):\n${stderr.split('\n').filter((l) => !/\[[VI]:onnxruntime/.test(l)).slice(-20).join('\n')}`);
+  assert.equal(
+    r.status,
+    0,
+    `webgpu-check failed (${r.signal ?? r.status}, ${r.error?.message ?? ''}):\n${stderr
+      .split('\n')
+      .filter((l) => !/\[[VI]:onnxruntime/.test(l))
+      .slice(-20)
+      .join('\n')}`,
+  );
   const res = JSON.parse(fs.readFileSync(out, 'utf8')) as CheckResult;
   fs.rmSync(path.dirname(out), { recursive: true, force: true });
 
@@ -163,9 +195,14 @@ test('WebGPU (lavapipe) matches the CPU on a ViT-like train step', { timeout: 15
   const count = (ep: string) => placed.filter((m) => m[1] === ep).reduce((a, m) => a + Number(m[2]), 0);
   const onGpu = count('WebGpuExecutionProvider');
   const onCpu = count('CPUExecutionProvider');
-  const cpuOps = [...stderr.matchAll(/placed on \[CPUExecutionProvider\][^\n]*\n((?:[^\n]*VerifyEachNodeIsAssignedToAnEp\]\s{3}[^\n]*\n)*)/g)]
-    .flatMap((m) => [...m[1].matchAll(/\]\s{3}(\w+) \(/g)].map((x) => x[1]));
-  t.diagnostic(`${res.nodeCount} ONNX nodes, ${onGpu + onCpu} after onnxruntime's fusions: ${onGpu} on WebGPU, ${onCpu} on CPU (${cpuOps.join(', ') || 'none'})`);
+  const cpuOps = [
+    ...stderr.matchAll(
+      /placed on \[CPUExecutionProvider\][^\n]*\n((?:[^\n]*VerifyEachNodeIsAssignedToAnEp\]\s{3}[^\n]*\n)*)/g,
+    ),
+  ].flatMap((m) => [...m[1].matchAll(/\]\s{3}(\w+) \(/g)].map((x) => x[1]));
+  t.diagnostic(
+    `${res.nodeCount} ONNX nodes, ${onGpu + onCpu} after onnxruntime's fusions: ${onGpu} on WebGPU, ${onCpu} on CPU (${cpuOps.join(', ') || 'none'})`,
+  );
   t.diagnostic(
     `webgpu: session ${res.webgpuCreateMs} ms, first run ${res.webgpuFirstRunMs} ms (shader compilation), warm run ${res.webgpuRunMs} ms; ` +
       `cpu run ${res.cpuRunMs} ms; child wall ${wallMs} ms`,
@@ -186,7 +223,9 @@ test('WebGPU (lavapipe) matches the CPU on a ViT-like train step', { timeout: 15
       scale = Math.max(scale, Math.abs(ref[i]));
     }
     const rel = maxDiff / Math.max(scale, 1e-12);
-    t.diagnostic(`${name} (${ref.length} values): max |webgpu - cpu| = ${maxDiff.toExponential(2)}, relative ${rel.toExponential(2)}`);
+    t.diagnostic(
+      `${name} (${ref.length} values): max |webgpu - cpu| = ${maxDiff.toExponential(2)}, relative ${rel.toExponential(2)}`,
+    );
     assert.ok(rel <= REL_TOL, `${name}: WebGPU differs from CPU by ${rel.toExponential(2)} relative (> ${REL_TOL})`);
   }
 });

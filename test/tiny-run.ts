@@ -12,15 +12,24 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { writeCountingFolder } from '../src/engine/demo/shapes';
-import { canonicalShapes, VitConfig } from '../src/engine/model/config';
-import { HostTensor } from '../src/engine/tensor';
+import { canonicalShapes, type VitConfig } from '../src/engine/model/config';
+import { type HostTensor } from '../src/engine/tensor';
 import { writeSafetensors } from '../src/engine/weights/safetensors';
 import { rng } from './helpers';
 
 export const ROOT = path.resolve(__dirname, '..');
 export const MET = path.join(ROOT, 'bin', 'met.js');
 
-export const TINY = { imageSize: 16, patchSize: 4, dim: 16, depth: 3, heads: 2, mlpDim: 32, classes: ['bar', 'disc', 'square'], perClass: 20 };
+export const TINY = {
+  imageSize: 16,
+  patchSize: 4,
+  dim: 16,
+  depth: 3,
+  heads: 2,
+  mlpDim: 32,
+  classes: ['bar', 'disc', 'square'],
+  perClass: 20,
+};
 
 export interface TinyRun {
   root: string;
@@ -54,15 +63,29 @@ async function writeImage(file: string, cls: number, r: () => number): Promise<v
         px[(y * S + x) * 3 + c] = Math.max(0, Math.min(255, Math.round(base + (r() - 0.5) * 60)));
       }
     }
-  await sharp(px, { raw: { width: S, height: S, channels: 3 } }).png().toFile(file);
+  await sharp(px, { raw: { width: S, height: S, channels: 3 } })
+    .png()
+    .toFile(file);
 }
 
 /** Random canonical weights: matrices ~ N(0, 0.2²) (large enough for confident, varied outputs), LayerNorms identity. */
 function writeBackbone(file: string): void {
   const cfg: VitConfig = {
-    imageSize: TINY.imageSize, channels: 3, patchSize: TINY.patchSize, dim: TINY.dim, depth: TINY.depth, heads: TINY.heads,
-    headDim: TINY.dim / TINY.heads, mlpDim: TINY.mlpDim, act: 'gelu', qkvBias: true, lnEps: 1e-6, numClasses: 0,
-    posGrid: TINY.imageSize / TINY.patchSize, mean: [0.5], std: [0.5],
+    imageSize: TINY.imageSize,
+    channels: 3,
+    patchSize: TINY.patchSize,
+    dim: TINY.dim,
+    depth: TINY.depth,
+    heads: TINY.heads,
+    headDim: TINY.dim / TINY.heads,
+    mlpDim: TINY.mlpDim,
+    act: 'gelu',
+    qkvBias: true,
+    lnEps: 1e-6,
+    numClasses: 0,
+    posGrid: TINY.imageSize / TINY.patchSize,
+    mean: [0.5],
+    std: [0.5],
   };
   const r = rng(1234);
   const normal = () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
@@ -93,13 +116,27 @@ async function build(): Promise<TinyRun> {
   const r = rng(42);
   for (const [k, name] of TINY.classes.entries()) {
     fs.mkdirSync(path.join(data, name), { recursive: true });
-    for (let i = 0; i < TINY.perClass; i++) await writeImage(path.join(data, name, `${name}${String(i).padStart(2, '0')}.png`), k, r);
+    for (let i = 0; i < TINY.perClass; i++)
+      await writeImage(path.join(data, name, `${name}${String(i).padStart(2, '0')}.png`), k, r);
   }
   const weights = path.join(root, 'vit-tiny.safetensors');
   writeBackbone(weights);
   const run = path.join(root, 'run');
   // One thread: the test machine's cores are shared; the answers do not depend on it.
-  const trainFlags = ['--heads', String(TINY.heads), '--epochs', '1', '--batch', '8', '--lr', '0.01', '--warmup-epochs', '0', '--threads', '1'];
+  const trainFlags = [
+    '--heads',
+    String(TINY.heads),
+    '--epochs',
+    '1',
+    '--batch',
+    '8',
+    '--lr',
+    '0.01',
+    '--warmup-epochs',
+    '0',
+    '--threads',
+    '1',
+  ];
   const t = met(['train', '--data', data, '--weights', weights, ...trainFlags, '--out', run]);
   if (t.code !== 0) throw new Error(`met train failed (${t.code}):\n${t.err}\n${t.out}`);
   return { root, data, weights, run, trainFlags };
@@ -111,12 +148,42 @@ async function build(): Promise<TinyRun> {
  * use it. Returns the folder holding both, the data folder, the run folder and met's result (the caller
  * asserts on it).
  */
-export async function countingRun(prefix: string, o: { n: number; seed: number; epochs: number }, timeout = 300_000): Promise<{ dir: string; data: string; run: string; r: ReturnType<typeof met> }> {
+export async function countingRun(
+  prefix: string,
+  o: { n: number; seed: number; epochs: number },
+  timeout = 300_000,
+): Promise<{ dir: string; data: string; run: string; r: ReturnType<typeof met> }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
   const data = path.join(dir, 'count');
   await writeCountingFolder({ out: data, n: o.n, seed: o.seed, maxCount: 4 });
   const run = path.join(dir, 'run');
-  const r = met(['train', '--task', 'regression', '--data', data, '--weights', path.join(ROOT, 'assets', 'tiny-vit', 'tiny-vit.safetensors'), '--heads', '4',
-    '--exits', '2,4,6', '--epochs', String(o.epochs), '--batch', '16', '--lr', '0.003', '--warmup-epochs', '0', '--threads', '1', '--out', run], timeout);
+  const r = met(
+    [
+      'train',
+      '--task',
+      'regression',
+      '--data',
+      data,
+      '--weights',
+      path.join(ROOT, 'assets', 'tiny-vit', 'tiny-vit.safetensors'),
+      '--heads',
+      '4',
+      '--exits',
+      '2,4,6',
+      '--epochs',
+      String(o.epochs),
+      '--batch',
+      '16',
+      '--lr',
+      '0.003',
+      '--warmup-epochs',
+      '0',
+      '--threads',
+      '1',
+      '--out',
+      run,
+    ],
+    timeout,
+  );
   return { dir, data, run, r };
 }

@@ -9,18 +9,31 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
-import { canonicalShapes, VitConfig } from '../src/engine/model/config';
-import { TRAIN_DEFAULTS, TrainConfig } from '../src/engine/run/config';
+import { canonicalShapes, type VitConfig } from '../src/engine/model/config';
+import { TRAIN_DEFAULTS, type TrainConfig } from '../src/engine/run/config';
 import { runTraining } from '../src/engine/run/run';
 import { readSafetensors, writeSafetensors } from '../src/engine/weights/safetensors';
-import { HostTensor } from '../src/engine/tensor';
+import { type HostTensor } from '../src/engine/tensor';
 import { rng } from './helpers';
 
 const ROOT = path.resolve(__dirname, '..');
 
 const TINY: VitConfig = {
-  imageSize: 16, channels: 3, patchSize: 4, dim: 16, depth: 3, heads: 2, headDim: 8, mlpDim: 32,
-  act: 'gelu', qkvBias: true, lnEps: 1e-6, numClasses: 0, posGrid: 4, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5],
+  imageSize: 16,
+  channels: 3,
+  patchSize: 4,
+  dim: 16,
+  depth: 3,
+  heads: 2,
+  headDim: 8,
+  mlpDim: 32,
+  act: 'gelu',
+  qkvBias: true,
+  lnEps: 1e-6,
+  numClasses: 0,
+  posGrid: 4,
+  mean: [0.5, 0.5, 0.5],
+  std: [0.5, 0.5, 0.5],
 };
 
 let fixture: { dir: string; data: string; weights: string } | null = null;
@@ -31,7 +44,11 @@ async function tinySetup(): Promise<{ dir: string; data: string; weights: string
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'met-train-'));
   const data = path.join(dir, 'data');
   const r = rng(42);
-  const colours = [[220, 40, 40], [40, 200, 60], [50, 60, 230]];
+  const colours = [
+    [220, 40, 40],
+    [40, 200, 60],
+    [50, 60, 230],
+  ];
   for (let c = 0; c < 3; c++) {
     fs.mkdirSync(path.join(data, `class${c}`), { recursive: true });
     for (let i = 0; i < 12; i++) {
@@ -44,14 +61,20 @@ async function tinySetup(): Promise<{ dir: string; data: string; weights: string
             const inside = x >= x0 && x < x0 + 8 && y >= y0 && y < y0 + 8;
             px[(y * 16 + x) * 3 + k] = inside ? colours[c][k] : Math.floor(r() * 60);
           }
-      await sharp(px, { raw: { width: 16, height: 16, channels: 3 } }).png().toFile(path.join(data, `class${c}`, `${i}.png`));
+      await sharp(px, { raw: { width: 16, height: 16, channels: 3 } })
+        .png()
+        .toFile(path.join(data, `class${c}`, `${i}.png`));
     }
   }
   const w = new Map<string, HostTensor>();
   for (const [name, shape] of canonicalShapes(TINY)) {
     const n = shape.reduce((a, b) => a * b, 1);
     const isNormW = /norm\d?\.weight$/.test(name);
-    w.set(name, { dtype: 'float32', shape, data: Float32Array.from({ length: n }, () => (isNormW ? 1 : 0) + (isNormW ? 0.1 : 0.3) * (r() - 0.5)) });
+    w.set(name, {
+      dtype: 'float32',
+      shape,
+      data: Float32Array.from({ length: n }, () => (isNormW ? 1 : 0) + (isNormW ? 0.1 : 0.3) * (r() - 0.5)),
+    });
   }
   const weights = path.join(dir, 'tiny.safetensors');
   writeSafetensors(weights, w);
@@ -60,7 +83,19 @@ async function tinySetup(): Promise<{ dir: string; data: string; weights: string
 }
 
 function config(over: Partial<TrainConfig>): TrainConfig {
-  return { ...TRAIN_DEFAULTS, data: '', weights: '', heads: 2, epochs: 2, batch: 8, split: [60, 20, 20], lr: 5e-3, warmupEpochs: 1, threads: 1, ...over } as TrainConfig;
+  return {
+    ...TRAIN_DEFAULTS,
+    data: '',
+    weights: '',
+    heads: 2,
+    epochs: 2,
+    batch: 8,
+    split: [60, 20, 20],
+    lr: 5e-3,
+    warmupEpochs: 1,
+    threads: 1,
+    ...over,
+  } as TrainConfig;
 }
 
 test('an interrupted run resumed with --resume ends with the same weights as an uninterrupted one', async () => {
@@ -81,12 +116,36 @@ test('an interrupted run resumed with --resume ends with the same weights as an 
   assert.equal(s2.stopped, null);
   const a = readSafetensors(path.join(full, 'trainable.safetensors'));
   const b = readSafetensors(path.join(part, 'trainable.safetensors'));
-  for (const [k, t] of a) assert.deepEqual(Array.from(b.get(k)!.data as Float32Array), Array.from(t.data as Float32Array), `tensor ${k} differs`);
+  for (const [k, t] of a)
+    assert.deepEqual(
+      Array.from(b.get(k)!.data as Float32Array),
+      Array.from(t.data as Float32Array),
+      `tensor ${k} differs`,
+    );
   // metrics.jsonl has each step once.
-  const stepsLogged = fs.readFileSync(path.join(part, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((e) => e.type === 'step').map((e) => e.step);
-  assert.deepEqual(stepsLogged, [...new Set(stepsLogged)].sort((x, y) => x - y));
+  const stepsLogged = fs
+    .readFileSync(path.join(part, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l))
+    .filter((e) => e.type === 'step')
+    .map((e) => e.step);
+  assert.deepEqual(
+    stepsLogged,
+    [...new Set(stepsLogged)].sort((x, y) => x - y),
+  );
   // The run folder holds what the panels and the CLI read.
-  for (const f of ['config.json', 'report.json', 'metrics.jsonl', 'checkpoint.safetensors', 'trainable.safetensors', 'predictions.json', 'thresholds.json', 'summary.json']) assert.ok(fs.existsSync(path.join(part, f)), f);
+  for (const f of [
+    'config.json',
+    'report.json',
+    'metrics.jsonl',
+    'checkpoint.safetensors',
+    'trainable.safetensors',
+    'predictions.json',
+    'thresholds.json',
+    'summary.json',
+  ])
+    assert.ok(fs.existsSync(path.join(part, f)), f);
 });
 
 test('a non-finite loss stops training with a message naming the step and the exit', async () => {
@@ -100,7 +159,32 @@ test('a non-finite loss stops training with a message naming the step and the ex
 test('met train: SIGINT saves a checkpoint and exits cleanly; --resume completes the run', async () => {
   const { dir, data, weights } = await tinySetup();
   const out = path.join(dir, 'sig');
-  const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'met.js'), 'train', '--data', data, '--weights', weights, '--heads', '2', '--epochs', '30', '--batch', '4', '--split', '60,20,20', '--threads', '1', '--progress', 'json', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    [
+      path.join(ROOT, 'bin', 'met.js'),
+      'train',
+      '--data',
+      data,
+      '--weights',
+      weights,
+      '--heads',
+      '2',
+      '--epochs',
+      '30',
+      '--batch',
+      '4',
+      '--split',
+      '60,20,20',
+      '--threads',
+      '1',
+      '--progress',
+      'json',
+      '--out',
+      out,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let buf = '';
   let sent = false;
   child.stdout.on('data', (d: Buffer) => {
@@ -115,7 +199,10 @@ test('met train: SIGINT saves a checkpoint and exits cleanly; --resume completes
   assert.equal(code, 130);
   assert.match(buf, /"type":"stopped"/);
   assert.ok(fs.existsSync(path.join(out, 'checkpoint.safetensors')));
-  const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'met.js'), 'train', '--resume', out, '--epochs', '2'], { encoding: 'utf8', timeout: 120_000 });
+  const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'met.js'), 'train', '--resume', out, '--epochs', '2'], {
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
   assert.equal(r.status, 0, r.stderr);
   assert.ok(fs.existsSync(path.join(out, 'thresholds.json')));
 });
@@ -129,25 +216,38 @@ test('bad input: empty folder, one class, unwritable output, bad config field', 
   fs.mkdirSync(one, { recursive: true });
   fs.copyFileSync(path.join(dir, 'data', 'class0', '0.png'), path.join(one, 'a.png'));
   fs.copyFileSync(path.join(dir, 'data', 'class0', '1.png'), path.join(one, 'b.png'));
-  await assert.rejects(runTraining(config({ data: path.dirname(one), weights, out: path.join(dir, 'o2') })), /at least 2/);
+  await assert.rejects(
+    runTraining(config({ data: path.dirname(one), weights, out: path.join(dir, 'o2') })),
+    /at least 2/,
+  );
   if (process.getuid?.() !== 0) {
     const ro = path.join(dir, 'ro');
     fs.mkdirSync(ro);
     fs.chmodSync(ro, 0o500);
-    await assert.rejects(runTraining(config({ data: path.join(dir, 'data'), weights, out: path.join(ro, 'run') })), /cannot write the run folder/);
+    await assert.rejects(
+      runTraining(config({ data: path.join(dir, 'data'), weights, out: path.join(ro, 'run') })),
+      /cannot write the run folder/,
+    );
   } else {
     // root ignores permissions: a path under a regular file cannot be created either.
     const file = path.join(dir, 'a-file');
     fs.writeFileSync(file, '');
-    await assert.rejects(runTraining(config({ data: path.join(dir, 'data'), weights, out: path.join(file, 'run') })), /cannot write the run folder/);
+    await assert.rejects(
+      runTraining(config({ data: path.join(dir, 'data'), weights, out: path.join(file, 'run') })),
+      /cannot write the run folder/,
+    );
   }
   const bad = path.join(dir, 'bad.json');
   fs.writeFileSync(bad, JSON.stringify({ data: 'x', weights: 'y', rnak: 8 }));
-  const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'met.js'), 'train', '--config', bad], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'met.js'), 'train', '--config', bad], {
+    encoding: 'utf8',
+  });
   assert.notEqual(r.status, 0);
   assert.match(r.stderr, /'rnak'/);
   fs.writeFileSync(bad, JSON.stringify({ data: 'x', weights: 'y', rank: 'eight' }));
-  const r2 = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'met.js'), 'train', '--config', bad], { encoding: 'utf8' });
+  const r2 = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'met.js'), 'train', '--config', bad], {
+    encoding: 'utf8',
+  });
   assert.notEqual(r2.status, 0);
   assert.match(r2.stderr, /'rank' must be an integer/);
 });
@@ -170,9 +270,20 @@ test('a run whose train step is split into backbone chunks (epoch remainders inc
     for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(x[i] - y[i]) / (1e-3 + Math.abs(x[i])));
   }
   assert.ok(worst < 1e-3, `chunked training drifted from one-chunk training: worst relative difference ${worst}`);
-  const steps = fs.readFileSync(path.join(chunked, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((e) => e.type === 'step');
+  const steps = fs
+    .readFileSync(path.join(chunked, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l))
+    .filter((e) => e.type === 'step');
   assert.equal(steps.length, 8, 'four steps per epoch, the last one smaller');
-  const split = JSON.parse(fs.readFileSync(path.join(chunked, 'predictions.json'), 'utf8')) as { val: { files: string[] }; test: { files: string[] } };
+  const split = JSON.parse(fs.readFileSync(path.join(chunked, 'predictions.json'), 'utf8')) as {
+    val: { files: string[] };
+    test: { files: string[] };
+  };
   assert.equal(36 - split.val.files.length - split.test.files.length, 24);
-  assert.deepEqual(s2.exits.map((e) => e.exit), s1.exits.map((e) => e.exit));
+  assert.deepEqual(
+    s2.exits.map((e) => e.exit),
+    s1.exits.map((e) => e.exit),
+  );
 });

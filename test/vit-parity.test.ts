@@ -5,13 +5,13 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { compile, Graph, grad, Tensor } from '../src/engine/graph';
+import { compile, Graph, grad, type Tensor } from '../src/engine/graph';
 import { Session } from '../src/engine/runtime/session';
-import { VitConfig } from '../src/engine/model/config';
+import { type VitConfig } from '../src/engine/model/config';
 import { prepareWeights, resamplePosEmbed, VitParams, vitForward } from '../src/engine/model/vit';
 import { loadBackbone } from '../src/engine/weights';
 import { readSafetensors } from '../src/engine/weights/safetensors';
-import { HostTensor } from '../src/engine/tensor';
+import { type HostTensor } from '../src/engine/tensor';
 import { maxAbsDiff } from './helpers';
 
 const FIX = path.join(__dirname, 'fixtures');
@@ -116,9 +116,15 @@ test('position embedding resampling matches torch bicubic (align_corners=False)'
 
 test('a different image size resamples the position embedding and still runs', async () => {
   const side = sidecar('tv_a');
-  const { tensors, config } = await loadBackbone(path.join(FIX, 'tv_a.safetensors'), { overrides: { heads: side.config.heads, imageSize: 48 } });
+  const { tensors, config } = await loadBackbone(path.join(FIX, 'tv_a.safetensors'), {
+    overrides: { heads: side.config.heads, imageSize: 48 },
+  });
   assert.equal(config.imageSize, 48);
-  const input: HostTensor = { dtype: 'float32', shape: [2, 3, 48, 48], data: new Float32Array(2 * 3 * 48 * 48).fill(0.1) };
+  const input: HostTensor = {
+    dtype: 'float32',
+    shape: [2, 3, 48, 48],
+    data: new Float32Array(2 * 3 * 48 * 48).fill(0.1),
+  };
   const logits = await forward(config, tensors, input);
   assert.equal(logits.length, 2 * 5);
   assert.ok(logits.every(Number.isFinite));

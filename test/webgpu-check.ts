@@ -11,7 +11,7 @@
 import * as fs from 'node:fs';
 import { compile, Graph, grad } from '../src/engine/graph';
 import { Session } from '../src/engine/runtime/session';
-import { HostTensor } from '../src/engine/tensor';
+import { type HostTensor } from '../src/engine/tensor';
 import { rng } from './helpers';
 
 export const SIZES = { B: 4, T: 17, D: 64, H: 2, F: 256, C: 10 };
@@ -21,9 +21,17 @@ export function buildVitLike(): { model: ReturnType<typeof compile>; feeds: Reco
   const { B, T, D, H, F, C } = SIZES;
   const dh = D / H;
   const r = rng(1234);
-  const randn = (n: number, scale: number): Float32Array => Float32Array.from({ length: n }, () => (r() * 2 - 1) * scale);
+  const randn = (n: number, scale: number): Float32Array =>
+    Float32Array.from({ length: n }, () => (r() * 2 - 1) * scale);
   const g = new Graph('float32');
-  const cst = (shape: number[], scale: number, offset = 0) => g.tensor(shape, randn(shape.reduce((a, b) => a * b, 1), scale).map((v) => v + offset));
+  const cst = (shape: number[], scale: number, offset = 0) =>
+    g.tensor(
+      shape,
+      randn(
+        shape.reduce((a, b) => a * b, 1),
+        scale,
+      ).map((v) => v + offset),
+    );
 
   const x = g.input('x', [B, T, D]);
   const labels = g.input('labels', [B], 'int64');
@@ -74,7 +82,8 @@ async function main(): Promise<void> {
   const outPath = process.argv[2];
   if (!outPath) throw new Error('usage: webgpu-check.ts OUT.json');
   const { model, feeds } = buildVitLike();
-  const toPlain = (o: Record<string, HostTensor>) => Object.fromEntries(Object.entries(o).map(([k, t]) => [k, Array.from(t.data as Float32Array)]));
+  const toPlain = (o: Record<string, HostTensor>) =>
+    Object.fromEntries(Object.entries(o).map(([k, t]) => [k, Array.from(t.data as Float32Array)]));
 
   let t = Date.now();
   // Only WebGPU asked for: Session.create still adds the CPU provider for ops WebGPU lacks, as
@@ -95,7 +104,15 @@ async function main(): Promise<void> {
   const cpuRunMs = Date.now() - t;
   await cpuSession.release();
 
-  const res: CheckResult = { nodeCount: model.nodeCount, cpu, webgpu, webgpuCreateMs, webgpuFirstRunMs, webgpuRunMs, cpuRunMs };
+  const res: CheckResult = {
+    nodeCount: model.nodeCount,
+    cpu,
+    webgpu,
+    webgpuCreateMs,
+    webgpuFirstRunMs,
+    webgpuRunMs,
+    cpuRunMs,
+  };
   fs.writeFileSync(outPath, JSON.stringify(res));
 }
 

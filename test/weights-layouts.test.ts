@@ -4,11 +4,19 @@
 
 import { test, describe } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { HostTensor, UserError } from '../src/engine/tensor';
-import { VitConfig } from '../src/engine/model/config';
-import { detectLayout, formatReport, toCanonical, Layout } from '../src/engine/weights/layouts';
+import { type HostTensor, UserError } from '../src/engine/tensor';
+import { type VitConfig } from '../src/engine/model/config';
+import { detectLayout, formatReport, toCanonical, type Layout } from '../src/engine/weights/layouts';
 import {
-  TINY, Tiny, convToPatchLinear, tensor, timmState, toHf, toNpz, toTorchvision, toVitPytorch,
+  TINY,
+  type Tiny,
+  convToPatchLinear,
+  tensor,
+  timmState,
+  toHf,
+  toNpz,
+  toTorchvision,
+  toVitPytorch,
 } from './fixtures/weights/builders';
 
 function bits(t: HostTensor): Buffer {
@@ -29,13 +37,22 @@ function assertCanonical(got: Map<string, HostTensor>, want: Map<string, HostTen
 function throwsUser(fn: () => unknown, ...fragments: string[]): void {
   assert.throws(fn, (e: unknown) => {
     assert.ok(e instanceof UserError, String(e));
-    for (const f of fragments) assert.ok(e.message.includes(f), `message ${JSON.stringify(e.message)} lacks ${JSON.stringify(f)}`);
+    for (const f of fragments)
+      assert.ok(e.message.includes(f), `message ${JSON.stringify(e.message)} lacks ${JSON.stringify(f)}`);
     return true;
   });
 }
 
 const TINY_CONFIG: Omit<VitConfig, 'lnEps' | 'mean' | 'std' | 'qkvBias' | 'headDim' | 'heads'> = {
-  imageSize: 8, channels: 3, patchSize: 4, dim: 8, depth: 2, mlpDim: 16, act: 'gelu', numClasses: 3, posGrid: 2,
+  imageSize: 8,
+  channels: 3,
+  patchSize: 4,
+  dim: 8,
+  depth: 2,
+  mlpDim: 16,
+  act: 'gelu',
+  numClasses: 3,
+  posGrid: 2,
 };
 
 function clean(report: { missing: string[]; unexpected: string[]; mismatched: unknown[] }): void {
@@ -60,8 +77,12 @@ describe('layout detection', () => {
     test(`detects ${layout} (${[...s.keys()][0]})`, () => assert.equal(detectLayout(s.keys()), layout));
   }
   test('unknown keys -> error listing a few of them', () => {
-    throwsUser(() => detectLayout(['features.0.weight', 'features.0.bias', 'classifier.1.weight'], 'resnet.pth'),
-      'resnet.pth', "'features.0.weight'", 'supported layouts');
+    throwsUser(
+      () => detectLayout(['features.0.weight', 'features.0.bias', 'classifier.1.weight'], 'resnet.pth'),
+      'resnet.pth',
+      "'features.0.weight'",
+      'supported layouts',
+    );
   });
 });
 
@@ -72,12 +93,24 @@ describe('timm', () => {
     assertCanonical(tensors, s);
     clean(report);
     assert.deepEqual(config, {
-      ...TINY_CONFIG, heads: 2, headDim: 4, qkvBias: true, lnEps: 1e-6, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5],
+      ...TINY_CONFIG,
+      heads: 2,
+      headDim: 4,
+      qkvBias: true,
+      lnEps: 1e-6,
+      mean: [0.5, 0.5, 0.5],
+      std: [0.5, 0.5, 0.5],
     });
   });
 
   test('heads: HEADS_BY_DIM for standard widths, an error naming the problem otherwise', () => {
-    throwsUser(() => toCanonical(timmState(), 'timm', {}, 'tiny.safetensors'), 'tiny.safetensors', 'number of attention heads', 'width 8', '--heads N');
+    throwsUser(
+      () => toCanonical(timmState(), 'timm', {}, 'tiny.safetensors'),
+      'tiny.safetensors',
+      'number of attention heads',
+      'width 8',
+      '--heads N',
+    );
     const c: Tiny = { ...TINY, D: 192, H: 3, dh: 64, M: 32, depth: 1 };
     assert.equal(toCanonical(timmState(c), 'timm').config.heads, 3);
     throwsUser(() => toCanonical(timmState(), 'timm', { heads: 3 }), '--heads', 'not divisible into 3 heads');
@@ -97,25 +130,43 @@ describe('timm', () => {
   });
 
   test('overrides win (imageSize, act, lnEps, mean/std) and bad mean lengths are refused', () => {
-    const o: Partial<VitConfig> = { heads: 2, imageSize: 16, act: 'relu', lnEps: 1e-5, mean: [0.1, 0.2, 0.3], std: [1, 2, 3] };
+    const o: Partial<VitConfig> = {
+      heads: 2,
+      imageSize: 16,
+      act: 'relu',
+      lnEps: 1e-5,
+      mean: [0.1, 0.2, 0.3],
+      std: [1, 2, 3],
+    };
     const { config } = toCanonical(timmState(), 'timm', o);
     assert.equal(config.imageSize, 16);
     assert.equal(config.posGrid, 2); // the checkpoint's grid; resampling is the model's business
     assert.equal(config.act, 'relu');
     assert.equal(config.lnEps, 1e-5);
     assert.deepEqual(config.mean, [0.1, 0.2, 0.3]);
-    throwsUser(() => toCanonical(timmState(), 'timm', { heads: 2, mean: [0.5] }), 'mean/std have 1/3 values for 3 channels');
+    throwsUser(
+      () => toCanonical(timmState(), 'timm', { heads: 2, mean: [0.5] }),
+      'mean/std have 1/3 values for 3 channels',
+    );
   });
 
   test('report: missing, unexpected (original names), mis-shaped (both shapes)', () => {
     const s = timmState();
     s.delete('blocks.1.mlp.fc2.bias');
-    s.set('blocks.0.attn.qkv.weight', tensor([24, 9], () => 0));
-    s.set('head_drop.weight', tensor([1], () => 0));
+    s.set(
+      'blocks.0.attn.qkv.weight',
+      tensor([24, 9], () => 0),
+    );
+    s.set(
+      'head_drop.weight',
+      tensor([1], () => 0),
+    );
     const { report } = toCanonical(s, 'timm', { heads: 2 }, 'weights.pth');
     assert.deepEqual(report.missing, ['blocks.1.mlp.fc2.bias']);
     assert.deepEqual(report.unexpected, ['head_drop.weight']);
-    assert.deepEqual(report.mismatched, [{ name: 'blocks.0.attn.qkv.weight', expected: [24, 8], found: [24, 9], source: undefined }]);
+    assert.deepEqual(report.mismatched, [
+      { name: 'blocks.0.attn.qkv.weight', expected: [24, 8], found: [24, 9], source: undefined },
+    ]);
     const text = formatReport(report, 'weights.pth');
     assert.match(text, /weights\.pth: tensor 'blocks\.0\.attn\.qkv\.weight' expected \[24, 8\], found \[24, 9\]/);
     assert.match(text, /weights\.pth: tensor 'blocks\.1\.mlp\.fc2\.bias' is missing/);
@@ -124,7 +175,10 @@ describe('timm', () => {
 
   test('a position embedding that is not 1 + G*G is refused clearly', () => {
     const s = timmState();
-    s.set('pos_embed', tensor([1, 4, 8], () => 0));
+    s.set(
+      'pos_embed',
+      tensor([1, 4, 8], () => 0),
+    );
     throwsUser(() => toCanonical(s, 'timm', { heads: 2 }), 'position embedding has 4 positions');
   });
 
@@ -162,7 +216,10 @@ describe('Hugging Face', () => {
 
   test('ViTModel pooler is unexpected; a lone missing key makes qkv incomplete', () => {
     const hf = toHf(timmState(), TINY, '');
-    hf.set('pooler.dense.weight', tensor([8, 8], () => 0));
+    hf.set(
+      'pooler.dense.weight',
+      tensor([8, 8], () => 0),
+    );
     hf.delete('encoder.layer.0.attention.attention.key.bias');
     const { report } = toCanonical(hf, 'hf', { heads: 2 });
     assert.deepEqual(report.unexpected, ['pooler.dense.weight']);
@@ -172,7 +229,10 @@ describe('Hugging Face', () => {
 
   test('mis-shaped q/k/v are reported with the checkpoint keys', () => {
     const hf = toHf(timmState());
-    hf.set('vit.encoder.layer.0.attention.attention.value.weight', tensor([8, 7], () => 0));
+    hf.set(
+      'vit.encoder.layer.0.attention.attention.value.weight',
+      tensor([8, 7], () => 0),
+    );
     const { report } = toCanonical(hf, 'hf', { heads: 2 });
     assert.equal(report.mismatched.length, 1);
     assert.equal(report.mismatched[0].name, 'blocks.0.attn.qkv.weight');
@@ -190,7 +250,11 @@ describe('torchvision', () => {
       const { tensors, config, report } = toCanonical(tv, 'torchvision', { heads: 2 });
       clean(report);
       assertCanonical(tensors, s);
-      assert.ok(bits(tensors.get('blocks.0.attn.qkv.weight')!).equals(bits(tv.get('encoder.layers.encoder_layer_0.self_attention.in_proj_weight')!)));
+      assert.ok(
+        bits(tensors.get('blocks.0.attn.qkv.weight')!).equals(
+          bits(tv.get('encoder.layers.encoder_layer_0.self_attention.in_proj_weight')!),
+        ),
+      );
       assert.equal(config.lnEps, 1e-6);
       assert.deepEqual(config.mean, [0.485, 0.456, 0.406]);
       assert.deepEqual(config.std, [0.229, 0.224, 0.225]);
@@ -199,13 +263,24 @@ describe('torchvision', () => {
 
   test('heads.pre_logits is reported and the head dropped', () => {
     const tv = toTorchvision(timmState());
-    tv.set('heads.pre_logits.weight', tensor([8, 8], () => 0));
-    tv.set('heads.pre_logits.bias', tensor([8], () => 0));
+    tv.set(
+      'heads.pre_logits.weight',
+      tensor([8, 8], () => 0),
+    );
+    tv.set(
+      'heads.pre_logits.bias',
+      tensor([8], () => 0),
+    );
     const { config, report, tensors } = toCanonical(tv, 'torchvision', { heads: 2 });
     assert.equal(config.numClasses, 0);
     assert.ok(!tensors.has('head.weight'));
     assert.deepEqual(report.missing, []);
-    assert.deepEqual(report.unexpected.sort(), ['heads.head.bias', 'heads.head.weight', 'heads.pre_logits.bias', 'heads.pre_logits.weight']);
+    assert.deepEqual(report.unexpected.sort(), [
+      'heads.head.bias',
+      'heads.head.weight',
+      'heads.pre_logits.bias',
+      'heads.pre_logits.weight',
+    ]);
     assert.ok(report.notes.some((n) => n.includes('pre_logits')));
   });
 });
@@ -250,7 +325,12 @@ describe('vit-pytorch', () => {
     assert.equal(config.headDim, 64);
     assert.equal(config.act, 'relu');
     // inner 8 is not a multiple of 64: heads must be given.
-    throwsUser(() => toCanonical(toVitPytorch(timmState(TINY, { qkvBias: false })), 'vit-pytorch', {}, 'vp.pt'), 'vp.pt', 'default head width 64', '--heads N');
+    throwsUser(
+      () => toCanonical(toVitPytorch(timmState(TINY, { qkvBias: false })), 'vit-pytorch', {}, 'vp.pt'),
+      'vp.pt',
+      'default head width 64',
+      '--heads N',
+    );
   });
 
   test('newest layout with LayerNorms around the patch Linear is refused with an explanation', () => {
@@ -259,13 +339,30 @@ describe('vit-pytorch', () => {
     const bias = vp.get('to_patch_embedding.1.bias')!;
     vp.delete('to_patch_embedding.1.weight');
     vp.delete('to_patch_embedding.1.bias');
-    vp.set('to_patch_embedding.1.weight', tensor([48], () => 1));
-    vp.set('to_patch_embedding.1.bias', tensor([48], () => 0));
+    vp.set(
+      'to_patch_embedding.1.weight',
+      tensor([48], () => 1),
+    );
+    vp.set(
+      'to_patch_embedding.1.bias',
+      tensor([48], () => 0),
+    );
     vp.set('to_patch_embedding.2.weight', lin);
     vp.set('to_patch_embedding.2.bias', bias);
-    vp.set('to_patch_embedding.3.weight', tensor([8], () => 1));
-    vp.set('to_patch_embedding.3.bias', tensor([8], () => 0));
-    throwsUser(() => toCanonical(vp, 'vit-pytorch', { heads: 2 }, 'new.pt'), 'new.pt', 'LayerNorms around the patch embedding', 'to_patch_embedding.1.weight');
+    vp.set(
+      'to_patch_embedding.3.weight',
+      tensor([8], () => 1),
+    );
+    vp.set(
+      'to_patch_embedding.3.bias',
+      tensor([8], () => 0),
+    );
+    throwsUser(
+      () => toCanonical(vp, 'vit-pytorch', { heads: 2 }, 'new.pt'),
+      'new.pt',
+      'LayerNorms around the patch embedding',
+      'to_patch_embedding.1.weight',
+    );
   });
 
   test('ambiguous patch widths need channels/patchSize', () => {
@@ -308,8 +405,14 @@ describe('Google npz', () => {
   test("weights under 'opt/target/' next to optimizer state", () => {
     const s = timmState();
     const z = toNpz(s, TINY, { prefix: 'opt/target/' });
-    z.set('opt/state/step', tensor([1], () => 1));
-    z.set('opt/state/param_states/embedding/kernel/v', tensor([4, 4, 3, 8], () => 0));
+    z.set(
+      'opt/state/step',
+      tensor([1], () => 1),
+    );
+    z.set(
+      'opt/state/param_states/embedding/kernel/v',
+      tensor([4, 4, 3, 8], () => 0),
+    );
     const { tensors, report } = toCanonical(z, 'npz');
     clean(report);
     assertCanonical(tensors, s);
@@ -326,13 +429,23 @@ describe('Google npz', () => {
 
   test('a 2-D attention kernel is reported as mis-shaped, not crashed on', () => {
     const z = toNpz(timmState());
-    z.set('Transformer/encoderblock_1/MultiHeadDotProductAttention_1/out/kernel', tensor([8, 8], () => 0));
+    z.set(
+      'Transformer/encoderblock_1/MultiHeadDotProductAttention_1/out/kernel',
+      tensor([8, 8], () => 0),
+    );
     const { report } = toCanonical(z, 'npz');
-    assert.deepEqual(report.mismatched, [{
-      name: 'blocks.1.attn.proj.weight', expected: [8, 8], found: [8, 8],
-      source: 'Transformer/encoderblock_1/MultiHeadDotProductAttention_1/out/kernel',
-      detail: 'attention output kernel must be [heads, head_dim, D]',
-    }]);
-    assert.match(formatReport(report, 'g.npz'), /found \[8, 8\] \(checkpoint key '.*out\/kernel'\): attention output kernel must be/);
+    assert.deepEqual(report.mismatched, [
+      {
+        name: 'blocks.1.attn.proj.weight',
+        expected: [8, 8],
+        found: [8, 8],
+        source: 'Transformer/encoderblock_1/MultiHeadDotProductAttention_1/out/kernel',
+        detail: 'attention output kernel must be [heads, head_dim, D]',
+      },
+    ]);
+    assert.match(
+      formatReport(report, 'g.npz'),
+      /found \[8, 8\] \(checkpoint key '.*out\/kernel'\): attention output kernel must be/,
+    );
   });
 });

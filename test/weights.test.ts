@@ -6,15 +6,32 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { HostTensor, UserError } from '../src/engine/tensor';
-import { decodeSafetensors, decodeSafetensorsFile, encodeSafetensors, readSafetensors, writeSafetensors } from '../src/engine/weights/safetensors';
+import { type HostTensor, UserError } from '../src/engine/tensor';
+import {
+  decodeSafetensors,
+  decodeSafetensorsFile,
+  encodeSafetensors,
+  readSafetensors,
+  writeSafetensors,
+} from '../src/engine/weights/safetensors';
 import { ZipArchive, crc32, crc32Js } from '../src/engine/weights/zip';
 import { unpickle, PyTuple } from '../src/engine/weights/pickle';
 import { decodePth } from '../src/engine/weights/pth';
 import { decodeNpy, decodeNpz } from '../src/engine/weights/npz';
 import { loadBackbone, readCheckpoint, stripModulePrefix } from '../src/engine/weights';
 import {
-  PickleWriter, PthTensor, TINY, bytesOf, crc32Slow, makeZip, npy, npzOf, timmState, toNpz, torchStateDictPickle, torchZip,
+  PickleWriter,
+  type PthTensor,
+  TINY,
+  bytesOf,
+  crc32Slow,
+  makeZip,
+  npy,
+  npzOf,
+  timmState,
+  toNpz,
+  torchStateDictPickle,
+  torchZip,
 } from './fixtures/weights/builders';
 
 let tmp: string;
@@ -45,7 +62,8 @@ function throwsUser(fn: () => unknown, ...fragments: string[]): UserError {
     err = e;
   }
   assert.ok(err instanceof UserError, `expected a UserError, got ${err === undefined ? 'no error' : String(err)}`);
-  for (const f of fragments) assert.ok(err.message.includes(f), `message ${JSON.stringify(err.message)} lacks ${JSON.stringify(f)}`);
+  for (const f of fragments)
+    assert.ok(err.message.includes(f), `message ${JSON.stringify(err.message)} lacks ${JSON.stringify(f)}`);
   return err;
 }
 
@@ -97,24 +115,36 @@ describe('safetensors', () => {
     const file = path.join(tmp, 'w.safetensors');
     fs.writeFileSync(file, 'old contents');
     writeSafetensors(file, new Map(Object.entries(all)));
-    assert.deepEqual(fs.readdirSync(tmp).filter((f) => f.includes('.tmp-')), []);
+    assert.deepEqual(
+      fs.readdirSync(tmp).filter((f) => f.includes('.tmp-')),
+      [],
+    );
     const back = readSafetensors(file);
     for (const [k, t] of Object.entries(all)) assertSameTensor(back.get(k), t, k);
   });
 
   test('writer refuses a tensor whose data does not match dtype or shape', () => {
-    assert.throws(() => encodeSafetensors({ x: { dtype: 'float32', shape: [3], data: new Float32Array(2) } }), /2 values for shape \[3\]/);
-    assert.throws(() => encodeSafetensors({ x: { dtype: 'int32', shape: [2], data: new Float32Array(2) } }), /dtype int32 holds a Float32Array/);
+    assert.throws(
+      () => encodeSafetensors({ x: { dtype: 'float32', shape: [3], data: new Float32Array(2) } }),
+      /2 values for shape \[3\]/,
+    );
+    assert.throws(
+      () => encodeSafetensors({ x: { dtype: 'int32', shape: [2], data: new Float32Array(2) } }),
+      /dtype int32 holds a Float32Array/,
+    );
   });
 
   test('accepts __metadata__, gaps between tensors, and header order', () => {
     const data = new Uint8Array(16);
     new Float32Array(data.buffer).set([1, 2, 3, 4]);
-    const buf = rawSafetensors({
-      __metadata__: { a: 'b' },
-      second: { dtype: 'F32', shape: [1], data_offsets: [12, 16] },
-      first: { dtype: 'F32', shape: [2], data_offsets: [0, 8] },
-    }, data);
+    const buf = rawSafetensors(
+      {
+        __metadata__: { a: 'b' },
+        second: { dtype: 'F32', shape: [1], data_offsets: [12, 16] },
+        first: { dtype: 'F32', shape: [2], data_offsets: [0, 8] },
+      },
+      data,
+    );
     const t = decodeSafetensors(buf, 'gap.safetensors');
     assert.deepEqual([...t.keys()], ['second', 'first']);
     assert.deepEqual(Array.from(t.get('first')!.data as Float32Array), [1, 2]);
@@ -123,37 +153,110 @@ describe('safetensors', () => {
 
   test('truncated files are refused, naming the file', () => {
     const buf = encodeSafetensors({ w: { dtype: 'float32', shape: [4, 4], data: new Float32Array(16) } });
-    throwsUser(() => decodeSafetensors(buf.subarray(0, buf.length - 4), 'cut.safetensors'), 'cut.safetensors', "tensor 'w'", 'beyond the end', 'truncated');
-    throwsUser(() => decodeSafetensors(buf.subarray(0, 20), 'cut.safetensors'), 'cut.safetensors', 'header length', 'exceeds');
-    throwsUser(() => decodeSafetensors(buf.subarray(0, 5), 'cut.safetensors'), 'cut.safetensors', 'shorter than the 8-byte header length');
+    throwsUser(
+      () => decodeSafetensors(buf.subarray(0, buf.length - 4), 'cut.safetensors'),
+      'cut.safetensors',
+      "tensor 'w'",
+      'beyond the end',
+      'truncated',
+    );
+    throwsUser(
+      () => decodeSafetensors(buf.subarray(0, 20), 'cut.safetensors'),
+      'cut.safetensors',
+      'header length',
+      'exceeds',
+    );
+    throwsUser(
+      () => decodeSafetensors(buf.subarray(0, 5), 'cut.safetensors'),
+      'cut.safetensors',
+      'shorter than the 8-byte header length',
+    );
   });
 
   test('headers whose offsets lie are refused: overlap, beyond the end, wrong size, reversed', () => {
     const data = new Uint8Array(32);
-    throwsUser(() => decodeSafetensors(rawSafetensors({
-      a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] },
-      b: { dtype: 'F32', shape: [4], data_offsets: [8, 24] },
-    }, data), 'lie.safetensors'), 'lie.safetensors', "tensor 'b'", 'overlap', "tensor 'a'");
-    throwsUser(() => decodeSafetensors(rawSafetensors({ a: { dtype: 'F32', shape: [4], data_offsets: [24, 40] } }, data), 'lie.safetensors'),
-      "tensor 'a'", '[24, 40]', 'beyond the end');
-    throwsUser(() => decodeSafetensors(rawSafetensors({ a: { dtype: 'F32', shape: [3], data_offsets: [0, 16] } }, data), 'lie.safetensors'),
-      "tensor 'a'", 'span 16 bytes', 'F32 [3] needs 12');
-    throwsUser(() => decodeSafetensors(rawSafetensors({ a: { dtype: 'F32', shape: [0], data_offsets: [8, 4] } }, data), 'lie.safetensors'),
-      "tensor 'a'", 'end before they begin');
-    throwsUser(() => decodeSafetensors(rawSafetensors({ a: { dtype: 'F32', shape: [-1], data_offsets: [0, 4] } }, data), 'lie.safetensors'),
-      "tensor 'a'", 'not a list of non-negative integers');
+    throwsUser(
+      () =>
+        decodeSafetensors(
+          rawSafetensors(
+            {
+              a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] },
+              b: { dtype: 'F32', shape: [4], data_offsets: [8, 24] },
+            },
+            data,
+          ),
+          'lie.safetensors',
+        ),
+      'lie.safetensors',
+      "tensor 'b'",
+      'overlap',
+      "tensor 'a'",
+    );
+    throwsUser(
+      () =>
+        decodeSafetensors(
+          rawSafetensors({ a: { dtype: 'F32', shape: [4], data_offsets: [24, 40] } }, data),
+          'lie.safetensors',
+        ),
+      "tensor 'a'",
+      '[24, 40]',
+      'beyond the end',
+    );
+    throwsUser(
+      () =>
+        decodeSafetensors(
+          rawSafetensors({ a: { dtype: 'F32', shape: [3], data_offsets: [0, 16] } }, data),
+          'lie.safetensors',
+        ),
+      "tensor 'a'",
+      'span 16 bytes',
+      'F32 [3] needs 12',
+    );
+    throwsUser(
+      () =>
+        decodeSafetensors(
+          rawSafetensors({ a: { dtype: 'F32', shape: [0], data_offsets: [8, 4] } }, data),
+          'lie.safetensors',
+        ),
+      "tensor 'a'",
+      'end before they begin',
+    );
+    throwsUser(
+      () =>
+        decodeSafetensors(
+          rawSafetensors({ a: { dtype: 'F32', shape: [-1], data_offsets: [0, 4] } }, data),
+          'lie.safetensors',
+        ),
+      "tensor 'a'",
+      'not a list of non-negative integers',
+    );
   });
 
   test('unknown dtypes are refused, naming tensor and dtype', () => {
-    throwsUser(() => decodeSafetensors(rawSafetensors({ 'blocks.0.x': { dtype: 'F8_E4M3', shape: [2], data_offsets: [0, 2] } }, new Uint8Array(2)), 'fp8.safetensors'),
-      'fp8.safetensors', "tensor 'blocks.0.x'", "unknown dtype 'F8_E4M3'");
+    throwsUser(
+      () =>
+        decodeSafetensors(
+          rawSafetensors({ 'blocks.0.x': { dtype: 'F8_E4M3', shape: [2], data_offsets: [0, 2] } }, new Uint8Array(2)),
+          'fp8.safetensors',
+        ),
+      'fp8.safetensors',
+      "tensor 'blocks.0.x'",
+      "unknown dtype 'F8_E4M3'",
+    );
   });
 
   test('headers that are not JSON objects are refused', () => {
     const len = Buffer.alloc(8);
     len.writeBigUInt64LE(4n);
-    throwsUser(() => decodeSafetensors(Buffer.concat([len, Buffer.from('nope')]), 'bad.safetensors'), 'bad.safetensors', 'not valid JSON');
-    throwsUser(() => decodeSafetensors(Buffer.concat([len, Buffer.from('[1] ')]), 'bad.safetensors'), 'not a JSON object');
+    throwsUser(
+      () => decodeSafetensors(Buffer.concat([len, Buffer.from('nope')]), 'bad.safetensors'),
+      'bad.safetensors',
+      'not valid JSON',
+    );
+    throwsUser(
+      () => decodeSafetensors(Buffer.concat([len, Buffer.from('[1] ')]), 'bad.safetensors'),
+      'not a JSON object',
+    );
   });
 });
 
@@ -169,8 +272,12 @@ describe('zip', () => {
   test('reads stored and deflated entries, with and without zip64 records and local padding', () => {
     for (const opts of [{}, { zip64: true }, { pad: 40 }]) {
       const zip = new ZipArchive(makeZip(entries, opts), 'x.zip');
-      assert.deepEqual(zip.entries.map((e) => e.name), ['a.txt', 'dir/b.bin', 'empty']);
-      for (const e of entries) assert.ok(zip.read(e.name).equals(Buffer.from(e.data)), `${e.name} ${JSON.stringify(opts)}`);
+      assert.deepEqual(
+        zip.entries.map((e) => e.name),
+        ['a.txt', 'dir/b.bin', 'empty'],
+      );
+      for (const e of entries)
+        assert.ok(zip.read(e.name).equals(Buffer.from(e.data)), `${e.name} ${JSON.stringify(opts)}`);
     }
   });
 
@@ -206,7 +313,14 @@ describe('restricted unpickler', () => {
 
   test('decodes scalars, strings, containers and the memo (protocols 2 and 4)', () => {
     const p = new PickleWriter().proto(4).frame(0).emptyDict().memoize().mark();
-    p.str('int', true).int(300).str('neg', true).int(-70000).str('big', true).int(2n ** 80n).str('small-long', true).int(2n ** 40n);
+    p.str('int', true)
+      .int(300)
+      .str('neg', true)
+      .int(-70000)
+      .str('big', true)
+      .int(2n ** 80n)
+      .str('small-long', true)
+      .int(2n ** 40n);
     p.str('f', true).float(-1.5).str('t', true).bool(true).str('n', true).none();
     p.str('tuple', true).int(1).int(2).tuple2().memoize();
     p.str('again', true).binget(1);
@@ -251,20 +365,59 @@ describe('malicious pickles are refused before anything runs', () => {
   }
 
   const cases: { label: string; global: string; build: (p: PickleWriter, cmd: string) => void }[] = [
-    { label: "GLOBAL 'os system' + REDUCE", global: 'os.system', build: (p, cmd) => p.global('os', 'system').str(cmd).tuple1().reduce() },
-    { label: "GLOBAL 'posix system' + REDUCE", global: 'posix.system', build: (p, cmd) => p.global('posix', 'system').str(cmd).tuple1().reduce() },
     {
-      label: "STACK_GLOBAL 'builtins eval' + REDUCE", global: 'builtins.eval',
-      build: (p, cmd) => p.str('builtins', true).str('eval', true).stackGlobal().str(`__import__('os').system('${cmd}')`).tuple1().reduce(),
+      label: "GLOBAL 'os system' + REDUCE",
+      global: 'os.system',
+      build: (p, cmd) => p.global('os', 'system').str(cmd).tuple1().reduce(),
     },
     {
-      label: "GLOBAL 'subprocess Popen' + REDUCE", global: 'subprocess.Popen',
-      build: (p, cmd) => p.global('subprocess', 'Popen').emptyList().str('sh').append().str('-c').append().str(cmd).append().tuple1().reduce(),
+      label: "GLOBAL 'posix system' + REDUCE",
+      global: 'posix.system',
+      build: (p, cmd) => p.global('posix', 'system').str(cmd).tuple1().reduce(),
+    },
+    {
+      label: "STACK_GLOBAL 'builtins eval' + REDUCE",
+      global: 'builtins.eval',
+      build: (p, cmd) =>
+        p
+          .str('builtins', true)
+          .str('eval', true)
+          .stackGlobal()
+          .str(`__import__('os').system('${cmd}')`)
+          .tuple1()
+          .reduce(),
+    },
+    {
+      label: "GLOBAL 'subprocess Popen' + REDUCE",
+      global: 'subprocess.Popen',
+      build: (p, cmd) =>
+        p
+          .global('subprocess', 'Popen')
+          .emptyList()
+          .str('sh')
+          .append()
+          .str('-c')
+          .append()
+          .str(cmd)
+          .append()
+          .tuple1()
+          .reduce(),
     },
     { label: "INST 'os system'", global: 'os.system', build: (p, cmd) => p.mark().str(cmd).inst('os', 'system') },
     {
-      label: 'forbidden global hidden after valid tensors', global: 'os.system',
-      build: (p, cmd) => p.global('collections', 'OrderedDict').emptyTuple().reduce().str('x').global('os', 'system').str(cmd).tuple1().reduce().setitem(),
+      label: 'forbidden global hidden after valid tensors',
+      global: 'os.system',
+      build: (p, cmd) =>
+        p
+          .global('collections', 'OrderedDict')
+          .emptyTuple()
+          .reduce()
+          .str('x')
+          .global('os', 'system')
+          .str(cmd)
+          .tuple1()
+          .reduce()
+          .setitem(),
     },
   ];
 
@@ -281,7 +434,10 @@ describe('malicious pickles are refused before anything runs', () => {
 
   test('allowed names are matched exactly (no prefix tricks)', () => {
     const p = new PickleWriter().proto(2).global('torch._utils', '_rebuild_tensor_v2.__globals__').stop();
-    throwsUser(() => decodePth(torchZip(p.toBuffer(), {}), 'trick.pth'), "'torch._utils._rebuild_tensor_v2.__globals__'");
+    throwsUser(
+      () => decodePth(torchZip(p.toBuffer(), {}), 'trick.pth'),
+      "'torch._utils._rebuild_tensor_v2.__globals__'",
+    );
     const q = new PickleWriter().proto(2).global('collections', 'OrderedDict.fromkeys').stop();
     throwsUser(() => decodePth(torchZip(q.toBuffer(), {}), 'trick.pth'), "'collections.OrderedDict.fromkeys'");
   });
@@ -305,9 +461,15 @@ describe('.pth (torch.save zip)', () => {
     ['t', { storage: '0', storageType: 'FloatStorage', storageNumel: 6, offset: 0, size: [3, 2], stride: [1, 3] }],
     ['cols', { storage: '0', storageType: 'FloatStorage', storageNumel: 6, offset: 1, size: [2, 2], stride: [3, 1] }],
     ['every_other', { storage: '0', storageType: 'FloatStorage', storageNumel: 6, offset: 1, size: [2], stride: [4] }],
-    ['broadcast', { storage: '0', storageType: 'FloatStorage', storageNumel: 6, offset: 3, size: [2, 3], stride: [0, 1] }],
+    [
+      'broadcast',
+      { storage: '0', storageType: 'FloatStorage', storageNumel: 6, offset: 3, size: [2, 3], stride: [0, 1] },
+    ],
     ['scalar', { storage: '0', storageType: 'FloatStorage', storageNumel: 6, offset: 5, size: [], stride: [] }],
-    ['half', { storage: '1', storageType: 'HalfStorage', storageNumel: 3, offset: 0, size: [3], stride: [1], parameter: true }],
+    [
+      'half',
+      { storage: '1', storageType: 'HalfStorage', storageNumel: 3, offset: 0, size: [3], stride: [1], parameter: true },
+    ],
     ['long', { storage: '2', storageType: 'LongStorage', storageNumel: 2, offset: 0, size: [2], stride: [1] }],
     ['short', { storage: '3', storageType: 'ShortStorage', storageNumel: 2, offset: 0, size: [2], stride: [1] }],
   ];
@@ -334,7 +496,10 @@ describe('.pth (torch.save zip)', () => {
 
   test('a hand-built protocol-2 checkpoint with strided views loads with correct values', () => {
     const m = decodePth(torchZip(torchStateDictPickle(tensors), storages), 'hand.pth');
-    assert.deepEqual([...m.keys()], tensors.map(([k]) => k));
+    assert.deepEqual(
+      [...m.keys()],
+      tensors.map(([k]) => k),
+    );
     checkValues(m);
   });
 
@@ -347,7 +512,10 @@ describe('.pth (torch.save zip)', () => {
   test("DataParallel's 'module.' prefix is stripped only when every key has it", () => {
     const named = tensors.map(([k, t]) => [`module.${k}`, t] as [string, PthTensor]);
     checkValues(stripModulePrefix(decodePth(torchZip(torchStateDictPickle(named), storages), 'dp.pth')));
-    const mixed = new Map<string, HostTensor>([['module.a', { dtype: 'float32', shape: [], data: new Float32Array(1) }], ['b', { dtype: 'float32', shape: [], data: new Float32Array(1) }]]);
+    const mixed = new Map<string, HostTensor>([
+      ['module.a', { dtype: 'float32', shape: [], data: new Float32Array(1) }],
+      ['b', { dtype: 'float32', shape: [], data: new Float32Array(1) }],
+    ]);
     assert.deepEqual([...stripModulePrefix(mixed).keys()], ['module.a', 'b']);
   });
 
@@ -366,24 +534,50 @@ describe('.pth (torch.save zip)', () => {
   test('big-endian checkpoints are byte-swapped', () => {
     const be = Buffer.from(bytesOf(Float32Array.from([1.5, -2])));
     for (let i = 0; i < be.length; i += 4) be.subarray(i, i + 4).reverse();
-    const p = torchStateDictPickle([['w', { storage: '0', storageType: 'FloatStorage', storageNumel: 2, offset: 0, size: [2], stride: [1] }]]);
-    const zip = makeZip([{ name: 'a/data.pkl', data: p }, { name: 'a/byteorder', data: Buffer.from('big') }, { name: 'a/data/0', data: be }]);
+    const p = torchStateDictPickle([
+      ['w', { storage: '0', storageType: 'FloatStorage', storageNumel: 2, offset: 0, size: [2], stride: [1] }],
+    ]);
+    const zip = makeZip([
+      { name: 'a/data.pkl', data: p },
+      { name: 'a/byteorder', data: Buffer.from('big') },
+      { name: 'a/data/0', data: be },
+    ]);
     assert.deepEqual(Array.from(decodePth(zip, 'be.pth').get('w')!.data as Float32Array), [1.5, -2]);
   });
 
   test('views reaching outside their storage, and missing storages, are refused', () => {
-    const over = torchStateDictPickle([['w', { storage: '0', storageType: 'FloatStorage', storageNumel: 6, offset: 2, size: [2, 3], stride: [3, 1] }]]);
-    throwsUser(() => decodePth(torchZip(over, storages), 'over.pth'), 'over.pth', "tensor 'w'", 'reaches element 7 of a 6-element storage');
-    const missing = torchStateDictPickle([['w', { storage: '9', storageType: 'FloatStorage', storageNumel: 6, offset: 0, size: [6], stride: [1] }]]);
-    throwsUser(() => decodePth(torchZip(missing, storages), 'missing.pth'), "tensor 'w'", "'archive/data/9' is missing");
-    const short = torchStateDictPickle([['w', { storage: '0', storageType: 'FloatStorage', storageNumel: 60, offset: 0, size: [60], stride: [1] }]]);
+    const over = torchStateDictPickle([
+      ['w', { storage: '0', storageType: 'FloatStorage', storageNumel: 6, offset: 2, size: [2, 3], stride: [3, 1] }],
+    ]);
+    throwsUser(
+      () => decodePth(torchZip(over, storages), 'over.pth'),
+      'over.pth',
+      "tensor 'w'",
+      'reaches element 7 of a 6-element storage',
+    );
+    const missing = torchStateDictPickle([
+      ['w', { storage: '9', storageType: 'FloatStorage', storageNumel: 6, offset: 0, size: [6], stride: [1] }],
+    ]);
+    throwsUser(
+      () => decodePth(torchZip(missing, storages), 'missing.pth'),
+      "tensor 'w'",
+      "'archive/data/9' is missing",
+    );
+    const short = torchStateDictPickle([
+      ['w', { storage: '0', storageType: 'FloatStorage', storageNumel: 60, offset: 0, size: [60], stride: [1] }],
+    ]);
     throwsUser(() => decodePth(torchZip(short, storages), 'short.pth'), "tensor 'w'", 'fewer than 60 x 4');
   });
 
   test('legacy, TorchScript and non-checkpoint files get clear errors', () => {
-    const legacy = Buffer.concat([Buffer.from([0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19]), Buffer.alloc(20)]);
+    const legacy = Buffer.concat([
+      Buffer.from([0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19]),
+      Buffer.alloc(20),
+    ]);
     throwsUser(() => decodePth(legacy, 'old.pth'), 'old.pth', 'legacy', 'PyTorch >= 1.6', 'safetensors');
-    const script = torchZip(torchStateDictPickle([]), {}, 'archive', [{ name: 'archive/constants.pkl', data: Buffer.from([0x80, 0x02, 0x4e, 0x2e]) }]);
+    const script = torchZip(torchStateDictPickle([]), {}, 'archive', [
+      { name: 'archive/constants.pkl', data: Buffer.from([0x80, 0x02, 0x4e, 0x2e]) },
+    ]);
     throwsUser(() => decodePth(script, 'jit.pt'), 'jit.pt', 'TorchScript');
     throwsUser(() => decodePth(Buffer.from('hello'), 'text.pth'), 'text.pth', 'not a PyTorch checkpoint');
     const noTensors = new PickleWriter().proto(2).emptyDict().str('epoch').int(3).setitem().stop().toBuffer();
@@ -435,7 +629,11 @@ describe('.npz', () => {
     throwsUser(() => decodeNpy(npy('|O', [1], new Uint8Array(8)), "g.npz: 'x'"), "g.npz: 'x'", 'object array');
     throwsUser(() => decodeNpy(npy('<c8', [1], new Uint8Array(8)), 'x'), "unsupported dtype '<c8'");
     throwsUser(() => decodeNpy(npy('<f4', [4], new Uint8Array(8)), 'x'), 'truncated');
-    throwsUser(() => decodeNpz(makeZip([{ name: 'a.txt', data: Buffer.from('x') }]), 'g.npz'), 'g.npz', "'a.txt' is not a .npy");
+    throwsUser(
+      () => decodeNpz(makeZip([{ name: 'a.txt', data: Buffer.from('x') }]), 'g.npz'),
+      'g.npz',
+      "'a.txt' is not a .npy",
+    );
   });
 });
 
@@ -474,7 +672,10 @@ describe('loadBackbone', () => {
       const t = state.get(k)!;
       flat.set(t.data as Float32Array, at);
       const stride = t.shape.map((_, i) => t.shape.slice(i + 1).reduce((a2, d) => a2 * d, 1));
-      entries.push([`module.${k}`, { storage: '0', storageType: 'FloatStorage', storageNumel: flat.length, offset: at, size: t.shape, stride }]);
+      entries.push([
+        `module.${k}`,
+        { storage: '0', storageType: 'FloatStorage', storageNumel: flat.length, offset: at, size: t.shape, stride },
+      ]);
       at += t.data.length;
     }
     const pth = path.join(tmp, 'tiny.bin');
@@ -507,10 +708,22 @@ describe('loadBackbone', () => {
     fs.writeFileSync(cut, good.subarray(0, good.length - 100));
     throwsUser(() => loadBackbone(cut), cut, 'beyond the end of the data section');
     const lie = path.join(tmp, 'lie.safetensors');
-    fs.writeFileSync(lie, rawSafetensors({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }, new Uint8Array(12)));
+    fs.writeFileSync(
+      lie,
+      rawSafetensors(
+        {
+          a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] },
+          b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] },
+        },
+        new Uint8Array(12),
+      ),
+    );
     throwsUser(() => loadBackbone(lie), lie, "tensor 'b'", 'overlap');
     const fp8 = path.join(tmp, 'fp8.safetensors');
-    fs.writeFileSync(fp8, rawSafetensors({ w: { dtype: 'F8_E5M2', shape: [1], data_offsets: [0, 1] } }, new Uint8Array(1)));
+    fs.writeFileSync(
+      fp8,
+      rawSafetensors({ w: { dtype: 'F8_E5M2', shape: [1], data_offsets: [0, 1] } }, new Uint8Array(1)),
+    );
     throwsUser(() => loadBackbone(fp8), fp8, "tensor 'w'", "unknown dtype 'F8_E5M2'");
     const tiny = path.join(tmp, 'tiny.pth');
     fs.writeFileSync(tiny, Buffer.from([0x50, 0x4b, 0x03, 0x04, 0, 0]));
@@ -523,8 +736,12 @@ describe('loadBackbone', () => {
     state.delete('blocks.1.norm2.bias');
     const file = path.join(tmp, 'weights.safetensors');
     writeSafetensors(file, state);
-    const e = throwsUser(() => loadBackbone(file, { overrides: H }), file,
-      `${file}: tensor 'blocks.0.attn.qkv.weight' expected [24, 8], found [24, 9]`, "tensor 'blocks.1.norm2.bias' is missing");
+    const e = throwsUser(
+      () => loadBackbone(file, { overrides: H }),
+      file,
+      `${file}: tensor 'blocks.0.attn.qkv.weight' expected [24, 8], found [24, 9]`,
+      "tensor 'blocks.1.norm2.bias' is missing",
+    );
     assert.ok(!e.message.includes('unexpected'));
 
     const extra = timmState();
@@ -560,7 +777,6 @@ describe('loadBackbone', () => {
     for (const [k, v] of b) assertSameTensor(a.get(k), v, k);
   });
 });
-
 
 // torch.save output of PyTorch 1.13 (see the test above for what it holds); 1379 bytes.
 const TORCH_113_MINI =

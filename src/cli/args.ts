@@ -65,7 +65,10 @@ function convert(command: string, key: string, s: FlagSpec, v: string): unknown 
     }
     case 'numbers':
     case 'ints': {
-      const parts = v.split(',').map((x) => x.trim()).filter((x) => x.length);
+      const parts = v
+        .split(',')
+        .map((x) => x.trim())
+        .filter((x) => x.length);
       const nums = parts.map(Number);
       if (!nums.length || nums.some((n) => !Number.isFinite(n) || (s.kind === 'ints' && !Number.isInteger(n))))
         throw bad(s.kind === 'ints' ? 'comma-separated integers' : 'comma-separated numbers');
@@ -79,7 +82,12 @@ function convert(command: string, key: string, s: FlagSpec, v: string): unknown 
 export function usage(command: string, synopsis: string, spec: Record<string, FlagSpec>): string {
   const lines = [`usage: met ${command} ${synopsis}`, '', 'options:'];
   for (const [k, s] of Object.entries(spec)) {
-    const arg = s.kind === 'bool' ? '' : s.choices ? ` ${s.choices.join('|')}` : ` ${s.kind === 'numbers' ? 'a,b,c' : s.kind.toUpperCase()}`;
+    const arg =
+      s.kind === 'bool'
+        ? ''
+        : s.choices
+          ? ` ${s.choices.join('|')}`
+          : ` ${s.kind === 'numbers' ? 'a,b,c' : s.kind.toUpperCase()}`;
     lines.push(`  --${(k + arg).padEnd(34)} ${s.help}`);
   }
   return lines.join('\n');

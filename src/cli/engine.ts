@@ -16,25 +16,25 @@ import {
   ENGINE_COMMAND,
   errorInfo,
   isRequest,
-  NotificationMap,
-  NotificationMethod,
-  ParamsOf,
+  type NotificationMap,
+  type NotificationMethod,
+  type ParamsOf,
   PROTOCOL_VERSION,
-  RequestMessage,
-  RequestMethod,
-  ResolveParams,
-  ResolveResult,
-  ResponseMessage,
-  ResultOf,
-  TrainStartParams,
-  TrainStartResult,
+  type RequestMessage,
+  type RequestMethod,
+  type ResolveParams,
+  type ResolveResult,
+  type ResponseMessage,
+  type ResultOf,
+  type TrainStartParams,
+  type TrainStartResult,
 } from '../protocol';
 import { scanDataset } from '../engine/data/folder';
 import { branchDims, validateBranches } from '../engine/model/branches';
-import { VitConfig } from '../engine/model/config';
+import { type VitConfig } from '../engine/model/config';
 import { defaultExits, validateMetConfig } from '../engine/model/met';
-import { metConfigOf, TrainConfig } from '../engine/run/config';
-import { readJson, RunConfigFile, runTraining } from '../engine/run/run';
+import { metConfigOf, type TrainConfig } from '../engine/run/config';
+import { readJson, type RunConfigFile, runTraining } from '../engine/run/run';
 import { resolveConfig, validateConfig } from '../engine/run/schema';
 import { autoPick, formatDeviceReport, probeProviders } from '../engine/runtime/device';
 import { UserError } from '../engine/tensor';
@@ -106,7 +106,10 @@ function newRunDir(root: string, variant: string): string {
 function headsBesideWeights(weights: string): { heads: number; file: string } | null {
   const file = path.join(path.dirname(weights), 'config.json');
   try {
-    const j = JSON.parse(fs.readFileSync(file, 'utf8')) as { config?: { heads?: unknown }; num_attention_heads?: unknown };
+    const j = JSON.parse(fs.readFileSync(file, 'utf8')) as {
+      config?: { heads?: unknown };
+      num_attention_heads?: unknown;
+    };
     const h = j.config?.heads ?? j.num_attention_heads;
     return Number.isInteger(h) && (h as number) > 0 ? { heads: h as number, file } : null;
   } catch {
@@ -122,7 +125,11 @@ const resolve: Handler<'train/resolve'> = async (p: ResolveParams): Promise<Reso
   const picked: Record<string, unknown> = {};
   if (p.data) picked.data = p.data;
   if (p.weights) picked.weights = p.weights;
-  const merged = { ...file, ...validateConfig(picked, 'the folder and weights picked'), ...validateConfig(defined(p.overrides), 'overrides') };
+  const merged = {
+    ...file,
+    ...validateConfig(picked, 'the folder and weights picked'),
+    ...validateConfig(defined(p.overrides), 'overrides'),
+  };
   if (merged.heads === undefined && merged.weights) {
     const h = headsBesideWeights(merged.weights);
     if (h) {
@@ -156,7 +163,15 @@ const resolve: Handler<'train/resolve'> = async (p: ResolveParams): Promise<Reso
   return {
     config: c,
     exits,
-    backbone: { file: c.weights, layout: bb.layout, depth: vit.depth, dim: vit.dim, heads: vit.heads, imageSize: vit.imageSize, channels: vit.channels },
+    backbone: {
+      file: c.weights,
+      layout: bb.layout,
+      depth: vit.depth,
+      dim: vit.dim,
+      heads: vit.heads,
+      imageSize: vit.imageSize,
+      channels: vit.channels,
+    },
     classes: ds.classes,
     counts: { train: ds.train.length, val: ds.val.length, test: ds.test.length },
     notes,
@@ -177,11 +192,16 @@ const trainStart: Handler<'train/start'> = async (p: TrainStartParams): Promise<
   } else {
     if (!p.config) throw new UserError('train/start needs config or resumeDir');
     c = resolveConfig(validateConfig(defined(p.config), 'settings'), {});
-    if (!c.out) throw new UserError('train/start: settings without a run folder (out); resolve them with train/resolve first');
+    if (!c.out)
+      throw new UserError('train/start: settings without a run folder (out); resolve them with train/resolve first');
     c.out = path.resolve(c.out);
   }
   const runDir = resumeDir ?? c.out!;
-  const t: { runDir: string; stop: string | null; done: Promise<unknown> } = { runDir, stop: null, done: Promise.resolve() };
+  const t: { runDir: string; stop: string | null; done: Promise<unknown> } = {
+    runDir,
+    stop: null,
+    done: Promise.resolve(),
+  };
   training = t;
   notify('train/started', { runDir, resumed: !!resumeDir, config: c });
   log(`${resumeDir ? 'resuming' : 'training'} ${runDir} (pid ${process.pid})`);
@@ -220,7 +240,13 @@ const gpuCheck: Handler<'gpu/check'> = async (p) => {
 };
 
 const paramsCompute: Handler<'params/compute'> = async (p) =>
-  computeParams({ config: p.configFile, settings: defined(p.settings) as Record<string, unknown>, backbone: p.backbone, classes: p.classes, ignoreWorkspaceConfig: p.ignoreWorkspaceConfig });
+  computeParams({
+    config: p.configFile,
+    settings: defined(p.settings) as Record<string, unknown>,
+    backbone: p.backbone,
+    classes: p.classes,
+    ignoreWorkspaceConfig: p.ignoreWorkspaceConfig,
+  });
 
 // ---- exploration panels (issue 5) ----
 
@@ -275,7 +301,8 @@ async function dispatch(m: RequestMessage): Promise<void> {
   } catch (e) {
     // UserErrors (bad folder, bad config...) go back as they are; anything else carries its
     // stack, which the host writes to the log.
-    if (!(e instanceof UserError)) process.stderr.write(`engine: ${m.method} failed: ${e instanceof Error ? e.stack : String(e)}\n`);
+    if (!(e instanceof UserError))
+      process.stderr.write(`engine: ${m.method} failed: ${e instanceof Error ? e.stack : String(e)}\n`);
     send({ id: m.id, error: errorInfo(e) });
   }
 }
@@ -283,12 +310,14 @@ async function dispatch(m: RequestMessage): Promise<void> {
 export async function engineCommand(argv: string[]): Promise<number> {
   if (argv.length) throw new UserError(`met ${ENGINE_COMMAND}: takes no arguments`);
   if (!process.send) {
-    throw new UserError(`met ${ENGINE_COMMAND} is the engine process of the VS Code extension and only runs forked with an IPC channel; use 'met train' on the command line`);
+    throw new UserError(
+      `met ${ENGINE_COMMAND} is the engine process of the VS Code extension and only runs forked with an IPC channel; use 'met train' on the command line`,
+    );
   }
   // A bug must not leave the extension waiting on a half-dead process: log it where the host
   // reads it (stderr and a log notification) and exit non-zero; the host rejects what is pending.
   const die = (what: string, e: unknown) => {
-    const text = e instanceof Error ? e.stack ?? e.message : String(e);
+    const text = e instanceof Error ? (e.stack ?? e.message) : String(e);
     process.stderr.write(`engine: ${what}: ${text}\n`);
     log(`engine ${what}: ${e instanceof Error ? e.message : String(e)}`, 'error');
     process.exit(1);
@@ -309,7 +338,12 @@ export async function engineCommand(argv: string[]): Promise<number> {
     training.stop ??= 'VS Code closed the engine';
     void training.done.then(() => resolveExit(0));
   });
-  notify('ready', { protocol: PROTOCOL_VERSION, pid: process.pid, node: process.version, versions: { onnxruntime: ortVersion() } });
+  notify('ready', {
+    protocol: PROTOCOL_VERSION,
+    pid: process.pid,
+    node: process.version,
+    versions: { onnxruntime: ortVersion() },
+  });
   const code = await exited;
   if (process.connected) process.disconnect();
   return code;

@@ -4,7 +4,7 @@
 import * as path from 'node:path';
 import { exportRun, fmtGflops } from '../engine/export/export';
 import { UserError } from '../engine/tensor';
-import { FlagSpec, parseArgs, usage } from './args';
+import { type FlagSpec, parseArgs, usage } from './args';
 
 export const EXPORT_FLAGS: Record<string, FlagSpec> = {
   run: { kind: 'string', help: 'run folder (config.json, trainable.safetensors, thresholds.json)' },
@@ -31,8 +31,13 @@ export async function exportCommand(argv: string[]): Promise<number> {
   console.log(`exported ${m.segments.length} segment${m.segments.length === 1 ? '' : 's'} to ${dir}`);
   console.log('file               exit  layers  GFLOPs (cum.)  threshold');
   for (const s of m.segments)
-    console.log(`${s.file.padEnd(18)} ${String(s.exit).padStart(4)}  ${`${s.layers[0]}-${s.layers[1]}`.padStart(6)}  ${fmtGflops(s.cumulativeGflops).padStart(13)}  ${typeof s.threshold === 'number' ? s.threshold.toFixed(6) : s.threshold}`);
+    console.log(
+      `${s.file.padEnd(18)} ${String(s.exit).padStart(4)}  ${`${s.layers[0]}-${s.layers[1]}`.padStart(6)}  ${fmtGflops(s.cumulativeGflops).padStart(13)}  ${typeof s.threshold === 'number' ? s.threshold.toFixed(6) : s.threshold}`,
+    );
   console.log(`thresholds: ${m.chosen.p === null ? m.chosen.source : `p = ${m.chosen.p} (${m.chosen.source})`}`);
-  if (m.task === 'regression') console.log('regression: segments output `value`; a sample leaves where -|value_j - value_(j-1)| (agreement of consecutive exits) >= the threshold');
+  if (m.task === 'regression')
+    console.log(
+      'regression: segments output `value`; a sample leaves where -|value_j - value_(j-1)| (agreement of consecutive exits) >= the threshold',
+    );
   return 0;
 }

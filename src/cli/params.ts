@@ -7,15 +7,29 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { scanDataset } from '../engine/data/folder';
 import { cumulative, presetConfig, segmentAndBranchMacs } from '../engine/export/costs';
-import { BACKBONE_PRESETS, BackboneName, BranchCount, metParams, MetParamCounts, ParamComponent, vitParamCount } from '../engine/infer/params';
-import { branchDims, BranchSettings, branchSpecs, BranchType, validateBranches } from '../engine/model/branches';
-import { VitConfig } from '../engine/model/config';
+import {
+  BACKBONE_PRESETS,
+  type BackboneName,
+  type BranchCount,
+  metParams,
+  type MetParamCounts,
+  type ParamComponent,
+  vitParamCount,
+} from '../engine/infer/params';
+import {
+  branchDims,
+  type BranchSettings,
+  branchSpecs,
+  type BranchType,
+  validateBranches,
+} from '../engine/model/branches';
+import { type VitConfig } from '../engine/model/config';
 import { defaultExits, metParamShapes, validateMetConfig } from '../engine/model/met';
-import { metConfigOf, TRAIN_DEFAULTS, TrainConfig } from '../engine/run/config';
+import { metConfigOf, TRAIN_DEFAULTS, type TrainConfig } from '../engine/run/config';
 import { FIELDS, flagOf, validateConfig } from '../engine/run/schema';
 import { UserError } from '../engine/tensor';
 import { loadBackbone } from '../engine/weights';
-import { FlagSpec, parseArgs, usage } from './args';
+import { type FlagSpec, parseArgs, usage } from './args';
 import { loadConfigFile, TRAIN_FLAGS } from './train';
 
 const PRESETS = Object.keys(BACKBONE_PRESETS) as BackboneName[];
@@ -25,7 +39,10 @@ const PRESETS = Object.keys(BACKBONE_PRESETS) as BackboneName[];
 const SETTING_FLAGS = Object.fromEntries(FIELDS.map((f) => [flagOf(f), TRAIN_FLAGS[flagOf(f)]]));
 
 export const PARAMS_FLAGS: Record<string, FlagSpec> = {
-  config: { kind: 'string', help: 'met.config.json to start from (default ./met.config.json when present; flags override it)' },
+  config: {
+    kind: 'string',
+    help: 'met.config.json to start from (default ./met.config.json when present; flags override it)',
+  },
   backbone: { kind: 'string', choices: PRESETS, help: 'a standard ViT at 224 px instead of --weights' },
   classes: { kind: 'int', help: 'classes per exit head (default: the class folders of --data)' },
   ...SETTING_FLAGS,
@@ -34,8 +51,25 @@ export const PARAMS_FLAGS: Record<string, FlagSpec> = {
 };
 
 export interface ParamsReport {
-  model: { name: string; imageSize: number; channels: number; patchSize: number; dim: number; depth: number; heads: number; mlpDim: number };
-  config: { exits: number[]; rank: number; classes: number; variant: string; eaPositions: string; featurePath: string; branch: BranchType | BranchType[] };
+  model: {
+    name: string;
+    imageSize: number;
+    channels: number;
+    patchSize: number;
+    dim: number;
+    depth: number;
+    heads: number;
+    mlpDim: number;
+  };
+  config: {
+    exits: number[];
+    rank: number;
+    classes: number;
+    variant: string;
+    eaPositions: string;
+    featurePath: string;
+    branch: BranchType | BranchType[];
+  };
   /** Frozen backbone parameters (without its own classification head). */
   backbone: number;
   /** MET adapters + exit heads. */
@@ -63,31 +97,50 @@ export interface ParamsReport {
   components: ParamComponent[];
   /** Per exit: its layer and branch, GFLOPs per image to reach it (cumulative, its branch
    *  included), of its segment, and of its branch alone (part of the segment). */
-  exits: { exit: number; layer: number; branch: BranchType; gflops: number; segment_gflops: number; branch_gflops: number }[];
+  exits: {
+    exit: number;
+    layer: number;
+    branch: BranchType;
+    gflops: number;
+    segment_gflops: number;
+    branch_gflops: number;
+  }[];
 }
 
-async function resolveBackbone(a: Record<string, unknown>, c: Partial<TrainConfig>): Promise<{ name: string; vit: VitConfig }> {
+async function resolveBackbone(
+  a: Record<string, unknown>,
+  c: Partial<TrainConfig>,
+): Promise<{ name: string; vit: VitConfig }> {
   if (a.backbone) {
     if (a.weights) throw new UserError('met params: give --backbone or --weights, not both');
     const p = BACKBONE_PRESETS[a.backbone as BackboneName];
-    if (c.channels !== undefined && c.channels !== p.channels) throw new UserError(`met params: ${p.name} takes ${p.channels}-channel images, not ${c.channels}`);
+    if (c.channels !== undefined && c.channels !== p.channels)
+      throw new UserError(`met params: ${p.name} takes ${p.channels}-channel images, not ${c.channels}`);
     const size = c.imageSize ?? p.imageSize;
-    if (size % p.patchSize) throw new UserError(`met params: image size ${size} is not a multiple of the patch size ${p.patchSize}`);
+    if (size % p.patchSize)
+      throw new UserError(`met params: image size ${size} is not a multiple of the patch size ${p.patchSize}`);
     const vit = presetConfig(p, size);
     if (c.heads) {
-      if (vit.dim % c.heads) throw new UserError(`met params: ${p.name} has width ${vit.dim}, which ${c.heads} heads do not divide`);
+      if (vit.dim % c.heads)
+        throw new UserError(`met params: ${p.name} has width ${vit.dim}, which ${c.heads} heads do not divide`);
       vit.heads = c.heads;
       vit.headDim = vit.dim / c.heads;
     }
     return { name: p.name, vit };
   }
-  if (!c.weights) throw new UserError(`met params: give a backbone: --backbone ${PRESETS.join('|')}, or --weights FILE (or "weights" in the config file)`);
+  if (!c.weights)
+    throw new UserError(
+      `met params: give a backbone: --backbone ${PRESETS.join('|')}, or --weights FILE (or "weights" in the config file)`,
+    );
   const overrides: Partial<VitConfig> = {};
   if (c.imageSize) overrides.imageSize = c.imageSize;
   if (c.heads) overrides.heads = c.heads;
   if (c.backboneAct) overrides.act = c.backboneAct;
   const { config } = loadBackbone(c.weights, { layout: c.layout ?? 'auto', overrides });
-  if (config.imageSize % config.patchSize) throw new UserError(`met params: image size ${config.imageSize} is not a multiple of the patch size ${config.patchSize}`);
+  if (config.imageSize % config.patchSize)
+    throw new UserError(
+      `met params: image size ${config.imageSize} is not a multiple of the patch size ${config.patchSize}`,
+    );
   return { name: path.basename(c.weights), vit: config };
 }
 
@@ -102,9 +155,38 @@ export function paramsReport(name: string, vit: VitConfig, c: TrainConfig, class
   } catch (e) {
     throw new UserError(`met params: ${(e as Error).message}`);
   }
-  const bs: BranchSettings = { branch: met.branch, branchHidden: met.branchHidden, branchChannels: met.branchChannels, branchHeads: met.branchHeads, branchMlpRatio: met.branchMlpRatio };
-  const backbone = vitParamCount({ imageSize: vit.imageSize, channels: vit.channels, patchSize: vit.patchSize, dim: vit.dim, depth: vit.depth, heads: vit.heads, headDim: vit.headDim, mlpDim: vit.mlpDim, qkvBias: vit.qkvBias });
-  const n: MetParamCounts = metParams({ dim: vit.dim, depth: vit.depth, exits, rank: c.rank, classes, eaPositions: c.eaPositions, variant: c.variant, backboneParams: backbone, ...bs, grid: dims.grid, heads: dims.heads, mlpDim: dims.mlpDim });
+  const bs: BranchSettings = {
+    branch: met.branch,
+    branchHidden: met.branchHidden,
+    branchChannels: met.branchChannels,
+    branchHeads: met.branchHeads,
+    branchMlpRatio: met.branchMlpRatio,
+  };
+  const backbone = vitParamCount({
+    imageSize: vit.imageSize,
+    channels: vit.channels,
+    patchSize: vit.patchSize,
+    dim: vit.dim,
+    depth: vit.depth,
+    heads: vit.heads,
+    headDim: vit.headDim,
+    mlpDim: vit.mlpDim,
+    qkvBias: vit.qkvBias,
+  });
+  const n: MetParamCounts = metParams({
+    dim: vit.dim,
+    depth: vit.depth,
+    exits,
+    rank: c.rank,
+    classes,
+    eaPositions: c.eaPositions,
+    variant: c.variant,
+    backboneParams: backbone,
+    ...bs,
+    grid: dims.grid,
+    heads: dims.heads,
+    mlpDim: dims.mlpDim,
+  });
   const specs = branchSpecs(dims, met);
   const { segments: macs, branches: bmacs } = segmentAndBranchMacs(vit, met);
   const cum = cumulative(macs);
@@ -112,8 +194,25 @@ export function paramsReport(name: string, vit: VitConfig, c: TrainConfig, class
   for (const s of metParamShapes(vit, met).values()) stored += s.reduce((x, y) => x * y, 1);
   const orNull = (x: number) => (Number.isFinite(x) ? x : null);
   return {
-    model: { name, imageSize: vit.imageSize, channels: vit.channels, patchSize: vit.patchSize, dim: vit.dim, depth: vit.depth, heads: vit.heads, mlpDim: vit.mlpDim },
-    config: { exits, rank: c.rank, classes, variant: c.variant, eaPositions: c.eaPositions, featurePath: c.featurePath, branch: met.branch ?? 'linear' },
+    model: {
+      name,
+      imageSize: vit.imageSize,
+      channels: vit.channels,
+      patchSize: vit.patchSize,
+      dim: vit.dim,
+      depth: vit.depth,
+      heads: vit.heads,
+      mlpDim: vit.mlpDim,
+    },
+    config: {
+      exits,
+      rank: c.rank,
+      classes,
+      variant: c.variant,
+      eaPositions: c.eaPositions,
+      featurePath: c.featurePath,
+      branch: met.branch ?? 'linear',
+    },
     backbone: n.backbone,
     trainable: n.trainable,
     total: n.total,
@@ -131,7 +230,14 @@ export function paramsReport(name: string, vit: VitConfig, c: TrainConfig, class
     adapters: n.adapters.length,
     stored_trainable: stored,
     components: n.components,
-    exits: exits.map((layer, j) => ({ exit: j + 1, layer, branch: specs[j].type, gflops: cum[j], segment_gflops: macs[j] / 1e9, branch_gflops: bmacs[j] / 1e9 })),
+    exits: exits.map((layer, j) => ({
+      exit: j + 1,
+      layer,
+      branch: specs[j].type,
+      gflops: cum[j],
+      segment_gflops: macs[j] / 1e9,
+      branch_gflops: bmacs[j] / 1e9,
+    })),
   };
 }
 
@@ -156,24 +262,41 @@ const pct = (x: number | null, d = 2) => (x === null ? 'n/a' : `${(100 * x).toFi
 
 function printTable(r: ParamsReport): void {
   const m = r.model;
-  console.log(`${m.name}: ${m.depth} layers, D = ${m.dim}, ${m.heads} heads, MLP ${m.mlpDim}, ${m.imageSize} px / patch ${m.patchSize}, ${m.channels} channel${m.channels === 1 ? '' : 's'}`);
-  console.log(`MET: exits after layers ${r.config.exits.join(', ')}; r = ${r.config.rank}; ${r.config.classes} classes; variant ${r.config.variant}; E-adapters ${r.config.eaPositions} (${r.adapters}); branch ${[r.config.branch].flat().join(', ')}\n`);
+  console.log(
+    `${m.name}: ${m.depth} layers, D = ${m.dim}, ${m.heads} heads, MLP ${m.mlpDim}, ${m.imageSize} px / patch ${m.patchSize}, ${m.channels} channel${m.channels === 1 ? '' : 's'}`,
+  );
+  console.log(
+    `MET: exits after layers ${r.config.exits.join(', ')}; r = ${r.config.rank}; ${r.config.classes} classes; variant ${r.config.variant}; E-adapters ${r.config.eaPositions} (${r.adapters}); branch ${[r.config.branch].flat().join(', ')}\n`,
+  );
   const w = Math.max(...r.components.map((c) => c.name.length));
   console.log(`${'component'.padEnd(w)}  ${'shape'.padEnd(26)} ${'count'.padStart(5)} ${'params'.padStart(12)}`);
-  for (const c of r.components) console.log(`${c.name.padEnd(w)}  ${c.shape.padEnd(26)} ${String(c.count).padStart(5)} ${int(c.params).padStart(12)}${c.trainable ? '' : '  (frozen)'}`);
-  console.log(`\ntrainable ${int(r.trainable)} (${(r.trainable_percent).toFixed(3)}% of the backbone's ${int(r.backbone)}); MET adapters ${int(r.met_adapters)}, ${r.branches.every((b) => b.type === 'linear') ? 'heads' : 'exit branches'} ${int(r.heads)}`);
-  console.log(`independent adapters (one per exit token per location, Σk = ${r.sum_k}): ${int(r.independent_adapters)}`);
+  for (const c of r.components)
+    console.log(
+      `${c.name.padEnd(w)}  ${c.shape.padEnd(26)} ${String(c.count).padStart(5)} ${int(c.params).padStart(12)}${c.trainable ? '' : '  (frozen)'}`,
+    );
+  console.log(
+    `\ntrainable ${int(r.trainable)} (${r.trainable_percent.toFixed(3)}% of the backbone's ${int(r.backbone)}); MET adapters ${int(r.met_adapters)}, ${r.branches.every((b) => b.type === 'linear') ? 'heads' : 'exit branches'} ${int(r.heads)}`,
+  );
+  console.log(
+    `independent adapters (one per exit token per location, Σk = ${r.sum_k}): ${int(r.independent_adapters)}`,
+  );
   console.log(`reduction ${pct(r.reduction)} exact, ${pct(r.reduction_limit)} in the D ≫ r limit (1 - 1/Σk)`);
-  console.log(`stored in trainable.safetensors: ${int(r.stored_trainable)} values (stacks over all ${2 * m.depth} adapter slots)\n`);
+  console.log(
+    `stored in trainable.safetensors: ${int(r.stored_trainable)} values (stacks over all ${2 * m.depth} adapter slots)\n`,
+  );
   console.log('exit  layer  branch            params  GFLOPs  (segment, branch)');
   for (const e of r.exits) {
     const b = r.branches[e.exit - 1];
-    const widths = Object.entries(b.widths).map(([k, v]) => `${k} ${v}`).join(', ');
-    console.log(`${String(e.exit).padStart(4)}  ${String(e.layer).padStart(5)}  ${e.branch.padEnd(12)}  ${int(b.params).padStart(10)}  ${e.gflops.toFixed(3).padStart(6)}  (${e.segment_gflops.toFixed(3)}, ${fmtSmall(e.branch_gflops)})  ${widths}`);
+    const widths = Object.entries(b.widths)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ');
+    console.log(
+      `${String(e.exit).padStart(4)}  ${String(e.layer).padStart(5)}  ${e.branch.padEnd(12)}  ${int(b.params).padStart(10)}  ${e.gflops.toFixed(3).padStart(6)}  (${e.segment_gflops.toFixed(3)}, ${fmtSmall(e.branch_gflops)})  ${widths}`,
+    );
   }
   console.log('\nGFLOPs: fvcore convention, 1 multiply-add = 1 FLOP, matrix products only. Cumulative to each');
-  console.log("exit, its branch included; a branch that reads the patch tokens (sl-vit, conv-*) at the last");
-  console.log("exit has that layer computed for every token, not only for the exit token.");
+  console.log('exit, its branch included; a branch that reads the patch tokens (sl-vit, conv-*) at the last');
+  console.log('exit has that layer computed for every token, not only for the exit token.');
 }
 
 /**
@@ -182,8 +305,15 @@ function printTable(r: ParamsReport): void {
  * `settings` are raw flag values by config key (validated here); without `config`,
  * ./met.config.json is read when present.
  */
-export async function computeParams(o: { config?: string; settings?: Record<string, unknown>; backbone?: string; classes?: number; ignoreWorkspaceConfig?: boolean }): Promise<ParamsReport> {
-  if (o.backbone !== undefined && !PRESETS.includes(o.backbone as BackboneName)) throw new UserError(`met params: unknown backbone '${o.backbone}' (one of ${PRESETS.join(', ')})`);
+export async function computeParams(o: {
+  config?: string;
+  settings?: Record<string, unknown>;
+  backbone?: string;
+  classes?: number;
+  ignoreWorkspaceConfig?: boolean;
+}): Promise<ParamsReport> {
+  if (o.backbone !== undefined && !PRESETS.includes(o.backbone as BackboneName))
+    throw new UserError(`met params: unknown backbone '${o.backbone}' (one of ${PRESETS.join(', ')})`);
   // A run's recorded settings are complete: a met.config.json in the working folder must not fill gaps.
   const implicit = !o.ignoreWorkspaceConfig && fs.existsSync('met.config.json');
   const file = o.config ? loadConfigFile(o.config) : implicit ? loadConfigFile('met.config.json') : {};
@@ -204,13 +334,20 @@ export async function computeParams(o: { config?: string; settings?: Record<stri
 export async function paramsCommand(argv: string[]): Promise<number> {
   const a = parseArgs(argv, PARAMS_FLAGS, 'params');
   if (a.help) {
-    console.log(usage('params', '[--config FILE] (--backbone NAME | --weights FILE) --classes C [options]', PARAMS_FLAGS));
+    console.log(
+      usage('params', '[--config FILE] (--backbone NAME | --weights FILE) --classes C [options]', PARAMS_FLAGS),
+    );
     return 0;
   }
   if (a._.length) throw new UserError(`met params: unexpected argument '${a._[0]}'`);
   const fromFlags: Record<string, unknown> = {};
   for (const f of FIELDS) if (a[flagOf(f)] !== undefined) fromFlags[f.key] = a[flagOf(f)];
-  const r = await computeParams({ config: a.config as string | undefined, settings: fromFlags, backbone: a.backbone as string | undefined, classes: a.classes as number | undefined });
+  const r = await computeParams({
+    config: a.config as string | undefined,
+    settings: fromFlags,
+    backbone: a.backbone as string | undefined,
+    classes: a.classes as number | undefined,
+  });
   if (a.json) console.log(JSON.stringify(r));
   else printTable(r);
   return 0;

@@ -4,23 +4,33 @@
 
 import * as path from 'node:path';
 import { compile, Graph } from '../engine/graph';
-import { Activation, VitConfig } from '../engine/model/config';
+import { type Activation, type VitConfig } from '../engine/model/config';
 import { prepareWeights, VitParams, vitForward } from '../engine/model/vit';
 import { resolveDevice } from '../engine/runtime/device';
 import { Session } from '../engine/runtime/session';
-import { listImageFiles, loadBatch, Preprocess } from '../engine/data/image';
+import { listImageFiles, loadBatch, type Preprocess } from '../engine/data/image';
 import { UserError } from '../engine/tensor';
 import { loadBackbone } from '../engine/weights';
 import { fmtGflops } from '../engine/export/export';
 import { DEFAULT_PREDICT_BATCH, RunPredictor } from '../engine/infer/runPredictor';
 import { agreementConfidence, isRegression } from '../engine/model/regression';
-import { FlagSpec, parseArgs, Parsed, usage } from './args';
+import { type FlagSpec, parseArgs, type Parsed, usage } from './args';
 
 export const PREDICT_FLAGS: Record<string, FlagSpec> = {
-  run: { kind: 'string', help: "a MET run folder: every exit's answer and the exit taken under the run's chosen thresholds (instead of --weights)" },
+  run: {
+    kind: 'string',
+    help: "a MET run folder: every exit's answer and the exit taken under the run's chosen thresholds (instead of --weights)",
+  },
   weights: { kind: 'string', help: 'backbone checkpoint (.safetensors, .pth/.pt/.bin, .npz)' },
-  layout: { kind: 'string', choices: ['auto', 'timm', 'hf', 'torchvision', 'vit-pytorch', 'npz'], help: 'key layout of the checkpoint (default auto)' },
-  'image-size': { kind: 'int', help: 'input size; position embeddings are resampled if it differs from the checkpoint' },
+  layout: {
+    kind: 'string',
+    choices: ['auto', 'timm', 'hf', 'torchvision', 'vit-pytorch', 'npz'],
+    help: 'key layout of the checkpoint (default auto)',
+  },
+  'image-size': {
+    kind: 'int',
+    help: 'input size; position embeddings are resampled if it differs from the checkpoint',
+  },
   channels: { kind: 'int', help: 'image channels the backbone expects (1 or 3; default from the checkpoint)' },
   mean: { kind: 'numbers', help: 'normalisation mean per channel on [0,1] pixels' },
   std: { kind: 'numbers', help: 'normalisation std per channel' },
@@ -31,8 +41,14 @@ export const PREDICT_FLAGS: Record<string, FlagSpec> = {
   batch: { kind: 'int', help: 'images per forward pass (default 32)' },
   device: { kind: 'string', choices: ['cpu', 'webgpu', 'cuda', 'auto'], help: 'execution provider (default cpu)' },
   threads: { kind: 'int', help: 'CPU threads (default: one per core)' },
-  json: { kind: 'bool', help: 'print [{"file", "topk": [{"class", "prob"}]}] (with --run: [{"file", "exits": [{"exit", "layer", "confidence", "class", "label"}], "exit", "class", "label", "confidence"}])' },
-  eval: { kind: 'bool', help: 'score images against class folder names (.../<class>/<image>: integer indices, or with --run the run\'s class names) and print accuracy' },
+  json: {
+    kind: 'bool',
+    help: 'print [{"file", "topk": [{"class", "prob"}]}] (with --run: [{"file", "exits": [{"exit", "layer", "confidence", "class", "label"}], "exit", "class", "label", "confidence"}])',
+  },
+  eval: {
+    kind: 'bool',
+    help: "score images against class folder names (.../<class>/<image>: integer indices, or with --run the run's class names) and print accuracy",
+  },
   help: { kind: 'bool', help: 'show this help' },
 };
 
@@ -60,12 +76,23 @@ export async function predictCommand(argv: string[]): Promise<number> {
     layout: (a.layout as never) ?? 'auto',
     overrides,
   });
-  if (report.unexpected.length) console.error(`warning: ignoring ${report.unexpected.length} unexpected tensors: ${report.unexpected.slice(0, 5).join(', ')}`);
+  if (report.unexpected.length)
+    console.error(
+      `warning: ignoring ${report.unexpected.length} unexpected tensors: ${report.unexpected.slice(0, 5).join(', ')}`,
+    );
   const channels = (a.channels as number | undefined) ?? config.channels;
-  if (channels !== config.channels) throw new UserError(`met predict: --channels ${channels} but ${path.basename(a.weights as string)} expects ${config.channels}-channel images`);
-  if (!config.numClasses) throw new UserError(`met predict: ${path.basename(a.weights as string)} has no classification head`);
-  for (const [k, v] of [['mean', config.mean], ['std', config.std]] as const)
-    if (v.length !== 1 && v.length !== channels) throw new UserError(`met predict: --${k} needs 1 or ${channels} values, got ${v.length}`);
+  if (channels !== config.channels)
+    throw new UserError(
+      `met predict: --channels ${channels} but ${path.basename(a.weights as string)} expects ${config.channels}-channel images`,
+    );
+  if (!config.numClasses)
+    throw new UserError(`met predict: ${path.basename(a.weights as string)} has no classification head`);
+  for (const [k, v] of [
+    ['mean', config.mean],
+    ['std', config.std],
+  ] as const)
+    if (v.length !== 1 && v.length !== channels)
+      throw new UserError(`met predict: --${k} needs 1 or ${channels} values, got ${v.length}`);
 
   const choice = await resolveDevice(((a.device as string) ?? 'cpu') as never);
   for (const n of choice.notes) if (a.device === 'auto') console.error(n);
@@ -75,7 +102,10 @@ export async function predictCommand(argv: string[]): Promise<number> {
   const images = g.input('images', ['B', channels, config.imageSize, config.imageSize]);
   const { logits } = vitForward(P, config, images);
   const probs = g.softmax(logits!, -1);
-  const session = await Session.create(compile(g, { probs }), { providers: choice.providers, threads: a.threads as number | undefined });
+  const session = await Session.create(compile(g, { probs }), {
+    providers: choice.providers,
+    threads: a.threads as number | undefined,
+  });
 
   const { files, skipped } = await listImageFiles(a._);
   const pre: Preprocess = {
@@ -94,7 +124,13 @@ export async function predictCommand(argv: string[]): Promise<number> {
     const batch = await loadBatch(files.slice(s, s + B), pre);
     failed.push(...batch.failed);
     if (!batch.ok.length) continue;
-    const out = await session.run({ images: { dtype: 'float32', shape: [batch.ok.length, channels, config.imageSize, config.imageSize], data: batch.data.subarray(0, batch.ok.length * per) } });
+    const out = await session.run({
+      images: {
+        dtype: 'float32',
+        shape: [batch.ok.length, channels, config.imageSize, config.imageSize],
+        data: batch.data.subarray(0, batch.ok.length * per),
+      },
+    });
     const p = out.probs.data as Float32Array;
     const C = config.numClasses;
     batch.ok.forEach((file, i) => {
@@ -102,7 +138,8 @@ export async function predictCommand(argv: string[]): Promise<number> {
       row.sort((x, y) => y.prob - x.prob);
       const r = { file, topk: row.slice(0, top) };
       results.push(r);
-      if (!a.json && !a.eval) console.log(`${file}: ${r.topk.map((t) => `${t.class} (${t.prob.toFixed(4)})`).join(', ')}`);
+      if (!a.json && !a.eval)
+        console.log(`${file}: ${r.topk.map((t) => `${t.class} (${t.prob.toFixed(4)})`).join(', ')}`);
     });
   }
   await session.release();
@@ -150,13 +187,20 @@ export interface RunPrediction {
 }
 
 async function predictRun(a: Parsed): Promise<number> {
-  for (const f of RUN_FIXED) if (a[f] !== undefined) throw new UserError(`met predict: --${f} does not apply with --run (the run fixes the backbone and its preprocessing)`);
+  for (const f of RUN_FIXED)
+    if (a[f] !== undefined)
+      throw new UserError(
+        `met predict: --${f} does not apply with --run (the run fixes the backbone and its preprocessing)`,
+      );
   if (!a._.length) throw new UserError('met predict: give at least one image or folder');
   const choice = await resolveDevice(((a.device as string) ?? 'cpu') as never);
   for (const n of choice.notes) if (a.device === 'auto') console.error(n);
   // Shared with the extension's Inspect exits panel (src/engine/explore/score.ts): the same
   // segments, preprocessing, thresholds and batching, so the panel shows these numbers.
-  const rp = await RunPredictor.open(a.run as string, { providers: choice.providers, threads: a.threads as number | undefined });
+  const rp = await RunPredictor.open(a.run as string, {
+    providers: choice.providers,
+    threads: a.threads as number | undefined,
+  });
   const { cf, gflops, op } = rp;
   if (op.p === null && !a.json) console.error(`note: ${op.source}`);
 
@@ -164,8 +208,16 @@ async function predictRun(a: Parsed): Promise<number> {
   const B = (a.batch as number) ?? DEFAULT_PREDICT_BATCH;
   const results: RunPrediction[] = [];
   const regression = isRegression(cf.met);
-  if (regression && a.eval) throw new UserError('met predict --eval scores class folders; for a regression run use met eval --run RUN [--data FOLDER]');
-  const regResults: { file: string; exits: { exit: number; layer: number; value: number; confidence: number | null }[]; exit: number; value: number }[] = [];
+  if (regression && a.eval)
+    throw new UserError(
+      'met predict --eval scores class folders; for a regression run use met eval --run RUN [--data FOLDER]',
+    );
+  const regResults: {
+    file: string;
+    exits: { exit: number; layer: number; value: number; confidence: number | null }[];
+    exit: number;
+    value: number;
+  }[] = [];
   const failed: { file: string; reason: string }[] = [...skipped];
   try {
     for (let s = 0; s < files.length; s += B) {
@@ -181,19 +233,33 @@ async function predictRun(a: Parsed): Promise<number> {
         b.ok.forEach((file, i) => {
           const r = {
             file,
-            exits: b.probs.map((v, j) => ({ exit: j + 1, layer: cf.met.exits[j], value: v[i], confidence: Number.isNaN(agree[j][i]) ? null : agree[j][i] })),
+            exits: b.probs.map((v, j) => ({
+              exit: j + 1,
+              layer: cf.met.exits[j],
+              value: v[i],
+              confidence: Number.isNaN(agree[j][i]) ? null : agree[j][i],
+            })),
             exit: dyn.exitOf[i] + 1,
             value: dyn.conf[i],
           };
           regResults.push(r);
-          if (!a.json) console.log(`${file}: ${r.value.toPrecision(5)} at exit ${r.exit} (layer ${cf.met.exits[r.exit - 1]})  |  ${r.exits.map((e) => `${e.exit}: ${e.value.toPrecision(4)}${e.confidence === null ? '' : ` (Δ ${(-e.confidence).toPrecision(2)})`}`).join(', ')}`);
+          if (!a.json)
+            console.log(
+              `${file}: ${r.value.toPrecision(5)} at exit ${r.exit} (layer ${cf.met.exits[r.exit - 1]})  |  ${r.exits.map((e) => `${e.exit}: ${e.value.toPrecision(4)}${e.confidence === null ? '' : ` (Δ ${(-e.confidence).toPrecision(2)})`}`).join(', ')}`,
+            );
         });
         continue;
       }
       b.ok.forEach((file, i) => {
         const r: RunPrediction = {
           file,
-          exits: b.conf.map((conf, j) => ({ exit: j + 1, layer: cf.met.exits[j], confidence: conf[i], class: b.pred[j][i], label: cf.classes[b.pred[j][i]] })),
+          exits: b.conf.map((conf, j) => ({
+            exit: j + 1,
+            layer: cf.met.exits[j],
+            confidence: conf[i],
+            class: b.pred[j][i],
+            label: cf.classes[b.pred[j][i]],
+          })),
           exit: dyn.exitOf[i] + 1,
           class: dyn.pred[i],
           label: cf.classes[dyn.pred[i]],
@@ -201,7 +267,9 @@ async function predictRun(a: Parsed): Promise<number> {
         };
         results.push(r);
         if (!a.json && !a.eval)
-          console.log(`${file}: ${r.label} (${r.confidence.toFixed(4)}) at exit ${r.exit} (layer ${cf.met.exits[r.exit - 1]})  |  ${r.exits.map((e) => `${e.exit}: ${e.label} ${e.confidence.toFixed(3)}`).join(', ')}`);
+          console.log(
+            `${file}: ${r.label} (${r.confidence.toFixed(4)}) at exit ${r.exit} (layer ${cf.met.exits[r.exit - 1]})  |  ${r.exits.map((e) => `${e.exit}: ${e.label} ${e.confidence.toFixed(3)}`).join(', ')}`,
+          );
       });
     }
   } finally {
@@ -219,8 +287,13 @@ async function predictRun(a: Parsed): Promise<number> {
       cost += gflops[r.exit - 1];
       if (r.class === label) right++;
     }
-    if (!scored) throw new UserError(`met predict --eval: no image sits in a folder named like one of the run's classes (${cf.classes.join(', ')})`);
-    console.log(`accuracy ${(right / scored).toFixed(4)} (${right}/${scored} images), ${fmtGflops(cost / scored)} GFLOPs per image on average`);
+    if (!scored)
+      throw new UserError(
+        `met predict --eval: no image sits in a folder named like one of the run's classes (${cf.classes.join(', ')})`,
+      );
+    console.log(
+      `accuracy ${(right / scored).toFixed(4)} (${right}/${scored} images), ${fmtGflops(cost / scored)} GFLOPs per image on average`,
+    );
   }
   for (const f of failed) console.error(`skipped ${f.file}: ${f.reason}`);
   return failed.length ? 1 : 0;

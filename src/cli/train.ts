@@ -2,15 +2,25 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { evaluateRun, readJson, RunConfigFile, runTraining, RunSummary } from '../engine/run/run';
+import { evaluateRun, readJson, type RunConfigFile, runTraining, type RunSummary } from '../engine/run/run';
 import { FIELDS, flagOf, resolveConfig, validateConfig } from '../engine/run/schema';
-import { TrainConfig } from '../engine/run/config';
-import { TrainEvent } from '../engine/train/trainer';
+import { type TrainConfig } from '../engine/run/config';
+import { type TrainEvent } from '../engine/train/trainer';
 import { UserError } from '../engine/tensor';
-import { FlagKind, FlagSpec, parseArgs, usage } from './args';
+import { type FlagKind, type FlagSpec, parseArgs, usage } from './args';
 import { parseJsonc } from './jsonc';
 
-const KIND: Record<string, FlagKind> = { string: 'string', path: 'string', enum: 'string', enumList: 'string', int: 'int', number: 'number', bool: 'bool', ints: 'ints', numbers: 'numbers' };
+const KIND: Record<string, FlagKind> = {
+  string: 'string',
+  path: 'string',
+  enum: 'string',
+  enumList: 'string',
+  int: 'int',
+  number: 'number',
+  bool: 'bool',
+  ints: 'ints',
+  numbers: 'numbers',
+};
 
 /** A setting as a flag; a list of choices (--branch mlp or --branch linear,mlp) is checked by the schema. */
 function flagSpec(f: (typeof FIELDS)[number]): FlagSpec {
@@ -53,7 +63,9 @@ export function loadConfigFile(file: string): Partial<TrainConfig> {
   const c = validateConfig(obj, file);
   // Paths in a config file are relative to the file.
   const dir = path.dirname(path.resolve(file));
-  for (const k of ['data', 'weights', 'out'] as const) if (typeof c[k] === 'string' && !path.isAbsolute(c[k] as string)) (c as Record<string, unknown>)[k] = path.join(dir, c[k] as string);
+  for (const k of ['data', 'weights', 'out'] as const)
+    if (typeof c[k] === 'string' && !path.isAbsolute(c[k] as string))
+      (c as Record<string, unknown>)[k] = path.join(dir, c[k] as string);
   return c;
 }
 
@@ -66,12 +78,27 @@ function fmtEta(s: number): string {
 /** Regression runs (model/regression.ts): MAE / RMSE per exit and the MAE-vs-GFLOPs curve. */
 function printRegressionSummary(s: RunSummary, json: boolean): void {
   if (json) {
-    console.log(JSON.stringify({ task: 'regression', exits: s.exits, dynamic: s.dynamic.map((d) => ({ mae: d.mae, gflops: d.gflops, thresholds: d.thresholds, p: d.p, exitCounts: d.exitCounts })) }));
+    console.log(
+      JSON.stringify({
+        task: 'regression',
+        exits: s.exits,
+        dynamic: s.dynamic.map((d) => ({
+          mae: d.mae,
+          gflops: d.gflops,
+          thresholds: d.thresholds,
+          p: d.p,
+          exitCounts: d.exitCounts,
+        })),
+      }),
+    );
     return;
   }
   const f = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? 'n/a' : x.toPrecision(4)).padStart(9);
   console.log('\nexit  layer  branch              MAE       RMSE   GFLOPs');
-  for (const e of s.exits) console.log(`${String(e.exit).padStart(4)}  ${String(e.layer).padStart(5)}  ${(e.branch ?? 'linear').padEnd(12)}  ${f(e.mae)}  ${f(e.rmse)}  ${e.gflops.toFixed(4).padStart(7)}`);
+  for (const e of s.exits)
+    console.log(
+      `${String(e.exit).padStart(4)}  ${String(e.layer).padStart(5)}  ${(e.branch ?? 'linear').padEnd(12)}  ${f(e.mae)}  ${f(e.rmse)}  ${e.gflops.toFixed(4).padStart(7)}`,
+    );
   if (s.dynamic.length) {
     console.log('\ndynamic (agreement of consecutive exits, thresholds fitted on val, MSDNet):');
     console.log('     p        MAE  GFLOPs  exits taken');
@@ -80,20 +107,37 @@ function printRegressionSummary(s: RunSummary, json: boolean): void {
       const key = `${(d.mae ?? NaN).toFixed(5)}/${d.gflops.toFixed(4)}`;
       if (seen.has(key)) continue;
       seen.add(key);
-      console.log(`${d.p.toFixed(2).padStart(6)}  ${f(d.mae)}  ${d.gflops.toFixed(4).padStart(6)}  ${d.exitCounts.join('/')}`);
+      console.log(
+        `${d.p.toFixed(2).padStart(6)}  ${f(d.mae)}  ${d.gflops.toFixed(4).padStart(6)}  ${d.exitCounts.join('/')}`,
+      );
     }
   }
-  if (s.trainImgPerSec) console.log(`\ntraining throughput ${s.trainImgPerSec.toFixed(1)} img/s; run folder ${s.runDir}`);
+  if (s.trainImgPerSec)
+    console.log(`\ntraining throughput ${s.trainImgPerSec.toFixed(1)} img/s; run folder ${s.runDir}`);
 }
 
 export function printSummary(s: RunSummary, json: boolean): void {
   if (s.task === 'regression') return printRegressionSummary(s, json);
   if (json) {
-    console.log(JSON.stringify({ exits: s.exits, dynamic: s.dynamic.map((d) => ({ accuracy: d.accuracy, gflops: d.gflops, thresholds: d.thresholds, p: d.p, exitCounts: d.exitCounts })) }));
+    console.log(
+      JSON.stringify({
+        exits: s.exits,
+        dynamic: s.dynamic.map((d) => ({
+          accuracy: d.accuracy,
+          gflops: d.gflops,
+          thresholds: d.thresholds,
+          p: d.p,
+          exitCounts: d.exitCounts,
+        })),
+      }),
+    );
     return;
   }
   console.log('\nexit  layer  branch        accuracy  GFLOPs');
-  for (const e of s.exits) console.log(`${String(e.exit).padStart(4)}  ${String(e.layer).padStart(5)}  ${(e.branch ?? 'linear').padEnd(12)}  ${(100 * e.accuracy).toFixed(2).padStart(7)}%  ${e.gflops.toFixed(4).padStart(7)}`);
+  for (const e of s.exits)
+    console.log(
+      `${String(e.exit).padStart(4)}  ${String(e.layer).padStart(5)}  ${(e.branch ?? 'linear').padEnd(12)}  ${(100 * e.accuracy).toFixed(2).padStart(7)}%  ${e.gflops.toFixed(4).padStart(7)}`,
+    );
   if (s.dynamic.length) {
     console.log('\ndynamic (thresholds fitted on val, MSDNet):');
     console.log('     p  accuracy  GFLOPs  exits taken');
@@ -102,10 +146,13 @@ export function printSummary(s: RunSummary, json: boolean): void {
       const key = `${d.accuracy.toFixed(4)}/${d.gflops.toFixed(4)}`;
       if (seen.has(key)) continue;
       seen.add(key);
-      console.log(`${d.p.toFixed(2).padStart(6)}  ${(100 * d.accuracy).toFixed(2).padStart(7)}%  ${d.gflops.toFixed(4).padStart(6)}  ${d.exitCounts.join('/')}`);
+      console.log(
+        `${d.p.toFixed(2).padStart(6)}  ${(100 * d.accuracy).toFixed(2).padStart(7)}%  ${d.gflops.toFixed(4).padStart(6)}  ${d.exitCounts.join('/')}`,
+      );
     }
   }
-  if (s.trainImgPerSec) console.log(`\ntraining throughput ${s.trainImgPerSec.toFixed(1)} img/s; run folder ${s.runDir}`);
+  if (s.trainImgPerSec)
+    console.log(`\ntraining throughput ${s.trainImgPerSec.toFixed(1)} img/s; run folder ${s.runDir}`);
 }
 
 export async function trainCommand(argv: string[]): Promise<number> {
@@ -149,11 +196,20 @@ export async function trainCommand(argv: string[]): Promise<number> {
           if (json) return void console.log(JSON.stringify(e));
           if (e.type === 'step' && (Date.now() - lastPrint > 2000 || e.step === e.totalSteps)) {
             lastPrint = Date.now();
-            console.error(`epoch ${e.epoch} step ${e.step}/${e.totalSteps}  loss ${e.loss.toFixed(4)}${e.distill ? `  kd ${e.distill.map((x) => x.toFixed(3)).join('/')}` : ''}  ${e.maePerExit ? `mae ${e.maePerExit.map((x) => x.toPrecision(3)).join('/')}` : `acc ${e.accPerExit.map((x) => (100 * x).toFixed(0)).join('/')}`}  ${e.imgPerSec.toFixed(1)} img/s  eta ${fmtEta(e.etaSec)}`);
+            console.error(
+              `epoch ${e.epoch} step ${e.step}/${e.totalSteps}  loss ${e.loss.toFixed(4)}${e.distill ? `  kd ${e.distill.map((x) => x.toFixed(3)).join('/')}` : ''}  ${e.maePerExit ? `mae ${e.maePerExit.map((x) => x.toPrecision(3)).join('/')}` : `acc ${e.accPerExit.map((x) => (100 * x).toFixed(0)).join('/')}`}  ${e.imgPerSec.toFixed(1)} img/s  eta ${fmtEta(e.etaSec)}`,
+            );
           } else if (e.type === 'epoch') {
-            if (e.valMaePerExit) console.error(`epoch ${e.epoch}: train loss ${e.trainLoss.toFixed(4)}, val MAE per exit ${e.valMaePerExit.map((x) => x.toPrecision(4)).join(' / ')}, RMSE ${(e.valRmsePerExit ?? []).map((x) => x.toPrecision(4)).join(' / ')} (${e.seconds.toFixed(1)} s)`);
-            else console.error(`epoch ${e.epoch}: train loss ${e.trainLoss.toFixed(4)}, val accuracy per exit ${e.valAccPerExit.map((x) => (100 * x).toFixed(1)).join(' / ')} (${e.seconds.toFixed(1)} s)`);
-          } else if (e.type === 'stopped') console.error(`stopped at step ${e.step}: ${e.reason}. Continue with: met train --resume <run folder>`);
+            if (e.valMaePerExit)
+              console.error(
+                `epoch ${e.epoch}: train loss ${e.trainLoss.toFixed(4)}, val MAE per exit ${e.valMaePerExit.map((x) => x.toPrecision(4)).join(' / ')}, RMSE ${(e.valRmsePerExit ?? []).map((x) => x.toPrecision(4)).join(' / ')} (${e.seconds.toFixed(1)} s)`,
+              );
+            else
+              console.error(
+                `epoch ${e.epoch}: train loss ${e.trainLoss.toFixed(4)}, val accuracy per exit ${e.valAccPerExit.map((x) => (100 * x).toFixed(1)).join(' / ')} (${e.seconds.toFixed(1)} s)`,
+              );
+          } else if (e.type === 'stopped')
+            console.error(`stopped at step ${e.step}: ${e.reason}. Continue with: met train --resume <run folder>`);
         },
       },
       resumeDir,
@@ -172,7 +228,10 @@ export async function trainCommand(argv: string[]): Promise<number> {
 
 export const EVAL_FLAGS: Record<string, FlagSpec> = {
   run: { kind: 'string', help: 'run folder' },
-  data: { kind: 'string', help: "another image folder (class folders named like the run's classes); default the run's test split" },
+  data: {
+    kind: 'string',
+    help: "another image folder (class folders named like the run's classes); default the run's test split",
+  },
   device: { kind: 'string', choices: ['cpu', 'webgpu', 'cuda', 'auto'], help: 'execution provider' },
   threads: { kind: 'int', help: 'CPU threads' },
   json: { kind: 'bool', help: 'print {"exits": [...], "dynamic": [...]}' },
@@ -186,7 +245,11 @@ export async function evalCommand(argv: string[]): Promise<number> {
     return 0;
   }
   if (!a.run) throw new UserError('met eval: --run RUN is required');
-  const s = await evaluateRun(path.resolve(a.run as string), { data: a.data as string | undefined, device: a.device as never, threads: a.threads as number | undefined });
+  const s = await evaluateRun(path.resolve(a.run as string), {
+    data: a.data as string | undefined,
+    device: a.device as never,
+    threads: a.threads as number | undefined,
+  });
   printSummary(s, !!a.json);
   return 0;
 }

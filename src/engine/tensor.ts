@@ -3,7 +3,8 @@
 
 export type DType = 'float32' | 'float16' | 'bfloat16' | 'float64' | 'int64' | 'int32' | 'int8' | 'uint8' | 'bool';
 
-export type TypedArray = Float32Array | Float64Array | Int32Array | BigInt64Array | Int8Array | Uint8Array | Uint16Array;
+export type TypedArray =
+  Float32Array | Float64Array | Int32Array | BigInt64Array | Int8Array | Uint8Array | Uint16Array;
 
 export interface HostTensor {
   dtype: DType;
@@ -31,7 +32,7 @@ export function f32(shape: number[], data?: Float32Array | number[]): HostTensor
 
 /** Converts IEEE half bits to float. */
 export function halfToFloat(h: number): number {
-  const s = (h & 0x8000) ? -1 : 1;
+  const s = h & 0x8000 ? -1 : 1;
   const e = (h >> 10) & 0x1f;
   const m = h & 0x3ff;
   if (e === 0) return s * m * 2 ** -24;

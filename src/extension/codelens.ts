@@ -26,14 +26,15 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { parseJsonc } from '../cli/jsonc';
 import type { ParamsReport } from '../cli/params';
-import { getRunIndex, RunIndex } from './runIndex';
+import { getRunIndex, type RunIndex } from './runIndex';
 
 /** Which documents get lenses (the same files as jsonValidation in package.json). */
 export const CONFIG_SELECTOR: vscode.DocumentSelector = [
   { scheme: 'file', pattern: '**/met.config.json' },
   { scheme: 'file', pattern: '**/*.met.json' },
 ];
-const isConfigFile = (uri: vscode.Uri) => uri.scheme === 'file' && (path.basename(uri.fsPath) === 'met.config.json' || uri.fsPath.endsWith('.met.json'));
+const isConfigFile = (uri: vscode.Uri) =>
+  uri.scheme === 'file' && (path.basename(uri.fsPath) === 'met.config.json' || uri.fsPath.endsWith('.met.json'));
 
 const EDIT_DEBOUNCE_MS = 800;
 const PARAMS_TIMEOUT_MS = 120_000;
@@ -44,7 +45,8 @@ export const fmtPercent = (x: number) => (x >= 0.1 ? x.toFixed(2) : x.toPrecisio
 /** GFLOPs: three significant digits (0.00455, 17.6), whole numbers from 100 on. */
 export const fmtGflops = (x: number) => (x >= 100 ? x.toFixed(0) : x.toPrecision(3));
 
-type Result = { key: string; report: ParamsReport; error?: undefined } | { key: string; error: string; report?: undefined };
+type Result =
+  { key: string; report: ParamsReport; error?: undefined } | { key: string; error: string; report?: undefined };
 
 /** Runs `met params --json` in a child process (the extension's own CLI bundle). */
 function runMetParams(cli: string, configFile: string, signal: AbortSignal): Promise<ParamsReport> {
@@ -63,7 +65,10 @@ function runMetParams(cli: string, configFile: string, signal: AbortSignal): Pro
       },
       (err, stdout, stderr) => {
         if (err) {
-          const lines = String(stderr).split('\n').map((l) => l.trim()).filter(Boolean);
+          const lines = String(stderr)
+            .split('\n')
+            .map((l) => l.trim())
+            .filter(Boolean);
           const msg = lines.find((l) => l.startsWith('error: '))?.slice(7) ?? lines[lines.length - 1] ?? err.message;
           return reject(new Error(msg));
         }
@@ -91,7 +96,9 @@ function absolutised(text: string, realFile: string): string | null {
   }
   if (!obj || typeof obj !== 'object' || Array.isArray(obj)) return null;
   const dir = path.dirname(realFile);
-  for (const k of ['data', 'weights', 'out']) if (typeof obj[k] === 'string' && obj[k] && !path.isAbsolute(obj[k] as string)) obj[k] = path.join(dir, obj[k] as string);
+  for (const k of ['data', 'weights', 'out'])
+    if (typeof obj[k] === 'string' && obj[k] && !path.isAbsolute(obj[k] as string))
+      obj[k] = path.join(dir, obj[k] as string);
   return JSON.stringify(obj);
 }
 
@@ -197,7 +204,9 @@ function paramsTooltip(r: ParamsReport): string {
   return [
     `met params for this file: ${m.name} (${m.depth} layers, D = ${m.dim}, ${m.imageSize} px), ${r.config.classes} classes, variant ${r.config.variant}, r = ${r.config.rank}.`,
     `Trainable ${int(r.trainable)} of ${int(r.backbone)} backbone parameters: MET adapters ${int(r.met_adapters)}, exit heads ${int(r.heads)}.`,
-    r.reduction === null ? '' : `Independent adapters per exit token would need ${int(r.independent_adapters)} (MET saves ${(100 * r.reduction).toFixed(1)}%).`,
+    r.reduction === null
+      ? ''
+      : `Independent adapters per exit token would need ${int(r.independent_adapters)} (MET saves ${(100 * r.reduction).toFixed(1)}%).`,
   ]
     .filter(Boolean)
     .join('\n');
@@ -219,8 +228,16 @@ class MetCodeLensProvider implements vscode.CodeLensProvider {
   async provideCodeLenses(doc: vscode.TextDocument): Promise<vscode.CodeLens[]> {
     if (!vscode.workspace.getConfiguration('met').get<boolean>('codeLens.enabled', true)) return [];
     const top = new vscode.Range(0, 0, 0, 0);
-    const lens = (title: string, command = '', args: unknown[] = [], tooltip?: string) => new vscode.CodeLens(top, { title, command, arguments: args, tooltip });
-    const lenses = [lens('$(play) Fine-tune', 'met.fineTune', [{ config: doc.uri }], 'Fine-tune with these settings (MET: Fine-tune on folder)')];
+    const lens = (title: string, command = '', args: unknown[] = [], tooltip?: string) =>
+      new vscode.CodeLens(top, { title, command, arguments: args, tooltip });
+    const lenses = [
+      lens(
+        '$(play) Fine-tune',
+        'met.fineTune',
+        [{ config: doc.uri }],
+        'Fine-tune with these settings (MET: Fine-tune on folder)',
+      ),
+    ];
 
     const runs = await this.index.runsOfConfig(doc.uri.fsPath);
     if (runs.length) {
@@ -240,19 +257,32 @@ class MetCodeLensProvider implements vscode.CodeLensProvider {
     if (!this.cache.get(doc) && !this.cache.pending(doc)) this.cache.schedule(doc, 0);
     const r = this.cache.get(doc);
     const stale = r && !this.cache.isCurrent(doc) ? ' (updating…)' : '';
-    if (!r) lenses.push(lens('$(loading~spin) counting parameters…', '', [], 'met params --json runs in a separate process'));
-    else if (r.error !== undefined) lenses.push(lens(`$(warning) met params: ${r.error.length > 120 ? r.error.slice(0, 117) + '…' : r.error}`, '', [], r.error));
+    if (!r)
+      lenses.push(lens('$(loading~spin) counting parameters…', '', [], 'met params --json runs in a separate process'));
+    else if (r.error !== undefined)
+      lenses.push(
+        lens(`$(warning) met params: ${r.error.length > 120 ? r.error.slice(0, 117) + '…' : r.error}`, '', [], r.error),
+      );
     else {
       const p = r.report;
       // Opens the parameter-counts panel (paramsPanel.ts) for this file.
-      lenses.push(lens(`${int(p.trainable)} trainable params (${fmtPercent(p.trainable_percent)}% of backbone)${stale}`, 'met.showParams', [doc.uri], `${paramsTooltip(p)}\nClick: MET: Show parameter counts.`));
+      lenses.push(
+        lens(
+          `${int(p.trainable)} trainable params (${fmtPercent(p.trainable_percent)}% of backbone)${stale}`,
+          'met.showParams',
+          [doc.uri],
+          `${paramsTooltip(p)}\nClick: MET: Show parameter counts.`,
+        ),
+      );
       lenses.push(
         lens(
           `GFLOPs per exit: ${p.exits.map((e) => fmtGflops(e.gflops)).join(' · ')}${stale}`,
           '',
           [],
           `GFLOPs per image to reach each exit (after layers ${p.config.exits.join(', ')}; fvcore convention, 1 multiply-add = 1 FLOP).\n` +
-            p.exits.map((e) => `exit ${e.exit} (layer ${e.layer}): ${e.gflops} GFLOPs, segment ${e.segment_gflops}`).join('\n'),
+            p.exits
+              .map((e) => `exit ${e.exit} (layer ${e.layer}): ${e.gflops} GFLOPs, segment ${e.segment_gflops}`)
+              .join('\n'),
         ),
       );
     }

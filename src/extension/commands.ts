@@ -14,7 +14,14 @@ import { parseJsonc } from '../cli/jsonc';
 import type { TrainConfig } from '../engine/run/config';
 import type { GpuCheckResult, ResolveResult } from '../protocol';
 import { configTemplate } from './configTemplate';
-import { describeExit, EngineExitedError, EngineRequestError, Engines, Training, TrainingOutcome } from './engineClient';
+import {
+  describeExit,
+  EngineExitedError,
+  EngineRequestError,
+  type Engines,
+  type Training,
+  type TrainingOutcome,
+} from './engineClient';
 import { log, recordMessage, showErrorWithLog, showLog } from './log';
 import { getRunIndex } from './runIndex';
 
@@ -57,8 +64,13 @@ const IMAGE_EXT = new Set(['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.t
 const LAST_WEIGHTS_KEY = 'met.lastWeights';
 const CONFIG_NAME = 'met.config.json';
 
-const fsPathOf = (x: string | vscode.Uri | undefined): string | undefined => (x === undefined ? undefined : typeof x === 'string' ? x : x.fsPath);
-const rel = (p: string) => vscode.workspace.asRelativePath(p, vscode.workspace.workspaceFolders !== undefined && vscode.workspace.workspaceFolders.length > 1);
+const fsPathOf = (x: string | vscode.Uri | undefined): string | undefined =>
+  x === undefined ? undefined : typeof x === 'string' ? x : x.fsPath;
+const rel = (p: string) =>
+  vscode.workspace.asRelativePath(
+    p,
+    vscode.workspace.workspaceFolders !== undefined && vscode.workspace.workspaceFolders.length > 1,
+  );
 
 function exists(p: string): Promise<boolean> {
   return fs.promises.access(p).then(
@@ -79,7 +91,11 @@ async function peekConfig(file: string): Promise<{ data?: string; weights?: stri
 }
 
 function workspaceRootOf(p: string): string {
-  return vscode.workspace.getWorkspaceFolder(vscode.Uri.file(p))?.uri.fsPath ?? vscode.workspace.workspaceFolders?.[0]?.uri.fsPath ?? path.dirname(p);
+  return (
+    vscode.workspace.getWorkspaceFolder(vscode.Uri.file(p))?.uri.fsPath ??
+    vscode.workspace.workspaceFolders?.[0]?.uri.fsPath ??
+    path.dirname(p)
+  );
 }
 
 /** met.config.json in the folder, else in its workspace root. */
@@ -130,7 +146,8 @@ async function countImages(dir: string, depth = 1): Promise<number> {
 
 async function subDirs(dir: string, entries: fs.Dirent[]): Promise<string[]> {
   const out: string[] = [];
-  for (const e of entries) if (!e.name.startsWith('.') && !SKIP_DIRS.has(e.name) && (await isDir(dir, e))) out.push(e.name);
+  for (const e of entries)
+    if (!e.name.startsWith('.') && !SKIP_DIRS.has(e.name) && (await isDir(dir, e))) out.push(e.name);
   return out;
 }
 
@@ -189,20 +206,36 @@ async function pickFolder(): Promise<string | undefined> {
     detail: c.classes.slice(0, 8).join(', ') + (c.classes.length > 8 ? ', …' : ''),
     value: c.dir,
   }));
-  items.push({ label: '$(folder-opened) Browse…', description: 'a folder with one sub-folder of images per class', browse: true });
+  items.push({
+    label: '$(folder-opened) Browse…',
+    description: 'a folder with one sub-folder of images per class',
+    browse: true,
+  });
   const pick = await vscode.window.showQuickPick(items, {
     title: 'MET: Fine-tune (1/3) — image folder',
-    placeHolder: found.length ? 'Folder with one sub-folder per class (Enter: the first)' : 'No image folder with class sub-folders found in the workspace: browse for one',
+    placeHolder: found.length
+      ? 'Folder with one sub-folder per class (Enter: the first)'
+      : 'No image folder with class sub-folders found in the workspace: browse for one',
     ignoreFocusOut: true,
     matchOnDescription: true,
   });
   if (!pick) return undefined;
   if (!pick.browse) return pick.value;
-  const uri = await vscode.window.showOpenDialog({ canSelectFolders: true, canSelectFiles: false, canSelectMany: false, openLabel: 'Fine-tune on this folder', defaultUri: vscode.workspace.workspaceFolders?.[0]?.uri });
+  const uri = await vscode.window.showOpenDialog({
+    canSelectFolders: true,
+    canSelectFiles: false,
+    canSelectMany: false,
+    openLabel: 'Fine-tune on this folder',
+    defaultUri: vscode.workspace.workspaceFolders?.[0]?.uri,
+  });
   return uri?.[0]?.fsPath;
 }
 
-async function pickWeights(context: vscode.ExtensionContext, fromConfig: string | undefined, configFile: string | undefined): Promise<string | undefined> {
+async function pickWeights(
+  context: vscode.ExtensionContext,
+  fromConfig: string | undefined,
+  configFile: string | undefined,
+): Promise<string | undefined> {
   const tiny = path.join(context.extensionPath, TINY_VIT);
   const items: Pick<string>[] = [];
   const seen = new Set<string>();
@@ -211,13 +244,29 @@ async function pickWeights(context: vscode.ExtensionContext, fromConfig: string 
     seen.add(path.resolve(p.value));
     items.push(p);
   };
-  if (fromConfig) add({ label: `$(settings-gear) ${path.basename(fromConfig)}`, description: `from ${rel(configFile!)}`, detail: fromConfig, value: fromConfig });
+  if (fromConfig)
+    add({
+      label: `$(settings-gear) ${path.basename(fromConfig)}`,
+      description: `from ${rel(configFile!)}`,
+      detail: fromConfig,
+      value: fromConfig,
+    });
   const last = context.workspaceState.get<string>(LAST_WEIGHTS_KEY);
-  if (last && (await exists(last))) add({ label: `$(history) ${path.basename(last)}`, description: 'used last time', detail: last === tiny ? 'bundled demo backbone' : rel(last), value: last });
+  if (last && (await exists(last)))
+    add({
+      label: `$(history) ${path.basename(last)}`,
+      description: 'used last time',
+      detail: last === tiny ? 'bundled demo backbone' : rel(last),
+      value: last,
+    });
   const files = await vscode.workspace.findFiles(WEIGHT_GLOB, IGNORE_GLOB, 200);
   for (const f of files.sort((a, b) => a.fsPath.localeCompare(b.fsPath))) {
     if (path.resolve(f.fsPath) === path.resolve(tiny)) continue; // listed below as what it is
-    add({ label: `$(file-binary) ${path.basename(f.fsPath)}`, description: rel(path.dirname(f.fsPath)), value: f.fsPath });
+    add({
+      label: `$(file-binary) ${path.basename(f.fsPath)}`,
+      description: rel(path.dirname(f.fsPath)),
+      value: f.fsPath,
+    });
   }
   add({
     label: '$(beaker) Tiny ViT (bundled demo backbone)',
@@ -226,7 +275,12 @@ async function pickWeights(context: vscode.ExtensionContext, fromConfig: string 
     value: tiny,
   });
   items.push({ label: '$(file-directory) Browse…', description: '.safetensors, .pth/.pt/.bin or .npz', browse: true });
-  const pick = await vscode.window.showQuickPick(items, { title: 'MET: Fine-tune (2/3) — backbone weights', placeHolder: 'ViT checkpoint to fine-tune (Enter: the first)', ignoreFocusOut: true, matchOnDescription: true });
+  const pick = await vscode.window.showQuickPick(items, {
+    title: 'MET: Fine-tune (2/3) — backbone weights',
+    placeHolder: 'ViT checkpoint to fine-tune (Enter: the first)',
+    ignoreFocusOut: true,
+    matchOnDescription: true,
+  });
   if (!pick) return undefined;
   if (!pick.browse) return pick.value;
   const uri = await vscode.window.showOpenDialog({
@@ -264,8 +318,14 @@ function settingsRows(r: ResolveResult): [string, string][] {
     ['batch', String(c.batch)],
     ['device', c.device + (c.threads ? `, ${c.threads} threads` : '')],
     ['run folder', rel(c.out!)],
-    ['data', `${rel(c.data)}: ${r.classes.length} classes, ${r.counts.train} train / ${r.counts.val} val / ${r.counts.test} test images`],
-    ['backbone', `${rel(r.backbone.file)} (${r.backbone.layout}, ${r.backbone.depth} layers, width ${r.backbone.dim}, ${r.backbone.heads} heads, ${r.backbone.imageSize} px)`],
+    [
+      'data',
+      `${rel(c.data)}: ${r.classes.length} classes, ${r.counts.train} train / ${r.counts.val} val / ${r.counts.test} test images`,
+    ],
+    [
+      'backbone',
+      `${rel(r.backbone.file)} (${r.backbone.layout}, ${r.backbone.depth} layers, width ${r.backbone.dim}, ${r.backbone.heads} heads, ${r.backbone.imageSize} px)`,
+    ],
   ];
 }
 
@@ -273,16 +333,29 @@ type ConfirmChoice = 'start' | 'edit' | undefined;
 
 async function confirmSettings(r: ResolveResult): Promise<ConfirmChoice> {
   const rows = settingsRows(r);
-  const short = rows.slice(0, 7).map(([k, v]) => `${k} ${v}`).join(' · ');
+  const short = rows
+    .slice(0, 7)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(' · ');
   const items: Pick<ConfirmChoice>[] = [
-    { label: '$(play) Start fine-tuning', description: `${r.classes.length} classes, ${r.counts.train} training images`, detail: short, value: 'start' },
+    {
+      label: '$(play) Start fine-tuning',
+      description: `${r.classes.length} classes, ${r.counts.train} training images`,
+      detail: short,
+      value: 'start',
+    },
     { label: 'Settings', kind: vscode.QuickPickItemKind.Separator },
     ...rows.map(([k, v]) => ({ label: k, description: v, value: 'edit' as const })),
     ...r.notes.map((n) => ({ label: '$(info) note', description: n, value: 'edit' as const })),
     { label: '', kind: vscode.QuickPickItemKind.Separator },
     { label: '$(edit) Edit settings in met.config.json…', value: 'edit' },
   ];
-  const pick = await vscode.window.showQuickPick(items, { title: 'MET: Fine-tune (3/3) — start with these settings?', placeHolder: 'Enter starts; pick a setting to edit it in met.config.json', ignoreFocusOut: true, matchOnDescription: true });
+  const pick = await vscode.window.showQuickPick(items, {
+    title: 'MET: Fine-tune (3/3) — start with these settings?',
+    placeHolder: 'Enter starts; pick a setting to edit it in met.config.json',
+    ignoreFocusOut: true,
+    matchOnDescription: true,
+  });
   return pick?.value;
 }
 
@@ -293,7 +366,14 @@ async function editConfig(configFile: string | undefined, r: ResolveResult): Pro
     file = path.join(workspaceRootOf(r.config.data), CONFIG_NAME);
     const dir = path.dirname(file);
     const relTo = (p: string) => path.relative(dir, p).split(path.sep).join('/') || '.';
-    await writeAtomic(file, configTemplate({ data: relTo(r.config.data), weights: relTo(r.config.weights), values: r.config.heads ? { heads: r.config.heads } : {} }));
+    await writeAtomic(
+      file,
+      configTemplate({
+        data: relTo(r.config.data),
+        weights: relTo(r.config.weights),
+        values: r.config.heads ? { heads: r.config.heads } : {},
+      }),
+    );
   }
   await vscode.window.showTextDocument(vscode.Uri.file(file));
 }
@@ -313,7 +393,8 @@ function errorText(e: unknown): string {
 /** Shows what the engine said about a failed request; stack traces go to the log. */
 async function showRequestError(what: string, e: unknown): Promise<void> {
   if (e instanceof EngineRequestError && !e.isUserError && e.info.stack) log().error(e.info.stack);
-  if (e instanceof EngineRequestError && e.isUserError) void vscode.window.showErrorMessage(`MET: ${what}: ${e.message}`, 'Show log').then((p) => p && showLog());
+  if (e instanceof EngineRequestError && e.isUserError)
+    void vscode.window.showErrorMessage(`MET: ${what}: ${e.message}`, 'Show log').then((p) => p && showLog());
   else void showErrorWithLog(`MET: ${what}: ${errorText(e)}`);
 }
 
@@ -324,14 +405,21 @@ async function hasCheckpoint(runDir: string): Promise<boolean> {
 /** The notification while the engine starts, reads the data and compiles (until the first step). */
 function showStartProgress(t: Training): void {
   void vscode.window.withProgress(
-    { location: vscode.ProgressLocation.Notification, title: `MET: fine-tuning ${path.basename(t.runDir)}`, cancellable: true },
+    {
+      location: vscode.ProgressLocation.Notification,
+      title: `MET: fine-tuning ${path.basename(t.runDir)}`,
+      cancellable: true,
+    },
     async (progress, token) => {
       progress.report({ message: 'starting the engine…' });
       const subs = [
         token.onCancellationRequested(() => void t.cancel('cancelled while starting')),
         t.onMessage((m) => progress.report({ message: m.length > 120 ? `${m.slice(0, 117)}…` : m })),
       ];
-      void t.engine.ready.then(() => progress.report({ message: 'loading the backbone and the images…' }), () => undefined);
+      void t.engine.ready.then(
+        () => progress.report({ message: 'loading the backbone and the images…' }),
+        () => undefined,
+      );
       await Promise.race([t.firstStep, t.finished]);
       subs.forEach((d) => d.dispose());
     },
@@ -343,7 +431,8 @@ async function reportOutcome(o: TrainingOutcome, t: Training): Promise<void> {
   if (o.status === 'done') {
     const exits = o.result?.summary.exits ?? [];
     const last = exits[exits.length - 1];
-    const acc = last && Number.isFinite(last.accuracy) ? `: last exit ${(100 * last.accuracy).toFixed(1)}% test accuracy` : '';
+    const acc =
+      last && Number.isFinite(last.accuracy) ? `: last exit ${(100 * last.accuracy).toFixed(1)}% test accuracy` : '';
     recordMessage('info', `MET: ${name} finished${acc}.`);
     const pick = await vscode.window.showInformationMessage(`MET: ${name} finished${acc}.`, 'Open dashboard');
     if (pick) await vscode.commands.executeCommand('met.openRun', o.runDir);
@@ -352,12 +441,18 @@ async function reportOutcome(o: TrainingOutcome, t: Training): Promise<void> {
   const resumable = await hasCheckpoint(o.runDir);
   const actions = resumable ? ['Resume'] : [];
   let message: string;
-  if (o.status === 'stopped') message = `MET: ${name} stopped (${t.state.error ?? 'cancelled'}).${resumable ? ' Resume continues from its checkpoint.' : ''}`;
-  else if (o.error instanceof EngineExitedError) message = `MET: the engine process training ${name} ${describeExit(o.error.code, o.error.signal)}.${resumable ? ' The run can be resumed from its last checkpoint.' : ''}`;
+  if (o.status === 'stopped')
+    message = `MET: ${name} stopped (${t.state.error ?? 'cancelled'}).${resumable ? ' Resume continues from its checkpoint.' : ''}`;
+  else if (o.error instanceof EngineExitedError)
+    message = `MET: the engine process training ${name} ${describeExit(o.error.code, o.error.signal)}.${resumable ? ' The run can be resumed from its last checkpoint.' : ''}`;
   else message = `MET: fine-tuning ${name} failed: ${errorText(o.error)}`;
-  if (o.error instanceof EngineRequestError && o.error.info.stack && !o.error.isUserError) log().error(o.error.info.stack);
+  if (o.error instanceof EngineRequestError && o.error.info.stack && !o.error.isUserError)
+    log().error(o.error.info.stack);
   if (o.status === 'stopped') recordMessage('info', message);
-  const pick = o.status === 'stopped' ? await vscode.window.showInformationMessage(message, ...actions) : await showErrorWithLog(message, ...actions);
+  const pick =
+    o.status === 'stopped'
+      ? await vscode.window.showInformationMessage(message, ...actions)
+      : await showErrorWithLog(message, ...actions);
   if (pick === 'Resume') await vscode.commands.executeCommand('met.fineTune', { resume: o.runDir });
 }
 
@@ -378,7 +473,9 @@ export const RESTRICTED_MESSAGE =
 
 function trustRefusal(): void {
   recordMessage('error', RESTRICTED_MESSAGE);
-  void vscode.window.showErrorMessage(RESTRICTED_MESSAGE, 'Manage Workspace Trust').then((p) => p && vscode.commands.executeCommand('workbench.trust.manage'));
+  void vscode.window
+    .showErrorMessage(RESTRICTED_MESSAGE, 'Manage Workspace Trust')
+    .then((p) => p && vscode.commands.executeCommand('workbench.trust.manage'));
 }
 
 /** One training at a time per window unless the user says otherwise. */
@@ -394,7 +491,11 @@ async function mayStartAnother(engines: Engines, args: FineTuneArgs): Promise<bo
   return go === 'Start another';
 }
 
-export async function fineTune(context: vscode.ExtensionContext, engines: Engines, args: FineTuneArgs = {}): Promise<FineTuneResult | undefined> {
+export async function fineTune(
+  context: vscode.ExtensionContext,
+  engines: Engines,
+  args: FineTuneArgs = {},
+): Promise<FineTuneResult | undefined> {
   if (!vscode.workspace.isTrusted) {
     trustRefusal();
     return undefined;
@@ -442,15 +543,27 @@ export async function fineTune(context: vscode.ExtensionContext, engines: Engine
   }
 
   let r: ResolveResult;
-  const params = { data: folder, weights, configFile, overrides: args.overrides, workspaceRoot: workspaceRootOf(folder ?? configFile!) };
+  const params = {
+    data: folder,
+    weights,
+    configFile,
+    overrides: args.overrides,
+    workspaceRoot: workspaceRootOf(folder ?? configFile!),
+  };
   for (;;) {
     try {
-      r = await vscode.window.withProgress({ location: vscode.ProgressLocation.Window, title: 'MET: reading the backbone and the image folder…' }, () => engines.request('train/resolve', params));
+      r = await vscode.window.withProgress(
+        { location: vscode.ProgressLocation.Window, title: 'MET: reading the backbone and the image folder…' },
+        () => engines.request('train/resolve', params),
+      );
       break;
     } catch (e) {
       // A checkpoint of a non-standard width does not say its head count: ask, rather than
       // send the user off to write a config file for one number.
-      const heads = ui && e instanceof EngineRequestError && /number of attention heads/.test(e.message) && !params.overrides?.heads ? await askHeads(e.message) : undefined;
+      const heads =
+        ui && e instanceof EngineRequestError && /number of attention heads/.test(e.message) && !params.overrides?.heads
+          ? await askHeads(e.message)
+          : undefined;
       if (heads) {
         params.overrides = { ...params.overrides, heads };
         continue;
@@ -470,7 +583,13 @@ export async function fineTune(context: vscode.ExtensionContext, engines: Engine
   return start(context, engines, { config: r.config, configFile }, r.config.out!, args);
 }
 
-async function start(_context: vscode.ExtensionContext, engines: Engines, params: Parameters<Engines['startTraining']>[0], runDir: string, args: FineTuneArgs): Promise<FineTuneResult> {
+async function start(
+  _context: vscode.ExtensionContext,
+  engines: Engines,
+  params: Parameters<Engines['startTraining']>[0],
+  runDir: string,
+  args: FineTuneArgs,
+): Promise<FineTuneResult> {
   const t = engines.startTraining(params, runDir);
   log().info(`${params.resumeDir ? 'resuming' : 'fine-tuning'} ${runDir}`);
   showStartProgress(t);
@@ -493,7 +612,10 @@ export async function cancelTraining(engines: Engines, runDir?: string | vscode.
   else if (running.length <= 1) chosen = running;
   else {
     const pick = await vscode.window.showQuickPick(
-      [{ label: 'All trainings', value: running }, ...running.map((t) => ({ label: path.basename(t.runDir), description: t.status, value: [t] }))],
+      [
+        { label: 'All trainings', value: running },
+        ...running.map((t) => ({ label: path.basename(t.runDir), description: t.status, value: [t] })),
+      ],
       { title: 'MET: Cancel which training?' },
     );
     chosen = pick?.value ?? [];
@@ -512,13 +634,27 @@ async function openRun(context: vscode.ExtensionContext, runDir?: string | vscod
     const runs = await getRunIndex(context).runs();
     const items: Pick<string>[] = runs.map((r) => {
       const last = r.accuracy[r.accuracy.length - 1];
-      const acc = last?.accuracy != null ? ` · last exit ${(100 * last.accuracy).toFixed(1)}% (${r.accuracySource})` : '';
-      return { label: `$(graph-line) ${r.name}`, description: `${r.status} · epoch ${r.epoch}/${r.epochs}${acc}`, detail: rel(r.dir), value: r.dir };
+      const acc =
+        last?.accuracy != null ? ` · last exit ${(100 * last.accuracy).toFixed(1)}% (${r.accuracySource})` : '';
+      return {
+        label: `$(graph-line) ${r.name}`,
+        description: `${r.status} · epoch ${r.epoch}/${r.epochs}${acc}`,
+        detail: rel(r.dir),
+        value: r.dir,
+      };
     });
     items.push({ label: '$(folder-opened) Browse…', description: 'a run folder (.met/runs/…)', browse: true });
-    const pick = await vscode.window.showQuickPick(items, { title: 'MET: Open run', placeHolder: runs.length ? 'Run folder (newest first)' : 'No runs in this workspace yet', matchOnDescription: true });
+    const pick = await vscode.window.showQuickPick(items, {
+      title: 'MET: Open run',
+      placeHolder: runs.length ? 'Run folder (newest first)' : 'No runs in this workspace yet',
+      matchOnDescription: true,
+    });
     if (!pick) return undefined;
-    dir = pick.browse ? (await vscode.window.showOpenDialog({ canSelectFolders: true, canSelectFiles: false, openLabel: 'Open run' }))?.[0]?.fsPath : pick.value;
+    dir = pick.browse
+      ? (
+          await vscode.window.showOpenDialog({ canSelectFolders: true, canSelectFiles: false, openLabel: 'Open run' })
+        )?.[0]?.fsPath
+      : pick.value;
     if (!dir) return undefined;
   }
   if (!(await exists(path.join(dir, 'config.json')))) {
@@ -526,7 +662,8 @@ async function openRun(context: vscode.ExtensionContext, runDir?: string | vscod
     return undefined;
   }
   // The dashboard is its own module; without it, the run's summary is the next best thing.
-  if ((await vscode.commands.getCommands(true)).includes('met.showDashboard')) await vscode.commands.executeCommand('met.showDashboard', dir);
+  if ((await vscode.commands.getCommands(true)).includes('met.showDashboard'))
+    await vscode.commands.executeCommand('met.showDashboard', dir);
   else {
     const f = (await exists(path.join(dir, 'summary.json'))) ? 'summary.json' : 'config.json';
     await vscode.window.showTextDocument(vscode.Uri.file(path.join(dir, f)));
@@ -534,7 +671,11 @@ async function openRun(context: vscode.ExtensionContext, runDir?: string | vscod
   return dir;
 }
 
-async function createConfig(context: vscode.ExtensionContext, target?: string | vscode.Uri, opts: { open?: boolean; overwrite?: boolean } = {}): Promise<string | undefined> {
+async function createConfig(
+  context: vscode.ExtensionContext,
+  target?: string | vscode.Uri,
+  opts: { open?: boolean; overwrite?: boolean } = {},
+): Promise<string | undefined> {
   let dir = fsPathOf(target);
   if (dir && (await fs.promises.stat(dir).catch(() => null))?.isFile()) dir = path.dirname(dir);
   if (!dir) {
@@ -543,20 +684,34 @@ async function createConfig(context: vscode.ExtensionContext, target?: string | 
       void vscode.window.showErrorMessage('MET: open a folder first; met.config.json goes into it.');
       return undefined;
     }
-    dir = folders.length === 1 ? folders[0].uri.fsPath : (await vscode.window.showWorkspaceFolderPick({ placeHolder: 'Where to write met.config.json' }))?.uri.fsPath;
+    dir =
+      folders.length === 1
+        ? folders[0].uri.fsPath
+        : (await vscode.window.showWorkspaceFolderPick({ placeHolder: 'Where to write met.config.json' }))?.uri.fsPath;
     if (!dir) return undefined;
   }
   const file = path.join(dir, CONFIG_NAME);
   if ((await exists(file)) && !opts.overwrite) {
-    const pick = await vscode.window.showWarningMessage(`MET: ${rel(file)} already exists.`, 'Open it', 'Replace with defaults');
+    const pick = await vscode.window.showWarningMessage(
+      `MET: ${rel(file)} already exists.`,
+      'Open it',
+      'Replace with defaults',
+    );
     if (pick === 'Open it') await vscode.window.showTextDocument(vscode.Uri.file(file));
     if (pick !== 'Replace with defaults') return pick === 'Open it' ? file : undefined;
   }
   // Prefill the two required paths with what the workspace has, relative to the file.
   const relTo = (p: string) => path.relative(dir!, p).split(path.sep).join('/') || '.';
   const folders = await findImageFolders([dir], 3, 1000);
-  const weights = (await vscode.workspace.findFiles(new vscode.RelativePattern(dir, WEIGHT_GLOB), IGNORE_GLOB, 1))[0]?.fsPath;
-  await writeAtomic(file, configTemplate({ data: folders[0] ? relTo(folders[0].dir) : undefined, weights: weights ? relTo(weights) : undefined }));
+  const weights = (await vscode.workspace.findFiles(new vscode.RelativePattern(dir, WEIGHT_GLOB), IGNORE_GLOB, 1))[0]
+    ?.fsPath;
+  await writeAtomic(
+    file,
+    configTemplate({
+      data: folders[0] ? relTo(folders[0].dir) : undefined,
+      weights: weights ? relTo(weights) : undefined,
+    }),
+  );
   log().info(`wrote ${file}`);
   if (opts.open !== false) await vscode.window.showTextDocument(vscode.Uri.file(file));
   void context;
@@ -566,8 +721,12 @@ async function createConfig(context: vscode.ExtensionContext, target?: string | 
 async function checkGpu(engines: Engines): Promise<GpuCheckResult | undefined> {
   let r: GpuCheckResult;
   try {
-    r = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: 'MET: checking execution providers (a test session on each)…' }, () =>
-      engines.request('gpu/check', { refresh: true }),
+    r = await vscode.window.withProgress(
+      {
+        location: vscode.ProgressLocation.Notification,
+        title: 'MET: checking execution providers (a test session on each)…',
+      },
+      () => engines.request('gpu/check', { refresh: true }),
     );
   } catch (e) {
     await showRequestError('GPU check failed', e);
@@ -578,7 +737,10 @@ async function checkGpu(engines: Engines): Promise<GpuCheckResult | undefined> {
   const gpus = r.statuses.filter((s) => s.provider !== 'cpu');
   // The toast gets the first clause of each reason; the log (Show details) has all of it.
   const short = (r: string) => r.replace(/\s*\(.*$/s, '');
-  const parts = gpus.map((s) => `${label[s.provider]}: ${s.available ? (s.software ? 'works, on a software driver' : 'available') : `not available — ${short(s.reason)}`}`);
+  const parts = gpus.map(
+    (s) =>
+      `${label[s.provider]}: ${s.available ? (s.software ? 'works, on a software driver' : 'available') : `not available — ${short(s.reason)}`}`,
+  );
   const msg = `MET: device "auto" uses ${label[r.auto]}. ${parts.join(' · ')}`;
   void vscode.window.showInformationMessage(msg, 'Show details').then((p) => p && showLog());
   return r;
@@ -593,11 +755,15 @@ export function registerCommands(context: vscode.ExtensionContext, engines: Engi
         return undefined;
       }),
     ),
-    vscode.commands.registerCommand('met.cancelTraining', (runDir?: string | vscode.Uri) => cancelTraining(engines, runDir)),
+    vscode.commands.registerCommand('met.cancelTraining', (runDir?: string | vscode.Uri) =>
+      cancelTraining(engines, runDir),
+    ),
     vscode.commands.registerCommand('met.openRun', (runDir?: string | vscode.Uri) => openRun(context, runDir)),
-    vscode.commands.registerCommand('met.createConfig', (target?: string | vscode.Uri, opts?: { open?: boolean; overwrite?: boolean }) =>
-      // From the explorer context menu the second argument is the list of selected Uris, not options.
-      createConfig(context, target, opts && !Array.isArray(opts) ? opts : {}),
+    vscode.commands.registerCommand(
+      'met.createConfig',
+      (target?: string | vscode.Uri, opts?: { open?: boolean; overwrite?: boolean }) =>
+        // From the explorer context menu the second argument is the list of selected Uris, not options.
+        createConfig(context, target, opts && !Array.isArray(opts) ? opts : {}),
     ),
     vscode.commands.registerCommand('met.checkGpu', () => checkGpu(engines)),
   );

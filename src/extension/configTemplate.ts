@@ -37,7 +37,8 @@ function commentLines(text: string, indent: string, width = 100): string[] {
 }
 
 /** JSON with a space after commas in arrays ([6, 7, 8]), as people write it. */
-const json = (v: unknown): string => (Array.isArray(v) ? `[${v.map((x) => JSON.stringify(x)).join(', ')}]` : JSON.stringify(v));
+const json = (v: unknown): string =>
+  Array.isArray(v) ? `[${v.map((x) => JSON.stringify(x)).join(', ')}]` : JSON.stringify(v);
 
 export interface TemplateOptions {
   /** "data" value (relative to the config file); a placeholder when unknown. */
@@ -56,7 +57,12 @@ export function configTemplate(o: TemplateOptions = {}): string {
     '// do not change. Commented-out settings have no fixed default (the checkpoint or the backbone decides).',
     '{',
   ];
-  const values: Record<string, unknown> = { ...TRAIN_DEFAULTS, data: o.data ?? 'path/to/images', weights: o.weights ?? 'path/to/backbone.safetensors', ...o.values };
+  const values: Record<string, unknown> = {
+    ...TRAIN_DEFAULTS,
+    data: o.data ?? 'path/to/images',
+    weights: o.weights ?? 'path/to/backbone.safetensors',
+    ...o.values,
+  };
   // Active entries are collected first: only then is it known which one is last (no trailing comma).
   const entries: { comment: string[]; text: string; active: boolean }[] = FIELDS.map((f) => {
     const v = values[f.key];

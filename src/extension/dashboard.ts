@@ -28,8 +28,18 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { RunSummary } from '../engine/run/run';
 import type { TrainEvent } from '../engine/train/trainer';
-import type { DashboardState, EpochEvent, History, HostMessage, RenderedSnapshot, RunMeta, StepEvent, SummaryLite, WebviewMessage } from '../../webview-ui/dashboard/protocol';
-import { getRunIndex, norm, RunIndex, RunInfo } from './runIndex';
+import type {
+  DashboardState,
+  EpochEvent,
+  History,
+  HostMessage,
+  RenderedSnapshot,
+  RunMeta,
+  StepEvent,
+  SummaryLite,
+  WebviewMessage,
+} from '../../webview-ui/dashboard/protocol';
+import { getRunIndex, norm, type RunIndex, type RunInfo } from './runIndex';
 import { onDidTrainingUpdate } from './trainingEvents';
 import { esc, webviewOptions, webviewPage } from './webviewPage';
 
@@ -122,7 +132,14 @@ function toHistory(c: Columns, K: number): History {
 function summaryLite(s: RunSummary | null): SummaryLite | null {
   if (!s || !Array.isArray(s.exits) || !s.exits.length) return null;
   return {
-    exits: s.exits.map((e) => ({ exit: e.exit, layer: e.layer, accuracy: e.accuracy ?? NaN, gflops: e.gflops ?? NaN, branch: e.branch, ...(s.task === 'regression' ? { mae: e.mae ?? NaN, rmse: e.rmse ?? NaN } : {}) })),
+    exits: s.exits.map((e) => ({
+      exit: e.exit,
+      layer: e.layer,
+      accuracy: e.accuracy ?? NaN,
+      gflops: e.gflops ?? NaN,
+      branch: e.branch,
+      ...(s.task === 'regression' ? { mae: e.mae ?? NaN, rmse: e.rmse ?? NaN } : {}),
+    })),
     trainImgPerSec: s.trainImgPerSec,
   };
 }
@@ -132,7 +149,18 @@ function metaOf(dir: string, info: RunInfo | null, index: RunIndex): RunMeta {
   if (!info) {
     // The engine has made the folder but not yet written config.json (it scans and decodes the
     // images first); the 'start' event fills the exits in.
-    return { dir, name: path.basename(dir), status: live?.status ?? 'starting', reason: live?.error, exits: [], branches: [], epochs: 0, classes: 0, variant: '', backbone: '' };
+    return {
+      dir,
+      name: path.basename(dir),
+      status: live?.status ?? 'starting',
+      reason: live?.error,
+      exits: [],
+      branches: [],
+      epochs: 0,
+      classes: 0,
+      variant: '',
+      backbone: '',
+    };
   }
   return {
     dir,
@@ -148,7 +176,6 @@ function metaOf(dir: string, info: RunInfo | null, index: RunIndex): RunMeta {
     backbone: path.basename(info.config.backbone.file),
   };
 }
-
 
 class DashboardPanel implements vscode.Disposable {
   static readonly panels = new Map<string, DashboardPanel>();
@@ -176,7 +203,12 @@ class DashboardPanel implements vscode.Disposable {
       open.panel.reveal(column);
       return open;
     }
-    const panel = vscode.window.createWebviewPanel(DASHBOARD_VIEW_TYPE, `MET: ${path.basename(key)}`, column, DashboardPanel.options(context));
+    const panel = vscode.window.createWebviewPanel(
+      DASHBOARD_VIEW_TYPE,
+      `MET: ${path.basename(key)}`,
+      column,
+      DashboardPanel.options(context),
+    );
     return new DashboardPanel(context, panel, key);
   }
 
@@ -194,7 +226,9 @@ class DashboardPanel implements vscode.Disposable {
     panel.iconPath = vscode.Uri.joinPath(context.extensionUri, 'media', 'icon.svg');
     panel.webview.options = DashboardPanel.options(context);
     panel.webview.html = this.html();
-    const watcher = vscode.workspace.createFileSystemWatcher(new vscode.RelativePattern(vscode.Uri.file(dir), '{config.json,summary.json,checkpoint.safetensors}'));
+    const watcher = vscode.workspace.createFileSystemWatcher(
+      new vscode.RelativePattern(vscode.Uri.file(dir), '{config.json,summary.json,checkpoint.safetensors}'),
+    );
     const sync = () => void this.sync(index);
     this.disposables.push(
       watcher,
@@ -270,7 +304,12 @@ class DashboardPanel implements vscode.Disposable {
       this.status = meta.status;
       this.summaryKey = JSON.stringify(summary);
       this.panel.title = `MET: ${meta.name}`;
-      await this.panel.webview.postMessage({ type: 'init', run: meta, history: toHistory(cols, this.K), summary } satisfies HostMessage);
+      await this.panel.webview.postMessage({
+        type: 'init',
+        run: meta,
+        history: toHistory(cols, this.K),
+        summary,
+      } satisfies HostMessage);
     })();
     this.loading = load;
     try {
@@ -368,12 +407,23 @@ async function pickRun(index: RunIndex): Promise<string | undefined> {
   if (active) return active;
   const runs = await index.runs();
   if (!runs.length) {
-    void vscode.window.showInformationMessage('MET: no runs in this workspace yet (.met/runs is empty). Fine-tune a folder first (MET: Fine-tune on folder).');
+    void vscode.window.showInformationMessage(
+      'MET: no runs in this workspace yet (.met/runs is empty). Fine-tune a folder first (MET: Fine-tune on folder).',
+    );
     return undefined;
   }
   if (runs.length === 1) return runs[0].dir;
   const pick = await vscode.window.showQuickPick(
-    runs.map((r) => ({ label: r.name, description: r.status, detail: !r.accuracySource ? r.dir : r.task === 'regression' ? `${r.accuracySource} MAE per exit: ${r.accuracy.map((a) => (a.mae == null ? '–' : a.mae.toPrecision(4))).join(' / ')}` : `${r.accuracySource} accuracy per exit: ${r.accuracy.map((a) => (a.accuracy === null ? '–' : (100 * a.accuracy).toFixed(1))).join(' / ')}%`, dir: r.dir })),
+    runs.map((r) => ({
+      label: r.name,
+      description: r.status,
+      detail: !r.accuracySource
+        ? r.dir
+        : r.task === 'regression'
+          ? `${r.accuracySource} MAE per exit: ${r.accuracy.map((a) => (a.mae == null ? '–' : a.mae.toPrecision(4))).join(' / ')}`
+          : `${r.accuracySource} accuracy per exit: ${r.accuracy.map((a) => (a.accuracy === null ? '–' : (100 * a.accuracy).toFixed(1))).join(' / ')}%`,
+      dir: r.dir,
+    })),
     { title: 'MET: Show training dashboard', placeHolder: 'Run to show' },
   );
   return pick?.dir;
@@ -396,7 +446,12 @@ export function registerDashboard(context: vscode.ExtensionContext): void {
     // Not in the command palette (not contributed): what each open dashboard's webview last
     // reported, i.e. its setState contents and rendered values. Used by the integration tests.
     vscode.commands.registerCommand('met.dashboard.snapshot', () =>
-      [...DashboardPanel.panels.values()].map((p) => ({ runDir: p.dir, visible: p.panel.visible, readyCount: p.readyCount, ...p.snapshot })),
+      [...DashboardPanel.panels.values()].map((p) => ({
+        runDir: p.dir,
+        visible: p.panel.visible,
+        readyCount: p.readyCount,
+        ...p.snapshot,
+      })),
     ),
     vscode.window.registerWebviewPanelSerializer(DASHBOARD_VIEW_TYPE, {
       async deserializeWebviewPanel(panel: vscode.WebviewPanel, state: DashboardState | undefined) {

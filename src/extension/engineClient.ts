@@ -13,27 +13,27 @@
 // - Cancel is the 'train/cancel' message (the trainer stops after the current step and writes a
 //   checkpoint); if the engine has not finished after a grace period it is killed.
 
-import { ChildProcess, fork } from 'node:child_process';
+import { type ChildProcess, fork } from 'node:child_process';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import * as vscode from 'vscode';
 import {
   ENGINE_COMMAND,
-  ErrorInfo,
+  type ErrorInfo,
   isNotification,
   isResponse,
-  NotificationMap,
-  NotificationMessage,
-  ParamsOf,
+  type NotificationMap,
+  type NotificationMessage,
+  type ParamsOf,
   PROTOCOL_VERSION,
-  RequestMethod,
-  ResultOf,
-  TrainStartParams,
-  TrainStartResult,
+  type RequestMethod,
+  type ResultOf,
+  type TrainStartParams,
+  type TrainStartResult,
 } from '../protocol';
 import type { TrainEvent } from '../engine/train/trainer';
 import { log } from './log';
-import { fireTrainingState, fireTrainingUpdate, TrainingState } from './trainingEvents';
+import { fireTrainingState, fireTrainingUpdate, type TrainingState } from './trainingEvents';
 
 /** An error the engine reported for a request (UserError: the user can fix it; shown without a stack). */
 export class EngineRequestError extends Error {
@@ -57,7 +57,9 @@ export class EngineExitedError extends Error {
     readonly signal: NodeJS.Signals | null,
     readonly method?: string,
   ) {
-    super(`the MET engine process${pid ? ` (pid ${pid})` : ''} ${describeExit(code, signal)}${method ? ` while answering ${method}` : ''}`);
+    super(
+      `the MET engine process${pid ? ` (pid ${pid})` : ''} ${describeExit(code, signal)}${method ? ` while answering ${method}` : ''}`,
+    );
     this.name = 'EngineExitedError';
   }
 }
@@ -84,7 +86,10 @@ export interface EngineOptions {
 export class EngineProcess implements vscode.Disposable {
   readonly ready: Promise<ReadyInfo>;
   private readonly child: ChildProcess;
-  private readonly pending = new Map<number, { method: string; resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<
+    number,
+    { method: string; resolve: (v: unknown) => void; reject: (e: Error) => void }
+  >();
   private nextId = 1;
   private readonly notifications = new vscode.EventEmitter<NotificationMessage>();
   private readonly exits = new vscode.EventEmitter<EngineExitedError>();
@@ -137,7 +142,11 @@ export class EngineProcess implements vscode.Disposable {
           clearTimeout(readyTimer);
           const r = m.params as ReadyInfo;
           if (r.protocol !== PROTOCOL_VERSION) {
-            readyReject(new Error(`the engine speaks protocol ${r.protocol}, this extension ${PROTOCOL_VERSION} (a stale dist/cli.js? rebuild with npm run build)`));
+            readyReject(
+              new Error(
+                `the engine speaks protocol ${r.protocol}, this extension ${PROTOCOL_VERSION} (a stale dist/cli.js? rebuild with npm run build)`,
+              ),
+            );
             this.kill();
             return;
           }
@@ -194,7 +203,8 @@ export class EngineProcess implements vscode.Disposable {
   /** Sends a request once the engine is ready; rejects if it errs or the engine dies first. */
   async request<M extends RequestMethod>(method: M, params: ParamsOf<M>): Promise<ResultOf<M>> {
     await this.ready;
-    if (!this.alive) throw new EngineExitedError(this.pid, this.exited?.code ?? null, this.exited?.signal ?? null, method);
+    if (!this.alive)
+      throw new EngineExitedError(this.pid, this.exited?.code ?? null, this.exited?.signal ?? null, method);
     return new Promise<ResultOf<M>>((resolve, reject) => {
       const id = this.nextId++;
       this.pending.set(id, { method, resolve: resolve as (v: unknown) => void, reject });
@@ -320,7 +330,9 @@ export class Training {
       const forced = e instanceof EngineExitedError && this.cancelRequested !== undefined && this.engine.killedByHost;
       outcome = { runDir: this.runDir, status: forced ? 'stopped' : 'failed', error: err };
       this.state.status = outcome.status;
-      this.state.error = forced ? `${this.cancelRequested}; the engine did not stop within ${this.graceMs / 1000} s and was killed` : err.message;
+      this.state.error = forced
+        ? `${this.cancelRequested}; the engine did not stop within ${this.graceMs / 1000} s and was killed`
+        : err.message;
     } finally {
       if (this.killTimer) clearTimeout(this.killTimer);
       this.firstStepResolve();
@@ -401,7 +413,9 @@ export class Engines implements vscode.Disposable {
 
   /** Starts a training in a new engine; runDir is the run folder (config.out, or the resumed run). */
   startTraining(params: TrainStartParams, runDir: string): Training {
-    const cwd = params.config?.data ? (vscode.workspace.getWorkspaceFolder(vscode.Uri.file(params.config.data))?.uri.fsPath ?? this.cwd()) : this.cwd();
+    const cwd = params.config?.data
+      ? (vscode.workspace.getWorkspaceFolder(vscode.Uri.file(params.config.data))?.uri.fsPath ?? this.cwd())
+      : this.cwd();
     const engine = new EngineProcess({ cliPath: this.cliPath, cwd, label: `train ${path.basename(runDir)}` });
     const t = new Training(engine, runDir, params, this.cancelGraceMs);
     this.trainingsByDir.set(path.resolve(runDir), t);

@@ -40,11 +40,21 @@ import { agreementConfidence } from '../engine/infer/exitScores';
 import { encodeThreshold } from '../engine/export/thresholds';
 import { saveChosenThresholds } from '../engine/run/chosen';
 import type { ScoreResult } from '../protocol';
-import type { HostMessage, InitMessage, InspectState, Perf, RenderedSnapshot, RunChoice, SourceInfo, TestAction, WebviewMessage } from '../../webview-ui/inspect/protocol';
-import { buildCurve, CurveData } from './inspectCurve';
+import type {
+  HostMessage,
+  InitMessage,
+  InspectState,
+  Perf,
+  RenderedSnapshot,
+  RunChoice,
+  SourceInfo,
+  TestAction,
+  WebviewMessage,
+} from '../../webview-ui/inspect/protocol';
+import { buildCurve, type CurveData } from './inspectCurve';
 import { getEngines } from './engineClient';
 import { log } from './log';
-import { getRunIndex, norm, RunIndex } from './runIndex';
+import { getRunIndex, norm, type RunIndex } from './runIndex';
 import { esc, webviewOptions, webviewPage } from './webviewPage';
 
 export const INSPECT_VIEW_TYPE = 'met.inspect';
@@ -67,7 +77,9 @@ async function readJsonFile<T>(file: string, what: string): Promise<T> {
     text = await fs.promises.readFile(file, 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new Error(code === 'ENOENT' ? `${file} does not exist (${what})` : `cannot read ${file} (${code ?? (e as Error).message})`);
+    throw new Error(
+      code === 'ENOENT' ? `${file} does not exist (${what})` : `cannot read ${file} (${code ?? (e as Error).message})`,
+    );
   }
   try {
     return JSON.parse(text) as T;
@@ -83,7 +95,13 @@ export function pathsSource(paths: string[]): SourceInfo {
     const ws = vscode.workspace.getWorkspaceFolder(vscode.Uri.file(p));
     return ws ? path.relative(ws.uri.fsPath, p) || path.basename(p) : p;
   };
-  const label = abs.length === 1 ? rel(abs[0]) : `${abs.length} selected: ${abs.slice(0, 3).map((p) => path.basename(p)).join(', ')}${abs.length > 3 ? ', …' : ''}`;
+  const label =
+    abs.length === 1
+      ? rel(abs[0])
+      : `${abs.length} selected: ${abs
+          .slice(0, 3)
+          .map((p) => path.basename(p))
+          .join(', ')}${abs.length > 3 ? ', …' : ''}`;
   return { kind: 'paths', paths: abs, label };
 }
 
@@ -92,7 +110,10 @@ export function pathsSource(paths: string[]): SourceInfo {
  * met train looks in) at the root of a picked folder (or of the folder of picked files), or of
  * the nearest folder above it, joined as met train joins them. Images without an entry get NaN (shown without error).
  */
-export async function folderTargets(paths: string[], files: string[]): Promise<{ targets: Float64Array; from: string }> {
+export async function folderTargets(
+  paths: string[],
+  files: string[],
+): Promise<{ targets: Float64Array; from: string }> {
   const targets = new Float64Array(files.length).fill(NaN);
   const found = new Map<string, string | null>(); // folder -> its targets file (null: none)
   const fileOf = (dir: string): string | null => {
@@ -126,7 +147,12 @@ export async function folderTargets(paths: string[], files: string[]): Promise<{
     const under = files.filter((f) => !path.relative(root, f).startsWith('..'));
     let joined;
     try {
-      joined = joinTargets(root, under, parseTargets(await fs.promises.readFile(tf, 'utf8'), path.basename(tf)), path.basename(tf));
+      joined = joinTargets(
+        root,
+        under,
+        parseTargets(await fs.promises.readFile(tf, 'utf8'), path.basename(tf)),
+        path.basename(tf),
+      );
     } catch (e) {
       log().warn(`Inspect exits: ${tf}: ${(e as Error).message}`);
       continue;
@@ -143,7 +169,20 @@ export async function folderTargets(paths: string[], files: string[]): Promise<{
 // ---- One panel ----
 
 /** What the 'init' message says about the images: files, labels or targets, stored scores (test split). */
-type LoadedImages = Pick<InitMessage, 'files' | 'names' | 'labels' | 'conf' | 'pred' | 'skipped' | 'task' | 'targets' | 'value' | 'targetScale' | 'targetsFrom'>;
+type LoadedImages = Pick<
+  InitMessage,
+  | 'files'
+  | 'names'
+  | 'labels'
+  | 'conf'
+  | 'pred'
+  | 'skipped'
+  | 'task'
+  | 'targets'
+  | 'value'
+  | 'targetScale'
+  | 'targetsFrom'
+>;
 
 /** A loaded run and source: the run's settings and curve, and the images as the webview gets them. */
 interface Loaded extends LoadedImages {
@@ -215,7 +254,11 @@ class InspectPanel implements vscode.Disposable {
   static loadStates(context: vscode.ExtensionContext): Map<string, InspectState> {
     if (!InspectPanel.states) {
       try {
-        InspectPanel.states = new Map(Object.entries(JSON.parse(fs.readFileSync(InspectPanel.statesFile(context), 'utf8')) as Record<string, InspectState>));
+        InspectPanel.states = new Map(
+          Object.entries(
+            JSON.parse(fs.readFileSync(InspectPanel.statesFile(context), 'utf8')) as Record<string, InspectState>,
+          ),
+        );
       } catch {
         InspectPanel.states = new Map();
       }
@@ -246,7 +289,12 @@ class InspectPanel implements vscode.Disposable {
       open.panel.reveal();
       return open;
     }
-    const panel = vscode.window.createWebviewPanel(INSPECT_VIEW_TYPE, InspectPanel.title(runDir, source), vscode.ViewColumn.Active, InspectPanel.options(context));
+    const panel = vscode.window.createWebviewPanel(
+      INSPECT_VIEW_TYPE,
+      InspectPanel.title(runDir, source),
+      vscode.ViewColumn.Active,
+      InspectPanel.options(context),
+    );
     return new InspectPanel(context, panel, norm(runDir), source, openedAt);
   }
 
@@ -256,11 +304,18 @@ class InspectPanel implements vscode.Disposable {
 
   /** The thumbnail cache: <workspace folder of the run, or the first one>/.met/cache/thumbs. */
   static thumbsDir(context: vscode.ExtensionContext, runDir?: string): string {
-    const ws = (runDir && vscode.workspace.getWorkspaceFolder(vscode.Uri.file(runDir))) || vscode.workspace.workspaceFolders?.find((f) => f.uri.scheme === 'file');
-    return ws ? path.join(ws.uri.fsPath, '.met', 'cache', 'thumbs') : path.join(context.globalStorageUri.fsPath, 'thumbs');
+    const ws =
+      (runDir && vscode.workspace.getWorkspaceFolder(vscode.Uri.file(runDir))) ||
+      vscode.workspace.workspaceFolders?.find((f) => f.uri.scheme === 'file');
+    return ws
+      ? path.join(ws.uri.fsPath, '.met', 'cache', 'thumbs')
+      : path.join(context.globalStorageUri.fsPath, 'thumbs');
   }
 
-  static options(context: vscode.ExtensionContext, runDir?: string): vscode.WebviewPanelOptions & vscode.WebviewOptions {
+  static options(
+    context: vscode.ExtensionContext,
+    runDir?: string,
+  ): vscode.WebviewPanelOptions & vscode.WebviewOptions {
     return webviewOptions(context, [vscode.Uri.file(InspectPanel.thumbsDir(context, runDir))]);
   }
 
@@ -357,7 +412,9 @@ class InspectPanel implements vscode.Disposable {
   /** Watches the run's thresholds.json (saved elsewhere, refitted by met eval) and predictions.json. */
   private watch(): void {
     this.watcher.forEach((d) => d.dispose());
-    const w = vscode.workspace.createFileSystemWatcher(new vscode.RelativePattern(vscode.Uri.file(this.runDir), '{thresholds,predictions}.json'));
+    const w = vscode.workspace.createFileSystemWatcher(
+      new vscode.RelativePattern(vscode.Uri.file(this.runDir), '{thresholds,predictions}.json'),
+    );
     const on = (u: vscode.Uri) => void this.onRunFileChanged(path.basename(u.fsPath));
     this.watcher = [w, w.onDidChange(on), w.onDidCreate(on)];
   }
@@ -367,11 +424,20 @@ class InspectPanel implements vscode.Disposable {
     if (name === 'predictions.json' && this.source.kind === 'test') return void this.load();
     if (name !== 'thresholds.json') return;
     try {
-      const th = await readJsonFile<ThresholdsFile>(path.join(this.runDir, 'thresholds.json'), 'the run has not been evaluated');
+      const th = await readJsonFile<ThresholdsFile>(
+        path.join(this.runDir, 'thresholds.json'),
+        'the run has not been evaluated',
+      );
       const c = buildCurve(th, this.loaded.K, await this.testPredictions().catch(() => null));
       if (c.chosenKey === this.loaded.curve.chosenKey && c.curve.p.length === this.loaded.curve.curve.p.length) return; // our own save
       this.loaded.curve = c;
-      this.send({ type: 'chosen', curve: c.curve, chosen: c.chosen, chosenSource: c.chosenSource, message: 'thresholds.json changed on disk: curve and saved point re-read' });
+      this.send({
+        type: 'chosen',
+        curve: c.curve,
+        chosen: c.chosen,
+        chosenSource: c.chosenSource,
+        message: 'thresholds.json changed on disk: curve and saved point re-read',
+      });
     } catch (e) {
       this.send({ type: 'status', text: (e as Error).message, error: true });
     }
@@ -416,14 +482,19 @@ class InspectPanel implements vscode.Disposable {
         this.webviewFirstPaintMs ??= m.ms;
         if (this.firstPaintMs === undefined) {
           this.firstPaintMs = Date.now() - this.openedAt;
-          log().info(`Inspect exits: first paint of ${path.basename(this.runDir)} (${this.source.label}, ${this.loaded?.files.length ?? 0} images) ${this.firstPaintMs} ms after opening (webview: ${Math.round(m.ms)} ms after its document started)`);
+          log().info(
+            `Inspect exits: first paint of ${path.basename(this.runDir)} (${this.source.label}, ${this.loaded?.files.length ?? 0} images) ${this.firstPaintMs} ms after opening (webview: ${Math.round(m.ms)} ms after its document started)`,
+          );
         }
         break;
     }
   }
 
   private testPredictions(): Promise<SplitPredictions | null> {
-    return readJsonFile<{ test: SplitPredictions }>(path.join(this.runDir, 'predictions.json'), 'the run has not been evaluated yet').then((p) => p.test ?? null);
+    return readJsonFile<{ test: SplitPredictions }>(
+      path.join(this.runDir, 'predictions.json'),
+      'the run has not been evaluated yet',
+    ).then((p) => p.test ?? null);
   }
 
   /** Reads the run and the images, resets the engine caches, and sends 'init'. */
@@ -441,8 +512,21 @@ class InspectPanel implements vscode.Disposable {
       const curve = buildCurve(th, K, test);
       const regression = cf.met?.task === 'regression';
       // Regression runs: the colour scale of agreement and error (the training targets' std).
-      const reg = regression ? { task: 'regression' as const, targetScale: typeof cf.met.targetStd === 'number' && cf.met.targetStd > 0 ? cf.met.targetStd : 1 } : {};
-      const gflops = th?.gflops?.length === K ? th.gflops : ((await readJsonFile<{ exits: { gflops: number }[] }>(path.join(this.runDir, 'summary.json'), 'the run has not finished').catch(() => null))?.exits.map((e) => e.gflops) ?? new Array<number>(K).fill(NaN));
+      const reg = regression
+        ? {
+            task: 'regression' as const,
+            targetScale: typeof cf.met.targetStd === 'number' && cf.met.targetStd > 0 ? cf.met.targetStd : 1,
+          }
+        : {};
+      const gflops =
+        th?.gflops?.length === K
+          ? th.gflops
+          : ((
+              await readJsonFile<{ exits: { gflops: number }[] }>(
+                path.join(this.runDir, 'summary.json'),
+                'the run has not finished',
+              ).catch(() => null)
+            )?.exits.map((e) => e.gflops) ?? new Array<number>(K).fill(NaN));
       let loaded: Loaded;
       if (this.source.kind === 'test') {
         const t = test!;
@@ -461,23 +545,57 @@ class InspectPanel implements vscode.Disposable {
           else pred.set(t.pred[j], j * n);
         }
         loaded = regression
-          ? { cf, K, curve, gflops, files: t.files, names, labels: new Int32Array(n).fill(-1), conf, pred, skipped: 0, ...reg, targets: Float64Array.from(t.labels, (v) => (typeof v === 'number' ? v : NaN)), targetsFrom: 'the targets met train read', value }
+          ? {
+              cf,
+              K,
+              curve,
+              gflops,
+              files: t.files,
+              names,
+              labels: new Int32Array(n).fill(-1),
+              conf,
+              pred,
+              skipped: 0,
+              ...reg,
+              targets: Float64Array.from(t.labels, (v) => (typeof v === 'number' ? v : NaN)),
+              targetsFrom: 'the targets met train read',
+              value,
+            }
           : { cf, K, curve, gflops, files: t.files, names, labels: Int32Array.from(t.labels), conf, pred, skipped: 0 };
       } else {
         const listed = await listImageFiles(this.source.paths);
         const files = listed.files.map((f) => path.resolve(f));
-        const base = this.source.paths.length === 1 && fs.statSync(this.source.paths[0]).isDirectory() ? this.source.paths[0] : undefined;
+        const base =
+          this.source.paths.length === 1 && fs.statSync(this.source.paths[0]).isDirectory()
+            ? this.source.paths[0]
+            : undefined;
         const names = files.map((f) => {
           if (base) return path.relative(base, f);
           const ws = vscode.workspace.getWorkspaceFolder(vscode.Uri.file(f));
           return ws ? path.relative(ws.uri.fsPath, f) : path.basename(f);
         });
         // A class folder named like one of the run's classes gives the label (as met predict --eval and met eval --data).
-        const labels = regression ? new Int32Array(files.length).fill(-1) : Int32Array.from(files, (f) => cf.classes.indexOf(path.basename(path.dirname(f))));
+        const labels = regression
+          ? new Int32Array(files.length).fill(-1)
+          : Int32Array.from(files, (f) => cf.classes.indexOf(path.basename(path.dirname(f))));
         // Regression: targets from a targets file next to the images (as met train finds one), when there is one.
         const t = regression ? await folderTargets(this.source.paths, files) : null;
-        loaded = { cf, K, curve, gflops, files, names, labels, skipped: listed.skipped.length, ...reg, ...(t ? { targets: t.targets, targetsFrom: t.from } : {}) };
-        if (!files.length) throw new Error(`no image files in ${this.source.paths.join(', ')}${listed.skipped.length ? ` (${listed.skipped.length} other files skipped)` : ''}`);
+        loaded = {
+          cf,
+          K,
+          curve,
+          gflops,
+          files,
+          names,
+          labels,
+          skipped: listed.skipped.length,
+          ...reg,
+          ...(t ? { targets: t.targets, targetsFrom: t.from } : {}),
+        };
+        if (!files.length)
+          throw new Error(
+            `no image files in ${this.source.paths.join(', ')}${listed.skipped.length ? ` (${listed.skipped.length} other files skipped)` : ''}`,
+          );
       }
       if (gen !== this.generation) return;
       this.loaded = loaded;
@@ -517,10 +635,18 @@ class InspectPanel implements vscode.Disposable {
       .filter((r) => r.status === 'done' || norm(r.dir) === this.runDir)
       .map((r) => {
         const last = r.accuracy[r.accuracy.length - 1];
-        const detail = r.task === 'regression' ? (last && last.mae != null ? `last exit MAE ${last.mae.toPrecision(4)}` : r.status) : last && last.accuracy !== null ? `last exit ${(100 * last.accuracy).toFixed(1)}%` : r.status;
+        const detail =
+          r.task === 'regression'
+            ? last && last.mae != null
+              ? `last exit MAE ${last.mae.toPrecision(4)}`
+              : r.status
+            : last && last.accuracy !== null
+              ? `last exit ${(100 * last.accuracy).toFixed(1)}%`
+              : r.status;
         return { dir: norm(r.dir), name: r.name, detail };
       });
-    if (!out.some((r) => r.dir === this.runDir)) out.unshift({ dir: this.runDir, name: path.basename(this.runDir), detail: '' });
+    if (!out.some((r) => r.dir === this.runDir))
+      out.unshift({ dir: this.runDir, name: path.basename(this.runDir), detail: '' });
     return out;
   }
 
@@ -574,19 +700,38 @@ class InspectPanel implements vscode.Disposable {
       tp.set(this.topProb.subarray(i * K * TOP_K, (i + 1) * K * TOP_K), r * K * TOP_K);
       tc.set(this.topClass.subarray(i * K * TOP_K, (i + 1) * K * TOP_K), r * K * TOP_K);
     });
-    this.send({ type: 'scores', index: Int32Array.from(index), ok: Uint8Array.from(index, (i) => this.scoreOk[i]), conf, pred, k: l.task === 'regression' ? 0 : TOP_K, topProb: tp, topClass: tc, ...(value ? { value } : {}), scored: this.scoredCount, total: l.files.length });
+    this.send({
+      type: 'scores',
+      index: Int32Array.from(index),
+      ok: Uint8Array.from(index, (i) => this.scoreOk[i]),
+      conf,
+      pred,
+      k: l.task === 'regression' ? 0 : TOP_K,
+      topProb: tp,
+      topClass: tc,
+      ...(value ? { value } : {}),
+      scored: this.scoredCount,
+      total: l.files.length,
+    });
   }
 
   private sendThumbs(index: number[]): void {
     const w = this.panel.webview;
-    this.send({ type: 'thumbs', index: Int32Array.from(index), uris: index.map((i) => (this.thumbPaths[i] ? w.asWebviewUri(vscode.Uri.file(this.thumbPaths[i]!)).toString() : null)) });
+    this.send({
+      type: 'thumbs',
+      index: Int32Array.from(index),
+      uris: index.map((i) =>
+        this.thumbPaths[i] ? w.asWebviewUri(vscode.Uri.file(this.thumbPaths[i]!)).toString() : null,
+      ),
+    });
   }
 
   /** The next images to score: those on screen first, then the rest in order (background). */
   private nextScoreChunk(): number[] {
     const n = this.scoreState.length;
     const out: number[] = [];
-    for (let i = this.visible.first; i <= Math.min(n - 1, this.visible.last) && out.length < SCORE_CHUNK; i++) if (!this.scoreState[i]) out.push(i);
+    for (let i = this.visible.first; i <= Math.min(n - 1, this.visible.last) && out.length < SCORE_CHUNK; i++)
+      if (!this.scoreState[i]) out.push(i);
     if (out.length) return out;
     while (this.cursor < n && this.scoreState[this.cursor]) this.cursor++;
     for (let i = this.cursor; i < n && out.length < SCORE_CHUNK; i++) if (!this.scoreState[i]) out.push(i);
@@ -611,7 +756,11 @@ class InspectPanel implements vscode.Disposable {
         chunk.forEach((i) => (this.scoreState[i] = 1));
         let r: ScoreResult;
         try {
-          r = await getEngines().request('inspect/score', { runDir: this.runDir, files: chunk.map((i) => l.files[i]), topK: TOP_K });
+          r = await getEngines().request('inspect/score', {
+            runDir: this.runDir,
+            files: chunk.map((i) => l.files[i]),
+            topK: TOP_K,
+          });
         } catch (e) {
           chunk.forEach((i) => (this.scoreState[i] = 0));
           this.scoreFailedAt = Date.now();
@@ -637,11 +786,17 @@ class InspectPanel implements vscode.Disposable {
             }
         });
         this.sendScores(chunk);
-        if (r.skipped.length) this.send({ type: 'status', text: `${r.skipped.length} unreadable: ${r.skipped[0].file}: ${r.skipped[0].reason}` });
+        if (r.skipped.length)
+          this.send({
+            type: 'status',
+            text: `${r.skipped.length} unreadable: ${r.skipped[0].file}: ${r.skipped[0].reason}`,
+          });
       }
       if (this.allScoredMs === undefined && this.scoreState.every((s) => s === 2)) {
         this.allScoredMs = Date.now() - this.openedAt;
-        log().info(`Inspect exits: scored all ${l.files.length} images of ${this.source.label} with ${path.basename(this.runDir)} in ${(this.allScoredMs / 1000).toFixed(1)} s after opening`);
+        log().info(
+          `Inspect exits: scored all ${l.files.length} images of ${this.source.label} with ${path.basename(this.runDir)} in ${(this.allScoredMs / 1000).toFixed(1)} s after opening`,
+        );
       }
     } finally {
       this.scoring = false;
@@ -663,7 +818,8 @@ class InspectPanel implements vscode.Disposable {
         const { first, last } = this.visible;
         const out: number[] = [];
         const take = (a: number, b: number) => {
-          for (let i = Math.max(0, a); i <= Math.min(n - 1, b) && out.length < THUMB_CHUNK; i++) if (!this.thumbState[i]) out.push(i);
+          for (let i = Math.max(0, a); i <= Math.min(n - 1, b) && out.length < THUMB_CHUNK; i++)
+            if (!this.thumbState[i]) out.push(i);
         };
         take(first, last);
         if (!out.length) take(last + 1, last + THUMB_AHEAD);
@@ -671,7 +827,11 @@ class InspectPanel implements vscode.Disposable {
         if (!out.length) return;
         out.forEach((i) => (this.thumbState[i] = 1));
         try {
-          const r = await getEngines().request('inspect/thumbs', { files: out.map((i) => l.files[i]), size: GRID_THUMB, cacheDir: this.thumbsDir });
+          const r = await getEngines().request('inspect/thumbs', {
+            files: out.map((i) => l.files[i]),
+            size: GRID_THUMB,
+            cacheDir: this.thumbsDir,
+          });
           if (gen !== this.generation) return;
           out.forEach((i, row) => {
             this.thumbState[i] = 2;
@@ -730,7 +890,18 @@ class InspectPanel implements vscode.Disposable {
       }
     }
     if (this.loaded !== l) return;
-    this.send({ type: 'detail', index, uri: await big, k, conf, pred, topProb: tp, topClass: tc, ...(value ? { value } : {}), error });
+    this.send({
+      type: 'detail',
+      index,
+      uri: await big,
+      k,
+      conf,
+      pred,
+      topProb: tp,
+      topClass: tc,
+      ...(value ? { value } : {}),
+      error,
+    });
   }
 
   private async save(point: number): Promise<void> {
@@ -742,13 +913,23 @@ class InspectPanel implements vscode.Disposable {
     const T = Array.from(c.curve.thresholds.subarray(point * M, (point + 1) * M));
     const p = c.curve.p[point];
     try {
-      const chosen = saveChosenThresholds(this.runDir, { p: Number.isFinite(p) ? p : null, thresholds: T.map((t) => encodeThreshold(t)), source: 'Inspect exits budget slider' });
+      const chosen = saveChosenThresholds(this.runDir, {
+        p: Number.isFinite(p) ? p : null,
+        thresholds: T.map((t) => encodeThreshold(t)),
+        source: 'Inspect exits budget slider',
+      });
       // Re-read: the curve is the same, the saved point is the one just written.
       const th = await readJsonFile<ThresholdsFile>(path.join(this.runDir, 'thresholds.json'), 'just written');
       l.curve = buildCurve(th, l.K, await this.testPredictions().catch(() => null));
       const msg = `Saved thresholds${chosen.p !== null ? ` (p = ${chosen.p})` : ''} to ${path.join(path.basename(this.runDir), 'thresholds.json')}: met predict and met export use them now`;
       log().info(`Inspect exits: ${msg}`);
-      this.send({ type: 'chosen', curve: l.curve.curve, chosen: l.curve.chosen, chosenSource: l.curve.chosenSource, message: msg });
+      this.send({
+        type: 'chosen',
+        curve: l.curve.curve,
+        chosen: l.curve.chosen,
+        chosenSource: l.curve.chosenSource,
+        message: msg,
+      });
     } catch (e) {
       const msg = `Saving thresholds failed: ${(e as Error).message}`;
       log().error(`Inspect exits: ${msg}`);
@@ -785,11 +966,26 @@ class InspectPanel implements vscode.Disposable {
 
   private async pickSource(kind: 'test' | 'folder' | 'files'): Promise<void> {
     if (kind === 'test') return this.retarget(this.runDir, TEST_SOURCE);
-    const defaultUri = this.source.paths[0] ? vscode.Uri.file(this.source.paths[0]) : vscode.workspace.workspaceFolders?.[0]?.uri;
+    const defaultUri = this.source.paths[0]
+      ? vscode.Uri.file(this.source.paths[0])
+      : vscode.workspace.workspaceFolders?.[0]?.uri;
     const picked = await vscode.window.showOpenDialog(
       kind === 'folder'
-        ? { canSelectFolders: true, canSelectFiles: false, canSelectMany: false, openLabel: 'Inspect this folder', defaultUri }
-        : { canSelectFolders: false, canSelectFiles: true, canSelectMany: true, openLabel: 'Inspect these images', defaultUri, filters: { Images: ['png', 'jpg', 'jpeg', 'webp', 'gif', 'tif', 'tiff', 'avif'] } },
+        ? {
+            canSelectFolders: true,
+            canSelectFiles: false,
+            canSelectMany: false,
+            openLabel: 'Inspect this folder',
+            defaultUri,
+          }
+        : {
+            canSelectFolders: false,
+            canSelectFiles: true,
+            canSelectMany: true,
+            openLabel: 'Inspect these images',
+            defaultUri,
+            filters: { Images: ['png', 'jpg', 'jpeg', 'webp', 'gif', 'tif', 'tiff', 'avif'] },
+          },
     );
     if (picked?.length) await this.retarget(this.runDir, pathsSource(picked.map((u) => u.fsPath)));
   }
@@ -798,7 +994,8 @@ class InspectPanel implements vscode.Disposable {
     if (this.disposed) return;
     this.disposed = true;
     this.generation++;
-    if (InspectPanel.panels.get(InspectPanel.key(this.runDir, this.source)) === this) InspectPanel.panels.delete(InspectPanel.key(this.runDir, this.source));
+    if (InspectPanel.panels.get(InspectPanel.key(this.runDir, this.source)) === this)
+      InspectPanel.panels.delete(InspectPanel.key(this.runDir, this.source));
     this.watcher.forEach((d) => d.dispose());
     this.disposables.forEach((d) => d.dispose());
     this.disposables.length = 0;
@@ -819,7 +1016,9 @@ async function isRunFolder(dir: string): Promise<boolean> {
 
 /** Runs that can be inspected (evaluated: predictions.json), newest first. */
 async function doneRuns(index: RunIndex): Promise<{ dir: string; name: string; detail: string }[]> {
-  const runs = (await index.runs()).filter((r) => r.status === 'done' && fs.existsSync(path.join(r.dir, 'predictions.json')));
+  const runs = (await index.runs()).filter(
+    (r) => r.status === 'done' && fs.existsSync(path.join(r.dir, 'predictions.json')),
+  );
   return runs.map((r) => ({
     dir: r.dir,
     name: r.name,
@@ -835,7 +1034,9 @@ async function doneRuns(index: RunIndex): Promise<{ dir: string; name: string; d
 async function pickRun(index: RunIndex, ask: boolean): Promise<string | undefined> {
   const runs = await doneRuns(index);
   if (!runs.length) {
-    void vscode.window.showInformationMessage('MET: no finished run in this workspace to inspect (.met/runs). Fine-tune a folder first (MET: Fine-tune on folder).');
+    void vscode.window.showInformationMessage(
+      'MET: no finished run in this workspace to inspect (.met/runs). Fine-tune a folder first (MET: Fine-tune on folder).',
+    );
     return undefined;
   }
   if (runs.length === 1 || !ask) return runs[0].dir;
@@ -860,13 +1061,18 @@ export interface InspectArgs {
  *   config CodeLens, runs view, tests: a run folder (string), {run: {dir}} or InspectArgs.
  * Returns the run folder shown, or undefined.
  */
-async function inspectExits(context: vscode.ExtensionContext, arg?: unknown, arg2?: unknown): Promise<string | undefined> {
+async function inspectExits(
+  context: vscode.ExtensionContext,
+  arg?: unknown,
+  arg2?: unknown,
+): Promise<string | undefined> {
   const openedAt = Date.now();
   const index = getRunIndex(context);
   let runDir: string | undefined;
   let source: SourceInfo | undefined;
   if (arg instanceof vscode.Uri) {
-    const uris = Array.isArray(arg2) && arg2.length && arg2.every((u) => u instanceof vscode.Uri) ? (arg2 as vscode.Uri[]) : [arg];
+    const uris =
+      Array.isArray(arg2) && arg2.length && arg2.every((u) => u instanceof vscode.Uri) ? (arg2 as vscode.Uri[]) : [arg];
     if (uris.length === 1 && (await isRunFolder(arg.fsPath))) runDir = arg.fsPath;
     else source = pathsSource(uris.map((u) => u.fsPath));
   } else if (typeof arg === 'string' && arg) runDir = arg;
@@ -878,11 +1084,15 @@ async function inspectExits(context: vscode.ExtensionContext, arg?: unknown, arg
   runDir ??= await pickRun(index, arg === undefined);
   if (!runDir) return undefined;
   if (!(await isRunFolder(runDir))) {
-    void vscode.window.showErrorMessage(`MET: ${runDir} is not a MET run folder (no config.json written by met train).`);
+    void vscode.window.showErrorMessage(
+      `MET: ${runDir} is not a MET run folder (no config.json written by met train).`,
+    );
     return undefined;
   }
   if (!fs.existsSync(path.join(runDir, 'predictions.json'))) {
-    void vscode.window.showErrorMessage(`MET: ${path.basename(runDir)} has not finished (no predictions.json yet): nothing to inspect.`);
+    void vscode.window.showErrorMessage(
+      `MET: ${path.basename(runDir)} has not finished (no predictions.json yet): nothing to inspect.`,
+    );
     return undefined;
   }
   InspectPanel.show(context, runDir, source ?? TEST_SOURCE, openedAt);
@@ -914,26 +1124,46 @@ export function registerInspect(context: vscode.ExtensionContext): void {
     ),
     // Not contributed (tests): drive a panel's webview through the same code paths as a user.
     // kind ('test' or 'paths') picks between a run's panels when more than one is open.
-    vscode.commands.registerCommand('met.inspect.test', async (action: TestAction, runDir?: string, kind?: SourceInfo['kind']) => {
-      const panels = [...InspectPanel.panels.values()].filter((p) => (!runDir || p.runDir === norm(runDir)) && (!kind || p.source.kind === kind));
-      const p = panels.find((x) => x.panel.active) ?? panels[panels.length - 1];
-      if (!p) return false;
-      // A message posted before the webview's script listens could be lost; the webview itself
-      // holds actions that come before its data.
-      for (const t0 = Date.now(); !p.isReady && !p.isDisposed && Date.now() - t0 < 30_000; ) await new Promise((r) => setTimeout(r, 50));
-      return p.panel.webview.postMessage({ type: 'test', action } satisfies HostMessage);
-    }),
+    vscode.commands.registerCommand(
+      'met.inspect.test',
+      async (action: TestAction, runDir?: string, kind?: SourceInfo['kind']) => {
+        const panels = [...InspectPanel.panels.values()].filter(
+          (p) => (!runDir || p.runDir === norm(runDir)) && (!kind || p.source.kind === kind),
+        );
+        const p = panels.find((x) => x.panel.active) ?? panels[panels.length - 1];
+        if (!p) return false;
+        // A message posted before the webview's script listens could be lost; the webview itself
+        // holds actions that come before its data.
+        for (const t0 = Date.now(); !p.isReady && !p.isDisposed && Date.now() - t0 < 30_000;)
+          await new Promise((r) => setTimeout(r, 50));
+        return p.panel.webview.postMessage({ type: 'test', action } satisfies HostMessage);
+      },
+    ),
     vscode.window.registerWebviewPanelSerializer(INSPECT_VIEW_TYPE, {
       async deserializeWebviewPanel(panel: vscode.WebviewPanel, state: InspectState | undefined) {
         // A reload right after opening may come before the workbench persisted the state: the title names the run.
         const dir = state?.runDir ?? (await index.dirOfName(panel.title.replace(/^Inspect: /, '').split(' · ')[0]));
-        const source = state?.source && (state.source.kind === 'test' || state.source.paths?.length) ? state.source : TEST_SOURCE;
-        log().info(`Inspect exits: restoring ${dir ?? '(unknown run)'} after a reload (${state ? `saved state: point ${state.point ?? '-'}, selected ${state.selected ?? '-'}` : 'no saved state; run found by the title'})`);
-        if (!dir || !fs.existsSync(path.join(dir, 'predictions.json')) || InspectPanel.panels.has(InspectPanel.key(dir, source))) {
+        const source =
+          state?.source && (state.source.kind === 'test' || state.source.paths?.length) ? state.source : TEST_SOURCE;
+        log().info(
+          `Inspect exits: restoring ${dir ?? '(unknown run)'} after a reload (${state ? `saved state: point ${state.point ?? '-'}, selected ${state.selected ?? '-'}` : 'no saved state; run found by the title'})`,
+        );
+        if (
+          !dir ||
+          !fs.existsSync(path.join(dir, 'predictions.json')) ||
+          InspectPanel.panels.has(InspectPanel.key(dir, source))
+        ) {
           panel.dispose();
           return;
         }
-        new InspectPanel(context, panel, norm(dir), source, Date.now(), InspectPanel.loadStates(context).get(InspectPanel.key(dir, source)));
+        new InspectPanel(
+          context,
+          panel,
+          norm(dir),
+          source,
+          Date.now(),
+          InspectPanel.loadStates(context).get(InspectPanel.key(dir, source)),
+        );
       },
     }),
     { dispose: () => [...InspectPanel.panels.values()].forEach((p) => p.dispose()) },

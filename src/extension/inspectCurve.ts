@@ -25,7 +25,8 @@ const keyOf = (T: number[]) => T.map((t) => (Number.isNaN(t) ? 'NaN' : String(t)
  * they are on no curve point (saved by hand, or the run has no curve).
  */
 export function buildCurve(th: ThresholdsFile | null, K: number, test: SplitPredictions | null): CurveData {
-  const used = th && Array.isArray(th.exits) && th.exits.length ? th.exits.slice() : Array.from({ length: K }, (_, j) => j);
+  const used =
+    th && Array.isArray(th.exits) && th.exits.length ? th.exits.slice() : Array.from({ length: K }, (_, j) => j);
   const M = used.length;
   const num = (v: unknown) => (typeof v === 'number' ? v : NaN);
   const pts: { p: number; T: number[]; acc: number; gf: number }[] = [];
@@ -37,7 +38,9 @@ export function buildCurve(th: ThresholdsFile | null, K: number, test: SplitPred
     seen.add(k);
     pts.push({ p: num(pt.p), T, acc: num(pt.accuracy), gf: num(pt.gflops) });
   }
-  const chosenT = th?.chosen?.thresholds ? (th.chosen.thresholds as unknown[]).map((v, i) => decodeThreshold(v, i === M - 1)) : used.map((_, i) => (i === M - 1 ? -Infinity : Infinity));
+  const chosenT = th?.chosen?.thresholds
+    ? (th.chosen.thresholds as unknown[]).map((v, i) => decodeThreshold(v, i === M - 1))
+    : used.map((_, i) => (i === M - 1 ? -Infinity : Infinity));
   const chosenKey = keyOf(chosenT);
   let chosen = pts.findIndex((p) => keyOf(p.T) === chosenKey);
   if (chosen < 0) {
@@ -45,7 +48,11 @@ export function buildCurve(th: ThresholdsFile | null, K: number, test: SplitPred
     let gf = NaN;
     if (test && test.labels.length && th) {
       // exitScores: class confidences, or a regression run's agreement and -|error| (accuracy = -MAE).
-      const r = applyThresholds(exitScores(test, used), chosenT, used.map((j) => th.gflops[j]));
+      const r = applyThresholds(
+        exitScores(test, used),
+        chosenT,
+        used.map((j) => th.gflops[j]),
+      );
       acc = r.accuracy;
       gf = r.gflops;
     }
@@ -59,7 +66,12 @@ export function buildCurve(th: ThresholdsFile | null, K: number, test: SplitPred
   const thresholds = new Float64Array(P * M);
   pts.forEach((p, i) => thresholds.set(p.T, i * M));
   return {
-    curve: { p: Float64Array.from(pts, (p) => p.p), thresholds, accuracy: Float64Array.from(pts, (p) => p.acc), gflops: Float64Array.from(pts, (p) => p.gf) },
+    curve: {
+      p: Float64Array.from(pts, (p) => p.p),
+      thresholds,
+      accuracy: Float64Array.from(pts, (p) => p.acc),
+      gflops: Float64Array.from(pts, (p) => p.gf),
+    },
     chosen,
     chosenSource: th?.chosen?.source ?? 'no thresholds.json in the run: every image runs to the last exit',
     used,

@@ -23,14 +23,20 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { ParamsReport } from '../cli/params';
 import type { RunConfigFile } from '../engine/run/run';
-import type { ParamsHostMessage, ParamsNumbers, ParamsRendered, ParamsSource, ParamsState, ParamsWebviewMessage } from '../../webview-ui/params/protocol';
+import type {
+  ParamsHostMessage,
+  ParamsNumbers,
+  ParamsRendered,
+  ParamsSource,
+  ParamsState,
+  ParamsWebviewMessage,
+} from '../../webview-ui/params/protocol';
 import { getEngines } from './engineClient';
-import { getRunIndex, norm, RunIndex } from './runIndex';
+import { getRunIndex, norm, type RunIndex } from './runIndex';
 import { esc, webviewOptions, webviewPage } from './webviewPage';
 
 export const PARAMS_VIEW_TYPE = 'met.params';
 const isConfigPath = (p: string) => path.basename(p) === 'met.config.json' || p.endsWith('.met.json');
-
 
 /** The report as the webview gets it: series as typed arrays. */
 export function toNumbers(r: ParamsReport): ParamsNumbers {
@@ -95,7 +101,12 @@ class ParamsPanel implements vscode.Disposable {
       open.panel.reveal(); // its numbers follow the file already (watcher, saves)
       return open;
     }
-    const panel = vscode.window.createWebviewPanel(PARAMS_VIEW_TYPE, `Params: ${source.name}`, vscode.ViewColumn.Active, ParamsPanel.options(context));
+    const panel = vscode.window.createWebviewPanel(
+      PARAMS_VIEW_TYPE,
+      `Params: ${source.name}`,
+      vscode.ViewColumn.Active,
+      ParamsPanel.options(context),
+    );
     return new ParamsPanel(context, panel, source);
   }
 
@@ -114,7 +125,9 @@ class ParamsPanel implements vscode.Disposable {
     panel.webview.html = this.html();
     // A config file's saved edits (or a run's config.json being rewritten) recompute.
     const file = source.kind === 'config' ? source.path : path.join(source.path, 'config.json');
-    const watcher = vscode.workspace.createFileSystemWatcher(new vscode.RelativePattern(vscode.Uri.file(path.dirname(file)), path.basename(file)));
+    const watcher = vscode.workspace.createFileSystemWatcher(
+      new vscode.RelativePattern(vscode.Uri.file(path.dirname(file)), path.basename(file)),
+    );
     const changed = () => this.compute();
     this.disposables.push(
       watcher,
@@ -166,11 +179,26 @@ class ParamsPanel implements vscode.Disposable {
             throw new Error(`${file}: ${(e as Error).message}`);
           }
           // The run's own settings and class count (no data folder scan: the classes are recorded).
-          report = await getEngines().request('params/compute', { settings: runSettings(cfg), classes: cfg.classes.length, ignoreWorkspaceConfig: true });
+          report = await getEngines().request('params/compute', {
+            settings: runSettings(cfg),
+            classes: cfg.classes.length,
+            ignoreWorkspaceConfig: true,
+          });
         }
-        msg = { type: 'report', seq, source, numbers: toNumbers(report), ms: Date.now() - t0, at: new Date().toISOString() };
+        msg = {
+          type: 'report',
+          seq,
+          source,
+          numbers: toNumbers(report),
+          ms: Date.now() - t0,
+          at: new Date().toISOString(),
+        };
       } catch (e) {
-        msg = { type: 'error', source, message: `met params for ${source.kind === 'config' ? source.path : `run ${source.name}`}: ${(e as Error).message}` };
+        msg = {
+          type: 'error',
+          source,
+          message: `met params for ${source.kind === 'config' ? source.path : `run ${source.name}`}: ${(e as Error).message}`,
+        };
       }
       if (seq !== this.seq) return; // a newer computation is under way
       this.computed = seq;
@@ -246,7 +274,8 @@ async function sourceOf(arg: unknown, index: RunIndex): Promise<ParamsSource | u
   }
   if (st?.isFile()) {
     // A run's own config.json names the run; any other JSON file is a met config.
-    if (path.basename(p) === 'config.json' && (await index.info(path.dirname(p)))) return { kind: 'run', path: path.dirname(p), name: path.basename(path.dirname(p)) };
+    if (path.basename(p) === 'config.json' && (await index.info(path.dirname(p))))
+      return { kind: 'run', path: path.dirname(p), name: path.basename(path.dirname(p)) };
     return { kind: 'config', path: p, name: path.basename(p) };
   }
   throw new Error(`${p} does not exist`);
@@ -255,21 +284,35 @@ async function sourceOf(arg: unknown, index: RunIndex): Promise<ParamsSource | u
 /** The active editor's config file, else a pick among the workspace's config files and runs. */
 async function pickSource(index: RunIndex): Promise<ParamsSource | undefined> {
   const active = vscode.window.activeTextEditor?.document.uri;
-  if (active?.scheme === 'file' && isConfigPath(active.fsPath)) return { kind: 'config', path: norm(active.fsPath), name: path.basename(active.fsPath) };
+  if (active?.scheme === 'file' && isConfigPath(active.fsPath))
+    return { kind: 'config', path: norm(active.fsPath), name: path.basename(active.fsPath) };
   const files = await vscode.workspace.findFiles('**/{met.config.json,*.met.json}', '**/{node_modules,.git}/**', 200);
   const runs = await index.runs();
   type Item = vscode.QuickPickItem & { source?: ParamsSource };
   const items: Item[] = [
     ...(files.length ? [{ label: 'Config files', kind: vscode.QuickPickItemKind.Separator } as Item] : []),
-    ...files.map((f) => ({ label: path.basename(f.fsPath), description: vscode.workspace.asRelativePath(path.dirname(f.fsPath)), source: { kind: 'config', path: norm(f.fsPath), name: path.basename(f.fsPath) } as ParamsSource })),
+    ...files.map((f) => ({
+      label: path.basename(f.fsPath),
+      description: vscode.workspace.asRelativePath(path.dirname(f.fsPath)),
+      source: { kind: 'config', path: norm(f.fsPath), name: path.basename(f.fsPath) } as ParamsSource,
+    })),
     ...(runs.length ? [{ label: 'Runs', kind: vscode.QuickPickItemKind.Separator } as Item] : []),
-    ...runs.map((r) => ({ label: r.name, description: r.status, source: { kind: 'run', path: r.dir, name: r.name } as ParamsSource })),
+    ...runs.map((r) => ({
+      label: r.name,
+      description: r.status,
+      source: { kind: 'run', path: r.dir, name: r.name } as ParamsSource,
+    })),
   ];
   if (!items.length) {
-    void vscode.window.showInformationMessage('MET: no met.config.json, *.met.json or run in this workspace (MET: Create config makes one).');
+    void vscode.window.showInformationMessage(
+      'MET: no met.config.json, *.met.json or run in this workspace (MET: Create config makes one).',
+    );
     return undefined;
   }
-  const pick = await vscode.window.showQuickPick(items, { title: 'MET: Show parameter counts', placeHolder: 'Config file or run' });
+  const pick = await vscode.window.showQuickPick(items, {
+    title: 'MET: Show parameter counts',
+    placeHolder: 'Config file or run',
+  });
   return pick?.source;
 }
 
@@ -290,7 +333,13 @@ export function registerParamsPanel(context: vscode.ExtensionContext): void {
     }),
     // Not contributed (tests only): what each panel's webview last reported.
     vscode.commands.registerCommand('met.params.snapshot', () =>
-      [...ParamsPanel.panels.values()].map((p) => ({ source: p.source, visible: p.panel.visible, readyCount: p.readyCount, computed: p.computed, ...p.snapshot })),
+      [...ParamsPanel.panels.values()].map((p) => ({
+        source: p.source,
+        visible: p.panel.visible,
+        readyCount: p.readyCount,
+        computed: p.computed,
+        ...p.snapshot,
+      })),
     ),
     vscode.window.registerWebviewPanelSerializer(PARAMS_VIEW_TYPE, {
       async deserializeWebviewPanel(panel: vscode.WebviewPanel, state: ParamsState | undefined) {

@@ -25,7 +25,15 @@ export interface RunInfo {
   summary: RunSummary | null;
   /** Per exit (exits in config order): accuracy and which split it was measured on. */
   /** Regression runs: mae / rmse (target units) instead of accuracy (which is then null). */
-  accuracy: { exit: number; layer: number; branch: string; accuracy: number | null; gflops: number | null; mae?: number | null; rmse?: number | null }[];
+  accuracy: {
+    exit: number;
+    layer: number;
+    branch: string;
+    accuracy: number | null;
+    gflops: number | null;
+    mae?: number | null;
+    rmse?: number | null;
+  }[];
   /** 'regression' for runs that predict a value (config.met.task); absent for classification. */
   task?: 'regression';
   accuracySource: 'test' | 'val' | null;
@@ -128,7 +136,9 @@ export async function lastEpochEvent(file: string, size: number): Promise<EpochE
 /** Is `dir` a MET run folder (a config.json written by the engine)? */
 function isRunConfig(c: unknown): c is RunConfigFile {
   const x = c as RunConfigFile;
-  return !!x && typeof x === 'object' && typeof x.version === 'number' && !!x.train && !!x.met && Array.isArray(x.met.exits);
+  return (
+    !!x && typeof x === 'object' && typeof x.version === 'number' && !!x.train && !!x.met && Array.isArray(x.met.exits)
+  );
 }
 
 export interface Live {
@@ -137,7 +147,8 @@ export interface Live {
   lastEpoch?: EpochEvent;
 }
 
-const finite = (x: number | null | undefined): number | null => (x === null || x === undefined || !Number.isFinite(x) ? null : x);
+const finite = (x: number | null | undefined): number | null =>
+  x === null || x === undefined || !Number.isFinite(x) ? null : x;
 
 /** Reads one run folder; null when it is not (or no longer) a MET run. */
 export async function readRun(dir: string, live?: Live): Promise<RunInfo | null> {
@@ -185,7 +196,8 @@ export async function readRun(dir: string, live?: Live): Promise<RunInfo | null>
     branches = exits.map(() => '?');
   }
   let epoch = 0;
-  const lastEpoch = live?.lastEpoch ?? (metSt ? await lastEpochEvent(path.join(dir, 'metrics.jsonl'), metSt.size) : null);
+  const lastEpoch =
+    live?.lastEpoch ?? (metSt ? await lastEpochEvent(path.join(dir, 'metrics.jsonl'), metSt.size) : null);
   if (lastEpoch) epoch = lastEpoch.epoch;
   if (summary?.exits?.length) {
     accuracySource = 'test';
@@ -204,7 +216,11 @@ export async function readRun(dir: string, live?: Live): Promise<RunInfo | null>
   if (live?.lastStep && (status === 'running' || status === 'starting')) epoch = Math.max(epoch, live.lastStep.epoch);
   const progress =
     live?.lastStep && (status === 'running' || status === 'starting')
-      ? { fraction: live.lastStep.step / live.lastStep.totalSteps, imgPerSec: live.lastStep.imgPerSec, etaSec: live.lastStep.etaSec }
+      ? {
+          fraction: live.lastStep.step / live.lastStep.totalSteps,
+          imgPerSec: live.lastStep.imgPerSec,
+          etaSec: live.lastStep.etaSec,
+        }
       : undefined;
   return {
     dir,
@@ -230,4 +246,3 @@ export async function readRun(dir: string, live?: Live): Promise<RunInfo | null>
     mtime,
   };
 }
-

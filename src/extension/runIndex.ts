@@ -12,8 +12,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { Live, norm, readRun, RUN_FILES, RunInfo, stat } from './runFiles';
-import { onDidChangeTrainingState, onDidTrainingUpdate, TrainingState } from './trainingEvents';
+import { type Live, norm, readRun, RUN_FILES, type RunInfo, stat } from './runFiles';
+import { onDidChangeTrainingState, onDidTrainingUpdate, type TrainingState } from './trainingEvents';
 
 export { norm } from './runFiles';
 export type { RunInfo, RunStatus } from './runFiles';
@@ -89,7 +89,8 @@ export class RunIndex implements vscode.Disposable {
   /** The newest run this window is training now, if any. */
   activeRun(): string | undefined {
     let best: string | undefined;
-    for (const [k, l] of this.live) if (l.state && (l.state.status === 'running' || l.state.status === 'starting')) best = k;
+    for (const [k, l] of this.live)
+      if (l.state && (l.state.status === 'running' || l.state.status === 'starting')) best = k;
     return best;
   }
 
@@ -100,7 +101,9 @@ export class RunIndex implements vscode.Disposable {
   }
 
   private inRunsFolder(dir: string): boolean {
-    return (vscode.workspace.workspaceFolders ?? []).some((f) => path.dirname(dir) === path.join(f.uri.fsPath, '.met', 'runs'));
+    return (vscode.workspace.workspaceFolders ?? []).some(
+      (f) => path.dirname(dir) === path.join(f.uri.fsPath, '.met', 'runs'),
+    );
   }
 
   /**
@@ -171,7 +174,8 @@ export class RunIndex implements vscode.Disposable {
       if (f.uri.scheme !== 'file') continue;
       const root = path.join(f.uri.fsPath, '.met', 'runs');
       try {
-        for (const e of await fs.promises.readdir(root, { withFileTypes: true })) if (e.isDirectory()) dirs.add(path.join(root, e.name));
+        for (const e of await fs.promises.readdir(root, { withFileTypes: true }))
+          if (e.isDirectory()) dirs.add(path.join(root, e.name));
       } catch {
         /* no runs yet */
       }
@@ -185,7 +189,10 @@ export class RunIndex implements vscode.Disposable {
   private async sigOf(dir: string): Promise<string> {
     const live = this.live.get(dir);
     const sts = await Promise.all(RUN_FILES.map((f) => stat(path.join(dir, f))));
-    return sts.map((s) => (s ? `${s.mtimeMs}:${s.size}` : '-')).join('|') + `|${live?.state?.status ?? ''}|${live?.lastStep?.step ?? ''}|${live?.lastEpoch?.epoch ?? ''}`;
+    return (
+      sts.map((s) => (s ? `${s.mtimeMs}:${s.size}` : '-')).join('|') +
+      `|${live?.state?.status ?? ''}|${live?.lastStep?.step ?? ''}|${live?.lastEpoch?.epoch ?? ''}`
+    );
   }
 
   /** The signature of the whole list: every candidate folder and its files. */
@@ -221,7 +228,12 @@ export class RunIndex implements vscode.Disposable {
     const sig = await this.sigOf(dir);
     const hit = this.cache.get(dir);
     // File recency decides 'starting' / 'running' for other processes' runs, so age matters too.
-    if (hit && hit.sig === sig && !((hit.info?.status === 'running' || hit.info?.status === 'starting') && !live?.state)) return hit.info;
+    if (
+      hit &&
+      hit.sig === sig &&
+      !((hit.info?.status === 'running' || hit.info?.status === 'starting') && !live?.state)
+    )
+      return hit.info;
     const info = await readRun(dir, live);
     this.cache.set(dir, { sig, info });
     return info;

@@ -8,7 +8,7 @@
 
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { getRunIndex, norm, RunIndex, RunInfo } from './runIndex';
+import { getRunIndex, norm, type RunIndex, type RunInfo } from './runIndex';
 
 const pct = (x: number | null) => (x === null ? '–' : `${(100 * x).toFixed(1)}%`);
 /** Regression errors (target units): 4 significant digits, as `met eval` prints them. */
@@ -43,11 +43,15 @@ export function describe(r: RunInfo): string {
   } else if (r.status === 'stopped' && r.epoch) parts.push(`epoch ${r.epoch}/${r.epochs}`);
   if (r.task === 'regression') {
     const mae = r.accuracy.map((a) => a.mae ?? null);
-    if (mae.some((a) => a !== null)) parts.push(`${r.accuracySource === 'val' ? 'val ' : ''}MAE ${mae.map(num).join(' / ')}`);
+    if (mae.some((a) => a !== null))
+      parts.push(`${r.accuracySource === 'val' ? 'val ' : ''}MAE ${mae.map(num).join(' / ')}`);
     return parts.join(' · ');
   }
   const acc = r.accuracy.map((a) => a.accuracy);
-  if (acc.some((a) => a !== null)) parts.push(`${r.accuracySource === 'val' ? 'val ' : ''}acc ${acc.map((a) => (a === null ? '–' : (100 * a).toFixed(1))).join(' / ')}%`);
+  if (acc.some((a) => a !== null))
+    parts.push(
+      `${r.accuracySource === 'val' ? 'val ' : ''}acc ${acc.map((a) => (a === null ? '–' : (100 * a).toFixed(1))).join(' / ')}%`,
+    );
   return parts.join(' · ');
 }
 
@@ -55,14 +59,27 @@ function tooltip(r: RunInfo): vscode.MarkdownString {
   const md = new vscode.MarkdownString(undefined, true);
   const t = r.config.train;
   md.appendMarkdown(`**${r.name}** — ${r.status}${r.reason ? ` (${r.reason})` : ''}\n\n`);
-  md.appendMarkdown(`${r.task === 'regression' ? 'regression' : `${r.config.classes.length} classes`} · branch \`${branchLabel(r)}\` · variant \`${t.variant}\` · r = ${t.rank} · ${r.epochs} epochs · backbone \`${path.basename(r.config.backbone.file)}\`\n\n`);
+  md.appendMarkdown(
+    `${r.task === 'regression' ? 'regression' : `${r.config.classes.length} classes`} · branch \`${branchLabel(r)}\` · variant \`${t.variant}\` · r = ${t.rank} · ${r.epochs} epochs · backbone \`${path.basename(r.config.backbone.file)}\`\n\n`,
+  );
   if (r.accuracySource && r.task === 'regression') {
-    md.appendMarkdown(`| exit | layer | ${r.accuracySource} MAE | ${r.accuracySource} RMSE | GFLOPs | branch |\n|---:|---:|---:|---:|---:|---|\n`);
-    for (const a of r.accuracy) md.appendMarkdown(`| ${a.exit} | ${a.layer} | ${num(a.mae)} | ${num(a.rmse)} | ${a.gflops === null ? '–' : a.gflops.toPrecision(3)} | ${a.branch} |\n`);
+    md.appendMarkdown(
+      `| exit | layer | ${r.accuracySource} MAE | ${r.accuracySource} RMSE | GFLOPs | branch |\n|---:|---:|---:|---:|---:|---|\n`,
+    );
+    for (const a of r.accuracy)
+      md.appendMarkdown(
+        `| ${a.exit} | ${a.layer} | ${num(a.mae)} | ${num(a.rmse)} | ${a.gflops === null ? '–' : a.gflops.toPrecision(3)} | ${a.branch} |\n`,
+      );
   } else if (r.accuracySource) {
     md.appendMarkdown(`| exit | layer | ${r.accuracySource} accuracy | GFLOPs | branch |\n|---:|---:|---:|---:|---|\n`);
-    for (const a of r.accuracy) md.appendMarkdown(`| ${a.exit} | ${a.layer} | ${pct(a.accuracy)} | ${a.gflops === null ? '–' : a.gflops.toPrecision(3)} | ${a.branch} |\n`);
-  } else md.appendMarkdown(r.task === 'regression' ? 'No MAE yet (no finished epoch).\n' : 'No accuracy yet (no finished epoch).\n');
+    for (const a of r.accuracy)
+      md.appendMarkdown(
+        `| ${a.exit} | ${a.layer} | ${pct(a.accuracy)} | ${a.gflops === null ? '–' : a.gflops.toPrecision(3)} | ${a.branch} |\n`,
+      );
+  } else
+    md.appendMarkdown(
+      r.task === 'regression' ? 'No MAE yet (no finished epoch).\n' : 'No accuracy yet (no finished epoch).\n',
+    );
   md.appendMarkdown(`\n\n\`${r.dir}\``);
   return md;
 }
@@ -115,7 +132,9 @@ export function registerRunsView(context: vscode.ExtensionContext): void {
   const view = vscode.window.createTreeView('met.runs', { treeDataProvider: provider, showCollapseAll: false });
   const setMessage = async () => {
     const n = (await index.runs()).length;
-    view.message = n ? undefined : 'No runs yet. Fine-tune a folder (MET: Fine-tune on folder) or run `met train`; runs appear from .met/runs.';
+    view.message = n
+      ? undefined
+      : 'No runs yet. Fine-tune a folder (MET: Fine-tune on folder) or run `met train`; runs appear from .met/runs.';
   };
   void setMessage();
 
@@ -163,11 +182,15 @@ export function registerRunsView(context: vscode.ExtensionContext): void {
       if (!dir) return false;
       const run = await index.find(dir);
       if (!run) {
-        void vscode.window.showErrorMessage(`MET: ${dir} is not a MET run folder (no config.json written by MET), so it was not deleted.`);
+        void vscode.window.showErrorMessage(
+          `MET: ${dir} is not a MET run folder (no config.json written by MET), so it was not deleted.`,
+        );
         return false;
       }
       if (run.status === 'running' || run.status === 'starting' || index.activeRun() === norm(dir)) {
-        void vscode.window.showWarningMessage(`MET: ${run.name} is training. Cancel it first (MET: Cancel training), then delete it.`);
+        void vscode.window.showWarningMessage(
+          `MET: ${run.name} is training. Cancel it first (MET: Cancel training), then delete it.`,
+        );
         return false;
       }
       // A remote or web host has no trash to move the folder to.
@@ -175,7 +198,10 @@ export function registerRunsView(context: vscode.ExtensionContext): void {
       if (options?.confirm !== false) {
         const pick = await vscode.window.showWarningMessage(
           `Delete the run ${run.name}?`,
-          { modal: true, detail: `${run.dir}\n\nThe folder and everything in it (weights, predictions, metrics) ${trash ? 'is moved to the trash' : 'is deleted permanently'}.` },
+          {
+            modal: true,
+            detail: `${run.dir}\n\nThe folder and everything in it (weights, predictions, metrics) ${trash ? 'is moved to the trash' : 'is deleted permanently'}.`,
+          },
           'Delete',
         );
         if (pick !== 'Delete') return false;

@@ -24,10 +24,18 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { SimilarityResult } from '../protocol';
-import type { SimHostMessage, SimRendered, SimRunMeta, SimSettings, SimState, SimWebviewMessage, Split } from '../../webview-ui/similarity/protocol';
+import type {
+  SimHostMessage,
+  SimRendered,
+  SimRunMeta,
+  SimSettings,
+  SimState,
+  SimWebviewMessage,
+  Split,
+} from '../../webview-ui/similarity/protocol';
 import { getEngines } from './engineClient';
 import { recordMessage } from './log';
-import { getRunIndex, norm, RunIndex, RunInfo } from './runIndex';
+import { getRunIndex, norm, type RunIndex, type RunInfo } from './runIndex';
 import { esc, webviewOptions, webviewPage } from './webviewPage';
 
 export const SIMILARITY_VIEW_TYPE = 'met.similarity';
@@ -38,7 +46,6 @@ const MAX_PER_CLASS = 64;
 const MAX_SAMPLE = 600;
 const THUMB_SIZE = 96;
 const SPLITS: Split[] = ['val', 'test', 'train'];
-
 
 export interface SimilarityArgs {
   runDir: string;
@@ -64,13 +71,17 @@ function runMeta(info: RunInfo): SimRunMeta {
 export function checkSettings(meta: SimRunMeta, s: Partial<SimSettings>): SimSettings {
   const K = meta.layers.length;
   const exits = Array.isArray(s.exits) ? [...s.exits] : s.exits === undefined ? (K > 1 ? [0, K - 1] : [0]) : s.exits;
-  if (!Array.isArray(exits) || exits.length < 1 || exits.length > 2) throw new Error(`exits: give one exit or two to compare (got ${JSON.stringify(exits)})`);
-  for (const e of exits) if (!Number.isInteger(e) || e < 0 || e >= K) throw new Error(`exits: ${e} is not an exit of ${meta.name} (0..${K - 1}, layers ${meta.layers.join(', ')})`);
+  if (!Array.isArray(exits) || exits.length < 1 || exits.length > 2)
+    throw new Error(`exits: give one exit or two to compare (got ${JSON.stringify(exits)})`);
+  for (const e of exits)
+    if (!Number.isInteger(e) || e < 0 || e >= K)
+      throw new Error(`exits: ${e} is not an exit of ${meta.name} (0..${K - 1}, layers ${meta.layers.join(', ')})`);
   if (exits.length === 2 && exits[0] === exits[1]) exits.pop();
   const C = Math.max(1, meta.classes.length);
   const maxPer = Math.max(1, Math.min(MAX_PER_CLASS, Math.floor(MAX_SAMPLE / C)));
   const perClass = s.perClass ?? Math.min(DEFAULT_PER_CLASS, maxPer);
-  if (!Number.isInteger(perClass) || perClass < 1 || perClass > maxPer) throw new Error(`perClass: images per class must be 1..${maxPer} for ${C} classes (got ${perClass})`);
+  if (!Number.isInteger(perClass) || perClass < 1 || perClass > maxPer)
+    throw new Error(`perClass: images per class must be 1..${maxPer} for ${C} classes (got ${perClass})`);
   const split = s.split ?? SPLITS.find((x) => meta.counts[x] > 0) ?? 'val';
   if (!SPLITS.includes(split)) throw new Error(`split: one of ${SPLITS.join(', ')} (got ${JSON.stringify(split)})`);
   if (!(meta.counts[split] > 0)) throw new Error(`split: ${meta.name} has no ${split} images`);
@@ -93,9 +104,15 @@ class SimilarityPanel implements vscode.Disposable {
   /** Computations started and their engine times (for tests and the log). */
   computations: { settings: SimSettings; ms: number; error?: string }[] = [];
 
-  static async show(context: vscode.ExtensionContext, info: RunInfo, settings: Partial<SimSettings>): Promise<SimilarityPanel> {
+  static async show(
+    context: vscode.ExtensionContext,
+    info: RunInfo,
+    settings: Partial<SimSettings>,
+  ): Promise<SimilarityPanel> {
     const meta = runMeta(info);
-    const given = Object.fromEntries(Object.entries(settings).filter(([, v]) => v !== undefined)) as Partial<SimSettings>;
+    const given = Object.fromEntries(
+      Object.entries(settings).filter(([, v]) => v !== undefined),
+    ) as Partial<SimSettings>;
     const open = SimilarityPanel.panels.get(info.dir);
     if (open) {
       // Reopened without settings (runs view, palette): keep what the panel shows.
@@ -105,7 +122,12 @@ class SimilarityPanel implements vscode.Disposable {
       return open;
     }
     const s = checkSettings(meta, given);
-    const panel = vscode.window.createWebviewPanel(SIMILARITY_VIEW_TYPE, `Similarity: ${info.name}`, vscode.ViewColumn.Active, SimilarityPanel.options(context, info));
+    const panel = vscode.window.createWebviewPanel(
+      SIMILARITY_VIEW_TYPE,
+      `Similarity: ${info.name}`,
+      vscode.ViewColumn.Active,
+      SimilarityPanel.options(context, info),
+    );
     return new SimilarityPanel(context, panel, info, s);
   }
 
@@ -171,7 +193,12 @@ class SimilarityPanel implements vscode.Disposable {
     void (async () => {
       let res: SimilarityResult;
       try {
-        res = await getEngines().request('similarity/compute', { runDir: this.dir, exits: settings.exits, perClass: settings.perClass, split: settings.split });
+        res = await getEngines().request('similarity/compute', {
+          runDir: this.dir,
+          exits: settings.exits,
+          perClass: settings.perClass,
+          split: settings.split,
+        });
       } catch (e) {
         const message = `similarity/compute for ${this.info.name} (${settings.split}, ${settings.perClass} per class, exits ${settings.exits.map((x) => x + 1).join(' and ')}): ${(e as Error).message}`;
         this.computations.push({ settings, ms: Date.now() - t0, error: message });
@@ -204,7 +231,8 @@ class SimilarityPanel implements vscode.Disposable {
   private async thumbs(files: string[]): Promise<(string | null)[]> {
     const w = this.panel.webview;
     const root = norm(this.info.config.dataset.root);
-    const direct = (f: string) => (norm(f).startsWith(root + path.sep) && fs.existsSync(f) ? w.asWebviewUri(vscode.Uri.file(f)).toString() : null);
+    const direct = (f: string) =>
+      norm(f).startsWith(root + path.sep) && fs.existsSync(f) ? w.asWebviewUri(vscode.Uri.file(f)).toString() : null;
     try {
       const cacheDir = SimilarityPanel.thumbsDir(this.context).fsPath;
       const r = await getEngines().request('inspect/thumbs', { files, size: THUMB_SIZE, cacheDir });
@@ -267,7 +295,8 @@ function argsOf(arg: unknown): Partial<SimilarityArgs> {
 }
 
 /** Why a run has no similarity matrices: graph regularization is defined over classes. */
-const REGRESSION_NOTE = 'similarity matrices show graph regularization, which works on classes; it is off for regression runs (no classes to pull together or push apart)';
+const REGRESSION_NOTE =
+  'similarity matrices show graph regularization, which works on classes; it is off for regression runs (no classes to pull together or push apart)';
 
 /** Newest finished classification run first; no question when there is only one. */
 async function pickRun(index: RunIndex, title: string): Promise<RunInfo | undefined> {
@@ -280,7 +309,9 @@ async function pickRun(index: RunIndex, title: string): Promise<RunInfo | undefi
     return undefined;
   }
   if (!done.length) {
-    void vscode.window.showInformationMessage('MET: no finished run in this workspace yet (similarity matrices need a trained run). Fine-tune a folder first (MET: Fine-tune on folder).');
+    void vscode.window.showInformationMessage(
+      'MET: no finished run in this workspace yet (similarity matrices need a trained run). Fine-tune a folder first (MET: Fine-tune on folder).',
+    );
     return undefined;
   }
   if (done.length === 1) return done[0];
@@ -306,7 +337,9 @@ export function registerSimilarity(context: vscode.ExtensionContext): void {
       return undefined;
     }
     if (info.status !== 'done') {
-      void vscode.window.showErrorMessage(`MET: ${info.name} is ${info.status}; similarity matrices need a finished run (its trainable.safetensors).`);
+      void vscode.window.showErrorMessage(
+        `MET: ${info.name} is ${info.status}; similarity matrices need a finished run (its trainable.safetensors).`,
+      );
       return undefined;
     }
     if (info.task === 'regression') {
@@ -322,7 +355,9 @@ export function registerSimilarity(context: vscode.ExtensionContext): void {
       // Like fine-tuning (Workspace Trust, package.json capabilities): this runs the model on the
       // workspace's checkpoint and images in an engine process.
       if (!vscode.workspace.isTrusted) {
-        void vscode.window.showInformationMessage('MET: similarity matrices run the model on the workspace\'s checkpoint and images, which is disabled in Restricted Mode. Trust the workspace to use them.');
+        void vscode.window.showInformationMessage(
+          "MET: similarity matrices run the model on the workspace's checkpoint and images, which is disabled in Restricted Mode. Trust the workspace to use them.",
+        );
         return undefined;
       }
       const a = argsOf(arg);
@@ -339,7 +374,14 @@ export function registerSimilarity(context: vscode.ExtensionContext): void {
     // Not contributed (tests only): what each panel's webview last reported (setState contents and
     // the numbers it read back from the matrices it drew), and a way to move its cursor.
     vscode.commands.registerCommand('met.similarity.snapshot', () =>
-      [...SimilarityPanel.panels.values()].map((p) => ({ runDir: p.dir, visible: p.panel.visible, readyCount: p.readyCount, settings: p.settings, computations: p.computations, ...p.snapshot })),
+      [...SimilarityPanel.panels.values()].map((p) => ({
+        runDir: p.dir,
+        visible: p.panel.visible,
+        readyCount: p.readyCount,
+        settings: p.settings,
+        computations: p.computations,
+        ...p.snapshot,
+      })),
     ),
     vscode.commands.registerCommand('met.similarity.focusCell', (runDir: string, i: number, j: number) => {
       const p = SimilarityPanel.panels.get(norm(runDir));

@@ -5,7 +5,7 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { TrainEvent } from '../engine/train/trainer';
-import { onDidChangeTrainingState, onDidTrainingUpdate, TrainingState } from './trainingEvents';
+import { onDidChangeTrainingState, onDidTrainingUpdate, type TrainingState } from './trainingEvents';
 
 type Step = Extract<TrainEvent, { type: 'step' }>;
 type Start = Extract<TrainEvent, { type: 'start' }>;

@@ -9,8 +9,14 @@ export const esc = (s: string): string => s.replace(/[&<>"']/g, (c) => `&#${c.ch
 
 /** Panel options: scripts on, resources from dist/webview plus `extraRoots` (thumbnails, images).
  *  No retainContextWhenHidden: a hidden webview is rebuilt from what the host keeps. */
-export function webviewOptions(context: vscode.ExtensionContext, extraRoots: vscode.Uri[] = []): vscode.WebviewPanelOptions & vscode.WebviewOptions {
-  return { enableScripts: true, localResourceRoots: [vscode.Uri.joinPath(context.extensionUri, 'dist', 'webview'), ...extraRoots] };
+export function webviewOptions(
+  context: vscode.ExtensionContext,
+  extraRoots: vscode.Uri[] = [],
+): vscode.WebviewPanelOptions & vscode.WebviewOptions {
+  return {
+    enableScripts: true,
+    localResourceRoots: [vscode.Uri.joinPath(context.extensionUri, 'dist', 'webview'), ...extraRoots],
+  };
 }
 
 export interface PageOptions {
@@ -30,7 +36,12 @@ export function webviewPage(w: vscode.Webview, extensionUri: vscode.Uri, o: Page
   const script = w.asWebviewUri(vscode.Uri.joinPath(base, `${o.bundle}.js`));
   const style = w.asWebviewUri(vscode.Uri.joinPath(base, `${o.bundle}.css`));
   const nonce = randomBytes(16).toString('base64');
-  const csp = [`default-src 'none'`, `style-src ${w.cspSource}`, ...(o.images ? [`img-src ${w.cspSource}`] : []), `script-src 'nonce-${nonce}'`].join('; ');
+  const csp = [
+    `default-src 'none'`,
+    `style-src ${w.cspSource}`,
+    ...(o.images ? [`img-src ${w.cspSource}`] : []),
+    `script-src 'nonce-${nonce}'`,
+  ].join('; ');
   return `<!DOCTYPE html>
 <html lang="en">
 <head>

@@ -14,9 +14,11 @@ import { cleanupDir, finish, makeTmp, makeWorkspace, ROOT } from './host/host.mj
 
 const exe = process.env.VSCODE_EXECUTABLE;
 if (!exe) {
-  console.log('skipped: @vscode/test-electron needs a desktop VS Code. Set VSCODE_EXECUTABLE to its binary (e.g. /usr/share/code/code); '
-    + 'it cannot be downloaded here (update.code.visualstudio.com is unreachable) and no npm or Debian package ships one. '
-    + 'The same suite runs in code-server: npm run test:vscode.');
+  console.log(
+    'skipped: @vscode/test-electron needs a desktop VS Code. Set VSCODE_EXECUTABLE to its binary (e.g. /usr/share/code/code); ' +
+      'it cannot be downloaded here (update.code.visualstudio.com is unreachable) and no npm or Debian package ships one. ' +
+      'The same suite runs in code-server: npm run test:vscode.',
+  );
   process.exit(0);
 }
 if (!fs.existsSync(exe)) {
@@ -43,7 +45,11 @@ try {
       ws.dir,
       // Only this extension, a fresh profile. (runTests itself adds --no-sandbox, --disable-updates,
       // --skip-welcome, --skip-release-notes and --disable-workspace-trust.)
-      '--disable-extensions', `--user-data-dir=${path.join(tmp, 'user')}`, `--extensions-dir=${path.join(tmp, 'extensions')}`, '--disable-telemetry', '--disable-gpu',
+      '--disable-extensions',
+      `--user-data-dir=${path.join(tmp, 'user')}`,
+      `--extensions-dir=${path.join(tmp, 'extensions')}`,
+      '--disable-telemetry',
+      '--disable-gpu',
     ],
     extensionTestsEnv: {
       MET_TEST_WORKSPACE: ws.dir,

@@ -39,13 +39,18 @@ export function dataDir(): string {
 }
 
 export function backbone(): string {
-  const b = process.env.MET_TEST_BACKBONE ?? path.join(extension().extensionPath, 'assets', 'tiny-vit', 'tiny-vit.safetensors');
+  const b =
+    process.env.MET_TEST_BACKBONE ?? path.join(extension().extensionPath, 'assets', 'tiny-vit', 'tiny-vit.safetensors');
   if (!fs.existsSync(b)) throw new Error(`no tiny backbone at ${b} (MET_TEST_BACKBONE)`);
   return b;
 }
 
 /** `node dist/cli.js ARGS` of the extension under test, in a child process (never blocks the host). */
-export function met(args: string[], cwd: string, timeoutMs = 300_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function met(
+  args: string[],
+  cwd: string,
+  timeoutMs = 300_000,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const cli = path.join(extension().extensionPath, 'dist', 'cli.js');
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [cli, ...args], { cwd, env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' } });
@@ -93,7 +98,10 @@ export function writeConfig(folder: string, name = 'met.config.json', settings: 
     threads: 1,
     ...settings,
   };
-  fs.writeFileSync(file, `// written by the VS Code host tests (test/vscode/fixtures.ts)\n${JSON.stringify(body, null, 2)}\n`);
+  fs.writeFileSync(
+    file,
+    `// written by the VS Code host tests (test/vscode/fixtures.ts)\n${JSON.stringify(body, null, 2)}\n`,
+  );
   return file;
 }
 
@@ -125,14 +133,20 @@ export function tinyRun(): Promise<TinyRun> {
 }
 
 /** Polls `probe` until it returns something truthy; fails with `what` and the last value after `timeoutMs`. */
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs = 20_000, everyMs = 150): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined | null | false> | T | undefined | null | false,
+  timeoutMs = 20_000,
+  everyMs = 150,
+): Promise<T> {
   const end = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
     const v = await probe();
     if (v) return v;
     last = v;
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${JSON.stringify(last)})`);
+    if (Date.now() > end)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${JSON.stringify(last)})`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }

@@ -10,7 +10,18 @@
 import './dashboard.css';
 import { $, vscodeApi } from '../common/vscode';
 import { svgEl as el } from '../common/svg';
-import type { DashboardState, EpochEvent, History, HostMessage, RenderedSnapshot, RunMeta, RunStatus, StepEvent, SummaryLite, WebviewMessage } from './protocol';
+import type {
+  DashboardState,
+  EpochEvent,
+  History,
+  HostMessage,
+  RenderedSnapshot,
+  RunMeta,
+  RunStatus,
+  StepEvent,
+  SummaryLite,
+  WebviewMessage,
+} from './protocol';
 
 const vscode = vscodeApi<WebviewMessage, DashboardState>();
 const root = $('met-dashboard');
@@ -159,7 +170,12 @@ interface Line {
 }
 
 /** Averages consecutive points into at most `max` buckets (NaN skipped). */
-function bucket(xs: ArrayLike<number>, ys: (i: number) => number, n: number, max: number): { xs: number[]; ys: number[] } {
+function bucket(
+  xs: ArrayLike<number>,
+  ys: (i: number) => number,
+  n: number,
+  max: number,
+): { xs: number[]; ys: number[] } {
   const size = Math.max(1, Math.ceil(n / max));
   const ox: number[] = [];
   const oy: number[] = [];
@@ -182,7 +198,11 @@ function bucket(xs: ArrayLike<number>, ys: (i: number) => number, n: number, max
   return { xs: ox, ys: oy };
 }
 
-function drawChart(svg: SVGSVGElement, lines: Line[], o: { yMin?: number; yMax?: number; yFmt: (v: number) => string; xLabel: string; xInteger?: boolean; empty: string }): number[] {
+function drawChart(
+  svg: SVGSVGElement,
+  lines: Line[],
+  o: { yMin?: number; yMax?: number; yFmt: (v: number) => string; xLabel: string; xInteger?: boolean; empty: string },
+): number[] {
   while (svg.firstChild) svg.removeChild(svg.firstChild);
   const W = Math.max(240, Math.floor(svg.clientWidth || svg.parentElement?.clientWidth || 480));
   const H = 220;
@@ -198,16 +218,20 @@ function drawChart(svg: SVGSVGElement, lines: Line[], o: { yMin?: number; yMax?:
   }
   let x0 = Math.min(...all.map((p) => p[0]));
   let x1 = Math.max(...all.map((p) => p[0]));
-  if (x1 === x0) (x0 -= 1), (x1 += 1);
+  if (x1 === x0) ((x0 -= 1), (x1 += 1));
   let y0 = o.yMin ?? Math.min(...all.map((p) => p[1]));
   let y1 = o.yMax ?? Math.max(...all.map((p) => p[1]));
-  if (y1 === y0) (y0 -= 0.5), (y1 += 0.5);
+  if (y1 === y0) ((y0 -= 0.5), (y1 += 0.5));
   const X = (x: number) => m.l + ((x - x0) / (x1 - x0)) * pw;
   const Y = (y: number) => m.t + ph - ((y - y0) / (y1 - y0)) * ph;
   const grid = el('g', { class: 'grid' }, svg);
   for (const t of niceTicks(y0, y1, 4)) {
     el('line', { x1: m.l, x2: m.l + pw, y1: Y(t), y2: Y(t) }, grid);
-    el('text', { x: m.l - 6, y: Y(t), 'text-anchor': 'end', 'dominant-baseline': 'middle', class: 'tick' }, grid).textContent = o.yFmt(t);
+    el(
+      'text',
+      { x: m.l - 6, y: Y(t), 'text-anchor': 'end', 'dominant-baseline': 'middle', class: 'tick' },
+      grid,
+    ).textContent = o.yFmt(t);
   }
   for (const t of niceTicks(x0, x1, Math.max(2, Math.floor(pw / 90)))) {
     if (o.xInteger && !Number.isInteger(t)) continue;
@@ -221,13 +245,17 @@ function drawChart(svg: SVGSVGElement, lines: Line[], o: { yMin?: number; yMax?:
     const g = el('g', { 'data-exit': l.exit, class: seriesClass(l.exit - 1) }, svg);
     const pts = l.xs.map((x, i) => `${X(x).toFixed(1)},${Y(l.ys[i]).toFixed(1)}`);
     if (pts.length > 1) el('polyline', { points: pts.join(' '), class: 'line' }, g);
-    if (l.markers || pts.length === 1) l.xs.forEach((x, i) => el('circle', { cx: X(x).toFixed(1), cy: Y(l.ys[i]).toFixed(1), r: 3, class: 'marker' }, g));
+    if (l.markers || pts.length === 1)
+      l.xs.forEach((x, i) =>
+        el('circle', { cx: X(x).toFixed(1), cy: Y(l.ys[i]).toFixed(1), r: 3, class: 'marker' }, g),
+      );
     counts.push(pts.length);
   }
   return counts;
 }
 
-const pct = (x: number | null | undefined, d = 1) => (x === null || x === undefined || !Number.isFinite(x) ? '–' : `${(100 * x).toFixed(d)}%`);
+const pct = (x: number | null | undefined, d = 1) =>
+  x === null || x === undefined || !Number.isFinite(x) ? '–' : `${(100 * x).toFixed(d)}%`;
 function fmtEta(s: number): string {
   if (!Number.isFinite(s) || s < 0) return '–';
   const h = Math.floor(s / 3600);
@@ -238,9 +266,10 @@ function fmtEta(s: number): string {
 const exitsOf = () => meta?.exits ?? [];
 const isReg = () => meta?.task === 'regression';
 /** Regression errors (target units): 4 significant digits, as `met eval` prints them. */
-const num = (x: number | null | undefined) => (x === null || x === undefined || !Number.isFinite(x) ? '–' : x.toPrecision(4));
+const num = (x: number | null | undefined) =>
+  x === null || x === undefined || !Number.isFinite(x) ? '–' : x.toPrecision(4);
 /** The per-exit validation metric of an epoch: accuracy, or MAE for regression runs. */
-const valOf = (e: EpochEvent) => (isReg() ? e.valMaePerExit ?? [] : e.valAccPerExit);
+const valOf = (e: EpochEvent) => (isReg() ? (e.valMaePerExit ?? []) : e.valAccPerExit);
 const valEpochs = () => epochs.filter((e) => valOf(e).length);
 
 function renderLegend(): void {
@@ -263,15 +292,37 @@ function renderTable(): RenderedSnapshot['exits'] {
     const s = summary?.exits[j];
     const branch = s?.branch ?? meta?.branches[j] ?? 'linear';
     const gflops = s && Number.isFinite(s.gflops) ? s.gflops.toPrecision(3) : '–';
-    if (isReg()) return { exit: j + 1, layer: String(layer), branch, val: num(lastVal ? valOf(lastVal)[j] : undefined), test: num(s?.mae), rmse: num(s?.rmse), gflops };
-    return { exit: j + 1, layer: String(layer), branch, val: pct(lastVal?.valAccPerExit[j]), test: pct(s?.accuracy), gflops };
+    if (isReg())
+      return {
+        exit: j + 1,
+        layer: String(layer),
+        branch,
+        val: num(lastVal ? valOf(lastVal)[j] : undefined),
+        test: num(s?.mae),
+        rmse: num(s?.rmse),
+        gflops,
+      };
+    return {
+      exit: j + 1,
+      layer: String(layer),
+      branch,
+      val: pct(lastVal?.valAccPerExit[j]),
+      test: pct(s?.accuracy),
+      gflops,
+    };
   });
   const body = $('exit-rows');
   body.replaceChildren(
     ...rows.map((r) => {
       const tr = document.createElement('tr');
       tr.dataset.exit = String(r.exit);
-      const cells: [string, string][] = [['exit', String(r.exit)], ['layer', r.layer], ['branch', r.branch], ['val', r.val], ['test', r.test]];
+      const cells: [string, string][] = [
+        ['exit', String(r.exit)],
+        ['layer', r.layer],
+        ['branch', r.branch],
+        ['val', r.val],
+        ['test', r.test],
+      ];
       if (r.rmse !== undefined) cells.push(['rmse', r.rmse]);
       cells.push(['gflops', r.gflops]);
       for (const [cls, text] of cells) {
@@ -295,14 +346,24 @@ function render(): void {
   const status = meta.status;
   root.dataset.status = status;
   $('run-name').textContent = meta.name;
-  const br = meta.branches.length && meta.branches.every((b) => b === meta!.branches[0]) ? meta.branches[0] : meta.branches.join(' / ');
-  $('run-meta').textContent = `${meta.backbone} · ${isReg() ? 'regression' : `${meta.classes} classes`} · ${meta.variant} · ${meta.exits.length} exits${br ? ` · ${br} branch${meta.branches.length > 1 && br.includes('/') ? 'es' : ''}` : ''}`;
-  $('loss-caption').textContent = isReg() ? 'Regression loss per exit (training steps)' : 'Cross-entropy per exit (training steps)';
+  const br =
+    meta.branches.length && meta.branches.every((b) => b === meta!.branches[0])
+      ? meta.branches[0]
+      : meta.branches.join(' / ');
+  $('run-meta').textContent =
+    `${meta.backbone} · ${isReg() ? 'regression' : `${meta.classes} classes`} · ${meta.variant} · ${meta.exits.length} exits${br ? ` · ${br} branch${meta.branches.length > 1 && br.includes('/') ? 'es' : ''}` : ''}`;
+  $('loss-caption').textContent = isReg()
+    ? 'Regression loss per exit (training steps)'
+    : 'Cross-entropy per exit (training steps)';
   const badge = $('status');
   badge.textContent = meta.reason ? `${status}: ${meta.reason}` : status;
   badge.className = `badge ${status}`;
   const live = status === 'running' || status === 'starting';
-  const epochNow = live ? last?.epoch ?? 0 : summary ? meta.epochs : Math.max(epochs.at(-1)?.epoch ?? 0, last?.epoch ?? 0);
+  const epochNow = live
+    ? (last?.epoch ?? 0)
+    : summary
+      ? meta.epochs
+      : Math.max(epochs.at(-1)?.epoch ?? 0, last?.epoch ?? 0);
   $('epoch').textContent = `${epochNow} / ${meta.epochs}`;
   $('step').textContent = totalSteps ? `${last?.step ?? 0} / ${totalSteps}` : '–';
   const tput = !live && summary?.trainImgPerSec ? summary.trainImgPerSec : imgPerSec;
@@ -318,32 +379,66 @@ function render(): void {
     const b = bucket(steps.data, (i) => lossK.at(i, j), steps.n, maxPts);
     lossLines.push({ exit: j + 1, ...b, markers: false });
   }
-  const lossPoints = drawChart($<SVGSVGElement>('loss-chart'), lossLines, { yMin: 0, yFmt: (v) => v.toFixed(v < 1 ? 2 : 1), xLabel: 'step', xInteger: true, empty: 'no training step yet' });
+  const lossPoints = drawChart($<SVGSVGElement>('loss-chart'), lossLines, {
+    yMin: 0,
+    yFmt: (v) => v.toFixed(v < 1 ? 2 : 1),
+    xLabel: 'step',
+    xInteger: true,
+    empty: 'no training step yet',
+  });
 
   // Accuracy: validation per epoch when there is a val split, else training batches per step.
   const ve = valEpochs();
   const accLines: Line[] = [];
   const reg = isReg();
   if (ve.length) {
-    $('acc-caption').textContent = reg ? 'Validation MAE per exit (each epoch, target units)' : 'Validation accuracy per exit (each epoch)';
-    for (let j = 0; j < exitsOf().length; j++) accLines.push({ exit: j + 1, xs: ve.map((e) => e.epoch), ys: ve.map((e) => valOf(e)[j]).map((v) => (Number.isFinite(v) ? v : NaN)), markers: true });
+    $('acc-caption').textContent = reg
+      ? 'Validation MAE per exit (each epoch, target units)'
+      : 'Validation accuracy per exit (each epoch)';
+    for (let j = 0; j < exitsOf().length; j++)
+      accLines.push({
+        exit: j + 1,
+        xs: ve.map((e) => e.epoch),
+        ys: ve.map((e) => valOf(e)[j]).map((v) => (Number.isFinite(v) ? v : NaN)),
+        markers: true,
+      });
     for (const l of accLines) {
       const keep = l.ys.map((y) => Number.isFinite(y));
       l.xs = l.xs.filter((_, i) => keep[i]);
       l.ys = l.ys.filter((_, i) => keep[i]);
     }
   } else {
-    $('acc-caption').textContent = reg ? 'Training batch MAE per exit (no validation split yet)' : 'Training batch accuracy per exit (no validation split yet)';
-    for (let j = 0; j < K; j++) accLines.push({ exit: j + 1, ...bucket(steps.data, (i) => accK.at(i, j), steps.n, maxPts), markers: false });
+    $('acc-caption').textContent = reg
+      ? 'Training batch MAE per exit (no validation split yet)'
+      : 'Training batch accuracy per exit (no validation split yet)';
+    for (let j = 0; j < K; j++)
+      accLines.push({ exit: j + 1, ...bucket(steps.data, (i) => accK.at(i, j), steps.n, maxPts), markers: false });
   }
   const accPoints = reg
-    ? drawChart($<SVGSVGElement>('acc-chart'), accLines, { yMin: 0, yFmt: (v) => String(Number(v.toPrecision(3))), xLabel: ve.length ? 'epoch' : 'step', xInteger: true, empty: 'no MAE yet' })
-    : drawChart($<SVGSVGElement>('acc-chart'), accLines, { yMin: 0, yMax: 1, yFmt: (v) => `${Math.round(100 * v)}%`, xLabel: ve.length ? 'epoch' : 'step', xInteger: true, empty: 'no accuracy yet' });
+    ? drawChart($<SVGSVGElement>('acc-chart'), accLines, {
+        yMin: 0,
+        yFmt: (v) => String(Number(v.toPrecision(3))),
+        xLabel: ve.length ? 'epoch' : 'step',
+        xInteger: true,
+        empty: 'no MAE yet',
+      })
+    : drawChart($<SVGSVGElement>('acc-chart'), accLines, {
+        yMin: 0,
+        yMax: 1,
+        yFmt: (v) => `${Math.round(100 * v)}%`,
+        xLabel: ve.length ? 'epoch' : 'step',
+        xInteger: true,
+        empty: 'no accuracy yet',
+      });
 
   renderLegend();
   const exits = renderTable();
 
-  state = { runDir, status, summaryAccuracy: summary ? summary.exits.map((e) => (Number.isFinite(e.accuracy) ? e.accuracy : null)) : undefined };
+  state = {
+    runDir,
+    status,
+    summaryAccuracy: summary ? summary.exits.map((e) => (Number.isFinite(e.accuracy) ? e.accuracy : null)) : undefined,
+  };
   vscode.setState(state);
   const rendered: RenderedSnapshot = {
     epoch: $('epoch').textContent ?? '',

@@ -52,7 +52,15 @@ export interface History {
 }
 
 export interface SummaryLite {
-  exits: { exit: number; layer: number; accuracy: number; gflops: number; branch?: string; mae?: number; rmse?: number }[];
+  exits: {
+    exit: number;
+    layer: number;
+    accuracy: number;
+    gflops: number;
+    branch?: string;
+    mae?: number;
+    rmse?: number;
+  }[];
   trainImgPerSec: number;
 }
 

@@ -24,21 +24,34 @@
 import './inspect.css';
 import { $, vscodeApi } from '../common/vscode';
 import { svgEl } from '../common/svg';
-import { applyThresholds, ExitScores, ThresholdResult } from '../../src/engine/infer/thresholds';
-import type { Curve, HostMessage, InitMessage, InspectState, Perf, RenderedSnapshot, ScoresMessage, SourceInfo, TestAction, WebviewMessage } from './protocol';
+import { applyThresholds, type ExitScores, type ThresholdResult } from '../../src/engine/infer/thresholds';
+import type {
+  Curve,
+  HostMessage,
+  InitMessage,
+  InspectState,
+  Perf,
+  RenderedSnapshot,
+  ScoresMessage,
+  SourceInfo,
+  TestAction,
+  WebviewMessage,
+} from './protocol';
 
 const vscode = vscodeApi<WebviewMessage, InspectState>();
 const root = $('met-inspect');
 const runDir = root.dataset.runDir ?? '';
 const sourceAttr = JSON.parse(root.dataset.source ?? '{"kind":"test","paths":[],"label":"test split"}') as SourceInfo;
-const sameSource = (a: SourceInfo | undefined, b: SourceInfo) => !!a && a.kind === b.kind && a.paths.join('\n') === b.paths.join('\n');
+const sameSource = (a: SourceInfo | undefined, b: SourceInfo) =>
+  !!a && a.kind === b.kind && a.paths.join('\n') === b.paths.join('\n');
 // The state VS Code kept for this webview, or the copy the host kept (data-state, after a window
 // reload): code-server persists webview state lazily, so the last seconds before a reload can be
 // missing from VS Code's copy, while the host has every state the webview posted. Newer wins.
 const kept = vscode.getState() as InspectState | undefined;
 const fromHost = root.dataset.state ? (JSON.parse(root.dataset.state) as InspectState) : undefined;
 const saved = fromHost && (!kept || (fromHost.savedAt ?? 0) > (kept.savedAt ?? 0)) ? fromHost : kept;
-let state: InspectState = saved && saved.runDir === runDir && sameSource(saved.source, sourceAttr) ? saved : { runDir, source: sourceAttr };
+let state: InspectState =
+  saved && saved.runDir === runDir && sameSource(saved.source, sourceAttr) ? saved : { runDir, source: sourceAttr };
 // Whether this document started from a saved state (after a reload or being hidden), for UI tests.
 root.dataset.restored = state === saved ? 'yes' : saved ? 'other' : 'no';
 vscode.setState(state);
@@ -55,7 +68,12 @@ let K = 0;
 let M = 0;
 let n = 0;
 let used: Int32Array = new Int32Array(0);
-let curve: Curve = { p: new Float64Array(0), thresholds: new Float64Array(0), accuracy: new Float64Array(0), gflops: new Float64Array(0) };
+let curve: Curve = {
+  p: new Float64Array(0),
+  thresholds: new Float64Array(0),
+  accuracy: new Float64Array(0),
+  gflops: new Float64Array(0),
+};
 let chosen = 0;
 let chosenSource = '';
 /** Per exit (all K), [n]: confidence (NaN until scored) and class (-1). */
@@ -155,7 +173,12 @@ function onScores(m: ScoresMessage): void {
     }
     if (!scoredMask[i] || scoredMask[i] === 2) scored++;
     scoredMask[i] = 1;
-    if (k > 0) tops.set(i, { k, prob: m.topProb.slice(r * K * k, (r + 1) * K * k), cls: m.topClass.slice(r * K * k, (r + 1) * K * k) });
+    if (k > 0)
+      tops.set(i, {
+        k,
+        prob: m.topProb.slice(r * K * k, (r + 1) * K * k),
+        cls: m.topClass.slice(r * K * k, (r + 1) * K * k),
+      });
   }
   dataVersion++;
   scheduleData();
@@ -195,8 +218,12 @@ function buildGroups(): void {
   const B = 8;
   const w = (hi - lo) / B;
   // Half-open ranges [a, b), the last one closed so that the largest target is in it.
-  groupNames = Array.from({ length: B }, (_, g) => `[${fmtV(lo + g * w)}, ${fmtV(g === B - 1 ? hi : lo + (g + 1) * w)}${g === B - 1 ? ']' : ')'}`);
-  for (let i = 0; i < n; i++) if (Number.isFinite(target[i])) groupOf[i] = Math.min(B - 1, Math.floor((target[i] - lo) / w));
+  groupNames = Array.from(
+    { length: B },
+    (_, g) => `[${fmtV(lo + g * w)}, ${fmtV(g === B - 1 ? hi : lo + (g + 1) * w)}${g === B - 1 ? ']' : ')'}`,
+  );
+  for (let i = 0; i < n; i++)
+    if (Number.isFinite(target[i])) groupOf[i] = Math.min(B - 1, Math.floor((target[i] - lo) / w));
 }
 
 /**
@@ -230,7 +257,9 @@ function buildStatic(): void {
     }
   }
   exitAcc = Array.from({ length: K }, (_, j) => (count[C] ? right[C][j] / count[C] : null));
-  classExitAcc = Array.from({ length: C }, (_, c) => Array.from({ length: K }, (_, j) => (count[c] ? right[c][j] / count[c] : null)));
+  classExitAcc = Array.from({ length: C }, (_, c) =>
+    Array.from({ length: K }, (_, j) => (count[c] ? right[c][j] / count[c] : null)),
+  );
 }
 
 /** Applies the current point's thresholds to the scored images (the engine's applyThresholds). */
@@ -247,7 +276,11 @@ function recompute(): void {
     conf: Array.from(used, (j) => Float32Array.from(idx, (i) => conf[j][i])),
     pred: Array.from(used, (j) => Int32Array.from(idx, (i) => pred[j][i])),
     // Regression: the mean of -|error| (applyThresholds' quality), so accuracy = -MAE.
-    ...(allLabelled ? (reg ? { quality: Array.from(used, (j) => Float32Array.from(idx, (i) => quality(j, i))) } : { labels: Int32Array.from(idx, (i) => init!.labels[i]) }) : {}),
+    ...(allLabelled
+      ? reg
+        ? { quality: Array.from(used, (j) => Float32Array.from(idx, (i) => quality(j, i))) }
+        : { labels: Int32Array.from(idx, (i) => init!.labels[i]) }
+      : {}),
   };
   let res: ThresholdResult | null = null;
   if (m > 0) {
@@ -268,29 +301,44 @@ function recompute(): void {
     total[y]++;
     right[y] += quality(used[e], i);
   }
-  classStats = groupNames.map((name, c) => ({ name, n: total[c], exitCounts: counts[c], accuracy: total[c] ? right[c] / total[c] : null }));
+  classStats = groupNames.map((name, c) => ({
+    name,
+    n: total[c],
+    exitCounts: counts[c],
+    accuracy: total[c] ? right[c] / total[c] : null,
+  }));
 }
 
 // ---- Formatting ----
 
-const pct = (x: number | null | undefined, d = 1) => (x === null || x === undefined || !Number.isFinite(x) ? '–' : `${(100 * x).toFixed(d)}%`);
-const gf = (x: number | null | undefined) => (x === null || x === undefined || !Number.isFinite(x) ? '–' : x >= 100 ? x.toFixed(0) : x.toPrecision(3));
+const pct = (x: number | null | undefined, d = 1) =>
+  x === null || x === undefined || !Number.isFinite(x) ? '–' : `${(100 * x).toFixed(d)}%`;
+const gf = (x: number | null | undefined) =>
+  x === null || x === undefined || !Number.isFinite(x) ? '–' : x >= 100 ? x.toFixed(0) : x.toPrecision(3);
 const int = (x: number) => x.toLocaleString('en-US');
 const fmtT = (t: number) => (t === Infinity ? '∞' : t === -Infinity ? '−∞' : Number.isNaN(t) ? 'NaN' : t.toFixed(3));
 const jsonT = (t: number): number | string => (Number.isFinite(t) ? t : t === -Infinity ? '-Infinity' : 'Infinity');
 /** Heat bin 0..10 of a confidence in [0, 1] (inspect.css .h0 .. .h10). */
 const heat = (c: number) => (Number.isFinite(c) ? Math.max(0, Math.min(10, Math.round(c * 10))) : -1);
 /** Regression: a value in target units, as `met predict` prints them (4 significant digits). */
-const fmtV = (x: number) => (Number.isFinite(x) ? (Math.abs(x) >= 1e4 || (x !== 0 && Math.abs(x) < 1e-3) ? x.toPrecision(3) : Number(x.toPrecision(4)).toString()) : '–');
+const fmtV = (x: number) =>
+  Number.isFinite(x)
+    ? Math.abs(x) >= 1e4 || (x !== 0 && Math.abs(x) < 1e-3)
+      ? x.toPrecision(3)
+      : Number(x.toPrecision(4)).toString()
+    : '–';
 /** Regression: a distance in target units (agreement, error) to [0, 1], 1 = none: 1 - d / σ of the targets. */
 const closeness = (d: number) => (Number.isFinite(d) ? Math.max(0, 1 - Math.abs(d) / scale) : NaN);
 /** The accuracy-like metric as shown: accuracy, or for regression MAE (the metric is -MAE). */
-const metricText = (x: number | null | undefined, d = 1) => (reg ? (x === null || x === undefined || !Number.isFinite(x) ? '–' : `MAE ${fmtV(-x)}`) : pct(x, d));
+const metricText = (x: number | null | undefined, d = 1) =>
+  reg ? (x === null || x === undefined || !Number.isFinite(x) ? '–' : `MAE ${fmtV(-x)}`) : pct(x, d);
 /** Heat bin of the metric (regression: of the MAE's closeness). */
 const metricHeat = (x: number) => (reg ? heat(closeness(-x)) : heat(x));
 /** The metric as the snapshot reports it: accuracy, or the MAE (positive). */
-const metricOut = (x: number | null | undefined) => (x === null || x === undefined || !Number.isFinite(x) ? null : reg ? -x : x);
-const className = (c: number) => (init && c >= 0 && c < init.classes.length ? init.classes[c] : c < 0 ? '–' : String(c));
+const metricOut = (x: number | null | undefined) =>
+  x === null || x === undefined || !Number.isFinite(x) ? null : reg ? -x : x;
+const className = (c: number) =>
+  init && c >= 0 && c < init.classes.length ? init.classes[c] : c < 0 ? '–' : String(c);
 const exitLabel = (j: number) => `exit ${j + 1} · layer ${init?.layers[j] ?? '?'}`;
 
 // ---- DOM: header, slider, curve ----
@@ -323,10 +371,22 @@ function renderHeader(): void {
   $('source').textContent = init.source.label;
   // Regression runs: values and MAE instead of classes and accuracy.
   $('acc-label').textContent = reg ? 'MAE' : 'Accuracy';
-  $('budget-title').textContent = reg ? "Budget: thresholds along the run's MAE / GFLOPs curve" : "Budget: thresholds along the run's accuracy / GFLOPs curve";
-  $('curve').setAttribute('aria-label', reg ? 'MAE (lower is higher up) versus mean GFLOPs of the budget curve' : 'Accuracy versus mean GFLOPs of the budget curve');
+  $('budget-title').textContent = reg
+    ? "Budget: thresholds along the run's MAE / GFLOPs curve"
+    : "Budget: thresholds along the run's accuracy / GFLOPs curve";
+  $('curve').setAttribute(
+    'aria-label',
+    reg
+      ? 'MAE (lower is higher up) versus mean GFLOPs of the budget curve'
+      : 'Accuracy versus mean GFLOPs of the budget curve',
+  );
   $('summary-title').textContent = reg ? (groupNames.length ? 'Per target value' : 'Summary') : 'Per class';
-  grid.setAttribute('aria-label', reg ? 'Images by exits: predicted value and agreement with the previous exit; arrows move, Enter selects' : 'Images by exits: confidence and predicted class; arrows move, Enter selects');
+  grid.setAttribute(
+    'aria-label',
+    reg
+      ? 'Images by exits: predicted value and agreement with the previous exit; arrows move, Enter selects'
+      : 'Images by exits: confidence and predicted class; arrows move, Enter selects',
+  );
   $('source').title = init.source.paths.join('\n') || 'the test split stored in predictions.json (no inference)';
   slider.max = String(Math.max(0, curve.p.length - 1));
   slider.disabled = curve.p.length < 2;
@@ -364,16 +424,27 @@ function renderBudget(): void {
   $('point-p').textContent = Number.isFinite(p) ? `p = ${p.toFixed(2)}` : 'custom';
   // What each threshold means for an image reaching that exit.
   // Regression thresholds are on -|Δ|: conf ≥ T reads as "within |T| of the previous exit".
-  $('thresholds').textContent = `Leaves at ${th.map((t, u) => (u === M - 1 ? `exit ${used[u] + 1}: the rest` : t === Infinity || Number.isNaN(t) ? `exit ${used[u] + 1}: never` : reg ? `exit ${used[u] + 1}: |Δ| ≤ ${fmtV(-t)}` : `exit ${used[u] + 1}: conf ≥ ${fmtT(t)}`)).join(' · ')}`;
+  $('thresholds').textContent =
+    `Leaves at ${th.map((t, u) => (u === M - 1 ? `exit ${used[u] + 1}: the rest` : t === Infinity || Number.isNaN(t) ? `exit ${used[u] + 1}: never` : reg ? `exit ${used[u] + 1}: |Δ| ≤ ${fmtV(-t)}` : `exit ${used[u] + 1}: conf ≥ ${fmtT(t)}`)).join(' · ')}`;
   const isSaved = point === chosen;
   $('saved-badge').textContent = isSaved ? 'saved' : 'not saved';
   $('saved-badge').className = `badge ${isSaved ? 'saved' : 'unsaved'}`;
-  $('saved-badge').title = isSaved ? `The run's saved thresholds (${chosenSource}): met predict and met export use them` : 'Save thresholds to make met predict and met export use this point';
+  $('saved-badge').title = isSaved
+    ? `The run's saved thresholds (${chosenSource}): met predict and met export use them`
+    : 'Save thresholds to make met predict and met export use this point';
   saveBtn.disabled = isSaved || P === 0;
-  const ref = init.source.kind === 'test' ? '' : ` (run's test split: ${metricText(curve.accuracy[point], 2)}, ${gf(curve.gflops[point])} GFLOPs)`;
+  const ref =
+    init.source.kind === 'test'
+      ? ''
+      : ` (run's test split: ${metricText(curve.accuracy[point], 2)}, ${gf(curve.gflops[point])} GFLOPs)`;
   const noMetric = res && !Number.isFinite(res.accuracy) ? (reg ? '; no MAE: not every image has a target' : '') : '';
-  $('budget-note').textContent = res ? `over ${int(res.exitOf.length)} ${init.source.kind === 'test' ? 'test' : 'scored'} images${ref}${noMetric}` : 'no scored image yet';
-  slider.setAttribute('aria-valuetext', `${Number.isFinite(p) ? `p ${p.toFixed(2)}` : 'saved thresholds'}: ${reg ? metricText(res?.accuracy) : `accuracy ${pct(res?.accuracy, 1)}`}, ${gf(res?.gflops)} GFLOPs per image`);
+  $('budget-note').textContent = res
+    ? `over ${int(res.exitOf.length)} ${init.source.kind === 'test' ? 'test' : 'scored'} images${ref}${noMetric}`
+    : 'no scored image yet';
+  slider.setAttribute(
+    'aria-valuetext',
+    `${Number.isFinite(p) ? `p ${p.toFixed(2)}` : 'saved thresholds'}: ${reg ? metricText(res?.accuracy) : `accuracy ${pct(res?.accuracy, 1)}`}, ${gf(res?.gflops)} GFLOPs per image`,
+  );
   renderDistribution();
   renderCurve();
 }
@@ -417,7 +488,9 @@ function renderCurve(): void {
   svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
   const P = curve.p.length;
   const pts: [number, number, number][] = [];
-  for (let i = 0; i < P; i++) if (Number.isFinite(curve.gflops[i]) && Number.isFinite(curve.accuracy[i])) pts.push([curve.gflops[i], curve.accuracy[i], i]);
+  for (let i = 0; i < P; i++)
+    if (Number.isFinite(curve.gflops[i]) && Number.isFinite(curve.accuracy[i]))
+      pts.push([curve.gflops[i], curve.accuracy[i], i]);
   if (!pts.length) {
     svgEl('text', { x: W / 2, y: H / 2, 'text-anchor': 'middle', class: 'empty' }, svg).textContent = 'no curve';
     return;
@@ -426,8 +499,8 @@ function renderCurve(): void {
   let x1 = Math.max(...pts.map((q) => q[0]));
   let y0 = Math.min(...pts.map((q) => q[1]));
   let y1 = Math.max(...pts.map((q) => q[1]));
-  if (x1 === x0) (x0 -= x0 * 0.05 || 1), (x1 += x1 * 0.05 || 1);
-  if (y1 === y0) (y0 -= 0.05), (y1 += 0.05);
+  if (x1 === x0) ((x0 -= x0 * 0.05 || 1), (x1 += x1 * 0.05 || 1));
+  if (y1 === y0) ((y0 -= 0.05), (y1 += 0.05));
   const X = (x: number) => m.l + ((x - x0) / (x1 - x0)) * (W - m.l - m.r);
   const Y = (y: number) => m.t + (1 - (y - y0) / (y1 - y0)) * (H - m.t - m.b);
   const g = svgEl('g', { class: 'grid' }, svg);
@@ -435,17 +508,51 @@ function renderCurve(): void {
   svgEl('line', { x1: m.l, x2: m.l, y1: m.t, y2: H - m.b, class: 'axis' }, g);
   // Regression: the curve's accuracy is -MAE (up is better); ticks show the MAE.
   const tick = (y: number) => (reg ? fmtV(-y) : pct(y, 0));
-  svgEl('text', { x: m.l - 4, y: Y(y1), 'text-anchor': 'end', 'dominant-baseline': 'middle', class: 'tick' }, g).textContent = tick(y1);
-  svgEl('text', { x: m.l - 4, y: Y(y0), 'text-anchor': 'end', 'dominant-baseline': 'middle', class: 'tick' }, g).textContent = tick(y0);
+  svgEl(
+    'text',
+    { x: m.l - 4, y: Y(y1), 'text-anchor': 'end', 'dominant-baseline': 'middle', class: 'tick' },
+    g,
+  ).textContent = tick(y1);
+  svgEl(
+    'text',
+    { x: m.l - 4, y: Y(y0), 'text-anchor': 'end', 'dominant-baseline': 'middle', class: 'tick' },
+    g,
+  ).textContent = tick(y0);
   svgEl('text', { x: m.l, y: H - 6, 'text-anchor': 'start', class: 'tick' }, g).textContent = gf(x0);
   svgEl('text', { x: W - m.r, y: H - 6, 'text-anchor': 'end', class: 'tick' }, g).textContent = `${gf(x1)} GFLOPs`;
-  svgEl('polyline', { points: pts.map((q) => `${X(q[0]).toFixed(1)},${Y(q[1]).toFixed(1)}`).join(' '), class: 'curve-line' }, svg);
+  svgEl(
+    'polyline',
+    { points: pts.map((q) => `${X(q[0]).toFixed(1)},${Y(q[1]).toFixed(1)}`).join(' '), class: 'curve-line' },
+    svg,
+  );
   for (const q of pts) {
-    const c = svgEl('circle', { cx: X(q[0]).toFixed(1), cy: Y(q[1]).toFixed(1), r: q[2] === point ? 5 : 2.5, class: q[2] === point ? 'pt current' : 'pt' }, svg);
-    svgEl('title', {}, c).textContent = `${Number.isFinite(curve.p[q[2]]) ? `p ${curve.p[q[2]].toFixed(2)}` : 'saved'}: ${metricText(q[1], 2)}, ${gf(q[0])} GFLOPs`;
+    const c = svgEl(
+      'circle',
+      {
+        cx: X(q[0]).toFixed(1),
+        cy: Y(q[1]).toFixed(1),
+        r: q[2] === point ? 5 : 2.5,
+        class: q[2] === point ? 'pt current' : 'pt',
+      },
+      svg,
+    );
+    svgEl('title', {}, c).textContent =
+      `${Number.isFinite(curve.p[q[2]]) ? `p ${curve.p[q[2]].toFixed(2)}` : 'saved'}: ${metricText(q[1], 2)}, ${gf(q[0])} GFLOPs`;
   }
   const s = pts.find((q) => q[2] === chosen);
-  if (s) svgEl('rect', { x: (X(s[0]) - 4).toFixed(1), y: (Y(s[1]) - 4).toFixed(1), width: 8, height: 8, transform: `rotate(45 ${X(s[0]).toFixed(1)} ${Y(s[1]).toFixed(1)})`, class: 'pt saved' }, svg);
+  if (s)
+    svgEl(
+      'rect',
+      {
+        x: (X(s[0]) - 4).toFixed(1),
+        y: (Y(s[1]) - 4).toFixed(1),
+        width: 8,
+        height: 8,
+        transform: `rotate(45 ${X(s[0]).toFixed(1)} ${Y(s[1]).toFixed(1)})`,
+        class: 'pt saved',
+      },
+      svg,
+    );
 }
 
 // ---- DOM: the virtualised grid ----
@@ -497,7 +604,7 @@ function makeRow(): HTMLDivElement {
   row.addEventListener('click', (e) => {
     const i = Number(row.dataset.index);
     const cell = (e.target as HTMLElement).closest('.cell');
-    const col = cell ? Array.prototype.indexOf.call(row.children, cell) - 2 : state.col ?? 0;
+    const col = cell ? Array.prototype.indexOf.call(row.children, cell) - 2 : (state.col ?? 0);
     setActive(i, Math.max(0, col));
     select(i);
     grid.focus({ preventScroll: true });
@@ -530,7 +637,17 @@ function fillRow(row: HTMLDivElement, i: number): void {
   }
   const name = cells[2] as HTMLElement;
   (name.firstChild as HTMLElement).textContent = init!.names[i];
-  (name.lastChild as HTMLElement).textContent = reg ? (Number.isFinite(target[i]) ? `target ${fmtV(target[i])}` : scoredMask[i] === 2 ? 'unreadable' : '') : y >= 0 ? className(y) : scoredMask[i] === 2 ? 'unreadable' : '';
+  (name.lastChild as HTMLElement).textContent = reg
+    ? Number.isFinite(target[i])
+      ? `target ${fmtV(target[i])}`
+      : scoredMask[i] === 2
+        ? 'unreadable'
+        : ''
+    : y >= 0
+      ? className(y)
+      : scoredMask[i] === 2
+        ? 'unreadable'
+        : '';
   name.title = init!.files[i];
   name.id = `c-${i}-0`;
   if (reg) return fillValueCells(cells, i, takenExit);
@@ -544,7 +661,12 @@ function fillRow(row: HTMLDivElement, i: number): void {
     c.className = `cell exit ${b >= 0 ? `h${b}` : 'unscored'}${j === takenExit ? ' taken' : ''}${wrong ? ' wrong' : ''}${state.active === i && state.col === j + 1 ? ' active-cell' : ''}`;
     (c.firstChild as HTMLElement).textContent = b >= 0 ? className(p) : scoredMask[i] === 2 ? '✕' : '…';
     (c.lastChild as HTMLElement).textContent = b >= 0 ? pct(v, 0) : '';
-    c.setAttribute('aria-label', b >= 0 ? `${exitLabel(j)}: ${className(p)}, confidence ${pct(v)}${j === takenExit ? ', exit taken' : ''}${wrong ? ', wrong' : ''}` : `${exitLabel(j)}: not scored yet`);
+    c.setAttribute(
+      'aria-label',
+      b >= 0
+        ? `${exitLabel(j)}: ${className(p)}, confidence ${pct(v)}${j === takenExit ? ', exit taken' : ''}${wrong ? ', wrong' : ''}`
+        : `${exitLabel(j)}: not scored yet`,
+    );
   }
 }
 
@@ -565,7 +687,12 @@ function fillValueCells(cells: HTMLCollection, i: number, takenExit: number): vo
     (c.firstChild as HTMLElement).textContent = ok ? fmtV(v) : scoredMask[i] === 2 ? '✕' : '…';
     (c.lastChild as HTMLElement).textContent = ok && j > 0 ? `Δ ${fmtV(d)}` : '';
     const err = Number.isFinite(t) && ok ? `, error ${fmtV(v - t)}` : '';
-    c.setAttribute('aria-label', ok ? `${exitLabel(j)}: value ${fmtV(v)}${j > 0 ? `, ${fmtV(d)} from exit ${j}` : ''}${err}${j === takenExit ? ', exit taken' : ''}` : `${exitLabel(j)}: not scored yet`);
+    c.setAttribute(
+      'aria-label',
+      ok
+        ? `${exitLabel(j)}: value ${fmtV(v)}${j > 0 ? `, ${fmtV(d)} from exit ${j}` : ''}${err}${j === takenExit ? ', exit taken' : ''}`
+        : `${exitLabel(j)}: not scored yet`,
+    );
   }
 }
 
@@ -742,8 +869,12 @@ function renderDetail(): void {
   $('detail-name').title = init.files[i];
   const y = init.labels[i];
   const taken = dyn.exitOf[i];
-  if (reg) $('detail-label').textContent = `${Number.isFinite(target[i]) ? `target ${fmtV(target[i])}` : 'no target'}${taken >= 0 ? ` · takes exit ${used[taken] + 1} (layer ${init.layers[used[taken]]}): ${fmtV(val[used[taken]][i])}` : ''}`;
-  else $('detail-label').textContent = `${y >= 0 ? `label ${className(y)}` : 'no label'}${taken >= 0 ? ` · takes exit ${used[taken] + 1} (layer ${init.layers[used[taken]]}): ${className(pred[used[taken]][i])}` : ''}`;
+  if (reg)
+    $('detail-label').textContent =
+      `${Number.isFinite(target[i]) ? `target ${fmtV(target[i])}` : 'no target'}${taken >= 0 ? ` · takes exit ${used[taken] + 1} (layer ${init.layers[used[taken]]}): ${fmtV(val[used[taken]][i])}` : ''}`;
+  else
+    $('detail-label').textContent =
+      `${y >= 0 ? `label ${className(y)}` : 'no label'}${taken >= 0 ? ` · takes exit ${used[taken] + 1} (layer ${init.layers[used[taken]]}): ${className(pred[used[taken]][i])}` : ''}`;
   const img = $<HTMLImageElement>('detail-img');
   const uri = detail?.index === i ? detail.uri : null;
   if (uri) img.src = uri;
@@ -758,7 +889,14 @@ function renderDetail(): void {
       const li = h('li', `bar-row${taken >= 0 && used[taken] === j ? ' taken' : ''}`);
       li.dataset.exit = String(j + 1);
       const head = h('div', 'bar-head');
-      head.append(h('span', 'bar-exit', exitLabel(j)), h('span', 'bar-conf', Number.isFinite(conf[j][i]) ? `${className(pred[j][i])} ${pct(conf[j][i])}` : 'not scored'));
+      head.append(
+        h('span', 'bar-exit', exitLabel(j)),
+        h(
+          'span',
+          'bar-conf',
+          Number.isFinite(conf[j][i]) ? `${className(pred[j][i])} ${pct(conf[j][i])}` : 'not scored',
+        ),
+      );
       li.appendChild(head);
       li.appendChild(bar(conf[j][i], `h${Math.max(0, heat(conf[j][i]))}`));
       const list = h('ol', 'top3');
@@ -789,7 +927,7 @@ function renderValueBars(i: number, taken: number): void {
   if (Number.isFinite(t)) vs.push(t);
   let lo = Math.min(0, ...vs);
   let hi = Math.max(...vs, lo + 1e-9);
-  if (hi - lo < 1e-6) (lo -= 0.5), (hi += 0.5);
+  if (hi - lo < 1e-6) ((lo -= 0.5), (hi += 0.5));
   $('detail-bars').replaceChildren(
     ...Array.from({ length: K }, (_, j) => {
       const li = h('li', `bar-row${taken >= 0 && used[taken] === j ? ' taken' : ''}`);
@@ -797,14 +935,32 @@ function renderValueBars(i: number, taken: number): void {
       const head = h('div', 'bar-head');
       const v = val[j][i];
       const d = -conf[j][i];
-      head.append(h('span', 'bar-exit', exitLabel(j)), h('span', 'bar-conf', ok ? `${fmtV(v)}${j > 0 ? ` · Δ ${fmtV(d)}` : ''}` : detail?.error ? detail.error : 'scoring…'));
+      head.append(
+        h('span', 'bar-exit', exitLabel(j)),
+        h(
+          'span',
+          'bar-conf',
+          ok ? `${fmtV(v)}${j > 0 ? ` · Δ ${fmtV(d)}` : ''}` : detail?.error ? detail.error : 'scoring…',
+        ),
+      );
       li.appendChild(head);
-      const s = svgEl('svg', { class: 'bar', viewBox: '0 0 100 8', preserveAspectRatio: 'none', 'aria-hidden': 'true' });
+      const s = svgEl('svg', {
+        class: 'bar',
+        viewBox: '0 0 100 8',
+        preserveAspectRatio: 'none',
+        'aria-hidden': 'true',
+      });
       svgEl('rect', { x: 0, y: 0, width: 100, height: 8, class: 'bar-bg' }, s);
       const x = (u: number) => (100 * (u - lo)) / (hi - lo);
       const b = ok && j > 0 ? heat(closeness(d)) : -1;
-      if (ok && Number.isFinite(v)) svgEl('rect', { x: 0, y: 0, width: x(v).toFixed(2), height: 8, class: `bar-fg ${b >= 0 ? `h${b}` : 'noconf'}` }, s);
-      if (Number.isFinite(t)) svgEl('rect', { x: Math.max(0, x(t) - 0.6).toFixed(2), y: 0, width: 1.2, height: 8, class: 'target-mark' }, s);
+      if (ok && Number.isFinite(v))
+        svgEl(
+          'rect',
+          { x: 0, y: 0, width: x(v).toFixed(2), height: 8, class: `bar-fg ${b >= 0 ? `h${b}` : 'noconf'}` },
+          s,
+        );
+      if (Number.isFinite(t))
+        svgEl('rect', { x: Math.max(0, x(t) - 0.6).toFixed(2), y: 0, width: 1.2, height: 8, class: 'target-mark' }, s);
       li.appendChild(s);
       const note = h('div', 'value-note');
       note.textContent = ok && Number.isFinite(t) ? `error ${v - t >= 0 ? '+' : ''}${fmtV(v - t)}` : '';
@@ -818,7 +974,17 @@ function renderValueBars(i: number, taken: number): void {
 function bar(v: number, cls: string): SVGSVGElement {
   const s = svgEl('svg', { class: 'bar', viewBox: '0 0 100 8', preserveAspectRatio: 'none', 'aria-hidden': 'true' });
   svgEl('rect', { x: 0, y: 0, width: 100, height: 8, class: 'bar-bg' }, s);
-  svgEl('rect', { x: 0, y: 0, width: Number.isFinite(v) ? (100 * Math.max(0, Math.min(1, v))).toFixed(2) : 0, height: 8, class: `bar-fg ${cls}` }, s);
+  svgEl(
+    'rect',
+    {
+      x: 0,
+      y: 0,
+      width: Number.isFinite(v) ? (100 * Math.max(0, Math.min(1, v))).toFixed(2) : 0,
+      height: 8,
+      class: `bar-fg ${cls}`,
+    },
+    s,
+  );
   return s;
 }
 
@@ -828,7 +994,13 @@ function renderSummary(): void {
   if (!init) return;
   const head = $('summary-head');
   head.replaceChildren(
-    ...[reg ? 'Target' : 'Class', 'Images', 'Where they exit', reg ? 'MAE (thresholds)' : 'Accuracy (thresholds)', ...Array.from({ length: K }, (_, j) => `Exit ${j + 1}`)].map((t, c) => {
+    ...[
+      reg ? 'Target' : 'Class',
+      'Images',
+      'Where they exit',
+      reg ? 'MAE (thresholds)' : 'Accuracy (thresholds)',
+      ...Array.from({ length: K }, (_, j) => `Exit ${j + 1}`),
+    ].map((t, c) => {
       const th = h('th', c === 0 || c === 2 ? 'left' : undefined, t);
       th.scope = 'col';
       if (c >= 4) th.title = `${reg ? 'MAE' : 'Accuracy'} of ${exitLabel(c - 4)} when every image runs to it`;
@@ -838,8 +1010,17 @@ function renderSummary(): void {
   const rows: HTMLTableRowElement[] = [];
   const total = dyn.res;
   const labelled = classStats.reduce((a, c) => a + c.n, 0);
-  const allRow = { name: 'All images', n: total ? total.exitOf.length : 0, exitCounts: total?.exitCounts ?? [], accuracy: total && Number.isFinite(total.accuracy) ? total.accuracy : null };
-  const mk = (s: { name: string; n: number; exitCounts: number[]; accuracy: number | null }, accs: (number | null)[], cls: string) => {
+  const allRow = {
+    name: 'All images',
+    n: total ? total.exitOf.length : 0,
+    exitCounts: total?.exitCounts ?? [],
+    accuracy: total && Number.isFinite(total.accuracy) ? total.accuracy : null,
+  };
+  const mk = (
+    s: { name: string; n: number; exitCounts: number[]; accuracy: number | null },
+    accs: (number | null)[],
+    cls: string,
+  ) => {
     const tr = h('tr', cls);
     tr.dataset.class = s.name;
     const th = h('th', 'cls', s.name);
@@ -847,7 +1028,13 @@ function renderSummary(): void {
     tr.appendChild(th);
     tr.appendChild(h('td', 'num', int(s.n)));
     const dist = h('td', 'dist');
-    const svg = svgEl('svg', { class: 'dist-mini', viewBox: '0 0 100 10', preserveAspectRatio: 'none', role: 'img', 'aria-label': s.exitCounts.map((c, u) => `exit ${used[u] + 1}: ${c}`).join(', ') });
+    const svg = svgEl('svg', {
+      class: 'dist-mini',
+      viewBox: '0 0 100 10',
+      preserveAspectRatio: 'none',
+      role: 'img',
+      'aria-label': s.exitCounts.map((c, u) => `exit ${used[u] + 1}: ${c}`).join(', '),
+    });
     const tot = s.exitCounts.reduce((a, b) => a + b, 0);
     let x = 0;
     s.exitCounts.forEach((c, u) => {
@@ -858,8 +1045,16 @@ function renderSummary(): void {
     });
     dist.append(svg, h('span', 'counts', s.exitCounts.join(' / ')));
     tr.appendChild(dist);
-    tr.appendChild(h('td', `acc dyn ${s.accuracy === null ? '' : `h${metricHeat(s.accuracy)}`}`, reg ? fmtV(-(s.accuracy ?? NaN)) : pct(s.accuracy)));
-    accs.forEach((a) => tr.appendChild(h('td', `acc ${a === null ? '' : `h${metricHeat(a)}`}`, reg ? fmtV(-(a ?? NaN)) : pct(a))));
+    tr.appendChild(
+      h(
+        'td',
+        `acc dyn ${s.accuracy === null ? '' : `h${metricHeat(s.accuracy)}`}`,
+        reg ? fmtV(-(s.accuracy ?? NaN)) : pct(s.accuracy),
+      ),
+    );
+    accs.forEach((a) =>
+      tr.appendChild(h('td', `acc ${a === null ? '' : `h${metricHeat(a)}`}`, reg ? fmtV(-(a ?? NaN)) : pct(a))),
+    );
     return tr;
   };
   rows.push(mk(allRow, exitAcc, 'all'));
@@ -868,10 +1063,10 @@ function renderSummary(): void {
   $('summary-note').textContent = reg
     ? labelled
       ? `${int(labelled)} ${init.source.kind === 'test' ? 'test ' : ''}images with a target${init.targetsFrom ? ` (${init.targetsFrom})` : ''}. MAE in target units; "Where they exit" and the thresholds' MAE follow the slider; the exit columns are each exit's MAE when every image runs to it. Δ: how far an exit's value is from the previous exit's, what the thresholds apply to.`
-      : 'No targets for these images (no targets file at the folder\'s root): values and exits only, no MAE.'
+      : "No targets for these images (no targets file at the folder's root): values and exits only, no MAE."
     : labelled
       ? `${int(labelled)} labelled ${init.source.kind === 'test' ? 'test ' : ''}images. "Where they exit" and the thresholds' accuracy follow the slider; the exit columns are each exit's accuracy when every image runs to it.`
-      : 'No image of this source sits in a folder named like one of the run\'s classes: no accuracy (predictions and exits only).';
+      : "No image of this source sits in a folder named like one of the run's classes: no accuracy (predictions and exits only).";
 }
 
 function renderStatus(): void {
@@ -932,9 +1127,14 @@ saveBtn.addEventListener('click', () => {
   vscode.postMessage({ type: 'save', point });
 });
 runSelect.addEventListener('change', () => {
-  if (runSelect.value && runSelect.value !== init?.runDir) vscode.postMessage({ type: 'pickRun', dir: runSelect.value });
+  if (runSelect.value && runSelect.value !== init?.runDir)
+    vscode.postMessage({ type: 'pickRun', dir: runSelect.value });
 });
-for (const [id, kind] of [['src-test', 'test'], ['src-folder', 'folder'], ['src-files', 'files']] as const) {
+for (const [id, kind] of [
+  ['src-test', 'test'],
+  ['src-folder', 'folder'],
+  ['src-files', 'files'],
+] as const) {
   $(id).addEventListener('click', () => vscode.postMessage({ type: 'pickSource', kind }));
 }
 
@@ -1006,7 +1206,12 @@ function snapshot(): RenderedSnapshot {
               conf: conf[j][i],
               cls: reg ? fmtV(val[j][i]) : className(pred[j][i]),
               ...(reg ? { value: val[j][i] } : {}),
-              top: top ? Array.from({ length: top.k }, (_, t) => ({ cls: className(top.cls[j * top.k + t]), prob: top.prob[j * top.k + t] })) : [],
+              top: top
+                ? Array.from({ length: top.k }, (_, t) => ({
+                    cls: className(top.cls[j * top.k + t]),
+                    prob: top.prob[j * top.k + t],
+                  }))
+                : [],
             })),
           },
     status: $('status').textContent ?? '',

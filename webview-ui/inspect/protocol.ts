@@ -113,7 +113,18 @@ export type HostMessage =
   | InitMessage
   | ScoresMessage
   | { type: 'thumbs'; index: Int32Array; uris: (string | null)[] }
-  | { type: 'detail'; index: number; uri: string | null; k: number; conf: Float32Array; pred: Int32Array; topProb: Float32Array; topClass: Int32Array; value?: Float32Array; error?: string }
+  | {
+      type: 'detail';
+      index: number;
+      uri: string | null;
+      k: number;
+      conf: Float32Array;
+      pred: Int32Array;
+      topProb: Float32Array;
+      topClass: Int32Array;
+      value?: Float32Array;
+      error?: string;
+    }
   | { type: 'chosen'; curve: Curve; chosen: number; chosenSource: string; message?: string }
   | { type: 'status'; text: string; error?: boolean }
   | { type: 'test'; action: TestAction };

@@ -8,11 +8,22 @@
 import './params.css';
 import { $, vscodeApi } from '../common/vscode';
 import { svgEl as el } from '../common/svg';
-import type { ParamsHostMessage, ParamsNumbers, ParamsRendered, ParamsSource, ParamsState, ParamsWebviewMessage } from './protocol';
+import type {
+  ParamsHostMessage,
+  ParamsNumbers,
+  ParamsRendered,
+  ParamsSource,
+  ParamsState,
+  ParamsWebviewMessage,
+} from './protocol';
 
 const vscode = vscodeApi<ParamsWebviewMessage, ParamsState>();
 const root = $('met-params');
-const source: ParamsSource = { kind: root.dataset.kind === 'run' ? 'run' : 'config', path: root.dataset.source ?? '', name: root.dataset.name ?? '' };
+const source: ParamsSource = {
+  kind: root.dataset.kind === 'run' ? 'run' : 'config',
+  path: root.dataset.source ?? '',
+  name: root.dataset.name ?? '',
+};
 const state: ParamsState = { source };
 vscode.setState(state);
 
@@ -36,14 +47,19 @@ function compact(n: number): string {
     [1e3, 'k'],
   ] as const)
     // Trailing zeros after the decimal point only ('100' stays, '1.50' -> '1.5', '2.00' -> '2').
-    if (n >= d) return `${(n / d).toPrecision(3).replace(/(\.\d*?)0+$/, '$1').replace(/\.$/, '')}${s}`;
+    if (n >= d)
+      return `${(n / d)
+        .toPrecision(3)
+        .replace(/(\.\d*?)0+$/, '$1')
+        .replace(/\.$/, '')}${s}`;
   return String(n);
 }
 
 function clear(svg: Element): void {
   while (svg.firstChild) svg.removeChild(svg.firstChild);
 }
-const widthOf = (svg: SVGSVGElement) => Math.max(280, Math.floor(svg.clientWidth || svg.parentElement?.clientWidth || 560));
+const widthOf = (svg: SVGSVGElement) =>
+  Math.max(280, Math.floor(svg.clientWidth || svg.parentElement?.clientWidth || 560));
 
 /** A focusable bar group: the numbers are in its <title> (hover) and aria-label (screen readers). */
 function barGroup(parent: Element, label: string, attrs: Record<string, string | number>): SVGGElement {
@@ -58,11 +74,23 @@ const GROUP_CLASS = ['frozen', 'g1', 'g2', 'g3', 'g4'];
 
 function renderCards(n: ParamsNumbers): Record<string, string> {
   const cards: [string, string, string, string][] = [
-    ['trainable', 'Trainable', int(n.trainable), `MET adapters ${int(n.metAdapters)} + heads ${int(n.groups.params[4])}`],
+    [
+      'trainable',
+      'Trainable',
+      int(n.trainable),
+      `MET adapters ${int(n.metAdapters)} + heads ${int(n.groups.params[4])}`,
+    ],
     ['percent', 'Of the backbone', `${fmtPercent(n.trainablePercent)}%`, 'trainable / frozen backbone'],
     ['backbone', 'Frozen backbone', int(n.backbone), `${n.model.name}, without its own head`],
     ['total', 'Total', int(n.total), `stored trainable values: ${int(n.storedTrainable)}`],
-    ['reduction', 'Saved vs independent adapters', n.reduction === null ? 'n/a' : `${(100 * n.reduction).toFixed(1)}%`, n.reductionLimit === null ? 'no adapters (linear probe)' : `limit ${(100 * n.reductionLimit).toFixed(1)}% (D ≫ r)`],
+    [
+      'reduction',
+      'Saved vs independent adapters',
+      n.reduction === null ? 'n/a' : `${(100 * n.reduction).toFixed(1)}%`,
+      n.reductionLimit === null
+        ? 'no adapters (linear probe)'
+        : `limit ${(100 * n.reductionLimit).toFixed(1)}% (D ≫ r)`,
+    ],
   ];
   $('cards').replaceChildren(
     ...cards.map(([key, label, value, sub]) => {
@@ -103,7 +131,9 @@ function renderGroupBars(n: ParamsNumbers): ParamsRendered['groups'] {
   const grid = el('g', { class: 'grid' }, svg);
   for (let e = 0; e <= maxExp; e++) {
     el('line', { x1: X(10 ** e), x2: X(10 ** e), y1: m.t, y2: H - m.b + 4 }, grid);
-    el('text', { x: X(10 ** e), y: H - 6, 'text-anchor': 'middle', class: 'tick' }, grid).textContent = compact(10 ** e);
+    el('text', { x: X(10 ** e), y: H - 6, 'text-anchor': 'middle', class: 'tick' }, grid).textContent = compact(
+      10 ** e,
+    );
   }
   const trainable = n.trainable;
   const out: ParamsRendered['groups'] = [];
@@ -111,10 +141,29 @@ function renderGroupBars(n: ParamsNumbers): ParamsRendered['groups'] {
     const v = vals[i];
     const y = m.t + i * rowH;
     const shareText = n.groups.trainable[i] ? share(v, trainable) : `${fmtPercent((100 * v) / n.total)}% of all`;
-    const g = barGroup(svg, `${name}: ${int(v)} parameters${n.groups.trainable[i] ? ` (${shareText} of the trainable)` : ' (frozen)'}`, { 'data-group': i });
-    el('text', { x: m.l - 8, y: y + rowH / 2, 'text-anchor': 'end', 'dominant-baseline': 'middle', class: 'name' }, g).textContent = name;
-    el('rect', { x: m.l, y: y + 4, width: Math.max(v > 0 ? 2 : 0, X(v) - m.l), height: rowH - 8, class: `fill ${GROUP_CLASS[i]}` }, g);
-    el('text', { x: X(v) + 6, y: y + rowH / 2, 'dominant-baseline': 'middle', class: 'value' }, g).textContent = `${int(v)}${n.groups.trainable[i] ? ` · ${shareText}` : ' · frozen'}`;
+    const g = barGroup(
+      svg,
+      `${name}: ${int(v)} parameters${n.groups.trainable[i] ? ` (${shareText} of the trainable)` : ' (frozen)'}`,
+      { 'data-group': i },
+    );
+    el(
+      'text',
+      { x: m.l - 8, y: y + rowH / 2, 'text-anchor': 'end', 'dominant-baseline': 'middle', class: 'name' },
+      g,
+    ).textContent = name;
+    el(
+      'rect',
+      {
+        x: m.l,
+        y: y + 4,
+        width: Math.max(v > 0 ? 2 : 0, X(v) - m.l),
+        height: rowH - 8,
+        class: `fill ${GROUP_CLASS[i]}`,
+      },
+      g,
+    );
+    el('text', { x: X(v) + 6, y: y + rowH / 2, 'dominant-baseline': 'middle', class: 'value' }, g).textContent =
+      `${int(v)}${n.groups.trainable[i] ? ` · ${shareText}` : ' · frozen'}`;
     out.push({ name, params: int(v), share: shareText });
   });
   return out;
@@ -137,7 +186,12 @@ function renderShareBar(n: ParamsNumbers): void {
     const label = `${n.groups.names[i]}: ${int(v)} (${share(v, n.trainable)} of the trainable)`;
     const g = barGroup(svg, label, { 'data-group': i });
     el('rect', { x, y: 2, width: Math.max(1, w), height: H - 4, class: `fill ${GROUP_CLASS[i]}`, 'data-group': i }, g);
-    if (w > 44) el('text', { x: x + w / 2, y: H / 2, 'text-anchor': 'middle', 'dominant-baseline': 'middle', class: 'inbar' }, g).textContent = share(v, n.trainable);
+    if (w > 44)
+      el(
+        'text',
+        { x: x + w / 2, y: H / 2, 'text-anchor': 'middle', 'dominant-baseline': 'middle', class: 'inbar' },
+        g,
+      ).textContent = share(v, n.trainable);
     x += w;
     const li = document.createElement('li');
     const sw = el('svg', { width: 12, height: 12, 'aria-hidden': 'true' });
@@ -166,9 +220,21 @@ function renderAdapterBars(n: ParamsNumbers): void {
   rows.forEach(([name, v, cls], i) => {
     const y = i * rowH + 2;
     const g = barGroup(svg, `${name} adapters: ${int(v)} parameters`, { 'data-row': name });
-    el('text', { x: m.l - 8, y: y + rowH / 2, 'text-anchor': 'end', 'dominant-baseline': 'middle', class: 'name' }, g).textContent = name;
-    el('rect', { x: m.l, y: y + 4, width: Math.max(v ? 2 : 0, (v / max) * pw), height: rowH - 8, class: `fill ${cls}` }, g);
-    el('text', { x: m.l + (v / max) * pw + 6, y: y + rowH / 2, 'dominant-baseline': 'middle', class: 'value' }, g).textContent = int(v);
+    el(
+      'text',
+      { x: m.l - 8, y: y + rowH / 2, 'text-anchor': 'end', 'dominant-baseline': 'middle', class: 'name' },
+      g,
+    ).textContent = name;
+    el(
+      'rect',
+      { x: m.l, y: y + 4, width: Math.max(v ? 2 : 0, (v / max) * pw), height: rowH - 8, class: `fill ${cls}` },
+      g,
+    );
+    el(
+      'text',
+      { x: m.l + (v / max) * pw + 6, y: y + rowH / 2, 'dominant-baseline': 'middle', class: 'value' },
+      g,
+    ).textContent = int(v);
   });
   $('adapter-note').textContent =
     n.reduction === null
@@ -193,20 +259,48 @@ function renderGflops(n: ParamsNumbers): ParamsRendered['exits'] {
     const cum = n.exits.gflops[j];
     const seg = n.exits.segment[j];
     const y = j * rowH + 2;
-    const g = barGroup(svg, `exit ${j + 1} (layer ${n.exits.layer[j]}): ${fmtGflops(cum)} GFLOPs per image, of which ${fmtGflops(seg)} in its segment`, { 'data-exit': j + 1 });
-    el('text', { x: m.l - 8, y: y + rowH / 2, 'text-anchor': 'end', 'dominant-baseline': 'middle', class: 'name' }, g).textContent = `exit ${j + 1} · layer ${n.exits.layer[j]} · ${n.exits.branch[j] ?? 'linear'}`;
+    const g = barGroup(
+      svg,
+      `exit ${j + 1} (layer ${n.exits.layer[j]}): ${fmtGflops(cum)} GFLOPs per image, of which ${fmtGflops(seg)} in its segment`,
+      { 'data-exit': j + 1 },
+    );
+    el(
+      'text',
+      { x: m.l - 8, y: y + rowH / 2, 'text-anchor': 'end', 'dominant-baseline': 'middle', class: 'name' },
+      g,
+    ).textContent = `exit ${j + 1} · layer ${n.exits.layer[j]} · ${n.exits.branch[j] ?? 'linear'}`;
     const wc = (cum / max) * pw;
     const ws = (seg / max) * pw;
     el('rect', { x: m.l, y: y + 4, width: Math.max(0, wc - ws), height: rowH - 8, class: 'fill frozen' }, g);
-    el('rect', { x: m.l + Math.max(0, wc - ws), y: y + 4, width: Math.max(1, ws), height: rowH - 8, class: `fill g1` }, g);
-    el('text', { x: m.l + wc + 6, y: y + rowH / 2, 'dominant-baseline': 'middle', class: 'value' }, g).textContent = fmtGflops(cum);
-    rows.push({ exit: String(j + 1), layer: String(n.exits.layer[j]), branch: n.exits.branch[j] ?? 'linear', branchParams: Number.isFinite(n.exits.branchParams[j]) ? int(n.exits.branchParams[j]) : '–', gflops: fmtGflops(cum), segment: fmtGflops(seg) });
+    el(
+      'rect',
+      { x: m.l + Math.max(0, wc - ws), y: y + 4, width: Math.max(1, ws), height: rowH - 8, class: `fill g1` },
+      g,
+    );
+    el('text', { x: m.l + wc + 6, y: y + rowH / 2, 'dominant-baseline': 'middle', class: 'value' }, g).textContent =
+      fmtGflops(cum);
+    rows.push({
+      exit: String(j + 1),
+      layer: String(n.exits.layer[j]),
+      branch: n.exits.branch[j] ?? 'linear',
+      branchParams: Number.isFinite(n.exits.branchParams[j]) ? int(n.exits.branchParams[j]) : '–',
+      gflops: fmtGflops(cum),
+      segment: fmtGflops(seg),
+    });
   }
   $('exit-rows').replaceChildren(
     ...rows.map((r) => {
       const tr = document.createElement('tr');
       tr.dataset.exit = r.exit;
-      for (const [cls, text] of [['exit', r.exit], ['layer', r.layer], ['branch', r.branch], ['branch-params', r.branchParams], ['gflops', r.gflops], ['segment', r.segment]] as const) tr.appendChild(td(cls, text));
+      for (const [cls, text] of [
+        ['exit', r.exit],
+        ['layer', r.layer],
+        ['branch', r.branch],
+        ['branch-params', r.branchParams],
+        ['gflops', r.gflops],
+        ['segment', r.segment],
+      ] as const)
+        tr.appendChild(td(cls, text));
       return tr;
     }),
   );
@@ -222,7 +316,13 @@ function td(cls: string, text: string): HTMLTableCellElement {
 
 function renderComponents(n: ParamsNumbers): ParamsRendered['components'] {
   const c = n.components;
-  const rows = c.names.map((name, i) => ({ name, shape: c.shapes[i], count: int(c.count[i]), params: int(c.params[i]), trainable: c.trainable[i] ? 'yes' : 'frozen' }));
+  const rows = c.names.map((name, i) => ({
+    name,
+    shape: c.shapes[i],
+    count: int(c.count[i]),
+    params: int(c.params[i]),
+    trainable: c.trainable[i] ? 'yes' : 'frozen',
+  }));
   $('component-rows').replaceChildren(
     ...rows.map((r) => {
       const tr = document.createElement('tr');
@@ -240,7 +340,8 @@ function render(): void {
     const n = numbers;
     const m = n.model;
     const cfg = n.config;
-    $('model').textContent = `${m.name}: ${m.depth} layers, D = ${m.dim}, ${m.heads} heads, MLP ${m.mlpDim}, ${m.imageSize} px / patch ${m.patchSize} · exits after layers ${cfg.exits.join(', ')} · r = ${cfg.rank} · ${cfg.classes} classes · variant ${cfg.variant} · E-adapters ${cfg.eaPositions}`;
+    $('model').textContent =
+      `${m.name}: ${m.depth} layers, D = ${m.dim}, ${m.heads} heads, MLP ${m.mlpDim}, ${m.imageSize} px / patch ${m.patchSize} · exits after layers ${cfg.exits.join(', ')} · r = ${cfg.rank} · ${cfg.classes} classes · variant ${cfg.variant} · E-adapters ${cfg.eaPositions}`;
     const cards = renderCards(n);
     const groups = renderGroupBars(n);
     renderShareBar(n);

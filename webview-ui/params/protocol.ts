@@ -15,7 +15,16 @@ export interface ParamsSource {
 }
 
 export interface ParamsNumbers {
-  model: { name: string; imageSize: number; channels: number; patchSize: number; dim: number; depth: number; heads: number; mlpDim: number };
+  model: {
+    name: string;
+    imageSize: number;
+    channels: number;
+    patchSize: number;
+    dim: number;
+    depth: number;
+    heads: number;
+    mlpDim: number;
+  };
   config: { exits: number[]; rank: number; classes: number; variant: string; eaPositions: string; featurePath: string };
   backbone: number;
   trainable: number;
@@ -31,10 +40,24 @@ export interface ParamsNumbers {
   /** The five groups of the bars: frozen backbone, shared projections, cores, diagonals, heads. */
   groups: { names: string[]; params: Float64Array; trainable: Uint8Array };
   /** The detailed rows of `met params` (W_d, W_u, A_i, B_i, λ, heads...). */
-  components: { names: string[]; shapes: string[]; count: Float64Array; each: Float64Array; params: Float64Array; trainable: Uint8Array };
+  components: {
+    names: string[];
+    shapes: string[];
+    count: Float64Array;
+    each: Float64Array;
+    params: Float64Array;
+    trainable: Uint8Array;
+  };
   /** Per exit: layer, cumulative GFLOPs per image, GFLOPs of its segment; its branch type,
    *  the branch's parameters and GFLOPs (part of the segment). */
-  exits: { layer: Int32Array; gflops: Float64Array; segment: Float64Array; branch: string[]; branchParams: Float64Array; branchGflops: Float64Array };
+  exits: {
+    layer: Int32Array;
+    gflops: Float64Array;
+    segment: Float64Array;
+    branch: string[];
+    branchParams: Float64Array;
+    branchGflops: Float64Array;
+  };
 }
 
 export type ParamsHostMessage =
@@ -55,7 +78,16 @@ export interface ParamsRendered {
   components: { name: string; shape: string; count: string; params: string; trainable: string }[];
   exits: { exit: string; layer: string; branch: string; branchParams: string; gflops: string; segment: string }[];
   /** The raw numbers the webview received (exact, for comparisons). */
-  raw: { trainable: number; backbone: number; total: number; trainablePercent: number; groups: number[]; gflops: number[]; independentAdapters: number; metAdapters: number };
+  raw: {
+    trainable: number;
+    backbone: number;
+    total: number;
+    trainablePercent: number;
+    groups: number[];
+    gflops: number[];
+    independentAdapters: number;
+    metAdapters: number;
+  };
 }
 
 export type ParamsWebviewMessage =

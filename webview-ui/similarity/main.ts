@@ -16,7 +16,18 @@
 
 import './similarity.css';
 import { $, vscodeApi } from '../common/vscode';
-import type { MatrixKind, RenderedMatrix, SimHostMessage, SimRendered, SimResultMessage, SimRunMeta, SimSettings, SimState, SimWebviewMessage, Split } from './protocol';
+import type {
+  MatrixKind,
+  RenderedMatrix,
+  SimHostMessage,
+  SimRendered,
+  SimResultMessage,
+  SimRunMeta,
+  SimSettings,
+  SimState,
+  SimWebviewMessage,
+  Split,
+} from './protocol';
 
 const vscode = vscodeApi<SimWebviewMessage, SimState>();
 const root = $('met-similarity');
@@ -132,7 +143,13 @@ function readTheme(): Theme {
   const blue = toRgb(cssVar('--vscode-charts-blue'), bgCss, '#3794ff');
   const red = toRgb(cssVar('--vscode-charts-red'), bgCss, '#f14c4c');
   // Class bands: the theme's chart colours (not orange: translucent or missing in some themes).
-  const bands = ['--vscode-charts-blue', '--vscode-charts-yellow', '--vscode-charts-green', '--vscode-charts-purple', '--vscode-charts-red'].map((v, i) => {
+  const bands = [
+    '--vscode-charts-blue',
+    '--vscode-charts-yellow',
+    '--vscode-charts-green',
+    '--vscode-charts-purple',
+    '--vscode-charts-red',
+  ].map((v, i) => {
     const c = toRgb(cssVar(v), bgCss, ['#3794ff', '#cca700', '#388a34', '#652d90', '#f14c4c'][i]);
     return `rgb(${c.join(',')})`;
   });
@@ -161,7 +178,9 @@ function readTheme(): Theme {
       [1, blue],
     ]),
     bands: [...bands, ...faded],
-    key: [bgCss, fgCss, cssVar('--vscode-charts-blue'), cssVar('--vscode-charts-red'), document.body.className].join('|'),
+    key: [bgCss, fgCss, cssVar('--vscode-charts-blue'), cssVar('--vscode-charts-red'), document.body.className].join(
+      '|',
+    ),
   };
 }
 let theme = readTheme();
@@ -196,7 +215,9 @@ function fillControls(r: SimRunMeta, s: SimSettings): void {
   const exitText = (j: number) => `${j + 1} · layer ${r.layers[j]}`;
   exitA.replaceChildren(...r.layers.map((_, j) => option(String(j), exitText(j))));
   exitB.replaceChildren(option('', 'none'), ...r.layers.map((_, j) => option(String(j), exitText(j))));
-  splitSel.replaceChildren(...(['val', 'test', 'train'] as Split[]).map((x) => option(x, `${x} (${r.counts[x]} images)`, !(r.counts[x] > 0))));
+  splitSel.replaceChildren(
+    ...(['val', 'test', 'train'] as Split[]).map((x) => option(x, `${x} (${r.counts[x]} images)`, !(r.counts[x] > 0))),
+  );
   const maxPer = Math.max(1, Math.min(64, Math.floor(600 / Math.max(1, r.classes.length))));
   perClass.max = String(maxPer);
   showSettings(s);
@@ -213,7 +234,11 @@ function readControls(): SimSettings {
   const exits = [Number(exitA.value)];
   if (exitB.value !== '' && Number(exitB.value) !== exits[0]) exits.push(Number(exitB.value));
   const per = Math.round(Number(perClass.value));
-  return { exits, perClass: Number.isFinite(per) && per >= 1 ? Math.min(per, Number(perClass.max) || per) : 1, split: splitSel.value as Split };
+  return {
+    exits,
+    perClass: Number.isFinite(per) && per >= 1 ? Math.min(per, Number(perClass.max) || per) : 1,
+    split: splitSel.value as Split,
+  };
 }
 
 let controlTimer: ReturnType<typeof setTimeout> | undefined;
@@ -295,12 +320,15 @@ class Heatmap {
     const cap = this.fig.querySelector('figcaption')!;
     const kind = document.createElement('span');
     kind.className = 'kind';
-    kind.textContent = this.shared ? `${KIND_TITLE[this.kind]} · exits ${data!.exits.map((x) => x.exit + 1).join(' and ')}` : `${KIND_TITLE[this.kind]} · exit ${e.exit + 1} (layer ${e.layer})`;
+    kind.textContent = this.shared
+      ? `${KIND_TITLE[this.kind]} · exits ${data!.exits.map((x) => x.exit + 1).join(' and ')}`
+      : `${KIND_TITLE[this.kind]} · exit ${e.exit + 1} (layer ${e.layer})`;
     const sub = document.createElement('span');
     sub.className = 'sub';
     let extra = KIND_SUB[this.kind];
     // Training weighs every early exit's pairs by how similar the LAST exit finds them.
-    if (this.kind !== 'dist') extra += this.shared ? ", from the last exit's logits: the same for every exit" : ", from the last exit's logits";
+    if (this.kind !== 'dist')
+      extra += this.shared ? ", from the last exit's logits: the same for every exit" : ", from the last exit's logits";
     if (this.kind === 'dist') {
       const { within, between } = blockMeans(this.matrix());
       extra += ` · mean within class ${fmtValue(within)}, between ${fmtValue(between)}`;
@@ -308,7 +336,10 @@ class Heatmap {
     sub.textContent = ` — ${extra}`;
     cap.title = `${kind.textContent}${sub.textContent}`;
     cap.replaceChildren(kind, sub);
-    this.plot.setAttribute('aria-label', `${kind.textContent}: ${data!.labels.length} by ${data!.labels.length} heatmap. Arrow keys move the cell; the values show beside it.`);
+    this.plot.setAttribute(
+      'aria-label',
+      `${kind.textContent}: ${data!.labels.length} by ${data!.labels.length} heatmap. Arrow keys move the cell; the values show beside it.`,
+    );
   }
 
   /** Sizes the canvases for a matrix of at most `room` CSS pixels. */
@@ -505,8 +536,8 @@ function blockMeans(m: Float32Array): { within: number; between: number } {
     for (let j = 0; j < n; j++) {
       if (i === j) continue;
       const v = m[i * n + j];
-      if (lab[i] === lab[j]) (sw += v), cw++;
-      else (sb += v), cb++;
+      if (lab[i] === lab[j]) ((sw += v), cw++);
+      else ((sb += v), cb++);
     }
   return { within: cw ? sw / cw : NaN, between: cb ? sb / cb : NaN };
 }
@@ -538,7 +569,11 @@ function build(): void {
     for (let s = 0; s < d.exits.length; s++) maps.push(new Heatmap(s, 'dist'));
   } else for (let s = 0; s < d.exits.length; s++) for (const kind of KINDS) maps.push(new Heatmap(s, kind));
   grid.replaceChildren(...maps.map((m) => m.fig));
-  domains = { sw: domainOf(d.exits.map((e) => e.sw)), sb: domainOf(d.exits.map((e) => e.sb)), dist: domainOf(d.exits.map((e) => e.dist)) };
+  domains = {
+    sw: domainOf(d.exits.map((e) => e.sw)),
+    sb: domainOf(d.exits.map((e) => e.sb)),
+    dist: domainOf(d.exits.map((e) => e.dist)),
+  };
 }
 
 const GAP = 20;
@@ -578,7 +613,10 @@ function renderScales(): void {
       c.width = 160;
       c.height = 10;
       c.setAttribute('role', 'img');
-      c.setAttribute('aria-label', `${KIND_TITLE[kind]} colour scale, ${d.scale}, ${fmtValue(d.lo)} to ${fmtValue(d.hi)}`);
+      c.setAttribute(
+        'aria-label',
+        `${KIND_TITLE[kind]} colour scale, ${d.scale}, ${fmtValue(d.lo)} to ${fmtValue(d.hi)}`,
+      );
       const ctx = c.getContext('2d')!;
       for (let x = 0; x < 160; x++) {
         const v = d.lo + ((d.hi - d.lo) * (x + 0.5)) / 160;
@@ -773,8 +811,10 @@ function postState(): void {
         j,
         rowLabel: data.classes[data.labels[i]],
         colLabel: data.classes[data.labels[j]],
-        rowImage: (document.querySelector('#readout img.row-img') as HTMLImageElement | null)?.getAttribute('src') ?? null,
-        colImage: (document.querySelector('#readout img.col-img') as HTMLImageElement | null)?.getAttribute('src') ?? null,
+        rowImage:
+          (document.querySelector('#readout img.row-img') as HTMLImageElement | null)?.getAttribute('src') ?? null,
+        colImage:
+          (document.querySelector('#readout img.col-img') as HTMLImageElement | null)?.getAttribute('src') ?? null,
         values: readoutValues,
       },
       bandLabels: maps[0]?.bandLabels ?? [],
@@ -796,7 +836,10 @@ function render(): void {
   drawAll();
   renderReadout();
   const s = data.settings;
-  setStatus('ready', `${n} images (${s.perClass} per class, ${s.split} split) · engine ${(data.ms / 1000).toFixed(1)} s`);
+  setStatus(
+    'ready',
+    `${n} images (${s.perClass} per class, ${s.split} split) · engine ${(data.ms / 1000).toFixed(1)} s`,
+  );
   state = { runDir, settings: s, cursor };
   vscode.setState(state);
   postState();
@@ -808,7 +851,8 @@ window.addEventListener('message', (ev: MessageEvent<SimHostMessage>) => {
     case 'init':
       run = m.run;
       $('run-name').textContent = m.run.name;
-      $('run-meta').textContent = `${m.run.classes.length} classes · exits after layers ${m.run.layers.join(', ')} · ${m.run.variant} · similarity clamp ${m.run.simClamp}`;
+      $('run-meta').textContent =
+        `${m.run.classes.length} classes · exits after layers ${m.run.layers.join(', ')} · ${m.run.variant} · similarity clamp ${m.run.simClamp}`;
       fillControls(m.run, m.settings);
       state = { ...state, settings: m.settings };
       vscode.setState(state);
@@ -834,7 +878,12 @@ window.addEventListener('message', (ev: MessageEvent<SimHostMessage>) => {
       postState();
       break;
     case 'focusCell':
-      if (data) setCursor(Math.max(0, Math.min(data.labels.length - 1, m.i)), Math.max(0, Math.min(data.labels.length - 1, m.j)), activeKey || '0:sw');
+      if (data)
+        setCursor(
+          Math.max(0, Math.min(data.labels.length - 1, m.i)),
+          Math.max(0, Math.min(data.labels.length - 1, m.j)),
+          activeKey || '0:sw',
+        );
       postState();
       break;
   }

@@ -105,9 +105,20 @@ export interface SimRendered {
   matrices: RenderedMatrix[];
   gr: number[];
   /** The readout (hover / keyboard cursor) as shown. */
-  readout: { i: number; j: number; rowLabel: string; colLabel: string; rowImage: string | null; colImage: string | null; values: { exit: number; kind: MatrixKind; text: string }[] } | null;
+  readout: {
+    i: number;
+    j: number;
+    rowLabel: string;
+    colLabel: string;
+    rowImage: string | null;
+    colImage: string | null;
+    values: { exit: number; kind: MatrixKind; text: string }[];
+  } | null;
   /** Class band labels drawn along the axes (first heatmap). */
   bandLabels: string[];
 }
 
-export type SimWebviewMessage = { type: 'ready' } | { type: 'compute'; settings: SimSettings } | { type: 'state'; state: SimState; rendered: SimRendered | null; error: string | null };
+export type SimWebviewMessage =
+  | { type: 'ready' }
+  | { type: 'compute'; settings: SimSettings }
+  | { type: 'state'; state: SimState; rendered: SimRendered | null; error: string | null };

@@ -21,8 +21,18 @@
 //    estimateBytes.
 
 import { UserError } from '../tensor';
-import { decodeForPreprocess, finishPreprocess, ImageError, loadSourceImage8, normalizationTables, Preprocess, ResizePlan, validatePreprocess, writeNormalized } from './image';
-import { Filter, Image8, resizePil, Window } from './resample';
+import {
+  decodeForPreprocess,
+  finishPreprocess,
+  ImageError,
+  loadSourceImage8,
+  normalizationTables,
+  type Preprocess,
+  type ResizePlan,
+  validatePreprocess,
+  writeNormalized,
+} from './image';
+import { type Filter, type Image8, resizePil, type Window } from './resample';
 import type { Sample, SkippedFile } from './folder';
 
 export interface RandomResizedCropOptions {
@@ -80,7 +90,13 @@ function roundHalfEven(x: number): number {
  * in the same order (area, log-ratio, then top, left; up to 10 tries, then the central
  * fallback). The window always lies inside the image and is at least 1x1.
  */
-export function randomResizedCropParams(width: number, height: number, scale: readonly [number, number], ratio: readonly [number, number], rng: () => number): Window {
+export function randomResizedCropParams(
+  width: number,
+  height: number,
+  scale: readonly [number, number],
+  ratio: readonly [number, number],
+  rng: () => number,
+): Window {
   const area = width * height;
   const logR0 = Math.log(ratio[0]);
   const logR1 = Math.log(ratio[1]);
@@ -99,8 +115,10 @@ export function randomResizedCropParams(width: number, height: number, scale: re
   const inRatio = width / height;
   let w = width;
   let h = height;
-  if (inRatio < Math.min(ratio[0], ratio[1])) h = Math.max(1, Math.min(height, roundHalfEven(w / Math.min(ratio[0], ratio[1]))));
-  else if (inRatio > Math.max(ratio[0], ratio[1])) w = Math.max(1, Math.min(width, roundHalfEven(h * Math.max(ratio[0], ratio[1]))));
+  if (inRatio < Math.min(ratio[0], ratio[1]))
+    h = Math.max(1, Math.min(height, roundHalfEven(w / Math.min(ratio[0], ratio[1]))));
+  else if (inRatio > Math.max(ratio[0], ratio[1]))
+    w = Math.max(1, Math.min(width, roundHalfEven(h * Math.max(ratio[0], ratio[1]))));
   return { left: Math.floor((width - w) / 2), top: Math.floor((height - h) / 2), width: w, height: h };
 }
 
@@ -125,7 +143,8 @@ function checkRange(name: string, v: unknown, lo: number, hi: number): [number, 
     throw new UserError(`random resized crop ${name} must be two numbers, got ${JSON.stringify(v)}`);
   }
   const [a, b] = v as [number, number];
-  if (!(a > lo && a <= b && b <= hi)) throw new UserError(`random resized crop ${name} must satisfy ${lo} < min <= max <= ${hi}, got [${a}, ${b}]`);
+  if (!(a > lo && a <= b && b <= hi))
+    throw new UserError(`random resized crop ${name} must satisfy ${lo} < min <= max <= ${hi}, got [${a}, ${b}]`);
   return [a, b];
 }
 
@@ -161,16 +180,21 @@ export class ImageCache {
     this.pre = { ...opts.pre, mean: opts.pre.mean.slice(), std: opts.pre.std.slice() };
     const a = opts.augment ?? {};
     this.rrc = a.randomResizedCrop
-      ? { scale: checkRange('scale', a.randomResizedCrop.scale ?? DEFAULT_RRC_SCALE, 0, 1), ratio: checkRange('ratio', a.randomResizedCrop.ratio ?? DEFAULT_RRC_RATIO, 0, Infinity) }
+      ? {
+          scale: checkRange('scale', a.randomResizedCrop.scale ?? DEFAULT_RRC_SCALE, 0, 1),
+          ratio: checkRange('ratio', a.randomResizedCrop.ratio ?? DEFAULT_RRC_RATIO, 0, Infinity),
+        }
       : null;
     this.hflip = a.hflip === true;
     this.augmenting = this.rrc !== null || this.hflip;
     this.concurrency = opts.concurrency ?? 4;
-    if (!Number.isInteger(this.concurrency) || this.concurrency < 1) throw new UserError(`concurrency must be a positive integer, got ${this.concurrency}`);
+    if (!Number.isInteger(this.concurrency) || this.concurrency < 1)
+      throw new UserError(`concurrency must be a positive integer, got ${this.concurrency}`);
     this.maxCacheBytes = opts.maxCacheBytes ?? DEFAULT_MAX_CACHE_BYTES;
     if (!(this.maxCacheBytes > 0)) throw new UserError(`maxCacheBytes must be positive, got ${this.maxCacheBytes}`);
     if (opts.sourceScale !== undefined) {
-      if (!(opts.sourceScale >= 1 && opts.sourceScale <= 4)) throw new UserError(`sourceScale must be between 1 and 4, got ${opts.sourceScale}`);
+      if (!(opts.sourceScale >= 1 && opts.sourceScale <= 4))
+        throw new UserError(`sourceScale must be between 1 and 4, got ${opts.sourceScale}`);
       this.sourceShort = Math.floor(opts.sourceScale * this.pre.imageSize);
     }
     this.tables = normalizationTables(this.pre);
@@ -238,7 +262,10 @@ export class ImageCache {
     return run;
   }
 
-  private async prepareNow(samples: readonly Sample[], onProgress?: (done: number, total: number) => void): Promise<PrepareResult> {
+  private async prepareNow(
+    samples: readonly Sample[],
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<PrepareResult> {
     const todo: string[] = [];
     const seen = new Set<string>();
     for (const s of samples) {
@@ -249,7 +276,9 @@ export class ImageCache {
     if (this.rrc && this.sourceShort === null) {
       // Fixed once, from the first (normally the whole training) set, so every later image of
       // this cache is stored at the same scale and runs are reproducible.
-      this.sourceShort = Math.floor(ImageCache.sourceScaleFor(todo.length, this.pre, this.maxCacheBytes) * this.pre.imageSize);
+      this.sourceShort = Math.floor(
+        ImageCache.sourceScaleFor(todo.length, this.pre, this.maxCacheBytes) * this.pre.imageSize,
+      );
     }
     let next = 0;
     let done = 0;
@@ -302,7 +331,8 @@ export class ImageCache {
    * Without augmentation an rng is ignored. Throws if a sample was not prepared or failed.
    */
   batch(samples: readonly Sample[], rng?: () => number): Batch {
-    if (this.augmenting && !rng) throw new Error('ImageCache.batch: augmentation needs an rng, e.g. stepRng(seed, epoch, step)');
+    if (this.augmenting && !rng)
+      throw new Error('ImageCache.batch: augmentation needs an rng, e.g. stepRng(seed, epoch, step)');
     const s = this.pre.imageSize;
     const per = this.pre.channels * s * s;
     const images = new Float32Array(samples.length * per);
@@ -312,7 +342,9 @@ export class ImageCache {
       const e = this.entries.get(file);
       if (!e) {
         const why = this.failures.get(file);
-        throw new Error(`ImageCache.batch: ${file} ${why !== undefined ? `failed to decode (${why})` : 'was not prepared'}`);
+        throw new Error(
+          `ImageCache.batch: ${file} ${why !== undefined ? `failed to decode (${why})` : 'was not prepared'}`,
+        );
       }
       let img: Image8;
       if (this.rrc && rng) {

@@ -29,7 +29,13 @@ import { ImageError, sniffImage } from './image';
 import { hashInts, hashString, mulberry32, shuffleInPlace } from './random';
 
 export { epochOrder, hashInts, hashString, mulberry32, seed32, shuffled, shuffleInPlace, stepRng } from './random';
-export { DEFAULT_MAX_CACHE_BYTES, DEFAULT_RRC_RATIO, DEFAULT_RRC_SCALE, ImageCache, randomResizedCropParams } from './cache';
+export {
+  DEFAULT_MAX_CACHE_BYTES,
+  DEFAULT_RRC_RATIO,
+  DEFAULT_RRC_SCALE,
+  ImageCache,
+  randomResizedCropParams,
+} from './cache';
 export type { AugmentOptions, Batch, LoadOptions, PrepareResult, RandomResizedCropOptions } from './cache';
 
 export interface Sample {
@@ -147,9 +153,18 @@ export function splitCounts(n: number, pct: readonly [number, number, number]): 
  * Splits one class's files by splitCounts: sort, shuffle with a PRNG seeded by
  * (seed, class name), cut in train, val, test order. Each part is returned in sorted order.
  */
-export function splitClass(files: readonly string[], className: string, pct: readonly [number, number, number], seed: number, sortKey: (f: string) => string = (f) => f): [string[], string[], string[]] {
+export function splitClass(
+  files: readonly string[],
+  className: string,
+  pct: readonly [number, number, number],
+  seed: number,
+  sortKey: (f: string) => string = (f) => f,
+): [string[], string[], string[]] {
   const sorted = files.slice().sort((a, b) => compareCodePoints(sortKey(a), sortKey(b)));
-  const order = shuffleInPlace(sorted.map((_, i) => i), mulberry32(hashInts(seed, hashString(className))));
+  const order = shuffleInPlace(
+    sorted.map((_, i) => i),
+    mulberry32(hashInts(seed, hashString(className))),
+  );
   const [nTrain, nVal] = splitCounts(sorted.length, pct);
   const pick = (idx: number[]): string[] => idx.sort((a, b) => a - b).map((i) => sorted[i]);
   return [pick(order.slice(0, nTrain)), pick(order.slice(nTrain, nTrain + nVal)), pick(order.slice(nTrain + nVal))];
@@ -183,7 +198,8 @@ async function listDir(dir: string): Promise<Listing> {
   } catch (e) {
     const code = errCode(e);
     if (code === 'ENOENT') throw new UserError(`dataset folder not found: ${dir}`);
-    if (code === 'ENOTDIR') throw new UserError(`${dir}: not a folder (a dataset is a folder with one sub-folder per class)`);
+    if (code === 'ENOTDIR')
+      throw new UserError(`${dir}: not a folder (a dataset is a folder with one sub-folder per class)`);
     throw new UserError(`${dir}: cannot read folder (${errMessage(e)})`);
   }
   ents.sort((a, b) => compareCodePoints(a.name, b.name));
@@ -213,17 +229,25 @@ async function listDir(dir: string): Promise<Listing> {
 function validateSpec(spec: DatasetSpec): { pct: [number, number, number]; seed: number } {
   if (typeof spec.root !== 'string' || spec.root === '') throw new UserError('dataset folder not given');
   const pct = spec.split ?? [...DEFAULT_SPLIT];
-  if (!Array.isArray(pct) || pct.length !== 3 || !pct.every((x) => typeof x === 'number' && Number.isFinite(x) && x >= 0)) {
+  if (
+    !Array.isArray(pct) ||
+    pct.length !== 3 ||
+    !pct.every((x) => typeof x === 'number' && Number.isFinite(x) && x >= 0)
+  ) {
     throw new UserError(`split must be three percentages (train, val, test), got ${JSON.stringify(spec.split)}`);
   }
-  if (Math.abs(pct[0] + pct[1] + pct[2] - 100) > 1e-6) throw new UserError(`split percentages must add up to 100, got ${pct.join(' + ')} = ${pct[0] + pct[1] + pct[2]}`);
+  if (Math.abs(pct[0] + pct[1] + pct[2] - 100) > 1e-6)
+    throw new UserError(`split percentages must add up to 100, got ${pct.join(' + ')} = ${pct[0] + pct[1] + pct[2]}`);
   const seed = spec.seed ?? 0;
   if (!Number.isSafeInteger(seed)) throw new UserError(`seed must be an integer, got ${seed}`);
   return { pct: [pct[0], pct[1], pct[2]], seed };
 }
 
 const quoteList = (xs: readonly string[], max = 5): string =>
-  xs.slice(0, max).map((x) => `'${x}'`).join(', ') + (xs.length > max ? `, ... (${xs.length - max} more)` : '');
+  xs
+    .slice(0, max)
+    .map((x) => `'${x}'`)
+    .join(', ') + (xs.length > max ? `, ... (${xs.length - max} more)` : '');
 
 const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
 
@@ -248,14 +272,17 @@ export async function scanDataset(spec: DatasetSpec, opts: ScanOptions = {}): Pr
   const { pct, seed } = validateSpec(spec);
   const root = path.resolve(spec.root);
   const concurrency = opts.concurrency ?? 4;
-  if (!Number.isInteger(concurrency) || concurrency < 1) throw new UserError(`concurrency must be a positive integer, got ${concurrency}`);
+  if (!Number.isInteger(concurrency) || concurrency < 1)
+    throw new UserError(`concurrency must be a positive integer, got ${concurrency}`);
 
   const top = await listDir(root);
   const skipped: SkippedFile[] = [...top.skipped];
   const warnings: string[] = [];
   const notes: string[] = [];
   if (top.dirs.length === 0 && top.files.length === 0 && top.skipped.length === 0) {
-    throw new UserError(`${root}: the folder is empty; expected one sub-folder per class (e.g. ${path.join(root, 'cats')}), or train/ (and optionally val/, test/) folders holding them`);
+    throw new UserError(
+      `${root}: the folder is empty; expected one sub-folder per class (e.g. ${path.join(root, 'cats')}), or train/ (and optionally val/, test/) folders holding them`,
+    );
   }
 
   // Layout: split folders when train/ exists. val/ or test/ without train/ is an error when
@@ -269,7 +296,9 @@ export async function scanDataset(spec: DatasetSpec, opts: ScanOptions = {}): Pr
   if (!hasTrain) {
     for (const d of splitDirs) {
       if ((await listDir(d.full)).dirs.length > 0) {
-        throw new UserError(`${root}: found ${d.name}/ with class folders but no train/; a train/val/test layout needs train/ (or use one folder per class directly in ${root})`);
+        throw new UserError(
+          `${root}: found ${d.name}/ with class folders but no train/; a train/val/test layout needs train/ (or use one folder per class directly in ${root})`,
+        );
       }
     }
   }
@@ -285,12 +314,18 @@ export async function scanDataset(spec: DatasetSpec, opts: ScanOptions = {}): Pr
     const seenSplit = new Map<SplitName, string>();
     for (const d of splitDirs) {
       const prev = seenSplit.get(d.split);
-      if (prev !== undefined) throw new UserError(`${root}: both ${prev}/ and ${d.name}/ found; keep only one folder for the ${d.split} split`);
+      if (prev !== undefined)
+        throw new UserError(
+          `${root}: both ${prev}/ and ${d.name}/ found; keep only one folder for the ${d.split} split`,
+        );
       seenSplit.set(d.split, d.name);
     }
     for (const f of top.files) skipped.push({ file: f.full, reason: 'not inside a train/, val/ or test/ folder' });
     const others = top.dirs.filter((d) => splitOf(d.name) === undefined);
-    if (others.length > 0) warnings.push(`ignored ${plural(others.length, 'folder')} next to train/ (${quoteList(others.map((d) => d.name))}): with a train/ folder only train/, val/ and test/ are read`);
+    if (others.length > 0)
+      warnings.push(
+        `ignored ${plural(others.length, 'folder')} next to train/ (${quoteList(others.map((d) => d.name))}): with a train/ folder only train/, val/ and test/ are read`,
+      );
     for (const d of splitDirs) {
       const l = await listDir(d.full);
       skipped.push(...l.skipped);
@@ -298,7 +333,9 @@ export async function scanDataset(spec: DatasetSpec, opts: ScanOptions = {}): Pr
       for (const c of l.dirs) classDirs.push({ split: d.split, dir: c, label: `${d.name}/${c.name}` });
     }
     if (!classDirs.some((c) => c.split === 'train')) {
-      throw new UserError(`${path.join(root, seenSplit.get('train') ?? 'train')}: no class folders; in a train/val/test layout each split holds one sub-folder per class`);
+      throw new UserError(
+        `${path.join(root, seenSplit.get('train') ?? 'train')}: no class folders; in a train/val/test layout each split holds one sub-folder per class`,
+      );
     }
   }
 
@@ -363,7 +400,9 @@ export async function scanDataset(spec: DatasetSpec, opts: ScanOptions = {}): Pr
     const names = new Set(classDirs.map((c) => c.dir.name.normalize('NFC')));
     const what = names.size > classes.length ? ' with usable images' : '';
     const where = layout === 'split-folders' ? ` in ${splitDirs.map((d) => `${d.name}/`).join(', ')}` : '';
-    throw new UserError(`${root}: found ${plural(classes.length, 'class folder')}${what}${where} (${quoteList(classes)}); fine-tuning needs at least 2`);
+    throw new UserError(
+      `${root}: found ${plural(classes.length, 'class folder')}${what}${where} (${quoteList(classes)}); fine-tuning needs at least 2`,
+    );
   }
 
   for (const c of classDirs) {
@@ -392,7 +431,10 @@ export async function scanDataset(spec: DatasetSpec, opts: ScanOptions = {}): Pr
       push(val, va, cls);
       push(test, te, cls);
       const n = tr.length + va.length + te.length;
-      if (n < 2) warnings.push(`class '${cls}' has only ${plural(n, 'image')}; a class needs at least 2 (one to train on, one to check)`);
+      if (n < 2)
+        warnings.push(
+          `class '${cls}' has only ${plural(n, 'image')}; a class needs at least 2 (one to train on, one to check)`,
+        );
     }
     notes.push(`split ${pct.map(fmtPct).join('/')} (train/val/test %) within each class, seed ${seed}`);
   } else {

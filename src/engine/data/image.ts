@@ -13,7 +13,7 @@
 import * as fs from 'fs';
 import sharp from 'sharp';
 import { UserError } from '../tensor';
-import { Filter, Image8, resizePil, Window } from './resample';
+import { type Filter, type Image8, resizePil, type Window } from './resample';
 
 export { IMAGE_EXTENSIONS, hasImageExtension, listImageFiles } from './files';
 export type { ListedFiles } from './files';
@@ -88,11 +88,15 @@ export function validatePreprocess(p: Preprocess): void {
     throw new UserError(`image size must be an integer between 1 and 8192, got ${p.imageSize}`);
   }
   if (p.channels !== 1 && p.channels !== 3) throw new UserError(`channels must be 1 or 3, got ${String(p.channels)}`);
-  for (const [name, v] of [['mean', p.mean], ['std', p.std]] as const) {
+  for (const [name, v] of [
+    ['mean', p.mean],
+    ['std', p.std],
+  ] as const) {
     if (!Array.isArray(v) || (v.length !== 1 && v.length !== p.channels)) {
       throw new UserError(`${name} must have 1 or ${p.channels} values, got ${Array.isArray(v) ? v.length : typeof v}`);
     }
-    if (v.some((x) => typeof x !== 'number' || !Number.isFinite(x))) throw new UserError(`${name} values must be finite numbers`);
+    if (v.some((x) => typeof x !== 'number' || !Number.isFinite(x)))
+      throw new UserError(`${name} values must be finite numbers`);
   }
   if (p.std.some((x) => x === 0)) throw new UserError('std values must be non-zero');
   if (p.resize !== 'direct' && p.resize !== 'resize-center-crop') {
@@ -170,7 +174,10 @@ const LOADER_WORDS: Record<string, RegExp> = {
 function decoderDetail(e: unknown, format: string): string {
   const m = e instanceof Error ? e.message : String(e);
   const words = LOADER_WORDS[format];
-  const lines = m.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '' && words !== undefined && words.test(l));
+  const lines = m
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && words !== undefined && words.test(l));
   return lines.join('; ');
 }
 
@@ -265,7 +272,12 @@ async function probe(file: string, buf: Buffer, opts: sharp.SharpOptions): Promi
  * image), but tolerate recoverable warnings such as extraneous bytes, which PIL also loads.
  * pages 1 = first frame of animated GIF/WebP and first page of multi-page TIFF.
  */
-const SHARP_OPTIONS: sharp.SharpOptions = { failOn: 'truncated', limitInputPixels: MAX_INPUT_PIXELS, pages: 1, page: 0 };
+const SHARP_OPTIONS: sharp.SharpOptions = {
+  failOn: 'truncated',
+  limitInputPixels: MAX_INPUT_PIXELS,
+  pages: 1,
+  page: 0,
+};
 
 /** Header information of an image file without decoding its pixels. Throws ImageError. */
 export async function imageInfo(file: string): Promise<ImageInfo> {
@@ -323,7 +335,11 @@ export async function sniffImage(file: string): Promise<ImageInfo> {
  * displayed size and returns the size the caller will resize to; large photos are pre-shrunk
  * by libvips toward it (see PRESHRINK_*), otherwise the pixels are the file's own.
  */
-async function decodeRgb8(file: string, target: (w: number, h: number) => { width: number; height: number }, filter: Filter): Promise<Image8> {
+async function decodeRgb8(
+  file: string,
+  target: (w: number, h: number) => { width: number; height: number },
+  filter: Filter,
+): Promise<Image8> {
   const buf = await readBytes(file);
   const { format, width: w0, height: h0 } = await probe(file, buf, SHARP_OPTIONS);
   const t = target(w0, h0);
@@ -332,7 +348,11 @@ async function decodeRgb8(file: string, target: (w: number, h: number) => { widt
   if (w0 * h0 > PRESHRINK_MIN_PIXELS && w0 >= PRESHRINK_FACTOR * t.width && h0 >= PRESHRINK_FACTOR * t.height) {
     // fastShrinkOnLoad false: JPEG/WebP still shrink while decoding, but the last part of the
     // reduction goes through the kernel, avoiding DCT-scaling artefacts.
-    img = img.resize(PRESHRINK_GAP * t.width, PRESHRINK_GAP * t.height, { fit: 'fill', kernel: KERNELS[filter], fastShrinkOnLoad: false });
+    img = img.resize(PRESHRINK_GAP * t.width, PRESHRINK_GAP * t.height, {
+      fit: 'fill',
+      kernel: KERNELS[filter],
+      fastShrinkOnLoad: false,
+    });
   }
   // keepIccProfile: do not convert through an embedded ICC profile (e.g. Display P3 photos)
   // but use the stored values, as PIL does, so pixels match the Python pipelines. CMYK is
@@ -347,7 +367,10 @@ async function decodeRgb8(file: string, target: (w: number, h: number) => { widt
     ({ data, info } = await img.toBuffer({ resolveWithObject: true }));
   } catch (e) {
     const detail = decoderDetail(e, format);
-    throw new ImageError(file, detail ? `corrupt or truncated image data (${detail})` : 'corrupt or truncated image data');
+    throw new ImageError(
+      file,
+      detail ? `corrupt or truncated image data (${detail})` : 'corrupt or truncated image data',
+    );
   }
   if (info.channels !== 3 || info.width < 1 || info.height < 1) {
     throw new ImageError(file, `unexpected decoded layout ${info.width}x${info.height}x${info.channels}`);
@@ -400,13 +423,22 @@ export function finishPreprocess(d: DecodedImage): Image8 {
  * and the longer at most `maxLong` (aspect kept, sizes rounded). Used to cache sources for
  * random crops, which need the whole picture but not its full resolution.
  */
-export async function loadSourceImage8(file: string, channels: 1 | 3, maxShort: number, maxLong: number, filter: Filter = 'bilinear'): Promise<Image8> {
+export async function loadSourceImage8(
+  file: string,
+  channels: 1 | 3,
+  maxShort: number,
+  maxLong: number,
+  filter: Filter = 'bilinear',
+): Promise<Image8> {
   let t = { width: 0, height: 0 };
   const rgb = await decodeRgb8(
     file,
     (w, h) => {
       const scale = Math.min(1, maxShort / Math.min(w, h), maxLong / Math.max(w, h));
-      t = scale >= 1 ? { width: w, height: h } : { width: Math.max(1, Math.round(w * scale)), height: Math.max(1, Math.round(h * scale)) };
+      t =
+        scale >= 1
+          ? { width: w, height: h }
+          : { width: Math.max(1, Math.round(w * scale)), height: Math.max(1, Math.round(h * scale)) };
       return t;
     },
     filter,
@@ -420,10 +452,17 @@ export async function loadSourceImage8(file: string, channels: 1 | 3, maxShort: 
  * out[offset ...] through `tables` (normalizationTables). hflip mirrors each row, which is
  * what PIL's transpose(FLIP_LEFT_RIGHT) of the same pixels gives.
  */
-export function writeNormalized(img: Image8, tables: Float32Array[], out: Float32Array, offset: number, hflip = false): void {
+export function writeNormalized(
+  img: Image8,
+  tables: Float32Array[],
+  out: Float32Array,
+  offset: number,
+  hflip = false,
+): void {
   const { width: w, height: h, data: px } = img;
   const plane = w * h;
-  if (img.channels !== tables.length) throw new Error(`writeNormalized: ${img.channels}-channel image, ${tables.length} tables`);
+  if (img.channels !== tables.length)
+    throw new Error(`writeNormalized: ${img.channels}-channel image, ${tables.length} tables`);
   if (!hflip) {
     if (img.channels === 3) {
       const [t0, t1, t2] = tables;
@@ -453,7 +492,13 @@ export function writeNormalized(img: Image8, tables: Float32Array[], out: Float3
  * Decodes `file` and writes its normalised [C, S, S] pixels into out[offset ...]. Throws
  * ImageError for anything wrong with the file.
  */
-async function decodeInto(file: string, p: Preprocess, tables: Float32Array[], out: Float32Array, offset: number): Promise<void> {
+async function decodeInto(
+  file: string,
+  p: Preprocess,
+  tables: Float32Array[],
+  out: Float32Array,
+  offset: number,
+): Promise<void> {
   writeNormalized(finishPreprocess(await decodeForPreprocess(file, p)), tables, out, offset);
 }
 
@@ -467,7 +512,8 @@ function toLuma(src: Image8): Image8 {
   const n = src.width * src.height;
   const d = src.data;
   const out = new Uint8Array(n);
-  for (let i = 0, j = 0; i < n; i++, j += 3) out[i] = (d[j] * 19595 + d[j + 1] * 38470 + d[j + 2] * 7471 + 0x8000) >> 16;
+  for (let i = 0, j = 0; i < n; i++, j += 3)
+    out[i] = (d[j] * 19595 + d[j + 1] * 38470 + d[j + 2] * 7471 + 0x8000) >> 16;
   return { data: out, width: src.width, height: src.height, channels: 1 };
 }
 
@@ -499,7 +545,8 @@ export interface LoadedBatch {
  */
 export async function loadBatch(files: string[], p: Preprocess, concurrency = 4): Promise<LoadedBatch> {
   validatePreprocess(p);
-  if (!Number.isInteger(concurrency) || concurrency < 1) throw new UserError(`concurrency must be a positive integer, got ${concurrency}`);
+  if (!Number.isInteger(concurrency) || concurrency < 1)
+    throw new UserError(`concurrency must be a positive integer, got ${concurrency}`);
   const per = p.channels * p.imageSize * p.imageSize;
   const tables = normalizationTables(p);
   const buf = new Float32Array(files.length * per);

@@ -29,8 +29,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { UserError } from '../tensor';
 import { listImageFiles } from './files';
-import { SkippedFile, splitClass } from './folder';
-import { findTargetsFile, joinTargets, parseTargets, RegressionSample } from './targetsFile';
+import { type SkippedFile, splitClass } from './folder';
+import { findTargetsFile, joinTargets, parseTargets, type RegressionSample } from './targetsFile';
 
 export { TARGET_FILE_NAMES, findTargetsFile, joinTargets, parseTargets } from './targetsFile';
 export type { RegressionSample, TargetEntry } from './targetsFile';
@@ -51,7 +51,12 @@ export interface RegressionDataset {
 }
 
 /** Scans a regression folder: images anywhere below `root`, values from the targets file, a seeded split. */
-export async function scanRegression(spec: { root: string; targets?: string; split?: [number, number, number]; seed?: number }): Promise<RegressionDataset> {
+export async function scanRegression(spec: {
+  root: string;
+  targets?: string;
+  split?: [number, number, number];
+  seed?: number;
+}): Promise<RegressionDataset> {
   const root = path.resolve(spec.root);
   if (!fs.existsSync(root) || !fs.statSync(root).isDirectory()) throw new UserError(`${root}: not a folder`);
   const file = findTargetsFile(root, spec.targets);
@@ -63,7 +68,13 @@ export async function scanRegression(spec: { root: string; targets?: string; spl
   const split = spec.split ?? [70, 10, 20];
   const byFile = new Map(j.samples.map((s) => [s.file, s]));
   const relKey = (f: string) => path.relative(root, f).split(path.sep).join('/').normalize('NFC');
-  const [tr, va, te] = splitClass(j.samples.map((s) => s.file), 'regression', split, spec.seed ?? 0, relKey);
+  const [tr, va, te] = splitClass(
+    j.samples.map((s) => s.file),
+    'regression',
+    split,
+    spec.seed ?? 0,
+    relKey,
+  );
   const pick = (fs_: string[]) => fs_.map((f) => byFile.get(f)!);
   if (!j.samples.length) throw new UserError(`${root}: no image has a value in ${name}`);
   return {
@@ -76,7 +87,9 @@ export async function scanRegression(spec: { root: string; targets?: string; spl
     skipped: [...listed.skipped.filter((x) => path.resolve(x.file) !== file), ...j.skipped],
     warnings: j.warnings,
     layout: 'regression',
-    notes: [`regression: ${j.samples.length} images with values from ${name}, split ${split.join('/')} with seed ${spec.seed ?? 0}`],
+    notes: [
+      `regression: ${j.samples.length} images with values from ${name}, split ${split.join('/')} with seed ${spec.seed ?? 0}`,
+    ],
     classes: [],
   };
 }

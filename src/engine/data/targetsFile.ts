@@ -11,7 +11,14 @@ import { UserError } from '../tensor';
 import type { SkippedFile } from './folder';
 
 /** Names looked for at the root of a regression data folder, in order. */
-export const TARGET_FILE_NAMES: readonly string[] = ['targets.csv', 'targets.json', 'labels.csv', 'labels.json', 'values.csv', 'values.json'];
+export const TARGET_FILE_NAMES: readonly string[] = [
+  'targets.csv',
+  'targets.json',
+  'labels.csv',
+  'labels.json',
+  'values.csv',
+  'values.json',
+];
 
 /** A regression sample: `label` is always 0 (the image pipeline wants one), `value` the target. */
 export interface RegressionSample {
@@ -33,8 +40,10 @@ const normKey = (k: string) => k.trim().replace(/\\/g, '/').replace(/^\.\//, '')
 
 /** A number from a field, or NaN with why not. */
 function parseValue(raw: unknown): { value: number; problem?: string } {
-  if (typeof raw === 'number') return Number.isFinite(raw) ? { value: raw } : { value: NaN, problem: `value ${raw} is not finite` };
-  if (raw === null || raw === undefined || (typeof raw === 'string' && raw.trim() === '')) return { value: NaN, problem: 'no value' };
+  if (typeof raw === 'number')
+    return Number.isFinite(raw) ? { value: raw } : { value: NaN, problem: `value ${raw} is not finite` };
+  if (raw === null || raw === undefined || (typeof raw === 'string' && raw.trim() === ''))
+    return { value: NaN, problem: 'no value' };
   if (typeof raw === 'string') {
     const v = Number(raw.trim());
     return Number.isFinite(v) ? { value: v } : { value: NaN, problem: `value "${raw.trim()}" is not a number` };
@@ -85,7 +94,8 @@ export function parseTargets(text: string, name: string): TargetEntry[] {
     } catch (e) {
       throw new UserError(`${name}: not valid JSON (${(e as Error).message})`);
     }
-    if (!obj || typeof obj !== 'object' || Array.isArray(obj)) throw new UserError(`${name}: expected an object {"file": value, ...}`);
+    if (!obj || typeof obj !== 'object' || Array.isArray(obj))
+      throw new UserError(`${name}: expected an object {"file": value, ...}`);
     for (const [k, v] of Object.entries(obj as Record<string, unknown>)) add(k, v, `${name} key ${JSON.stringify(k)}`);
     return out;
   }
@@ -118,11 +128,18 @@ export function findTargetsFile(root: string, explicit?: string): string {
     const f = path.join(root, n);
     if (fs.existsSync(f)) return f;
   }
-  throw new UserError(`${root}: a regression run needs a targets file (one of ${TARGET_FILE_NAMES.join(', ')} at the folder's root, or --targets FILE)`);
+  throw new UserError(
+    `${root}: a regression run needs a targets file (one of ${TARGET_FILE_NAMES.join(', ')} at the folder's root, or --targets FILE)`,
+  );
 }
 
 /** Per-sample values joined to images; what did not join goes to `skipped` / `warnings`. */
-export function joinTargets(root: string, images: string[], entries: TargetEntry[], targetsName: string): { samples: RegressionSample[]; skipped: SkippedFile[]; warnings: string[] } {
+export function joinTargets(
+  root: string,
+  images: string[],
+  entries: TargetEntry[],
+  targetsName: string,
+): { samples: RegressionSample[]; skipped: SkippedFile[]; warnings: string[] } {
   const rel = (f: string) => path.relative(root, f).split(path.sep).join('/').normalize('NFC');
   const byRel = new Map(images.map((f) => [rel(f), f]));
   const byBase = new Map<string, string | null>();
@@ -133,7 +150,7 @@ export function joinTargets(root: string, images: string[], entries: TargetEntry
   const valueOf = new Map<string, TargetEntry>();
   const unmatched: string[] = [];
   for (const e of entries) {
-    const f = byRel.get(e.key) ?? (e.key.includes('/') ? undefined : byBase.get(e.key) ?? undefined);
+    const f = byRel.get(e.key) ?? (e.key.includes('/') ? undefined : (byBase.get(e.key) ?? undefined));
     if (!f) {
       unmatched.push(`${e.key} (${e.where})`);
       continue;
@@ -150,7 +167,9 @@ export function joinTargets(root: string, images: string[], entries: TargetEntry
     else samples.push({ file: f, label: 0, value: e.value });
   }
   const warnings: string[] = [];
-  if (unmatched.length) warnings.push(`${unmatched.length} entr${unmatched.length === 1 ? 'y' : 'ies'} of ${targetsName} name no image in the folder: ${unmatched.slice(0, 5).join(', ')}${unmatched.length > 5 ? ', ...' : ''}`);
+  if (unmatched.length)
+    warnings.push(
+      `${unmatched.length} entr${unmatched.length === 1 ? 'y' : 'ies'} of ${targetsName} name no image in the folder: ${unmatched.slice(0, 5).join(', ')}${unmatched.length > 5 ? ', ...' : ''}`,
+    );
   return { samples, skipped, warnings };
 }
-

@@ -28,7 +28,21 @@ import { hashInts, hashString, mulberry32 } from '../data/random';
  * ingredients are not. Measured: after the same 1,500 pretraining steps, a linear probe on the
  * demo task reached 69% on these features against 50% on those of a 13-class plain-shapes task.
  */
-type Outline = 'disc' | 'box' | 'triangle' | 'cross' | 'ellipse' | 'hexagon' | 'pentagon' | 'semicircle' | 'star' | 'arrow' | 'lshape' | 'tshape' | 'bar' | 'crescent';
+type Outline =
+  | 'disc'
+  | 'box'
+  | 'triangle'
+  | 'cross'
+  | 'ellipse'
+  | 'hexagon'
+  | 'pentagon'
+  | 'semicircle'
+  | 'star'
+  | 'arrow'
+  | 'lshape'
+  | 'tshape'
+  | 'bar'
+  | 'crescent';
 type Fill = 'solid' | 'hollow' | 'hstripes' | 'vstripes' | 'diagstripes' | 'checker' | 'dots' | 'grid';
 
 /** The fine-tuning task of the demo: name -> [outline, fill]. */
@@ -46,7 +60,9 @@ const DEMO_DEFS: Record<string, readonly [Outline, Fill]> = {
 const FILLS: Fill[] = ['solid', 'hollow', 'hstripes', 'vstripes', 'diagstripes', 'checker', 'dots', 'grid'];
 /** Pretraining: compact outlines take every fill, thin ones are solid only (stripes would not show). */
 const PRETRAIN_DEFS: Record<string, readonly [Outline, Fill]> = Object.fromEntries([
-  ...(['ellipse', 'hexagon', 'pentagon', 'semicircle', 'star'] as Outline[]).flatMap((o) => FILLS.map((f) => [f === 'solid' ? o : `${o}-${f}`, [o, f]] as const)),
+  ...(['ellipse', 'hexagon', 'pentagon', 'semicircle', 'star'] as Outline[]).flatMap((o) =>
+    FILLS.map((f) => [f === 'solid' ? o : `${o}-${f}`, [o, f]] as const),
+  ),
   ...(['arrow', 'lshape', 'tshape', 'bar', 'crescent'] as Outline[]).map((o) => [o, [o, 'solid']] as const),
 ]);
 
@@ -103,21 +119,55 @@ const box = (u: number, v: number, h = 1) => Math.abs(u) <= h && Math.abs(v) <= 
 /** Stripe index parity with `n` periods across the unit box [-1, 1]. */
 const band = (x: number, n: number) => (Math.floor((x + 1) * n) & 1) === 0;
 /** Distance to the nearest cell centre of a lattice with `n` cells across [-1, 1], per axis. */
-const cell = (x: number, n: number) => Math.abs((((x + 1) * n) / 2) % 1 - 0.5);
+const cell = (x: number, n: number) => Math.abs(((((x + 1) * n) / 2) % 1) - 0.5);
 
 const OUTLINES: Record<Outline, (u: number, v: number) => boolean> = {
   disc: (u, v) => u * u + v * v <= 1,
   box: (u, v) => box(u, v, 0.85),
-  triangle: (u, v) => { const s = 1.15; u /= s; v /= s; return v >= -0.5 && v <= 1 - Math.sqrt(3) * Math.abs(u); },
+  triangle: (u, v) => {
+    const s = 1.15;
+    u /= s;
+    v /= s;
+    return v >= -0.5 && v <= 1 - Math.sqrt(3) * Math.abs(u);
+  },
   cross: (u, v) => (Math.abs(u) <= 0.3 && Math.abs(v) <= 1) || (Math.abs(v) <= 0.3 && Math.abs(u) <= 1),
   ellipse: (u, v) => u * u + (v * v) / 0.36 <= 1,
   hexagon: (u, v) => Math.abs(v) <= Math.sqrt(3) / 2 && Math.abs(u) <= 1 - Math.abs(v) / Math.sqrt(3),
-  pentagon: polygon(Array.from({ length: 5 }, (_, k): Pt => [Math.cos(Math.PI / 2 + (2 * Math.PI * k) / 5), Math.sin(Math.PI / 2 + (2 * Math.PI * k) / 5)])),
+  pentagon: polygon(
+    Array.from({ length: 5 }, (_, k): Pt => [
+      Math.cos(Math.PI / 2 + (2 * Math.PI * k) / 5),
+      Math.sin(Math.PI / 2 + (2 * Math.PI * k) / 5),
+    ]),
+  ),
   semicircle: (u, v) => u * u + (v + 0.4) ** 2 <= 1.2 * 1.2 && v >= -0.4,
   star: polygon(starPts(5, 1.1, 0.5)),
-  arrow: polygon([[-1, -0.25], [0.15, -0.25], [0.15, -0.65], [1, 0], [0.15, 0.65], [0.15, 0.25], [-1, 0.25]]),
-  lshape: polygon([[-0.7, 1], [-0.2, 1], [-0.2, -0.5], [0.8, -0.5], [0.8, -1], [-0.7, -1]]),
-  tshape: polygon([[-1, 1], [1, 1], [1, 0.55], [0.25, 0.55], [0.25, -1], [-0.25, -1], [-0.25, 0.55], [-1, 0.55]]),
+  arrow: polygon([
+    [-1, -0.25],
+    [0.15, -0.25],
+    [0.15, -0.65],
+    [1, 0],
+    [0.15, 0.65],
+    [0.15, 0.25],
+    [-1, 0.25],
+  ]),
+  lshape: polygon([
+    [-0.7, 1],
+    [-0.2, 1],
+    [-0.2, -0.5],
+    [0.8, -0.5],
+    [0.8, -1],
+    [-0.7, -1],
+  ]),
+  tshape: polygon([
+    [-1, 1],
+    [1, 1],
+    [1, 0.55],
+    [0.25, 0.55],
+    [0.25, -1],
+    [-0.25, -1],
+    [-0.25, 0.55],
+    [-1, 0.55],
+  ]),
   bar: (u, v) => Math.abs(u) <= 1.1 && Math.abs(v) <= 0.25,
   crescent: (u, v) => u * u + v * v <= 1 && (u - 0.45) ** 2 + v * v > 0.8 * 0.8,
 };
@@ -279,7 +329,8 @@ export function renderSample(cls: string, seed: number, index: number, opts: Ren
       const n = SS * SS;
       mask[y * S + x] = cov / n;
       const o = (y * S + x) * 3;
-      for (let c = 0; c < 3; c++) img[o + c] = img[o + c] * (1 - cov / n) + (fg[c] * covFg + fg2[c] * (cov - covFg)) / n;
+      for (let c = 0; c < 3; c++)
+        img[o + c] = img[o + c] * (1 - cov / n) + (fg[c] * covFg + fg2[c] * (cov - covFg)) / n;
     }
 
   // Sensor-like noise last, so it covers shape and background alike.
@@ -303,7 +354,13 @@ function distToSegment(px: number, py: number, x0: number, y0: number, x1: numbe
 }
 
 /** Blends `col` over the pixels whose centre satisfies `inside` (distractors need no anti-aliasing). */
-function paint(img: Float32Array, S: number, inside: (x: number, y: number) => boolean, col: number[], alpha: number): void {
+function paint(
+  img: Float32Array,
+  S: number,
+  inside: (x: number, y: number) => boolean,
+  col: number[],
+  alpha: number,
+): void {
   for (let y = 0; y < S; y++)
     for (let x = 0; x < S; x++) {
       if (!inside(x + 0.5, y + 0.5)) continue;
@@ -366,11 +423,19 @@ export function readManifest(dir: string): Manifest | null {
 export async function writeShapeFolder(o: FolderOptions): Promise<{ manifest: Manifest; reused: boolean }> {
   for (const c of o.classes) if (!isKnownClass(c)) throw new Error(`unknown shape class '${c}'`);
   const format = o.format ?? 'png';
-  const options: Omit<FolderOptions, 'out'> = { classes: [...o.classes], perClass: o.perClass, seed: o.seed, size: o.size ?? 32, hardFraction: o.hardFraction ?? 0.5, format };
+  const options: Omit<FolderOptions, 'out'> = {
+    classes: [...o.classes],
+    perClass: o.perClass,
+    seed: o.seed,
+    size: o.size ?? 32,
+    hardFraction: o.hardFraction ?? 0.5,
+    format,
+  };
   const existing = readManifest(o.out);
   if (sameOptions(existing, options)) return { manifest: existing!, reused: true };
   // Replacing a folder is only safe when this generator made it (a stale version or other options).
-  if (!existing && fs.existsSync(o.out) && fs.readdirSync(o.out).length) throw new Error(`${o.out} exists and was not made by the shapes generator; not overwriting it`);
+  if (!existing && fs.existsSync(o.out) && fs.readdirSync(o.out).length)
+    throw new Error(`${o.out} exists and was not made by the shapes generator; not overwriting it`);
 
   const tmp = `${o.out}.tmp-${process.pid}`;
   fs.rmSync(tmp, { recursive: true, force: true });
@@ -382,7 +447,9 @@ export async function writeShapeFolder(o: FolderOptions): Promise<{ manifest: Ma
     for (let i = 0; i < o.perClass; i++) {
       const r = renderSample(cls, o.seed, i, options);
       const file = `${cls}/${fileName(i, format)}`;
-      const img = sharp(Buffer.from(r.pixels.buffer, r.pixels.byteOffset, r.pixels.byteLength), { raw: { width: S, height: S, channels: 3 } });
+      const img = sharp(Buffer.from(r.pixels.buffer, r.pixels.byteOffset, r.pixels.byteLength), {
+        raw: { width: S, height: S, channels: 3 },
+      });
       jobs.push((format === 'png' ? img.png() : img.jpeg({ quality: 92 })).toFile(path.join(tmp, file)));
       samples.push({ file, ...r.info });
     }
@@ -421,7 +488,8 @@ export interface CountingSample {
 export function renderCounting(seed: number, index: number, opts: CountingOptions = {}): CountingSample {
   const S = opts.size ?? 32;
   const maxCount = opts.maxCount ?? 5;
-  if (!Number.isInteger(maxCount) || maxCount < 1) throw new Error(`maxCount must be a positive integer, got ${maxCount}`);
+  if (!Number.isInteger(maxCount) || maxCount < 1)
+    throw new Error(`maxCount must be a positive integer, got ${maxCount}`);
   const rng = mulberry32(hashInts(seed, hashString('counting'), index));
   const uni = (a: number, b: number) => a + (b - a) * rng();
   const gauss = () => Math.sqrt(-2 * Math.log(1 - rng())) * Math.cos(2 * Math.PI * rng());
@@ -429,7 +497,7 @@ export function renderCounting(seed: number, index: number, opts: CountingOption
   // Radius so that maxCount shapes fit comfortably: about a quarter of the area covered at most.
   const rMax = Math.max(1.2, Math.sqrt((S * S * 0.25) / (Math.PI * maxCount)));
   const radius = uni(0.7 * rMax, rMax);
-  const gap = Math.max(1, 0.15 * S / 8);
+  const gap = Math.max(1, (0.15 * S) / 8);
   const centres: Pt[] = [];
   for (let tries = 0; centres.length < wanted && tries < 2000; tries++) {
     const c: Pt = [uni(radius + 0.5, S - radius - 0.5), uni(radius + 0.5, S - radius - 0.5)];
@@ -487,7 +555,12 @@ export interface CountingFolderOptions extends CountingOptions {
  */
 export async function writeCountingFolder(o: CountingFolderOptions): Promise<{ files: string[]; counts: number[] }> {
   const S = o.size ?? 32;
-  if (fs.existsSync(o.out) && fs.readdirSync(o.out).length && !fs.existsSync(path.join(o.out, 'targets.csv')) && !fs.existsSync(path.join(o.out, 'targets.json')))
+  if (
+    fs.existsSync(o.out) &&
+    fs.readdirSync(o.out).length &&
+    !fs.existsSync(path.join(o.out, 'targets.csv')) &&
+    !fs.existsSync(path.join(o.out, 'targets.json'))
+  )
     throw new Error(`${o.out} exists and was not made by the counting generator; not overwriting it`);
   const tmp = `${o.out}.tmp-${process.pid}`;
   fs.rmSync(tmp, { recursive: true, force: true });
@@ -498,13 +571,27 @@ export async function writeCountingFolder(o: CountingFolderOptions): Promise<{ f
   for (let i = 0; i < o.n; i++) {
     const r = renderCounting(o.seed, i, o);
     const file = fileName(i, 'png');
-    jobs.push(sharp(Buffer.from(r.pixels.buffer, r.pixels.byteOffset, r.pixels.byteLength), { raw: { width: S, height: S, channels: 3 } }).png().toFile(path.join(tmp, file)));
+    jobs.push(
+      sharp(Buffer.from(r.pixels.buffer, r.pixels.byteOffset, r.pixels.byteLength), {
+        raw: { width: S, height: S, channels: 3 },
+      })
+        .png()
+        .toFile(path.join(tmp, file)),
+    );
     files.push(file);
     counts.push(r.count);
   }
   await Promise.all(jobs);
-  if ((o.targets ?? 'csv') === 'json') fs.writeFileSync(path.join(tmp, 'targets.json'), JSON.stringify(Object.fromEntries(files.map((f, i) => [f, counts[i]])), null, 1));
-  else fs.writeFileSync(path.join(tmp, 'targets.csv'), ['file,value', ...files.map((f, i) => `${f},${counts[i]}`)].join('\n') + '\n');
+  if ((o.targets ?? 'csv') === 'json')
+    fs.writeFileSync(
+      path.join(tmp, 'targets.json'),
+      JSON.stringify(Object.fromEntries(files.map((f, i) => [f, counts[i]])), null, 1),
+    );
+  else
+    fs.writeFileSync(
+      path.join(tmp, 'targets.csv'),
+      ['file,value', ...files.map((f, i) => `${f},${counts[i]}`)].join('\n') + '\n',
+    );
   fs.rmSync(o.out, { recursive: true, force: true });
   fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
   fs.renameSync(tmp, o.out);

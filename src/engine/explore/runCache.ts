@@ -12,7 +12,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { RunPredictor } from '../infer/runPredictor';
-import { SessionOptions } from '../runtime/session';
+import { type SessionOptions } from '../runtime/session';
 import { TRAINABLE } from '../train/trainer';
 
 /** What identifies a version of a file: size and modification time (absent: missing). */
@@ -72,7 +72,13 @@ export class RunCache {
     }
     if (!e) {
       this.loads++;
-      const created: Entry = { modelKey, thresholdsKey, predictor: RunPredictor.open(dir, this.so), queue: Promise.resolve(), extras: new Map() };
+      const created: Entry = {
+        modelKey,
+        thresholdsKey,
+        predictor: RunPredictor.open(dir, this.so),
+        queue: Promise.resolve(),
+        extras: new Map(),
+      };
       // A run that cannot be opened (no trainable.safetensors yet) is tried again next time.
       created.predictor.catch(() => {
         if (this.entries.get(dir) === created) this.entries.delete(dir);
@@ -100,7 +106,11 @@ export class RunCache {
       }
       return work({
         predictor,
-        extra: <X>(key: string, make: (p: RunPredictor) => Promise<X>, release: (v: X) => Promise<void>): Promise<X> => {
+        extra: <X>(
+          key: string,
+          make: (p: RunPredictor) => Promise<X>,
+          release: (v: X) => Promise<void>,
+        ): Promise<X> => {
           let x = entry.extras.get(key);
           if (!x) {
             const value = make(predictor);

@@ -12,20 +12,27 @@
 // the previous exit (what their thresholds were fitted on), as `met predict --run` prints them;
 // no classes, so no top-k.
 
-import { ScoreParams, ScoreResult } from '../../protocol';
+import { type ScoreParams, type ScoreResult } from '../../protocol';
 import { agreementConfidence } from '../infer/exitScores';
 import { DEFAULT_PREDICT_BATCH } from '../infer/runPredictor';
 import { isRegression } from '../model/regression';
 import { UserError } from '../tensor';
-import { RunCache } from './runCache';
+import { type RunCache } from './runCache';
 
 export const DEFAULT_TOP_K = 3;
 
-export async function scoreImages(cache: RunCache, p: ScoreParams, batch = DEFAULT_PREDICT_BATCH): Promise<ScoreResult> {
-  if (!p || typeof p.runDir !== 'string' || !p.runDir) throw new UserError('inspect/score: runDir (a run folder) is required');
-  if (!Array.isArray(p.files) || p.files.some((f) => typeof f !== 'string')) throw new UserError('inspect/score: files must be a list of image paths');
+export async function scoreImages(
+  cache: RunCache,
+  p: ScoreParams,
+  batch = DEFAULT_PREDICT_BATCH,
+): Promise<ScoreResult> {
+  if (!p || typeof p.runDir !== 'string' || !p.runDir)
+    throw new UserError('inspect/score: runDir (a run folder) is required');
+  if (!Array.isArray(p.files) || p.files.some((f) => typeof f !== 'string'))
+    throw new UserError('inspect/score: files must be a list of image paths');
   const topKAsked = p.topK ?? DEFAULT_TOP_K;
-  if (!Number.isInteger(topKAsked) || topKAsked < 1) throw new UserError(`inspect/score: topK must be a positive integer, got ${String(p.topK)}`);
+  if (!Number.isInteger(topKAsked) || topKAsked < 1)
+    throw new UserError(`inspect/score: topK must be a positive integer, got ${String(p.topK)}`);
   return cache.with(p.runDir, async ({ predictor: rp }) => {
     const files = p.files;
     const n = files.length;

@@ -8,17 +8,17 @@
 // float64, with the run's flags, and returns the regularization term they give; a unit test
 // holds it to the graph's value through onnxruntime.
 
-import { SimilarityExit, SimilarityParams, SimilarityResult } from '../../protocol';
-import { scanDataset, Sample } from '../data/folder';
+import { type SimilarityExit, type SimilarityParams, type SimilarityResult } from '../../protocol';
+import { scanDataset, type Sample } from '../data/folder';
 import { hashInts, shuffled } from '../data/random';
 import { loadBatch } from '../data/image';
-import { compile, Graph, Tensor } from '../graph';
-import { RunPredictor } from '../infer/runPredictor';
-import { MetConfig, metForward, MetTensors } from '../model/met';
+import { compile, Graph, type Tensor } from '../graph';
+import { type RunPredictor } from '../infer/runPredictor';
+import { type MetConfig, metForward, MetTensors } from '../model/met';
 import { VitParams } from '../model/vit';
-import { Session, SessionOptions } from '../runtime/session';
+import { Session, type SessionOptions } from '../runtime/session';
 import { UserError } from '../tensor';
-import { RunCache } from './runCache';
+import { type RunCache } from './runCache';
 
 export const DEFAULT_PER_CLASS = 8;
 /** Largest sample: three n x n float32 matrices per exit travel to the webview. */
@@ -57,10 +57,16 @@ export interface GrMatrices {
  * float32), and the distance as a sum of squared differences, which is exact on the diagonal
  * where the graph's |a|² + |b|² - 2a·b leaves rounding noise (clamped at 0 by its relu).
  */
-export function grMatrices(z: Float32Array | Float64Array, lastLogits: Float32Array | Float64Array, labels: ArrayLike<number>, met: GrFlags): GrMatrices {
+export function grMatrices(
+  z: Float32Array | Float64Array,
+  lastLogits: Float32Array | Float64Array,
+  labels: ArrayLike<number>,
+  met: GrFlags,
+): GrMatrices {
   const n = labels.length;
   if (!n) throw new Error('grMatrices: no samples');
-  if (z.length % n || lastLogits.length % n) throw new Error(`grMatrices: ${z.length} feature and ${lastLogits.length} logit values for ${n} samples`);
+  if (z.length % n || lastLogits.length % n)
+    throw new Error(`grMatrices: ${z.length} feature and ${lastLogits.length} logit values for ${n} samples`);
   const D = z.length / n;
   const C = lastLogits.length / n;
   // Unit rows of the logits: o / sqrt(|o|² + 1e-12), as the graph normalises them.
@@ -139,30 +145,52 @@ async function featureModel(rp: RunPredictor, so: SessionOptions): Promise<Featu
   return { session, K: f.features.length };
 }
 
-export async function computeSimilarity(cache: RunCache, p: SimilarityParams, so: SessionOptions = {}): Promise<SimilarityResult> {
-  if (!p || typeof p.runDir !== 'string' || !p.runDir) throw new UserError('similarity/compute: runDir (a run folder) is required');
+export async function computeSimilarity(
+  cache: RunCache,
+  p: SimilarityParams,
+  so: SessionOptions = {},
+): Promise<SimilarityResult> {
+  if (!p || typeof p.runDir !== 'string' || !p.runDir)
+    throw new UserError('similarity/compute: runDir (a run folder) is required');
   const split = p.split ?? 'val';
-  if (!['train', 'val', 'test'].includes(split)) throw new UserError(`similarity/compute: split must be train, val or test, got '${String(split)}'`);
+  if (!['train', 'val', 'test'].includes(split))
+    throw new UserError(`similarity/compute: split must be train, val or test, got '${String(split)}'`);
   const perClass = p.perClass ?? DEFAULT_PER_CLASS;
-  if (!Number.isInteger(perClass) || perClass < 1) throw new UserError(`similarity/compute: perClass must be a positive integer, got ${String(p.perClass)}`);
-  if (!Array.isArray(p.exits) || !p.exits.length) throw new UserError('similarity/compute: exits must list at least one 0-based exit');
+  if (!Number.isInteger(perClass) || perClass < 1)
+    throw new UserError(`similarity/compute: perClass must be a positive integer, got ${String(p.perClass)}`);
+  if (!Array.isArray(p.exits) || !p.exits.length)
+    throw new UserError('similarity/compute: exits must list at least one 0-based exit');
   return cache.with(p.runDir, async ({ predictor: rp, extra }) => {
     const { cf } = rp;
     const K = rp.K;
-    for (const j of p.exits) if (!Number.isInteger(j) || j < 0 || j >= K) throw new UserError(`similarity/compute: exit ${String(j)} is not one of the run's exits (0..${K - 1})`);
+    for (const j of p.exits)
+      if (!Number.isInteger(j) || j < 0 || j >= K)
+        throw new UserError(`similarity/compute: exit ${String(j)} is not one of the run's exits (0..${K - 1})`);
     // Graph regularization is defined over classes, and off for regression runs (model/regression.ts).
-    if (cf.met.task === 'regression') throw new UserError(`${p.runDir}: a regression run has no classes, so no graph-regularization similarity matrices`);
+    if (cf.met.task === 'regression')
+      throw new UserError(
+        `${p.runDir}: a regression run has no classes, so no graph-regularization similarity matrices`,
+      );
     const seed = p.seed ?? cf.train.seed;
-    if (!Number.isSafeInteger(seed)) throw new UserError(`similarity/compute: seed must be an integer, got ${String(p.seed)}`);
+    if (!Number.isSafeInteger(seed))
+      throw new UserError(`similarity/compute: seed must be an integer, got ${String(p.seed)}`);
     const classes = cf.classes;
     if (perClass * classes.length > MAX_SAMPLE)
-      throw new UserError(`similarity/compute: ${perClass} per class x ${classes.length} classes is more than ${MAX_SAMPLE} images; lower perClass`);
+      throw new UserError(
+        `similarity/compute: ${perClass} per class x ${classes.length} classes is more than ${MAX_SAMPLE} images; lower perClass`,
+      );
 
     // The run's own split of its data folder (as `met eval` makes it). Scanning checks every
     // file's header, seconds on a large dataset: done once while the run stays loaded.
-    const ds = await extra('dataset', () => scanDataset({ root: cf.dataset.root, split: cf.train.split, seed: cf.train.seed }), async () => undefined);
+    const ds = await extra(
+      'dataset',
+      () => scanDataset({ root: cf.dataset.root, split: cf.train.split, seed: cf.train.seed }),
+      async () => undefined,
+    );
     if (ds.classes.join('\n') !== classes.join('\n'))
-      throw new UserError(`${cf.dataset.root}: its class folders (${ds.classes.join(', ')}) are no longer the run's classes (${classes.join(', ')})`);
+      throw new UserError(
+        `${cf.dataset.root}: its class folders (${ds.classes.join(', ')}) are no longer the run's classes (${classes.join(', ')})`,
+      );
     const candidates = shuffledByClass(ds[split], classes.length, seed);
 
     // Decode the first perClass candidates of each class that can be read.
@@ -173,7 +201,7 @@ export async function computeSimilarity(cache: RunCache, p: SimilarityParams, so
     const per = rp.vit.channels * rp.vit.imageSize * rp.vit.imageSize;
     for (let c = 0; c < classes.length; c++) {
       const chosen: { file: string; data: Float32Array }[] = [];
-      for (let at = 0; chosen.length < perClass && at < candidates[c].length; ) {
+      for (let at = 0; chosen.length < perClass && at < candidates[c].length;) {
         const want = candidates[c].slice(at, at + perClass - chosen.length).map((s) => s.file);
         at += want.length;
         const b = await loadBatch(want, rp.pre);
@@ -197,7 +225,11 @@ export async function computeSimilarity(cache: RunCache, p: SimilarityParams, so
     }
 
     // Forward in batches: every exit's head input and the last exit's logits.
-    const fm = await extra('features', () => featureModel(rp, so), (m) => m.session.release());
+    const fm = await extra(
+      'features',
+      () => featureModel(rp, so),
+      (m) => m.session.release(),
+    );
     const D = rp.vit.dim;
     const C = rp.C;
     const z = p.exits.map(() => new Float32Array(n * D));
@@ -208,7 +240,10 @@ export async function computeSimilarity(cache: RunCache, p: SimilarityParams, so
       const x = new Float32Array(m * per);
       for (let i = 0; i < m; i++) x.set(chunks[s + i], i * per);
       const fetch = [...new Set(p.exits.map((j) => `z_${j + 1}`)), 'logits_last'];
-      const r = await fm.session.run({ images: { dtype: 'float32', shape: [m, vit.channels, vit.imageSize, vit.imageSize], data: x } }, fetch);
+      const r = await fm.session.run(
+        { images: { dtype: 'float32', shape: [m, vit.channels, vit.imageSize, vit.imageSize], data: x } },
+        fetch,
+      );
       p.exits.forEach((j, e) => z[e].set(r[`z_${j + 1}`].data as Float32Array, s * D));
       logits.set(r.logits_last.data as Float32Array, s * C);
     }

@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
-import { ThumbsParams, ThumbsResult } from '../../protocol';
+import { type ThumbsParams, type ThumbsResult } from '../../protocol';
 import { imageInfo, MAX_INPUT_PIXELS } from '../data/image';
 import { UserError } from '../tensor';
 
@@ -21,7 +21,12 @@ export const DEFAULT_THUMB_SIZE = 96;
 export const THUMB_CONCURRENCY = 4;
 
 /** The cache file name of a thumbnail: changes when the image file or the request changes. */
-export function thumbName(absFile: string, st: { size: number; mtimeMs: number }, size: number, format: 'webp' | 'png'): string {
+export function thumbName(
+  absFile: string,
+  st: { size: number; mtimeMs: number },
+  size: number,
+  format: 'webp' | 'png',
+): string {
   const h = createHash('sha1').update(`${absFile}\0${st.size}\0${st.mtimeMs}\0${size}\0${format}`).digest('hex');
   return `${h.slice(0, 32)}-${size}.${format}`;
 }
@@ -74,12 +79,15 @@ async function makeOne(file: string, size: number, format: 'webp' | 'png', cache
 }
 
 export async function makeThumbs(p: ThumbsParams, concurrency = THUMB_CONCURRENCY): Promise<ThumbsResult> {
-  if (!p || !Array.isArray(p.files) || p.files.some((f) => typeof f !== 'string')) throw new UserError('inspect/thumbs: files must be a list of image paths');
+  if (!p || !Array.isArray(p.files) || p.files.some((f) => typeof f !== 'string'))
+    throw new UserError('inspect/thumbs: files must be a list of image paths');
   if (typeof p.cacheDir !== 'string' || !p.cacheDir) throw new UserError('inspect/thumbs: cacheDir is required');
   const size = p.size ?? DEFAULT_THUMB_SIZE;
-  if (!Number.isInteger(size) || size < 8 || size > 1024) throw new UserError(`inspect/thumbs: size must be an integer from 8 to 1024, got ${String(p.size)}`);
+  if (!Number.isInteger(size) || size < 8 || size > 1024)
+    throw new UserError(`inspect/thumbs: size must be an integer from 8 to 1024, got ${String(p.size)}`);
   const format = p.format ?? 'webp';
-  if (format !== 'webp' && format !== 'png') throw new UserError(`inspect/thumbs: format must be 'webp' or 'png', got '${String(format)}'`);
+  if (format !== 'webp' && format !== 'png')
+    throw new UserError(`inspect/thumbs: format must be 'webp' or 'png', got '${String(format)}'`);
   const cacheDir = path.resolve(p.cacheDir);
   try {
     await fs.promises.mkdir(cacheDir, { recursive: true });

@@ -11,13 +11,13 @@
 // of constants change no MatMul: a frozen weight is transposed on the host, a trainable one by a
 // Transpose node, and the MAC counter charges MatMuls only (there is no constant folding).
 
-import { Graph, Tensor } from '../graph';
-import { canonicalShapes, VitConfig } from '../model/config';
-import { MetConfig, metEmbed, metLayers, metParamShapes, MetTensors } from '../model/met';
+import { Graph, type Tensor } from '../graph';
+import { canonicalShapes, type VitConfig } from '../model/config';
+import { type MetConfig, metEmbed, metLayers, metParamShapes, MetTensors } from '../model/met';
 import { gridSize, VitParams } from '../model/vit';
 import { countMacs, neededNodes } from '../infer/flops';
-import { BackbonePreset } from '../infer/params';
-import { HostTensor } from '../tensor';
+import { type BackbonePreset } from '../infer/params';
+import { type HostTensor } from '../tensor';
 
 /** Tensors with the right shapes and no data: enough to build graphs that take them as inputs. */
 function shapeOnly(shapes: Map<string, number[]>): Map<string, HostTensor> {

@@ -19,12 +19,12 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { DEFAULT_CROP_PCT, Preprocess } from '../data/image';
+import { DEFAULT_CROP_PCT, type Preprocess } from '../data/image';
 import { buildSegments, cumulativeGflops } from '../infer/segments';
 import { isRegression } from '../model/regression';
 import { loadRun, readThresholds } from '../run/run';
 import { UserError } from '../tensor';
-import { chosenOperatingPoint, encodeThreshold, JsonThreshold } from './thresholds';
+import { chosenOperatingPoint, encodeThreshold, type JsonThreshold } from './thresholds';
 
 export const EXPORT_FORMAT = 'met-export';
 export const EXPORT_VERSION = 1;
@@ -66,7 +66,9 @@ export interface ExportManifest {
   confidence: 'max-prob' | 'agreement';
   /** Class names in output order; empty for regression. */
   classes: string[];
-  preprocess: Required<Pick<Preprocess, 'imageSize' | 'channels' | 'mean' | 'std' | 'resize' | 'cropPct' | 'interpolation'>> & { layout: 'NCHW'; scale: string };
+  preprocess: Required<
+    Pick<Preprocess, 'imageSize' | 'channels' | 'mean' | 'std' | 'resize' | 'cropPct' | 'interpolation'>
+  > & { layout: 'NCHW'; scale: string };
   /** 1-based exits used for budgeted inference, their layers and the run's chosen thresholds. */
   exits: number[];
   layers: number[];
@@ -86,10 +88,13 @@ function readme(m: ExportManifest): string {
   const pp = m.preprocess;
   const reg = m.task === 'regression';
   const out = reg ? 'value' : 'probs';
-  const rows = m.segments.map((s) => `| ${s.file} | ${s.exit} | ${s.layers[0]}-${s.layers[1]} | \`${s.input.name}\` ${JSON.stringify(s.input.shape)} | ${s.outputs.map((o) => `\`${o.name}\` ${JSON.stringify(o.shape)}`).join(', ')} | ${fmtGflops(s.cumulativeGflops)} | ${s.threshold} |`);
+  const rows = m.segments.map(
+    (s) =>
+      `| ${s.file} | ${s.exit} | ${s.layers[0]}-${s.layers[1]} | \`${s.input.name}\` ${JSON.stringify(s.input.shape)} | ${s.outputs.map((o) => `\`${o.name}\` ${JSON.stringify(o.shape)}`).join(', ')} | ${fmtGflops(s.cumulativeGflops)} | ${s.threshold} |`,
+  );
   return `# MET early-exit export
 
-Exported by \`met export\` from \`${m.run}\` on ${m.createdAt}. ${reg ? 'A regression run: each segment outputs `value` [B, 1], its exit\'s prediction in the units of the run\'s targets (the standardisation used in training is baked in).' : `Classes (index order): ${m.classes.map((c) => `\`${c}\``).join(', ')}.`}
+Exported by \`met export\` from \`${m.run}\` on ${m.createdAt}. ${reg ? "A regression run: each segment outputs `value` [B, 1], its exit's prediction in the units of the run's targets (the standardisation used in training is baked in)." : `Classes (index order): ${m.classes.map((c) => `\`${c}\``).join(', ')}.`}
 
 | file | exit | layers | input | outputs | cumulative GFLOPs | threshold |
 |---|---|---|---|---|---|---|
@@ -100,9 +105,11 @@ Each file is a self-contained ONNX model (opset 20, float32, batch dimension \`B
 ## Budgeted early exit
 
 1. Preprocess each image: decode to 8-bit ${pp.channels === 1 ? 'grey (ITU-R 601 luma of RGB)' : 'RGB'}, resize to ${pp.imageSize}x${pp.imageSize} (\`${pp.resize}\`${pp.resize === 'resize-center-crop' ? `: shorter side to floor(${pp.imageSize} / ${pp.cropPct}), then centre crop` : ''}; ${pp.interpolation}), scale to [0, 1], subtract \`mean\` ${JSON.stringify(pp.mean)} and divide by \`std\` ${JSON.stringify(pp.std)} per channel, lay out as [B, ${pp.channels}, ${pp.imageSize}, ${pp.imageSize}].
-2. Run \`${m.segments[0]?.file}\` on the batch. ${reg
-    ? "The confidence of a row at segment j is the agreement of consecutive exits, `-|value_j - value_{j-1}|` (computed in float32): 0 when exit j repeats exit j-1's prediction, more negative the more they disagree. A row whose confidence is >= the segment's threshold leaves with `value_j`. Segment 1 has no predecessor, so no row leaves there (unless it is the last segment); its `value` is kept as the reference for segment 2. Thresholds are therefore negative numbers (or the strings below), quantiles of the validation split's agreement."
-    : `Each row whose largest probability in \`${out}\` is >= the segment's threshold leaves with that prediction.`}
+2. Run \`${m.segments[0]?.file}\` on the batch. ${
+    reg
+      ? "The confidence of a row at segment j is the agreement of consecutive exits, `-|value_j - value_{j-1}|` (computed in float32): 0 when exit j repeats exit j-1's prediction, more negative the more they disagree. A row whose confidence is >= the segment's threshold leaves with `value_j`. Segment 1 has no predecessor, so no row leaves there (unless it is the last segment); its `value` is kept as the reference for segment 2. Thresholds are therefore negative numbers (or the strings below), quantiles of the validation split's agreement."
+      : `Each row whose largest probability in \`${out}\` is >= the segment's threshold leaves with that prediction.`
+  }
 3. Feed the remaining rows of \`state\` to the next segment as \`state_in\`${reg ? ' (and keep their `value` for the next agreement)' : ''}; repeat. The last segment takes every sample still running.
 
 Expected cost = sum over exits of (fraction of samples leaving there) x cumulative GFLOPs.
@@ -134,13 +141,18 @@ export function exportRun(runDir: string, outDir: string, log: (m: string) => vo
   const segs = buildSegments(vit, cf.met, backbone, params, true).slice(0, lastUsed + 1);
   const cum = cumulativeGflops(segs);
   if (th && th.gflops.slice(0, cum.length).some((g, j) => Math.abs(g - cum[j]) > 1e-12 * Math.max(1, cum[j])))
-    log(`warning: the run's thresholds.json lists other GFLOPs (${th.gflops.join(', ')}) than the exported segments (${cum.join(', ')})`);
+    log(
+      `warning: the run's thresholds.json lists other GFLOPs (${th.gflops.join(', ')}) than the exported segments (${cum.join(', ')})`,
+    );
 
   const segments: ExportedSegment[] = segs.map((s, j) => {
     const file = `segment_${j + 1}.onnx`;
     fs.writeFileSync(path.join(dir, file), s.model.bytes);
     const inp = s.model.inputs;
-    if (inp.length !== 1) throw new Error(`segment ${j + 1} has inputs ${inp.map((i) => i.name).join(', ')}; a baked segment takes only its data`);
+    if (inp.length !== 1)
+      throw new Error(
+        `segment ${j + 1} has inputs ${inp.map((i) => i.name).join(', ')}; a baked segment takes only its data`,
+      );
     const last = j === segs.length - 1;
     return {
       file,
@@ -202,7 +214,8 @@ function prepareOutDir(dir: string): void {
       } catch {
         prev = null;
       }
-      if (prev?.format !== EXPORT_FORMAT) throw new UserError(`${dir} is not empty and holds no earlier MET export; choose a new or empty folder`);
+      if (prev?.format !== EXPORT_FORMAT)
+        throw new UserError(`${dir} is not empty and holds no earlier MET export; choose a new or empty folder`);
       for (const e of entries) if (/^segment_\d+\.onnx$/.test(e)) fs.rmSync(path.join(dir, e));
     }
   }

@@ -8,7 +8,7 @@
 // threshold lets nobody through. Exported files are explicit instead: the strings "Infinity" and
 // "-Infinity" (which JavaScript's Number() and Python's float() both parse).
 
-import { ThresholdsFile } from '../run/run';
+import { type ThresholdsFile } from '../run/run';
 
 export type JsonThreshold = number | 'Infinity' | '-Infinity' | null;
 
@@ -51,7 +51,8 @@ export function chosenOperatingPoint(th: ThresholdsFile | null, K: number): Chos
   if (!used.length || used.some((j, i) => !Number.isInteger(j) || j < 0 || j >= K || (i > 0 && j <= used[i - 1])))
     throw new Error(`thresholds.json: exits [${used.join(', ')}] do not fit a network with ${K} exits`);
   const raw: unknown[] = th ? th.chosen.thresholds : used.map(() => null);
-  if (raw.length !== used.length) throw new Error(`thresholds.json: ${raw.length} chosen thresholds for ${used.length} exits`);
+  if (raw.length !== used.length)
+    throw new Error(`thresholds.json: ${raw.length} chosen thresholds for ${used.length} exits`);
   const thresholds = raw.map((v, i) => decodeThreshold(v, i === used.length - 1));
   const perExit = new Array<number>(K).fill(Infinity);
   used.forEach((j, i) => (perExit[j] = thresholds[i]));

@@ -2,7 +2,7 @@
 // tensor to the loss are differentiated, and each rule is told which of its inputs need a
 // gradient, so frozen matrices never get weight gradients (only activation gradients flow).
 
-import { Graph, opDef, Tensor } from './ir';
+import { Graph, opDef, type Tensor } from './ir';
 import './ops';
 
 /**

@@ -4,7 +4,7 @@
 //
 // Frozen weights are constants (ONNX initializers); trainable tensors and data are graph inputs.
 
-import { HostTensor, numel, shapeStr } from '../tensor';
+import { type HostTensor, numel, shapeStr } from '../tensor';
 
 export type Dim = number | string;
 export type Shape = Dim[];
@@ -51,7 +51,13 @@ export interface InferResult {
 export interface EmitCtx {
   name(t: Tensor): string;
   /** Adds an ONNX node; returns its first output name. Extra outputs may be named explicitly. */
-  node(opType: string, inputs: string[], outputs: string[] | number, attrs?: Record<string, unknown>, domain?: string): string[];
+  node(
+    opType: string,
+    inputs: string[],
+    outputs: string[] | number,
+    attrs?: Record<string, unknown>,
+    domain?: string,
+  ): string[];
   int64s(vals: readonly number[]): string;
   scalar(v: number, dtype: GDType): string;
   opset: number;
@@ -118,9 +124,19 @@ export class Graph {
   /** A constant tensor stored in the model (frozen weights). */
   constant(data: HostTensor, name?: string): Tensor {
     const dtype = data.dtype as GDType;
-    if (!['float32', 'float64', 'int64', 'bool'].includes(dtype)) throw new Error(`constant: unsupported dtype ${data.dtype}`);
-    if (data.data.length !== numel(data.shape)) throw new Error(`constant ${name ?? ''}: ${data.data.length} values for shape ${shapeStr(data.shape)}`);
-    const t = new Tensor(this, this.nextId++, data.shape.slice(), dtype, null, 0, this.uniqueName(name ?? `c${this.nextId}`));
+    if (!['float32', 'float64', 'int64', 'bool'].includes(dtype))
+      throw new Error(`constant: unsupported dtype ${data.dtype}`);
+    if (data.data.length !== numel(data.shape))
+      throw new Error(`constant ${name ?? ''}: ${data.data.length} values for shape ${shapeStr(data.shape)}`);
+    const t = new Tensor(
+      this,
+      this.nextId++,
+      data.shape.slice(),
+      dtype,
+      null,
+      0,
+      this.uniqueName(name ?? `c${this.nextId}`),
+    );
     this.consts.set(t, data);
     return t;
   }
@@ -158,51 +174,123 @@ export class Graph {
   }
 
   // ---- elementwise (numpy broadcasting) ----
-  add(a: Tensor, b: Tensor): Tensor { return this.apply1('Add', [a, b]); }
-  sub(a: Tensor, b: Tensor): Tensor { return this.apply1('Sub', [a, b]); }
-  mul(a: Tensor, b: Tensor): Tensor { return this.apply1('Mul', [a, b]); }
-  div(a: Tensor, b: Tensor): Tensor { return this.apply1('Div', [a, b]); }
-  neg(a: Tensor): Tensor { return this.apply1('Neg', [a]); }
-  exp(a: Tensor): Tensor { return this.apply1('Exp', [a]); }
-  log(a: Tensor): Tensor { return this.apply1('Log', [a]); }
-  sqrt(a: Tensor): Tensor { return this.apply1('Sqrt', [a]); }
-  tanh(a: Tensor): Tensor { return this.apply1('Tanh', [a]); }
-  erf(a: Tensor): Tensor { return this.apply1('Erf', [a]); }
-  sigmoid(a: Tensor): Tensor { return this.apply1('Sigmoid', [a]); }
-  relu(a: Tensor): Tensor { return this.apply1('Relu', [a]); }
-  abs(a: Tensor): Tensor { return this.apply1('Abs', [a]); }
+  add(a: Tensor, b: Tensor): Tensor {
+    return this.apply1('Add', [a, b]);
+  }
+  sub(a: Tensor, b: Tensor): Tensor {
+    return this.apply1('Sub', [a, b]);
+  }
+  mul(a: Tensor, b: Tensor): Tensor {
+    return this.apply1('Mul', [a, b]);
+  }
+  div(a: Tensor, b: Tensor): Tensor {
+    return this.apply1('Div', [a, b]);
+  }
+  neg(a: Tensor): Tensor {
+    return this.apply1('Neg', [a]);
+  }
+  exp(a: Tensor): Tensor {
+    return this.apply1('Exp', [a]);
+  }
+  log(a: Tensor): Tensor {
+    return this.apply1('Log', [a]);
+  }
+  sqrt(a: Tensor): Tensor {
+    return this.apply1('Sqrt', [a]);
+  }
+  tanh(a: Tensor): Tensor {
+    return this.apply1('Tanh', [a]);
+  }
+  erf(a: Tensor): Tensor {
+    return this.apply1('Erf', [a]);
+  }
+  sigmoid(a: Tensor): Tensor {
+    return this.apply1('Sigmoid', [a]);
+  }
+  relu(a: Tensor): Tensor {
+    return this.apply1('Relu', [a]);
+  }
+  abs(a: Tensor): Tensor {
+    return this.apply1('Abs', [a]);
+  }
   /** GELU; approximate 'none' is the exact erf form, 'tanh' the tanh approximation. */
-  gelu(a: Tensor, approximate: 'none' | 'tanh' = 'none'): Tensor { return this.apply1('Gelu', [a], { approximate }); }
-  square(a: Tensor): Tensor { return this.mul(a, a); }
-  addScalar(a: Tensor, v: number): Tensor { return this.add(a, this.scalar(v, a.dtype)); }
-  mulScalar(a: Tensor, v: number): Tensor { return this.mul(a, this.scalar(v, a.dtype)); }
+  gelu(a: Tensor, approximate: 'none' | 'tanh' = 'none'): Tensor {
+    return this.apply1('Gelu', [a], { approximate });
+  }
+  square(a: Tensor): Tensor {
+    return this.mul(a, a);
+  }
+  addScalar(a: Tensor, v: number): Tensor {
+    return this.add(a, this.scalar(v, a.dtype));
+  }
+  mulScalar(a: Tensor, v: number): Tensor {
+    return this.mul(a, this.scalar(v, a.dtype));
+  }
 
   // ---- comparisons and masks (no gradients) ----
-  equal(a: Tensor, b: Tensor): Tensor { return this.apply1('Equal', [a, b]); }
-  less(a: Tensor, b: Tensor): Tensor { return this.apply1('Less', [a, b]); }
-  greater(a: Tensor, b: Tensor): Tensor { return this.apply1('Greater', [a, b]); }
-  not(a: Tensor): Tensor { return this.apply1('Not', [a]); }
-  where(cond: Tensor, a: Tensor, b: Tensor): Tensor { return this.apply1('Where', [cond, a, b]); }
-  cast(a: Tensor, to: GDType): Tensor { return a.dtype === to ? a : this.apply1('Cast', [a], { to }); }
+  equal(a: Tensor, b: Tensor): Tensor {
+    return this.apply1('Equal', [a, b]);
+  }
+  less(a: Tensor, b: Tensor): Tensor {
+    return this.apply1('Less', [a, b]);
+  }
+  greater(a: Tensor, b: Tensor): Tensor {
+    return this.apply1('Greater', [a, b]);
+  }
+  not(a: Tensor): Tensor {
+    return this.apply1('Not', [a]);
+  }
+  where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
+    return this.apply1('Where', [cond, a, b]);
+  }
+  cast(a: Tensor, to: GDType): Tensor {
+    return a.dtype === to ? a : this.apply1('Cast', [a], { to });
+  }
   /** Cuts the gradient path: the value passes, no gradient flows back (torch's .detach()). */
-  stopGradient(a: Tensor): Tensor { return this.apply1('StopGradient', [a]); }
+  stopGradient(a: Tensor): Tensor {
+    return this.apply1('StopGradient', [a]);
+  }
 
   // ---- linear algebra ----
   /** Batched matmul with numpy broadcasting over leading dims: [..., M, K] @ [..., K, N]. */
-  matmul(a: Tensor, b: Tensor): Tensor { return this.apply1('MatMul', [a, b]); }
+  matmul(a: Tensor, b: Tensor): Tensor {
+    return this.apply1('MatMul', [a, b]);
+  }
   /** a @ b^T (last two axes of b swapped), without a Transpose node. */
-  matmulNT(a: Tensor, b: Tensor): Tensor { return this.apply1('MatMulNT', [a, b]); }
+  matmulNT(a: Tensor, b: Tensor): Tensor {
+    return this.apply1('MatMulNT', [a, b]);
+  }
 
   // ---- reductions ----
-  sum(a: Tensor, axes: number[], keepdims = false): Tensor { return this.apply1('ReduceSum', [a], { axes: normAxes(axes, a.rank), keepdims: keepdims ? 1 : 0 }); }
-  mean(a: Tensor, axes: number[], keepdims = false): Tensor { return this.apply1('ReduceMean', [a], { axes: normAxes(axes, a.rank), keepdims: keepdims ? 1 : 0 }); }
-  max(a: Tensor, axes: number[], keepdims = false): Tensor { return this.apply1('ReduceMax', [a], { axes: normAxes(axes, a.rank), keepdims: keepdims ? 1 : 0 }); }
-  sumAll(a: Tensor): Tensor { return this.sum(a, a.shape.map((_, i) => i)); }
-  meanAll(a: Tensor): Tensor { return this.mean(a, a.shape.map((_, i) => i)); }
+  sum(a: Tensor, axes: number[], keepdims = false): Tensor {
+    return this.apply1('ReduceSum', [a], { axes: normAxes(axes, a.rank), keepdims: keepdims ? 1 : 0 });
+  }
+  mean(a: Tensor, axes: number[], keepdims = false): Tensor {
+    return this.apply1('ReduceMean', [a], { axes: normAxes(axes, a.rank), keepdims: keepdims ? 1 : 0 });
+  }
+  max(a: Tensor, axes: number[], keepdims = false): Tensor {
+    return this.apply1('ReduceMax', [a], { axes: normAxes(axes, a.rank), keepdims: keepdims ? 1 : 0 });
+  }
+  sumAll(a: Tensor): Tensor {
+    return this.sum(
+      a,
+      a.shape.map((_, i) => i),
+    );
+  }
+  meanAll(a: Tensor): Tensor {
+    return this.mean(
+      a,
+      a.shape.map((_, i) => i),
+    );
+  }
 
   // ---- normalisation and activations over an axis ----
-  softmax(a: Tensor, axis = -1): Tensor { return this.apply1('Softmax', [a], { axis: normAxis(axis, a.rank) }); }
-  logSoftmax(a: Tensor, axis = -1): Tensor { return this.apply1('LogSoftmax', [a], { axis: normAxis(axis, a.rank) }); }
+  softmax(a: Tensor, axis = -1): Tensor {
+    return this.apply1('Softmax', [a], { axis: normAxis(axis, a.rank) });
+  }
+  logSoftmax(a: Tensor, axis = -1): Tensor {
+    return this.apply1('LogSoftmax', [a], { axis: normAxis(axis, a.rank) });
+  }
   /** LayerNorm over the last axis with affine gamma/beta [D]. */
   layerNorm(x: Tensor, gamma: Tensor, beta: Tensor, eps: number): Tensor {
     return this.apply('LayerNorm', [x, gamma, beta], { eps })[0];
@@ -210,11 +298,19 @@ export class Graph {
 
   // ---- shape ----
   /** Reshape; at most one entry may be non-numeric (-1 or a symbolic dim name), like ONNX -1. */
-  reshape(a: Tensor, shape: Shape): Tensor { return this.apply1('Reshape', [a], { shape: shape as unknown as number[] }); }
-  transpose(a: Tensor, perm: number[]): Tensor { return this.apply1('Transpose', [a], { perm }); }
+  reshape(a: Tensor, shape: Shape): Tensor {
+    return this.apply1('Reshape', [a], { shape: shape as unknown as number[] });
+  }
+  transpose(a: Tensor, perm: number[]): Tensor {
+    return this.apply1('Transpose', [a], { perm });
+  }
   /** Swaps the last two axes. */
-  mT(a: Tensor): Tensor { return this.transpose(a, swapLastTwo(a.rank)); }
-  concat(xs: Tensor[], axis: number): Tensor { return this.apply1('Concat', xs, { axis: normAxis(axis, xs[0].rank) }); }
+  mT(a: Tensor): Tensor {
+    return this.transpose(a, swapLastTwo(a.rank));
+  }
+  concat(xs: Tensor[], axis: number): Tensor {
+    return this.apply1('Concat', xs, { axis: normAxis(axis, xs[0].rank) });
+  }
   slice(a: Tensor, axis: number, start: number, end: number): Tensor {
     const ax = normAxis(axis, a.rank);
     const n = a.shape[ax];
@@ -224,20 +320,30 @@ export class Graph {
     return this.apply1('Slice', [a], { axis: ax, start, end: Math.min(end, n) });
   }
   /** Gathers along `axis` with a 1-D int64 index tensor (constant or computed). */
-  gather(a: Tensor, axis: number, indices: Tensor): Tensor { return this.apply1('Gather', [a, indices], { axis: normAxis(axis, a.rank) }); }
+  gather(a: Tensor, axis: number, indices: Tensor): Tensor {
+    return this.apply1('Gather', [a, indices], { axis: normAxis(axis, a.rank) });
+  }
   /** Broadcasts to `shape` (numpy rules). */
-  expand(a: Tensor, shape: Shape): Tensor { return this.apply1('Expand', [a], { shape: shape as unknown as number[] }); }
+  expand(a: Tensor, shape: Shape): Tensor {
+    return this.apply1('Expand', [a], { shape: shape as unknown as number[] });
+  }
   unsqueeze(a: Tensor, axis: number): Tensor {
     const s = a.shape.slice();
     s.splice(axis < 0 ? axis + a.rank + 1 : axis, 0, 1);
     return this.reshape(a, s);
   }
   /** Zero padding along one axis (the gradient of slice). */
-  pad(a: Tensor, axis: number, before: number, after: number): Tensor { return this.apply1('Pad', [a], { axis: normAxis(axis, a.rank), before, after }); }
+  pad(a: Tensor, axis: number, before: number, after: number): Tensor {
+    return this.apply1('Pad', [a], { axis: normAxis(axis, a.rank), before, after });
+  }
   /** out = zeros(shape of `like`) with `upd` scatter-added at `indices` along `axis` (gradient of gather). */
-  scatterAdd(like: Tensor, axis: number, indices: Tensor, upd: Tensor): Tensor { return this.apply1('ScatterAdd', [like, indices, upd], { axis }); }
+  scatterAdd(like: Tensor, axis: number, indices: Tensor, upd: Tensor): Tensor {
+    return this.apply1('ScatterAdd', [like, indices, upd], { axis });
+  }
   /** Zeros with the (run-time) shape of `like`. */
-  zerosLike(like: Tensor): Tensor { return this.apply1('ZerosLike', [like]); }
+  zerosLike(like: Tensor): Tensor {
+    return this.apply1('ZerosLike', [like]);
+  }
 
   // ---- composites ----
   /** y = x @ W^T + b with W stored [out, in] like PyTorch's nn.Linear. */
@@ -250,7 +356,11 @@ export class Graph {
   crossEntropy(logits: Tensor, labels: Tensor): Tensor {
     const C = logits.shape[logits.rank - 1] as number;
     const logp = this.logSoftmax(logits, -1);
-    const classes = this.tensor([C], Array.from({ length: C }, (_, i) => i), 'int64');
+    const classes = this.tensor(
+      [C],
+      Array.from({ length: C }, (_, i) => i),
+      'int64',
+    );
     const onehot = this.cast(this.equal(this.unsqueeze(labels, -1), classes), logits.dtype);
     return this.neg(this.meanAll(this.sum(this.mul(onehot, logp), [-1])));
   }
@@ -289,10 +399,14 @@ export function hostFrom(shape: number[], values: ArrayLike<number>, dtype: GDTy
   const n = numel(shape);
   if (values.length !== n) throw new Error(`${values.length} values for shape ${shapeStr(shape)}`);
   switch (dtype) {
-    case 'float32': return { dtype, shape, data: Float32Array.from(values) };
-    case 'float64': return { dtype, shape, data: Float64Array.from(values) };
-    case 'int64': return { dtype, shape, data: BigInt64Array.from(Array.from(values, (v) => BigInt(Math.trunc(v)))) };
-    case 'bool': return { dtype, shape, data: Uint8Array.from(values, (v) => (v ? 1 : 0)) };
+    case 'float32':
+      return { dtype, shape, data: Float32Array.from(values) };
+    case 'float64':
+      return { dtype, shape, data: Float64Array.from(values) };
+    case 'int64':
+      return { dtype, shape, data: BigInt64Array.from(Array.from(values, (v) => BigInt(Math.trunc(v)))) };
+    case 'bool':
+      return { dtype, shape, data: Uint8Array.from(values, (v) => (v ? 1 : 0)) };
   }
 }
 

@@ -2,8 +2,8 @@
 // Only the nodes needed for the requested outputs are written; constants become initializers
 // stored as raw little-endian data.
 
-import { HostTensor } from '../tensor';
-import { EmitCtx, GDType, Graph, hostFrom, opDef, Tensor } from './ir';
+import { type HostTensor } from '../tensor';
+import { type EmitCtx, type GDType, type Graph, hostFrom, opDef, type Tensor } from './ir';
 import './ops';
 import { AttrType, OnnxType, PbWriter } from './proto';
 
@@ -58,7 +58,8 @@ function valueInfo(name: string, shape: (number | string)[], dtype: GDType): PbW
 function attribute(name: string, v: unknown): PbWriter {
   const w = new PbWriter().string(1, name);
   if (typeof v === 'number') {
-    if (Number.isInteger(v) && !name.startsWith('eps') && name !== 'alpha' && name !== 'beta' && name !== 'epsilon') w.int(3, v).int(20, AttrType.INT);
+    if (Number.isInteger(v) && !name.startsWith('eps') && name !== 'alpha' && name !== 'beta' && name !== 'epsilon')
+      w.int(3, v).int(20, AttrType.INT);
     else w.float(2, v).int(20, AttrType.FLOAT);
   } else if (typeof v === 'string') w.string(4, v).int(20, AttrType.STRING);
   else if (Array.isArray(v)) w.packedInts(8, v as number[]).int(20, AttrType.INTS);
@@ -98,7 +99,8 @@ export function compile(g: Graph, outputs: Record<string, Tensor>, opts: Compile
   const identities: [string, string][] = [];
   const outInfo: CompiledModel['outputs'] = [];
   for (const [oname, t] of Object.entries(outputs)) {
-    if (used.has(oname) && names.get(t) !== oname) throw new Error(`output name '${oname}' clashes with another tensor`);
+    if (used.has(oname) && names.get(t) !== oname)
+      throw new Error(`output name '${oname}' clashes with another tensor`);
     if (t.node && !names.has(t)) names.set(t, claim(oname));
     else identities.push([names.get(t) ?? claim(`pre_${oname}`), claim(oname)]);
     outInfo.push({ name: oname, shape: t.shape, dtype: t.dtype });
@@ -122,7 +124,8 @@ export function compile(g: Graph, outputs: Record<string, Tensor>, opts: Compile
       return s;
     },
     node(opType, inputs, outs, attrs = {}, domain) {
-      const outNames = typeof outs === 'number' ? Array.from({ length: outs }, () => claim(`${opType.toLowerCase()}_${tmp++}`)) : outs;
+      const outNames =
+        typeof outs === 'number' ? Array.from({ length: outs }, () => claim(`${opType.toLowerCase()}_${tmp++}`)) : outs;
       const n = new PbWriter();
       for (const i of inputs) n.string(1, i);
       for (const o of outNames) n.string(2, o);

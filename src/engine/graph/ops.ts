@@ -2,13 +2,28 @@
 // side by side so that each rule can be read against its forward.
 
 import { shapeStr } from '../tensor';
-import { Attrs, broadcastShapes, Dim, EmitCtx, GDType, Graph, InferResult, Node, registerOp, sameShape, Shape, swapLastTwo, Tensor } from './ir';
+import {
+  type Attrs,
+  broadcastShapes,
+  type Dim,
+  type EmitCtx,
+  type GDType,
+  type Graph,
+  type InferResult,
+  type Node,
+  registerOp,
+  sameShape,
+  type Shape,
+  swapLastTwo,
+  type Tensor,
+} from './ir';
 
 const FLOATS: GDType[] = ['float32', 'float64'];
 
 function sameDtype(inputs: Tensor[]): GDType {
   const d = inputs[0].dtype;
-  for (const t of inputs) if (t.dtype !== d) throw new Error(`dtype mismatch: ${inputs.map((x) => x.dtype).join(' vs ')}`);
+  for (const t of inputs)
+    if (t.dtype !== d) throw new Error(`dtype mismatch: ${inputs.map((x) => x.dtype).join(' vs ')}`);
   return d;
 }
 
@@ -46,10 +61,18 @@ function expandLike(g: Graph, x: Tensor, like: Tensor): Tensor {
 
 // ---------------------------------------------------------------- elementwise binary
 
-function binary(op: string, grad: (g: Graph, a: Tensor, b: Tensor, y: Tensor, dy: Tensor, needs: boolean[]) => (Tensor | null)[]): void {
+function binary(
+  op: string,
+  grad: (g: Graph, a: Tensor, b: Tensor, y: Tensor, dy: Tensor, needs: boolean[]) => (Tensor | null)[],
+): void {
   registerOp(op, {
     infer: (ins) => [{ shape: broadcastShapes(ins[0].shape, ins[1].shape), dtype: sameDtype(ins) }],
-    emit: (n, c) => void c.node(op, n.inputs.map((t) => c.name(t)), [c.name(n.outputs[0])]),
+    emit: (n, c) =>
+      void c.node(
+        op,
+        n.inputs.map((t) => c.name(t)),
+        [c.name(n.outputs[0])],
+      ),
     grad: (g, n, [dy], needs) => {
       const [a, b] = n.inputs;
       const [da, db] = grad(g, a, b, n.outputs[0], dy!, needs);
@@ -66,7 +89,12 @@ binary('Div', (g, _a, b, y, dy, nd) => [nd[0] ? g.div(dy, b) : null, nd[1] ? g.n
 
 // ---------------------------------------------------------------- elementwise unary
 
-function unary(op: string, grad: ((g: Graph, x: Tensor, y: Tensor, dy: Tensor, attrs: Attrs) => Tensor) | null, onnxOp = op, floatOnly = true): void {
+function unary(
+  op: string,
+  grad: ((g: Graph, x: Tensor, y: Tensor, dy: Tensor, attrs: Attrs) => Tensor) | null,
+  onnxOp = op,
+  floatOnly = true,
+): void {
   registerOp(op, {
     infer: (ins) => {
       if (floatOnly) requireFloat(ins[0]);
@@ -109,7 +137,11 @@ registerOp('Gelu', {
     const dt = n.inputs[0].dtype;
     if (approx === 'tanh') {
       const x3 = c.node('Mul', [x, c.node('Mul', [x, x], 1)[0]], 1)[0];
-      const inner = c.node('Mul', [c.node('Add', [x, c.node('Mul', [x3, c.scalar(0.044715, dt)], 1)[0]], 1)[0], c.scalar(SQRT_2_OVER_PI, dt)], 1)[0];
+      const inner = c.node(
+        'Mul',
+        [c.node('Add', [x, c.node('Mul', [x3, c.scalar(0.044715, dt)], 1)[0]], 1)[0], c.scalar(SQRT_2_OVER_PI, dt)],
+        1,
+      )[0];
       const t1 = c.node('Add', [c.node('Tanh', [inner], 1)[0], c.scalar(1, dt)], 1)[0];
       c.node('Mul', [c.node('Mul', [x, c.scalar(0.5, dt)], 1)[0], t1], [y]);
     } else {
@@ -171,7 +203,12 @@ function compare(op: string): void {
       sameDtype(ins);
       return [{ shape: broadcastShapes(ins[0].shape, ins[1].shape), dtype: 'bool' }];
     },
-    emit: (n, c) => void c.node(op, n.inputs.map((t) => c.name(t)), [c.name(n.outputs[0])]),
+    emit: (n, c) =>
+      void c.node(
+        op,
+        n.inputs.map((t) => c.name(t)),
+        [c.name(n.outputs[0])],
+      ),
     nondiff: [0, 1],
   });
 }
@@ -194,7 +231,12 @@ registerOp('Where', {
     sameDtype([a, b]);
     return [{ shape: broadcastShapes(c.shape, broadcastShapes(a.shape, b.shape)), dtype: a.dtype }];
   },
-  emit: (n, c) => void c.node('Where', n.inputs.map((t) => c.name(t)), [c.name(n.outputs[0])]),
+  emit: (n, c) =>
+    void c.node(
+      'Where',
+      n.inputs.map((t) => c.name(t)),
+      [c.name(n.outputs[0])],
+    ),
   nondiff: [0],
   grad: (g, n, [dy], needs) => {
     const [cond, a, b] = n.inputs;
@@ -211,8 +253,11 @@ const ONNX_TYPE: Record<GDType, number> = { float32: 1, float64: 11, int64: 7, b
 
 registerOp('Cast', {
   infer: (ins, a) => [{ shape: ins[0].shape.slice(), dtype: a.to as GDType }],
-  emit: (n, c) => void c.node('Cast', [c.name(n.inputs[0])], [c.name(n.outputs[0])], { to: ONNX_TYPE[n.attrs.to as GDType] }),
-  grad: (g, n, [dy]) => [FLOATS.includes(n.inputs[0].dtype) && FLOATS.includes(dy!.dtype) ? g.cast(dy!, n.inputs[0].dtype) : null],
+  emit: (n, c) =>
+    void c.node('Cast', [c.name(n.inputs[0])], [c.name(n.outputs[0])], { to: ONNX_TYPE[n.attrs.to as GDType] }),
+  grad: (g, n, [dy]) => [
+    FLOATS.includes(n.inputs[0].dtype) && FLOATS.includes(dy!.dtype) ? g.cast(dy!, n.inputs[0].dtype) : null,
+  ],
 });
 
 registerOp('StopGradient', {
@@ -237,7 +282,12 @@ function matmulInfer(op: string, [a, b]: Tensor[], transB: boolean): InferResult
 
 registerOp('MatMul', {
   infer: (ins) => matmulInfer('MatMul', ins, false),
-  emit: (n, c) => void c.node('MatMul', n.inputs.map((t) => c.name(t)), [c.name(n.outputs[0])]),
+  emit: (n, c) =>
+    void c.node(
+      'MatMul',
+      n.inputs.map((t) => c.name(t)),
+      [c.name(n.outputs[0])],
+    ),
   grad: (g, n, [dy], needs) => {
     const [a, b] = n.inputs;
     let da: Tensor | null = null;
@@ -269,13 +319,17 @@ registerOp('MatMulNT', {
     const [a, b] = n.inputs;
     const y = c.name(n.outputs[0]);
     // FusedMatMul has a float kernel only.
-    if (c.cpuContrib && a.dtype === 'float32') return void c.node('FusedMatMul', [c.name(a), c.name(b)], [y], { transB: 1 }, 'com.microsoft');
+    if (c.cpuContrib && a.dtype === 'float32')
+      return void c.node('FusedMatMul', [c.name(a), c.name(b)], [y], { transB: 1 }, 'com.microsoft');
     c.node('MatMul', [c.name(a), c.node('Transpose', [c.name(b)], 1, { perm: swapLastTwo(b.rank) })[0]], [y]);
   },
   grad: (g, n, [dy], needs) => {
     const [a, b] = n.inputs;
     // y = a b^T: da = dy b, db = dy^T a.
-    return [needs[0] ? unbroadcast(g, g.matmul(dy!, b), a.shape) : null, needs[1] ? unbroadcast(g, g.matmul(g.mT(dy!), a), b.shape) : null];
+    return [
+      needs[0] ? unbroadcast(g, g.matmul(dy!, b), a.shape) : null,
+      needs[1] ? unbroadcast(g, g.matmul(g.mT(dy!), a), b.shape) : null,
+    ];
   },
 });
 
@@ -297,7 +351,8 @@ function emitReduce(onnxOp: string) {
     const axes = n.attrs.axes as number[];
     // ReduceSum takes axes as an input since opset 13, the others since opset 18.
     const axesAsInput = onnxOp === 'ReduceSum' || c.opset >= 18;
-    if (axesAsInput) c.node(onnxOp, [c.name(n.inputs[0]), c.int64s(axes)], [c.name(n.outputs[0])], { keepdims: n.attrs.keepdims });
+    if (axesAsInput)
+      c.node(onnxOp, [c.name(n.inputs[0]), c.int64s(axes)], [c.name(n.outputs[0])], { keepdims: n.attrs.keepdims });
     else c.node(onnxOp, [c.name(n.inputs[0])], [c.name(n.outputs[0])], { axes, keepdims: n.attrs.keepdims });
   };
 }
@@ -405,12 +460,17 @@ registerOp('LayerNorm', {
     ];
   },
   emit: (n, c) =>
-    void c.node('LayerNormalization', n.inputs.map((t) => c.name(t)), n.outputs.map((t) => c.name(t)), {
-      axis: -1,
-      epsilon: n.attrs.eps,
-      // The mean / inverse-std outputs have the stash type; keep them in the input's precision.
-      stash_type: n.inputs[0].dtype === 'float64' ? 11 : 1,
-    }),
+    void c.node(
+      'LayerNormalization',
+      n.inputs.map((t) => c.name(t)),
+      n.outputs.map((t) => c.name(t)),
+      {
+        axis: -1,
+        epsilon: n.attrs.eps,
+        // The mean / inverse-std outputs have the stash type; keep them in the input's precision.
+        stash_type: n.inputs[0].dtype === 'float64' ? 11 : 1,
+      },
+    ),
   grad: (g, n, [dy], needs) => {
     if (!dy) return [null, null, null];
     const [x, gamma] = n.inputs;
@@ -487,7 +547,8 @@ registerOp('ReshapeLike', {
 registerOp('Transpose', {
   infer: ([x], a) => {
     const perm = a.perm as number[];
-    if (perm.length !== x.rank || [...perm].sort((u, v) => u - v).some((p, i) => p !== i)) throw new Error(`bad perm [${perm}] for rank ${x.rank}`);
+    if (perm.length !== x.rank || [...perm].sort((u, v) => u - v).some((p, i) => p !== i))
+      throw new Error(`bad perm [${perm}] for rank ${x.rank}`);
     return [{ shape: perm.map((p) => x.shape[p]), dtype: x.dtype }];
   },
   emit: (n, c) => void c.node('Transpose', [c.name(n.inputs[0])], [c.name(n.outputs[0])], { perm: n.attrs.perm }),
@@ -507,7 +568,8 @@ registerOp('Concat', {
     for (const t of ins) {
       if (t.rank !== ins[0].rank) throw new Error('rank mismatch');
       t.shape.forEach((d, i) => {
-        if (i !== ax && d !== ins[0].shape[i]) throw new Error(`shape mismatch ${shapeStr(t.shape)} vs ${shapeStr(ins[0].shape)}`);
+        if (i !== ax && d !== ins[0].shape[i])
+          throw new Error(`shape mismatch ${shapeStr(t.shape)} vs ${shapeStr(ins[0].shape)}`);
       });
       const d = t.shape[ax];
       if (typeof d !== 'number') throw new Error('cannot concat along a symbolic axis');
@@ -517,7 +579,13 @@ registerOp('Concat', {
     shape[ax] = total;
     return [{ shape, dtype: ins[0].dtype }];
   },
-  emit: (n, c) => void c.node('Concat', n.inputs.map((t) => c.name(t)), [c.name(n.outputs[0])], { axis: n.attrs.axis }),
+  emit: (n, c) =>
+    void c.node(
+      'Concat',
+      n.inputs.map((t) => c.name(t)),
+      [c.name(n.outputs[0])],
+      { axis: n.attrs.axis },
+    ),
   grad: (g, n, [dy], needs) => {
     const ax = n.attrs.axis as number;
     let off = 0;
@@ -535,13 +603,23 @@ registerOp('Slice', {
     const ax = a.axis as number;
     const start = a.start as number;
     const end = a.end as number;
-    if (!(start >= 0 && end > start && end <= (x.shape[ax] as number))) throw new Error(`bad slice ${start}:${end} of axis ${ax} in ${shapeStr(x.shape)}`);
+    if (!(start >= 0 && end > start && end <= (x.shape[ax] as number)))
+      throw new Error(`bad slice ${start}:${end} of axis ${ax} in ${shapeStr(x.shape)}`);
     const shape = x.shape.slice();
     shape[ax] = end - start;
     return [{ shape, dtype: x.dtype }];
   },
   emit: (n, c) =>
-    void c.node('Slice', [c.name(n.inputs[0]), c.int64s([n.attrs.start as number]), c.int64s([n.attrs.end as number]), c.int64s([n.attrs.axis as number])], [c.name(n.outputs[0])]),
+    void c.node(
+      'Slice',
+      [
+        c.name(n.inputs[0]),
+        c.int64s([n.attrs.start as number]),
+        c.int64s([n.attrs.end as number]),
+        c.int64s([n.attrs.axis as number]),
+      ],
+      [c.name(n.outputs[0])],
+    ),
   grad: (g, n, [dy]) => {
     const ax = n.attrs.axis as number;
     const len = n.inputs[0].shape[ax] as number;
@@ -582,7 +660,13 @@ registerOp('Gather', {
     else shape[ax] = idx.shape[0];
     return [{ shape, dtype: x.dtype }];
   },
-  emit: (n, c) => void c.node('Gather', n.inputs.map((t) => c.name(t)), [c.name(n.outputs[0])], { axis: n.attrs.axis }),
+  emit: (n, c) =>
+    void c.node(
+      'Gather',
+      n.inputs.map((t) => c.name(t)),
+      [c.name(n.outputs[0])],
+      { axis: n.attrs.axis },
+    ),
   nondiff: [1],
   grad: (g, n, [dy]) => {
     const [x, idx] = n.inputs;
@@ -601,7 +685,8 @@ registerOp('Gather', {
 registerOp('ScatterAdd', {
   infer: ([like, idx, upd], a) => {
     const ax = a.axis as number;
-    if (idx.rank !== 1 || upd.rank !== like.rank || upd.shape[ax] !== idx.shape[0]) throw new Error('ScatterAdd shapes');
+    if (idx.rank !== 1 || upd.rank !== like.rank || upd.shape[ax] !== idx.shape[0])
+      throw new Error('ScatterAdd shapes');
     return [{ shape: like.shape.slice(), dtype: upd.dtype }];
   },
   emit: (n, c) => {

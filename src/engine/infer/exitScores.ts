@@ -29,7 +29,11 @@ export function exitScores(p: SplitPredictions, exits?: number[]): ExitScores {
     // makes the curve's accuracy -MAE (model/regression.ts).
     const conf = agreementConfidence(p.pred);
     const quality = negAbsError(p.pred, p.labels);
-    return { conf: use.map((j) => conf[j]), pred: use.map(() => new Int32Array(p.labels.length)), quality: use.map((j) => quality[j]) };
+    return {
+      conf: use.map((j) => conf[j]),
+      pred: use.map(() => new Int32Array(p.labels.length)),
+      quality: use.map((j) => quality[j]),
+    };
   }
   return {
     conf: use.map((j) => Float32Array.from(p.conf[j])),

@@ -32,7 +32,10 @@ export function evalDim(d: Dim, env: DimEnv = 1): number {
     const f = raw.trim();
     if (/^\d+$/.test(f)) v *= Number(f);
     else if (typeof env === 'number') {
-      if (f !== 'B') throw new Error(`symbolic dim '${d}': no value for '${f}' (only the batch 'B' is known; pass a record of symbol values)`);
+      if (f !== 'B')
+        throw new Error(
+          `symbolic dim '${d}': no value for '${f}' (only the batch 'B' is known; pass a record of symbol values)`,
+        );
       v *= env;
     } else {
       const x = env[f];
@@ -103,6 +106,11 @@ export function neededNodes(outputs: readonly Tensor[], exclude?: ReadonlySet<No
  * MACs to compute `outputs` from the graph inputs and constants at batch size `batch` (or with
  * the given symbol values), skipping the nodes in `exclude` (already computed).
  */
-export function countMacs(outputs: readonly Tensor[], batch: DimEnv = 1, exclude?: ReadonlySet<Node>, opts: MacOptions = {}): number {
+export function countMacs(
+  outputs: readonly Tensor[],
+  batch: DimEnv = 1,
+  exclude?: ReadonlySet<Node>,
+  opts: MacOptions = {},
+): number {
   return macsOfNodes(neededNodes(outputs, exclude), batch, opts);
 }

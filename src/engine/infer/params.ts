@@ -13,7 +13,15 @@
 // The exits' branches (model/branches.ts) are counted by their own formulas: a linear head is
 // D·C + C as in the spec; mlp, sl-vit and conv branches add their layers (branchParamCount).
 
-import { branchParamCount, BranchParamPart, BranchSettings, branchSpec, BranchType, branchTypes, validateBranches } from '../model/branches';
+import {
+  branchParamCount,
+  type BranchParamPart,
+  type BranchSettings,
+  branchSpec,
+  type BranchType,
+  branchTypes,
+  validateBranches,
+} from '../model/branches';
 
 export type EaPositions = 'both' | 'mha' | 'mlp';
 /**
@@ -126,7 +134,8 @@ function checkExits(depth: number, exits: readonly number[]): void {
   if (!exits.length) throw new Error('at least one exit is needed');
   exits.forEach((e, i) => {
     if (!Number.isInteger(e) || e < 1 || e > depth) throw new Error(`exit layer ${e} is outside 1..${depth}`);
-    if (i > 0 && e <= exits[i - 1]) throw new Error(`exit layers must be strictly ascending, got [${exits.join(', ')}]`);
+    if (i > 0 && e <= exits[i - 1])
+      throw new Error(`exit layers must be strictly ascending, got [${exits.join(', ')}]`);
   });
 }
 
@@ -153,7 +162,8 @@ export function metParams(s: MetShape): MetParamCounts {
   posInt('dim', s.dim);
   posInt('rank', s.rank);
   posInt('classes', s.classes);
-  if (!Number.isFinite(s.backboneParams) || s.backboneParams < 0) throw new Error(`bad backbone parameter count ${s.backboneParams}`);
+  if (!Number.isFinite(s.backboneParams) || s.backboneParams < 0)
+    throw new Error(`bad backbone parameter count ${s.backboneParams}`);
   const D = s.dim;
   const r = s.rank;
   const C = s.classes;
@@ -174,30 +184,94 @@ export function metParams(s: MetShape): MetParamCounts {
     for (const k of ['grid', 'heads', 'mlpDim'] as const) posInt(k, s[k] as number);
     validateBranches(dims, s, K);
   }
-  const branches: BranchCount[] = types.map((type, j) => ({ exit: j + 1, layer: s.exits[j], type, ...branchParamCount(branchSpec(dims, s, C, type)) }));
+  const branches: BranchCount[] = types.map((type, j) => ({
+    exit: j + 1,
+    layer: s.exits[j],
+    type,
+    ...branchParamCount(branchSpec(dims, s, C, type)),
+  }));
   const heads = branches.reduce((a, b) => a + b.params, 0);
   const met_adapters = sharedProjections + cores + diagonals;
   const independent_adapters = sum_k * 2 * D * r;
   const trainable = met_adapters + heads;
 
   const components: ParamComponent[] = [
-    { name: 'backbone (frozen)', shape: '-', count: 1, each: s.backboneParams, params: s.backboneParams, trainable: false },
+    {
+      name: 'backbone (frozen)',
+      shape: '-',
+      count: 1,
+      each: s.backboneParams,
+      params: s.backboneParams,
+      trainable: false,
+    },
   ];
   if (!probe) {
     components.push(
-      { name: 'W_d (shared down-projection)', shape: `D×r = ${D}×${r}`, count: 1, each: D * r, params: D * r, trainable: true },
-      { name: 'W_u (shared up-projection)', shape: `r×D = ${r}×${D}`, count: 1, each: D * r, params: D * r, trainable: true },
-      { name: 'A_i (per E-adapter)', shape: `r×r = ${r}×${r}`, count: nAd, each: r * r, params: nAd * r * r, trainable: true },
-      { name: 'B_i (per E-adapter)', shape: `r×r = ${r}×${r}`, count: nAd, each: r * r, params: nAd * r * r, trainable: true },
-      { name: s.variant === 'shared_cls' ? 'λ_i (one diagonal per E-adapter)' : 'λ_{i,j} (per E-adapter and exit token)', shape: `r = ${r}`, count: sum_k, each: r, params: diagonals, trainable: true },
+      {
+        name: 'W_d (shared down-projection)',
+        shape: `D×r = ${D}×${r}`,
+        count: 1,
+        each: D * r,
+        params: D * r,
+        trainable: true,
+      },
+      {
+        name: 'W_u (shared up-projection)',
+        shape: `r×D = ${r}×${D}`,
+        count: 1,
+        each: D * r,
+        params: D * r,
+        trainable: true,
+      },
+      {
+        name: 'A_i (per E-adapter)',
+        shape: `r×r = ${r}×${r}`,
+        count: nAd,
+        each: r * r,
+        params: nAd * r * r,
+        trainable: true,
+      },
+      {
+        name: 'B_i (per E-adapter)',
+        shape: `r×r = ${r}×${r}`,
+        count: nAd,
+        each: r * r,
+        params: nAd * r * r,
+        trainable: true,
+      },
+      {
+        name:
+          s.variant === 'shared_cls' ? 'λ_i (one diagonal per E-adapter)' : 'λ_{i,j} (per E-adapter and exit token)',
+        shape: `r = ${r}`,
+        count: sum_k,
+        each: r,
+        params: diagonals,
+        trainable: true,
+      },
     );
   }
   // One row per branch type (every exit of a type has the same branch).
   for (const type of [...new Set(types)]) {
     const of = branches.filter((b) => b.type === type);
     const each = of[0].params;
-    if (type === 'linear') components.push({ name: 'heads h_j', shape: `D×C + C = ${D}×${C} + ${C}`, count: of.length, each, params: of.length * each, trainable: true });
-    else components.push({ name: `${type} branches`, shape: of[0].formula, count: of.length, each, params: of.length * each, trainable: true });
+    if (type === 'linear')
+      components.push({
+        name: 'heads h_j',
+        shape: `D×C + C = ${D}×${C} + ${C}`,
+        count: of.length,
+        each,
+        params: of.length * each,
+        trainable: true,
+      });
+    else
+      components.push({
+        name: `${type} branches`,
+        shape: of[0].formula,
+        count: of.length,
+        each,
+        params: of.length * each,
+        trainable: true,
+      });
   }
 
   return {
@@ -241,18 +315,23 @@ export interface VitArch {
  * Matches model/config.ts canonicalShapes with numClasses = 0.
  */
 export function vitParamCount(a: VitArch): number {
-  if (a.imageSize % a.patchSize) throw new Error(`image size ${a.imageSize} is not a multiple of the patch size ${a.patchSize}`);
+  if (a.imageSize % a.patchSize)
+    throw new Error(`image size ${a.imageSize} is not a multiple of the patch size ${a.patchSize}`);
   const D = a.dim;
   const inner = a.heads * (a.headDim ?? D / a.heads);
   const G = a.imageSize / a.patchSize;
   const embed = D * a.channels * a.patchSize * a.patchSize + D + D + (1 + G * G) * D;
   const block =
     2 * D + // norm1
-    3 * inner * D + (a.qkvBias === false ? 0 : 3 * inner) + // qkv
-    D * inner + D + // attn proj
+    3 * inner * D +
+    (a.qkvBias === false ? 0 : 3 * inner) + // qkv
+    D * inner +
+    D + // attn proj
     2 * D + // norm2
-    a.mlpDim * D + a.mlpDim + // fc1
-    D * a.mlpDim + D; // fc2
+    a.mlpDim * D +
+    a.mlpDim + // fc1
+    D * a.mlpDim +
+    D; // fc2
   return embed + a.depth * block + 2 * D;
 }
 

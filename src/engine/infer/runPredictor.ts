@@ -8,13 +8,13 @@
 // so two callers that pass the same list and batch size get bit-identical confidences.
 
 import * as path from 'node:path';
-import { loadBatch, Preprocess } from '../data/image';
-import { ChosenOperatingPoint, chosenOperatingPoint } from '../export/thresholds';
-import { MetConfig } from '../model/met';
-import { VitConfig } from '../model/config';
-import { loadRun, preprocessOf, readThresholds, RunConfigFile } from '../run/run';
-import { cpuOnly, SessionOptions } from '../runtime/session';
-import { HostTensor, UserError } from '../tensor';
+import { loadBatch, type Preprocess } from '../data/image';
+import { type ChosenOperatingPoint, chosenOperatingPoint } from '../export/thresholds';
+import { type MetConfig } from '../model/met';
+import { type VitConfig } from '../model/config';
+import { loadRun, preprocessOf, readThresholds, type RunConfigFile } from '../run/run';
+import { cpuOnly, type SessionOptions } from '../runtime/session';
+import { type HostTensor, UserError } from '../tensor';
 import { buildSegments, confidences, cumulativeGflops, SegmentRunner } from './segments';
 
 /** `met predict`'s default: images per forward pass. */
@@ -67,7 +67,17 @@ export class RunPredictor {
     const op = runOperatingPoint(dir, cf.met.exits.length);
     const segs = buildSegments(vit, cf.met, backbone, params, true, cpuOnly(so));
     const runner = await SegmentRunner.create(segs, cf.met.numClasses, null, so);
-    return new RunPredictor(dir, cf, vit, backbone, params, preprocessOf(cf.train, vit), cumulativeGflops(segs), runner, op);
+    return new RunPredictor(
+      dir,
+      cf,
+      vit,
+      backbone,
+      params,
+      preprocessOf(cf.train, vit),
+      cumulativeGflops(segs),
+      runner,
+      op,
+    );
   }
 
   get met(): MetConfig {
@@ -106,7 +116,11 @@ export class RunPredictor {
     const out: ScoredBatch = { ok: batch.ok, failed: batch.failed, probs: [], conf: [], pred: [] };
     if (!n) return out;
     const per = vit.channels * vit.imageSize * vit.imageSize;
-    const x: HostTensor = { dtype: 'float32', shape: [n, vit.channels, vit.imageSize, vit.imageSize], data: batch.data.subarray(0, n * per) };
+    const x: HostTensor = {
+      dtype: 'float32',
+      shape: [n, vit.channels, vit.imageSize, vit.imageSize],
+      data: batch.data.subarray(0, n * per),
+    };
     out.probs = (await this.runner.allExits(x)).probs;
     for (const p of out.probs) {
       const c = confidences(p, this.C);

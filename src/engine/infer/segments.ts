@@ -9,13 +9,13 @@
 // `probs`, and early exiting uses the agreement between consecutive exits as the confidence
 // instead of the max probability (ExitConfidence).
 
-import { compile, CompiledModel, Graph, Tensor } from '../graph';
-import { VitConfig } from '../model/config';
-import { MetConfig, metEmbed, metLayers, MetTensors } from '../model/met';
+import { compile, type CompiledModel, Graph, type Tensor } from '../graph';
+import { type VitConfig } from '../model/config';
+import { type MetConfig, metEmbed, metLayers, MetTensors } from '../model/met';
 import { isRegression, toTargetUnits } from '../model/regression';
 import { VitParams } from '../model/vit';
-import { Session, SessionOptions } from '../runtime/session';
-import { HostTensor } from '../tensor';
+import { Session, type SessionOptions } from '../runtime/session';
+import { type HostTensor } from '../tensor';
 import { countMacs } from './flops';
 
 export interface SegmentModel {
@@ -43,7 +43,14 @@ export type ExitConfidence = 'max-prob' | 'agreement';
  * segments run in this engine on onnxruntime's CPU provider alone (CompileOptions.cpuContribOps);
  * never for an export, which keeps to standard ONNX.
  */
-export function buildSegments(cfg: VitConfig, m: MetConfig, backbone: Map<string, HostTensor>, met: Map<string, HostTensor>, bake = true, cpuOnly = false): SegmentModel[] {
+export function buildSegments(
+  cfg: VitConfig,
+  m: MetConfig,
+  backbone: Map<string, HostTensor>,
+  met: Map<string, HostTensor>,
+  bake = true,
+  cpuOnly = false,
+): SegmentModel[] {
   const segs: SegmentModel[] = [];
   const K = m.exits.length;
   let prev = 0;
@@ -62,11 +69,18 @@ export function buildSegments(cfg: VitConfig, m: MetConfig, backbone: Map<string
     const { state: next, out } = metLayers(g, P, T, cfg, m, state, m.exits[j]);
     const head = out.logits[out.logits.length - 1];
     const output = isRegression(m) ? 'value' : 'probs';
-    const outs: Record<string, Tensor> = output === 'value' ? { value: toTargetUnits(g, m, head) } : { probs: g.softmax(head, -1) };
+    const outs: Record<string, Tensor> =
+      output === 'value' ? { value: toTargetUnits(g, m, head) } : { probs: g.softmax(head, -1) };
     const last = j === K - 1;
     if (!last) outs.state = next.seq;
     const macs = countMacs(Object.values(outs), 1);
-    segs.push({ model: compile(g, outs, { name: `met_segment_${j + 1}`, cpuContribOps: cpuOnly }), layers: [prev + 1, m.exits[j]], macs, stateTokens: last ? 0 : (next.seq.shape[1] as number), output });
+    segs.push({
+      model: compile(g, outs, { name: `met_segment_${j + 1}`, cpuContribOps: cpuOnly }),
+      layers: [prev + 1, m.exits[j]],
+      macs,
+      stateTokens: last ? 0 : (next.seq.shape[1] as number),
+      output,
+    });
     prev = m.exits[j];
     tokens = last ? 0 : (next.seq.shape[1] as number);
   }
@@ -97,7 +111,12 @@ export class SegmentRunner {
     return this.segments[0]?.output === 'value' ? 'agreement' : 'max-prob';
   }
 
-  static async create(segs: SegmentModel[], numClasses: number, met: Map<string, HostTensor> | null, opts: SessionOptions = {}): Promise<SegmentRunner> {
+  static async create(
+    segs: SegmentModel[],
+    numClasses: number,
+    met: Map<string, HostTensor> | null,
+    opts: SessionOptions = {},
+  ): Promise<SegmentRunner> {
     const sessions: Session[] = [];
     for (const s of segs) sessions.push(await Session.create(s.model, opts));
     const feeds: Record<string, HostTensor> = {};

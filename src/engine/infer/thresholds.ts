@@ -88,7 +88,8 @@ function checkScores(s: ExitScores, what: string): { M: number; n: number } {
   const M = s.conf.length;
   if (M < 1) throw new Error(`${what}: no exits`);
   if (s.pred.length !== M) throw new Error(`${what}: ${M} confidence rows but ${s.pred.length} prediction rows`);
-  if (s.quality && s.quality.length !== M) throw new Error(`${what}: ${M} confidence rows but ${s.quality.length} quality rows`);
+  if (s.quality && s.quality.length !== M)
+    throw new Error(`${what}: ${M} confidence rows but ${s.quality.length} quality rows`);
   const n = s.conf[0].length;
   for (let j = 0; j < M; j++) {
     if (s.conf[j].length !== n || s.pred[j].length !== n || (s.quality && s.quality[j].length !== n))
@@ -208,7 +209,12 @@ export function applyThresholds(test: ExitScores, T: number[], cost: number[]): 
  * validation scores, applied to the test scores. Points are sorted by expected test cost
  * (ascending; ties by p). Validation and test must carry the same used exits.
  */
-export function budgetCurve(val: ExitScores, test: ExitScores, cost: number[], ps: readonly number[] = DEFAULT_PS): BudgetPoint[] {
+export function budgetCurve(
+  val: ExitScores,
+  test: ExitScores,
+  cost: number[],
+  ps: readonly number[] = DEFAULT_PS,
+): BudgetPoint[] {
   const { M, n } = checkScores(val, 'budgetCurve (validation)');
   const mt = checkScores(test, 'budgetCurve (test)').M;
   if (mt !== M) throw new Error(`budgetCurve: ${M} exits in validation but ${mt} in test`);
@@ -219,7 +225,15 @@ export function budgetCurve(val: ExitScores, test: ExitScores, cost: number[], p
     const thresholds = thresholdsFromOrder(val.conf, order, n, exitDistribution(p, M));
     const t = applyThresholds(test, thresholds, cost);
     const v = applyThresholds(val, thresholds, cost);
-    return { p, thresholds, accuracy: t.accuracy, gflops: t.gflops, exitCounts: t.exitCounts, valAccuracy: v.accuracy, valGflops: v.gflops };
+    return {
+      p,
+      thresholds,
+      accuracy: t.accuracy,
+      gflops: t.gflops,
+      exitCounts: t.exitCounts,
+      valAccuracy: v.accuracy,
+      valGflops: v.gflops,
+    };
   });
   return pts.sort((a, b) => a.gflops - b.gflops || a.p - b.p);
 }
@@ -236,7 +250,12 @@ export function pickForBudget(curve: readonly BudgetPoint[], gflopsBudget: numbe
   const acc = (x: BudgetPoint) => (Number.isNaN(x.accuracy) ? -Infinity : x.accuracy);
   for (const pt of curve) {
     if (!(pt.gflops <= limit)) continue;
-    if (!best || acc(pt) > acc(best) || (acc(pt) === acc(best) && (pt.gflops < best.gflops || (pt.gflops === best.gflops && pt.p < best.p)))) best = pt;
+    if (
+      !best ||
+      acc(pt) > acc(best) ||
+      (acc(pt) === acc(best) && (pt.gflops < best.gflops || (pt.gflops === best.gflops && pt.p < best.p)))
+    )
+      best = pt;
   }
   return best;
 }

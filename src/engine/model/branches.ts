@@ -117,7 +117,8 @@ export function branchReadsPatches(t: BranchType): boolean {
 export function branchTypes(s: BranchSettings, K: number): BranchType[] {
   const b = s.branch ?? 'linear';
   if (Array.isArray(b)) {
-    if (b.length !== K) throw new Error(`branch: ${b.length} branch types given for ${K} exits (give one type, or one per exit)`);
+    if (b.length !== K)
+      throw new Error(`branch: ${b.length} branch types given for ${K} exits (give one type, or one per exit)`);
     return b.slice();
   }
   return Array.from({ length: K }, () => b);
@@ -129,20 +130,25 @@ export const defaultConvChannels = (D: number): number => Math.max(1, Math.round
 /** Checks the branch settings against the backbone; errors name the field. */
 export function validateBranches(d: BranchDims, s: BranchSettings, K: number): void {
   const list = Array.isArray(s.branch) ? s.branch : [s.branch ?? 'linear'];
-  for (const t of list) if (!isBranchType(t)) throw new Error(`branch: unknown branch type '${String(t)}' (one of ${BRANCH_TYPES.join(', ')})`);
+  for (const t of list)
+    if (!isBranchType(t))
+      throw new Error(`branch: unknown branch type '${String(t)}' (one of ${BRANCH_TYPES.join(', ')})`);
   branchTypes(s, K);
   const posIntOr0 = (k: keyof BranchSettings) => {
     const v = s[k];
-    if (v !== undefined && (typeof v !== 'number' || !Number.isInteger(v) || v < 0)) throw new Error(`${k} must be a non-negative integer (0 = default), got ${JSON.stringify(v)}`);
+    if (v !== undefined && (typeof v !== 'number' || !Number.isInteger(v) || v < 0))
+      throw new Error(`${k} must be a non-negative integer (0 = default), got ${JSON.stringify(v)}`);
   };
   posIntOr0('branchHidden');
   posIntOr0('branchChannels');
   posIntOr0('branchHeads');
-  if (s.branchMlpRatio !== undefined && !(Number.isFinite(s.branchMlpRatio) && s.branchMlpRatio >= 0)) throw new Error(`branchMlpRatio must be a non-negative number (0 = default), got ${s.branchMlpRatio}`);
+  if (s.branchMlpRatio !== undefined && !(Number.isFinite(s.branchMlpRatio) && s.branchMlpRatio >= 0))
+    throw new Error(`branchMlpRatio must be a non-negative number (0 = default), got ${s.branchMlpRatio}`);
   const heads = s.branchHeads || d.heads;
   if (list.includes('sl-vit')) {
     if (d.dim % heads) throw new Error(`branchHeads: ${heads} heads do not divide the width D = ${d.dim}`);
-    if (s.branchMlpRatio && Math.round(s.branchMlpRatio * d.dim) < 1) throw new Error(`branchMlpRatio ${s.branchMlpRatio} gives an empty MLP for D = ${d.dim}`);
+    if (s.branchMlpRatio && Math.round(s.branchMlpRatio * d.dim) < 1)
+      throw new Error(`branchMlpRatio ${s.branchMlpRatio} gives an empty MLP for D = ${d.dim}`);
   }
 }
 
@@ -154,7 +160,19 @@ export function branchSpec(d: BranchDims, s: BranchSettings, numClasses: number,
   const hidden = s.branchHidden || D;
   const mlpDim = s.branchMlpRatio ? Math.round(s.branchMlpRatio * D) : d.mlpDim;
   const F = type === 'mlp' ? hidden : type.startsWith('conv-') ? channels : D;
-  return { type, D, C: numClasses, F, G: d.grid, hidden, heads, headDim: D / heads, mlpDim, channels, inChannels: type === 'conv-project' ? D + 1 : D };
+  return {
+    type,
+    D,
+    C: numClasses,
+    F,
+    G: d.grid,
+    hidden,
+    heads,
+    headDim: D / heads,
+    mlpDim,
+    channels,
+    inChannels: type === 'conv-project' ? D + 1 : D,
+  };
 }
 
 /** The branch dims of a backbone configuration. */
@@ -176,13 +194,20 @@ export function branchParamShapes(b: BranchSpec, j: number): [string, number[]][
   else if (b.type === 'sl-vit') {
     const M = b.mlpDim;
     out.push(
-      [p + 'norm1.weight', [D]], [p + 'norm1.bias', [D]],
-      [p + 'attn.qkv.weight', [3 * D, D]], [p + 'attn.qkv.bias', [3 * D]],
-      [p + 'attn.proj.weight', [D, D]], [p + 'attn.proj.bias', [D]],
-      [p + 'norm2.weight', [D]], [p + 'norm2.bias', [D]],
-      [p + 'mlp.fc1.weight', [M, D]], [p + 'mlp.fc1.bias', [M]],
-      [p + 'mlp.fc2.weight', [D, M]], [p + 'mlp.fc2.bias', [D]],
-      [p + 'norm.weight', [D]], [p + 'norm.bias', [D]],
+      [p + 'norm1.weight', [D]],
+      [p + 'norm1.bias', [D]],
+      [p + 'attn.qkv.weight', [3 * D, D]],
+      [p + 'attn.qkv.bias', [3 * D]],
+      [p + 'attn.proj.weight', [D, D]],
+      [p + 'attn.proj.bias', [D]],
+      [p + 'norm2.weight', [D]],
+      [p + 'norm2.bias', [D]],
+      [p + 'mlp.fc1.weight', [M, D]],
+      [p + 'mlp.fc1.bias', [M]],
+      [p + 'mlp.fc2.weight', [D, M]],
+      [p + 'mlp.fc2.bias', [D]],
+      [p + 'norm.weight', [D]],
+      [p + 'norm.bias', [D]],
     );
   } else if (b.type !== 'linear') {
     if (b.type === 'conv-project') out.push([p + 'proj.weight', [b.G * b.G, D]], [p + 'proj.bias', [b.G * b.G]]);
@@ -207,7 +232,12 @@ export interface BranchParamPart {
 export function branchParamCount(b: BranchSpec): { params: number; parts: BranchParamPart[]; formula: string } {
   const { D, C, F, G } = b;
   const parts: BranchParamPart[] = [];
-  if (b.type === 'mlp') parts.push({ name: 'hidden layer', formula: `D·h + h = ${D}·${b.hidden} + ${b.hidden}`, params: D * b.hidden + b.hidden });
+  if (b.type === 'mlp')
+    parts.push({
+      name: 'hidden layer',
+      formula: `D·h + h = ${D}·${b.hidden} + ${b.hidden}`,
+      params: D * b.hidden + b.hidden,
+    });
   if (b.type === 'sl-vit') {
     const M = b.mlpDim;
     parts.push(
@@ -217,12 +247,25 @@ export function branchParamCount(b: BranchSpec): { params: number; parts: Branch
       { name: 'MLP', formula: `2DM + M + D = 2·${D}·${M} + ${M} + ${D}`, params: 2 * D * M + M + D },
     );
   }
-  if (b.type === 'conv-project') parts.push({ name: 'class-token projection', formula: `D·G² + G² = ${D}·${G * G} + ${G * G}`, params: D * G * G + G * G });
+  if (b.type === 'conv-project')
+    parts.push({
+      name: 'class-token projection',
+      formula: `D·G² + G² = ${D}·${G * G} + ${G * G}`,
+      params: D * G * G + G * G,
+    });
   if (b.type.startsWith('conv-')) {
     const ci = b.inChannels;
-    parts.push({ name: '3x3 conv', formula: `9·${ci === D ? 'D' : '(D+1)'}·c + c = 9·${ci}·${b.channels} + ${b.channels}`, params: 9 * ci * b.channels + b.channels });
+    parts.push({
+      name: '3x3 conv',
+      formula: `9·${ci === D ? 'D' : '(D+1)'}·c + c = 9·${ci}·${b.channels} + ${b.channels}`,
+      params: 9 * ci * b.channels + b.channels,
+    });
   }
-  parts.push({ name: 'classifier', formula: `${F === D ? 'D' : b.type === 'mlp' ? 'h' : 'c'}·C + C = ${F}·${C} + ${C}`, params: F * C + C });
+  parts.push({
+    name: 'classifier',
+    formula: `${F === D ? 'D' : b.type === 'mlp' ? 'h' : 'c'}·C + C = ${F}·${C} + ${C}`,
+    params: F * C + C,
+  });
   const formula = {
     linear: 'DC + C',
     mlp: 'Dh + h + hC + C',
@@ -335,14 +378,24 @@ export function conv3x3(g: Graph, x: Tensor, w: Tensor, bias: Tensor): Tensor {
  * token first and k tokens in front of the patches (N' = 0 when the patches were not computed:
  * only for branches that do not read them). P supplies LN_f (`norm`), T the branch's tensors.
  */
-export function branchForward(g: Graph, P: VitParams, T: BranchTensors, cfg: VitConfig, b: BranchSpec, j: number, seq: Tensor, k: number): BranchOutput {
+export function branchForward(
+  g: Graph,
+  P: VitParams,
+  T: BranchTensors,
+  cfg: VitConfig,
+  b: BranchSpec,
+  j: number,
+  seq: Tensor,
+  k: number,
+): BranchOutput {
   const D = b.D;
   const p = `exit.${j + 1}`;
   const eps = cfg.lnEps;
   const classifier = (z: Tensor) => g.add(g.matmul(z, g.mT(T.get(`${p}.weight`))), T.get(`${p}.bias`));
   const cls = () => g.reshape(g.slice(seq, 1, 0, 1), [-1, D]);
   const L = seq.shape[1] as number;
-  if (branchReadsPatches(b.type) && L !== k + b.G * b.G) throw new Error(`exit ${j + 1} (${b.type}) needs the ${b.G * b.G} patch tokens, the sequence has ${L - k}`);
+  if (branchReadsPatches(b.type) && L !== k + b.G * b.G)
+    throw new Error(`exit ${j + 1} (${b.type}) needs the ${b.G * b.G} patch tokens, the sequence has ${L - k}`);
   const patches = () => g.slice(seq, 1, k, L);
   switch (b.type) {
     case 'linear': {
@@ -359,7 +412,10 @@ export function branchForward(g: Graph, P: VitParams, T: BranchTensors, cfg: Vit
       const H = b.heads;
       const dh = b.headDim;
       const h = ln(g, x, T, `${p}.norm1`, eps);
-      const q = g.transpose(g.reshape(lin(g, g.slice(h, 1, 0, 1), T, `${p}.attn.qkv`, [0, D]), [-1, 1, H, dh]), [0, 2, 1, 3]); // [B, H, 1, dh]
+      const q = g.transpose(
+        g.reshape(lin(g, g.slice(h, 1, 0, 1), T, `${p}.attn.qkv`, [0, D]), [-1, 1, H, dh]),
+        [0, 2, 1, 3],
+      ); // [B, H, 1, dh]
       const kk = g.transpose(g.reshape(lin(g, h, T, `${p}.attn.qkv`, [D, 2 * D]), [-1, Tn, H, dh]), [0, 2, 1, 3]); // [B, H, T, dh]
       const v = g.transpose(g.reshape(lin(g, h, T, `${p}.attn.qkv`, [2 * D, 3 * D]), [-1, Tn, H, dh]), [0, 2, 1, 3]);
       const a = g.softmax(g.mulScalar(g.matmul(q, g.mT(kk)), 1 / Math.sqrt(dh)), -1); // [B, H, 1, T]

@@ -60,10 +60,15 @@ export const distillTemperature = (s: DistillSettings): number => s.distillTempe
 /** Checks the settings; errors name the field. */
 export function validateDistill(s: DistillSettings, numClasses: number): void {
   const w = s.distill ?? 0;
-  if (!(Number.isFinite(w) && w >= 0)) throw new Error(`distill must be a non-negative number (0 = off), got ${s.distill}`);
+  if (!(Number.isFinite(w) && w >= 0))
+    throw new Error(`distill must be a non-negative number (0 = off), got ${s.distill}`);
   const T = distillTemperature(s);
-  if (!(Number.isFinite(T) && T > 0)) throw new Error(`distillTemperature must be a positive number, got ${s.distillTemperature}`);
-  if (w > 0 && numClasses < 2) throw new Error(`distill: copycat distillation matches class distributions and needs at least 2 classes (got ${numClasses} outputs per exit; a regression exit has no distribution to copy)`);
+  if (!(Number.isFinite(T) && T > 0))
+    throw new Error(`distillTemperature must be a positive number, got ${s.distillTemperature}`);
+  if (w > 0 && numClasses < 2)
+    throw new Error(
+      `distill: copycat distillation matches class distributions and needs at least 2 classes (got ${numClasses} outputs per exit; a regression exit has no distribution to copy)`,
+    );
 }
 
 /**
@@ -72,7 +77,8 @@ export function validateDistill(s: DistillSettings, numClasses: number): void {
  */
 export function distillationLoss(g: Graph, student: Tensor, teacher: Tensor, T: number): Tensor {
   const C = student.shape[student.rank - 1];
-  if (typeof C === 'number' && C < 2) throw new Error(`distill: the exit has ${C} output(s); copycat distillation needs class logits (C >= 2)`);
+  if (typeof C === 'number' && C < 2)
+    throw new Error(`distill: the exit has ${C} output(s); copycat distillation needs class logits (C >= 2)`);
   const inv = 1 / T;
   const logp = g.logSoftmax(g.mulScalar(g.stopGradient(teacher), inv), -1); // [B, C], constant
   const logq = g.logSoftmax(g.mulScalar(student, inv), -1);

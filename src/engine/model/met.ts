@@ -15,12 +15,21 @@
 // The sequence at layer l is [c_j for active j; patches] with active = {j : l_j >= l}: always a
 // suffix of the exits, and the token that leaves after layer l is the first one.
 
-import { Graph, Tensor } from '../graph';
-import { HostTensor } from '../tensor';
-import { branchDecays, branchDims, branchForward, branchParamShapes, branchReadsPatches, BranchSettings, branchSpecs, initBranchValue } from './branches';
-import { VitConfig } from './config';
-import { copycatTerms, DistillSettings } from './distill';
-import { layerNorm, VitParams, vitAttentionQ, vitEmbed, vitMlp } from './vit';
+import { type Graph, type Tensor } from '../graph';
+import { type HostTensor } from '../tensor';
+import {
+  branchDecays,
+  branchDims,
+  branchForward,
+  branchParamShapes,
+  branchReadsPatches,
+  type BranchSettings,
+  branchSpecs,
+  initBranchValue,
+} from './branches';
+import { type VitConfig } from './config';
+import { copycatTerms, type DistillSettings } from './distill';
+import { layerNorm, type VitParams, vitAttentionQ, vitEmbed, vitMlp } from './vit';
 
 export type Variant = 'met' | 'no_gr' | 'shared_cls' | 'linear_probe';
 
@@ -96,7 +105,8 @@ export function validateMetConfig(m: MetConfig, depth: number): void {
   if (!Number.isInteger(m.rank) || m.rank < 1) throw new Error(`rank must be a positive integer, got ${m.rank}`);
   if (m.task === 'regression') {
     if (m.numClasses !== 1) throw new Error(`a regression run has one output per exit, got numClasses ${m.numClasses}`);
-  } else if (!Number.isInteger(m.numClasses) || m.numClasses < 2) throw new Error(`need at least 2 classes, got ${m.numClasses}`);
+  } else if (!Number.isInteger(m.numClasses) || m.numClasses < 2)
+    throw new Error(`need at least 2 classes, got ${m.numClasses}`);
 }
 
 /** E-adapter index (0-based) of layer l (1-based): 2(l-1) before MHA, 2(l-1)+1 before the MLP. */
@@ -287,7 +297,16 @@ function core(g: Graph, m: MetConfig, z: Tensor, A: Tensor, lam: Tensor | null, 
  *   X_j W_d = X_{j-1} W_d + h_j (W_u W_d),   h_j = core_j(X_{j-1} W_d),
  * so X_k = X_0 + (Σ_j h_j) W_u: the cost of one adapter instead of k.
  */
-export function eAdapter(g: Graph, m: MetConfig, T: MetTensors, i: number, u: Tensor, k: number, K: number, patches = true): Tensor {
+export function eAdapter(
+  g: Graph,
+  m: MetConfig,
+  T: MetTensors,
+  i: number,
+  u: Tensor,
+  k: number,
+  K: number,
+  patches = true,
+): Tensor {
   const L = u.shape[1] as number;
   const shared = m.variant === 'shared_cls';
   const A = T.core('ea.A', i);
@@ -382,7 +401,15 @@ export function metEmbed(g: Graph, P: VitParams, cfg: VitConfig, m: MetConfig, i
  * attention, its MLP) when its branch reads the class token alone: the patch outputs there are
  * then never used. A branch that reads the patches (sl-vit, conv-*) gets the full last layer.
  */
-export function metLayers(g: Graph, P: VitParams, T: MetTensors | null, cfg: VitConfig, m: MetConfig, state: MetState, toLayer: number): { state: MetState; out: MetForward } {
+export function metLayers(
+  g: Graph,
+  P: VitParams,
+  T: MetTensors | null,
+  cfg: VitConfig,
+  m: MetConfig,
+  state: MetState,
+  toLayer: number,
+): { state: MetState; out: MetForward } {
   const out: MetForward = { logits: [], features: [], exitTokens: [] };
   const K = m.exits.length;
   const lastExit = m.exits[K - 1];
@@ -397,17 +424,21 @@ export function metLayers(g: Graph, P: VitParams, T: MetTensors | null, cfg: Vit
     const nq = final ? k : Tn; // queries computed
     const pre = `blocks.${l - 1}.`;
     // ---- attention
-    if (adapters && m.eaPosition === 'pre_ln' && adapterAt(m, false)) seq = eAdapter(g, m, T!, adapterIndex(l, false), seq, k, K);
+    if (adapters && m.eaPosition === 'pre_ln' && adapterAt(m, false))
+      seq = eAdapter(g, m, T!, adapterIndex(l, false), seq, k, K);
     let h = layerNorm(P, cfg, seq, pre + 'norm1');
-    if (adapters && m.eaPosition === 'post_ln' && adapterAt(m, false)) h = eAdapter(g, m, T!, adapterIndex(l, false), h, k, K);
+    if (adapters && m.eaPosition === 'post_ln' && adapterAt(m, false))
+      h = eAdapter(g, m, T!, adapterIndex(l, false), h, k, K);
     const biasHost = adapters ? exitAttentionBias(m, k, Tn, 0, nq) : null;
     const bias = biasHost ? g.constant(biasHost, `attn_bias.${l}`) : undefined;
     const a = vitAttentionQ(P, cfg, l - 1, h, nq, bias); // (B, nq, D)
     let x = final ? g.add(g.slice(seq, 1, 0, nq), a) : g.add(seq, a);
     // ---- MLP
-    if (adapters && m.eaPosition === 'pre_ln' && adapterAt(m, true)) x = eAdapter(g, m, T!, adapterIndex(l, true), x, k, K, !final);
+    if (adapters && m.eaPosition === 'pre_ln' && adapterAt(m, true))
+      x = eAdapter(g, m, T!, adapterIndex(l, true), x, k, K, !final);
     let h2 = layerNorm(P, cfg, x, pre + 'norm2');
-    if (adapters && m.eaPosition === 'post_ln' && adapterAt(m, true)) h2 = eAdapter(g, m, T!, adapterIndex(l, true), h2, k, K, !final);
+    if (adapters && m.eaPosition === 'post_ln' && adapterAt(m, true))
+      h2 = eAdapter(g, m, T!, adapterIndex(l, true), h2, k, K, !final);
     seq = g.add(x, vitMlp(P, cfg, l - 1, h2));
     // ---- exits after this layer
     const j = m.exits.indexOf(l);
@@ -425,7 +456,14 @@ export function metLayers(g: Graph, P: VitParams, T: MetTensors | null, cfg: Vit
 }
 
 /** The whole multi-exit network: images [B, C, S, S] -> per-exit logits and head inputs. */
-export function metForward(g: Graph, P: VitParams, T: MetTensors, cfg: VitConfig, m: MetConfig, images: Tensor): MetForward {
+export function metForward(
+  g: Graph,
+  P: VitParams,
+  T: MetTensors,
+  cfg: VitConfig,
+  m: MetConfig,
+  images: Tensor,
+): MetForward {
   const s0 = metEmbed(g, P, cfg, m, images);
   return metLayers(g, P, T, cfg, m, s0, cfg.depth).out;
 }
@@ -459,7 +497,8 @@ export function graphRegularization(g: Graph, m: MetConfig, z: Tensor, lastLogit
   let dist = m.grSquared ? d2 : g.sqrt(g.addScalar(d2, 1e-12));
   if (m.grNormalize) dist = g.mulScalar(dist, 1 / (z.shape[1] as number));
   const nonzero = (s: Tensor) => g.cast(g.not(g.equal(s, g.scalar(0, dt))), dt);
-  const count = (s: Tensor) => g.stopGradient(g.add(g.sumAll(nonzero(s)), g.cast(g.equal(g.sumAll(nonzero(s)), g.scalar(0, dt)), dt))); // max(n, 1)
+  const count = (s: Tensor) =>
+    g.stopGradient(g.add(g.sumAll(nonzero(s)), g.cast(g.equal(g.sumAll(nonzero(s)), g.scalar(0, dt)), dt))); // max(n, 1)
   const intra = g.div(g.sumAll(g.mul(Sw, dist)), count(Sw));
   const inter = g.div(g.sumAll(g.mul(Sb, dist)), count(Sb));
   return m.grForm === 'ratio' ? g.div(intra, g.addScalar(inter, 1e-12)) : g.sub(intra, inter);
@@ -487,9 +526,22 @@ export function metLoss(g: Graph, m: MetConfig, f: MetForward, labels: Tensor): 
   const K = f.logits.length;
   if (lambda !== 0 && K > 1) {
     for (let j = 0; j < K - 1; j++) gr.push(graphRegularization(g, m, f.features[j], f.logits[K - 1], labels));
-    loss = g.add(loss, g.mulScalar(gr.reduce((a, b) => g.add(a, b)), lambda));
+    loss = g.add(
+      loss,
+      g.mulScalar(
+        gr.reduce((a, b) => g.add(a, b)),
+        lambda,
+      ),
+    );
   }
   const kd = copycatTerms(g, m, f.logits);
-  if (kd.length) loss = g.add(loss, g.mulScalar(kd.reduce((a, b) => g.add(a, b)), m.distill!));
+  if (kd.length)
+    loss = g.add(
+      loss,
+      g.mulScalar(
+        kd.reduce((a, b) => g.add(a, b)),
+        m.distill!,
+      ),
+    );
   return { loss, ce, gr, kd };
 }

@@ -6,9 +6,9 @@
 // Frozen weights become ONNX initializers; the names listed as trainable become graph inputs
 // (so gradients can be asked for them and the optimizer can feed new values every step).
 
-import { Graph, Tensor } from '../graph';
-import { HostTensor, numel, shapeStr } from '../tensor';
-import { canonicalShapes, VitConfig } from './config';
+import { type Graph, type Tensor } from '../graph';
+import { type HostTensor, numel, shapeStr } from '../tensor';
+import { canonicalShapes, type VitConfig } from './config';
 
 /** Canonical weights, with a chosen subset fed as graph inputs. */
 export class VitParams {
@@ -99,7 +99,8 @@ function sliceVec(b: HostTensor, [r0, r1]: [number, number]): HostTensor {
 }
 
 export function gridSize(cfg: Pick<VitConfig, 'imageSize' | 'patchSize'>): number {
-  if (cfg.imageSize % cfg.patchSize) throw new Error(`image size ${cfg.imageSize} is not a multiple of the patch size ${cfg.patchSize}`);
+  if (cfg.imageSize % cfg.patchSize)
+    throw new Error(`image size ${cfg.imageSize} is not a multiple of the patch size ${cfg.patchSize}`);
   return cfg.imageSize / cfg.patchSize;
 }
 
@@ -145,7 +146,8 @@ export function vitAttentionQ(P: VitParams, cfg: VitConfig, i: number, h: Tensor
   const T = h.shape[1] as number;
   const pre = `blocks.${i}.attn.`;
   const hq = nq === T ? h : g.slice(h, 1, 0, nq);
-  const proj = (x: Tensor, k: number) => P.linear(x, pre + 'qkv.weight', pre + 'qkv.bias', [k * inner, (k + 1) * inner]);
+  const proj = (x: Tensor, k: number) =>
+    P.linear(x, pre + 'qkv.weight', pre + 'qkv.bias', [k * inner, (k + 1) * inner]);
   const q = g.transpose(g.reshape(proj(hq, 0), [-1, nq, H, dh]), [0, 2, 1, 3]); // (B, H, nq, dh)
   // K in the same (B, H, T, dh) layout as Q and V: the swap of its last two axes is left to the
   // matmul (matmulNT: FusedMatMul's transB on the CPU), because a physical (B, T, H, dh) ->
@@ -223,7 +225,8 @@ export function prepareWeights(cfg: VitConfig, tensors: Map<string, HostTensor>)
  */
 export function resamplePosEmbed(pos: HostTensor, G0: number, G1: number): HostTensor {
   const D = pos.shape[2];
-  if (pos.shape[1] !== 1 + G0 * G0) throw new Error(`pos_embed ${shapeStr(pos.shape)} does not hold a ${G0}x${G0} grid plus a class token`);
+  if (pos.shape[1] !== 1 + G0 * G0)
+    throw new Error(`pos_embed ${shapeStr(pos.shape)} does not hold a ${G0}x${G0} grid plus a class token`);
   const src = pos.data as Float32Array;
   const out = new Float32Array((1 + G1 * G1) * D);
   out.set(src.subarray(0, D), 0);

@@ -29,7 +29,11 @@ function readThresholdsFile(file: string): ThresholdsFile {
     text = fs.readFileSync(file, 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new UserError(code === 'ENOENT' ? `${file} does not exist (the run has not been evaluated yet)` : `cannot read ${file} (${code ?? (e as Error).message})`);
+    throw new UserError(
+      code === 'ENOENT'
+        ? `${file} does not exist (the run has not been evaluated yet)`
+        : `cannot read ${file} (${code ?? (e as Error).message})`,
+    );
   }
   try {
     return JSON.parse(text) as ThresholdsFile;
@@ -40,7 +44,10 @@ function readThresholdsFile(file: string): ThresholdsFile {
 
 function decoded(v: unknown, last: boolean, file: string, i: number): number {
   const ok = v === null || v === 'Infinity' || v === '-Infinity' || (typeof v === 'number' && !Number.isNaN(v));
-  if (!ok) throw new UserError(`${file}: threshold ${i + 1} must be a number, null, "Infinity" or "-Infinity", got ${JSON.stringify(v)}`);
+  if (!ok)
+    throw new UserError(
+      `${file}: threshold ${i + 1} must be a number, null, "Infinity" or "-Infinity", got ${JSON.stringify(v)}`,
+    );
   return decodeThreshold(v, last);
 }
 
@@ -66,15 +73,24 @@ export function saveChosenThresholds(runDir: string, point: ChosenPoint): Thresh
   if (!Array.isArray(th.exits) || !th.exits.length) throw new UserError(`${file}: no used exits`);
   const M = th.exits.length;
   if (!point || !Array.isArray(point.thresholds)) throw new UserError(`${file}: the point to save has no thresholds`);
-  if (point.thresholds.length !== M) throw new UserError(`${file}: ${point.thresholds.length} thresholds given for the run's ${M} used exits (${th.exits.map((j) => j + 1).join(', ')})`);
+  if (point.thresholds.length !== M)
+    throw new UserError(
+      `${file}: ${point.thresholds.length} thresholds given for the run's ${M} used exits (${th.exits.map((j) => j + 1).join(', ')})`,
+    );
   const T = point.thresholds.map((v, i) => decoded(v, i === M - 1, file, i));
   if (point.p !== null) {
-    if (typeof point.p !== 'number' || !Number.isFinite(point.p)) throw new UserError(`${file}: p must be a number or null, got ${JSON.stringify(point.p)}`);
+    if (typeof point.p !== 'number' || !Number.isFinite(point.p))
+      throw new UserError(`${file}: p must be a number or null, got ${JSON.stringify(point.p)}`);
     const onCurve = (th.curve ?? []).find((c) => c.p === point.p);
-    if (!onCurve) throw new UserError(`${file}: p = ${point.p} is not a point of the run's curve (${(th.curve ?? []).map((c) => c.p).join(', ')})`);
+    if (!onCurve)
+      throw new UserError(
+        `${file}: p = ${point.p} is not a point of the run's curve (${(th.curve ?? []).map((c) => c.p).join(', ')})`,
+      );
     const curveT = onCurve.thresholds.map((v, i) => decodeThreshold(v, i === M - 1));
     if (curveT.some((t, i) => t !== T[i]))
-      throw new UserError(`${file}: the thresholds given are not those of the curve point p = ${point.p}; save other thresholds with p = null`);
+      throw new UserError(
+        `${file}: the thresholds given are not those of the curve point p = ${point.p}; save other thresholds with p = null`,
+      );
   }
   const chosen: ThresholdsFile['chosen'] = {
     p: point.p,

@@ -2,9 +2,9 @@
 // flags override. Names follow what users know (timm's mean/std, PEFT's rank `r` is `rank`).
 
 import type { BranchType } from '../model/branches';
-import { Activation } from '../model/config';
+import { type Activation } from '../model/config';
 import { DISTILL_DEFAULT_TEMPERATURE } from '../model/distill';
-import { MetConfig } from '../model/met';
+import { type MetConfig } from '../model/met';
 
 export interface TrainConfig {
   /** Image folder: class sub-folders, or train/ val/ test/ holding class sub-folders. */
@@ -144,6 +144,8 @@ export function metConfigOf(c: TrainConfig, exits: number[], numClasses: number)
     // Regression only when asked for: classification runs keep the config they always had.
     ...(c.task === 'regression' ? { task: 'regression' as const, regLoss: c.regLoss ?? 'mse' } : {}),
     // Copycat only when on (runs made before it existed, and runs without it, have neither).
-    ...(c.distill ? { distill: c.distill, distillTemperature: c.distillTemperature ?? DISTILL_DEFAULT_TEMPERATURE } : {}),
+    ...(c.distill
+      ? { distill: c.distill, distillTemperature: c.distillTemperature ?? DISTILL_DEFAULT_TEMPERATURE }
+      : {}),
   };
 }

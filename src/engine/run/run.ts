@@ -14,25 +14,25 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ImageCache, scanDataset, Dataset, Sample, epochOrder, stepRng } from '../data/folder';
-import { Preprocess } from '../data/image';
-import { branchDims, branchTypes, BranchType, validateBranches } from '../model/branches';
-import { VitConfig } from '../model/config';
+import { ImageCache, scanDataset, type Dataset, type Sample, epochOrder, stepRng } from '../data/folder';
+import { type Preprocess } from '../data/image';
+import { branchDims, branchTypes, type BranchType, validateBranches } from '../model/branches';
+import { type VitConfig } from '../model/config';
 import { validateDistill } from '../model/distill';
-import { defaultExits, initMetParams, MetConfig, validateMetConfig } from '../model/met';
+import { defaultExits, initMetParams, type MetConfig, validateMetConfig } from '../model/met';
 import { exitMetrics, isRegression, targetStats } from '../model/regression';
 import { agreementConfidence, exitScores } from '../infer/exitScores';
 import { prepareWeights } from '../model/vit';
-import { RegressionDataset, RegressionSample, scanRegression } from '../data/targets';
+import { type RegressionDataset, type RegressionSample, scanRegression } from '../data/targets';
 import { confidences, buildSegments, cumulativeGflops, SegmentRunner } from '../infer/segments';
-import { applyThresholds, budgetCurve, BudgetPoint, findThresholds } from '../infer/thresholds';
+import { applyThresholds, budgetCurve, type BudgetPoint, findThresholds } from '../infer/thresholds';
 import { resolveDevice } from '../runtime/device';
-import { cpuOnly, SessionOptions } from '../runtime/session';
-import { HostTensor, UserError } from '../tensor';
-import { train, TrainEvent, TRAINABLE } from '../train/trainer';
+import { cpuOnly, type SessionOptions } from '../runtime/session';
+import { type HostTensor, UserError } from '../tensor';
+import { train, type TrainEvent, TRAINABLE } from '../train/trainer';
 import { loadBackbone } from '../weights';
 import { readSafetensors } from '../weights/safetensors';
-import { metConfigOf, TrainConfig } from './config';
+import { metConfigOf, type TrainConfig } from './config';
 
 export const RUN_VERSION = 1;
 
@@ -111,7 +111,9 @@ function makeRunDir(out: string | undefined, variant: string): string {
     fs.writeFileSync(probe, '');
     fs.rmSync(probe);
   } catch (e) {
-    throw new UserError(`cannot write the run folder ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new UserError(
+      `cannot write the run folder ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
   return dir;
 }
@@ -129,7 +131,10 @@ function backboneOf(c: TrainConfig) {
   if (c.mean) overrides.mean = c.mean;
   if (c.std) overrides.std = c.std;
   const b = loadBackbone(c.weights, { layout: c.layout, overrides });
-  if (c.channels && c.channels !== b.config.channels) throw new UserError(`channels: ${c.channels} requested but ${path.basename(c.weights)} expects ${b.config.channels}-channel images`);
+  if (c.channels && c.channels !== b.config.channels)
+    throw new UserError(
+      `channels: ${c.channels} requested but ${path.basename(c.weights)} expects ${b.config.channels}-channel images`,
+    );
   return { ...b, tensors: prepareWeights(b.config, b.tensors) };
 }
 
@@ -140,20 +145,30 @@ async function sessionOptions(c: TrainConfig, log?: (m: string) => void): Promis
 }
 
 /** Per-exit scores of a split, running every exit (static mode). */
-async function scoreSplit(runner: SegmentRunner, cache: ImageCache, samples: Sample[], vit: VitConfig, batch = 64): Promise<SplitPredictions> {
+async function scoreSplit(
+  runner: SegmentRunner,
+  cache: ImageCache,
+  samples: Sample[],
+  vit: VitConfig,
+  batch = 64,
+): Promise<SplitPredictions> {
   const K = runner.segments.length;
   const regression = runner.confidence === 'agreement';
   const out: SplitPredictions = {
     ...(regression ? { task: 'regression' as const } : {}),
     files: samples.map((s) => s.file),
-    labels: samples.map((s) => (regression ? (s as { value?: number }).value ?? NaN : s.label)),
+    labels: samples.map((s) => (regression ? ((s as { value?: number }).value ?? NaN) : s.label)),
     conf: Array.from({ length: K }, () => []),
     pred: Array.from({ length: K }, () => []),
   };
   for (let s = 0; s < samples.length; s += batch) {
     const part = samples.slice(s, s + batch);
     const b = cache.batch(part);
-    const r = await runner.allExits({ dtype: 'float32', shape: [part.length, vit.channels, vit.imageSize, vit.imageSize], data: b.images });
+    const r = await runner.allExits({
+      dtype: 'float32',
+      shape: [part.length, vit.channels, vit.imageSize, vit.imageSize],
+      data: b.images,
+    });
     if (regression) {
       const conf = agreementConfidence(r.probs);
       r.probs.forEach((v, j) => {
@@ -189,23 +204,42 @@ export function staticAccuracy(p: SplitPredictions): number[] {
  * default operating point chosen on val alone: the cheapest p whose val accuracy is within
  * 0.5 points of the last exit's.
  */
-export function fitThresholds(val: SplitPredictions, test: SplitPredictions, gflops: number[], exits: number[]): ThresholdsFile {
+export function fitThresholds(
+  val: SplitPredictions,
+  test: SplitPredictions,
+  gflops: number[],
+  exits: number[],
+): ThresholdsFile {
   const cost = exits.map((j) => gflops[j]);
   const curve = budgetCurve(exitScores(val, exits), exitScores(test, exits), cost);
   const valCurve = budgetCurve(exitScores(val, exits), exitScores(val, exits), cost);
   const regression = val.task === 'regression';
   // Regression: the curve's accuracy is -MAE; the default point is the cheapest p whose val MAE
   // is within 2% of the last used exit's.
-  const lastAcc = regression ? -staticRegression(val).mae[exits[exits.length - 1]] : staticAccuracy(val)[exits[exits.length - 1]];
-  const ok = valCurve.filter((pt) => (regression ? pt.accuracy >= lastAcc * 1.02 : pt.accuracy >= lastAcc - 0.005)).sort((a, b) => a.gflops - b.gflops);
+  const lastAcc = regression
+    ? -staticRegression(val).mae[exits[exits.length - 1]]
+    : staticAccuracy(val)[exits[exits.length - 1]];
+  const ok = valCurve
+    .filter((pt) => (regression ? pt.accuracy >= lastAcc * 1.02 : pt.accuracy >= lastAcc - 0.005))
+    .sort((a, b) => a.gflops - b.gflops);
   const pick = ok[0] ?? valCurve[valCurve.length - 1];
   return {
     exits,
     gflops,
     curve,
     chosen: pick
-      ? { p: pick.p, thresholds: pick.thresholds, source: regression ? 'cheapest p whose val MAE is within 2% of the last exit\'s' : 'cheapest p within 0.5 points of the last exit on val' }
-      : { p: null, thresholds: exits.map((_, i) => (i === exits.length - 1 ? -Infinity : Infinity)), source: 'no val data: every sample runs to the last exit' },
+      ? {
+          p: pick.p,
+          thresholds: pick.thresholds,
+          source: regression
+            ? "cheapest p whose val MAE is within 2% of the last exit's"
+            : 'cheapest p within 0.5 points of the last exit on val',
+        }
+      : {
+          p: null,
+          thresholds: exits.map((_, i) => (i === exits.length - 1 ? -Infinity : Infinity)),
+          source: 'no val data: every sample runs to the last exit',
+        },
   };
 }
 
@@ -213,7 +247,15 @@ export interface RunSummary {
   runDir: string;
   /** `branch`: the exit's branch type (absent in runs made before exit branches existed). */
   /** Regression runs: accuracy is NaN (null in JSON) and mae / rmse (target units) are given. */
-  exits: { exit: number; layer: number; branch: BranchType; accuracy: number; gflops: number; mae?: number; rmse?: number }[];
+  exits: {
+    exit: number;
+    layer: number;
+    branch: BranchType;
+    accuracy: number;
+    gflops: number;
+    mae?: number;
+    rmse?: number;
+  }[];
   /** Regression runs: accuracy is -MAE (higher is better, as the threshold code wants) and mae is given. */
   dynamic: { p: number; accuracy: number; gflops: number; thresholds: number[]; exitCounts: number[]; mae?: number }[];
   task?: 'regression';
@@ -227,10 +269,15 @@ export async function runTraining(c: TrainConfig, h: RunHandlers = {}, resumeDir
   const bb = backboneOf(c);
   const vit = bb.config;
   const regression = c.task === 'regression';
-  const ds: Dataset | RegressionDataset = regression ? await scanRegression({ root: c.data, targets: c.targets, split: c.split, seed: c.seed }) : await scanDataset({ root: c.data, split: c.split, seed: c.seed });
+  const ds: Dataset | RegressionDataset = regression
+    ? await scanRegression({ root: c.data, targets: c.targets, split: c.split, seed: c.seed })
+    : await scanDataset({ root: c.data, split: c.split, seed: c.seed });
   const exits = c.exits ?? defaultExits(vit.depth);
   const met = metConfigOf(c, exits, regression ? 1 : ds.classes.length);
-  if (regression && c.distill) throw new UserError('distill: copycat distillation matches class probabilities; it is not available for regression runs (task "regression")');
+  if (regression && c.distill)
+    throw new UserError(
+      'distill: copycat distillation matches class probabilities; it is not available for regression runs (task "regression")',
+    );
   try {
     validateMetConfig(met, vit.depth);
   } catch (e) {
@@ -246,7 +293,9 @@ export async function runTraining(c: TrainConfig, h: RunHandlers = {}, resumeDir
   const pre = preprocessOf(c, vit);
   const evalCache = new ImageCache({ pre });
   const trainCache = c.augment ? new ImageCache({ pre, augment: { randomResizedCrop: {}, hflip: true } }) : evalCache;
-  log(`data: ${regression ? 'regression targets' : `${ds.classes.length} classes`}, ${ds.train.length} train / ${ds.val.length} val / ${ds.test.length} test images (${ds.layout})`);
+  log(
+    `data: ${regression ? 'regression targets' : `${ds.classes.length} classes`}, ${ds.train.length} train / ${ds.val.length} val / ${ds.test.length} test images (${ds.layout})`,
+  );
   for (const w of ds.warnings) log(`warning: ${w}`);
   const prepTrain = await trainCache.prepare(ds.train);
   const prepVal = await evalCache.prepare(ds.val);
@@ -261,11 +310,14 @@ export async function runTraining(c: TrainConfig, h: RunHandlers = {}, resumeDir
   if (regression) {
     // Standardisation from the training split only (model/regression.ts); written into the
     // run's MetConfig so that inference graphs map outputs back to the targets' units.
-    const st = c.standardize === false ? { mean: 0, std: 1 } : targetStats(train_.map((s) => (s as RegressionSample).value));
+    const st =
+      c.standardize === false ? { mean: 0, std: 1 } : targetStats(train_.map((s) => (s as RegressionSample).value));
     met.targetMean = st.mean;
     met.targetStd = st.std;
     ds.notes.push(
-      c.standardize === false ? 'regression: targets used as they are (standardize: false)' : `regression: targets standardised with the training split's mean ${st.mean.toPrecision(6)} and std ${st.std.toPrecision(6)}`,
+      c.standardize === false
+        ? 'regression: targets used as they are (standardize: false)'
+        : `regression: targets standardised with the training split's mean ${st.mean.toPrecision(6)} and std ${st.std.toPrecision(6)}`,
       `regression: ${met.regLoss ?? 'mse'} loss per exit; graph regularization is off (it needs classes), so lambda is ignored; early exiting uses the agreement between consecutive exits, -|y_j - y_(j-1)|`,
     );
   }
@@ -273,11 +325,23 @@ export async function runTraining(c: TrainConfig, h: RunHandlers = {}, resumeDir
   const cfgFile: RunConfigFile = {
     version: RUN_VERSION,
     createdAt: new Date().toISOString(),
-    train: { ...c, data: path.resolve(c.data), weights: path.resolve(c.weights), out: runDir, exits, ...(c.targets ? { targets: path.resolve(c.targets) } : {}) },
+    train: {
+      ...c,
+      data: path.resolve(c.data),
+      weights: path.resolve(c.weights),
+      out: runDir,
+      exits,
+      ...(c.targets ? { targets: path.resolve(c.targets) } : {}),
+    },
     backbone: { file: path.resolve(c.weights), layout: bb.layout, config: vit },
     met,
     classes: ds.classes,
-    dataset: { root: ds.root, layout: ds.layout, counts: { train: train_.length, val: val.length, test: test.length }, notes: ds.notes },
+    dataset: {
+      root: ds.root,
+      layout: ds.layout,
+      counts: { train: train_.length, val: val.length, test: test.length },
+      notes: ds.notes,
+    },
     ...(h.configFile ? { configFile: path.resolve(h.configFile) } : {}),
   };
   if (!resumeDir) {
@@ -302,7 +366,15 @@ export async function runTraining(c: TrainConfig, h: RunHandlers = {}, resumeDir
     backbone: bb.tensors,
     met,
     init: initMetParams(vit, met, c.seed),
-    schedule: { epochs: c.epochs, batch: c.batch, lr: c.lr, minLr: c.minLr, weightDecay: c.weightDecay, warmupEpochs: c.warmupEpochs, seed: c.seed },
+    schedule: {
+      epochs: c.epochs,
+      batch: c.batch,
+      lr: c.lr,
+      minLr: c.minLr,
+      weightDecay: c.weightDecay,
+      warmupEpochs: c.warmupEpochs,
+      seed: c.seed,
+    },
     data: {
       train: train_,
       val,
@@ -324,13 +396,31 @@ export async function runTraining(c: TrainConfig, h: RunHandlers = {}, resumeDir
   await (valRunner as SegmentRunner | null)?.release();
   if (stopped) return { runDir, exits: [], dynamic: [], trainImgPerSec: imgPerSec, stopped };
 
-  const summary = await evaluateAndWrite(runDir, cfgFile, bb.tensors, params, evalCache, { val, test }, so, c.dynamicExits);
+  const summary = await evaluateAndWrite(
+    runDir,
+    cfgFile,
+    bb.tensors,
+    params,
+    evalCache,
+    { val, test },
+    so,
+    c.dynamicExits,
+  );
   summary.trainImgPerSec = imgPerSec;
   writeJson(path.join(runDir, 'summary.json'), summary);
   return summary;
 }
 
-async function evaluateAndWrite(runDir: string, cf: RunConfigFile, backbone: Map<string, HostTensor>, params: Map<string, HostTensor>, cache: ImageCache, splits: { val: Sample[]; test: Sample[] }, so: SessionOptions, dynamicExits?: number[]): Promise<RunSummary> {
+async function evaluateAndWrite(
+  runDir: string,
+  cf: RunConfigFile,
+  backbone: Map<string, HostTensor>,
+  params: Map<string, HostTensor>,
+  cache: ImageCache,
+  splits: { val: Sample[]; test: Sample[] },
+  so: SessionOptions,
+  dynamicExits?: number[],
+): Promise<RunSummary> {
   const vit = cf.backbone.config;
   const met = cf.met;
   const segs = buildSegments(vit, met, backbone, params, true, cpuOnly(so));
@@ -339,7 +429,13 @@ async function evaluateAndWrite(runDir: string, cf: RunConfigFile, backbone: Map
   const val = await scoreSplit(runner, cache, splits.val, vit);
   const test = await scoreSplit(runner, cache, splits.test, vit);
   await runner.release();
-  writeJson(path.join(runDir, 'predictions.json'), { classes: cf.classes, exits: met.exits, ...(isRegression(met) ? { task: 'regression' } : {}), val, test });
+  writeJson(path.join(runDir, 'predictions.json'), {
+    classes: cf.classes,
+    exits: met.exits,
+    ...(isRegression(met) ? { task: 'regression' } : {}),
+    val,
+    test,
+  });
   const used = dynamicExits ? dynamicExits.map((e) => e - 1) : met.exits.map((_, j) => j);
   const th = fitThresholds(val, test, gflops, used);
   writeJson(path.join(runDir, 'thresholds.json'), th);
@@ -348,8 +444,22 @@ async function evaluateAndWrite(runDir: string, cf: RunConfigFile, backbone: Map
   return {
     runDir,
     ...(reg ? { task: 'regression' as const } : {}),
-    exits: met.exits.map((layer, j) => ({ exit: j + 1, layer, branch: branchTypes(met, met.exits.length)[j], accuracy: acc[j], gflops: gflops[j], ...(reg ? { mae: reg.mae[j], rmse: reg.rmse[j] } : {}) })),
-    dynamic: th.curve.map((p) => ({ p: p.p, accuracy: p.accuracy, gflops: p.gflops, thresholds: p.thresholds, exitCounts: p.exitCounts, ...(reg ? { mae: -p.accuracy } : {}) })),
+    exits: met.exits.map((layer, j) => ({
+      exit: j + 1,
+      layer,
+      branch: branchTypes(met, met.exits.length)[j],
+      accuracy: acc[j],
+      gflops: gflops[j],
+      ...(reg ? { mae: reg.mae[j], rmse: reg.rmse[j] } : {}),
+    })),
+    dynamic: th.curve.map((p) => ({
+      p: p.p,
+      accuracy: p.accuracy,
+      gflops: p.gflops,
+      thresholds: p.thresholds,
+      exitCounts: p.exitCounts,
+      ...(reg ? { mae: -p.accuracy } : {}),
+    })),
     trainImgPerSec: 0,
     stopped: null,
   };
@@ -358,11 +468,13 @@ async function evaluateAndWrite(runDir: string, cf: RunConfigFile, backbone: Map
 /** Loads what a run needs for inference. */
 export function loadRun(runDir: string) {
   const cf = readJson<RunConfigFile>(path.join(runDir, 'config.json'));
-  if (cf.version !== RUN_VERSION) throw new UserError(`${runDir}: run format ${cf.version} is not supported (expected ${RUN_VERSION})`);
+  if (cf.version !== RUN_VERSION)
+    throw new UserError(`${runDir}: run format ${cf.version} is not supported (expected ${RUN_VERSION})`);
   const wfile = path.join(runDir, TRAINABLE);
   if (!fs.existsSync(wfile)) throw new UserError(`${runDir}: no ${TRAINABLE} yet (has the run finished an epoch?)`);
   const params = readSafetensors(wfile);
-  if (!fs.existsSync(cf.backbone.file)) throw new UserError(`${runDir}: the backbone weights ${cf.backbone.file} are gone`);
+  if (!fs.existsSync(cf.backbone.file))
+    throw new UserError(`${runDir}: the backbone weights ${cf.backbone.file} are gone`);
   const bb = backboneOf(cf.train);
   return { cf, params, backbone: bb.tensors, vit: bb.config };
 }
@@ -373,13 +485,18 @@ export function readThresholds(runDir: string): ThresholdsFile | null {
 }
 
 /** `met eval`: per-exit accuracy and GFLOPs on the run's test split (or another folder), and the dynamic curve. */
-export async function evaluateRun(runDir: string, opts: { data?: string; device?: TrainConfig['device']; threads?: number } = {}): Promise<RunSummary> {
+export async function evaluateRun(
+  runDir: string,
+  opts: { data?: string; device?: TrainConfig['device']; threads?: number } = {},
+): Promise<RunSummary> {
   const { cf, params, backbone, vit } = loadRun(runDir);
   const c = { ...cf.train, device: opts.device ?? cf.train.device, threads: opts.threads ?? cf.train.threads };
   const so = await sessionOptions(c);
   const cache = new ImageCache({ pre: preprocessOf(c, vit) });
   const regression = isRegression(cf.met);
-  const ds = regression ? await scanRegression({ root: cf.dataset.root, targets: c.targets, split: c.split, seed: c.seed }) : await scanDataset({ root: cf.dataset.root, split: c.split, seed: c.seed });
+  const ds = regression
+    ? await scanRegression({ root: cf.dataset.root, targets: c.targets, split: c.split, seed: c.seed })
+    : await scanDataset({ root: cf.dataset.root, split: c.split, seed: c.seed });
   let test: Sample[] = ds.test;
   if (opts.data && regression) {
     // Another folder: every image in it with a value in its own targets file.
@@ -393,12 +510,22 @@ export async function evaluateRun(runDir: string, opts: { data?: string; device?
       const label = cf.classes.indexOf(name);
       return label >= 0 ? [{ file: s.file, label }] : [];
     });
-    if (!test.length) throw new UserError(`${opts.data}: none of its class folders match the run's classes (${cf.classes.join(', ')})`);
+    if (!test.length)
+      throw new UserError(`${opts.data}: none of its class folders match the run's classes (${cf.classes.join(', ')})`);
   }
   const val = (await cache.prepare(ds.val)).ok;
   test = (await cache.prepare(test)).ok;
   const th = readThresholds(runDir);
-  return evaluateAndWrite(opts.data ? fs.mkdtempSync(path.join(os.tmpdir(), 'met-eval-')) : runDir, cf, backbone, params, cache, { val, test }, so, th ? th.exits.map((j) => j + 1) : undefined);
+  return evaluateAndWrite(
+    opts.data ? fs.mkdtempSync(path.join(os.tmpdir(), 'met-eval-')) : runDir,
+    cf,
+    backbone,
+    params,
+    cache,
+    { val, test },
+    so,
+    th ? th.exits.map((j) => j + 1) : undefined,
+  );
 }
 
 export { findThresholds, applyThresholds };

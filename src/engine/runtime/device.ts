@@ -68,7 +68,15 @@ const SETUP_HINT = 'on a CPU-only machine see scripts/setup-webgpu.sh';
 const CPU_STATUS: ProviderStatus = { provider: 'cpu', available: true, reason: 'built into onnxruntime-node' };
 
 // Variables that change what a probe finds; the cache is keyed on them.
-const ENV_KEYS = ['VK_ICD_FILENAMES', 'VK_DRIVER_FILES', 'VK_ADD_DRIVER_FILES', 'LD_LIBRARY_PATH', 'XDG_RUNTIME_DIR', 'CUDA_VISIBLE_DEVICES', 'PATH'];
+const ENV_KEYS = [
+  'VK_ICD_FILENAMES',
+  'VK_DRIVER_FILES',
+  'VK_ADD_DRIVER_FILES',
+  'LD_LIBRARY_PATH',
+  'XDG_RUNTIME_DIR',
+  'CUDA_VISIBLE_DEVICES',
+  'PATH',
+];
 const cache = new Map<string, Promise<ProviderStatus[]>>();
 
 /** Checks each provider for real (see the top of this file); cached per process and env. */
@@ -91,7 +99,10 @@ async function probeAll(env: NodeJS.ProcessEnv, timeoutMs: number): Promise<Prov
     backends = ort.listSupportedBackends();
   } catch {
     // Older bindings lack the call; each probe then finds out by trying.
-    backends = [{ name: 'cuda', bundled: false }, { name: 'webgpu', bundled: true }];
+    backends = [
+      { name: 'cuda', bundled: false },
+      { name: 'webgpu', bundled: true },
+    ];
   }
   const model = probeModel();
   // Both probes at once: each is a separate process, and most of a probe is waiting.
@@ -104,15 +115,26 @@ async function probeAll(env: NodeJS.ProcessEnv, timeoutMs: number): Promise<Prov
 
 // ---- CUDA ----
 
-async function probeCuda(backends: { name: string; bundled: boolean }[], model: Uint8Array, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<ProviderStatus> {
+async function probeCuda(
+  backends: { name: string; bundled: boolean }[],
+  model: Uint8Array,
+  env: NodeJS.ProcessEnv,
+  timeoutMs: number,
+): Promise<ProviderStatus> {
   const entry = backends.find((b) => b.name === 'cuda');
-  if (!entry) return { provider: 'cuda', available: false, reason: `this onnxruntime-node build (${process.platform}/${process.arch}) has no CUDA provider` };
+  if (!entry)
+    return {
+      provider: 'cuda',
+      available: false,
+      reason: `this onnxruntime-node build (${process.platform}/${process.arch}) has no CUDA provider`,
+    };
   if (!entry.bundled) {
     // Not in the npm tarball (too large): onnxruntime-node's install step downloads it from
     // NuGet, unless told to skip or offline. Without the library a session only says "Failed to
     // load shared library", so say why here.
     const dir = ortBinaryDir();
-    const lib = dir && fs.existsSync(dir) ? fs.readdirSync(dir).find((f) => /providers_cuda\.(so|dll)$/.test(f)) : undefined;
+    const lib =
+      dir && fs.existsSync(dir) ? fs.readdirSync(dir).find((f) => /providers_cuda\.(so|dll)$/.test(f)) : undefined;
     if (!lib) {
       const why = cudaSkipReason();
       return {
@@ -145,7 +167,10 @@ function cudaSkipReason(): string {
     const pkg = path.dirname(path.dirname(require.resolve('onnxruntime-node')));
     for (let d = path.dirname(pkg); ; d = path.dirname(d)) {
       const rc = path.join(d, '.npmrc');
-      if (fs.existsSync(rc) && /^\s*onnxruntime-node-install(-cuda)?\s*=\s*skip\s*$/m.test(fs.readFileSync(rc, 'utf8'))) {
+      if (
+        fs.existsSync(rc) &&
+        /^\s*onnxruntime-node-install(-cuda)?\s*=\s*skip\s*$/m.test(fs.readFileSync(rc, 'utf8'))
+      ) {
         const cwd = process.cwd() + path.sep;
         return `onnxruntime-node-install=skip in ${rc.startsWith(cwd) ? rc.slice(cwd.length) : rc}`;
       }
@@ -161,26 +186,47 @@ function cudaReason(r: ProbeResult): string {
   const text = `${r.error}\n${r.stderr}`;
   if (r.timedOut) return `the test session did not finish within ${secs(r.limitMs)} (CUDA driver hung?)`;
   const so = /(lib[\w.+-]+\.so[\w.]*): cannot open shared object file/.exec(text);
-  if (so && !/providers_(shared|cuda)/.test(so[1])) return `a CUDA library is missing: ${so[1]} (install the CUDA 12 runtime and cuDNN 9, or add their folder to LD_LIBRARY_PATH)`;
-  if (/no CUDA-capable device|cudaErrorNoDevice|CUDA driver version is insufficient|cudaErrorInsufficientDriver/i.test(text)) {
+  if (so && !/providers_(shared|cuda)/.test(so[1]))
+    return `a CUDA library is missing: ${so[1]} (install the CUDA 12 runtime and cuDNN 9, or add their folder to LD_LIBRARY_PATH)`;
+  if (
+    /no CUDA-capable device|cudaErrorNoDevice|CUDA driver version is insufficient|cudaErrorInsufficientDriver/i.test(
+      text,
+    )
+  ) {
     return `no usable NVIDIA GPU: ${firstLine(matchLine(text, /CUDA|cuda/) ?? r.error)} (check nvidia-smi and the driver)`;
   }
-  if (/Failed to load (shared )?library/i.test(text)) return `the CUDA provider library could not be loaded: ${firstLine(matchLine(text, /Failed to load/) ?? r.error)}`;
+  if (/Failed to load (shared )?library/i.test(text))
+    return `the CUDA provider library could not be loaded: ${firstLine(matchLine(text, /Failed to load/) ?? r.error)}`;
   return `the test session failed: ${firstLine(r.error)}`;
 }
 
 // ---- WebGPU ----
 
-async function probeWebGpu(backends: { name: string; bundled: boolean }[], model: Uint8Array, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<ProviderStatus> {
+async function probeWebGpu(
+  backends: { name: string; bundled: boolean }[],
+  model: Uint8Array,
+  env: NodeJS.ProcessEnv,
+  timeoutMs: number,
+): Promise<ProviderStatus> {
   if (!backends.some((b) => b.name === 'webgpu')) {
-    return { provider: 'webgpu', available: false, reason: `this onnxruntime-node build (${process.platform}/${process.arch}) has no WebGPU provider` };
+    return {
+      provider: 'webgpu',
+      available: false,
+      reason: `this onnxruntime-node build (${process.platform}/${process.arch}) has no WebGPU provider`,
+    };
   }
   const icds = process.platform === 'linux' ? vulkanDrivers(env) : [];
   const software = icds.length > 0 && icds.every((d) => d.software);
   const r = await runProbe('webgpu', model, env, timeoutMs);
   if (r.ok) {
     const drv = icds.length ? `; Vulkan driver${icds.length > 1 ? 's' : ''}: ${driverList(icds, env)}` : '';
-    return { provider: 'webgpu', available: true, reason: r.found + drv, software: software || undefined, probeMs: r.ms };
+    return {
+      provider: 'webgpu',
+      available: true,
+      reason: r.found + drv,
+      software: software || undefined,
+      probeMs: r.ms,
+    };
   }
   return { provider: 'webgpu', available: false, reason: webGpuReason(r, icds, env), probeMs: r.ms };
 }
@@ -190,15 +236,19 @@ function webGpuReason(r: ProbeResult, icds: VulkanDriver[], env: NodeJS.ProcessE
   const text = `${r.error}\n${r.stderr}`;
   const hint = `install GPU drivers; ${SETUP_HINT}`;
   const noLoader = /Couldn't load Vulkan: ?(.*)/.exec(text);
-  if (noLoader) return `no adapter: the Vulkan loader could not be loaded (${noLoader[1].trim() || 'libvulkan.so.1'}) (install libvulkan1 and GPU drivers; ${SETUP_HINT})`;
-  if (/Found no drivers|VK_ERROR_INCOMPATIBLE_DRIVER/.test(text)) return `no adapter: Dawn found no Vulkan driver (${hint})`;
+  if (noLoader)
+    return `no adapter: the Vulkan loader could not be loaded (${noLoader[1].trim() || 'libvulkan.so.1'}) (install libvulkan1 and GPU drivers; ${SETUP_HINT})`;
+  if (/Found no drivers|VK_ERROR_INCOMPATIBLE_DRIVER/.test(text))
+    return `no adapter: Dawn found no Vulkan driver (${hint})`;
   if (/No supported adapters|Failed to get a WebGPU adapter/.test(text)) {
     // Dawn says what it needs but the driver lacks as "Warning: <feature> required.".
     const need = /Warning: (.*required\.?)/.exec(text);
-    const found = icds.length ? `the Vulkan devices found (drivers: ${driverList(icds, env)})` : 'the GPU adapters found';
+    const found = icds.length
+      ? `the Vulkan devices found (drivers: ${driverList(icds, env)})`
+      : 'the GPU adapters found';
     // Hardware Mesa drivers without a GPU expose no device, so on a CPU-only machine the one
     // rejected is the software driver; bookworm's (Mesa 22.3) lacks what Dawn requires.
-    const old = icds.some((d) => d.software) ? ", a software driver needs Mesa 25 or later" : '';
+    const old = icds.some((d) => d.software) ? ', a software driver needs Mesa 25 or later' : '';
     if (need) return `no adapter: Dawn rejected ${found}: ${need[1].replace(/\.$/, '')} (${hint}${old})`;
     return `no adapter: Dawn found no GPU adapter it supports (${hint})`;
   }
@@ -220,7 +270,10 @@ function vulkanDrivers(env: NodeJS.ProcessEnv): VulkanDriver[] {
   let files: string[] = [];
   const listDir = (d: string): string[] => {
     try {
-      return fs.readdirSync(d).filter((f) => f.endsWith('.json')).map((f) => path.join(d, f));
+      return fs
+        .readdirSync(d)
+        .filter((f) => f.endsWith('.json'))
+        .map((f) => path.join(d, f));
     } catch {
       return [];
     }
@@ -229,7 +282,8 @@ function vulkanDrivers(env: NodeJS.ProcessEnv): VulkanDriver[] {
     for (const p of override.split(':').filter(Boolean)) files.push(...(isDir(p) ? listDir(p) : [p]));
   } else {
     const dataDirs = (env.XDG_DATA_DIRS || '/usr/local/share:/usr/share').split(':');
-    for (const d of ['/etc/vulkan/icd.d', ...dataDirs.map((x) => path.join(x, 'vulkan/icd.d'))]) files.push(...listDir(d));
+    for (const d of ['/etc/vulkan/icd.d', ...dataDirs.map((x) => path.join(x, 'vulkan/icd.d'))])
+      files.push(...listDir(d));
     if (env.VK_ADD_DRIVER_FILES) files.push(...env.VK_ADD_DRIVER_FILES.split(':').filter(Boolean));
   }
   files = [...new Set(files)];
@@ -237,13 +291,19 @@ function vulkanDrivers(env: NodeJS.ProcessEnv): VulkanDriver[] {
   for (const f of files) {
     let lib = '';
     try {
-      lib = String((JSON.parse(fs.readFileSync(f, 'utf8')) as { ICD?: { library_path?: string } }).ICD?.library_path ?? '');
+      lib = String(
+        (JSON.parse(fs.readFileSync(f, 'utf8')) as { ICD?: { library_path?: string } }).ICD?.library_path ?? '',
+      );
     } catch {
       continue; // the loader skips unreadable manifests too
     }
     const base = path.basename(lib || f);
     const software = /lvp|swiftshader/i.test(base);
-    const name = /lvp/i.test(base) ? 'lavapipe (software)' : /swiftshader/i.test(base) ? 'SwiftShader (software)' : base.replace(/^libvulkan_|\.so.*$|\.json$/g, '');
+    const name = /lvp/i.test(base)
+      ? 'lavapipe (software)'
+      : /swiftshader/i.test(base)
+        ? 'SwiftShader (software)'
+        : base.replace(/^libvulkan_|\.so.*$|\.json$/g, '');
     out.push({ name, software });
   }
   return out;
@@ -322,14 +382,21 @@ interface ProbeResult {
 
 const MAX_STDERR = 512 * 1024;
 
-function runProbe(provider: GpuProvider, model: Uint8Array, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<ProbeResult> {
+function runProbe(
+  provider: GpuProvider,
+  model: Uint8Array,
+  env: NodeJS.ProcessEnv,
+  timeoutMs: number,
+): Promise<ProbeResult> {
   const t0 = Date.now();
   return new Promise<ProbeResult>((resolve) => {
     let stdout = '';
     let stderr = '';
     let timedOut = false;
     let settled = false;
-    const done = (r: Omit<ProbeResult, 'stderr' | 'timedOut' | 'limitMs' | 'ms' | 'found'> & { found?: string }): void => {
+    const done = (
+      r: Omit<ProbeResult, 'stderr' | 'timedOut' | 'limitMs' | 'ms' | 'found'> & { found?: string },
+    ): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
@@ -361,23 +428,36 @@ function runProbe(provider: GpuProvider, model: Uint8Array, env: NodeJS.ProcessE
     child.on('close', (code, signal) => {
       const line = stdout.split('\n').find((l) => l.startsWith('@@MET_PROBE@@'));
       if (!line) {
-        done({ ok: false, error: `the probe process ${signal ? `was killed by ${signal}` : `exited with code ${code}`} (driver crash?)${lastLines(stderr)}` });
+        done({
+          ok: false,
+          error: `the probe process ${signal ? `was killed by ${signal}` : `exited with code ${code}`} (driver crash?)${lastLines(stderr)}`,
+        });
         return;
       }
-      const res = JSON.parse(line.slice('@@MET_PROBE@@'.length)) as { ok: boolean; y?: number[]; error?: string; createMs?: number };
+      const res = JSON.parse(line.slice('@@MET_PROBE@@'.length)) as {
+        ok: boolean;
+        y?: number[];
+        error?: string;
+        createMs?: number;
+      };
       if (!res.ok) {
         done({ ok: false, error: res.error ?? 'unknown error' });
         return;
       }
       const y = res.y ?? [];
       if (y.length !== PROBE_Y.length || y.some((v, i) => Math.abs(v - PROBE_Y[i]) > 1e-3)) {
-        done({ ok: false, error: `the test MatMul returned wrong values [${y.join(', ')}] instead of [${PROBE_Y.join(', ')}]` });
+        done({
+          ok: false,
+          error: `the test MatMul returned wrong values [${y.join(', ')}] instead of [${PROBE_Y.join(', ')}]`,
+        });
         return;
       }
       done({ ok: true, error: '', found: describePlacement(provider, stderr, res.createMs ?? 0) });
     });
     child.stdin.on('error', () => undefined); // a child that dies early closes its stdin
-    child.stdin.end(JSON.stringify({ ortPath, provider, model: Buffer.from(model).toString('base64'), a: PROBE_A, b: PROBE_B }));
+    child.stdin.end(
+      JSON.stringify({ ortPath, provider, model: Buffer.from(model).toString('base64'), a: PROBE_A, b: PROBE_B }),
+    );
   });
 }
 
@@ -386,7 +466,12 @@ function describePlacement(provider: GpuProvider, stderr: string, createMs: numb
   const ep = ORT_EP_NAME[provider];
   const placed = [...stderr.matchAll(/(?:All nodes|Node\(s\)) placed on \[(\w+)\]\. Number of nodes: (\d+)/g)];
   const onGpu = placed.some((m) => m[1] === ep);
-  const where = placed.length === 0 ? 'ran' : onGpu ? `ran on ${ep}` : `ran, but onnxruntime placed it on ${placed.map((m) => m[1]).join(', ')}`;
+  const where =
+    placed.length === 0
+      ? 'ran'
+      : onGpu
+        ? `ran on ${ep}`
+        : `ran, but onnxruntime placed it on ${placed.map((m) => m[1]).join(', ')}`;
   return `${provider === 'webgpu' ? 'adapter found; ' : ''}the test MatMul ${where} (session created in ${(createMs / 1000).toFixed(1)} s)`;
 }
 
@@ -431,12 +516,15 @@ export async function resolveDevice(requested: Device, opts: ProbeOptions = {}):
     throw new UserError(`unknown device '${String(requested)}' (expected auto, cpu, webgpu or cuda)`);
   }
   const statuses = await probeProviders(opts);
-  const status = (p: Provider): ProviderStatus => statuses.find((s) => s.provider === p) ?? { provider: p, available: false, reason: 'not probed' };
+  const status = (p: Provider): ProviderStatus =>
+    statuses.find((s) => s.provider === p) ?? { provider: p, available: false, reason: 'not probed' };
 
   if (requested !== 'auto') {
     const s = status(requested);
     if (!s.available) throw new UserError(`${LABEL[requested]} is not available: ${s.reason}`);
-    const notes = s.software ? [`${LABEL[requested]}: runs on a software Vulkan driver, correct but much slower than the CPU provider`] : [];
+    const notes = s.software
+      ? [`${LABEL[requested]}: runs on a software Vulkan driver, correct but much slower than the CPU provider`]
+      : [];
     return { device: requested, providers: [requested, 'cpu'], statuses, notes };
   }
 
@@ -446,7 +534,10 @@ export async function resolveDevice(requested: Device, opts: ProbeOptions = {}):
     if (p === device) continue;
     const s = status(p);
     if (!s.available) notes.push(`${LABEL[p]}: ${s.reason}`);
-    else if (s.software) notes.push(`${LABEL[p]}: works, but only on a software Vulkan driver, much slower than the CPU provider (choose device webgpu to use it anyway)`);
+    else if (s.software)
+      notes.push(
+        `${LABEL[p]}: works, but only on a software Vulkan driver, much slower than the CPU provider (choose device webgpu to use it anyway)`,
+      );
     else notes.push(`${LABEL[p]}: available, but ${LABEL[device]} is preferred`);
   }
   return { device, providers: device === 'cpu' ? ['cpu'] : [device, 'cpu'], statuses, notes };
@@ -454,7 +545,11 @@ export async function resolveDevice(requested: Device, opts: ProbeOptions = {}):
 
 /** A plain-text table for `met` (provider, available, reason) and which provider auto picks. */
 export function formatDeviceReport(statuses: ProviderStatus[], choice?: DeviceChoice): string {
-  const rows = statuses.map((s) => [s.provider, s.available ? (s.software ? 'yes (software)' : 'yes') : 'no', s.reason]);
+  const rows = statuses.map((s) => [
+    s.provider,
+    s.available ? (s.software ? 'yes (software)' : 'yes') : 'no',
+    s.reason,
+  ]);
   const head = ['provider', 'available', 'reason'];
   const w = [0, 1].map((i) => Math.max(head[i].length, ...rows.map((r) => r[i].length)));
   const fmt = (r: string[]): string => `${r[0].padEnd(w[0])}  ${r[1].padEnd(w[1])}  ${r[2]}`;

@@ -1,9 +1,9 @@
 // onnxruntime-node sessions built from in-memory models.
 
 import * as ort from 'onnxruntime-node';
-import { CompiledModel } from '../graph/onnx';
-import { GDType } from '../graph/ir';
-import { HostTensor, numel, shapeStr } from '../tensor';
+import { type CompiledModel } from '../graph/onnx';
+import { type GDType } from '../graph/ir';
+import { type HostTensor, numel, shapeStr } from '../tensor';
 
 // Defined with the device choice; re-exported so existing imports from here keep working.
 export type { Device } from './device';
@@ -61,7 +61,8 @@ export class Session {
       const t = feeds[inp.name];
       if (!t) throw new Error(`missing input '${inp.name}' ${shapeStr(inp.shape)}`);
       if (t.dtype !== inp.dtype) throw new Error(`input '${inp.name}': expected ${inp.dtype}, got ${t.dtype}`);
-      const ok = t.shape.length === inp.shape.length && inp.shape.every((d, i) => typeof d !== 'number' || d === t.shape[i]);
+      const ok =
+        t.shape.length === inp.shape.length && inp.shape.every((d, i) => typeof d !== 'number' || d === t.shape[i]);
       if (!ok) throw new Error(`input '${inp.name}': expected shape ${shapeStr(inp.shape)}, got ${shapeStr(t.shape)}`);
       f[inp.name] = toOrt(t);
     }
@@ -81,22 +82,33 @@ export class Session {
   }
 }
 
-const ORT_TYPE: Record<GDType, ort.Tensor.Type> = { float32: 'float32', float64: 'float64', int64: 'int64', bool: 'bool' };
+const ORT_TYPE: Record<GDType, ort.Tensor.Type> = {
+  float32: 'float32',
+  float64: 'float64',
+  int64: 'int64',
+  bool: 'bool',
+};
 
 export function toOrt(t: HostTensor): ort.Tensor {
   const type = ORT_TYPE[t.dtype as GDType];
   if (!type) throw new Error(`cannot feed dtype ${t.dtype}`);
-  if (t.data.length !== numel(t.shape)) throw new Error(`tensor data (${t.data.length}) does not match shape ${shapeStr(t.shape)}`);
+  if (t.data.length !== numel(t.shape))
+    throw new Error(`tensor data (${t.data.length}) does not match shape ${shapeStr(t.shape)}`);
   return new ort.Tensor(type, t.data as never, t.shape);
 }
 
 export function fromOrt(v: ort.Tensor): HostTensor {
   const dims = v.dims.slice();
   switch (v.type) {
-    case 'float32': return { dtype: 'float32', shape: dims, data: v.data as Float32Array };
-    case 'float64': return { dtype: 'float64', shape: dims, data: v.data as Float64Array };
-    case 'int64': return { dtype: 'int64', shape: dims, data: v.data as BigInt64Array };
-    case 'bool': return { dtype: 'bool', shape: dims, data: v.data as Uint8Array };
-    default: throw new Error(`unsupported output type ${v.type}`);
+    case 'float32':
+      return { dtype: 'float32', shape: dims, data: v.data as Float32Array };
+    case 'float64':
+      return { dtype: 'float64', shape: dims, data: v.data as Float64Array };
+    case 'int64':
+      return { dtype: 'int64', shape: dims, data: v.data as BigInt64Array };
+    case 'bool':
+      return { dtype: 'bool', shape: dims, data: v.data as Uint8Array };
+    default:
+      throw new Error(`unsupported output type ${v.type}`);
   }
 }

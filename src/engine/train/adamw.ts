@@ -24,7 +24,10 @@ export class AdamW {
   state: AdamWState = { step: 0, m: new Map(), v: new Map() };
 
   /** `decay(name)` says whether a tensor gets weight decay (e.g. not biases or diagonals). */
-  constructor(opts: AdamWOptions, private readonly decay: (name: string) => boolean = () => true) {
+  constructor(
+    opts: AdamWOptions,
+    private readonly decay: (name: string) => boolean = () => true,
+  ) {
     this.beta1 = opts.beta1 ?? 0.9;
     this.beta2 = opts.beta2 ?? 0.999;
     this.eps = opts.eps ?? 1e-8;
@@ -42,7 +45,8 @@ export class AdamW {
     for (const [name, p] of params) {
       const g = grads.get(name);
       if (!g) throw new Error(`AdamW: no gradient for '${name}'`);
-      if (g.length !== p.length) throw new Error(`AdamW: gradient of '${name}' has ${g.length} values, parameter ${p.length}`);
+      if (g.length !== p.length)
+        throw new Error(`AdamW: gradient of '${name}' has ${g.length} values, parameter ${p.length}`);
       let m = s.m.get(name);
       let v = s.v.get(name);
       if (!m || !v) {

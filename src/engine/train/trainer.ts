@@ -5,13 +5,13 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { compile, Graph, grad, Tensor } from '../graph';
-import { VitConfig } from '../model/config';
-import { decays, MetConfig, MetForward, metForward, metLoss, MetTensors } from '../model/met';
+import { compile, Graph, grad, type Tensor } from '../graph';
+import { type VitConfig } from '../model/config';
+import { decays, type MetConfig, type MetForward, metForward, metLoss, MetTensors } from '../model/met';
 import { isRegression, regressionLoss, regressionMetrics, targetBatch, targetScale } from '../model/regression';
 import { gridSize, VitParams } from '../model/vit';
-import { cpuOnly, Session, SessionOptions } from '../runtime/session';
-import { HostTensor, UserError } from '../tensor';
+import { cpuOnly, Session, type SessionOptions } from '../runtime/session';
+import { type HostTensor, UserError } from '../tensor';
 import { readSafetensorsFile, writeSafetensors } from '../weights/safetensors';
 import { AdamW, warmupCosine } from './adamw';
 
@@ -46,15 +46,45 @@ export interface Schedule {
 }
 
 export type TrainEvent =
-  | { type: 'start'; epochs: number; stepsPerEpoch: number; totalSteps: number; startStep: number; train: number; val: number; exits: number[]; trainable: number }
-  | { type: 'step'; epoch: number; step: number; totalSteps: number; loss: number; lossPerExit: number[]; gr: number[]; accPerExit: number[]; lr: number; imgPerSec: number; etaSec: number;
+  | {
+      type: 'start';
+      epochs: number;
+      stepsPerEpoch: number;
+      totalSteps: number;
+      startStep: number;
+      train: number;
+      val: number;
+      exits: number[];
+      trainable: number;
+    }
+  | {
+      type: 'step';
+      epoch: number;
+      step: number;
+      totalSteps: number;
+      loss: number;
+      lossPerExit: number[];
+      gr: number[];
+      accPerExit: number[];
+      lr: number;
+      imgPerSec: number;
+      etaSec: number;
       /** Copycat distillation loss KD_j per early exit (unweighted; only when `distill` > 0). */
       distill?: number[];
       /** Regression runs: the batch's MAE per exit in target units (accPerExit is empty). */
-      maePerExit?: number[] }
-  | { type: 'epoch'; epoch: number; step: number; valAccPerExit: number[]; trainLoss: number; seconds: number;
+      maePerExit?: number[];
+    }
+  | {
+      type: 'epoch';
+      epoch: number;
+      step: number;
+      valAccPerExit: number[];
+      trainLoss: number;
+      seconds: number;
       /** Regression runs: validation MAE and RMSE per exit, in target units (valAccPerExit is empty). */
-      valMaePerExit?: number[]; valRmsePerExit?: number[] }
+      valMaePerExit?: number[];
+      valRmsePerExit?: number[];
+    }
   | { type: 'checkpoint'; step: number; file: string }
   | { type: 'stopped'; step: number; reason: string }
   | { type: 'done'; step: number; seconds: number };
@@ -110,7 +140,10 @@ export interface TrainStepOptions {
  * faster than one step of 32 (MET step, ViT-B/16), and four chunks of 8 inside one step of 32
  * 3.9% faster (measured A/B in one process). Tiny models stay in one chunk.
  */
-export function trainChunkRows(cfg: Pick<VitConfig, 'imageSize' | 'patchSize' | 'mlpDim'>, met: Pick<MetConfig, 'exits'>): number {
+export function trainChunkRows(
+  cfg: Pick<VitConfig, 'imageSize' | 'patchSize' | 'mlpDim'>,
+  met: Pick<MetConfig, 'exits'>,
+): number {
   const tokens = gridSize(cfg) ** 2 + Math.max(1, met.exits.length);
   return Math.max(1, Math.round(5e6 / (tokens * cfg.mlpDim)));
 }
@@ -128,7 +161,13 @@ export function chunkSizes(batch: number, rows: number): number[] {
  * pairs every sample of the batch with every other) are those of the whole batch, and the
  * gradients of the shared trainables are summed over the chunks by autodiff.
  */
-export function buildTrainStep(cfg: VitConfig, backbone: Map<string, HostTensor>, met: MetConfig, init: Map<string, HostTensor>, o: TrainStepOptions = {}) {
+export function buildTrainStep(
+  cfg: VitConfig,
+  backbone: Map<string, HostTensor>,
+  met: MetConfig,
+  init: Map<string, HostTensor>,
+  o: TrainStepOptions = {},
+) {
   const g = new Graph();
   const P = new VitParams(g, backbone);
   const T = new MetTensors(g, init, true);
@@ -139,11 +178,19 @@ export function buildTrainStep(cfg: VitConfig, backbone: Map<string, HostTensor>
   if (chunks.length > 1) {
     let start = 0;
     const parts = chunks.map((n) => metForward(g, P, T, cfg, met, g.slice(images, 0, start, (start += n))));
-    const cat = (k: 'logits' | 'features' | 'exitTokens') => parts[0][k].map((_, j) => g.concat(parts.map((x) => x[k][j]), 0));
+    const cat = (k: 'logits' | 'features' | 'exitTokens') =>
+      parts[0][k].map((_, j) =>
+        g.concat(
+          parts.map((x) => x[k][j]),
+          0,
+        ),
+      );
     f = { logits: cat('logits'), features: cat('features'), exitTokens: cat('exitTokens') };
   } else f = metForward(g, P, T, cfg, met, images);
   // Regression runs (model/regression.ts) feed float targets [B, 1] instead of class labels.
-  const L = isRegression(met) ? regressionLoss(g, met, f, g.input('targets', [bdim, 1])) : metLoss(g, met, f, g.input('labels', [bdim], 'int64'));
+  const L = isRegression(met)
+    ? regressionLoss(g, met, f, g.input('targets', [bdim, 1]))
+    : metLoss(g, met, f, g.input('labels', [bdim], 'int64'));
   const names = [...init.keys()];
   const params = names.map((n) => T.get(n));
   const grads = grad(L.loss, params);
@@ -153,17 +200,42 @@ export function buildTrainStep(cfg: VitConfig, backbone: Map<string, HostTensor>
   L.kd.forEach((t, j) => (outs[`kd.${j}`] = t));
   f.logits.forEach((t, j) => (outs[`logits.${j}`] = t));
   names.forEach((n, i) => (outs[`grad.${n}`] = grads[i]));
-  return { model: compile(g, outs, { name: 'met_train_step', cpuContribOps: o.cpuOnly === true }), names, K: f.logits.length, G: L.gr.length, D: L.kd.length, chunks: Math.max(1, chunks.length) };
+  return {
+    model: compile(g, outs, { name: 'met_train_step', cpuContribOps: o.cpuOnly === true }),
+    names,
+    K: f.logits.length,
+    G: L.gr.length,
+    D: L.kd.length,
+    chunks: Math.max(1, chunks.length),
+  };
 }
 
 /** A regression step's MAE per exit, in target units, from the step's raw outputs. */
-function trainMae(met: MetConfig, r: Record<string, HostTensor>, K: number, samples: readonly { file: string; value?: number }[]): number[] {
+function trainMae(
+  met: MetConfig,
+  r: Record<string, HostTensor>,
+  K: number,
+  samples: readonly { file: string; value?: number }[],
+): number[] {
   const { mean, std } = targetScale(met);
   const t = samples.map((s) => s.value as number);
-  return Array.from({ length: K }, (_, j) => regressionMetrics(Array.from(r[`logits.${j}`].data as Float32Array, (y) => y * std + mean), t).mae);
+  return Array.from(
+    { length: K },
+    (_, j) =>
+      regressionMetrics(
+        Array.from(r[`logits.${j}`].data as Float32Array, (y) => y * std + mean),
+        t,
+      ).mae,
+  );
 }
 
-function writeCheckpoint(runDir: string, params: Map<string, Float32Array>, shapes: Map<string, number[]>, opt: AdamW, st: LoopState): string {
+function writeCheckpoint(
+  runDir: string,
+  params: Map<string, Float32Array>,
+  shapes: Map<string, number[]>,
+  opt: AdamW,
+  st: LoopState,
+): string {
   const t: Record<string, HostTensor> = {};
   for (const [n, p] of params) {
     const shape = shapes.get(n)!;
@@ -181,7 +253,10 @@ function writeCheckpoint(runDir: string, params: Map<string, Float32Array>, shap
   return file;
 }
 
-function readCheckpoint(runDir: string, shapes: Map<string, number[]>): { params: Map<string, Float32Array>; m: Map<string, Float32Array>; v: Map<string, Float32Array>; st: LoopState } {
+function readCheckpoint(
+  runDir: string,
+  shapes: Map<string, number[]>,
+): { params: Map<string, Float32Array>; m: Map<string, Float32Array>; v: Map<string, Float32Array>; st: LoopState } {
   const file = path.join(runDir, CHECKPOINT);
   if (!fs.existsSync(file)) throw new UserError(`${runDir}: no ${CHECKPOINT} to resume from`);
   const ck = readSafetensorsFile(file);
@@ -193,7 +268,8 @@ function readCheckpoint(runDir: string, shapes: Map<string, number[]>): { params
   for (const [n, shape] of shapes) {
     const p = ck.tensors.get(`p.${n}`);
     if (!p) throw new UserError(`${file}: tensor 'p.${n}' is missing`);
-    if (p.shape.join() !== shape.join()) throw new UserError(`${file}: tensor '${n}' expected [${shape}], found [${p.shape}]`);
+    if (p.shape.join() !== shape.join())
+      throw new UserError(`${file}: tensor '${n}' expected [${shape}], found [${p.shape}]`);
     params.set(n, p.data as Float32Array);
     const mm = ck.tensors.get(`m.${n}`);
     const vv = ck.tensors.get(`v.${n}`);
@@ -230,7 +306,11 @@ export async function train(o: TrainerOptions): Promise<{ params: Map<string, Ho
   // The full batch gets a static, chunked step on the CPU; a last, smaller batch of an epoch a
   // symbolic one, made when first needed (both are kept: one compile each per run).
   const cpu = cpuOnly(o.session);
-  const { model, names, K, G, D, chunks } = buildTrainStep(cfg, o.backbone, met, o.init, { cpuOnly: cpu, batch: cpu ? S.batch : undefined, chunkRows: o.chunkRows });
+  const { model, names, K, G, D, chunks } = buildTrainStep(cfg, o.backbone, met, o.init, {
+    cpuOnly: cpu,
+    batch: cpu ? S.batch : undefined,
+    chunkRows: o.chunkRows,
+  });
   const session = await Session.create(model, o.session);
   let anyBatch: Session | null = chunks > 1 ? null : session;
   const sessionFor = async (B: number): Promise<Session> => {
@@ -239,7 +319,9 @@ export async function train(o: TrainerOptions): Promise<{ params: Map<string, Ho
     return anyBatch;
   };
   const opt = new AdamW({ lr: S.lr, weightDecay: S.weightDecay }, decays);
-  let params: Map<string, Float32Array> = new Map([...o.init].map(([n, t]) => [n, Float32Array.from(t.data as Float32Array)]));
+  let params: Map<string, Float32Array> = new Map(
+    [...o.init].map(([n, t]) => [n, Float32Array.from(t.data as Float32Array)]),
+  );
   let st: LoopState = { epoch: 0, stepInEpoch: 0, globalStep: 0, adamStep: 0 };
   if (o.resume) {
     const ck = readCheckpoint(o.runDir, shapes);
@@ -256,9 +338,22 @@ export async function train(o: TrainerOptions): Promise<{ params: Map<string, Ho
     if (e.type === 'step' || e.type === 'epoch') fs.writeSync(metrics, JSON.stringify(e) + '\n');
     o.onEvent?.(e);
   };
-  const hostParams = () => new Map([...params].map(([n, p]) => [n, { dtype: 'float32' as const, shape: shapes.get(n)!, data: p } as HostTensor]));
+  const hostParams = () =>
+    new Map(
+      [...params].map(([n, p]) => [n, { dtype: 'float32' as const, shape: shapes.get(n)!, data: p } as HostTensor]),
+    );
   const trainable = [...params.values()].reduce((a, p) => a + p.length, 0);
-  emit({ type: 'start', epochs: S.epochs, stepsPerEpoch, totalSteps, startStep: st.globalStep, train: data.train.length, val: data.val.length, exits: met.exits, trainable });
+  emit({
+    type: 'start',
+    epochs: S.epochs,
+    stepsPerEpoch,
+    totalSteps,
+    startStep: st.globalStep,
+    train: data.train.length,
+    val: data.val.length,
+    exits: met.exits,
+    trainable,
+  });
 
   const t0 = Date.now();
   let lastCk = Date.now();
@@ -297,8 +392,17 @@ export async function train(o: TrainerOptions): Promise<{ params: Map<string, Ho
           const bad = ce.findIndex((x) => !Number.isFinite(x));
           const badGr = gr.findIndex((x) => !Number.isFinite(x));
           const badKd = kd.findIndex((x) => !Number.isFinite(x));
-          const where = bad >= 0 ? `exit ${bad + 1} (after layer ${met.exits[bad]}) cross-entropy = ${ce[bad]}` : badGr >= 0 ? `exit ${badGr + 1} graph regularization = ${gr[badGr]}` : badKd >= 0 ? `exit ${badKd + 1} copycat distillation = ${kd[badKd]}` : `total = ${loss}`;
-          throw new UserError(`training stopped: the loss is not finite at step ${st.globalStep + 1} (epoch ${epoch + 1}): ${where}. Lower --lr, --lambda or --distill; the last good checkpoint is kept in ${o.runDir}`);
+          const where =
+            bad >= 0
+              ? `exit ${bad + 1} (after layer ${met.exits[bad]}) cross-entropy = ${ce[bad]}`
+              : badGr >= 0
+                ? `exit ${badGr + 1} graph regularization = ${gr[badGr]}`
+                : badKd >= 0
+                  ? `exit ${badKd + 1} copycat distillation = ${kd[badKd]}`
+                  : `total = ${loss}`;
+          throw new UserError(
+            `training stopped: the loss is not finite at step ${st.globalStep + 1} (epoch ${epoch + 1}): ${where}. Lower --lr, --lambda or --distill; the last good checkpoint is kept in ${o.runDir}`,
+          );
         }
         const grads = new Map(names.map((n) => [n, r[`grad.${n}`].data as Float32Array]));
         const lr = warmupCosine(st.globalStep, totalSteps, warmup, S.lr, S.minLr);
@@ -308,22 +412,33 @@ export async function train(o: TrainerOptions): Promise<{ params: Map<string, Ho
         lossSum += loss;
         lossN++;
         const labels = b.labels;
-        const acc = isRegression(met) ? [] : Array.from({ length: K }, (_, j) => {
-          const lg = r[`logits.${j}`].data as Float32Array;
-          const C = met.numClasses;
-          let right = 0;
-          for (let i = 0; i < B; i++) {
-            let best = 0;
-            for (let c = 1; c < C; c++) if (lg[i * C + c] > lg[i * C + best]) best = c;
-            if (BigInt(best) === labels[i]) right++;
-          }
-          return right / B;
-        });
+        const acc = isRegression(met)
+          ? []
+          : Array.from({ length: K }, (_, j) => {
+              const lg = r[`logits.${j}`].data as Float32Array;
+              const C = met.numClasses;
+              let right = 0;
+              for (let i = 0; i < B; i++) {
+                let best = 0;
+                for (let c = 1; c < C; c++) if (lg[i * C + c] > lg[i * C + best]) best = c;
+                if (BigInt(best) === labels[i]) right++;
+              }
+              return right / B;
+            });
         const elapsed = (Date.now() - t0) / 1000;
         const perStep = elapsed / stepsDone;
         emit({
-          type: 'step', epoch: epoch + 1, step: st.globalStep, totalSteps, loss, lossPerExit: ce, gr, accPerExit: acc, lr,
-          imgPerSec: B / ((Date.now() - ts) / 1000), etaSec: perStep * (totalSteps - st.globalStep),
+          type: 'step',
+          epoch: epoch + 1,
+          step: st.globalStep,
+          totalSteps,
+          loss,
+          lossPerExit: ce,
+          gr,
+          accPerExit: acc,
+          lr,
+          imgPerSec: B / ((Date.now() - ts) / 1000),
+          etaSec: perStep * (totalSteps - st.globalStep),
           ...(D ? { distill: kd } : {}),
           ...(isRegression(met) ? { maePerExit: trainMae(met, r, K, samples) } : {}),
         });
@@ -341,7 +456,15 @@ export async function train(o: TrainerOptions): Promise<{ params: Map<string, Ho
       // Regression validation reports MAE / RMSE per exit instead of accuracies.
       const valAcc = Array.isArray(v) ? v : [];
       const valReg = Array.isArray(v) ? {} : { valMaePerExit: v.mae, valRmsePerExit: v.rmse };
-      emit({ type: 'epoch', epoch: epoch + 1, step: st.globalStep, valAccPerExit: valAcc, ...valReg, trainLoss: lossN ? lossSum / lossN : NaN, seconds: (Date.now() - epochStart) / 1000 });
+      emit({
+        type: 'epoch',
+        epoch: epoch + 1,
+        step: st.globalStep,
+        valAccPerExit: valAcc,
+        ...valReg,
+        trainLoss: lossN ? lossSum / lossN : NaN,
+        seconds: (Date.now() - epochStart) / 1000,
+      });
     }
     if (stopped) {
       emit({ type: 'checkpoint', step: st.globalStep, file: writeCheckpoint(o.runDir, params, shapes, opt, st) });

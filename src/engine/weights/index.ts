@@ -9,9 +9,9 @@
 // error for files that match nothing.
 
 import * as path from 'path';
-import { HostTensor, UserError } from '../tensor';
-import { VitConfig } from '../model/config';
-import { CanonicalWeights, LAYOUTS, Layout, detectLayout, formatReport, toCanonical } from './layouts';
+import { type HostTensor, UserError } from '../tensor';
+import { type VitConfig } from '../model/config';
+import { type CanonicalWeights, LAYOUTS, type Layout, detectLayout, formatReport, toCanonical } from './layouts';
 import { decodeNpz, looksLikeNpy } from './npz';
 import { decodePth } from './pth';
 import { decodeSafetensors, readFileOrThrow } from './safetensors';
@@ -43,11 +43,14 @@ function notACheckpoint(buf: Buffer, file: string): UserError {
   const head = buf.toString('latin1', 0, Math.min(buf.length, 64));
   let what = 'not a recognised checkpoint';
   if (buf.length === 0) what = 'the file is empty';
-  else if (head.startsWith('version https://git-lfs')) what = 'this is a Git LFS pointer, not the weights themselves (run `git lfs pull`)';
+  else if (head.startsWith('version https://git-lfs'))
+    what = 'this is a Git LFS pointer, not the weights themselves (run `git lfs pull`)';
   else if (head.startsWith('\x89HDF')) what = 'HDF5 (Keras .h5) weights are not supported';
   else if (looksLikeNpy(buf)) what = 'a single .npy array, not a checkpoint (expected an .npz archive of named arrays)';
   else if (head.startsWith('GGUF')) what = 'GGUF files are not supported';
-  return new UserError(`${file}: ${what}; expected .safetensors, a PyTorch zip checkpoint (.pth/.pt/.bin) or a numpy .npz`);
+  return new UserError(
+    `${file}: ${what}; expected .safetensors, a PyTorch zip checkpoint (.pth/.pt/.bin) or a numpy .npz`,
+  );
 }
 
 /** Decodes checkpoint bytes; `file` names the file in errors and its extension words them. */
@@ -59,13 +62,21 @@ export function decodeCheckpoint(buf: Buffer, file: string): Checkpoint {
     // Both torch.save and np.savez write zips; the entries tell them apart.
     const names = new ZipArchive(buf, file).entries.map((e) => e.name);
     if (names.some((n) => /^([^/]+\/)?data\.pkl$/.test(n))) return { format: 'pth', tensors: decodePth(buf, file) };
-    if (names.length > 0 && names.every((n) => n.endsWith('.npy') || n.endsWith('/'))) return { format: 'npz', tensors: decodeNpz(buf, file) };
-    throw new UserError(`${file}: a zip archive that is neither a PyTorch checkpoint (no data.pkl) nor a numpy .npz (entries: ${names.slice(0, 5).join(', ')}${names.length > 5 ? ', ...' : ''})`);
+    if (names.length > 0 && names.every((n) => n.endsWith('.npy') || n.endsWith('/')))
+      return { format: 'npz', tensors: decodeNpz(buf, file) };
+    throw new UserError(
+      `${file}: a zip archive that is neither a PyTorch checkpoint (no data.pkl) nor a numpy .npz (entries: ${names.slice(0, 5).join(', ')}${names.length > 5 ? ', ...' : ''})`,
+    );
   }
-  if (ext === '.safetensors' || looksLikeSafetensors(buf)) return { format: 'safetensors', tensors: decodeSafetensors(buf, file) };
+  if (ext === '.safetensors' || looksLikeSafetensors(buf))
+    return { format: 'safetensors', tensors: decodeSafetensors(buf, file) };
   // A pickle (legacy torch.save) or a tar (pre-0.4 torch.save): decodePth explains how to convert it.
   const isTar = buf.length > 262 && buf.toString('latin1', 257, 262) === 'ustar';
-  if ((buf.length > 0 && buf[0] === 0x80) || isTar || (['.pth', '.pt', '.bin', '.ckpt'].includes(ext) && buf.length > 0)) {
+  if (
+    (buf.length > 0 && buf[0] === 0x80) ||
+    isTar ||
+    (['.pth', '.pt', '.bin', '.ckpt'].includes(ext) && buf.length > 0)
+  ) {
     return { format: 'pth', tensors: decodePth(buf, file) };
   }
   if (ext === '.npz' && buf.length > 0) return { format: 'npz', tensors: decodeNpz(buf, file) };
@@ -117,8 +128,10 @@ export function loadBackbone(file: string, opts: LoadOptions = {}): LoadedBackbo
   const { report } = result;
   if (report.missing.length > 0 || report.mismatched.length > 0) {
     const problems = report.missing.length + report.mismatched.length;
-    throw new UserError(`${file}: cannot load as a ${layout} ViT backbone (${problems} missing or mis-shaped tensor${problems === 1 ? '' : 's'}):\n` +
-      formatReport(report, file));
+    throw new UserError(
+      `${file}: cannot load as a ${layout} ViT backbone (${problems} missing or mis-shaped tensor${problems === 1 ? '' : 's'}):\n` +
+        formatReport(report, file),
+    );
   }
   return { ...result, layout, format };
 }

@@ -25,14 +25,14 @@
 // transform"; (2) the VitConfig is inferred from the converted tensors' shapes (and overrides);
 // (3) every tensor is checked against canonicalShapes(config) and the report is filled.
 
-import { HostTensor, UserError, shapeStr, toFloat32 } from '../tensor';
+import { type HostTensor, UserError, shapeStr, toFloat32 } from '../tensor';
 import {
   HEADS_BY_DIM,
   IMAGENET_MEAN,
   IMAGENET_STD,
   INCEPTION_MEAN,
   INCEPTION_STD,
-  VitConfig,
+  type VitConfig,
   canonicalShapes,
 } from '../model/config';
 import { ShapeError, concat0, permute, reshape, transpose2d } from './ops';
@@ -98,7 +98,10 @@ type State = Map<string, HostTensor>;
 /** Key patterns characteristic of each layout; the layout with most matching keys wins. */
 const SIGNATURES: [Layout, RegExp][] = [
   ['npz', /(^|\/)embedding\/kernel$|(^|\/)Transformer\/encoderblock_\d+\//],
-  ['hf', /(^|\.)embeddings\.patch_embeddings\.projection\.weight$|(^|\.)encoder\.layer\.\d+\.attention\.attention\.(query|key|value)\.weight$/],
+  [
+    'hf',
+    /(^|\.)embeddings\.patch_embeddings\.projection\.weight$|(^|\.)encoder\.layer\.\d+\.attention\.attention\.(query|key|value)\.weight$/,
+  ],
   ['torchvision', /^conv_proj\.weight$|^class_token$|^encoder\.pos_embedding$|^encoder\.layers\.encoder_layer_\d+\./],
   ['vit-pytorch', /^to_patch_embedding\.\d+\.weight$|^pos_embedding$|^transformer\.layers\.\d+\.\d+\./],
   ['timm', /^patch_embed\.proj\.weight$|^pos_embed$|^blocks\.\d+\.(attn|mlp|norm1|norm2)\./],
@@ -117,9 +120,14 @@ export function detectLayout(keys: Iterable<string>, name = 'checkpoint'): Layou
     }
   }
   if (!best) {
-    const sample = list.slice(0, 6).map((k) => `'${k}'`).join(', ');
-    throw new UserError(`${name}: cannot tell the checkpoint layout from its keys (${list.length} keys: ${sample}${list.length > 6 ? ', ...' : ''}); ` +
-      `supported layouts: ${LAYOUTS.join(', ')}. Pass the layout explicitly if the names are merely prefixed.`);
+    const sample = list
+      .slice(0, 6)
+      .map((k) => `'${k}'`)
+      .join(', ');
+    throw new UserError(
+      `${name}: cannot tell the checkpoint layout from its keys (${list.length} keys: ${sample}${list.length > 6 ? ', ...' : ''}); ` +
+        `supported layouts: ${LAYOUTS.join(', ')}. Pass the layout explicitly if the names are merely prefixed.`,
+    );
   }
   return best;
 }
@@ -140,8 +148,21 @@ function countBlocks(keys: Iterable<string>, re: RegExp): number {
 /** Canonical names of a model of `depth` blocks, including every optional tensor. */
 function allCanonicalNames(depth: number): string[] {
   const shapes = canonicalShapes({
-    imageSize: 1, channels: 1, patchSize: 1, dim: 1, depth, heads: 1, headDim: 1, mlpDim: 1, act: 'gelu',
-    qkvBias: true, lnEps: 1e-6, numClasses: 1, posGrid: 1, mean: [0], std: [1],
+    imageSize: 1,
+    channels: 1,
+    patchSize: 1,
+    dim: 1,
+    depth,
+    heads: 1,
+    headDim: 1,
+    mlpDim: 1,
+    act: 'gelu',
+    qkvBias: true,
+    lnEps: 1e-6,
+    numClasses: 1,
+    posGrid: 1,
+    mean: [0],
+    std: [1],
   });
   return [...shapes.keys()];
 }
@@ -169,7 +190,10 @@ function planHf(state: State): LayoutPlan {
   // The prefix is whatever precedes 'embeddings.'/'encoder.': 'vit.' for ViTForImageClassification, '' for ViTModel.
   let prefix = '';
   for (const k of state.keys()) {
-    const m = /^(.*?)(embeddings\.patch_embeddings\.projection\.weight|encoder\.layer\.\d+\.attention\.attention\.query\.weight)$/.exec(k);
+    const m =
+      /^(.*?)(embeddings\.patch_embeddings\.projection\.weight|encoder\.layer\.\d+\.attention\.attention\.query\.weight)$/.exec(
+        k,
+      );
     if (m) {
       prefix = m[1];
       break;
@@ -188,8 +212,16 @@ function planHf(state: State): LayoutPlan {
     const A = `${L}attention.attention.`;
     affine(rules, b + 'norm1', L + 'layernorm_before');
     // Stacked rows [q; k; v] match timm's qkv, whose output is split as (3, heads, head_dim).
-    rules.push({ name: b + 'attn.qkv.weight', sources: ['query', 'key', 'value'].map((x) => `${A}${x}.weight`), convert: concat0 });
-    rules.push({ name: b + 'attn.qkv.bias', sources: ['query', 'key', 'value'].map((x) => `${A}${x}.bias`), convert: concat0 });
+    rules.push({
+      name: b + 'attn.qkv.weight',
+      sources: ['query', 'key', 'value'].map((x) => `${A}${x}.weight`),
+      convert: concat0,
+    });
+    rules.push({
+      name: b + 'attn.qkv.bias',
+      sources: ['query', 'key', 'value'].map((x) => `${A}${x}.bias`),
+      convert: concat0,
+    });
     affine(rules, b + 'attn.proj', L + 'attention.output.dense');
     affine(rules, b + 'norm2', L + 'layernorm_after');
     affine(rules, b + 'mlp.fc1', L + 'intermediate.dense');
@@ -218,12 +250,22 @@ function planTorchvision(state: State): LayoutPlan {
     affine(rules, b + 'norm2', L + 'ln_2');
     // MLPBlock was Sequential(Linear, GELU, Dropout, Linear, Dropout) -> mlp.0 / mlp.3 since
     // torchvision 0.14; earlier releases named them linear_1 / linear_2.
-    affine(rules, b + 'mlp.fc1', firstPresent(state, [L + 'mlp.0.weight', L + 'mlp.linear_1.weight']).replace(/\.weight$/, ''));
-    affine(rules, b + 'mlp.fc2', firstPresent(state, [L + 'mlp.3.weight', L + 'mlp.linear_2.weight']).replace(/\.weight$/, ''));
+    affine(
+      rules,
+      b + 'mlp.fc1',
+      firstPresent(state, [L + 'mlp.0.weight', L + 'mlp.linear_1.weight']).replace(/\.weight$/, ''),
+    );
+    affine(
+      rules,
+      b + 'mlp.fc2',
+      firstPresent(state, [L + 'mlp.3.weight', L + 'mlp.linear_2.weight']).replace(/\.weight$/, ''),
+    );
   }
   affine(rules, 'norm', 'encoder.ln');
   if ([...state.keys()].some((k) => k.startsWith('heads.pre_logits.'))) {
-    notes.push('heads.pre_logits (a representation layer with tanh before the head) is not supported: it and the head trained on top of it were dropped, so the model has no classifier head (numClasses 0)');
+    notes.push(
+      'heads.pre_logits (a representation layer with tanh before the head) is not supported: it and the head trained on top of it were dropped, so the model has no classifier head (numClasses 0)',
+    );
   } else {
     affine(rules, 'head', 'heads.head');
   }
@@ -231,7 +273,11 @@ function planTorchvision(state: State): LayoutPlan {
 }
 
 /** Splits lucidrains' patch Linear input width p*p*C into (channels, patch) ; the overrides win. */
-function vitPytorchPatch(patchDim: number, overrides: Partial<VitConfig>, name: string): { channels: number; patch: number } {
+function vitPytorchPatch(
+  patchDim: number,
+  overrides: Partial<VitConfig>,
+  name: string,
+): { channels: number; patch: number } {
   const fromChannels = (c: number): number | undefined => {
     const p = Math.round(Math.sqrt(patchDim / c));
     return p * p * c === patchDim ? p : undefined;
@@ -249,9 +295,14 @@ function vitPytorchPatch(patchDim: number, overrides: Partial<VitConfig>, name: 
       if (p !== undefined) return { channels: c, patch: p };
     }
   }
-  throw new UserError(`${name}: the patch embedding takes ${patchDim} inputs per patch (patch*patch*channels), which does not ` +
-    'split into a square patch of 1 or 3 channels' + (overrides.channels !== undefined || overrides.patchSize !== undefined ? ' matching the given channels/patchSize' : '') +
-    '; pass overrides.channels and overrides.patchSize');
+  throw new UserError(
+    `${name}: the patch embedding takes ${patchDim} inputs per patch (patch*patch*channels), which does not ` +
+      'split into a square patch of 1 or 3 channels' +
+      (overrides.channels !== undefined || overrides.patchSize !== undefined
+        ? ' matching the given channels/patchSize'
+        : '') +
+      '; pass overrides.channels and overrides.patchSize',
+  );
 }
 
 function planVitPytorch(state: State, overrides: Partial<VitConfig>, name: string): LayoutPlan {
@@ -267,15 +318,21 @@ function planVitPytorch(state: State, overrides: Partial<VitConfig>, name: strin
   const linear = patchKeys.find((k) => k.endsWith('.weight') && state.get(k)!.shape.length === 2);
   const others = patchKeys.filter((k) => linear === undefined || !k.startsWith(linear.replace(/weight$/, '')));
   if (others.length > 0) {
-    throw new UserError(`${name}: this vit-pytorch checkpoint has LayerNorms around the patch embedding (${others.join(', ')}); ` +
-      'the standard ViT graph (a strided convolution) cannot represent them. Only the classic vit-pytorch layout with a single patch Linear is supported');
+    throw new UserError(
+      `${name}: this vit-pytorch checkpoint has LayerNorms around the patch embedding (${others.join(', ')}); ` +
+        'the standard ViT graph (a strided convolution) cannot represent them. Only the classic vit-pytorch layout with a single patch Linear is supported',
+    );
   }
   if (linear) {
     const lin = linear.replace(/\.weight$/, '');
     const [D, patchDim] = state.get(linear)!.shape;
     const { channels: C, patch: p } = vitPytorchPatch(patchDim, overrides, name);
     // Input index (i*p + j)*C + c (the (p1 p2 c) flattening) -> kernel [D, C, p, p] at [d, c, i, j].
-    rules.push({ name: 'patch_embed.proj.weight', sources: [linear], convert: ([w]) => permute(reshape(w, [D, p, p, C]), [0, 3, 1, 2]) });
+    rules.push({
+      name: 'patch_embed.proj.weight',
+      sources: [linear],
+      convert: ([w]) => permute(reshape(w, [D, p, p, C]), [0, 3, 1, 2]),
+    });
     rules.push({ name: 'patch_embed.proj.bias', sources: [`${lin}.bias`] });
   } else {
     rules.push({ name: 'patch_embed.proj.weight', sources: ['to_patch_embedding.1.weight'] });
@@ -316,7 +373,9 @@ function planVitPytorch(state: State, overrides: Partial<VitConfig>, name: strin
     plan.synth = (c) => {
       const out = new Map<string, HostTensor>();
       if (c.heads !== 1 || c.headDim !== c.dim) return out;
-      notes.push('to_out is an identity in this checkpoint (1 head as wide as the model); identity projections were synthesised');
+      notes.push(
+        'to_out is an identity in this checkpoint (1 head as wide as the model); identity projections were synthesised',
+      );
       for (let i = 0; i < c.depth; i++) {
         const w = new Float32Array(c.dim * c.dim);
         for (let r = 0; r < c.dim; r++) w[r * c.dim + r] = 1;
@@ -352,10 +411,14 @@ function planNpz(state: State): LayoutPlan {
     rules.push({ name: `${canonical}.bias`, sources: [`${src}/bias`] });
   };
   // Patch kernel HWIO [p, p, C, D] -> OIHW [D, C, p, p].
-  rules.push({ name: 'patch_embed.proj.weight', sources: [`${P}embedding/kernel`], convert: ([k]) => {
-    if (k.shape.length !== 4) throw new ShapeError(k.shape, 'patch kernel must be 4-D');
-    return permute(k, [3, 2, 0, 1]);
-  } });
+  rules.push({
+    name: 'patch_embed.proj.weight',
+    sources: [`${P}embedding/kernel`],
+    convert: ([k]) => {
+      if (k.shape.length !== 4) throw new ShapeError(k.shape, 'patch kernel must be 4-D');
+      return permute(k, [3, 2, 0, 1]);
+    },
+  });
   rules.push({ name: 'patch_embed.proj.bias', sources: [`${P}embedding/bias`] });
   rules.push({ name: 'cls_token', sources: [`${P}cls`] });
   rules.push({ name: 'pos_embed', sources: [`${P}Transformer/posembed_input/pos_embedding`] });
@@ -371,12 +434,24 @@ function planNpz(state: State): LayoutPlan {
     const E = `${P}Transformer/encoderblock_${i}/`;
     const A = `${E}MultiHeadDotProductAttention_1/`;
     ln(b + 'norm1', `${E}LayerNorm_0`);
-    rules.push({ name: b + 'attn.qkv.weight', sources: ['query', 'key', 'value'].map((x) => `${A}${x}/kernel`), convert: (ks) => concat0(ks.map(qkvIn)) });
-    rules.push({ name: b + 'attn.qkv.bias', sources: ['query', 'key', 'value'].map((x) => `${A}${x}/bias`), convert: (bs) => concat0(bs.map(flatBias)) });
-    rules.push({ name: b + 'attn.proj.weight', sources: [`${A}out/kernel`], convert: ([k]) => {
-      if (k.shape.length !== 3) throw new ShapeError(k.shape, 'attention output kernel must be [heads, head_dim, D]');
-      return transpose2d(reshape(k, [k.shape[0] * k.shape[1], k.shape[2]]));
-    } });
+    rules.push({
+      name: b + 'attn.qkv.weight',
+      sources: ['query', 'key', 'value'].map((x) => `${A}${x}/kernel`),
+      convert: (ks) => concat0(ks.map(qkvIn)),
+    });
+    rules.push({
+      name: b + 'attn.qkv.bias',
+      sources: ['query', 'key', 'value'].map((x) => `${A}${x}/bias`),
+      convert: (bs) => concat0(bs.map(flatBias)),
+    });
+    rules.push({
+      name: b + 'attn.proj.weight',
+      sources: [`${A}out/kernel`],
+      convert: ([k]) => {
+        if (k.shape.length !== 3) throw new ShapeError(k.shape, 'attention output kernel must be [heads, head_dim, D]');
+        return transpose2d(reshape(k, [k.shape[0] * k.shape[1], k.shape[2]]));
+      },
+    });
     rules.push({ name: b + 'attn.proj.bias', sources: [`${A}out/bias`] });
     ln(b + 'norm2', `${E}LayerNorm_2`);
     dense(b + 'mlp.fc1', `${E}MlpBlock_3/Dense_0`);
@@ -384,7 +459,9 @@ function planNpz(state: State): LayoutPlan {
   }
   ln('norm', `${P}Transformer/encoder_norm`);
   if (keys.some((k) => k.startsWith(`${P}pre_logits/`))) {
-    notes.push('pre_logits (a representation layer with tanh before the head) is not supported: it and the head trained on top of it were dropped, so the model has no classifier head (numClasses 0)');
+    notes.push(
+      'pre_logits (a representation layer with tanh before the head) is not supported: it and the head trained on top of it were dropped, so the model has no classifier head (numClasses 0)',
+    );
   } else {
     dense('head', `${P}head`);
   }
@@ -400,7 +477,13 @@ function planNpz(state: State): LayoutPlan {
 // ---------------------------------------------------------------------------------------------
 // Config inference and validation
 
-const DEFAULT_LN_EPS: Record<Layout, number> = { timm: 1e-6, hf: 1e-12, torchvision: 1e-6, 'vit-pytorch': 1e-5, npz: 1e-6 };
+const DEFAULT_LN_EPS: Record<Layout, number> = {
+  timm: 1e-6,
+  hf: 1e-12,
+  torchvision: 1e-6,
+  'vit-pytorch': 1e-5,
+  npz: 1e-6,
+};
 
 function defaultNorm(layout: Layout, channels: number): { mean: number[]; std: number[] } {
   const fit = (v: number[]): number[] => {
@@ -417,7 +500,14 @@ function defaultNorm(layout: Layout, channels: number): { mean: number[]; std: n
  * `t` holds the converted tensors; `attempted` the canonical names for which the checkpoint has
  * at least one source key (converted or not), so that a damaged tensor still counts as present.
  */
-function inferConfig(t: Map<string, HostTensor>, attempted: Set<string>, layout: Layout, plan: LayoutPlan, o: Partial<VitConfig>, name: string): VitConfig {
+function inferConfig(
+  t: Map<string, HostTensor>,
+  attempted: Set<string>,
+  layout: Layout,
+  plan: LayoutPlan,
+  o: Partial<VitConfig>,
+  name: string,
+): VitConfig {
   const fail = (msg: string): never => {
     throw new UserError(`${name}: ${msg}`);
   };
@@ -428,9 +518,17 @@ function inferConfig(t: Map<string, HostTensor>, attempted: Set<string>, layout:
   const patchW = t.get('patch_embed.proj.weight')?.shape;
   const patch4 = patchW && patchW.length === 4 ? patchW : undefined;
 
-  const dim = o.dim ?? patch4?.[0] ?? dimOf('cls_token', 2) ?? dimOf('pos_embed', 2) ?? dimOf('norm.weight', 0) ??
-    fail(`cannot infer the model width: no patch embedding, cls token, position embedding or final norm found (layout ${layout})`);
-  if (patch4 && patch4[2] !== patch4[3] && o.patchSize === undefined) fail(`non-square patches ${shapeStr(patch4.slice(2))} are not supported`);
+  const dim =
+    o.dim ??
+    patch4?.[0] ??
+    dimOf('cls_token', 2) ??
+    dimOf('pos_embed', 2) ??
+    dimOf('norm.weight', 0) ??
+    fail(
+      `cannot infer the model width: no patch embedding, cls token, position embedding or final norm found (layout ${layout})`,
+    );
+  if (patch4 && patch4[2] !== patch4[3] && o.patchSize === undefined)
+    fail(`non-square patches ${shapeStr(patch4.slice(2))} are not supported`);
   // Fallbacks below keep inference going when a tensor is missing, so the report can name it.
   const channels = o.channels ?? patch4?.[1] ?? 3;
   const patchSize = o.patchSize ?? patch4?.[2] ?? 16;
@@ -438,13 +536,17 @@ function inferConfig(t: Map<string, HostTensor>, attempted: Set<string>, layout:
   const inner = (() => {
     const rows = dimOf('blocks.0.attn.qkv.weight', 0);
     if (rows !== undefined && rows % 3 === 0) return rows / 3;
-    return dimOf('blocks.0.attn.proj.weight', 1) ?? (o.heads !== undefined && o.headDim !== undefined ? o.heads * o.headDim : dim);
+    return (
+      dimOf('blocks.0.attn.proj.weight', 1) ??
+      (o.heads !== undefined && o.headDim !== undefined ? o.heads * o.headDim : dim)
+    );
   })();
 
   let heads: number;
   let headDim: number;
   const split = (h: number, why: string): number => {
-    if (!Number.isInteger(h) || h <= 0 || inner % h !== 0) fail(`${why}: attention width ${inner} is not divisible into ${h} heads`);
+    if (!Number.isInteger(h) || h <= 0 || inner % h !== 0)
+      fail(`${why}: attention width ${inner} is not divisible into ${h} heads`);
     return inner / h;
   };
   if (o.heads !== undefined) {
@@ -460,15 +562,19 @@ function inferConfig(t: Map<string, HostTensor>, attempted: Set<string>, layout:
   } else if (plan.headDim !== undefined) {
     // vit-pytorch: dim_head is 64 unless the model was built otherwise.
     if (inner % plan.headDim !== 0) {
-      fail(`the attention width ${inner} is not a multiple of vit-pytorch's default head width ${plan.headDim}; pass the number of heads (--heads N, or "heads" in met.config.json)`);
+      fail(
+        `the attention width ${inner} is not a multiple of vit-pytorch's default head width ${plan.headDim}; pass the number of heads (--heads N, or "heads" in met.config.json)`,
+      );
     }
     headDim = plan.headDim;
     heads = inner / headDim;
   } else {
     const h = HEADS_BY_DIM[dim];
     if (h === undefined) {
-      fail(`cannot infer the number of attention heads for width ${dim} (the ${layout} layout does not record it, and ${dim} is not a standard ` +
-        `ViT width: ${Object.keys(HEADS_BY_DIM).join(', ')}); pass the number of heads (--heads N, or "heads" in met.config.json)`);
+      fail(
+        `cannot infer the number of attention heads for width ${dim} (the ${layout} layout does not record it, and ${dim} is not a standard ` +
+          `ViT width: ${Object.keys(HEADS_BY_DIM).join(', ')}); pass the number of heads (--heads N, or "heads" in met.config.json)`,
+      );
     }
     heads = h;
     headDim = split(h, `standard head count ${h} for width ${dim}`);
@@ -481,7 +587,9 @@ function inferConfig(t: Map<string, HostTensor>, attempted: Set<string>, layout:
     else {
       const g = Math.round(Math.sqrt(posLen - 1));
       if (g * g !== posLen - 1) {
-        fail(`the position embedding has ${posLen} positions; expected 1 + G*G (a class token and a square patch grid)`);
+        fail(
+          `the position embedding has ${posLen} positions; expected 1 + G*G (a class token and a square patch grid)`,
+        );
       }
       posGrid = g;
     }
@@ -516,15 +624,31 @@ function inferConfig(t: Map<string, HostTensor>, attempted: Set<string>, layout:
  * tensors. Does not throw for an incomplete checkpoint: callers decide (see loadBackbone).
  * Throws UserError when the layout cannot be converted at all (e.g. heads cannot be inferred).
  */
-export function toCanonical(state: Map<string, HostTensor>, layout: Layout, overrides: Partial<VitConfig> = {}, name = 'checkpoint'): CanonicalWeights {
+export function toCanonical(
+  state: Map<string, HostTensor>,
+  layout: Layout,
+  overrides: Partial<VitConfig> = {},
+  name = 'checkpoint',
+): CanonicalWeights {
   let plan: LayoutPlan;
   switch (layout) {
-    case 'timm': plan = planTimm(state); break;
-    case 'hf': plan = planHf(state); break;
-    case 'torchvision': plan = planTorchvision(state); break;
-    case 'vit-pytorch': plan = planVitPytorch(state, overrides, name); break;
-    case 'npz': plan = planNpz(state); break;
-    default: throw new UserError(`${name}: unknown layout '${String(layout)}' (supported: ${LAYOUTS.join(', ')})`);
+    case 'timm':
+      plan = planTimm(state);
+      break;
+    case 'hf':
+      plan = planHf(state);
+      break;
+    case 'torchvision':
+      plan = planTorchvision(state);
+      break;
+    case 'vit-pytorch':
+      plan = planVitPytorch(state, overrides, name);
+      break;
+    case 'npz':
+      plan = planNpz(state);
+      break;
+    default:
+      throw new UserError(`${name}: unknown layout '${String(layout)}' (supported: ${LAYOUTS.join(', ')})`);
   }
 
   const tensors = new Map<string, HostTensor>();
@@ -565,7 +689,8 @@ export function toCanonical(state: Map<string, HostTensor>, layout: Layout, over
   for (const [n, shape] of expected) {
     const f = failed.get(n);
     const t = tensors.get(n);
-    if (f) report.mismatched.push({ name: n, expected: shape, found: f.found, source: sourceLabel(n), detail: f.detail });
+    if (f)
+      report.mismatched.push({ name: n, expected: shape, found: f.found, source: sourceLabel(n), detail: f.detail });
     else if (!t) report.missing.push(n);
     else if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
       report.mismatched.push({ name: n, expected: shape, found: t.shape, source: sourceLabel(n) });
@@ -597,12 +722,19 @@ export function formatReport(report: LoadReport, name = 'checkpoint'): string {
   };
   for (const m of report.mismatched) {
     const src = m.source ? ` (checkpoint key '${m.source}')` : '';
-    lines.push(`${name}: tensor '${m.name}' expected ${shapeStr(m.expected)}, found ${shapeStr(m.found)}${src}${m.detail ? `: ${m.detail}` : ''}`);
+    lines.push(
+      `${name}: tensor '${m.name}' expected ${shapeStr(m.expected)}, found ${shapeStr(m.found)}${src}${m.detail ? `: ${m.detail}` : ''}`,
+    );
   }
   for (const n of report.missing) lines.push(`${name}: tensor '${n}' is missing${from(n)}`);
   if (report.unexpected.length > 0) {
-    const shown = report.unexpected.slice(0, 20).map((k) => `'${k}'`).join(', ');
-    lines.push(`${name}: ${report.unexpected.length} unexpected key(s), ignored: ${shown}${report.unexpected.length > 20 ? ', ...' : ''}`);
+    const shown = report.unexpected
+      .slice(0, 20)
+      .map((k) => `'${k}'`)
+      .join(', ');
+    lines.push(
+      `${name}: ${report.unexpected.length} unexpected key(s), ignored: ${shown}${report.unexpected.length > 20 ? ', ...' : ''}`,
+    );
   }
   for (const note of report.notes) lines.push(`${name}: note: ${note}`);
   return lines.join('\n');

@@ -10,7 +10,7 @@
 //   data: numel * itemsize bytes, C order unless fortran_order
 // Object arrays ('|O') are pickles inside the .npy and are refused.
 
-import { DType, HostTensor, TypedArray, UserError, numel, shapeStr } from '../tensor';
+import { type DType, type HostTensor, type TypedArray, UserError, numel, shapeStr } from '../tensor';
 import { copyStridedView, stridesOf } from './ops';
 import { allocTyped, readFileOrThrow, typedFromBytes } from './safetensors';
 import { ZipArchive, looksLikeZip } from './zip';
@@ -62,12 +62,17 @@ export function decodeNpy(buf: Buffer, name: string): HostTensor {
   const descr = /'descr'\s*:\s*'([^']*)'/.exec(header)?.[1];
   const fortran = /'fortran_order'\s*:\s*(True|False)/.exec(header)?.[1];
   const shapeText = /'shape'\s*:\s*\(([^)]*)\)/.exec(header)?.[1];
-  if (descr === undefined || fortran === undefined || shapeText === undefined) fail(`unparseable .npy header ${JSON.stringify(header.trim())}`);
-  const shape = shapeText!.split(',').map((s) => s.trim()).filter((s) => s.length > 0).map((s) => {
-    const v = Number(s.replace(/L$/, ''));
-    if (!Number.isSafeInteger(v) || v < 0) fail(`bad .npy shape (${shapeText})`);
-    return v;
-  });
+  if (descr === undefined || fortran === undefined || shapeText === undefined)
+    fail(`unparseable .npy header ${JSON.stringify(header.trim())}`);
+  const shape = shapeText!
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0)
+    .map((s) => {
+      const v = Number(s.replace(/L$/, ''));
+      if (!Number.isSafeInteger(v) || v < 0) fail(`bad .npy shape (${shapeText})`);
+      return v;
+    });
 
   const order = descr!.length > 0 && '<>|='.includes(descr![0]) ? descr![0] : '=';
   const code = order === '=' ? descr! : descr!.slice(1);
@@ -79,7 +84,8 @@ export function decodeNpy(buf: Buffer, name: string): HostTensor {
   const n = numel(shape);
   const dataStart = headerStart + headerLen;
   const byteLen = n * info.itemsize;
-  if (dataStart + byteLen > buf.length) fail(`truncated .npy data: ${shapeStr(shape)} ${descr} needs ${byteLen} bytes, ${buf.length - dataStart} present`);
+  if (dataStart + byteLen > buf.length)
+    fail(`truncated .npy data: ${shapeStr(shape)} ${descr} needs ${byteLen} bytes, ${buf.length - dataStart} present`);
 
   let bytes: Uint8Array = buf.subarray(dataStart, dataStart + byteLen);
   if (order === '>' && info.itemsize > 1) {
@@ -113,7 +119,8 @@ export function decodeNpz(buf: Buffer, name: string): Map<string, HostTensor> {
   const out = new Map<string, HostTensor>();
   for (const e of zip.entries) {
     if (e.name.endsWith('/')) continue; // directory entry
-    if (!e.name.endsWith('.npy')) throw new UserError(`${name}: entry '${e.name}' is not a .npy array; not a numpy .npz archive`);
+    if (!e.name.endsWith('.npy'))
+      throw new UserError(`${name}: entry '${e.name}' is not a .npy array; not a numpy .npz archive`);
     const key = e.name.slice(0, -4);
     out.set(key, decodeNpy(zip.read(e), `${name}: '${key}'`));
   }

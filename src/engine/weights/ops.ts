@@ -1,12 +1,15 @@
 // Small shape operations on host tensors, used by the readers (strided views, Fortran order) and
 // by the layout converters (transposes, reshapes, concatenation). All return fresh C-order copies.
 
-import { HostTensor, TypedArray, numel, shapeStr } from '../tensor';
+import { type HostTensor, type TypedArray, numel, shapeStr } from '../tensor';
 import { allocTyped } from './safetensors';
 
 /** Thrown by converters when a source tensor's shape does not fit the transform; the caller records it as a mis-shape. */
 export class ShapeError extends Error {
-  constructor(readonly found: number[], message: string) {
+  constructor(
+    readonly found: number[],
+    message: string,
+  ) {
     super(message);
     this.name = 'ShapeError';
   }
@@ -25,7 +28,13 @@ function isContiguous(size: readonly number[], stride: readonly number[]): boole
  * Copies the strided view (offset, size, stride) of `src` into `dst` in C order.
  * `src` and `dst` must be the same kind of typed array; bounds are the caller's to check.
  */
-export function copyStridedView(src: TypedArray, offset: number, size: readonly number[], stride: readonly number[], dst: TypedArray): void {
+export function copyStridedView(
+  src: TypedArray,
+  offset: number,
+  size: readonly number[],
+  stride: readonly number[],
+  dst: TypedArray,
+): void {
   const n = numel(size);
   if (n === 0) return;
   if (isContiguous(size, stride)) {
@@ -64,7 +73,8 @@ export function stridesOf(shape: readonly number[]): number[] {
 
 /** out[i0..ik] = t[i_axes^-1...]: numpy's transpose(t, axes). */
 export function permute(t: HostTensor, axes: readonly number[]): HostTensor {
-  if (axes.length !== t.shape.length) throw new ShapeError(t.shape, `permute ${shapeStr(axes)} of a rank-${t.shape.length} tensor`);
+  if (axes.length !== t.shape.length)
+    throw new ShapeError(t.shape, `permute ${shapeStr(axes)} of a rank-${t.shape.length} tensor`);
   const inStrides = stridesOf(t.shape);
   const shape = axes.map((a) => t.shape[a]);
   const stride = axes.map((a) => inStrides[a]);
@@ -80,7 +90,8 @@ export function transpose2d(t: HostTensor): HostTensor {
 
 /** Same data, new shape (numel must agree). Shares the data array. */
 export function reshape(t: HostTensor, shape: number[]): HostTensor {
-  if (numel(shape) !== t.data.length) throw new ShapeError(t.shape, `cannot reshape ${shapeStr(t.shape)} to ${shapeStr(shape)}`);
+  if (numel(shape) !== t.data.length)
+    throw new ShapeError(t.shape, `cannot reshape ${shapeStr(t.shape)} to ${shapeStr(shape)}`);
   return { dtype: t.dtype, shape, data: t.data };
 }
 
@@ -88,7 +99,11 @@ export function reshape(t: HostTensor, shape: number[]): HostTensor {
 export function concat0(ts: readonly HostTensor[]): HostTensor {
   const first = ts[0];
   for (const t of ts) {
-    if (t.dtype !== first.dtype || t.shape.length !== first.shape.length || t.shape.some((d, i) => i > 0 && d !== first.shape[i])) {
+    if (
+      t.dtype !== first.dtype ||
+      t.shape.length !== first.shape.length ||
+      t.shape.some((d, i) => i > 0 && d !== first.shape[i])
+    ) {
       throw new ShapeError(t.shape, `cannot stack ${ts.map((x) => shapeStr(x.shape)).join(', ')}`);
     }
   }

@@ -46,12 +46,18 @@ export interface UnpickleOptions {
 }
 
 function isCallable(x: unknown): x is PyCallable {
-  return typeof x === 'object' && x !== null && typeof (x as PyCallable).call === 'function' && typeof (x as PyCallable).qualname === 'string';
+  return (
+    typeof x === 'object' &&
+    x !== null &&
+    typeof (x as PyCallable).call === 'function' &&
+    typeof (x as PyCallable).qualname === 'string'
+  );
 }
 
 /** Dict keys: Python dicts are keyed by value; JS Maps by identity, so only strings, numbers, bools, None and bigints are accepted as keys. */
 function dictKey(k: unknown, fail: (m: string) => never): unknown {
-  if (k === null || typeof k === 'string' || typeof k === 'number' || typeof k === 'boolean' || typeof k === 'bigint') return k;
+  if (k === null || typeof k === 'string' || typeof k === 'number' || typeof k === 'boolean' || typeof k === 'bigint')
+    return k;
   if (k instanceof PyTuple) return JSON.stringify(k, (_, v) => (typeof v === 'bigint' ? v.toString() : v));
   return fail(`unsupported dict key of type ${describe(k)}`);
 }
@@ -97,10 +103,28 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
   const need = (n: number): void => {
     if (pos + n > buf.length) fail(`pickle truncated at byte ${pos}`);
   };
-  const u8 = (): number => { need(1); return buf[pos++]; };
-  const u16 = (): number => { need(2); const v = buf.readUInt16LE(pos); pos += 2; return v; };
-  const u32 = (): number => { need(4); const v = buf.readUInt32LE(pos); pos += 4; return v; };
-  const i32 = (): number => { need(4); const v = buf.readInt32LE(pos); pos += 4; return v; };
+  const u8 = (): number => {
+    need(1);
+    return buf[pos++];
+  };
+  const u16 = (): number => {
+    need(2);
+    const v = buf.readUInt16LE(pos);
+    pos += 2;
+    return v;
+  };
+  const u32 = (): number => {
+    need(4);
+    const v = buf.readUInt32LE(pos);
+    pos += 4;
+    return v;
+  };
+  const i32 = (): number => {
+    need(4);
+    const v = buf.readInt32LE(pos);
+    pos += 4;
+    return v;
+  };
   const u64 = (): number => {
     need(8);
     const v = buf.readBigUInt64LE(pos);
@@ -108,7 +132,12 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
     if (v > BigInt(buf.length)) fail(`pickle length ${v} at byte ${pos - 8} exceeds the stream`);
     return Number(v);
   };
-  const bytes = (n: number): Uint8Array => { need(n); const b = buf.subarray(pos, pos + n); pos += n; return b; };
+  const bytes = (n: number): Uint8Array => {
+    need(n);
+    const b = buf.subarray(pos, pos + n);
+    pos += n;
+    return b;
+  };
   const line = (): string => {
     const nl = buf.indexOf(0x0a, pos);
     if (nl < 0) fail(`pickle truncated at byte ${pos} (unterminated line)`);
@@ -135,8 +164,10 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
   const resolveGlobal = (module: string, name: string): unknown => {
     const key = `${module}.${name}`;
     if (!opts.globals.has(key)) {
-      fail(`refusing to load: the pickle references the global '${key}', which is not on the allow-list of tensor and container types ` +
-        '(a checkpoint must hold only tensors and plain containers; re-save it with torch.save(model.state_dict()) or convert it to safetensors)');
+      fail(
+        `refusing to load: the pickle references the global '${key}', which is not on the allow-list of tensor and container types ` +
+          '(a checkpoint must hold only tensors and plain containers; re-save it with torch.save(model.state_dict()) or convert it to safetensors)',
+      );
     }
     return opts.globals.get(key);
   };
@@ -164,35 +195,64 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
     const op = u8();
     switch (op) {
       // --- framing and control
-      case 0x80: { // PROTO
+      case 0x80: {
+        // PROTO
         const proto = u8();
         if (proto > 5) fail(`pickle protocol ${proto} is newer than supported (5)`);
         break;
       }
-      case 0x95: u64(); break; // FRAME: a length hint only; the stream continues inline
-      case 0x2e: { // STOP '.'
+      case 0x95:
+        u64();
+        break; // FRAME: a length hint only; the stream continues inline
+      case 0x2e: {
+        // STOP '.'
         return pop();
       }
-      case 0x28: metastack.push(stack); stack = []; break; // MARK '('
-      case 0x30: pop(); break; // POP '0'
-      case 0x31: popMark(); break; // POP_MARK '1'
-      case 0x32: stack.push(top()); break; // DUP '2'
+      case 0x28:
+        metastack.push(stack);
+        stack = [];
+        break; // MARK '('
+      case 0x30:
+        pop();
+        break; // POP '0'
+      case 0x31:
+        popMark();
+        break; // POP_MARK '1'
+      case 0x32:
+        stack.push(top());
+        break; // DUP '2'
 
       // --- scalars
-      case 0x4e: stack.push(null); break; // NONE 'N'
-      case 0x88: stack.push(true); break; // NEWTRUE
-      case 0x89: stack.push(false); break; // NEWFALSE
-      case 0x4a: stack.push(i32()); break; // BININT 'J'
-      case 0x4b: stack.push(u8()); break; // BININT1 'K'
-      case 0x4d: stack.push(u16()); break; // BININT2 'M'
-      case 0x8a: stack.push(decodeLong(bytes(u8()))); break; // LONG1
-      case 0x8b: { // LONG4
+      case 0x4e:
+        stack.push(null);
+        break; // NONE 'N'
+      case 0x88:
+        stack.push(true);
+        break; // NEWTRUE
+      case 0x89:
+        stack.push(false);
+        break; // NEWFALSE
+      case 0x4a:
+        stack.push(i32());
+        break; // BININT 'J'
+      case 0x4b:
+        stack.push(u8());
+        break; // BININT1 'K'
+      case 0x4d:
+        stack.push(u16());
+        break; // BININT2 'M'
+      case 0x8a:
+        stack.push(decodeLong(bytes(u8())));
+        break; // LONG1
+      case 0x8b: {
+        // LONG4
         const n = i32();
         if (n < 0) fail('pickle LONG4 with negative length');
         stack.push(decodeLong(bytes(n)));
         break;
       }
-      case 0x49: { // INT 'I' (text; "01"/"00" are True/False in protocol 0)
+      case 0x49: {
+        // INT 'I' (text; "01"/"00" are True/False in protocol 0)
         const s = line().trim();
         if (s === '01') stack.push(true);
         else if (s === '00') stack.push(false);
@@ -200,84 +260,201 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
         else fail(`pickle INT with bad literal '${s}'`);
         break;
       }
-      case 0x4c: { // LONG 'L' (text, optional trailing L)
+      case 0x4c: {
+        // LONG 'L' (text, optional trailing L)
         const s = line().trim().replace(/L$/, '');
         if (!/^[-+]?\d+$/.test(s)) fail(`pickle LONG with bad literal '${s}'`);
         stack.push(normaliseInt(BigInt(s)));
         break;
       }
-      case 0x47: { // BINFLOAT 'G': big-endian double
+      case 0x47: {
+        // BINFLOAT 'G': big-endian double
         need(8);
         stack.push(buf.readDoubleBE(pos));
         pos += 8;
         break;
       }
-      case 0x46: { // FLOAT 'F' (text)
+      case 0x46: {
+        // FLOAT 'F' (text)
         const v = Number(line().trim());
         stack.push(v);
         break;
       }
 
       // --- strings and bytes
-      case 0x58: { const n = u32(); need(n); stack.push(buf.toString('utf8', pos, pos + n)); pos += n; break; } // BINUNICODE 'X'
-      case 0x8c: { const n = u8(); need(n); stack.push(buf.toString('utf8', pos, pos + n)); pos += n; break; } // SHORT_BINUNICODE
-      case 0x8d: { const n = u64(); need(n); stack.push(buf.toString('utf8', pos, pos + n)); pos += n; break; } // BINUNICODE8
+      case 0x58: {
+        const n = u32();
+        need(n);
+        stack.push(buf.toString('utf8', pos, pos + n));
+        pos += n;
+        break;
+      } // BINUNICODE 'X'
+      case 0x8c: {
+        const n = u8();
+        need(n);
+        stack.push(buf.toString('utf8', pos, pos + n));
+        pos += n;
+        break;
+      } // SHORT_BINUNICODE
+      case 0x8d: {
+        const n = u64();
+        need(n);
+        stack.push(buf.toString('utf8', pos, pos + n));
+        pos += n;
+        break;
+      } // BINUNICODE8
       // BINSTRING / SHORT_BINSTRING are Python 2 str; torch pickles never need them as bytes, so decode as latin-1 text.
-      case 0x54: { const n = i32(); if (n < 0) fail('pickle BINSTRING with negative length'); need(n); stack.push(buf.toString('latin1', pos, pos + n)); pos += n; break; }
-      case 0x55: { const n = u8(); need(n); stack.push(buf.toString('latin1', pos, pos + n)); pos += n; break; }
-      case 0x42: stack.push(Uint8Array.from(bytes(u32()))); break; // BINBYTES 'B'
-      case 0x43: stack.push(Uint8Array.from(bytes(u8()))); break; // SHORT_BINBYTES 'C'
-      case 0x8e: stack.push(Uint8Array.from(bytes(u64()))); break; // BINBYTES8
-      case 0x96: stack.push(Uint8Array.from(bytes(u64()))); break; // BYTEARRAY8
+      case 0x54: {
+        const n = i32();
+        if (n < 0) fail('pickle BINSTRING with negative length');
+        need(n);
+        stack.push(buf.toString('latin1', pos, pos + n));
+        pos += n;
+        break;
+      }
+      case 0x55: {
+        const n = u8();
+        need(n);
+        stack.push(buf.toString('latin1', pos, pos + n));
+        pos += n;
+        break;
+      }
+      case 0x42:
+        stack.push(Uint8Array.from(bytes(u32())));
+        break; // BINBYTES 'B'
+      case 0x43:
+        stack.push(Uint8Array.from(bytes(u8())));
+        break; // SHORT_BINBYTES 'C'
+      case 0x8e:
+        stack.push(Uint8Array.from(bytes(u64())));
+        break; // BINBYTES8
+      case 0x96:
+        stack.push(Uint8Array.from(bytes(u64())));
+        break; // BYTEARRAY8
 
       // --- containers
-      case 0x29: stack.push(PyTuple.make([])); break; // EMPTY_TUPLE ')'
-      case 0x74: { const items = popMark(); stack.push(PyTuple.make(items)); break; } // TUPLE 't'
-      case 0x85: { const a = pop(); stack.push(PyTuple.make([a])); break; } // TUPLE1
-      case 0x86: { const b = pop(); const a = pop(); stack.push(PyTuple.make([a, b])); break; } // TUPLE2
-      case 0x87: { const c = pop(); const b = pop(); const a = pop(); stack.push(PyTuple.make([a, b, c])); break; } // TUPLE3
-      case 0x5d: stack.push([]); break; // EMPTY_LIST ']'
-      case 0x6c: { const items = popMark(); stack.push(items); break; } // LIST 'l'
-      case 0x61: { const v = pop(); appendItems(top(), [v]); break; } // APPEND 'a'
-      case 0x65: { const items = popMark(); appendItems(top(), items); break; } // APPENDS 'e'
-      case 0x7d: stack.push(new Map()); break; // EMPTY_DICT '}'
-      case 0x64: { const d = new Map(); setItems(d, popMark()); stack.push(d); break; } // DICT 'd'
-      case 0x73: { const v = pop(); const k = pop(); setItems(top(), [k, v]); break; } // SETITEM 's'
-      case 0x75: { const kv = popMark(); setItems(top(), kv); break; } // SETITEMS 'u'
-      case 0x8f: stack.push(new Set()); break; // EMPTY_SET
-      case 0x90: { // ADDITEMS
+      case 0x29:
+        stack.push(PyTuple.make([]));
+        break; // EMPTY_TUPLE ')'
+      case 0x74: {
+        const items = popMark();
+        stack.push(PyTuple.make(items));
+        break;
+      } // TUPLE 't'
+      case 0x85: {
+        const a = pop();
+        stack.push(PyTuple.make([a]));
+        break;
+      } // TUPLE1
+      case 0x86: {
+        const b = pop();
+        const a = pop();
+        stack.push(PyTuple.make([a, b]));
+        break;
+      } // TUPLE2
+      case 0x87: {
+        const c = pop();
+        const b = pop();
+        const a = pop();
+        stack.push(PyTuple.make([a, b, c]));
+        break;
+      } // TUPLE3
+      case 0x5d:
+        stack.push([]);
+        break; // EMPTY_LIST ']'
+      case 0x6c: {
+        const items = popMark();
+        stack.push(items);
+        break;
+      } // LIST 'l'
+      case 0x61: {
+        const v = pop();
+        appendItems(top(), [v]);
+        break;
+      } // APPEND 'a'
+      case 0x65: {
+        const items = popMark();
+        appendItems(top(), items);
+        break;
+      } // APPENDS 'e'
+      case 0x7d:
+        stack.push(new Map());
+        break; // EMPTY_DICT '}'
+      case 0x64: {
+        const d = new Map();
+        setItems(d, popMark());
+        stack.push(d);
+        break;
+      } // DICT 'd'
+      case 0x73: {
+        const v = pop();
+        const k = pop();
+        setItems(top(), [k, v]);
+        break;
+      } // SETITEM 's'
+      case 0x75: {
+        const kv = popMark();
+        setItems(top(), kv);
+        break;
+      } // SETITEMS 'u'
+      case 0x8f:
+        stack.push(new Set());
+        break; // EMPTY_SET
+      case 0x90: {
+        // ADDITEMS
         const items = popMark();
         const s = top();
         if (!(s instanceof Set)) fail(`pickle ADDITEMS on a ${describe(s)}`);
         for (const x of items) (s as Set<unknown>).add(x);
         break;
       }
-      case 0x91: { const items = popMark(); stack.push(new Set(items)); break; } // FROZENSET
+      case 0x91: {
+        const items = popMark();
+        stack.push(new Set(items));
+        break;
+      } // FROZENSET
 
       // --- memo
-      case 0x71: memo.set(u8(), top()); break; // BINPUT 'q'
-      case 0x72: memo.set(u32(), top()); break; // LONG_BINPUT 'r'
-      case 0x94: memo.set(memo.size, top()); break; // MEMOIZE
-      case 0x70: memo.set(Number(line()), top()); break; // PUT 'p'
-      case 0x68: stack.push(getMemo(u8())); break; // BINGET 'h'
-      case 0x6a: stack.push(getMemo(u32())); break; // LONG_BINGET 'j'
-      case 0x67: stack.push(getMemo(Number(line()))); break; // GET 'g'
+      case 0x71:
+        memo.set(u8(), top());
+        break; // BINPUT 'q'
+      case 0x72:
+        memo.set(u32(), top());
+        break; // LONG_BINPUT 'r'
+      case 0x94:
+        memo.set(memo.size, top());
+        break; // MEMOIZE
+      case 0x70:
+        memo.set(Number(line()), top());
+        break; // PUT 'p'
+      case 0x68:
+        stack.push(getMemo(u8()));
+        break; // BINGET 'h'
+      case 0x6a:
+        stack.push(getMemo(u32()));
+        break; // LONG_BINGET 'j'
+      case 0x67:
+        stack.push(getMemo(Number(line())));
+        break; // GET 'g'
 
       // --- globals and construction (the only places a pickle could reach code)
-      case 0x63: { // GLOBAL 'c': "module\nname\n"
+      case 0x63: {
+        // GLOBAL 'c': "module\nname\n"
         const module = line();
         const name = line();
         stack.push(resolveGlobal(module, name));
         break;
       }
-      case 0x93: { // STACK_GLOBAL
+      case 0x93: {
+        // STACK_GLOBAL
         const name = pop();
         const module = pop();
         if (typeof module !== 'string' || typeof name !== 'string') fail('pickle STACK_GLOBAL with non-string names');
         stack.push(resolveGlobal(module as string, name as string));
         break;
       }
-      case 0x69: { // INST 'i': "module\nname\n", arguments since MARK
+      case 0x69: {
+        // INST 'i': "module\nname\n", arguments since MARK
         const module = line();
         const name = line();
         const cls = resolveGlobal(module, name);
@@ -285,23 +462,37 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
         stack.push(call(cls, args));
         break;
       }
-      case 0x6f: { // OBJ 'o': class and arguments since MARK
+      case 0x6f: {
+        // OBJ 'o': class and arguments since MARK
         const items = popMark();
         if (items.length === 0) fail('pickle OBJ without a class');
         stack.push(call(items[0], items.slice(1)));
         break;
       }
-      case 0x52: { const args = pop(); const fn = pop(); stack.push(call(fn, args)); break; } // REDUCE 'R'
-      case 0x81: { const args = pop(); const cls = pop(); stack.push(call(cls, args)); break; } // NEWOBJ
-      case 0x92: { // NEWOBJ_EX: keyword arguments are not supported by any allowed type
+      case 0x52: {
+        const args = pop();
+        const fn = pop();
+        stack.push(call(fn, args));
+        break;
+      } // REDUCE 'R'
+      case 0x81: {
+        const args = pop();
+        const cls = pop();
+        stack.push(call(cls, args));
+        break;
+      } // NEWOBJ
+      case 0x92: {
+        // NEWOBJ_EX: keyword arguments are not supported by any allowed type
         const kwargs = pop();
         const args = pop();
         const cls = pop();
-        if (!(kwargs instanceof Map) || kwargs.size > 0) fail(`pickle NEWOBJ_EX with keyword arguments for ${describe(cls)}`);
+        if (!(kwargs instanceof Map) || kwargs.size > 0)
+          fail(`pickle NEWOBJ_EX with keyword arguments for ${describe(cls)}`);
         stack.push(call(cls, args));
         break;
       }
-      case 0x62: { // BUILD 'b': obj.__setstate__(state)
+      case 0x62: {
+        // BUILD 'b': obj.__setstate__(state)
         const state = pop();
         const obj = top();
         const b = obj as Partial<PyBuildable>;
@@ -313,22 +504,27 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
         fail(`pickle BUILD on a ${describe(obj)} is not supported`);
         break;
       }
-      case 0x51: { // BINPERSID 'Q'
+      case 0x51: {
+        // BINPERSID 'Q'
         const pid = pop();
         if (!opts.persistentLoad) fail('pickle uses persistent ids, which this file type does not allow');
         stack.push(opts.persistentLoad!(pid));
         break;
       }
-      case 0x50: { // PERSID 'P' (text id)
+      case 0x50: {
+        // PERSID 'P' (text id)
         const pid = line();
         if (!opts.persistentLoad) fail('pickle uses persistent ids, which this file type does not allow');
         stack.push(opts.persistentLoad!(pid));
         break;
       }
-      case 0x82: case 0x83: case 0x84: // EXT1/2/4: globals looked up in the copyreg registry
+      case 0x82:
+      case 0x83:
+      case 0x84: // EXT1/2/4: globals looked up in the copyreg registry
         fail(`pickle opcode EXT${op === 0x82 ? 1 : op === 0x83 ? 2 : 4} (extension registry) is refused`);
         break;
-      case 0x97: case 0x98: // NEXT_BUFFER / READONLY_BUFFER: out-of-band data
+      case 0x97:
+      case 0x98: // NEXT_BUFFER / READONLY_BUFFER: out-of-band data
         fail('pickle out-of-band buffers are not supported');
         break;
       default:

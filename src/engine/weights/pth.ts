@@ -12,8 +12,8 @@
 // The pickle is read by the restricted unpickler in pickle.ts with the allow-list below: only
 // the names needed to rebuild tensors and OrderedDicts resolve; everything else is refused.
 
-import { DType, HostTensor, TypedArray, UserError, numel, shapeStr } from '../tensor';
-import { PyCallable, PyTuple, unpickle } from './pickle';
+import { type DType, type HostTensor, type TypedArray, UserError, numel, shapeStr } from '../tensor';
+import { type PyCallable, PyTuple, unpickle } from './pickle';
 import { copyStridedView } from './ops';
 import { allocTyped, readFileOrThrow, typedFromBytes } from './safetensors';
 import { ZipArchive, looksLikeZip } from './zip';
@@ -22,7 +22,16 @@ import { ZipArchive, looksLikeZip } from './zip';
 type StorageKind = DType | 'int16';
 
 const ITEMSIZE: Record<StorageKind, number> = {
-  float64: 8, float32: 4, float16: 2, bfloat16: 2, int64: 8, int32: 4, int16: 2, int8: 1, uint8: 1, bool: 1,
+  float64: 8,
+  float32: 4,
+  float16: 2,
+  bfloat16: 2,
+  int64: 8,
+  int32: 4,
+  int16: 2,
+  int8: 1,
+  uint8: 1,
+  bool: 1,
 };
 
 /** torch.<X>Storage -> element type. These names appear only as data inside persistent ids. */
@@ -41,27 +50,55 @@ const STORAGE_TYPES: Record<string, StorageKind> = {
 
 /** torch dtype objects (torch.float32 ...), inert markers; they may appear in newer storage paths. */
 const TORCH_DTYPES: Record<string, StorageKind> = {
-  float32: 'float32', float: 'float32', float16: 'float16', half: 'float16', bfloat16: 'bfloat16',
-  float64: 'float64', double: 'float64', int64: 'int64', long: 'int64', int32: 'int32', int: 'int32',
-  int16: 'int16', short: 'int16', int8: 'int8', uint8: 'uint8', bool: 'bool',
+  float32: 'float32',
+  float: 'float32',
+  float16: 'float16',
+  half: 'float16',
+  bfloat16: 'bfloat16',
+  float64: 'float64',
+  double: 'float64',
+  int64: 'int64',
+  long: 'int64',
+  int32: 'int32',
+  int: 'int32',
+  int16: 'int16',
+  short: 'int16',
+  int8: 'int8',
+  uint8: 'uint8',
+  bool: 'bool',
 };
 
 class StorageType {
-  constructor(readonly qualname: string, readonly kind: StorageKind) {}
+  constructor(
+    readonly qualname: string,
+    readonly kind: StorageKind,
+  ) {}
 }
 
 class TorchDType {
-  constructor(readonly qualname: string, readonly kind: StorageKind) {}
+  constructor(
+    readonly qualname: string,
+    readonly kind: StorageKind,
+  ) {}
 }
 
 /** A storage named by a persistent id; its bytes are read from the zip only when a tensor needs them. */
 class StorageRef {
-  constructor(readonly key: string, readonly kind: StorageKind, readonly numel: number) {}
+  constructor(
+    readonly key: string,
+    readonly kind: StorageKind,
+    readonly numel: number,
+  ) {}
 }
 
 /** What _rebuild_tensor_v2 returns: a view description, materialised later with the tensor's name for errors. */
 export class TensorRef {
-  constructor(readonly storage: StorageRef, readonly offset: number, readonly size: number[], readonly stride: number[]) {}
+  constructor(
+    readonly storage: StorageRef,
+    readonly offset: number,
+    readonly size: number[],
+    readonly stride: number[],
+  ) {}
 }
 
 function intTuple(x: unknown, what: string, fail: (m: string) => never): number[] {
@@ -90,7 +127,8 @@ function makeGlobals(fail: (m: string) => never): Map<string, unknown> {
   const rebuildTensor = (args: unknown[]): TensorRef => {
     const [storage, offset, size, stride] = args;
     if (!(storage instanceof StorageRef)) return fail('_rebuild_tensor_v2 without a storage');
-    if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0) return fail('_rebuild_tensor_v2 with a bad storage offset');
+    if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0)
+      return fail('_rebuild_tensor_v2 with a bad storage offset');
     const sz = intTuple(size, 'tensor size', fail);
     const st = intTuple(stride, 'tensor stride', fail);
     if (sz.length !== st.length) fail(`tensor size ${shapeStr(sz)} and stride ${shapeStr(st)} differ in rank`);
@@ -101,8 +139,10 @@ function makeGlobals(fail: (m: string) => never): Map<string, unknown> {
   // nn.Parameter wrappers: the parameter is its data; requires_grad, hooks and extra state are training-time details.
   fn('torch._utils._rebuild_parameter', (args) => args[0]);
   fn('torch._utils._rebuild_parameter_with_state', (args) => args[0]);
-  for (const [name, kind] of Object.entries(STORAGE_TYPES)) g.set(`torch.${name}`, new StorageType(`torch.${name}`, kind));
-  for (const [name, kind] of Object.entries(TORCH_DTYPES)) g.set(`torch.${name}`, new TorchDType(`torch.${name}`, kind));
+  for (const [name, kind] of Object.entries(STORAGE_TYPES))
+    g.set(`torch.${name}`, new StorageType(`torch.${name}`, kind));
+  for (const [name, kind] of Object.entries(TORCH_DTYPES))
+    g.set(`torch.${name}`, new TorchDType(`torch.${name}`, kind));
   return g;
 }
 
@@ -121,15 +161,21 @@ function tensorEntries(m: Map<unknown, unknown>): [string, TensorRef][] {
  * next to tensors (counters, strings) are skipped.
  */
 function pickStateDict(top: unknown, fail: (m: string) => never): [string, TensorRef][] {
-  if (!(top instanceof Map)) return fail(`the checkpoint holds a ${top === null ? 'None' : Array.isArray(top) ? 'list/tuple' : typeof top}, not a dict of tensors`);
+  if (!(top instanceof Map))
+    return fail(
+      `the checkpoint holds a ${top === null ? 'None' : Array.isArray(top) ? 'list/tuple' : typeof top}, not a dict of tensors`,
+    );
   for (const key of WRAPPER_KEYS) {
     const inner = top.get(key);
-    if (inner instanceof Map && tensorEntries(inner).length > 0 && tensorEntries(top).length === 0) return tensorEntries(inner);
+    if (inner instanceof Map && tensorEntries(inner).length > 0 && tensorEntries(top).length === 0)
+      return tensorEntries(inner);
   }
   const direct = tensorEntries(top);
   if (direct.length > 0) return direct;
   const keys = [...top.keys()].slice(0, 8).map(String);
-  return fail(`no tensors found at the top level or under ${WRAPPER_KEYS.map((k) => `'${k}'`).join('/')}; top-level keys: ${keys.join(', ')}${top.size > 8 ? ', ...' : ''}`);
+  return fail(
+    `no tensors found at the top level or under ${WRAPPER_KEYS.map((k) => `'${k}'`).join('/')}; top-level keys: ${keys.join(', ')}${top.size > 8 ? ', ...' : ''}`,
+  );
 }
 
 function swapBytes(bytes: Uint8Array, itemsize: number): Uint8Array {
@@ -150,20 +196,25 @@ export function decodePth(buf: Buffer, name: string): Map<string, HostTensor> {
     // (PROTO opcode 0x80); the pre-0.4 format is a tar archive.
     const isTar = buf.length > 262 && buf.toString('latin1', 257, 262) === 'ustar';
     if ((buf.length > 0 && buf[0] === 0x80) || isTar) {
-      fail('legacy (non-zip) torch.save format, which is not supported: re-save it with PyTorch >= 1.6 ' +
-        '(torch.save(torch.load(f), f2)) or convert it to safetensors');
+      fail(
+        'legacy (non-zip) torch.save format, which is not supported: re-save it with PyTorch >= 1.6 ' +
+          '(torch.save(torch.load(f), f2)) or convert it to safetensors',
+      );
     }
     fail('not a PyTorch checkpoint (expected a torch.save zip archive)');
   }
   const zip = new ZipArchive(buf, name);
   const pkl = zip.entries.find((e) => /^([^/]+\/)?data\.pkl$/.test(e.name));
   if (!pkl) {
-    if (zip.entries.some((e) => e.name.endsWith('.npy'))) fail('this zip holds .npy arrays: it is a numpy .npz archive, not a PyTorch checkpoint; rename it to .npz');
+    if (zip.entries.some((e) => e.name.endsWith('.npy')))
+      fail('this zip holds .npy arrays: it is a numpy .npz archive, not a PyTorch checkpoint; rename it to .npz');
     fail('zip archive without data.pkl: not a PyTorch checkpoint');
   }
   const prefix = pkl!.name.slice(0, pkl!.name.length - 'data.pkl'.length);
   if (zip.entries.some((e) => e.name === `${prefix}constants.pkl` || e.name.startsWith(`${prefix}code/`))) {
-    fail('this is a TorchScript archive (torch.jit.save); save the model\'s state_dict with torch.save(model.state_dict(), f) instead');
+    fail(
+      "this is a TorchScript archive (torch.jit.save); save the model's state_dict with torch.save(model.state_dict(), f) instead",
+    );
   }
   const byteorderEntry = zip.get(`${prefix}byteorder`);
   const byteorder = byteorderEntry ? zip.read(byteorderEntry).toString('latin1').trim() : 'little';
@@ -174,7 +225,8 @@ export function decodePth(buf: Buffer, name: string): Map<string, HostTensor> {
     name: `${name} (${pkl!.name})`,
     globals: makeGlobals(fail),
     persistentLoad: (pid) => {
-      if (!(pid instanceof PyTuple) || pid[0] !== 'storage' || pid.length < 5) return fail(`unsupported persistent id ${JSON.stringify(pid)}`);
+      if (!(pid instanceof PyTuple) || pid[0] !== 'storage' || pid.length < 5)
+        return fail(`unsupported persistent id ${JSON.stringify(pid)}`);
       const [, type, key, , count] = pid;
       const kind = type instanceof StorageType || type instanceof TorchDType ? type.kind : undefined;
       if (kind === undefined) return fail(`storage '${String(key)}' has an unsupported type`);
@@ -195,7 +247,9 @@ export function decodePth(buf: Buffer, name: string): Map<string, HostTensor> {
     let bytes: Uint8Array = zip.read(entryName);
     const itemsize = ITEMSIZE[ref.kind];
     if (bytes.length < ref.numel * itemsize) {
-      fail(`tensor '${tensor}': storage '${entryName}' has ${bytes.length} bytes, fewer than ${ref.numel} x ${itemsize}`);
+      fail(
+        `tensor '${tensor}': storage '${entryName}' has ${bytes.length} bytes, fewer than ${ref.numel} x ${itemsize}`,
+      );
     }
     if (byteorder === 'big') bytes = swapBytes(bytes, itemsize);
     if (ref.kind === 'int16') {
@@ -221,7 +275,9 @@ export function decodePth(buf: Buffer, name: string): Map<string, HostTensor> {
         last += (t.size[d] - 1) * t.stride[d];
       }
       if (last >= t.storage.numel) {
-        fail(`tensor '${key}': view (offset ${t.offset}, size ${shapeStr(t.size)}, stride ${shapeStr(t.stride)}) reaches element ${last} of a ${t.storage.numel}-element storage`);
+        fail(
+          `tensor '${key}': view (offset ${t.offset}, size ${shapeStr(t.size)}, stride ${shapeStr(t.stride)}) reaches element ${last} of a ${t.storage.numel}-element storage`,
+        );
       }
     }
     const src = storageData(t.storage, key);

@@ -22,7 +22,7 @@
 
 import * as fs from 'fs';
 import * as os from 'os';
-import { DType, HostTensor, TypedArray, UserError, numel, shapeStr } from '../tensor';
+import { type DType, type HostTensor, type TypedArray, UserError, numel, shapeStr } from '../tensor';
 
 interface DTypeInfo {
   dtype: DType;
@@ -70,15 +70,22 @@ export function itemsizeOf(dtype: DType): number {
 /** Allocates a typed array of the host representation of `dtype` (float16/bfloat16 as raw Uint16 bits, bool as Uint8). */
 export function allocTyped(dtype: DType, n: number): TypedArray {
   switch (dtype) {
-    case 'float64': return new Float64Array(n);
-    case 'float32': return new Float32Array(n);
+    case 'float64':
+      return new Float64Array(n);
+    case 'float32':
+      return new Float32Array(n);
     case 'float16':
-    case 'bfloat16': return new Uint16Array(n);
-    case 'int64': return new BigInt64Array(n);
-    case 'int32': return new Int32Array(n);
-    case 'int8': return new Int8Array(n);
+    case 'bfloat16':
+      return new Uint16Array(n);
+    case 'int64':
+      return new BigInt64Array(n);
+    case 'int32':
+      return new Int32Array(n);
+    case 'int8':
+      return new Int8Array(n);
     case 'uint8':
-    case 'bool': return new Uint8Array(n);
+    case 'bool':
+      return new Uint8Array(n);
   }
 }
 
@@ -110,14 +117,18 @@ export function decodeSafetensorsFile(buf: Uint8Array, name: string): Safetensor
   const fail = (msg: string): never => {
     throw new UserError(`${name}: ${msg}`);
   };
-  if (buf.length < 8) fail(`not a safetensors file: ${buf.length} bytes, shorter than the 8-byte header length (truncated?)`);
+  if (buf.length < 8)
+    fail(`not a safetensors file: ${buf.length} bytes, shorter than the 8-byte header length (truncated?)`);
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const headerLen64 = view.getBigUint64(0, true);
   if (headerLen64 > BigInt(buf.length - 8)) {
-    fail(`safetensors header length ${headerLen64} exceeds the ${buf.length - 8} bytes after it (truncated or not a safetensors file)`);
+    fail(
+      `safetensors header length ${headerLen64} exceeds the ${buf.length - 8} bytes after it (truncated or not a safetensors file)`,
+    );
   }
   const headerLen = Number(headerLen64);
-  if (headerLen > MAX_HEADER_BYTES) fail(`safetensors header of ${headerLen} bytes is larger than the ${MAX_HEADER_BYTES}-byte limit`);
+  if (headerLen > MAX_HEADER_BYTES)
+    fail(`safetensors header of ${headerLen} bytes is larger than the ${MAX_HEADER_BYTES}-byte limit`);
   if (headerLen < 2) fail(`safetensors header of ${headerLen} bytes cannot hold a JSON object`);
 
   let header: unknown;
@@ -126,7 +137,8 @@ export function decodeSafetensorsFile(buf: Uint8Array, name: string): Safetensor
   } catch (e) {
     fail(`safetensors header is not valid JSON (${(e as Error).message})`);
   }
-  if (typeof header !== 'object' || header === null || Array.isArray(header)) fail('safetensors header is not a JSON object');
+  if (typeof header !== 'object' || header === null || Array.isArray(header))
+    fail('safetensors header is not a JSON object');
 
   const dataStart = 8 + headerLen;
   const dataLen = buf.length - dataStart;
@@ -150,7 +162,8 @@ export function decodeSafetensorsFile(buf: Uint8Array, name: string): Safetensor
     if (!info) {
       fail(`${where} has unknown dtype '${String(dtype)}' (supported: ${Object.keys(SAFETENSORS_DTYPES).join(', ')})`);
     }
-    if (!Array.isArray(shape) || !shape.every(isNonNegInt)) fail(`${where}: shape ${JSON.stringify(shape)} is not a list of non-negative integers`);
+    if (!Array.isArray(shape) || !shape.every(isNonNegInt))
+      fail(`${where}: shape ${JSON.stringify(shape)} is not a list of non-negative integers`);
     if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isNonNegInt)) {
       fail(`${where}: data_offsets ${JSON.stringify(offsets)} is not a pair of non-negative integers`);
     }
@@ -158,11 +171,15 @@ export function decodeSafetensorsFile(buf: Uint8Array, name: string): Safetensor
     const shp = shape as number[];
     if (end < begin) fail(`${where}: data_offsets [${begin}, ${end}] end before they begin`);
     if (end > dataLen) {
-      fail(`${where}: data_offsets [${begin}, ${end}] lie beyond the end of the data section (${dataLen} bytes; truncated file?)`);
+      fail(
+        `${where}: data_offsets [${begin}, ${end}] lie beyond the end of the data section (${dataLen} bytes; truncated file?)`,
+      );
     }
     const want = numel(shp) * info.itemsize;
     if (end - begin !== want) {
-      fail(`${where}: data_offsets [${begin}, ${end}] span ${end - begin} bytes but ${dtype} ${shapeStr(shp)} needs ${want}`);
+      fail(
+        `${where}: data_offsets [${begin}, ${end}] span ${end - begin} bytes but ${dtype} ${shapeStr(shp)} needs ${want}`,
+      );
     }
     entries.push({ key, info, shape: shp, begin, end });
   }
@@ -174,14 +191,20 @@ export function decodeSafetensorsFile(buf: Uint8Array, name: string): Safetensor
     const prev = sorted[i - 1];
     const cur = sorted[i];
     if (cur.begin < prev.end) {
-      fail(`tensor '${cur.key}' data_offsets [${cur.begin}, ${cur.end}] overlap tensor '${prev.key}' [${prev.begin}, ${prev.end}]`);
+      fail(
+        `tensor '${cur.key}' data_offsets [${cur.begin}, ${cur.end}] overlap tensor '${prev.key}' [${prev.begin}, ${prev.end}]`,
+      );
     }
   }
 
   const tensors = new Map<string, HostTensor>();
   for (const e of entries) {
     const bytes = buf.subarray(dataStart + e.begin, dataStart + e.end);
-    tensors.set(e.key, { dtype: e.info.dtype, shape: e.shape, data: typedFromBytes(e.info.dtype, bytes, numel(e.shape)) });
+    tensors.set(e.key, {
+      dtype: e.info.dtype,
+      shape: e.shape,
+      data: typedFromBytes(e.info.dtype, bytes, numel(e.shape)),
+    });
   }
   return { tensors, metadata };
 }
@@ -238,8 +261,10 @@ export function encodeSafetensors(tensors: TensorDict, metadata?: Record<string,
   assertLittleEndianHost();
   const list = tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors);
   for (const [key, t] of list) {
-    if (key === '__metadata__') throw new Error(`encodeSafetensors: '__metadata__' is reserved and cannot name a tensor`);
-    if (!ARRAY_OK[t.dtype]?.(t.data)) throw new Error(`encodeSafetensors: tensor '${key}' of dtype ${t.dtype} holds a ${t.data.constructor.name}`);
+    if (key === '__metadata__')
+      throw new Error(`encodeSafetensors: '__metadata__' is reserved and cannot name a tensor`);
+    if (!ARRAY_OK[t.dtype]?.(t.data))
+      throw new Error(`encodeSafetensors: tensor '${key}' of dtype ${t.dtype} holds a ${t.data.constructor.name}`);
     if (t.data.length !== numel(t.shape)) {
       throw new Error(`encodeSafetensors: tensor '${key}' has ${t.data.length} values for shape ${shapeStr(t.shape)}`);
     }
@@ -295,9 +320,17 @@ export function writeFileAtomic(file: string, bytes: Uint8Array): void {
     fs.renameSync(tmp, file);
   } catch (e) {
     if (fd !== undefined) {
-      try { fs.closeSync(fd); } catch { /* already failing; report the original error */ }
+      try {
+        fs.closeSync(fd);
+      } catch {
+        /* already failing; report the original error */
+      }
     }
-    try { fs.unlinkSync(tmp); } catch { /* it may not exist */ }
+    try {
+      fs.unlinkSync(tmp);
+    } catch {
+      /* it may not exist */
+    }
     throw new UserError(`${file}: cannot write (${(e as Error).message})`);
   }
 }

@@ -41,7 +41,10 @@ export class ZipArchive {
   private readonly byName = new Map<string, ZipEntry>();
 
   /** `name` (usually the path) prefixes every error message. */
-  constructor(private readonly buf: Buffer, readonly name: string) {
+  constructor(
+    private readonly buf: Buffer,
+    readonly name: string,
+  ) {
     this.entries = this.readCentralDirectory();
     for (const e of this.entries) if (!this.byName.has(e.name)) this.byName.set(e.name, e);
   }
@@ -63,12 +66,15 @@ export class ZipArchive {
     const start = lh + 30 + buf.readUInt16LE(lh + 26) + buf.readUInt16LE(lh + 28);
     const end = start + e.compressedSize;
     if (end > buf.length) {
-      throw this.error(`zip entry '${e.name}': data [${start}, ${end}) runs past the end of the file (${buf.length} bytes; truncated?)`);
+      throw this.error(
+        `zip entry '${e.name}': data [${start}, ${end}) runs past the end of the file (${buf.length} bytes; truncated?)`,
+      );
     }
     const raw = buf.subarray(start, end);
     let out: Buffer;
     if (e.method === 0) {
-      if (e.compressedSize !== e.uncompressedSize) throw this.error(`zip entry '${e.name}': stored entry with differing sizes`);
+      if (e.compressedSize !== e.uncompressedSize)
+        throw this.error(`zip entry '${e.name}': stored entry with differing sizes`);
       out = raw;
     } else if (e.method === 8) {
       try {
@@ -78,10 +84,14 @@ export class ZipArchive {
         throw this.error(`zip entry '${e.name}': cannot inflate (${(err as Error).message})`);
       }
       if (out.length !== e.uncompressedSize) {
-        throw this.error(`zip entry '${e.name}': inflated to ${out.length} bytes, directory says ${e.uncompressedSize}`);
+        throw this.error(
+          `zip entry '${e.name}': inflated to ${out.length} bytes, directory says ${e.uncompressedSize}`,
+        );
       }
     } else {
-      throw this.error(`zip entry '${e.name}' uses compression method ${e.method}; only stored (0) and deflate (8) are supported`);
+      throw this.error(
+        `zip entry '${e.name}' uses compression method ${e.method}; only stored (0) and deflate (8) are supported`,
+      );
     }
     const crc = crc32(out);
     if (crc !== e.crc32) throw this.error(`zip entry '${e.name}': CRC-32 mismatch (corrupt archive)`);
@@ -115,19 +125,23 @@ export class ZipArchive {
     const loc = eocd - 20;
     if (loc >= 0 && buf.readUInt32LE(loc) === SIG_ZIP64_LOCATOR) {
       const z64 = this.safeNumber(buf.readBigUInt64LE(loc + 8), 'zip64 end-of-directory offset');
-      if (z64 + 56 > buf.length || buf.readUInt32LE(z64) !== SIG_ZIP64_EOCD) throw this.error('corrupt zip64 end-of-central-directory record');
+      if (z64 + 56 > buf.length || buf.readUInt32LE(z64) !== SIG_ZIP64_EOCD)
+        throw this.error('corrupt zip64 end-of-central-directory record');
       count = this.safeNumber(buf.readBigUInt64LE(z64 + 32), 'zip64 entry count');
       cdSize = this.safeNumber(buf.readBigUInt64LE(z64 + 40), 'zip64 directory size');
       cdOffset = this.safeNumber(buf.readBigUInt64LE(z64 + 48), 'zip64 directory offset');
     }
     if (cdOffset + cdSize > buf.length) {
-      throw this.error(`zip central directory [${cdOffset}, ${cdOffset + cdSize}) lies beyond the end of the file (${buf.length} bytes; truncated?)`);
+      throw this.error(
+        `zip central directory [${cdOffset}, ${cdOffset + cdSize}) lies beyond the end of the file (${buf.length} bytes; truncated?)`,
+      );
     }
 
     const entries: ZipEntry[] = [];
     let p = cdOffset;
     for (let i = 0; i < count; i++) {
-      if (p + 46 > buf.length || buf.readUInt32LE(p) !== SIG_CENTRAL) throw this.error(`corrupt zip central directory (entry ${i})`);
+      if (p + 46 > buf.length || buf.readUInt32LE(p) !== SIG_CENTRAL)
+        throw this.error(`corrupt zip central directory (entry ${i})`);
       const flags = buf.readUInt16LE(p + 8);
       const method = buf.readUInt16LE(p + 10);
       const crc = buf.readUInt32LE(p + 16);

@@ -28,10 +28,15 @@ export function log(msg) {
 /** What setup-vscode-host.sh installed, or null with the reason. */
 export function hostEnv() {
   const file = path.join(HOST_DIR, 'env.json');
-  if (!fs.existsSync(file)) return { env: null, why: `${path.relative(ROOT, file)} not found: run scripts/setup-vscode-host.sh` };
+  if (!fs.existsSync(file))
+    return { env: null, why: `${path.relative(ROOT, file)} not found: run scripts/setup-vscode-host.sh` };
   const env = JSON.parse(fs.readFileSync(file, 'utf8'));
   for (const k of ['node', 'codeServer', 'codeServerConfig', 'playwright', 'chromium']) {
-    if (!env[k] || !fs.existsSync(env[k])) return { env: null, why: `${k} (${env[k]}) from ${path.relative(ROOT, file)} is missing: run scripts/setup-vscode-host.sh` };
+    if (!env[k] || !fs.existsSync(env[k]))
+      return {
+        env: null,
+        why: `${k} (${env[k]}) from ${path.relative(ROOT, file)} is missing: run scripts/setup-vscode-host.sh`,
+      };
   }
   return { env, why: '' };
 }
@@ -83,7 +88,15 @@ export function writeUserSettings(userDataDir, settings) {
 
 function csArgs(env, userDataDir, extensionsDir) {
   // --config always: without it code-server (even --version) writes ~/.config/code-server/config.yaml.
-  return [env.codeServer, '--config', env.codeServerConfig, '--user-data-dir', userDataDir, '--extensions-dir', extensionsDir];
+  return [
+    env.codeServer,
+    '--config',
+    env.codeServerConfig,
+    '--user-data-dir',
+    userDataDir,
+    '--extensions-dir',
+    extensionsDir,
+  ];
 }
 
 function hostProcessEnv(env, extra) {
@@ -95,9 +108,12 @@ function hostProcessEnv(env, extra) {
 /** `code-server --install-extension <vsix>` into the given profile (0.6-0.9 s). */
 export function installVsix(env, { userDataDir, extensionsDir }, vsix) {
   const r = spawnSync(env.node, [...csArgs(env, userDataDir, extensionsDir), '--install-extension', vsix, '--force'], {
-    encoding: 'utf8', env: hostProcessEnv(env, {}), timeout: 120_000,
+    encoding: 'utf8',
+    env: hostProcessEnv(env, {}),
+    timeout: 120_000,
   });
-  if (r.status !== 0) throw new Error(`code-server --install-extension ${vsix} failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
+  if (r.status !== 0)
+    throw new Error(`code-server --install-extension ${vsix} failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
   return r.stdout.trim();
 }
 
@@ -111,8 +127,13 @@ export async function startServer(env, opts) {
   const port = await freePort();
   const args = [
     ...csArgs(env, opts.userDataDir, opts.extensionsDir),
-    '--bind-addr', `127.0.0.1:${port}`, '--auth', 'none',
-    '--disable-telemetry', '--disable-update-check', '--disable-getting-started-override',
+    '--bind-addr',
+    `127.0.0.1:${port}`,
+    '--auth',
+    'none',
+    '--disable-telemetry',
+    '--disable-update-check',
+    '--disable-getting-started-override',
   ];
   // Trusted by default; a test of restricted mode passes workspaceTrust: true (then the folder
   // opens untrusted unless the user, or the test, grants trust).
@@ -122,34 +143,64 @@ export async function startServer(env, opts) {
   if (opts.smokeTestDriver) args.push('--vscode-option', 'enable-smoke-test-driver');
   if (opts.folder) args.push(opts.folder);
   const out = fs.openSync(opts.logFile, 'a');
-  const child = spawn(env.node, args, { detached: true, stdio: ['ignore', out, out], env: hostProcessEnv(env, opts.env ?? {}) });
+  const child = spawn(env.node, args, {
+    detached: true,
+    stdio: ['ignore', out, out],
+    env: hostProcessEnv(env, opts.env ?? {}),
+  });
   fs.closeSync(out);
   let exited = null;
-  const exitPromise = new Promise((resolve) => child.once('exit', (code, signal) => { exited = { code, signal }; resolve(exited); }));
+  const exitPromise = new Promise((resolve) =>
+    child.once('exit', (code, signal) => {
+      exited = { code, signal };
+      resolve(exited);
+    }),
+  );
   const url = `http://127.0.0.1:${port}`;
 
   async function stop() {
     if (exited) return;
-    try { process.kill(-child.pid, 'SIGTERM'); } catch { /* already gone */ }
-    const timer = setTimeout(() => { try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ } }, 5000);
+    try {
+      process.kill(-child.pid, 'SIGTERM');
+    } catch {
+      /* already gone */
+    }
+    const timer = setTimeout(() => {
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }, 5000);
     await exitPromise;
     clearTimeout(timer);
     // The leader is gone; children that ignored SIGTERM are still in the group.
     await new Promise((r) => setTimeout(r, 200));
-    try { process.kill(-child.pid, 'SIGKILL'); } catch { /* group empty: good */ }
+    try {
+      process.kill(-child.pid, 'SIGKILL');
+    } catch {
+      /* group empty: good */
+    }
   }
   registerCleanup(stop);
 
   const deadline = Date.now() + 60_000;
   for (;;) {
-    if (exited) throw new Error(`code-server exited (${JSON.stringify(exited)}) before answering; log: ${opts.logFile}\n${tail(opts.logFile)}`);
+    if (exited)
+      throw new Error(
+        `code-server exited (${JSON.stringify(exited)}) before answering; log: ${opts.logFile}\n${tail(opts.logFile)}`,
+      );
     try {
       const r = await fetch(`${url}/healthz`);
       if (r.ok) break;
-    } catch { /* not listening yet */ }
+    } catch {
+      /* not listening yet */
+    }
     if (Date.now() > deadline) {
       await stop();
-      throw new Error(`code-server did not answer ${url}/healthz within 60 s; log: ${opts.logFile}\n${tail(opts.logFile)}`);
+      throw new Error(
+        `code-server did not answer ${url}/healthz within 60 s; log: ${opts.logFile}\n${tail(opts.logFile)}`,
+      );
     }
     await new Promise((r) => setTimeout(r, 150));
   }
@@ -162,7 +213,9 @@ export async function startServer(env, opts) {
  */
 export function workbenchUrl(server, folder, payload = []) {
   const remote = (p) => `vscode-remote://${server.authority}${p}`;
-  const q = payload.length ? `&payload=${encodeURIComponent(JSON.stringify(payload.map(([k, p]) => [k, remote(p)])))}` : '';
+  const q = payload.length
+    ? `&payload=${encodeURIComponent(JSON.stringify(payload.map(([k, p]) => [k, remote(p)])))}`
+    : '';
   return `${server.url}/?folder=${encodeURIComponent(folder)}${q}`;
 }
 
@@ -192,8 +245,16 @@ export async function launchBrowser(env, profileDir, { colorScheme } = {}) {
     headless: true,
     viewport: { width: 1400, height: 900 },
     ...(colorScheme ? { colorScheme } : {}),
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--disable-dev-shm-usage',
+    ],
   });
   registerCleanup(() => context.close().catch(() => {}));
   return context;
@@ -208,7 +269,11 @@ let cleaning = null;
 export function cleanup() {
   cleaning ??= (async () => {
     for (const fn of cleanups.splice(0)) {
-      try { await fn(); } catch (e) { log(`cleanup: ${e?.message ?? e}`); }
+      try {
+        await fn();
+      } catch (e) {
+        log(`cleanup: ${e?.message ?? e}`);
+      }
     }
   })();
   return cleaning;
@@ -257,7 +322,10 @@ export function overallTimeout(ms, what) {
  * committed tiny backbone copied to backbone/ (so a weights picker finds it inside the workspace).
  * Returns { dir, data, backbone }.
  */
-export function makeWorkspace(dir, { classes = ['circle', 'square', 'triangle', 'cross'], perClass = 12, seed = 0 } = {}) {
+export function makeWorkspace(
+  dir,
+  { classes = ['circle', 'square', 'triangle', 'cross'], perClass = 12, seed = 0 } = {},
+) {
   fs.mkdirSync(dir, { recursive: true });
   const data = path.join(dir, 'shapes');
   const script = `
@@ -265,10 +333,15 @@ export function makeWorkspace(dir, { classes = ['circle', 'square', 'triangle', 
     writeShapeFolder({ out: ${JSON.stringify(data)}, classes: ${JSON.stringify(classes)}, perClass: ${perClass}, seed: ${seed} })
       .then((r) => console.log(r.manifest.samples.length), (e) => { console.error(e); process.exit(1); });`;
   // The system Node 20 with the project's own tsx and sharp (not the host's Node 24).
-  const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', script], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', script], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
   if (r.status !== 0) throw new Error(`generating ${data} failed:\n${r.stdout}\n${r.stderr}`);
   const backboneDir = path.join(dir, 'backbone');
   fs.mkdirSync(backboneDir, { recursive: true });
-  for (const f of ['tiny-vit.safetensors', 'config.json']) fs.copyFileSync(path.join(ROOT, 'assets/tiny-vit', f), path.join(backboneDir, f));
+  for (const f of ['tiny-vit.safetensors', 'config.json'])
+    fs.copyFileSync(path.join(ROOT, 'assets/tiny-vit', f), path.join(backboneDir, f));
   return { dir, data, backbone: path.join(backboneDir, 'tiny-vit.safetensors'), images: Number(r.stdout.trim()) };
 }

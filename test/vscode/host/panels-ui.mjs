@@ -33,10 +33,34 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
-  ARTIFACTS, ROOT, cleanupDir, launchBrowser, log, makeTmp, makeWorkspace, overallTimeout, requireHostEnv, runMain, screenshotter, startServer, tail,
-  workbenchUrl, writeUserSettings,
+  ARTIFACTS,
+  ROOT,
+  cleanupDir,
+  launchBrowser,
+  log,
+  makeTmp,
+  makeWorkspace,
+  overallTimeout,
+  requireHostEnv,
+  runMain,
+  screenshotter,
+  startServer,
+  tail,
+  workbenchUrl,
+  writeUserSettings,
 } from './host.mjs';
-import { acceptQuickPickItem, commandWhenAvailable, notifications, runCommand, setTheme, THEMES, until, waitForQuickPick, waitForWorkbench, webview } from './ui.mjs';
+import {
+  acceptQuickPickItem,
+  commandWhenAvailable,
+  notifications,
+  runCommand,
+  setTheme,
+  THEMES,
+  until,
+  waitForQuickPick,
+  waitForWorkbench,
+  webview,
+} from './ui.mjs';
 
 // Inside the Inspect exits webview (the stable ids listed in src/extension/inspect.ts).
 export const INSPECT = {
@@ -87,20 +111,28 @@ async function inspectPanel(page) {
   await commandWhenAvailable(page, INSPECT.command);
   const view = webview(page);
   await view.locator(INSPECT.root).waitFor({ timeout: 60_000 });
-  await until('the grid to show rows with thumbnails and marked exits', async () => {
-    const rows = await view.locator(INSPECT.rows).count();
-    const taken = await view.locator(INSPECT.taken).count();
-    const thumbs = await view.locator(INSPECT.thumbs).count();
-    return rows > 0 && taken === rows && thumbs > 0 ? { rows, taken, thumbs } : false;
-  }, { timeout: 60_000 });
+  await until(
+    'the grid to show rows with thumbnails and marked exits',
+    async () => {
+      const rows = await view.locator(INSPECT.rows).count();
+      const taken = await view.locator(INSPECT.taken).count();
+      const thumbs = await view.locator(INSPECT.thumbs).count();
+      return rows > 0 && taken === rows && thumbs > 0 ? { rows, taken, thumbs } : false;
+    },
+    { timeout: 60_000 },
+  );
   // Keyboard: the grid takes focus, arrows move, Enter selects.
   await view.locator(INSPECT.grid).focus();
   for (const k of ['Home', 'ArrowDown', 'ArrowDown', 'ArrowRight', 'Enter']) await page.keyboard.press(k);
-  await until('the detail of the third image with top-3 classes', async () => {
-    const idx = await view.locator(INSPECT.detail).getAttribute('data-index');
-    const top = await view.locator(INSPECT.top3).count();
-    return idx === '2' && top >= 3 ? top : false;
-  }, { timeout: 60_000 });
+  await until(
+    'the detail of the third image with top-3 classes',
+    async () => {
+      const idx = await view.locator(INSPECT.detail).getAttribute('data-index');
+      const top = await view.locator(INSPECT.top3).count();
+      return idx === '2' && top >= 3 ? top : false;
+    },
+    { timeout: 60_000 },
+  );
   // The slider: focused and moved with the keyboard; the readouts follow.
   const slider = view.locator(INSPECT.slider);
   const max = Number(await slider.getAttribute('max'));
@@ -108,7 +140,9 @@ async function inspectPanel(page) {
   await slider.focus();
   for (let i = 0; i < Math.ceil(max / 2); i++) await page.keyboard.press('ArrowLeft');
   const after = `${await view.locator(INSPECT.acc).innerText()} / ${await view.locator(INSPECT.gflops).innerText()}`;
-  log(`inspect: ${await view.locator(INSPECT.rows).count()} rows on screen, slider ${max + 1} points, moved from ${before} to ${after} (value ${await slider.inputValue()})`);
+  log(
+    `inspect: ${await view.locator(INSPECT.rows).count()} rows on screen, slider ${max + 1} points, moved from ${before} to ${after} (value ${await slider.inputValue()})`,
+  );
   if (max > 0 && after === before) throw new Error(`moving the slider did not change accuracy / GFLOPs (${before})`);
   const summary = await view.locator(INSPECT.summaryRows).count();
   if (summary < 2) throw new Error(`the per-class summary has ${summary} rows`);
@@ -125,12 +159,18 @@ function inspectSteps(view, name, want) {
     view,
     async checkRestored() {
       await view.locator(INSPECT.root).waitFor({ timeout: 60_000 });
-      log(`${name}: after the reload the webview started from ${await view.locator(INSPECT.root).getAttribute('data-restored')} saved state`);
-      await until(`${name} to be restored after a window reload`, async () => {
-        const idx = await view.locator(INSPECT.detail).getAttribute('data-index', { timeout: 2000 });
-        const value = await view.locator(INSPECT.slider).inputValue({ timeout: 2000 });
-        return idx === want.index && value === want.value;
-      }, { timeout: 60_000 });
+      log(
+        `${name}: after the reload the webview started from ${await view.locator(INSPECT.root).getAttribute('data-restored')} saved state`,
+      );
+      await until(
+        `${name} to be restored after a window reload`,
+        async () => {
+          const idx = await view.locator(INSPECT.detail).getAttribute('data-index', { timeout: 2000 });
+          const value = await view.locator(INSPECT.slider).inputValue({ timeout: 2000 });
+          return idx === want.index && value === want.value;
+        },
+        { timeout: 60_000 },
+      );
       log(`${name}: restored after reload (selected image ${want.index}, slider ${want.value})`);
     },
     /** Ready for a screenshot: the grid focused (the active cell shows its focus ring). */
@@ -153,63 +193,120 @@ async function regressionPanel(page, ws) {
   const script = `
     const { writeCountingFolder } = require(${JSON.stringify(path.join(ROOT, 'src/engine/demo/shapes.ts'))});
     writeCountingFolder({ out: ${JSON.stringify(data)}, n: 96, seed: 3, maxCount: 4 }).catch((e) => { console.error(e); process.exit(1); });`;
-  const g = spawnSync(process.execPath, ['--import', 'tsx', '-e', script], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
+  const g = spawnSync(process.execPath, ['--import', 'tsx', '-e', script], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
   if (g.status !== 0) throw new Error(`generating ${data} failed:\n${g.stdout}\n${g.stderr}`);
   const t0 = Date.now();
-  const tr = spawnSync(process.execPath, [path.join(ROOT, 'dist/cli.js'), 'train', '--task', 'regression', '--data', 'counting', '--weights', 'backbone/tiny-vit.safetensors', '--heads', '4', '--exits', '2,4,6', '--epochs', '4', '--batch', '16', '--lr', '0.003', '--warmup-epochs', '0', '--split', '50,25,25', '--threads', '1'], { cwd: ws.dir, encoding: 'utf8', timeout: 600_000 });
-  if (tr.status !== 0) throw new Error(`met train --task regression failed (${tr.status}):\n${tr.stdout}\n${tr.stderr}`);
+  const tr = spawnSync(
+    process.execPath,
+    [
+      path.join(ROOT, 'dist/cli.js'),
+      'train',
+      '--task',
+      'regression',
+      '--data',
+      'counting',
+      '--weights',
+      'backbone/tiny-vit.safetensors',
+      '--heads',
+      '4',
+      '--exits',
+      '2,4,6',
+      '--epochs',
+      '4',
+      '--batch',
+      '16',
+      '--lr',
+      '0.003',
+      '--warmup-epochs',
+      '0',
+      '--split',
+      '50,25,25',
+      '--threads',
+      '1',
+    ],
+    { cwd: ws.dir, encoding: 'utf8', timeout: 600_000 },
+  );
+  if (tr.status !== 0)
+    throw new Error(`met train --task regression failed (${tr.status}):\n${tr.stdout}\n${tr.stderr}`);
   log(`regression: trained a counting run in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   // Two finished runs now: the palette command asks, newest (the regression run) first. Until
   // the runs view has noticed the new run (file watcher, or its 3 s check), the command opens the
   // only run it knows directly: close that and ask again.
-  await until('the quick pick of runs to inspect', async () => {
-    await commandWhenAvailable(page, INSPECT.command);
-    const items = await waitForQuickPick(page, 'MET: Inspect exits', 5000).catch(() => []);
-    if (items.length >= 2 && /regression/.test(items[0])) return items;
-    await page.keyboard.press('Escape');
-    await runCommand(page, 'View: Close All Editors', 5000).catch(() => page.keyboard.press('Escape'));
-    return false;
-  }, { timeout: 60_000, interval: 2000 });
+  await until(
+    'the quick pick of runs to inspect',
+    async () => {
+      await commandWhenAvailable(page, INSPECT.command);
+      const items = await waitForQuickPick(page, 'MET: Inspect exits', 5000).catch(() => []);
+      if (items.length >= 2 && /regression/.test(items[0])) return items;
+      await page.keyboard.press('Escape');
+      await runCommand(page, 'View: Close All Editors', 5000).catch(() => page.keyboard.press('Escape'));
+      return false;
+    },
+    { timeout: 60_000, interval: 2000 },
+  );
   await page.keyboard.press('Enter');
   const view = webview(page);
   await view.locator(INSPECT.root).waitFor({ timeout: 60_000 });
-  const cells = await until('the grid to show values with marked exits', async () => {
-    if ((await view.locator(INSPECT.accLabel).innerText()) !== 'MAE') return false;
-    const rows = await view.locator(INSPECT.rows).count();
-    const taken = await view.locator(INSPECT.taken).count();
-    const values = await view.locator(INSPECT.cellValues).allInnerTexts();
-    return rows > 0 && taken === rows && values.length && values.every((v) => /^-?\d/.test(v)) ? values : false;
-  }, { timeout: 60_000 });
-  if (cells.some((v) => v.includes('%'))) throw new Error(`regression cells show percentages: ${cells.slice(0, 6).join(', ')}`);
+  const cells = await until(
+    'the grid to show values with marked exits',
+    async () => {
+      if ((await view.locator(INSPECT.accLabel).innerText()) !== 'MAE') return false;
+      const rows = await view.locator(INSPECT.rows).count();
+      const taken = await view.locator(INSPECT.taken).count();
+      const values = await view.locator(INSPECT.cellValues).allInnerTexts();
+      return rows > 0 && taken === rows && values.length && values.every((v) => /^-?\d/.test(v)) ? values : false;
+    },
+    { timeout: 60_000 },
+  );
+  if (cells.some((v) => v.includes('%')))
+    throw new Error(`regression cells show percentages: ${cells.slice(0, 6).join(', ')}`);
   await view.locator(INSPECT.grid).focus();
   for (const k of ['Home', 'ArrowDown', 'Enter']) await page.keyboard.press(k);
-  await until('the detail of the second image with the target marked on every exit', async () => {
-    const idx = await view.locator(INSPECT.detail).getAttribute('data-index');
-    const marks = await view.locator(INSPECT.targetMarks).count();
-    const bars = await view.locator(INSPECT.bars).count();
-    return idx === '1' && bars === 3 && marks === 3 ? marks : false;
-  }, { timeout: 60_000 });
+  await until(
+    'the detail of the second image with the target marked on every exit',
+    async () => {
+      const idx = await view.locator(INSPECT.detail).getAttribute('data-index');
+      const marks = await view.locator(INSPECT.targetMarks).count();
+      const bars = await view.locator(INSPECT.bars).count();
+      return idx === '1' && bars === 3 && marks === 3 ? marks : false;
+    },
+    { timeout: 60_000 },
+  );
   // The slider's two ends (neighbouring points can give the same numbers on 24 test images).
   const slider = view.locator(INSPECT.slider);
   const max = Number(await slider.getAttribute('max'));
-  const readout = async () => `${await view.locator(INSPECT.acc).innerText()} / ${await view.locator(INSPECT.gflops).innerText()}`;
+  const readout = async () =>
+    `${await view.locator(INSPECT.acc).innerText()} / ${await view.locator(INSPECT.gflops).innerText()}`;
   await slider.focus();
   await page.keyboard.press('Home');
   const before = await readout();
   await page.keyboard.press('End');
   const after = await readout();
-  if (max > 0 && after === before) throw new Error(`moving the slider end to end did not change MAE / GFLOPs (${before})`);
+  if (max > 0 && after === before)
+    throw new Error(`moving the slider end to end did not change MAE / GFLOPs (${before})`);
   for (let i = 0; i < Math.ceil(max / 2); i++) await page.keyboard.press('ArrowLeft');
   const groups = await view.locator('#summary-rows tr th.cls').allInnerTexts();
-  log(`regression: values ${cells.slice(0, 3).join(', ')}…, slider ${max + 1} points, MAE / GFLOPs ${before} -> ${after}; summary rows ${groups.join(', ')}`);
-  if (!groups.slice(1).every((g) => /^= \d+$/.test(g))) throw new Error(`the summary should group counts by value: ${groups.join(', ')}`);
+  log(
+    `regression: values ${cells.slice(0, 3).join(', ')}…, slider ${max + 1} points, MAE / GFLOPs ${before} -> ${after}; summary rows ${groups.join(', ')}`,
+  );
+  if (!groups.slice(1).every((g) => /^= \d+$/.test(g)))
+    throw new Error(`the summary should group counts by value: ${groups.join(', ')}`);
   return inspectSteps(view, 'regression', { index: '1', value: await slider.inputValue() });
 }
 
 /** Hovers cell (i, j) of the heatmap of `kind` (its geometry is on the .plot's data attributes). */
 async function hoverCell(view, kind, i, j) {
   const plot = view.locator(SIM.plot(kind)).first();
-  const g = await plot.evaluate((el) => ({ left: Number(el.dataset.left), top: Number(el.dataset.top), cell: Number(el.dataset.cell), n: Number(el.dataset.n) }));
+  const g = await plot.evaluate((el) => ({
+    left: Number(el.dataset.left),
+    top: Number(el.dataset.top),
+    cell: Number(el.dataset.cell),
+    n: Number(el.dataset.n),
+  }));
   await plot.hover({ position: { x: g.left + (j + 0.5) * g.cell, y: g.top + (i + 0.5) * g.cell } });
   return g;
 }
@@ -221,25 +318,41 @@ async function similarityPanel(page) {
   const view = webview(page);
   await view.locator(SIM.root).waitFor({ timeout: 60_000 });
   const t0 = Date.now();
-  await until('the heatmaps to render', async () => (await view.locator(SIM.root).getAttribute('data-status')) === 'ready', { timeout: 120_000 });
+  await until(
+    'the heatmaps to render',
+    async () => (await view.locator(SIM.root).getAttribute('data-status')) === 'ready',
+    { timeout: 120_000 },
+  );
   const count = await view.locator(SIM.heatmaps).count();
   // Two exits (first and last) by default: S^w, S^b once, then both exits' distances.
   if (count !== 4) throw new Error(`expected 4 heatmaps (S^w, S^b, two distance matrices), found ${count}`);
-  log(`similarity: ${count} heatmaps in ${Date.now() - t0} ms after the panel opened; ${(await view.locator('#status-text').innerText()).trim()}`);
+  log(
+    `similarity: ${count} heatmaps in ${Date.now() - t0} ms after the panel opened; ${(await view.locator('#status-text').innerText()).trim()}`,
+  );
 
   // The mouse over a cell of S^b: the readout names it and shows both images.
   const g = await hoverCell(view, 'sb', 2, 20);
-  await until('the readout of the hovered cell', async () => (await readoutCell(view)).startsWith('cell (3, 21)'), { timeout: 10_000 });
-  await until('both images of the hovered cell to load', async () => {
-    const loaded = await view.locator(SIM.readoutImgs).evaluateAll((imgs) => imgs.map((i) => i.complete && i.naturalWidth > 0));
-    return loaded.length === 2 && loaded.every(Boolean);
-  }, { timeout: 20_000 });
+  await until('the readout of the hovered cell', async () => (await readoutCell(view)).startsWith('cell (3, 21)'), {
+    timeout: 10_000,
+  });
+  await until(
+    'both images of the hovered cell to load',
+    async () => {
+      const loaded = await view
+        .locator(SIM.readoutImgs)
+        .evaluateAll((imgs) => imgs.map((i) => i.complete && i.naturalWidth > 0));
+      return loaded.length === 2 && loaded.every(Boolean);
+    },
+    { timeout: 20_000 },
+  );
   log(`similarity: hover shows ${await readoutCell(view)} (n = ${g.n}, ${g.cell} px per cell) with both images`);
 
   // The keyboard: the heatmap takes focus, the arrows move the cell from where the mouse left it.
   await view.locator(SIM.plot('sb')).first().focus();
   for (const k of ['ArrowRight', 'ArrowRight', 'ArrowDown']) await page.keyboard.press(k);
-  await until('the arrow keys to move the cell', async () => (await readoutCell(view)).startsWith('cell (4, 23)'), { timeout: 10_000 });
+  await until('the arrow keys to move the cell', async () => (await readoutCell(view)).startsWith('cell (4, 23)'), {
+    timeout: 10_000,
+  });
   await page.keyboard.press('PageDown'); // the next class block
   const afterPage = await readoutCell(view);
   log(`similarity: arrows moved the cell to (4, 23), PageDown to ${afterPage}`);
@@ -247,27 +360,49 @@ async function similarityPanel(page) {
   // The second exit off and on again: the engine recomputes.
   const exitB = await view.locator(SIM.exitB).inputValue();
   await view.locator(SIM.exitB).selectOption('');
-  await until('3 heatmaps for one exit', async () => (await view.locator(SIM.root).getAttribute('data-status')) === 'ready' && (await view.locator(SIM.heatmaps).count()) === 3, { timeout: 60_000 });
+  await until(
+    '3 heatmaps for one exit',
+    async () =>
+      (await view.locator(SIM.root).getAttribute('data-status')) === 'ready' &&
+      (await view.locator(SIM.heatmaps).count()) === 3,
+    { timeout: 60_000 },
+  );
   await view.locator(SIM.exitB).selectOption(exitB);
-  await until('4 heatmaps again', async () => (await view.locator(SIM.root).getAttribute('data-status')) === 'ready' && (await view.locator(SIM.heatmaps).count()) === 4, { timeout: 60_000 });
+  await until(
+    '4 heatmaps again',
+    async () =>
+      (await view.locator(SIM.root).getAttribute('data-status')) === 'ready' &&
+      (await view.locator(SIM.heatmaps).count()) === 4,
+    { timeout: 60_000 },
+  );
   log('similarity: "compare with" none and back recomputed (3, then 4 heatmaps)');
 
   // The cell the readout shows last before the reload (settle() hovers one for the screenshots).
   let want = await readoutCell(view);
   return {
     async checkRestored() {
-      await until('the similarity panel to be restored after a window reload', async () => {
-        const ready = (await view.locator(SIM.root).getAttribute('data-status', { timeout: 2000 })) === 'ready';
-        return ready && (await readoutCell(view)) === want;
-      }, { timeout: 90_000 });
+      await until(
+        'the similarity panel to be restored after a window reload',
+        async () => {
+          const ready = (await view.locator(SIM.root).getAttribute('data-status', { timeout: 2000 })) === 'ready';
+          return ready && (await readoutCell(view)) === want;
+        },
+        { timeout: 90_000 },
+      );
       log(`similarity: restored after reload (${want})`);
     },
     /** For the screenshot: a cell of S^b hovered, so that the readout shows two classes. */
     async settle() {
       await view.locator(SIM.root).waitFor();
-      await until('the heatmaps in the new theme', async () => (await view.locator(SIM.root).getAttribute('data-status')) === 'ready', { timeout: 30_000 });
+      await until(
+        'the heatmaps in the new theme',
+        async () => (await view.locator(SIM.root).getAttribute('data-status')) === 'ready',
+        { timeout: 30_000 },
+      );
       await hoverCell(view, 'sb', 2, 20);
-      await until('the readout of the hovered cell', async () => (await readoutCell(view)).startsWith('cell (3, 21)'), { timeout: 10_000 });
+      await until('the readout of the hovered cell', async () => (await readoutCell(view)).startsWith('cell (3, 21)'), {
+        timeout: 10_000,
+      });
       want = await readoutCell(view);
     },
   };
@@ -280,15 +415,27 @@ async function paramsPanel(page, ws) {
   await acceptQuickPickItem(page, 'met.config.json');
   const view = webview(page);
   await view.locator(PARAMS.root).waitFor({ timeout: 60_000 });
-  await until('the parameter counts to render', async () => (await view.locator(PARAMS.root).getAttribute('data-status')) === 'ready', { timeout: 60_000 });
-  const cli = spawnSync(process.execPath, [path.join(ROOT, 'dist/cli.js'), 'params', '--config', 'met.config.json', '--json'], { cwd: ws.dir, encoding: 'utf8' });
+  await until(
+    'the parameter counts to render',
+    async () => (await view.locator(PARAMS.root).getAttribute('data-status')) === 'ready',
+    { timeout: 60_000 },
+  );
+  const cli = spawnSync(
+    process.execPath,
+    [path.join(ROOT, 'dist/cli.js'), 'params', '--config', 'met.config.json', '--json'],
+    { cwd: ws.dir, encoding: 'utf8' },
+  );
   if (cli.status !== 0) throw new Error(`met params failed: ${cli.stderr}`);
   const report = JSON.parse(cli.stdout);
   const shown = (await view.locator(PARAMS.trainable).innerText()).trim();
-  if (shown !== report.trainable.toLocaleString('en-US')) throw new Error(`the panel shows ${shown} trainable parameters, met params --json says ${report.trainable}`);
+  if (shown !== report.trainable.toLocaleString('en-US'))
+    throw new Error(`the panel shows ${shown} trainable parameters, met params --json says ${report.trainable}`);
   const comps = await view.locator(PARAMS.componentRows).count();
   const exits = await view.locator(PARAMS.exitRows).count();
-  if (comps !== report.components.length || exits !== report.exits.length) throw new Error(`${comps} component rows and ${exits} exit rows; met params has ${report.components.length} and ${report.exits.length}`);
+  if (comps !== report.components.length || exits !== report.exits.length)
+    throw new Error(
+      `${comps} component rows and ${exits} exit rows; met params has ${report.components.length} and ${report.exits.length}`,
+    );
   // Keyboard: the bars are focusable, Tab goes from one to the next.
   await view.locator(PARAMS.bars).first().focus();
   await page.keyboard.press('Tab');
@@ -297,7 +444,11 @@ async function paramsPanel(page, ws) {
   log(`params: ${shown} trainable (= met params --json), ${comps} components, ${exits} exits; Tab moves between bars`);
   return {
     async checkRestored() {
-      await until('the parameter panel to be restored after a window reload', async () => (await view.locator(PARAMS.trainable).innerText({ timeout: 2000 })).trim() === shown, { timeout: 60_000 });
+      await until(
+        'the parameter panel to be restored after a window reload',
+        async () => (await view.locator(PARAMS.trainable).innerText({ timeout: 2000 })).trim() === shown,
+        { timeout: 60_000 },
+      );
       log('params: restored after reload');
     },
     async settle() {
@@ -308,14 +459,25 @@ async function paramsPanel(page, ws) {
 }
 
 // 'regression' last: it adds a second finished run to the workspace, which the others do not expect.
-const PANELS = { inspect: inspectPanel, similarity: similarityPanel, params: paramsPanel, 'inspect-regression': regressionPanel };
+const PANELS = {
+  inspect: inspectPanel,
+  similarity: similarityPanel,
+  params: paramsPanel,
+  'inspect-regression': regressionPanel,
+};
 
 async function main() {
   const argv = process.argv.slice(2);
   overallTimeout(Number(opt(argv, 'timeout') ?? process.env.MET_UI_TIMEOUT ?? 900) * 1000, 'panels-ui');
   const env = requireHostEnv();
   const only = opt(argv, 'only');
-  for (const f of ['dist/extension.js', 'dist/cli.js', 'dist/webview/inspect.js', 'dist/webview/similarity.js', 'dist/webview/params.js']) {
+  for (const f of [
+    'dist/extension.js',
+    'dist/cli.js',
+    'dist/webview/inspect.js',
+    'dist/webview/similarity.js',
+    'dist/webview/params.js',
+  ]) {
     if (!fs.existsSync(path.join(ROOT, f))) {
       console.error(`error: ${f} is missing: run node esbuild.mjs`);
       return 2;
@@ -331,15 +493,40 @@ async function main() {
 
   // The workspace and a finished run in it, trained with the CLI (4 classes x 32 images).
   const ws = makeWorkspace(path.join(tmp, 'workspace'), { perClass: 32 });
-  fs.writeFileSync(path.join(ws.dir, 'met.config.json'), `${JSON.stringify({
-    data: 'shapes', weights: 'backbone/tiny-vit.safetensors', heads: 4, epochs: 8, batch: 8, lr: 0.005, warmupEpochs: 1, split: [50, 25, 25], threads: 1,
-  }, null, 2)}\n`);
+  fs.writeFileSync(
+    path.join(ws.dir, 'met.config.json'),
+    `${JSON.stringify(
+      {
+        data: 'shapes',
+        weights: 'backbone/tiny-vit.safetensors',
+        heads: 4,
+        epochs: 8,
+        batch: 8,
+        lr: 0.005,
+        warmupEpochs: 1,
+        split: [50, 25, 25],
+        threads: 1,
+      },
+      null,
+      2,
+    )}\n`,
+  );
   const t0 = Date.now();
-  const tr = spawnSync(process.execPath, [path.join(ROOT, 'dist/cli.js'), 'train', '--config', 'met.config.json'], { cwd: ws.dir, encoding: 'utf8', timeout: 600_000 });
+  const tr = spawnSync(process.execPath, [path.join(ROOT, 'dist/cli.js'), 'train', '--config', 'met.config.json'], {
+    cwd: ws.dir,
+    encoding: 'utf8',
+    timeout: 600_000,
+  });
   if (tr.status !== 0) throw new Error(`met train failed (${tr.status}):\n${tr.stdout}\n${tr.stderr}`);
   log(`trained a run in ${((Date.now() - t0) / 1000).toFixed(1)} s (${ws.images} images)`);
 
-  const server = await startServer(env, { userDataDir, extensionsDir, folder: ws.dir, smokeTestDriver: true, logFile: path.join(tmp, 'code-server.log') });
+  const server = await startServer(env, {
+    userDataDir,
+    extensionsDir,
+    folder: ws.dir,
+    smokeTestDriver: true,
+    logFile: path.join(tmp, 'code-server.log'),
+  });
   const context = await launchBrowser(env, path.join(tmp, 'chromium'));
   const page = context.pages()[0] ?? (await context.newPage());
   const shot = screenshotter(page, 'panel-');

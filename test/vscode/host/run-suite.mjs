@@ -23,8 +23,20 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as util from 'node:util';
 import {
-  ARTIFACTS, ROOT, cleanupDir, finish, launchBrowser, log, makeTmp, makeWorkspace, overallTimeout, requireHostEnv, startServer, tail,
-  workbenchUrl, writeUserSettings,
+  ARTIFACTS,
+  ROOT,
+  cleanupDir,
+  finish,
+  launchBrowser,
+  log,
+  makeTmp,
+  makeWorkspace,
+  overallTimeout,
+  requireHostEnv,
+  startServer,
+  tail,
+  workbenchUrl,
+  writeUserSettings,
 } from './host.mjs';
 
 const argv = process.argv.slice(2);
@@ -42,7 +54,9 @@ const MARKER = '\u2063met-test\u2063 ';
 const suiteIndex = path.join(ROOT, 'dist/test/vscode/suite/index.js');
 for (const f of [suiteIndex, path.join(ROOT, 'dist/extension.js')]) {
   if (!fs.existsSync(f)) {
-    console.error(`error: ${path.relative(ROOT, f)} is missing: run node esbuild.mjs (npm run test:vscode builds first)`);
+    console.error(
+      `error: ${path.relative(ROOT, f)} is missing: run node esbuild.mjs (npm run test:vscode builds first)`,
+    );
     process.exit(2);
   }
 }
@@ -85,7 +99,12 @@ fs.mkdirSync(extensionsDir, { recursive: true });
 let code = 1;
 try {
   const server = await startServer(env, {
-    userDataDir, extensionsDir, folder: workspace, smokeTestDriver: true, env: testEnv, logFile: path.join(tmp, 'code-server.log'),
+    userDataDir,
+    extensionsDir,
+    folder: workspace,
+    smokeTestDriver: true,
+    env: testEnv,
+    logFile: path.join(tmp, 'code-server.log'),
     workspaceTrust: argv.includes('--restricted'),
   });
   log(`code-server on ${server.url} (pid group ${server.pid})`);
@@ -111,10 +130,12 @@ try {
   page.on('pageerror', (e) => verbose && log(`page error: ${e.message}`));
   page.on('console', (m) => verbose && process.stdout.write(`[console.${m.type()}] ${m.text()}\n`));
 
-  await page.goto(workbenchUrl(server, workspace, [
-    ['extensionDevelopmentPath', ROOT],
-    ['extensionTestsPath', suiteIndex],
-  ]));
+  await page.goto(
+    workbenchUrl(server, workspace, [
+      ['extensionDevelopmentPath', ROOT],
+      ['extensionTestsPath', suiteIndex],
+    ]),
+  );
   log('workbench opened; waiting for the suite');
   code = await exited;
   log(`extension host exited with code ${code}`);
@@ -129,7 +150,8 @@ await finish(code);
 // workbench's own (offline open-vsx errors and the like). The suite's index.ts marks every line
 // its console prints while the tests run; print those, unmarked.
 function printTestOutput(text) {
-  for (const line of text.split('\n')) if (line.startsWith(MARKER)) process.stdout.write(`${line.slice(MARKER.length)}\n`);
+  for (const line of text.split('\n'))
+    if (line.startsWith(MARKER)) process.stdout.write(`${line.slice(MARKER.length)}\n`);
 }
 
 function saveLogs(files, serverLog) {

@@ -31,8 +31,22 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import {
-  ARTIFACTS, ROOT, cleanupDir, installVsix, launchBrowser, log, makeTmp, makeWorkspace, overallTimeout, requireHostEnv, startServer,
-  runMain, screenshotter, tail, workbenchUrl, writeUserSettings,
+  ARTIFACTS,
+  ROOT,
+  cleanupDir,
+  installVsix,
+  launchBrowser,
+  log,
+  makeTmp,
+  makeWorkspace,
+  overallTimeout,
+  requireHostEnv,
+  startServer,
+  runMain,
+  screenshotter,
+  tail,
+  workbenchUrl,
+  writeUserSettings,
 } from './host.mjs';
 
 // ---- Selectors and texts (one place) ----------------------------------------------------------
@@ -98,28 +112,42 @@ export async function runCommand(page, title, timeout = 20_000) {
  */
 /** Runs a palette command, retrying while the extension is still activating (the command is not listed yet). */
 export async function commandWhenAvailable(page, title, timeout = 120_000) {
-  await until(`'${title}' to be available`, async () => {
-    await runCommand(page, title, 5000).catch(async (e) => {
-      await page.keyboard.press('Escape');
-      throw e;
-    });
-    return true;
-  }, { timeout, interval: 1000 });
+  await until(
+    `'${title}' to be available`,
+    async () => {
+      await runCommand(page, title, 5000).catch(async (e) => {
+        await page.keyboard.press('Escape');
+        throw e;
+      });
+      return true;
+    },
+    { timeout, interval: 1000 },
+  );
 }
 
 export async function acceptQuickPickItem(page, label, timeout = 20_000) {
   const re = new RegExp(`^(?:\\$\\([\\w~-]+\\) )?${label.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?:$|[,\\s])`);
   let rows = [];
-  await until(`'${label}' to be the focused quick-pick item`, async () => {
-    rows = await page.$$eval(SEL.quickInputRows, (els) => els.map((e) => ({ label: e.getAttribute('aria-label') ?? '', focused: e.classList.contains('focused'), top: e.getBoundingClientRect().top })));
-    rows.sort((a, b) => a.top - b.top);
-    const target = rows.findIndex((r) => re.test(r.label));
-    const focused = rows.findIndex((r) => r.focused);
-    if (target < 0 || focused < 0) return false;
-    if (target === focused) return true;
-    await page.keyboard.press(target > focused ? 'ArrowDown' : 'ArrowUp');
-    return false;
-  }, { timeout, interval: 100 }).catch((e) => {
+  await until(
+    `'${label}' to be the focused quick-pick item`,
+    async () => {
+      rows = await page.$$eval(SEL.quickInputRows, (els) =>
+        els.map((e) => ({
+          label: e.getAttribute('aria-label') ?? '',
+          focused: e.classList.contains('focused'),
+          top: e.getBoundingClientRect().top,
+        })),
+      );
+      rows.sort((a, b) => a.top - b.top);
+      const target = rows.findIndex((r) => re.test(r.label));
+      const focused = rows.findIndex((r) => r.focused);
+      if (target < 0 || focused < 0) return false;
+      if (target === focused) return true;
+      await page.keyboard.press(target > focused ? 'ArrowDown' : 'ArrowUp');
+      return false;
+    },
+    { timeout, interval: 100 },
+  ).catch((e) => {
     throw new Error(`${e.message}; rows: ${JSON.stringify(rows.map((r) => (r.focused ? `*${r.label}` : r.label)))}`);
   });
   await page.keyboard.press('Enter');
@@ -149,7 +177,8 @@ export async function until(what, fn, { timeout = 60_000, interval = 250 } = {})
     } catch (e) {
       last = e?.message ?? e;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeout / 1000} s waiting for ${what} (last: ${JSON.stringify(last)})`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeout / 1000} s waiting for ${what} (last: ${JSON.stringify(last)})`);
     await new Promise((r) => setTimeout(r, interval));
   }
 }
@@ -172,18 +201,26 @@ export async function setTheme(page, userDataDir, theme) {
   await acceptQuickPickItem(page, theme.label, 10_000);
   await waitForThemeKind(page, theme);
   const file = path.join(userDataDir, 'User', 'settings.json');
-  return until(`workbench.colorTheme in ${file}`, () => {
-    try {
-      return JSON.parse(fs.readFileSync(file, 'utf8'))['workbench.colorTheme'];
-    } catch {
-      return undefined;
-    }
-  }, { timeout: 5000 }).catch(() => '(not written)');
+  return until(
+    `workbench.colorTheme in ${file}`,
+    () => {
+      try {
+        return JSON.parse(fs.readFileSync(file, 'utf8'))['workbench.colorTheme'];
+      } catch {
+        return undefined;
+      }
+    },
+    { timeout: 5000 },
+  ).catch(() => '(not written)');
 }
 
 /** The workbench's root element carries the theme kind as a class (vs, vs-dark, hc-black, hc-light). */
 export async function waitForThemeKind(page, theme) {
-  await until(`the workbench to show ${theme.label} (${theme.kind})`, () => page.evaluate((c) => document.querySelector('.monaco-workbench')?.classList.contains(c), theme.kind), { timeout: 30_000 });
+  await until(
+    `the workbench to show ${theme.label} (${theme.kind})`,
+    () => page.evaluate((c) => document.querySelector('.monaco-workbench')?.classList.contains(c), theme.kind),
+    { timeout: 30_000 },
+  );
   // Webviews get the theme's CSS variables by message, after the workbench repaints.
   await new Promise((r) => setTimeout(r, 700));
 }
@@ -205,7 +242,10 @@ export async function showRunsView(page) {
 
 /** Visible texts of the notification toasts (errors from the extension show here). */
 export async function notifications(page) {
-  return page.locator(SEL.notificationToast).allInnerTexts().catch(() => []);
+  return page
+    .locator(SEL.notificationToast)
+    .allInnerTexts()
+    .catch(() => []);
 }
 
 // ---- The test ----------------------------------------------------------------------------------
@@ -218,9 +258,17 @@ function packageVsix(out) {
   const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
   const hostBin = path.join(ROOT, '.vscode-host/host/node_modules/.bin');
   // npm run package when the project has it (vsce from devDependencies, else the host's vsce).
-  const cmd = pkg.scripts?.package ? ['npm', ['run', '--silent', 'package', '--', '-o', out]] : [path.join(hostBin, 'vsce'), ['package', '--allow-missing-repository', '--skip-license', '-o', out]];
-  const r = spawnSync(cmd[0], cmd[1], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, PATH: `${process.env.PATH}:${hostBin}` }, timeout: 300_000 });
-  if (r.status !== 0 || !fs.existsSync(out)) throw new Error(`packaging the VSIX failed (${cmd[0]} ${cmd[1].join(' ')}):\n${r.stdout}\n${r.stderr}`);
+  const cmd = pkg.scripts?.package
+    ? ['npm', ['run', '--silent', 'package', '--', '-o', out]]
+    : [path.join(hostBin, 'vsce'), ['package', '--allow-missing-repository', '--skip-license', '-o', out]];
+  const r = spawnSync(cmd[0], cmd[1], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    env: { ...process.env, PATH: `${process.env.PATH}:${hostBin}` },
+    timeout: 300_000,
+  });
+  if (r.status !== 0 || !fs.existsSync(out))
+    throw new Error(`packaging the VSIX failed (${cmd[0]} ${cmd[1].join(' ')}):\n${r.stdout}\n${r.stderr}`);
 }
 
 async function main() {
@@ -250,13 +298,32 @@ async function main() {
 
   // The workspace: 4 classes x 32 images, the tiny backbone, and a short schedule.
   const ws = makeWorkspace(path.join(tmp, 'workspace'), { perClass: 32 });
-  fs.writeFileSync(path.join(ws.dir, 'met.config.json'), `${JSON.stringify({
-    data: 'shapes', weights: 'backbone/tiny-vit.safetensors', heads: 4, epochs: 15, batch: 8, lr: 0.005, warmupEpochs: 1, split: [60, 20, 20], threads: 1,
-  }, null, 2)}\n`);
+  fs.writeFileSync(
+    path.join(ws.dir, 'met.config.json'),
+    `${JSON.stringify(
+      {
+        data: 'shapes',
+        weights: 'backbone/tiny-vit.safetensors',
+        heads: 4,
+        epochs: 15,
+        batch: 8,
+        lr: 0.005,
+        warmupEpochs: 1,
+        split: [60, 20, 20],
+        threads: 1,
+      },
+      null,
+      2,
+    )}\n`,
+  );
   log(`workspace ${ws.dir} (${ws.images} images)`);
 
   const server = await startServer(env, {
-    userDataDir, extensionsDir, folder: ws.dir, smokeTestDriver: dev, logFile: path.join(tmp, 'code-server.log'),
+    userDataDir,
+    extensionsDir,
+    folder: ws.dir,
+    smokeTestDriver: dev,
+    logFile: path.join(tmp, 'code-server.log'),
   });
   const context = await launchBrowser(env, path.join(tmp, 'chromium'));
   const page = context.pages()[0] ?? (await context.newPage());
@@ -270,13 +337,18 @@ async function main() {
     // 3. The command and its three quick picks.
     await commandWhenAvailable(page, TEXT.fineTuneCommand, 60_000);
     let rows = await waitForQuickPick(page, TEXT.fineTuneSteps[0]);
-    if (!rows[0]?.includes('shapes')) throw new Error(`the first image folder offered is not the workspace's shapes/: ${JSON.stringify(rows.slice(0, 3))}`);
+    if (!rows[0]?.includes('shapes'))
+      throw new Error(
+        `the first image folder offered is not the workspace's shapes/: ${JSON.stringify(rows.slice(0, 3))}`,
+      );
     await page.keyboard.press('Enter');
     rows = await waitForQuickPick(page, TEXT.fineTuneSteps[1]);
-    if (!rows[0]?.includes('tiny-vit.safetensors')) throw new Error(`the first backbone offered is not tiny-vit.safetensors: ${JSON.stringify(rows.slice(0, 3))}`);
+    if (!rows[0]?.includes('tiny-vit.safetensors'))
+      throw new Error(`the first backbone offered is not tiny-vit.safetensors: ${JSON.stringify(rows.slice(0, 3))}`);
     await page.keyboard.press('Enter');
     rows = await waitForQuickPick(page, TEXT.fineTuneSteps[2]);
-    if (!rows[0]?.includes(TEXT.startItem)) throw new Error(`the confirmation does not start with '${TEXT.startItem}': ${JSON.stringify(rows.slice(0, 3))}`);
+    if (!rows[0]?.includes(TEXT.startItem))
+      throw new Error(`the confirmation does not start with '${TEXT.startItem}': ${JSON.stringify(rows.slice(0, 3))}`);
     await page.keyboard.press('Enter');
     log('fine-tuning started from the command palette');
 
@@ -295,20 +367,27 @@ async function main() {
     const dash = webview(page);
     await dash.locator(SEL.dashboard).waitFor({ timeout: 60_000 });
     const steps = [];
-    const status = await until('the dashboard to show the finished run', async () => {
-      const s = await dash.locator(SEL.dashboard).getAttribute('data-status', { timeout: 2000 });
-      const step = (await dash.locator(SEL.dashStep).innerText({ timeout: 2000 })).trim();
-      if (step && steps[steps.length - 1] !== step) steps.push(step);
-      return s === 'done' || s === 'failed' || s === 'stopped' ? s : false;
-    }, { timeout: 300_000, interval: 200 });
+    const status = await until(
+      'the dashboard to show the finished run',
+      async () => {
+        const s = await dash.locator(SEL.dashboard).getAttribute('data-status', { timeout: 2000 });
+        const step = (await dash.locator(SEL.dashStep).innerText({ timeout: 2000 })).trim();
+        if (step && steps[steps.length - 1] !== step) steps.push(step);
+        return s === 'done' || s === 'failed' || s === 'stopped' ? s : false;
+      },
+      { timeout: 300_000, interval: 200 },
+    );
     log(`dashboard status ${status}; step counter went ${steps.join(' -> ')}`);
     if (status !== 'done') throw new Error(`the run ended ${status}: ${JSON.stringify(await notifications(page))}`);
     // Live: the webview showed the counter at more than one value (not only the finished run read back).
-    if (steps.length < 2) throw new Error(`the dashboard never updated while training (step texts: ${JSON.stringify(steps)})`);
+    if (steps.length < 2)
+      throw new Error(`the dashboard never updated while training (step texts: ${JSON.stringify(steps)})`);
     const polylines = await dash.locator(`${SEL.dashLossChart} polyline`).count();
     const exitRows = await dash.locator(SEL.dashExitRows).count();
     if (!polylines || !exitRows) throw new Error(`the dashboard has ${polylines} loss lines and ${exitRows} exit rows`);
-    log(`dashboard: ${polylines} loss lines, ${exitRows} exit rows, epoch ${(await dash.locator(SEL.dashEpoch).innerText()).trim()}`);
+    log(
+      `dashboard: ${polylines} loss lines, ${exitRows} exit rows, epoch ${(await dash.locator(SEL.dashEpoch).innerText()).trim()}`,
+    );
 
     // 5. The runs view: the run is listed as done.
     const runs = fs.readdirSync(path.join(ws.dir, '.met/runs'));
@@ -316,16 +395,25 @@ async function main() {
     const runName = runs[0];
     await showRunsView(page);
     const row = page.locator(`${SEL.sideBar} ${SEL.treeRow}`, { hasText: runName });
-    await row.first().waitFor({ timeout: 30_000 }).catch(async () => {
-      const listed = await page.locator(`${SEL.sideBar} ${SEL.treeRow}`).allInnerTexts();
-      throw new Error(`the runs view does not list ${runName} (in ${ws.dir}/.met/runs) 30 s after the run finished; it lists ${JSON.stringify(listed)}`);
-    });
+    await row
+      .first()
+      .waitFor({ timeout: 30_000 })
+      .catch(async () => {
+        const listed = await page.locator(`${SEL.sideBar} ${SEL.treeRow}`).allInnerTexts();
+        throw new Error(
+          `the runs view does not list ${runName} (in ${ws.dir}/.met/runs) 30 s after the run finished; it lists ${JSON.stringify(listed)}`,
+        );
+      });
     let rowText = '';
-    await until('the run row to say done', async () => {
-      // The description may be cut off with an ellipsis on screen; the row's aria-label has it all.
-      rowText = `${await row.first().innerText()} | ${await row.first().getAttribute('aria-label')}`;
-      return /\bdone\b/.test(rowText);
-    }, { timeout: 30_000 }).catch((e) => {
+    await until(
+      'the run row to say done',
+      async () => {
+        // The description may be cut off with an ellipsis on screen; the row's aria-label has it all.
+        rowText = `${await row.first().innerText()} | ${await row.first().getAttribute('aria-label')}`;
+        return /\bdone\b/.test(rowText);
+      },
+      { timeout: 30_000 },
+    ).catch((e) => {
       throw new Error(`${e.message}; row: ${JSON.stringify(rowText)}`);
     });
     log(`runs view row: ${rowText.replace(/\s+/g, ' ')}`);
@@ -336,7 +424,11 @@ async function main() {
     await waitForWorkbench(page);
     // The side bar may come back with the Explorer (view state is saved lazily): show the view again.
     await showRunsView(page);
-    await until('the dashboard to be restored after a window reload', async () => (await dash.locator(SEL.dashboard).getAttribute('data-status', { timeout: 2000 })) === 'done', { timeout: 60_000 });
+    await until(
+      'the dashboard to be restored after a window reload',
+      async () => (await dash.locator(SEL.dashboard).getAttribute('data-status', { timeout: 2000 })) === 'done',
+      { timeout: 60_000 },
+    );
     await row.first().waitFor({ timeout: 30_000 });
     log('window reloaded: dashboard and runs view restored');
 

@@ -6,7 +6,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { activate, metParams, ParamsJson, trainWithCli, waitFor, writeConfig } from '../fixtures';
+import { activate, metParams, type ParamsJson, trainWithCli, waitFor, writeConfig } from '../fixtures';
 
 async function lenses(uri: vscode.Uri): Promise<vscode.CodeLens[]> {
   return (await vscode.commands.executeCommand<vscode.CodeLens[]>('vscode.executeCodeLensProvider', uri)) ?? [];
@@ -26,7 +26,10 @@ function parsed(ls: vscode.CodeLens[]): { trainable: number; percent: string; gf
 function assertRounded(shown: string, exact: number, what: string): void {
   const decimals = shown.includes('.') ? shown.split('.')[1].replace(/e.*$/, '').length : 0;
   const unit = shown.includes('e') ? 10 ** (Number(shown.split('e')[1]) - decimals) : 10 ** -decimals;
-  assert.ok(Math.abs(Number(shown) - exact) <= unit / 2 + 1e-12, `${what}: lens shows ${shown}, met params says ${exact}`);
+  assert.ok(
+    Math.abs(Number(shown) - exact) <= unit / 2 + 1e-12,
+    `${what}: lens shows ${shown}, met params says ${exact}`,
+  );
 }
 
 function assertMatches(ls: vscode.CodeLens[], r: ParamsJson): void {
@@ -48,7 +51,9 @@ suite('CodeLens on MET config files', () => {
   });
 
   suiteTeardown(async () => {
-    await vscode.workspace.getConfiguration('met').update('codeLens.enabled', undefined, vscode.ConfigurationTarget.Global);
+    await vscode.workspace
+      .getConfiguration('met')
+      .update('codeLens.enabled', undefined, vscode.ConfigurationTarget.Global);
     await vscode.commands.executeCommand('workbench.action.closeAllEditors');
   });
 
@@ -56,7 +61,9 @@ suite('CodeLens on MET config files', () => {
     const doc = await vscode.workspace.openTextDocument(uri);
     // jsonc: the comment line the config starts with is allowed (as `met` allows it).
     assert.equal(doc.languageId, 'jsonc');
-    const pkg = (await activate()).packageJSON as { contributes: { jsonValidation: { fileMatch: string[]; url: string }[] } };
+    const pkg = (await activate()).packageJSON as {
+      contributes: { jsonValidation: { fileMatch: string[]; url: string }[] };
+    };
     const v = pkg.contributes.jsonValidation.find((j) => j.fileMatch.includes('met.config.json'));
     assert.ok(v && v.fileMatch.includes('*.met.json'), 'jsonValidation covers met.config.json and *.met.json');
     const schemaFile = path.join((await activate()).extensionPath, v.url);
@@ -67,7 +74,9 @@ suite('CodeLens on MET config files', () => {
     const badDoc = await vscode.workspace.openTextDocument(vscode.Uri.file(bad));
     await vscode.window.showTextDocument(badDoc);
     const diags = await waitFor('a schema diagnostic for "epochz"', () => {
-      const d = vscode.languages.getDiagnostics(badDoc.uri).filter((x) => /epochz/.test(x.message) || badDoc.getText(x.range).includes('epochz'));
+      const d = vscode.languages
+        .getDiagnostics(badDoc.uri)
+        .filter((x) => /epochz/.test(x.message) || badDoc.getText(x.range).includes('epochz'));
       return d.length ? d : undefined;
     });
     assert.ok(diags.length >= 1);
@@ -76,10 +85,14 @@ suite('CodeLens on MET config files', () => {
   test('lenses show Fine-tune and the numbers of met params --json; no Inspect exits before a run', async function () {
     this.timeout(120_000);
     await vscode.window.showTextDocument(await vscode.workspace.openTextDocument(uri));
-    const ls = await waitFor('the parameter lens', async () => {
-      const l = await lenses(uri);
-      return parsed(l) ? l : undefined;
-    }, 60_000);
+    const ls = await waitFor(
+      'the parameter lens',
+      async () => {
+        const l = await lenses(uri);
+        return parsed(l) ? l : undefined;
+      },
+      60_000,
+    );
     const expected = await metParams(configFile);
     assertMatches(ls, expected);
     const fine = ls.find((l) => l.command?.command === 'met.fineTune');
@@ -98,14 +111,20 @@ suite('CodeLens on MET config files', () => {
     const text = doc.getText();
     const i = text.indexOf('"exits"');
     const end = text.indexOf(']', i) + 1;
-    const ok = await editor.edit((b) => b.replace(new vscode.Range(doc.positionAt(i), doc.positionAt(end)), '"exits": [1, 2, 3, 4, 5, 6], "rank": 4'));
+    const ok = await editor.edit((b) =>
+      b.replace(new vscode.Range(doc.positionAt(i), doc.positionAt(end)), '"exits": [1, 2, 3, 4, 5, 6], "rank": 4'),
+    );
     assert.ok(ok, 'the edit applied');
     assert.ok(doc.isDirty);
-    const ls = await waitFor('six GFLOPs figures after the edit', async () => {
-      const l = await lenses(uri);
-      const p = parsed(l);
-      return p && p.gflops.length === 6 && !titles(l).some((t) => t.includes('updating')) ? l : undefined;
-    }, 60_000);
+    const ls = await waitFor(
+      'six GFLOPs figures after the edit',
+      async () => {
+        const l = await lenses(uri);
+        const p = parsed(l);
+        return p && p.gflops.length === 6 && !titles(l).some((t) => t.includes('updating')) ? l : undefined;
+      },
+      60_000,
+    );
     // The same text saved elsewhere in the folder (paths are relative to it), through the CLI.
     const copy = path.join(path.dirname(configFile), 'edited.met.json');
     fs.writeFileSync(copy, doc.getText());
@@ -113,22 +132,36 @@ suite('CodeLens on MET config files', () => {
     assert.equal(expected.exits.length, 6);
     assertMatches(ls, expected);
     // Back to the original text, saved (whatever files.autoSave says in this host).
-    await editor.edit((b) => b.replace(new vscode.Range(doc.positionAt(0), doc.positionAt(doc.getText().length)), text));
+    await editor.edit((b) =>
+      b.replace(new vscode.Range(doc.positionAt(0), doc.positionAt(doc.getText().length)), text),
+    );
     await doc.save();
     assert.equal(fs.readFileSync(configFile, 'utf8'), text);
     let seen: string[] = [];
-    await waitFor('three GFLOPs figures after the revert', async () => parsed((seen = titles(await lenses(uri))).map((title) => ({ command: { title } }) as vscode.CodeLens))?.gflops.length === 3, 60_000).catch((e: Error) => {
+    await waitFor(
+      'three GFLOPs figures after the revert',
+      async () =>
+        parsed((seen = titles(await lenses(uri))).map((title) => ({ command: { title } }) as vscode.CodeLens))?.gflops
+          .length === 3,
+      60_000,
+    ).catch((e: Error) => {
       throw new Error(`${e.message}; lenses: ${seen.join(' | ')}`);
     });
   });
 
   test('a config met params cannot read shows why in the lens', async function () {
     this.timeout(60_000);
-    const file = writeConfig(path.basename(path.dirname(configFile)), 'broken.met.json', { weights: 'no-such-weights.safetensors' });
+    const file = writeConfig(path.basename(path.dirname(configFile)), 'broken.met.json', {
+      weights: 'no-such-weights.safetensors',
+    });
     const u = vscode.Uri.file(file);
     // The CodeLens command needs the document loaded (as an editor does).
     await vscode.workspace.openTextDocument(u);
-    const l = await waitFor('an error lens', async () => titles(await lenses(u)).find((t) => t.startsWith('$(warning) met params:')), 60_000);
+    const l = await waitFor(
+      'an error lens',
+      async () => titles(await lenses(u)).find((t) => t.startsWith('$(warning) met params:')),
+      60_000,
+    );
     assert.match(l, /no-such-weights\.safetensors/);
   });
 
@@ -137,11 +170,18 @@ suite('CodeLens on MET config files', () => {
     const run = await trainWithCli(configFile);
     const rec = JSON.parse(fs.readFileSync(path.join(run.runDir, 'config.json'), 'utf8')) as { configFile?: string };
     assert.equal(rec.configFile, configFile, "the run's config.json records the config file it came from");
-    const lens = await waitFor('the Inspect exits lens', async () => (await lenses(uri)).find((l) => /Inspect exits/.test(l.command?.title ?? '')), 30_000);
+    const lens = await waitFor(
+      'the Inspect exits lens',
+      async () => (await lenses(uri)).find((l) => /Inspect exits/.test(l.command?.title ?? '')),
+      30_000,
+    );
     assert.equal(lens.command!.command, 'met.inspectExits');
     assert.equal(lens.command!.arguments?.[0], run.runDir);
     assert.match(lens.command!.tooltip ?? '', /budget slider/);
-    const opened = await vscode.commands.executeCommand<string>(lens.command!.command, ...(lens.command!.arguments ?? []));
+    const opened = await vscode.commands.executeCommand<string>(
+      lens.command!.command,
+      ...(lens.command!.arguments ?? []),
+    );
     assert.equal(opened, run.runDir);
   });
 

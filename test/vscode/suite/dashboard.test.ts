@@ -43,27 +43,54 @@ suite('training dashboard', () => {
     const run = await tinyRun();
     const opened = await vscode.commands.executeCommand<string>('met.showDashboard', vscode.Uri.file(run.runDir));
     assert.equal(opened, run.runDir);
-    const snap = await waitFor('the dashboard to render the summary', async () => {
-      const s = await snapshotOf(run.runDir);
-      return s?.state?.summaryAccuracy ? s : undefined;
-    }, 30_000);
-    const expected = run.summary.exits.map((e) => (e.accuracy === null || !Number.isFinite(e.accuracy) ? null : e.accuracy));
+    const snap = await waitFor(
+      'the dashboard to render the summary',
+      async () => {
+        const s = await snapshotOf(run.runDir);
+        return s?.state?.summaryAccuracy ? s : undefined;
+      },
+      30_000,
+    );
+    const expected = run.summary.exits.map((e) =>
+      e.accuracy === null || !Number.isFinite(e.accuracy) ? null : e.accuracy,
+    );
     assert.deepEqual(snap.state!.summaryAccuracy, expected);
     assert.equal(snap.state!.runDir, run.runDir);
     assert.equal(snap.state!.status, 'done');
     const r = snap.rendered!;
-    assert.deepEqual(r.exits.map((e) => e.test), expected.map(pct), 'the table shows the test accuracy per exit');
-    assert.deepEqual(r.exits.map((e) => e.layer), run.summary.exits.map((e) => String(e.layer)));
-    assert.deepEqual(r.exits.map((e) => e.gflops), run.summary.exits.map((e) => e.gflops.toPrecision(3)));
+    assert.deepEqual(
+      r.exits.map((e) => e.test),
+      expected.map(pct),
+      'the table shows the test accuracy per exit',
+    );
+    assert.deepEqual(
+      r.exits.map((e) => e.layer),
+      run.summary.exits.map((e) => String(e.layer)),
+    );
+    assert.deepEqual(
+      r.exits.map((e) => e.gflops),
+      run.summary.exits.map((e) => e.gflops.toPrecision(3)),
+    );
     assert.equal(r.epoch, '1 / 1');
     assert.equal(r.eta, 'done');
     assert.match(r.throughput, /^\d+\.\d img\/s$/);
     assert.equal(r.status, 'done');
     // metrics.jsonl: every step of the epoch is a point of each exit's loss line.
-    const steps = fs.readFileSync(path.join(run.runDir, 'metrics.jsonl'), 'utf8').split('\n').filter((l) => l.includes('"type":"step"')).length;
+    const steps = fs
+      .readFileSync(path.join(run.runDir, 'metrics.jsonl'), 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('"type":"step"')).length;
     assert.ok(steps >= 1);
-    assert.deepEqual(r.lossPoints, expected.map(() => steps), 'one loss point per step and exit');
-    assert.deepEqual(r.accPoints, expected.map(() => 1), 'one validation point per epoch and exit');
+    assert.deepEqual(
+      r.lossPoints,
+      expected.map(() => steps),
+      'one loss point per step and exit',
+    );
+    assert.deepEqual(
+      r.accPoints,
+      expected.map(() => 1),
+      'one validation point per epoch and exit',
+    );
     assert.equal(r.step, `${steps} / ${steps}`);
   });
 
@@ -75,10 +102,14 @@ suite('training dashboard', () => {
     await vscode.window.showTextDocument(vscode.Uri.file(path.join(run.runDir, 'config.json')), { preview: false });
     await waitFor('the panel to be hidden', async () => (await snapshotOf(run.runDir))?.visible === false);
     await vscode.commands.executeCommand('met.showDashboard', run.runDir);
-    const again = await waitFor('a rebuilt webview to render', async () => {
-      const s = await snapshotOf(run.runDir);
-      return s && s.readyCount > before.readyCount && s.state?.summaryAccuracy ? s : undefined;
-    }, 30_000);
+    const again = await waitFor(
+      'a rebuilt webview to render',
+      async () => {
+        const s = await snapshotOf(run.runDir);
+        return s && s.readyCount > before.readyCount && s.state?.summaryAccuracy ? s : undefined;
+      },
+      30_000,
+    );
     assert.deepEqual(again.state, before.state);
     assert.deepEqual(again.rendered, before.rendered);
   });
@@ -88,20 +119,35 @@ suite('training dashboard', () => {
     const api = (await activate()).exports as Api;
     // Long enough to be watched while it runs (tens of steps), small enough for CI.
     const config = writeConfig(`dashboard-live-${Date.now()}`, 'met.config.json', { epochs: 12, batch: 8 });
-    const started = await api.fineTune({ config: vscode.Uri.file(config), confirm: false, wait: false, allowConcurrent: true });
+    const started = await api.fineTune({
+      config: vscode.Uri.file(config),
+      confirm: false,
+      wait: false,
+      allowConcurrent: true,
+    });
     assert.ok(started && started.runDir, `fine-tune started (${JSON.stringify(started)})`);
     const runDir = started.runDir;
     await vscode.commands.executeCommand('met.showDashboard', runDir);
     const seen = new Set<string>();
-    const done = await waitFor('the live run to finish in the dashboard', async () => {
-      const s = await snapshotOf(runDir);
-      if (s?.rendered && s.state?.status === 'running') seen.add(s.rendered.step);
-      return s?.state?.summaryAccuracy ? s : undefined;
-    }, 280_000, 100);
+    const done = await waitFor(
+      'the live run to finish in the dashboard',
+      async () => {
+        const s = await snapshotOf(runDir);
+        if (s?.rendered && s.state?.status === 'running') seen.add(s.rendered.step);
+        return s?.state?.summaryAccuracy ? s : undefined;
+      },
+      280_000,
+      100,
+    );
     const steps = [...seen].filter((x) => /^\d+ \/ \d+$/.test(x) && !x.startsWith('0 '));
     assert.ok(steps.length >= 2, `saw the step counter advance while running (${[...seen].join(', ')})`);
-    const summary = JSON.parse(fs.readFileSync(path.join(runDir, 'summary.json'), 'utf8')) as { exits: { accuracy: number | null }[] };
-    assert.deepEqual(done.state!.summaryAccuracy, summary.exits.map((e) => e.accuracy));
+    const summary = JSON.parse(fs.readFileSync(path.join(runDir, 'summary.json'), 'utf8')) as {
+      exits: { accuracy: number | null }[];
+    };
+    assert.deepEqual(
+      done.state!.summaryAccuracy,
+      summary.exits.map((e) => e.accuracy),
+    );
     assert.equal(done.rendered!.epoch, '12 / 12');
   });
 });

@@ -29,7 +29,14 @@ import Mocha from 'mocha';
  */
 function markReporterOutput(marker: string): void {
   const log = console.log;
-  Mocha.reporters.Base.consoleLog = (...args: unknown[]) => log(util.format(...args).split('\n').map((l) => marker + l).join('\n'));
+  Mocha.reporters.Base.consoleLog = (...args: unknown[]) =>
+    log(
+      util
+        .format(...args)
+        .split('\n')
+        .map((l) => marker + l)
+        .join('\n'),
+    );
 }
 
 export async function run(): Promise<void> {
@@ -41,7 +48,10 @@ export async function run(): Promise<void> {
     timeout: Number(process.env.MET_TEST_TIMEOUT) || 30_000,
     ...(process.env.MET_TEST_GREP ? { grep: new RegExp(process.env.MET_TEST_GREP) } : {}),
   });
-  const files = fs.readdirSync(__dirname).filter((f) => f.endsWith('.test.js')).sort();
+  const files = fs
+    .readdirSync(__dirname)
+    .filter((f) => f.endsWith('.test.js'))
+    .sort();
   if (!files.length) throw new Error(`no *.test.js files next to ${__filename} (run node esbuild.mjs)`);
   for (const f of files) mocha.addFile(path.join(__dirname, f));
   const failures = await new Promise<number>((resolve, reject) => {

@@ -18,7 +18,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { applyThresholds } from '../../../src/engine/infer/thresholds';
-import { activate, extension, met, trainWithCli, TinyRun, waitFor, workspaceDir, writeConfig } from '../fixtures';
+import { activate, extension, met, trainWithCli, type TinyRun, waitFor, workspaceDir, writeConfig } from '../fixtures';
 import type { RenderedSnapshot } from '../../../webview-ui/inspect/protocol';
 
 type Rendered = RenderedSnapshot;
@@ -35,7 +35,18 @@ interface Snapshot {
   rendered?: Rendered;
   perf?: {
     firstPaintMs?: number;
-    scroll?: { ms: number; frames: number; worstFrameMs: number; worstLagMs: number; meanFrameMs: number; rowsMoved: number; finalTop: number; worstRenderMs: number; longTasks: number; worstLongTaskMs: number };
+    scroll?: {
+      ms: number;
+      frames: number;
+      worstFrameMs: number;
+      worstLagMs: number;
+      meanFrameMs: number;
+      rowsMoved: number;
+      finalTop: number;
+      worstRenderMs: number;
+      longTasks: number;
+      worstLongTaskMs: number;
+    };
   };
 }
 interface Split {
@@ -57,11 +68,14 @@ interface Prediction {
 }
 
 const snapshots = () => vscode.commands.executeCommand<Snapshot[]>('met.inspect.snapshot');
-const snapshotOf = async (dir: string, kind = 'test') => (await snapshots()).find((s) => s.runDir === dir && s.source.kind === kind);
-const act = (action: unknown, dir: string, kind?: 'test' | 'paths') => vscode.commands.executeCommand<boolean>('met.inspect.test', action, dir, kind);
+const snapshotOf = async (dir: string, kind = 'test') =>
+  (await snapshots()).find((s) => s.runDir === dir && s.source.kind === kind);
+const act = (action: unknown, dir: string, kind?: 'test' | 'paths') =>
+  vscode.commands.executeCommand<boolean>('met.inspect.test', action, dir, kind);
 const pct = (x: number | null) => (x === null ? '–' : `${(100 * x).toFixed(1)}%`);
 /** As thresholds.json holds them (null: +Infinity, or anything at the last used exit) and the snapshot (strings). */
-const decode = (v: number | string | null, last: boolean) => (last ? -Infinity : typeof v === 'number' ? v : v === '-Infinity' ? -Infinity : Infinity);
+const decode = (v: number | string | null, last: boolean) =>
+  last ? -Infinity : typeof v === 'number' ? v : v === '-Infinity' ? -Infinity : Infinity;
 const readJson = <T>(f: string) => JSON.parse(fs.readFileSync(f, 'utf8')) as T;
 
 suite('Inspect exits', () => {
@@ -73,7 +87,9 @@ suite('Inspect exits', () => {
     await activate();
     // A run of its own (this suite saves thresholds into it): half the images for val and test,
     // so the budget curve has several distinct points; a few epochs, so the exits disagree.
-    run = await trainWithCli(writeConfig(`inspect-${Date.now()}`, 'met.config.json', { epochs: 4, split: [50, 25, 25], lr: 0.005 }));
+    run = await trainWithCli(
+      writeConfig(`inspect-${Date.now()}`, 'met.config.json', { epochs: 4, split: [50, 25, 25], lr: 0.005 }),
+    );
     split = readJson<{ test: Split }>(path.join(run.runDir, 'predictions.json')).test;
   });
 
@@ -88,19 +104,34 @@ suite('Inspect exits', () => {
     split = readJson<{ test: Split }>(path.join(run.runDir, 'predictions.json')).test;
     const opened = await vscode.commands.executeCommand<string>('met.inspectExits', run.runDir);
     assert.equal(opened, run.runDir);
-    const snap = await waitFor('the panel to render the test split', async () => {
-      const s = await snapshotOf(run.runDir);
-      return s?.rendered && s.rendered.n > 0 && s.rendered.scored === s.rendered.n ? s : undefined;
-    }, 60_000);
+    const snap = await waitFor(
+      'the panel to render the test split',
+      async () => {
+        const s = await snapshotOf(run.runDir);
+        return s?.rendered && s.rendered.n > 0 && s.rendered.scored === s.rendered.n ? s : undefined;
+      },
+      60_000,
+    );
     const r = snap.rendered!;
     assert.equal(r.n, split.files.length, 'one row per test image of predictions.json');
-    assert.deepEqual(r.exitAccuracy, evaluated.exits.map((e) => e.accuracy), 'per-exit accuracy = met eval --json');
-    assert.deepEqual(r.exitAccuracyText, evaluated.exits.map((e) => pct(e.accuracy)));
+    assert.deepEqual(
+      r.exitAccuracy,
+      evaluated.exits.map((e) => e.accuracy),
+      'per-exit accuracy = met eval --json',
+    );
+    assert.deepEqual(
+      r.exitAccuracyText,
+      evaluated.exits.map((e) => pct(e.accuracy)),
+    );
     // Every row on screen marks exactly one exit as taken; the grid holds at most a screenful of rows.
     assert.ok(r.domRows > 0 && r.domRows <= r.n);
     assert.equal(r.markedCells, r.domRows, 'one exit marked per row');
     assert.equal(r.slider.saved, true, 'the slider starts on the saved thresholds');
-    assert.equal(r.classes.reduce((a, c) => a + c.n, 0), r.n, 'the per-class summary covers every image');
+    assert.equal(
+      r.classes.reduce((a, c) => a + c.n, 0),
+      r.n,
+      'the per-class summary covers every image',
+    );
     assert.equal(typeof snap.firstPaintMs, 'number', 'time to first paint measured');
   });
 
@@ -119,14 +150,19 @@ suite('Inspect exits', () => {
     const seen = new Set<string>();
     for (let i = count - 1; i >= 0; i--) {
       assert.ok(await act({ kind: 'slider', index: i }, run.runDir));
-      const s = (await waitFor(`slider point ${i}`, async () => {
-        const x = await snapshotOf(run.runDir);
-        return x?.rendered?.slider.index === i ? x : undefined;
-      })).rendered!.slider;
+      const s = (
+        await waitFor(`slider point ${i}`, async () => {
+          const x = await snapshotOf(run.runDir);
+          return x?.rendered?.slider.index === i ? x : undefined;
+        })
+      ).rendered!.slider;
       const T = s.thresholds.map((v, u) => decode(v, u === M - 1));
       const expected = applyThresholds(scores, T, cost);
       assert.equal(s.accuracy, expected.accuracy, `accuracy at point ${i}`);
-      assert.ok(Math.abs(s.gflops! - expected.gflops) <= 1e-12 * expected.gflops, `GFLOPs at point ${i}: ${s.gflops} vs ${expected.gflops}`);
+      assert.ok(
+        Math.abs(s.gflops! - expected.gflops) <= 1e-12 * expected.gflops,
+        `GFLOPs at point ${i}: ${s.gflops} vs ${expected.gflops}`,
+      );
       assert.deepEqual(s.exitCounts, expected.exitCounts, `exit counts at point ${i}`);
       // And it is the curve point the engine wrote into thresholds.json (fitted on val, evaluated on test).
       const pt = th.curve.find((c) => c.p === s.p && c.thresholds.every((v, u) => decode(v, u === M - 1) === T[u]));
@@ -157,10 +193,14 @@ suite('Inspect exits', () => {
     const byPoint: Rendered['slider'][] = [];
     for (let i = 0; i < count; i++) {
       await act({ kind: 'slider', index: i }, run.runDir);
-      byPoint.push((await waitFor(`slider point ${i}`, async () => {
-        const x = await snapshotOf(run.runDir);
-        return x?.rendered?.slider.index === i ? x : undefined;
-      })).rendered!.slider);
+      byPoint.push(
+        (
+          await waitFor(`slider point ${i}`, async () => {
+            const x = await snapshotOf(run.runDir);
+            return x?.rendered?.slider.index === i ? x : undefined;
+          })
+        ).rendered!.slider,
+      );
     }
     const savedPoint = byPoint.find((b) => b.saved);
     assert.ok(savedPoint, 'the saved thresholds are a slider point');
@@ -168,11 +208,17 @@ suite('Inspect exits', () => {
     let bestDist = 0;
     byPoint.forEach((b, i) => {
       const d = b.exitCounts.reduce((a, c, u) => a + Math.abs(c - savedPoint.exitCounts[u]), 0);
-      if (d > bestDist) (bestDist = d), (best = i);
+      if (d > bestDist) ((bestDist = d), (best = i));
     });
-    assert.ok(best >= 0, `some slider point sends images to other exits than the saved thresholds (${JSON.stringify(byPoint.map((b) => b.exitCounts))})`);
+    assert.ok(
+      best >= 0,
+      `some slider point sends images to other exits than the saved thresholds (${JSON.stringify(byPoint.map((b) => b.exitCounts))})`,
+    );
     await act({ kind: 'slider', index: best }, run.runDir);
-    await waitFor('the slider at the chosen point', async () => (await snapshotOf(run.runDir))?.rendered?.slider.index === best);
+    await waitFor(
+      'the slider at the chosen point',
+      async () => (await snapshotOf(run.runDir))?.rendered?.slider.index === best,
+    );
     assert.ok(await act({ kind: 'save' }, run.runDir));
     const after = await waitFor('the panel to show the point as saved', async () => {
       const s = (await snapshotOf(run.runDir))?.rendered?.slider;
@@ -180,7 +226,11 @@ suite('Inspect exits', () => {
     });
     const file = readJson<Thresholds>(path.join(run.runDir, 'thresholds.json'));
     const T = after.thresholds.map((v, u) => decode(v, u === M - 1));
-    assert.deepEqual(file.chosen.thresholds.map((v, u) => decode(v, u === M - 1)), T, 'thresholds.json chosen = the slider point');
+    assert.deepEqual(
+      file.chosen.thresholds.map((v, u) => decode(v, u === M - 1)),
+      T,
+      'thresholds.json chosen = the slider point',
+    );
     assert.equal(file.chosen.p, after.p);
     assert.match(file.chosen.source, /slider/);
     assert.deepEqual(file.curve, th.curve, 'the curve is left as it was');
@@ -195,17 +245,26 @@ suite('Inspect exits', () => {
     }
     const counts = th.exits.map((j) => now.filter((r) => r.exit === j + 1).length);
     assert.deepEqual(counts, after.exitCounts, 'met predict sends as many images to each exit as the panel shows');
-    assert.notDeepEqual(now.map((r) => r.exit), before.map((r) => r.exit), 'the saved thresholds changed the exits met predict reports');
+    assert.notDeepEqual(
+      now.map((r) => r.exit),
+      before.map((r) => r.exit),
+      'the saved thresholds changed the exits met predict reports',
+    );
   });
 
   test('keyboard: arrows move the active cell, Enter selects and shows per-layer bars with top-3 classes', async function () {
     this.timeout(60_000);
-    for (const key of ['Home', 'ArrowDown', 'ArrowRight', 'ArrowRight', 'ArrowLeft', 'Enter']) await act({ kind: 'key', key }, run.runDir);
-    const s = await waitFor('the selected image with top-3 bars', async () => {
-      const x = await snapshotOf(run.runDir);
-      const sel = x?.rendered?.selected;
-      return sel && sel.index === 1 && sel.bars.every((b) => b.top.length > 0) ? x : undefined;
-    }, 30_000);
+    for (const key of ['Home', 'ArrowDown', 'ArrowRight', 'ArrowRight', 'ArrowLeft', 'Enter'])
+      await act({ kind: 'key', key }, run.runDir);
+    const s = await waitFor(
+      'the selected image with top-3 bars',
+      async () => {
+        const x = await snapshotOf(run.runDir);
+        const sel = x?.rendered?.selected;
+        return sel && sel.index === 1 && sel.bars.every((b) => b.top.length > 0) ? x : undefined;
+      },
+      30_000,
+    );
     const r = s.rendered!;
     assert.equal(r.active, 1);
     assert.equal(r.col, 1);
@@ -214,7 +273,10 @@ suite('Inspect exits', () => {
     r.selected!.bars.forEach((b, j) => {
       assert.equal(b.top.length, 3, 'top-3 classes');
       // The engine's top-1 (scored now) is the stored prediction, with the stored confidence.
-      assert.ok(Math.abs(b.top[0].prob - split.conf[j][1]) < 1e-5, `exit ${j + 1}: top-1 ${b.top[0].prob} vs stored ${split.conf[j][1]}`);
+      assert.ok(
+        Math.abs(b.top[0].prob - split.conf[j][1]) < 1e-5,
+        `exit ${j + 1}: top-1 ${b.top[0].prob} vs stored ${split.conf[j][1]}`,
+      );
       assert.ok(b.top[0].prob >= b.top[1].prob && b.top[1].prob >= b.top[2].prob, 'top-3 in order');
     });
   });
@@ -225,10 +287,19 @@ suite('Inspect exits', () => {
     await vscode.window.showTextDocument(vscode.Uri.file(path.join(run.runDir, 'config.json')), { preview: false });
     await waitFor('the panel to be hidden', async () => (await snapshotOf(run.runDir))?.visible === false);
     await vscode.commands.executeCommand('met.inspectExits', run.runDir);
-    const again = await waitFor('a rebuilt webview', async () => {
-      const s = await snapshotOf(run.runDir);
-      return s && s.readyCount > before.readyCount && s.rendered && s.rendered.selected?.bars.every((b) => b.top.length) ? s : undefined;
-    }, 30_000);
+    const again = await waitFor(
+      'a rebuilt webview',
+      async () => {
+        const s = await snapshotOf(run.runDir);
+        return s &&
+          s.readyCount > before.readyCount &&
+          s.rendered &&
+          s.rendered.selected?.bars.every((b) => b.top.length)
+          ? s
+          : undefined;
+      },
+      30_000,
+    );
     assert.equal(again.rendered!.slider.index, before.rendered!.slider.index);
     assert.equal(again.rendered!.selected!.index, before.rendered!.selected!.index);
     assert.equal(again.state!.point, before.state!.point);
@@ -248,16 +319,34 @@ suite('Inspect exits', () => {
     assert.equal(opened, run.runDir, 'the newest finished run');
     for (let row = 0; row < images.length; row++) {
       await act({ kind: 'select', row }, run.runDir, 'paths');
-      const s = await waitFor(`image ${row} scored and selected`, async () => {
-        const x = (await snapshotOf(run.runDir, 'paths'))?.rendered;
-        // applied: the exit marks follow the scores a data frame later.
-        return x && x.scored === images.length && x.applied === images.length && x.selected?.index === row && x.selected.bars.every((b) => b.top.length) ? x : undefined;
-      }, 60_000);
+      const s = await waitFor(
+        `image ${row} scored and selected`,
+        async () => {
+          const x = (await snapshotOf(run.runDir, 'paths'))?.rendered;
+          // applied: the exit marks follow the scores a data frame later.
+          return x &&
+            x.scored === images.length &&
+            x.applied === images.length &&
+            x.selected?.index === row &&
+            x.selected.bars.every((b) => b.top.length)
+            ? x
+            : undefined;
+        },
+        60_000,
+      );
       const sel = s.selected!;
       assert.equal(sel.file, images[row]);
       const p = predicted.find((x) => x.file === images[row])!;
-      assert.deepEqual(sel.bars.map((b) => b.conf), p.exits.map((e) => e.confidence), 'confidence per exit = met predict --run');
-      assert.deepEqual(sel.bars.map((b) => b.cls), p.exits.map((e) => e.label), 'class per exit = met predict --run');
+      assert.deepEqual(
+        sel.bars.map((b) => b.conf),
+        p.exits.map((e) => e.confidence),
+        'confidence per exit = met predict --run',
+      );
+      assert.deepEqual(
+        sel.bars.map((b) => b.cls),
+        p.exits.map((e) => e.label),
+        'class per exit = met predict --run',
+      );
       assert.equal(sel.exit, p.exit, 'the exit marked = the exit met predict takes under the saved thresholds');
     }
   });
@@ -273,28 +362,51 @@ suite('Inspect exits', () => {
     const genMs = Date.now() - tGen;
     await vscode.commands.executeCommand('workbench.action.closeAllEditors');
 
-    const opened = await vscode.commands.executeCommand<string>('met.inspectExits', { runDir: run.runDir, paths: [folder] });
+    const opened = await vscode.commands.executeCommand<string>('met.inspectExits', {
+      runDir: run.runDir,
+      paths: [folder],
+    });
     assert.equal(opened, run.runDir);
-    const first = await waitFor('the first paint of the big folder', async () => {
-      const s = await snapshotOf(run.runDir, 'paths');
-      return s?.firstPaintMs !== undefined && s.rendered && s.rendered.n === total ? s : undefined;
-    }, 60_000);
+    const first = await waitFor(
+      'the first paint of the big folder',
+      async () => {
+        const s = await snapshotOf(run.runDir, 'paths');
+        return s?.firstPaintMs !== undefined && s.rendered && s.rendered.n === total ? s : undefined;
+      },
+      60_000,
+    );
     const r0 = first.rendered!;
     assert.ok(r0.domRows > 0 && r0.domRows < 120, `virtualised: ${r0.domRows} row elements for ${r0.n} images`);
     // Thumbnails (engine, sharp) and scores (engine) arrive for the rows on screen first.
-    const withThumbs = await waitFor('thumbnails and scores of the rows on screen', async () => {
-      const s = await snapshotOf(run.runDir, 'paths');
-      return s?.rendered && s.rendered.thumbsShown >= Math.min(10, s.rendered.domRows) && s.rendered.scored >= 10 ? s : undefined;
-    }, 120_000);
+    const withThumbs = await waitFor(
+      'thumbnails and scores of the rows on screen',
+      async () => {
+        const s = await snapshotOf(run.runDir, 'paths');
+        return s?.rendered && s.rendered.thumbsShown >= Math.min(10, s.rendered.domRows) && s.rendered.scored >= 10
+          ? s
+          : undefined;
+      },
+      120_000,
+    );
     const thumbs = fs.readdirSync(withThumbs.thumbsDir!).length;
-    assert.ok(thumbs > 0 && thumbs < total, `thumbnails are made for the rows on screen, not for all ${total} (${thumbs})`);
+    assert.ok(
+      thumbs > 0 && thumbs < total,
+      `thumbnails are made for the rows on screen, not for all ${total} (${thumbs})`,
+    );
 
     // Scroll the whole list fast, measured in the webview, while the engine keeps scoring.
     assert.ok(await act({ kind: 'scroll', ms: 4000, rowsPerFrame: 9 }, run.runDir, 'paths'));
-    const scrolled = await waitFor('the scroll measurement', async () => (await snapshotOf(run.runDir, 'paths'))?.perf?.scroll, 30_000);
+    const scrolled = await waitFor(
+      'the scroll measurement',
+      async () => (await snapshotOf(run.runDir, 'paths'))?.perf?.scroll,
+      30_000,
+    );
     const after = (await snapshotOf(run.runDir, 'paths'))!.rendered!;
     assert.ok(scrolled.frames >= 20, `frames drawn while scrolling: ${scrolled.frames}`);
-    assert.ok(scrolled.worstFrameMs < 1000, `the webview froze for ${scrolled.worstFrameMs.toFixed(0)} ms while scrolling`);
+    assert.ok(
+      scrolled.worstFrameMs < 1000,
+      `the webview froze for ${scrolled.worstFrameMs.toFixed(0)} ms while scrolling`,
+    );
     // Our own work per frame (recycling rows; re-rendering when a chunk of scores arrives) stays small.
     assert.ok(scrolled.worstRenderMs < 250, `a render took ${scrolled.worstRenderMs.toFixed(0)} ms while scrolling`);
     assert.ok(after.domRows < 120, `still virtualised after scrolling (${after.domRows} row elements)`);
@@ -307,10 +419,15 @@ suite('Inspect exits', () => {
     assert.ok(end.domRows < 120);
 
     // The engine scores every image in the background (the slider and summary need them all).
-    const done = await waitFor('every image scored', async () => {
-      const s = await snapshotOf(run.runDir, 'paths');
-      return s?.allScoredMs !== undefined && s.rendered?.scored === total ? s : undefined;
-    }, 300_000, 500);
+    const done = await waitFor(
+      'every image scored',
+      async () => {
+        const s = await snapshotOf(run.runDir, 'paths');
+        return s?.allScoredMs !== undefined && s.rendered?.scored === total ? s : undefined;
+      },
+      300_000,
+      500,
+    );
     const res = {
       images: total,
       generateMs: genMs,
@@ -337,10 +454,15 @@ function generateShapes(folder: string, classes: string[], perClass: number): Pr
     writeShapeFolder({ out: ${JSON.stringify(folder)}, classes: ${JSON.stringify(classes)}, perClass: ${perClass}, seed: 5 })
       .then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });`;
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', '-e', script], { cwd: root, env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' } });
+    const child = spawn(process.execPath, ['--import', 'tsx', '-e', script], {
+      cwd: root,
+      env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' },
+    });
     let err = '';
     child.stderr.on('data', (d) => (err += d));
     child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`generating ${folder} failed (${code}): ${err}`))));
+    child.on('close', (code) =>
+      code === 0 ? resolve() : reject(new Error(`generating ${folder} failed (${code}): ${err}`)),
+    );
   });
 }

@@ -21,7 +21,8 @@ interface Snapshot {
   error?: string | null;
 }
 
-const snapshotOf = async (p: string) => (await vscode.commands.executeCommand<Snapshot[]>('met.params.snapshot')).find((s) => s.source.path === p);
+const snapshotOf = async (p: string) =>
+  (await vscode.commands.executeCommand<Snapshot[]>('met.params.snapshot')).find((s) => s.source.path === p);
 const int = (n: number) => n.toLocaleString('en-US');
 const fmtPercent = (x: number) => (x >= 0.1 ? x.toFixed(2) : x.toPrecision(2));
 const fmtGflops = (x: number) => (x >= 100 ? x.toFixed(0) : x.toPrecision(3));
@@ -54,14 +55,20 @@ function assertMatches(r: Rendered, cli: Report): void {
   assert.equal(r.raw.metAdapters, cli.met_adapters);
   assert.equal(r.raw.independentAdapters, cli.independent_adapters);
   assert.deepEqual(r.raw.groups, [cli.backbone, cli.shared_projections, cli.cores, cli.diagonals, cli.heads]);
-  assert.deepEqual(r.raw.gflops, cli.exits.map((e) => e.gflops));
+  assert.deepEqual(
+    r.raw.gflops,
+    cli.exits.map((e) => e.gflops),
+  );
   // What the user reads.
   assert.equal(r.cards.trainable, int(cli.trainable));
   assert.equal(r.cards.percent, `${fmtPercent(cli.trainable_percent)}%`);
   assert.equal(r.cards.backbone, int(cli.backbone));
   assert.equal(r.cards.total, int(cli.total));
   assert.equal(r.cards.reduction, cli.reduction === null ? 'n/a' : `${(100 * cli.reduction).toFixed(1)}%`);
-  assert.deepEqual(r.groups.map((g) => g.params), [cli.backbone, cli.shared_projections, cli.cores, cli.diagonals, cli.heads].map(int));
+  assert.deepEqual(
+    r.groups.map((g) => g.params),
+    [cli.backbone, cli.shared_projections, cli.cores, cli.diagonals, cli.heads].map(int),
+  );
   assert.deepEqual(
     r.components.map((c) => [c.name, c.shape, c.count, c.params, c.trainable]),
     cli.components.map((c) => [c.name, c.shape, int(c.count), int(c.params), c.trainable ? 'yes' : 'frozen']),
@@ -69,7 +76,14 @@ function assertMatches(r: Rendered, cli: Report): void {
   assert.deepEqual(
     r.exits,
     // Each exit's branch type and its parameters, as `met params` reports them.
-    cli.exits.map((e) => ({ exit: String(e.exit), layer: String(e.layer), branch: e.branch, branchParams: int(cli.branches[e.exit - 1].params), gflops: fmtGflops(e.gflops), segment: fmtGflops(e.segment_gflops) })),
+    cli.exits.map((e) => ({
+      exit: String(e.exit),
+      layer: String(e.layer),
+      branch: e.branch,
+      branchParams: int(cli.branches[e.exit - 1].params),
+      gflops: fmtGflops(e.gflops),
+      segment: fmtGflops(e.segment_gflops),
+    })),
   );
 }
 
@@ -82,15 +96,20 @@ suite('parameter counts panel', () => {
 
   suiteTeardown(() => vscode.commands.executeCommand('workbench.action.closeAllEditors'));
 
-  test("the CodeLens opens it for the config file; its numbers equal `met params --config FILE --json`", async function () {
+  test('the CodeLens opens it for the config file; its numbers equal `met params --config FILE --json`', async function () {
     this.timeout(120_000);
     const run = await tinyRun();
     const uri = vscode.Uri.file(run.configFile);
     await vscode.window.showTextDocument(uri);
-    const lens = await waitFor('the trainable-params lens', async () => {
-      const ls = (await vscode.commands.executeCommand<vscode.CodeLens[]>('vscode.executeCodeLensProvider', uri)) ?? [];
-      return ls.find((l) => /trainable params/.test(l.command?.title ?? ''));
-    }, 60_000);
+    const lens = await waitFor(
+      'the trainable-params lens',
+      async () => {
+        const ls =
+          (await vscode.commands.executeCommand<vscode.CodeLens[]>('vscode.executeCodeLensProvider', uri)) ?? [];
+        return ls.find((l) => /trainable params/.test(l.command?.title ?? ''));
+      },
+      60_000,
+    );
     assert.equal(lens.command!.command, 'met.showParams');
     await vscode.commands.executeCommand(lens.command!.command, ...(lens.command!.arguments ?? []));
     const snap = await rendered(run.configFile);
@@ -120,20 +139,33 @@ suite('parameter counts panel', () => {
     const doc = await vscode.workspace.openTextDocument(file);
     const editor = await vscode.window.showTextDocument(doc, { preview: false });
     const text = doc.getText();
-    await editor.edit((e) => e.replace(new vscode.Range(doc.positionAt(0), doc.positionAt(text.length)), text.replace('"rank": 4', '"rank": 16')));
+    await editor.edit((e) =>
+      e.replace(
+        new vscode.Range(doc.positionAt(0), doc.positionAt(text.length)),
+        text.replace('"rank": 4', '"rank": 16'),
+      ),
+    );
     assert.ok(await doc.save());
     // The editor hides the panel (same group); the host recomputes on the save meanwhile.
     await waitFor('the panel to be hidden', async () => (await snapshotOf(file))?.visible === false);
-    await waitFor('a recomputation after the save', async () => ((await snapshotOf(file))?.computed ?? 0) > first.computed, 60_000);
+    await waitFor(
+      'a recomputation after the save',
+      async () => ((await snapshotOf(file))?.computed ?? 0) > first.computed,
+      60_000,
+    );
     const cli = await cliParams(file);
     assert.equal(cli.config.rank, 16);
     // Shown again, the rebuilt webview shows the new numbers.
     const before = (await snapshotOf(file))!;
     await vscode.commands.executeCommand('met.showParams', file);
-    const again = await waitFor('a rebuilt webview to render the new numbers', async () => {
-      const s = await snapshotOf(file);
-      return s && s.readyCount > before.readyCount && s.rendered && s.rendered.seq === s.computed ? s : undefined;
-    }, 60_000);
+    const again = await waitFor(
+      'a rebuilt webview to render the new numbers',
+      async () => {
+        const s = await snapshotOf(file);
+        return s && s.readyCount > before.readyCount && s.rendered && s.rendered.seq === s.computed ? s : undefined;
+      },
+      60_000,
+    );
     assert.notEqual(again.rendered!.raw.trainable, first.rendered!.raw.trainable);
     assertMatches(again.rendered!, cli);
   });

@@ -36,9 +36,17 @@ suite('MET runs view', () => {
   });
 
   test('the view is contributed in the MET activity-bar container', async () => {
-    const pkg = (await activate()).packageJSON as { contributes: { views: Record<string, { id: string; name: string }[]>; viewsContainers: { activitybar: { id: string; icon: string }[] } } };
+    const pkg = (await activate()).packageJSON as {
+      contributes: {
+        views: Record<string, { id: string; name: string }[]>;
+        viewsContainers: { activitybar: { id: string; icon: string }[] };
+      };
+    };
     assert.ok(pkg.contributes.viewsContainers.activitybar.some((c) => c.id === 'met' && c.icon === 'media/icon.svg'));
-    assert.deepEqual(pkg.contributes.views.met.map((v) => [v.id, v.name]), [['met.runs', 'Runs']]);
+    assert.deepEqual(
+      pkg.contributes.views.met.map((v) => [v.id, v.name]),
+      [['met.runs', 'Runs']],
+    );
     // The view can be focused (it is registered with a provider).
     await vscode.commands.executeCommand('met.runs.focus');
   });
@@ -46,17 +54,24 @@ suite('MET runs view', () => {
   test('a run trained with the CLI is listed as done, with the per-exit accuracy of summary.json', async () => {
     const run = await tinyRun();
     // The view may have seen the folder while the CLI was still writing it: wait for 'done'.
-    const item = await waitFor(`${run.runDir} in the view as done`, async () => {
-      const i = await itemOf(run.runDir);
-      return i?.status === 'done' ? i : undefined;
-    }, 20_000);
+    const item = await waitFor(
+      `${run.runDir} in the view as done`,
+      async () => {
+        const i = await itemOf(run.runDir);
+        return i?.status === 'done' ? i : undefined;
+      },
+      20_000,
+    );
     assert.equal(item.label, path.basename(run.runDir));
     assert.equal(item.status, 'done');
     assert.equal(item.icon, 'pass');
     assert.equal(item.contextValue, 'metRun');
     const acc = run.summary.exits.map((e) => (e.accuracy === null ? '–' : (100 * e.accuracy).toFixed(1)));
     assert.ok(item.description.startsWith('done'), item.description);
-    assert.ok(item.description.includes(`acc ${acc.join(' / ')}%`), `description "${item.description}" has the test accuracies ${acc.join(' / ')}`);
+    assert.ok(
+      item.description.includes(`acc ${acc.join(' / ')}%`),
+      `description "${item.description}" has the test accuracies ${acc.join(' / ')}`,
+    );
     for (const e of run.summary.exits) {
       const row = `| ${e.exit} | ${e.layer} | ${e.accuracy === null ? '–' : `${(100 * e.accuracy).toFixed(1)}%`} |`;
       assert.ok(item.tooltip.includes(row), `tooltip has the row ${row}:\n${item.tooltip}`);

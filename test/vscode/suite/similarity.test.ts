@@ -21,7 +21,11 @@ interface Snapshot {
   visible: boolean;
   readyCount: number;
   settings: { exits: number[]; perClass: number; split: string };
-  state?: { runDir: string; settings?: { exits: number[]; perClass: number; split: string }; cursor?: [number, number] };
+  state?: {
+    runDir: string;
+    settings?: { exits: number[]; perClass: number; split: string };
+    cursor?: [number, number];
+  };
   error?: string | null;
   rendered?: {
     seq: number;
@@ -32,7 +36,15 @@ interface Snapshot {
     classStarts: number[];
     matrices: Matrix[];
     gr: number[];
-    readout: { i: number; j: number; rowLabel: string; colLabel: string; rowImage: string | null; colImage: string | null; values: { exit: number; kind: Kind; text: string }[] } | null;
+    readout: {
+      i: number;
+      j: number;
+      rowLabel: string;
+      colLabel: string;
+      rowImage: string | null;
+      colImage: string | null;
+      values: { exit: number; kind: Kind; text: string }[];
+    } | null;
     bandLabels: string[];
   } | null;
 }
@@ -47,8 +59,10 @@ interface Api {
   engines: { request(method: string, params: unknown): Promise<unknown> };
 }
 
-const snapshotOf = async (dir: string) => (await vscode.commands.executeCommand<Snapshot[]>('met.similarity.snapshot')).find((s) => s.runDir === dir);
-const sameSettings = (a: Snapshot['settings'] | undefined, b: Snapshot['settings']) => !!a && JSON.stringify([a.exits, a.perClass, a.split]) === JSON.stringify([b.exits, b.perClass, b.split]);
+const snapshotOf = async (dir: string) =>
+  (await vscode.commands.executeCommand<Snapshot[]>('met.similarity.snapshot')).find((s) => s.runDir === dir);
+const sameSettings = (a: Snapshot['settings'] | undefined, b: Snapshot['settings']) =>
+  !!a && JSON.stringify([a.exits, a.perClass, a.split]) === JSON.stringify([b.exits, b.perClass, b.split]);
 
 /** The webview's readout format (webview-ui/similarity/main.ts fmtValue). */
 function fmtValue(v: number): string {
@@ -112,12 +126,18 @@ suite('similarity matrices', () => {
     assert.deepEqual(r.files, eng.files, 'the same (seeded, class-sorted) sample');
     assert.deepEqual(r.labels, Array.from(eng.labels));
     assert.deepEqual(r.classStarts, Array.from(eng.classStarts));
-    assert.deepEqual(r.gr, eng.exits.map((e) => e.gr));
+    assert.deepEqual(
+      r.gr,
+      eng.exits.map((e) => e.gr),
+    );
     // S^w and S^b come from the last exit's logits: the same for both exits, drawn once; then
     // the two exits' distance matrices side by side. (Six heatmaps if the engine's S differed.)
     const sharedS = (['sw', 'sb'] as const).every((k) => eng.exits[0][k].every((v, i) => v === eng.exits[1][k][i]));
     assert.ok(sharedS, 'S^w and S^b are the same for both exits');
-    assert.deepEqual(r.matrices.map((m) => `${m.kind}${m.exit}`), ['sw0', 'sb0', 'dist0', 'dist2']);
+    assert.deepEqual(
+      r.matrices.map((m) => `${m.kind}${m.exit}`),
+      ['sw0', 'sb0', 'dist0', 'dist2'],
+    );
     for (const m of r.matrices) {
       const e = eng.exits.find((x) => x.exit === m.exit)!;
       const a = e[m.kind];
@@ -135,7 +155,9 @@ suite('similarity matrices', () => {
       assert.equal(m.scale, lo < 0 ? 'diverging' : 'sequential', `${what}: scale`);
       // The canvas shows the scale's colour for the cell's value (nearest-neighbour scaling).
       assert.equal(m.pixel.length, 3, `${what}: pixel read back`);
-      m.pixel.forEach((c, k) => assert.ok(Math.abs(c - m.expectedPixel[k]) <= 2, `${what}: drawn ${m.pixel} vs scale ${m.expectedPixel}`));
+      m.pixel.forEach((c, k) =>
+        assert.ok(Math.abs(c - m.expectedPixel[k]) <= 2, `${what}: drawn ${m.pixel} vs scale ${m.expectedPixel}`),
+      );
     }
     // Graph regularization's structure: S^w is zero off the class blocks, S^b zero on them.
     const sw = eng.exits[0].sw;
@@ -169,7 +191,9 @@ suite('similarity matrices', () => {
       assert.equal(ro.rowLabel, eng.classes[eng.labels[i]]);
       assert.equal(ro.colLabel, eng.classes[eng.labels[j]]);
       assert.ok(ro.rowImage && ro.colImage, `both images shown (${ro.rowImage}, ${ro.colImage})`);
-      const expected = KINDS.flatMap((kind) => eng.exits.map((e) => ({ exit: e.exit, kind, text: fmtValue(e[kind][i * n + j]) })));
+      const expected = KINDS.flatMap((kind) =>
+        eng.exits.map((e) => ({ exit: e.exit, kind, text: fmtValue(e[kind][i * n + j]) })),
+      );
       assert.deepEqual(ro.values, expected);
       assert.deepEqual(s.state?.cursor, [i, j], 'the cursor is kept with setState');
       for (const m of s.rendered!.matrices) {
@@ -193,10 +217,14 @@ suite('similarity matrices', () => {
     await vscode.window.showTextDocument(vscode.Uri.file(path.join(run.runDir, 'config.json')), { preview: false });
     await waitFor('the panel to be hidden', async () => (await snapshotOf(run.runDir))?.visible === false);
     await vscode.commands.executeCommand('met.showSimilarity', run.runDir);
-    const again = await waitFor('a rebuilt webview to render', async () => {
-      const s = await snapshotOf(run.runDir);
-      return s && s.readyCount > before.readyCount && s.rendered ? s : undefined;
-    }, 60_000);
+    const again = await waitFor(
+      'a rebuilt webview to render',
+      async () => {
+        const s = await snapshotOf(run.runDir);
+        return s && s.readyCount > before.readyCount && s.rendered ? s : undefined;
+      },
+      60_000,
+    );
     assert.deepEqual(again.rendered!.settings, settings);
     assert.deepEqual(again.state!.cursor, [7, 2]);
     assert.deepEqual(again.rendered!.readout, before.rendered!.readout);

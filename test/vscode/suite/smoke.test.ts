@@ -14,7 +14,13 @@ interface Manifest {
 suite('smoke', () => {
   test('the extension is present and activates', async function () {
     const ext = vscode.extensions.getExtension(EXTENSION_ID);
-    assert.ok(ext, `extension ${EXTENSION_ID} not found; installed: ${vscode.extensions.all.map((e) => e.id).filter((id) => !id.startsWith('vscode.')).join(', ')}`);
+    assert.ok(
+      ext,
+      `extension ${EXTENSION_ID} not found; installed: ${vscode.extensions.all
+        .map((e) => e.id)
+        .filter((id) => !id.startsWith('vscode.'))
+        .join(', ')}`,
+    );
     await ext.activate();
     assert.equal(ext.isActive, true);
     // A Node extension host (not the web worker one): the engine process is forked from it.
@@ -30,7 +36,11 @@ suite('smoke', () => {
     assert.ok(contributed.includes('met.checkGpu'), 'package.json no longer contributes met.checkGpu');
     const registered = new Set(await vscode.commands.getCommands(true));
     const missing = contributed.filter((c) => !registered.has(c));
-    assert.deepEqual(missing, [], `contributed in package.json but not registered by activate(): ${missing.join(', ')}`);
+    assert.deepEqual(
+      missing,
+      [],
+      `contributed in package.json but not registered by activate(): ${missing.join(', ')}`,
+    );
   });
 
   test('the host is a real VS Code with a workspace folder', () => {

@@ -27,12 +27,20 @@ suite('Workspace Trust', () => {
   test('in Restricted Mode, Fine-tune refuses with the reason and starts no engine', async function () {
     if (vscode.workspace.isTrusted) {
       // run-suite.mjs --restricted opens the workspace untrusted: then this must not pass by skipping.
-      assert.notEqual(process.env.MET_TEST_RESTRICTED, '1', 'the host was started for Restricted Mode but the workspace is trusted');
+      assert.notEqual(
+        process.env.MET_TEST_RESTRICTED,
+        '1',
+        'the host was started for Restricted Mode but the workspace is trusted',
+      );
       this.skip();
     }
     const api = await vscode.extensions.getExtension<MetApi>(EXTENSION_ID)!.activate();
     const before = api.messages().length;
-    const r = await vscode.commands.executeCommand('met.fineTune', { folder: process.env.MET_TEST_DATA, weights: process.env.MET_TEST_BACKBONE, confirm: false });
+    const r = await vscode.commands.executeCommand('met.fineTune', {
+      folder: process.env.MET_TEST_DATA,
+      weights: process.env.MET_TEST_BACKBONE,
+      confirm: false,
+    });
     assert.equal(r, undefined);
     const shown = api.messages().slice(before);
     assert.equal(shown.length, 1, JSON.stringify(shown));
