@@ -2,7 +2,7 @@
 
 import * as assert from 'node:assert/strict';
 import type { RunPrediction } from '../src/cli/predict';
-import type { ScoreResult } from '../src/protocol';
+import type { ScoreResult } from '../src/engine/explore/types';
 
 /** Every number of `res` for the files `met predict` scored, checked against its JSON. */
 export function assertSameAsPredict(res: ScoreResult, cli: RunPrediction[]): void {

@@ -24,6 +24,7 @@ import {
 } from './engineClient';
 import { log, recordMessage, showErrorWithLog, showLog } from './log';
 import { getRunIndex } from './runIndex';
+import { writeFileAtomicAsync } from '../engine/io/atomic';
 
 export interface FineTuneArgs {
   /** Image folder with class sub-folders. */
@@ -366,7 +367,7 @@ async function editConfig(configFile: string | undefined, r: ResolveResult): Pro
     file = path.join(workspaceRootOf(r.config.data), CONFIG_NAME);
     const dir = path.dirname(file);
     const relTo = (p: string) => path.relative(dir, p).split(path.sep).join('/') || '.';
-    await writeAtomic(
+    await writeFileAtomicAsync(
       file,
       configTemplate({
         data: relTo(r.config.data),
@@ -376,12 +377,6 @@ async function editConfig(configFile: string | undefined, r: ResolveResult): Pro
     );
   }
   await vscode.window.showTextDocument(vscode.Uri.file(file));
-}
-
-async function writeAtomic(file: string, text: string): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}`;
-  await fs.promises.writeFile(tmp, text);
-  await fs.promises.rename(tmp, file);
 }
 
 // ---- Reporting ----
@@ -705,7 +700,7 @@ async function createConfig(
   const folders = await findImageFolders([dir], 3, 1000);
   const weights = (await vscode.workspace.findFiles(new vscode.RelativePattern(dir, WEIGHT_GLOB), IGNORE_GLOB, 1))[0]
     ?.fsPath;
-  await writeAtomic(
+  await writeFileAtomicAsync(
     file,
     configTemplate({
       data: folders[0] ? relTo(folders[0].dir) : undefined,

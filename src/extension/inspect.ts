@@ -39,7 +39,7 @@ import { findTargetsFile, joinTargets, parseTargets, TARGET_FILE_NAMES } from '.
 import { agreementConfidence } from '../engine/infer/exitScores';
 import { encodeThreshold } from '../engine/export/thresholds';
 import { saveChosenThresholds } from '../engine/run/chosen';
-import type { ScoreResult } from '../protocol';
+import type { ScoreResult } from '../engine/explore/types';
 import type {
   HostMessage,
   InitMessage,

@@ -23,7 +23,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { SimilarityResult } from '../protocol';
+import type { SimilarityResult } from '../engine/explore/types';
 import type {
   SimHostMessage,
   SimRendered,

@@ -19,6 +19,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { hashInts, hashString, mulberry32 } from '../data/random';
+import { replaceDirAtomic, tempDirBeside } from '../io/atomic';
 
 /**
  * Every class is an outline filled in one way. The demo's eight classes use outlines that
@@ -437,8 +438,7 @@ export async function writeShapeFolder(o: FolderOptions): Promise<{ manifest: Ma
   if (!existing && fs.existsSync(o.out) && fs.readdirSync(o.out).length)
     throw new Error(`${o.out} exists and was not made by the shapes generator; not overwriting it`);
 
-  const tmp = `${o.out}.tmp-${process.pid}`;
-  fs.rmSync(tmp, { recursive: true, force: true });
+  const tmp = tempDirBeside(o.out);
   const samples: ManifestEntry[] = [];
   const S = options.size!;
   for (const cls of o.classes) {
@@ -457,9 +457,7 @@ export async function writeShapeFolder(o: FolderOptions): Promise<{ manifest: Ma
   }
   const manifest: Manifest = { version: GENERATOR_VERSION, options, samples };
   fs.writeFileSync(path.join(tmp, MANIFEST), JSON.stringify(manifest));
-  fs.rmSync(o.out, { recursive: true, force: true });
-  fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
-  fs.renameSync(tmp, o.out);
+  replaceDirAtomic(tmp, o.out);
   return { manifest, reused: false };
 }
 
@@ -562,9 +560,7 @@ export async function writeCountingFolder(o: CountingFolderOptions): Promise<{ f
     !fs.existsSync(path.join(o.out, 'targets.json'))
   )
     throw new Error(`${o.out} exists and was not made by the counting generator; not overwriting it`);
-  const tmp = `${o.out}.tmp-${process.pid}`;
-  fs.rmSync(tmp, { recursive: true, force: true });
-  fs.mkdirSync(tmp, { recursive: true });
+  const tmp = tempDirBeside(o.out);
   const files: string[] = [];
   const counts: number[] = [];
   const jobs: Promise<unknown>[] = [];
@@ -592,8 +588,6 @@ export async function writeCountingFolder(o: CountingFolderOptions): Promise<{ f
       path.join(tmp, 'targets.csv'),
       ['file,value', ...files.map((f, i) => `${f},${counts[i]}`)].join('\n') + '\n',
     );
-  fs.rmSync(o.out, { recursive: true, force: true });
-  fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
-  fs.renameSync(tmp, o.out);
+  replaceDirAtomic(tmp, o.out);
   return { files, counts };
 }

@@ -12,7 +12,7 @@
 // the previous exit (what their thresholds were fitted on), as `met predict --run` prints them;
 // no classes, so no top-k.
 
-import { type ScoreParams, type ScoreResult } from '../../protocol';
+import { type ScoreParams, type ScoreResult } from './types';
 import { agreementConfidence } from '../infer/exitScores';
 import { DEFAULT_PREDICT_BATCH } from '../infer/runPredictor';
 import { isRegression } from '../model/regression';

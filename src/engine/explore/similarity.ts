@@ -8,7 +8,7 @@
 // float64, with the run's flags, and returns the regularization term they give; a unit test
 // holds it to the graph's value through onnxruntime.
 
-import { type SimilarityExit, type SimilarityParams, type SimilarityResult } from '../../protocol';
+import { type SimilarityExit, type SimilarityParams, type SimilarityResult } from './types';
 import { scanDataset, type Sample } from '../data/folder';
 import { hashInts, shuffled } from '../data/random';
 import { loadBatch } from '../data/image';

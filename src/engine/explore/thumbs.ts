@@ -13,9 +13,10 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
-import { type ThumbsParams, type ThumbsResult } from '../../protocol';
+import { type ThumbsParams, type ThumbsResult } from './types';
 import { imageInfo, MAX_INPUT_PIXELS } from '../data/image';
 import { UserError } from '../tensor';
+import { writeFileAtomicAsync } from '../io/atomic';
 
 export const DEFAULT_THUMB_SIZE = 96;
 export const THUMB_CONCURRENCY = 4;
@@ -34,8 +35,6 @@ export function thumbName(
 function message(e: unknown): string {
   return (e instanceof Error ? e.message : String(e)).replace(/\s+/g, ' ').trim();
 }
-
-let tmpCounter = 0;
 
 async function makeOne(file: string, size: number, format: 'webp' | 'png', cacheDir: string): Promise<string> {
   const abs = path.resolve(file);
@@ -72,9 +71,7 @@ async function makeOne(file: string, size: number, format: 'webp' | 'png', cache
     }
     throw new Error(`cannot make a thumbnail (${message(e)})`);
   }
-  const tmp = `${out}.tmp-${process.pid}-${++tmpCounter}`;
-  await fs.promises.writeFile(tmp, buf);
-  await fs.promises.rename(tmp, out);
+  await writeFileAtomicAsync(out, buf);
   return out;
 }
 

@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { decodeThreshold } from '../export/thresholds';
 import { UserError } from '../tensor';
 import type { ThresholdsFile } from './run';
+import { writeFileAtomic } from '../io/atomic';
 
 /** A threshold as it may arrive: a number, or null / "Infinity" / "-Infinity" (JSON has no infinities). */
 export type ThresholdValue = number | null | 'Infinity' | '-Infinity';
@@ -97,8 +98,6 @@ export function saveChosenThresholds(runDir: string, point: ChosenPoint): Thresh
     thresholds: T.map((t, i) => stored(t, i === M - 1)),
     source: point.source ?? 'slider',
   };
-  const tmp = `${file}.tmp-${process.pid}-${Date.now()}`;
-  fs.writeFileSync(tmp, JSON.stringify({ ...th, chosen }, null, 1));
-  fs.renameSync(tmp, file);
+  writeFileAtomic(file, JSON.stringify({ ...th, chosen }, null, 1));
   return JSON.parse(JSON.stringify(chosen)) as ThresholdsFile['chosen'];
 }

@@ -33,6 +33,7 @@ import { train, type TrainEvent, TRAINABLE } from '../train/trainer';
 import { loadBackbone } from '../weights';
 import { readSafetensors } from '../weights/safetensors';
 import { metConfigOf, type TrainConfig } from './config';
+import { writeFileAtomic } from '../io/atomic';
 
 export const RUN_VERSION = 1;
 
@@ -83,9 +84,7 @@ export interface RunHandlers {
 }
 
 function writeJson(file: string, v: unknown): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, JSON.stringify(v, null, 1));
-  fs.renameSync(tmp, file);
+  writeFileAtomic(file, JSON.stringify(v, null, 1));
 }
 
 export function readJson<T>(file: string): T {

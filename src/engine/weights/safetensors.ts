@@ -23,6 +23,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import { type DType, type HostTensor, type TypedArray, UserError, numel, shapeStr } from '../tensor';
+import { writeFileAtomic } from '../io/atomic';
 
 interface DTypeInfo {
   dtype: DType;
@@ -304,33 +305,4 @@ export function encodeSafetensors(tensors: TensorDict, metadata?: Record<string,
  */
 export function writeSafetensors(file: string, tensors: TensorDict, metadata?: Record<string, string>): void {
   writeFileAtomic(file, encodeSafetensors(tensors, metadata));
-}
-
-/** Writes bytes via a temporary file + fsync + rename (see writeSafetensors). */
-export function writeFileAtomic(file: string, bytes: Uint8Array): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  let fd: number | undefined;
-  try {
-    fd = fs.openSync(tmp, 'w');
-    let pos = 0;
-    while (pos < bytes.length) pos += fs.writeSync(fd, bytes, pos, bytes.length - pos);
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    fd = undefined;
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    if (fd !== undefined) {
-      try {
-        fs.closeSync(fd);
-      } catch {
-        /* already failing; report the original error */
-      }
-    }
-    try {
-      fs.unlinkSync(tmp);
-    } catch {
-      /* it may not exist */
-    }
-    throw new UserError(`${file}: cannot write (${(e as Error).message})`);
-  }
 }

@@ -1,0 +1,104 @@
+// Requests and results of the exploration panels' engine methods (inspect/score, inspect/thumbs,
+// similarity/compute). They live with the engine code that computes them; src/protocol.ts, above
+// the engine, names them in its RequestMap. Numbers travel as typed arrays (Node IPC's structured
+// clone keeps them).
+
+export interface ScoreParams {
+  /** A finished run folder (its config.json, trainable.safetensors, thresholds.json). */
+  runDir: string;
+  /** Absolute image files, in the order the results come back. An empty list only loads the
+   *  run (a panel can warm the engine up) and returns its classes, layers and GFLOPs. */
+  files: string[];
+  /** Classes kept per exit, most probable first (default 3). */
+  topK?: number;
+}
+
+/** Per image and exit of a run: n = files.length, K = exits, k = topK. */
+export interface ScoreResult {
+  files: string[];
+  /** Class names of the run (index = class id). */
+  classes: string[];
+  /** 1-based layer of each exit. */
+  layers: number[];
+  /** Cumulative GFLOPs per image to reach each exit. */
+  gflops: number[];
+  /** 1 where the image was decoded and scored; 0 where it was skipped (see `skipped`). */
+  ok: Uint8Array; // [n]
+  /** Confidence (max softmax probability) and predicted class: [n * K], image-major. Regression
+   *  runs: the agreement with the previous exit, -|y_j - y_(j-1)| (NaN at exit 1), and -1. */
+  conf: Float32Array;
+  pred: Int32Array;
+  /** 'regression': the run predicts a number; `value` holds it per exit. */
+  task?: 'regression';
+  /** Regression runs: the predicted value (target units) per exit, [n * K] image-major. */
+  value?: Float32Array;
+  /** Top-k probabilities and classes: [n * K * k] (k = 0 for regression runs). */
+  topProb: Float32Array;
+  topClass: Int32Array;
+  /** The 0-based exit each image takes under the run's chosen thresholds ([n]; -1 when skipped). */
+  exitTaken: Int32Array;
+  /** Unreadable files with the reason (a bad file never fails the request). */
+  skipped: { file: string; reason: string }[];
+  /** The operating point `exitTaken` follows (thresholds.json `chosen`): one threshold per exit
+   *  of the network (unused exits +Infinity, the last used -Infinity). */
+  chosen?: { p: number | null; perExit: number[]; source: string };
+}
+
+export interface ThumbsParams {
+  files: string[];
+  /** Longest side in pixels (default 96). */
+  size?: number;
+  /** Folder for the cached thumbnails (created); names derive from path, size and mtime. */
+  cacheDir: string;
+  /** Thumbnail format (default 'webp'; 'png' is lossless, larger and slower to make). */
+  format?: 'webp' | 'png';
+}
+
+export interface ThumbsResult {
+  /** Thumbnail file per input (null: unreadable, reason in `skipped`). */
+  thumbs: (string | null)[];
+  skipped: { file: string; reason: string }[];
+}
+
+export interface SimilarityParams {
+  runDir: string;
+  /** 0-based exits to compute (e.g. two for side-by-side). */
+  exits: number[];
+  /** Images per class in the class-balanced sample (default 8). */
+  perClass?: number;
+  /** Split of the run's data to sample from (default 'val'). */
+  split?: 'train' | 'val' | 'test';
+  /** Seed of the sample (default the run's seed). */
+  seed?: number;
+}
+
+export interface SimilarityExit {
+  /** 0-based exit (as requested) and the 1-based layer it follows. */
+  exit: number;
+  layer: number;
+  /** n x n row-major matrices over the sample, in the order of `files` (class-sorted):
+   *  S^w (intra-class similarity weights), S^b (inter-class), and the squared distances of this
+   *  exit's head inputs z_j = LN_f(c_j), exactly as graph regularization uses them in training
+   *  (src/engine/explore/similarity.ts grMatrices, with the run's flags: `dist` is Euclidean
+   *  rather than squared when the run has grSquared off, and divided by D with grNormalize). */
+  sw: Float32Array;
+  sb: Float32Array;
+  dist: Float32Array;
+  /** The graph-regularization term these matrices give (what training adds, times lambda). */
+  gr: number;
+}
+
+export interface SimilarityResult {
+  /** Class-sorted sample. */
+  files: string[];
+  labels: Int32Array; // [n]
+  classes: string[];
+  /** First index of each class in the sample, plus n at the end (class bands on the axes). */
+  classStarts: number[];
+  exits: SimilarityExit[];
+  /** Sampled files that could not be decoded (replaced by other files of their class). */
+  skipped?: { file: string; reason: string }[];
+  /** The split and seed the sample was drawn with (the defaults filled in). */
+  split?: 'train' | 'val' | 'test';
+  seed?: number;
+}
