@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { compile, Graph, grad, type Tensor } from '../src/engine/graph';
-import { type VitConfig } from '../src/engine/model/config';
+import type { VitConfig } from '../src/engine/model/config';
 import { VitParams, vitForward } from '../src/engine/model/vit';
 import { Session } from '../src/engine/runtime/session';
 import { type HostTensor, numel } from '../src/engine/tensor';

@@ -23,7 +23,7 @@ import { canonicalShapes, INCEPTION_MEAN, INCEPTION_STD, type VitConfig } from '
 import { prepareWeights, VitParams, vitForward } from '../src/engine/model/vit';
 import { PRETRAIN_CLASSES, renderSample } from '../src/engine/demo/shapes';
 import { Session } from '../src/engine/runtime/session';
-import { type HostTensor } from '../src/engine/tensor';
+import type { HostTensor } from '../src/engine/tensor';
 import { AdamW, warmupCosine } from '../src/engine/train/adamw';
 import { mulberry32 } from '../src/engine/data/random';
 import { loadBackbone } from '../src/engine/weights';

@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ParamsReport } from '../src/cli/params';
-import { type ExportManifest } from '../src/engine/export/export';
+import type { ExportManifest } from '../src/engine/export/export';
 import { chosenOperatingPoint, encodeThreshold } from '../src/engine/export/thresholds';
 import { applyThresholds } from '../src/engine/infer/thresholds';
 import { metParamShapes } from '../src/engine/model/met';

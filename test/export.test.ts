@@ -8,7 +8,7 @@ import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { type ExportManifest } from '../src/engine/export/export';
+import type { ExportManifest } from '../src/engine/export/export';
 import {
   chosenOperatingPoint,
   decodeThreshold,

@@ -6,7 +6,7 @@ import * as assert from 'node:assert/strict';
 import { Graph, type Node } from '../src/engine/graph';
 import { type VitConfig, canonicalShapes } from '../src/engine/model/config';
 import { VitParams, vitBlock, vitEmbed, layerNorm } from '../src/engine/model/vit';
-import { type HostTensor } from '../src/engine/tensor';
+import type { HostTensor } from '../src/engine/tensor';
 import { countMacs, evalDim, macsOfNode, macsOfNodes, neededNodes } from '../src/engine/infer/flops';
 
 test('evalDim: numbers, the batch symbol, products, named symbols', () => {

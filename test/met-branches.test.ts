@@ -23,7 +23,7 @@ import {
   conv3x3,
   validateBranches,
 } from '../src/engine/model/branches';
-import { type VitConfig } from '../src/engine/model/config';
+import type { VitConfig } from '../src/engine/model/config';
 import {
   decays,
   initMetParams,
@@ -36,7 +36,7 @@ import {
 } from '../src/engine/model/met';
 import { prepareWeights, VitParams } from '../src/engine/model/vit';
 import { Session } from '../src/engine/runtime/session';
-import { type HostTensor } from '../src/engine/tensor';
+import type { HostTensor } from '../src/engine/tensor';
 import { loadBackbone } from '../src/engine/weights';
 import { readSafetensors } from '../src/engine/weights/safetensors';
 import { maxAbsDiff, rng } from './helpers';

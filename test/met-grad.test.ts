@@ -14,7 +14,7 @@ import { MET_DEFAULTS, type MetConfig, metForward, metLoss, MetTensors, metParam
 import { prepareWeights, VitParams } from '../src/engine/model/vit';
 import { loadBackbone } from '../src/engine/weights';
 import { readSafetensors } from '../src/engine/weights/safetensors';
-import { type HostTensor } from '../src/engine/tensor';
+import type { HostTensor } from '../src/engine/tensor';
 import { maxAbsDiff } from './helpers';
 
 const FIX = path.join(__dirname, 'fixtures');

@@ -6,7 +6,7 @@ import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { compile, Graph, type Tensor } from '../src/engine/graph';
 import { Session } from '../src/engine/runtime/session';
-import { type VitConfig } from '../src/engine/model/config';
+import type { VitConfig } from '../src/engine/model/config';
 import { layerNorm, prepareWeights, VitParams, vitBlock, vitEmbed } from '../src/engine/model/vit';
 import {
   graphRegularization,
@@ -19,7 +19,7 @@ import {
 } from '../src/engine/model/met';
 import { loadBackbone } from '../src/engine/weights';
 import { readSafetensors } from '../src/engine/weights/safetensors';
-import { type HostTensor } from '../src/engine/tensor';
+import type { HostTensor } from '../src/engine/tensor';
 import { maxAbsDiff, rng } from './helpers';
 
 const FIX = path.join(__dirname, 'fixtures');

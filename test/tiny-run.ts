@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 import { writeCountingFolder } from '../src/engine/demo/shapes';
 import { canonicalShapes, type VitConfig } from '../src/engine/model/config';
-import { type HostTensor } from '../src/engine/tensor';
+import type { HostTensor } from '../src/engine/tensor';
 import { writeSafetensors } from '../src/engine/weights/safetensors';
 import { rng } from './helpers';
 

@@ -13,7 +13,7 @@ import { canonicalShapes, type VitConfig } from '../src/engine/model/config';
 import { TRAIN_DEFAULTS, type TrainConfig } from '../src/engine/run/config';
 import { runTraining } from '../src/engine/run/run';
 import { readSafetensors, writeSafetensors } from '../src/engine/weights/safetensors';
-import { type HostTensor } from '../src/engine/tensor';
+import type { HostTensor } from '../src/engine/tensor';
 import { rng } from './helpers';
 
 const ROOT = path.resolve(__dirname, '..');

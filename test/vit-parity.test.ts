@@ -7,11 +7,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { compile, Graph, grad, type Tensor } from '../src/engine/graph';
 import { Session } from '../src/engine/runtime/session';
-import { type VitConfig } from '../src/engine/model/config';
+import type { VitConfig } from '../src/engine/model/config';
 import { prepareWeights, resamplePosEmbed, VitParams, vitForward } from '../src/engine/model/vit';
 import { loadBackbone } from '../src/engine/weights';
 import { readSafetensors } from '../src/engine/weights/safetensors';
-import { type HostTensor } from '../src/engine/tensor';
+import type { HostTensor } from '../src/engine/tensor';
 import { maxAbsDiff } from './helpers';
 
 const FIX = path.join(__dirname, 'fixtures');

@@ -11,7 +11,7 @@
 import * as fs from 'node:fs';
 import { compile, Graph, grad } from '../src/engine/graph';
 import { Session } from '../src/engine/runtime/session';
-import { type HostTensor } from '../src/engine/tensor';
+import type { HostTensor } from '../src/engine/tensor';
 import { rng } from './helpers';
 
 export const SIZES = { B: 4, T: 17, D: 64, H: 2, F: 256, C: 10 };

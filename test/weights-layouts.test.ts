@@ -5,7 +5,7 @@
 import { test, describe } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { type HostTensor, UserError } from '../src/engine/tensor';
-import { type VitConfig } from '../src/engine/model/config';
+import type { VitConfig } from '../src/engine/model/config';
 import { detectLayout, formatReport, toCanonical, type Layout } from '../src/engine/weights/layouts';
 import {
   TINY,

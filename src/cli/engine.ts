@@ -31,7 +31,7 @@ import {
 } from '../protocol';
 import { scanDataset } from '../engine/data/folder';
 import { branchDims, validateBranches } from '../engine/model/branches';
-import { type VitConfig } from '../engine/model/config';
+import type { VitConfig } from '../engine/model/config';
 import { defaultExits, validateMetConfig } from '../engine/model/met';
 import { metConfigOf, type TrainConfig } from '../engine/run/config';
 import { readJson, type RunConfigFile, runTraining } from '../engine/run/run';

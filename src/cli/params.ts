@@ -23,7 +23,7 @@ import {
   type BranchType,
   validateBranches,
 } from '../engine/model/branches';
-import { type VitConfig } from '../engine/model/config';
+import type { VitConfig } from '../engine/model/config';
 import { defaultExits, metParamShapes, validateMetConfig } from '../engine/model/met';
 import { metConfigOf, TRAIN_DEFAULTS, type TrainConfig } from '../engine/run/config';
 import { FIELDS, flagOf, validateConfig } from '../engine/run/schema';

@@ -4,7 +4,7 @@
 
 import * as path from 'node:path';
 import { compile, Graph } from '../engine/graph';
-import { type Activation, type VitConfig } from '../engine/model/config';
+import type { Activation, VitConfig } from '../engine/model/config';
 import { prepareWeights, VitParams, vitForward } from '../engine/model/vit';
 import { resolveDevice } from '../engine/runtime/device';
 import { Session } from '../engine/runtime/session';

@@ -12,7 +12,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { RunPredictor } from '../infer/runPredictor';
-import { type SessionOptions } from '../runtime/session';
+import type { SessionOptions } from '../runtime/session';
 import { TRAINABLE } from '../train/trainer';
 
 /** What identifies a version of a file: size and modification time (absent: missing). */

@@ -12,12 +12,12 @@
 // the previous exit (what their thresholds were fitted on), as `met predict --run` prints them;
 // no classes, so no top-k.
 
-import { type ScoreParams, type ScoreResult } from './types';
+import type { ScoreParams, ScoreResult } from './types';
 import { agreementConfidence } from '../infer/exitScores';
 import { DEFAULT_PREDICT_BATCH } from '../infer/runPredictor';
 import { isRegression } from '../model/regression';
 import { UserError } from '../tensor';
-import { type RunCache } from './runCache';
+import type { RunCache } from './runCache';
 
 export const DEFAULT_TOP_K = 3;
 

@@ -8,17 +8,17 @@
 // float64, with the run's flags, and returns the regularization term they give; a unit test
 // holds it to the graph's value through onnxruntime.
 
-import { type SimilarityExit, type SimilarityParams, type SimilarityResult } from './types';
+import type { SimilarityExit, SimilarityParams, SimilarityResult } from './types';
 import { scanDataset, type Sample } from '../data/folder';
 import { hashInts, shuffled } from '../data/random';
 import { loadBatch } from '../data/image';
 import { compile, Graph, type Tensor } from '../graph';
-import { type RunPredictor } from '../infer/runPredictor';
+import type { RunPredictor } from '../infer/runPredictor';
 import { type MetConfig, metForward, MetTensors } from '../model/met';
 import { VitParams } from '../model/vit';
 import { Session, type SessionOptions } from '../runtime/session';
 import { UserError } from '../tensor';
-import { type RunCache } from './runCache';
+import type { RunCache } from './runCache';
 
 export const DEFAULT_PER_CLASS = 8;
 /** Largest sample: three n x n float32 matrices per exit travel to the webview. */

@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
-import { type ThumbsParams, type ThumbsResult } from './types';
+import type { ThumbsParams, ThumbsResult } from './types';
 import { imageInfo, MAX_INPUT_PIXELS } from '../data/image';
 import { UserError } from '../tensor';
 import { writeFileAtomicAsync } from '../io/atomic';

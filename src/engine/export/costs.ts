@@ -16,8 +16,8 @@ import { canonicalShapes, type VitConfig } from '../model/config';
 import { type MetConfig, metEmbed, metLayers, metParamShapes, MetTensors } from '../model/met';
 import { gridSize, VitParams } from '../model/vit';
 import { countMacs, neededNodes } from '../infer/flops';
-import { type BackbonePreset } from '../infer/params';
-import { type HostTensor } from '../tensor';
+import type { BackbonePreset } from '../infer/params';
+import type { HostTensor } from '../tensor';
 
 /** Tensors with the right shapes and no data: enough to build graphs that take them as inputs. */
 function shapeOnly(shapes: Map<string, number[]>): Map<string, HostTensor> {

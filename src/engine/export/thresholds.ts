@@ -8,7 +8,7 @@
 // threshold lets nobody through. Exported files are explicit instead: the strings "Infinity" and
 // "-Infinity" (which JavaScript's Number() and Python's float() both parse).
 
-import { type ThresholdsFile } from '../run/run';
+import type { ThresholdsFile } from '../run/run';
 
 export type JsonThreshold = number | 'Infinity' | '-Infinity' | null;
 

@@ -2,7 +2,7 @@
 // Only the nodes needed for the requested outputs are written; constants become initializers
 // stored as raw little-endian data.
 
-import { type HostTensor } from '../tensor';
+import type { HostTensor } from '../tensor';
 import { type EmitCtx, type GDType, type Graph, hostFrom, opDef, type Tensor } from './ir';
 import './ops';
 import { AttrType, OnnxType, PbWriter } from './proto';

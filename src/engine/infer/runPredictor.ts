@@ -10,8 +10,8 @@
 import * as path from 'node:path';
 import { loadBatch, type Preprocess } from '../data/image';
 import { type ChosenOperatingPoint, chosenOperatingPoint } from '../export/thresholds';
-import { type MetConfig } from '../model/met';
-import { type VitConfig } from '../model/config';
+import type { MetConfig } from '../model/met';
+import type { VitConfig } from '../model/config';
 import { loadRun, preprocessOf, readThresholds, type RunConfigFile } from '../run/run';
 import { cpuOnly, type SessionOptions } from '../runtime/session';
 import { type HostTensor, UserError } from '../tensor';

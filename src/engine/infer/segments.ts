@@ -10,12 +10,12 @@
 // instead of the max probability (ExitConfidence).
 
 import { compile, type CompiledModel, Graph, type Tensor } from '../graph';
-import { type VitConfig } from '../model/config';
+import type { VitConfig } from '../model/config';
 import { type MetConfig, metEmbed, metLayers, MetTensors } from '../model/met';
 import { isRegression, toTargetUnits } from '../model/regression';
 import { VitParams } from '../model/vit';
 import { Session, type SessionOptions } from '../runtime/session';
-import { type HostTensor } from '../tensor';
+import type { HostTensor } from '../tensor';
 import { countMacs } from './flops';
 
 export interface SegmentModel {

@@ -15,8 +15,8 @@
 // The sequence at layer l is [c_j for active j; patches] with active = {j : l_j >= l}: always a
 // suffix of the exits, and the token that leaves after layer l is the first one.
 
-import { type Graph, type Tensor } from '../graph';
-import { type HostTensor } from '../tensor';
+import type { Graph, Tensor } from '../graph';
+import type { HostTensor } from '../tensor';
 import {
   branchDecays,
   branchDims,
@@ -27,7 +27,7 @@ import {
   branchSpecs,
   initBranchValue,
 } from './branches';
-import { type VitConfig } from './config';
+import type { VitConfig } from './config';
 import { copycatTerms, type DistillSettings } from './distill';
 import { layerNorm, type VitParams, vitAttentionQ, vitEmbed, vitMlp } from './vit';
 

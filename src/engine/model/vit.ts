@@ -6,7 +6,7 @@
 // Frozen weights become ONNX initializers; the names listed as trainable become graph inputs
 // (so gradients can be asked for them and the optimizer can feed new values every step).
 
-import { type Graph, type Tensor } from '../graph';
+import type { Graph, Tensor } from '../graph';
 import { type HostTensor, numel, shapeStr } from '../tensor';
 import { canonicalShapes, type VitConfig } from './config';
 

@@ -2,9 +2,9 @@
 // flags override. Names follow what users know (timm's mean/std, PEFT's rank `r` is `rank`).
 
 import type { BranchType } from '../model/branches';
-import { type Activation } from '../model/config';
+import type { Activation } from '../model/config';
 import { DISTILL_DEFAULT_TEMPERATURE } from '../model/distill';
-import { type MetConfig } from '../model/met';
+import type { MetConfig } from '../model/met';
 
 export interface TrainConfig {
   /** Image folder: class sub-folders, or train/ val/ test/ holding class sub-folders. */

@@ -1,8 +1,8 @@
 // onnxruntime-node sessions built from in-memory models.
 
 import * as ort from 'onnxruntime-node';
-import { type CompiledModel } from '../graph/onnx';
-import { type GDType } from '../graph/ir';
+import type { CompiledModel } from '../graph/onnx';
+import type { GDType } from '../graph/ir';
 import { type HostTensor, numel, shapeStr } from '../tensor';
 
 // Defined with the device choice; re-exported so existing imports from here keep working.

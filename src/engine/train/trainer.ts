@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { compile, Graph, grad, type Tensor } from '../graph';
-import { type VitConfig } from '../model/config';
+import type { VitConfig } from '../model/config';
 import { decays, type MetConfig, type MetForward, metForward, metLoss, MetTensors } from '../model/met';
 import { isRegression, regressionLoss, regressionMetrics, targetBatch, targetScale } from '../model/regression';
 import { gridSize, VitParams } from '../model/vit';

@@ -10,7 +10,7 @@
 
 import * as path from 'path';
 import { type HostTensor, UserError } from '../tensor';
-import { type VitConfig } from '../model/config';
+import type { VitConfig } from '../model/config';
 import { type CanonicalWeights, LAYOUTS, type Layout, detectLayout, formatReport, toCanonical } from './layouts';
 import { decodeNpz, looksLikeNpy } from './npz';
 import { decodePth } from './pth';
