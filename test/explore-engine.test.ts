@@ -9,7 +9,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { RunPrediction } from '../src/cli/predict';
-import { listImageFiles } from '../src/engine/data/image';
+import { listImageFiles } from '../src/engine/data/files';
 import { RunCache } from '../src/engine/explore/runCache';
 import { computeSimilarity } from '../src/engine/explore/similarity';
 import { saveChosenThresholds } from '../src/engine/run/chosen';

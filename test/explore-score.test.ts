@@ -8,7 +8,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { RunPrediction } from '../src/cli/predict';
-import { listImageFiles } from '../src/engine/data/image';
+import { listImageFiles } from '../src/engine/data/files';
 import { RunCache } from '../src/engine/explore/runCache';
 import { scoreImages } from '../src/engine/explore/score';
 import { saveChosenThresholds } from '../src/engine/run/chosen';

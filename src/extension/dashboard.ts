@@ -39,7 +39,8 @@ import type {
   SummaryLite,
   WebviewMessage,
 } from '../../webview-ui/dashboard/protocol';
-import { getRunIndex, norm, type RunIndex, type RunInfo } from './runIndex';
+import { norm, type RunInfo } from './runFiles';
+import { getRunIndex, type RunIndex } from './runIndex';
 import { onDidTrainingUpdate } from './trainingEvents';
 import { esc, webviewOptions, webviewPage } from './webviewPage';
 

@@ -54,7 +54,8 @@ import type {
 import { buildCurve, type CurveData } from './inspectCurve';
 import { getEngines } from './engineClient';
 import { log } from './log';
-import { getRunIndex, norm, type RunIndex } from './runIndex';
+import { norm } from './runFiles';
+import { getRunIndex, type RunIndex } from './runIndex';
 import { esc, webviewOptions, webviewPage } from './webviewPage';
 
 export const INSPECT_VIEW_TYPE = 'met.inspect';

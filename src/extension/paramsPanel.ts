@@ -32,7 +32,8 @@ import type {
   ParamsWebviewMessage,
 } from '../../webview-ui/params/protocol';
 import { getEngines } from './engineClient';
-import { getRunIndex, norm, type RunIndex } from './runIndex';
+import { norm } from './runFiles';
+import { getRunIndex, type RunIndex } from './runIndex';
 import { esc, webviewOptions, webviewPage } from './webviewPage';
 
 export const PARAMS_VIEW_TYPE = 'met.params';

@@ -14,7 +14,9 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ImageCache, scanDataset, type Dataset, type Sample, epochOrder, stepRng } from '../data/folder';
+import { ImageCache } from '../data/cache';
+import { scanDataset, type Dataset, type Sample } from '../data/folder';
+import { epochOrder, stepRng } from '../data/random';
 import type { Preprocess } from '../data/image';
 import { branchDims, branchTypes, type BranchType, validateBranches } from '../model/branches';
 import type { VitConfig } from '../model/config';
@@ -23,7 +25,8 @@ import { defaultExits, initMetParams, type MetConfig, validateMetConfig } from '
 import { exitMetrics, isRegression, targetStats } from '../model/regression';
 import { agreementConfidence, exitScores } from '../infer/exitScores';
 import { prepareWeights } from '../model/vit';
-import { type RegressionDataset, type RegressionSample, scanRegression } from '../data/targets';
+import { type RegressionDataset, scanRegression } from '../data/targets';
+import type { RegressionSample } from '../data/targetsFile';
 import { confidences, buildSegments, cumulativeGflops, SegmentRunner } from '../infer/segments';
 import { applyThresholds, budgetCurve, type BudgetPoint, findThresholds } from '../infer/thresholds';
 import { resolveDevice } from '../runtime/device';
