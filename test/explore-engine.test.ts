@@ -12,7 +12,7 @@ import type { RunPrediction } from '../src/cli/predict';
 import { listImageFiles } from '../src/engine/data/files';
 import { RunCache } from '../src/engine/explore/runCache';
 import { computeSimilarity } from '../src/engine/explore/similarity';
-import { saveChosenThresholds } from '../src/engine/run/chosen';
+import { saveChosenThresholds } from '../src/engine/run/runFolder';
 import { Engine } from './engine-ipc';
 import { assertSameAsPredict } from './explore-helpers';
 import { met, tinyRun, TINY } from './tiny-run';

@@ -11,7 +11,7 @@ import type { RunPrediction } from '../src/cli/predict';
 import { listImageFiles } from '../src/engine/data/files';
 import { RunCache } from '../src/engine/explore/runCache';
 import { scoreImages } from '../src/engine/explore/score';
-import { saveChosenThresholds } from '../src/engine/run/chosen';
+import { saveChosenThresholds } from '../src/engine/run/runFolder';
 import { readSafetensors, writeSafetensors } from '../src/engine/weights/safetensors';
 import { assertSameAsPredict } from './explore-helpers';
 import { met, tinyRun, TINY } from './tiny-run';

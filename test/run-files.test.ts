@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { lastEpochEvent, readRun } from '../src/extension/runFiles';
-import type { RunConfigFile, RunSummary } from '../src/engine/run/run';
+import type { RunConfigFile, RunSummary } from '../src/engine/run/runFolder';
 import type { TrainEvent } from '../src/engine/train/trainer';
 import { met, tinyRun } from './tiny-run';
 

@@ -13,7 +13,7 @@ import { loadBatch, type Preprocess } from '../engine/data/image';
 import { UserError } from '../engine/tensor';
 import { loadBackbone } from '../engine/weights';
 import { fmtGflops } from '../engine/export/export';
-import { DEFAULT_PREDICT_BATCH, RunPredictor } from '../engine/infer/runPredictor';
+import { DEFAULT_PREDICT_BATCH, RunPredictor } from '../engine/run/runPredictor';
 import { agreementConfidence } from '../engine/infer/exitScores';
 import { isRegression } from '../engine/model/regression';
 import { type FlagSpec, parseArgs, type Parsed, usage } from './args';

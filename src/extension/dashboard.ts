@@ -26,7 +26,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { RunSummary } from '../engine/run/run';
+import type { RunSummary } from '../engine/run/runFolder';
 import type { TrainEvent } from '../engine/train/trainer';
 import type {
   DashboardState,

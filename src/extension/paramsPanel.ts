@@ -22,7 +22,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { ParamsReport } from '../cli/params';
-import type { RunConfigFile } from '../engine/run/run';
+import type { RunConfigFile } from '../engine/run/runFolder';
 import type {
   ParamsHostMessage,
   ParamsNumbers,
