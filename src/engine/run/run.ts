@@ -139,9 +139,6 @@ async function scoreSplit(
   return out;
 }
 
-// Moved to infer/exitScores.ts (pure, shared with the extension); re-exported for callers.
-export { exitScores };
-
 /** Regression: MAE and RMSE per exit (target units). */
 export function staticRegression(p: SplitPredictions): { mae: number[]; rmse: number[] } {
   return exitMetrics(p.pred, p.labels);
