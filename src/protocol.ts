@@ -17,7 +17,7 @@
 
 import type { ParamsReport } from './cli/params';
 import type { TrainConfig } from './engine/run/config';
-import type { RunSummary } from './engine/run/run';
+import type { RunSummary } from './engine/run/runFolder';
 import type { Provider, ProviderStatus } from './engine/runtime/device';
 import type { TrainEvent } from './engine/train/trainer';
 import type {

@@ -8,12 +8,14 @@ import type { Activation, VitConfig } from '../engine/model/config';
 import { prepareWeights, VitParams, vitForward } from '../engine/model/vit';
 import { resolveDevice } from '../engine/runtime/device';
 import { Session } from '../engine/runtime/session';
-import { listImageFiles, loadBatch, type Preprocess } from '../engine/data/image';
+import { listImageFiles } from '../engine/data/files';
+import { loadBatch, type Preprocess } from '../engine/data/image';
 import { UserError } from '../engine/tensor';
 import { loadBackbone } from '../engine/weights';
 import { fmtGflops } from '../engine/export/export';
-import { DEFAULT_PREDICT_BATCH, RunPredictor } from '../engine/infer/runPredictor';
-import { agreementConfidence, isRegression } from '../engine/model/regression';
+import { DEFAULT_PREDICT_BATCH, RunPredictor } from '../engine/run/runPredictor';
+import { agreementConfidence } from '../engine/infer/exitScores';
+import { isRegression } from '../engine/model/regression';
 import { type FlagSpec, parseArgs, type Parsed, usage } from './args';
 
 export const PREDICT_FLAGS: Record<string, FlagSpec> = {

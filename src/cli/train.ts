@@ -2,7 +2,8 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { evaluateRun, readJson, type RunConfigFile, runTraining, type RunSummary } from '../engine/run/run';
+import { evaluateRun, runTraining } from '../engine/run/run';
+import { readJson, type RunConfigFile, type RunSummary } from '../engine/run/runFolder';
 import { FIELDS, flagOf, resolveConfig, validateConfig } from '../engine/run/schema';
 import type { TrainConfig } from '../engine/run/config';
 import type { TrainEvent } from '../engine/train/trainer';

@@ -22,7 +22,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { ParamsReport } from '../cli/params';
-import type { RunConfigFile } from '../engine/run/run';
+import type { RunConfigFile } from '../engine/run/runFolder';
 import type {
   ParamsHostMessage,
   ParamsNumbers,
@@ -32,7 +32,8 @@ import type {
   ParamsWebviewMessage,
 } from '../../webview-ui/params/protocol';
 import { getEngines } from './engineClient';
-import { getRunIndex, norm, type RunIndex } from './runIndex';
+import { norm } from './runFiles';
+import { getRunIndex, type RunIndex } from './runIndex';
 import { esc, webviewOptions, webviewPage } from './webviewPage';
 
 export const PARAMS_VIEW_TYPE = 'met.params';
