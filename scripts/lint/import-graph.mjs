@@ -1,6 +1,6 @@
-// The project's import graph, read from the source with TypeScript's own pre-processor (every
-// `import`, `import type`, `export … from`, `require()` and dynamic `import()`), with relative
-// specifiers resolved to files. Shared by the cycle check (check-cycles.mjs) and the ESLint layer
+// The project's import graph, read from the source with TypeScript's parser (every `import`,
+// `import type`, `export … from`, `require()` and dynamic `import()`), with relative specifiers
+// resolved to files. Shared by the cycle check (check-cycles.mjs) and the ESLint layer
 // rule (eslint-rules.mjs), so both see the same edges.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -21,19 +21,51 @@ export function resolveImport(fromFile, spec) {
 
 const cache = new Map();
 
-/** The import specifiers of one file: [{ spec, typeOnly }]. Cached by path and mtime. */
+/**
+ * The module specifiers one source text imports, in order: [{ spec, typeOnly, line }]. Read from
+ * TypeScript's syntax tree: static imports and re-exports, `import x = require()`, `require()`
+ * calls and dynamic `import()` anywhere. `typeOnly` is true for a whole `import type` / `export
+ * type` statement and for type positions (`typeof import('./x')`); an `import { type A }` with
+ * only inline markers still loads the module under verbatimModuleSyntax, so it is a runtime edge.
+ */
+export function importsOfText(fileName, text) {
+  const sf = ts.createSourceFile(fileName, text, ts.ScriptTarget.Latest, false, scriptKind(fileName));
+  const imports = [];
+  const add = (lit, typeOnly) => {
+    if (!lit || !ts.isStringLiteralLike(lit)) return;
+    const line = sf.getLineAndCharacterOfPosition(lit.getStart(sf)).line + 1;
+    imports.push({ spec: lit.text, typeOnly, line });
+  };
+  const visit = (node) => {
+    if (ts.isImportDeclaration(node)) add(node.moduleSpecifier, !!node.importClause?.isTypeOnly);
+    else if (ts.isExportDeclaration(node)) add(node.moduleSpecifier, node.isTypeOnly);
+    else if (ts.isImportEqualsDeclaration(node) && ts.isExternalModuleReference(node.moduleReference))
+      add(node.moduleReference.expression, node.isTypeOnly);
+    else if (ts.isImportTypeNode(node) && ts.isLiteralTypeNode(node.argument)) add(node.argument.literal, true);
+    else if (ts.isCallExpression(node) && node.arguments.length >= 1) {
+      const callee = node.expression;
+      if (callee.kind === ts.SyntaxKind.ImportKeyword) add(node.arguments[0], false);
+      else if (ts.isIdentifier(callee) && callee.text === 'require') add(node.arguments[0], false);
+    }
+    ts.forEachChild(node, visit);
+  };
+  visit(sf);
+  return imports;
+}
+
+function scriptKind(fileName) {
+  if (/\.tsx$/.test(fileName)) return ts.ScriptKind.TSX;
+  if (/\.m?ts$/.test(fileName)) return ts.ScriptKind.TS;
+  return ts.ScriptKind.JS;
+}
+
+/** The import specifiers of one file on disk (see importsOfText). Cached by path and mtime. */
 export function importsOf(file) {
   const stat = fs.statSync(file);
   const hit = cache.get(file);
-  if (hit && hit.mtimeMs === stat.mtimeMs) return hit.imports;
-  const text = fs.readFileSync(file, 'utf8');
-  const info = ts.preProcessFile(text, true, true);
-  const typeOnly = new Set();
-  // preProcessFile does not say which imports are type-only; an `import type` / `export type`
-  // statement is recognised here (inline `type` markers on some names still load the module).
-  for (const m of text.matchAll(/^\s*(?:import|export)\s+type\s[^;]*?from\s+['"]([^'"]+)['"]/gms)) typeOnly.add(m[1]);
-  const imports = info.importedFiles.map((f) => ({ spec: f.fileName, typeOnly: typeOnly.has(f.fileName) }));
-  cache.set(file, { mtimeMs: stat.mtimeMs, imports });
+  if (hit && hit.mtimeMs === stat.mtimeMs && hit.size === stat.size) return hit.imports;
+  const imports = importsOfText(file, fs.readFileSync(file, 'utf8'));
+  cache.set(file, { mtimeMs: stat.mtimeMs, size: stat.size, imports });
   return imports;
 }
 
