@@ -82,7 +82,7 @@ export function sourceFiles(root, dirs) {
       } else if (/\.(ts|mts|mjs)$/.test(e.name) && !e.name.endsWith('.d.ts')) out.push(p);
     }
   };
-  for (const d of dirs) walk(path.join(root, d));
+  for (const d of dirs) walk(path.resolve(root, d));
   return out.sort();
 }
 
