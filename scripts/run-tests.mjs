@@ -31,6 +31,11 @@ if (!chosen.length) {
 }
 
 const results = [];
+/**
+ * @param {string} name
+ * @param {string} cmd
+ * @param {string[]} args
+ */
 function step(name, cmd, args) {
   const t0 = Date.now();
   const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' });

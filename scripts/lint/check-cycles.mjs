@@ -10,6 +10,7 @@ const dirs = process.argv.slice(2).length
   : ['src', 'webview-ui', 'test', 'bench', 'scripts', 'examples'];
 const graph = buildGraph(sourceFiles(root, dirs));
 const cycles = findCycles(graph);
+/** @param {string} f */
 const rel = (f) => path.relative(root, f);
 if (cycles.length === 0) {
   console.log(`check-cycles: no import circles among ${graph.size} files`);

@@ -21,7 +21,11 @@ const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..',
 const NATIVE = ['sharp', 'onnxruntime-node'];
 const BUILTINS = new Set(builtinModules.filter((m) => !m.startsWith('_')));
 
-/** The layer of a project path (absolute, with or without extension), or null outside the layers. */
+/**
+ * The layer of a project path (absolute, with or without extension), or null outside the layers.
+ * @param {string} absPath
+ * @returns {Layer | null}
+ */
 export function layerOf(absPath) {
   const rel = path.relative(ROOT, absPath).split(path.sep).join('/');
   const noExt = rel.replace(/\.(ts|tsx|mts|mjs|js)$/, '');
@@ -31,10 +35,14 @@ export function layerOf(absPath) {
   if (noExt === 'src/protocol') return 'protocol';
   if (noExt === 'src/cli' || top[1] === 'cli') return 'cli';
   if (noExt === 'src/extension' || top[1] === 'extension') return 'extension';
-  if (top.length > 2 && ['engine', 'app', 'server'].includes(top[1])) return top[1];
+  if (top.length > 2 && (top[1] === 'engine' || top[1] === 'app' || top[1] === 'server')) return top[1];
   return null;
 }
 
+/** @typedef {'engine' | 'app' | 'protocol' | 'server' | 'cli' | 'extension' | 'webview'} Layer */
+/** @typedef {Layer | 'vscode' | 'node' | 'package' | 'other'} Kind */
+
+/** @type {Record<Layer, string>} */
 const LAYER_DESC = {
   engine: 'src/engine',
   app: 'src/app',
@@ -45,6 +53,7 @@ const LAYER_DESC = {
   webview: 'webview-ui',
 };
 
+/** @type {Partial<Record<Kind, string>>} */
 const TARGET_DESC = {
   ...LAYER_DESC,
   vscode: 'vscode',
@@ -53,6 +62,7 @@ const TARGET_DESC = {
 };
 
 // Why each layer keeps away from the others: one line each, used in the messages.
+/** @type {Partial<Record<Layer, { targets: Kind[], why: string }>>} */
 const FORBIDDEN = {
   engine: {
     targets: ['vscode', 'protocol', 'cli', 'app', 'server', 'extension'],
@@ -76,20 +86,26 @@ const FORBIDDEN = {
   },
 };
 
+/** @param {string} spec */
 function pkgName(spec) {
   const parts = spec.split('/');
   return spec.startsWith('@') ? parts.slice(0, 2).join('/') : parts[0];
 }
 
+/** @param {string} spec */
 function isBuiltin(spec) {
   return spec.startsWith('node:') || BUILTINS.has(pkgName(spec));
 }
 
+/** @param {string} f */
 const rel = (f) => path.relative(ROOT, f).split(path.sep).join('/');
 
 /**
  * What a specifier imported from `fromFile` is, for the layer table: 'vscode', 'node' (a built-in),
  * a layer name, 'package' or 'other' (a project file outside the layers).
+ * @param {string} fromFile
+ * @param {string} spec
+ * @returns {Kind}
  */
 function targetKind(fromFile, spec) {
   if (spec === 'vscode') return 'vscode';
@@ -101,14 +117,19 @@ function targetKind(fromFile, spec) {
 /**
  * The shortest runtime import chain from `file` to a native package (sharp, onnxruntime-node),
  * or to vscode / a Node built-in too when `strict` (webviews): [file, …, package], or null.
+ * @param {string} file
+ * @param {boolean} strict
+ * @returns {string[] | null}
  */
 function impureChain(file, strict) {
+  /** @param {string} spec */
   const bad = (spec) =>
     NATIVE.includes(pkgName(spec)) || (strict && (spec === 'vscode' || (!spec.startsWith('.') && isBuiltin(spec))));
+  /** @type {Map<string, string | null>} */
   const prev = new Map([[file, null]]);
   const queue = [file];
   while (queue.length) {
-    const f = queue.shift();
+    const f = /** @type {string} */ (queue.shift());
     let imports;
     try {
       imports = importsOf(f);
@@ -119,7 +140,7 @@ function impureChain(file, strict) {
       if (typeOnly) continue;
       if (bad(spec)) {
         const chain = [spec];
-        for (let u = f; u !== null; u = prev.get(u)) chain.unshift(rel(u));
+        for (let u = /** @type {string | null} */ (f); u !== null; u = prev.get(u) ?? null) chain.unshift(rel(u));
         return chain;
       }
       const r = resolveImport(f, spec);
@@ -132,8 +153,15 @@ function impureChain(file, strict) {
   return null;
 }
 
-/** The import-like nodes of one file as ESLint sees it: { node, spec, typeOnly }. */
+/** @typedef {{ node: any, spec: string, typeOnly: boolean }} Found */
+
+/**
+ * The import-like nodes of one file as ESLint sees it (ESTree plus typescript-eslint's TS nodes).
+ * @param {any} node
+ * @param {Found[]} out
+ */
 function collect(node, out) {
+  /** @type {(n: any) => string | null} */
   const lit = (n) => (n && n.type === 'Literal' && typeof n.value === 'string' ? n.value : null);
   switch (node.type) {
     case 'ImportDeclaration':
@@ -170,6 +198,7 @@ function collect(node, out) {
   }
 }
 
+/** @type {import('eslint').Rule.RuleModule} */
 const layers = {
   meta: {
     type: 'problem',
@@ -191,7 +220,9 @@ const layers = {
     const file = context.physicalFilename ?? context.filename;
     const layer = layerOf(file);
     if (!layer) return {};
+    /** @type {Found[]} */
     const found = [];
+    /** @type {(kind: Kind, spec: string) => string} */
     const what = (kind, spec) =>
       kind === 'vscode'
         ? 'the vscode API'
@@ -203,7 +234,8 @@ const layers = {
               ? `the package ${pkgName(spec)}`
               : kind === 'other'
                 ? `${rel(path.resolve(path.dirname(file), spec))}, outside the engine and app layers`
-                : `in the ${kind} layer (${LAYER_DESC[kind]})`;
+                : `in the ${kind} layer (${LAYER_DESC[/** @type {Layer} */ (kind)]})`;
+    /** @type {Record<string, (node: any) => void>} */
     const visitor = {};
     for (const t of [
       'ImportDeclaration',

@@ -8,7 +8,12 @@ import ts from 'typescript';
 
 const EXTENSIONS = ['.ts', '.tsx', '.mts', '.mjs', '.js'];
 
-/** Resolves a relative specifier from `fromFile` to a file, or null (a package, or missing). */
+/**
+ * Resolves a relative specifier from `fromFile` to a file, or null (a package, or missing).
+ * @param {string} fromFile
+ * @param {string} spec
+ * @returns {string | null}
+ */
 export function resolveImport(fromFile, spec) {
   if (!spec.startsWith('.')) return null;
   const base = path.resolve(path.dirname(fromFile), spec);
@@ -19,6 +24,9 @@ export function resolveImport(fromFile, spec) {
   return null;
 }
 
+/** @typedef {{ spec: string, typeOnly: boolean, line: number }} Import */
+
+/** @type {Map<string, { mtimeMs: number, size: number, imports: Import[] }>} */
 const cache = new Map();
 
 /**
@@ -27,15 +35,21 @@ const cache = new Map();
  * calls and dynamic `import()` anywhere. `typeOnly` is true for a whole `import type` / `export
  * type` statement and for type positions (`typeof import('./x')`); an `import { type A }` with
  * only inline markers still loads the module under verbatimModuleSyntax, so it is a runtime edge.
+ * @param {string} fileName
+ * @param {string} text
+ * @returns {Import[]}
  */
 export function importsOfText(fileName, text) {
   const sf = ts.createSourceFile(fileName, text, ts.ScriptTarget.Latest, false, scriptKind(fileName));
+  /** @type {Import[]} */
   const imports = [];
+  /** @type {(lit: ts.Node | undefined, typeOnly: boolean) => void} */
   const add = (lit, typeOnly) => {
     if (!lit || !ts.isStringLiteralLike(lit)) return;
     const line = sf.getLineAndCharacterOfPosition(lit.getStart(sf)).line + 1;
     imports.push({ spec: lit.text, typeOnly, line });
   };
+  /** @type {(node: ts.Node) => void} */
   const visit = (node) => {
     if (ts.isImportDeclaration(node)) add(node.moduleSpecifier, !!node.importClause?.isTypeOnly);
     else if (ts.isExportDeclaration(node)) add(node.moduleSpecifier, node.isTypeOnly);
@@ -53,13 +67,18 @@ export function importsOfText(fileName, text) {
   return imports;
 }
 
+/** @param {string} fileName */
 function scriptKind(fileName) {
   if (/\.tsx$/.test(fileName)) return ts.ScriptKind.TSX;
   if (/\.m?ts$/.test(fileName)) return ts.ScriptKind.TS;
   return ts.ScriptKind.JS;
 }
 
-/** The import specifiers of one file on disk (see importsOfText). Cached by path and mtime. */
+/**
+ * The import specifiers of one file on disk (see importsOfText). Cached by path and mtime.
+ * @param {string} file
+ * @returns {Import[]}
+ */
 export function importsOf(file) {
   const stat = fs.statSync(file);
   const hit = cache.get(file);
@@ -69,9 +88,16 @@ export function importsOf(file) {
   return imports;
 }
 
-/** Every source file under the given roots (relative to `root`), skipping fixtures and builds. */
+/**
+ * Every source file under the given roots (relative to `root`), skipping fixtures and builds.
+ * @param {string} root
+ * @param {string[]} dirs
+ * @returns {string[]}
+ */
 export function sourceFiles(root, dirs) {
+  /** @type {string[]} */
   const out = [];
+  /** @param {string} dir */
   const walk = (dir) => {
     if (!fs.existsSync(dir)) return;
     for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
@@ -86,7 +112,13 @@ export function sourceFiles(root, dirs) {
   return out.sort();
 }
 
-/** file -> resolved files it imports (relative imports only). */
+/** @typedef {Map<string, string[]>} Graph */
+
+/**
+ * file -> resolved files it imports (relative imports only).
+ * @param {string[]} files
+ * @returns {Graph}
+ */
 export function buildGraph(files) {
   const graph = new Map();
   for (const f of files) {
@@ -100,14 +132,25 @@ export function buildGraph(files) {
   return graph;
 }
 
-/** Strongly connected components with more than one file, or a file importing itself (Tarjan). */
+/**
+ * Strongly connected components with more than one file, or a file importing itself (Tarjan).
+ * @param {Graph} graph
+ * @returns {string[][]}
+ */
 export function findCycles(graph) {
   let index = 0;
+  /** @type {Map<string, number>} */
   const idx = new Map();
+  /** @type {Map<string, number>} */
   const low = new Map();
   const onStack = new Set();
+  /** @type {string[]} */
   const stack = [];
+  /** @type {string[][]} */
   const cycles = [];
+  /** @type {(m: Map<string, number>, k: string) => number} */
+  const num = (m, k) => m.get(k) ?? 0;
+  /** @param {string} v */
   const strong = (v) => {
     idx.set(v, index);
     low.set(v, index);
@@ -118,14 +161,15 @@ export function findCycles(graph) {
       if (!graph.has(w)) continue;
       if (!idx.has(w)) {
         strong(w);
-        low.set(v, Math.min(low.get(v), low.get(w)));
-      } else if (onStack.has(w)) low.set(v, Math.min(low.get(v), idx.get(w)));
+        low.set(v, Math.min(num(low, v), num(low, w)));
+      } else if (onStack.has(w)) low.set(v, Math.min(num(low, v), num(idx, w)));
     }
     if (low.get(v) === idx.get(v)) {
+      /** @type {string[]} */
       const comp = [];
       let w;
       do {
-        w = stack.pop();
+        w = /** @type {string} */ (stack.pop());
         onStack.delete(w);
         comp.push(w);
       } while (w !== v);
@@ -136,19 +180,25 @@ export function findCycles(graph) {
   return cycles;
 }
 
-/** One shortest import path a -> … -> a inside a component, to show a reader the circle. */
+/**
+ * One shortest import path a -> … -> a inside a component, to show a reader the circle.
+ * @param {Graph} graph
+ * @param {string[]} comp
+ * @returns {string[]}
+ */
 export function exampleCircle(graph, comp) {
   const inComp = new Set(comp);
   const start = comp[0];
+  /** @type {Map<string, string | null>} */
   const prev = new Map([[start, null]]);
   const queue = [start];
   while (queue.length) {
-    const v = queue.shift();
+    const v = /** @type {string} */ (queue.shift());
     for (const w of graph.get(v) ?? []) {
       if (!inComp.has(w)) continue;
       if (w === start) {
         const pathBack = [start];
-        for (let u = v; u !== null; u = prev.get(u)) pathBack.push(u);
+        for (let u = /** @type {string | null} */ (v); u !== null; u = prev.get(u) ?? null) pathBack.push(u);
         return pathBack.reverse();
       }
       if (!prev.has(w)) {

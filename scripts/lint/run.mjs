@@ -4,6 +4,7 @@ import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..');
+/** @type {(pkg: string, file: string) => string} */
 const bin = (pkg, file) => path.join(root, 'node_modules', pkg, file);
 /** @type {[string, string[]][]} */
 const steps = [
