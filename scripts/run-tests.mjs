@@ -1,4 +1,4 @@
-// `npm test` runs everything:
+// `npm test` runs everything (after `npm run typecheck`, `npm run lint` and the build):
 //   1. every test/**/*.test.ts with Node's test runner (Node 20's --test has no glob support);
 //      test/vscode/ is not among them: those tests need the vscode API;
 //   2. the integration suite inside a real VS Code extension host (test/vscode/host/run-suite.mjs);
