@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as esbuild from 'esbuild';
 
 const external = ['vscode', 'onnxruntime-node', 'sharp'];
+/** @type {esbuild.BuildOptions} */
 const common = {
   bundle: true,
   platform: 'node',

@@ -1,4 +1,4 @@
-// `npm test` runs everything:
+// `npm test` runs everything (after `npm run typecheck`, `npm run lint` and the build):
 //   1. every test/**/*.test.ts with Node's test runner (Node 20's --test has no glob support);
 //      test/vscode/ is not among them: those tests need the vscode API;
 //   2. the integration suite inside a real VS Code extension host (test/vscode/host/run-suite.mjs);
@@ -31,6 +31,11 @@ if (!chosen.length) {
 }
 
 const results = [];
+/**
+ * @param {string} name
+ * @param {string} cmd
+ * @param {string[]} args
+ */
 function step(name, cmd, args) {
   const t0 = Date.now();
   const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' });

@@ -3,7 +3,7 @@
 
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { type Image8, resizePil } from '../src/engine/data/resample';
+import { antialiasWeights, type Filter, type Image8, resizePil } from '../src/engine/data/resample';
 
 /** 6x5 RGB test pattern: value (x*37 + y*71 + c*101) mod 256. */
 function pattern(): Image8 {
@@ -93,4 +93,30 @@ test('same size returns the source pixels untouched; a window is a plain crop', 
   const crop = resizePil(src, 6, 5, 'bicubic', { left: 1, top: 1, width: 2, height: 2 });
   assert.deepEqual([...crop.data], [...src.data.subarray(21, 27), ...src.data.subarray(39, 45)]);
   assert.throws(() => resizePil(src, 6, 5, 'bilinear', { left: 5, top: 0, width: 2, height: 1 }));
+});
+
+// PyTorch 1.13's F.interpolate(antialias=True, align_corners=False) along one axis, as the dense
+// [out, in] matrix it applies (interpolating each unit vector of the input), float32, rounded to
+// 7 digits. PyTorch copies Pillow's antialiased weights, so these are what the position-embedding
+// resample (model/vit.ts) must reproduce in floating point.
+const TORCH_AA: [filter: Filter, inSize: number, outSize: number, matrix: number[]][] = [
+  // prettier-ignore
+  ['bicubic', 7, 3, [0.3830645, 0.4395161, 0.2137097, 0.0, -0.032258, -0.0040323, 0.0, -0.030525, 0.045177, 0.2759463, 0.4188034, 0.2759463, 0.045177, -0.030525, 0.0, -0.0040322, -0.032258, 0.0, 0.2137098, 0.4395161, 0.3830644]],
+  // prettier-ignore
+  ['bicubic', 4, 6, [1.0657893, -0.0657893, 0.0, 0.0, 0.5294118, 0.5294118, -0.0588235, 0.0, -0.0578705, 0.9375001, 0.1319446, -0.0115742, -0.011574, 0.1319443, 0.9375, -0.0578703, 0.0, -0.0588235, 0.5294118, 0.5294118, 0.0, 0.0, -0.0657896, 1.0657896]],
+  // prettier-ignore
+  ['bicubic', 5, 2, [0.3470952, 0.4156204, 0.2394127, 0.0291551, -0.0312833, -0.0312833, 0.0291551, 0.2394127, 0.4156204, 0.3470952]],
+  // prettier-ignore
+  ['bilinear', 7, 3, [0.3571429, 0.4285714, 0.2142857, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0588235, 0.2352941, 0.4117647, 0.2352941, 0.0588235, 0.0, 0.0, 0.0, 0.0, 1e-07, 0.2142858, 0.4285714, 0.3571428]],
+];
+
+test('antialiasWeights equals the matrix of PyTorch F.interpolate(antialias=True), down and up', () => {
+  for (const [filter, inSize, outSize, want] of TORCH_AA) {
+    const { ksize, xmin, count, w } = antialiasWeights(inSize, outSize, filter);
+    const dense = new Array<number>(outSize * inSize).fill(0);
+    for (let o = 0; o < outSize; o++)
+      for (let j = 0; j < count[o]; j++) dense[o * inSize + xmin[o] + j] = w[o * ksize + j];
+    const err = Math.max(...dense.map((v, i) => Math.abs(v - want[i])));
+    assert.ok(err < 1e-6, `${filter} ${inSize}->${outSize}: max |diff| ${err}`);
+  }
 });

@@ -44,8 +44,13 @@ const CASES: { name: string; files: string[] }[] = [
 
 for (const c of CASES) {
   for (const file of c.files) {
-    test(`forward parity: ${file} matches PyTorch logits within 1e-4`, async (t) => {
-      if (!fs.existsSync(path.join(FIX, file))) return t.skip(`${file} not generated`);
+    test(`forward parity: ${file} matches PyTorch logits within 1e-4`, async () => {
+      // Committed fixtures: a missing one is a failure, not a skip.
+      const fixture = path.join(FIX, file);
+      assert.ok(
+        fs.existsSync(fixture),
+        `${fixture} is missing (regenerate: /usr/bin/python3 scripts/make_fixtures.py)`,
+      );
       const side = sidecar(c.name);
       const golden = readSafetensors(path.join(FIX, `${c.name}.golden.safetensors`));
       const { tensors, config } = await loadBackbone(path.join(FIX, file), {
@@ -103,15 +108,31 @@ test('whole-graph gradient (ViT + cross-entropy) matches PyTorch autograd', asyn
   }
 });
 
-test('position embedding resampling matches torch bicubic (align_corners=False)', () => {
+test('position embedding resampling matches torch bicubic, antialiased (timm) and plain, up and down', () => {
   const f = readSafetensors(path.join(FIX, 'posresample.safetensors'));
   const src = f.get('src')!;
-  const up = resamplePosEmbed(src, 4, 6);
-  assert.ok(maxAbsDiff(up.data as Float32Array, f.get('dst')!.data as Float32Array) < 1e-5);
-  if (f.has('dst_3x3')) {
-    const down = resamplePosEmbed(src, 4, 3);
-    assert.ok(maxAbsDiff(down.data as Float32Array, f.get('dst_3x3')!.data as Float32Array) < 1e-5);
+  // [1, 1 + 4*4, 48] -> [1, 1 + G*G, 48]; the fixture names say which F.interpolate call made them.
+  const cases: [key: string, G: number, antialias: boolean][] = [
+    ['dst', 6, false],
+    ['dst_3x3', 3, false],
+    ['dst_antialias', 6, true],
+    ['dst_3x3_antialias', 3, true],
+  ];
+  for (const [key, G, antialias] of cases) {
+    const want = f.get(key);
+    assert.ok(want, `posresample.safetensors has no '${key}'`);
+    const got = resamplePosEmbed(src, 4, G, antialias);
+    assert.deepEqual(got.shape, want.shape, key);
+    const err = maxAbsDiff(got.data as Float32Array, want.data as Float32Array);
+    assert.ok(err < 1e-6, `${key}: max |diff| ${err}`);
   }
+  // The two kernels differ by more than the tolerance, so each comparison can tell them apart.
+  assert.ok(maxAbsDiff(f.get('dst')!.data as Float32Array, f.get('dst_antialias')!.data as Float32Array) > 1e-4);
+  assert.ok(
+    maxAbsDiff(f.get('dst_3x3')!.data as Float32Array, f.get('dst_3x3_antialias')!.data as Float32Array) > 1e-4,
+  );
+  // Loading resamples like timm: antialiased by default.
+  assert.deepEqual(resamplePosEmbed(src, 4, 3).data, resamplePosEmbed(src, 4, 3, true).data);
 });
 
 test('a different image size resamples the position embedding and still runs', async () => {

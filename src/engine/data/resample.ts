@@ -52,16 +52,27 @@ interface Coeffs {
   k: Int32Array;
 }
 
-/** Pillow's precompute_coeffs + normalize_coeffs_8bpc for a full-image box. */
-function coeffs(inSize: number, outSize: number, kernel: Kernel): Coeffs {
+/**
+ * Antialiased resampling weights along one axis, in floating point: Pillow's precompute_coeffs,
+ * which PyTorch's F.interpolate(antialias=True) copies (_compute_weights_aa in
+ * aten/src/ATen/native/cpu/UpSampleKernel.cpp, align_corners=False). When downsampling by s the
+ * kernel is stretched by s (support `kernel.support * s`, argument divided by s), so every input
+ * sample contributes; taps past the edges are dropped and the rest renormalised to sum 1.
+ * Output i reads inputs [xmin[i], xmin[i] + count[i]) with weights w[i * ksize + j].
+ */
+export function antialiasWeights(
+  inSize: number,
+  outSize: number,
+  filter: Filter,
+): { ksize: number; xmin: Int32Array; count: Int32Array; w: Float64Array } {
+  const kernel = KERNELS[filter];
   const scale = inSize / outSize;
   const filterscale = Math.max(scale, 1);
   const support = kernel.support * filterscale;
   const ksize = Math.ceil(support) * 2 + 1;
   const xmin = new Int32Array(outSize);
   const count = new Int32Array(outSize);
-  const k = new Int32Array(outSize * ksize);
-  const w = new Float64Array(ksize);
+  const out = new Float64Array(outSize * ksize);
   const ss = 1 / filterscale;
   for (let xx = 0; xx < outSize; xx++) {
     const center = (xx + 0.5) * scale;
@@ -69,17 +80,26 @@ function coeffs(inSize: number, outSize: number, kernel: Kernel): Coeffs {
     const lo = Math.max(Math.trunc(center - support + 0.5), 0);
     const hi = Math.min(Math.trunc(center + support + 0.5), inSize);
     const n = hi - lo;
+    const w = out.subarray(xx * ksize, xx * ksize + n);
     let ww = 0;
     for (let x = 0; x < n; x++) {
       w[x] = kernel.fn((x + lo - center + 0.5) * ss);
       ww += w[x];
     }
-    for (let x = 0; x < n; x++) {
-      const v = (ww !== 0 ? w[x] / ww : w[x]) * (1 << PRECISION_BITS);
-      k[xx * ksize + x] = Math.trunc(v < 0 ? v - 0.5 : v + 0.5);
-    }
+    if (ww !== 0) for (let x = 0; x < n; x++) w[x] /= ww;
     xmin[xx] = lo;
     count[xx] = n;
+  }
+  return { ksize, xmin, count, w: out };
+}
+
+/** Pillow's precompute_coeffs + normalize_coeffs_8bpc for a full-image box. */
+function coeffs(inSize: number, outSize: number, filter: Filter): Coeffs {
+  const { ksize, xmin, count, w } = antialiasWeights(inSize, outSize, filter);
+  const k = new Int32Array(outSize * ksize);
+  for (let i = 0; i < k.length; i++) {
+    const v = w[i] * (1 << PRECISION_BITS);
+    k[i] = Math.trunc(v < 0 ? v - 0.5 : v + 0.5);
   }
   return { ksize, xmin, count, k };
 }
@@ -112,7 +132,6 @@ export interface Window {
  * on which window is requested, so resize-then-crop equals Pillow's resize followed by crop.
  */
 export function resizePil(src: Image8, outW: number, outH: number, filter: Filter, win?: Window): Image8 {
-  const kernel = KERNELS[filter];
   const C = src.channels;
   const w = win ?? { left: 0, top: 0, width: outW, height: outH };
   if (w.left < 0 || w.top < 0 || w.left + w.width > outW || w.top + w.height > outH) {
@@ -126,7 +145,7 @@ export function resizePil(src: Image8, outW: number, outH: number, filter: Filte
   let rowFirst = w.top;
   let rowLast = w.top + w.height;
   if (needV) {
-    vc = coeffs(src.height, outH, kernel);
+    vc = coeffs(src.height, outH, filter);
     rowFirst = vc.xmin[w.top];
     rowLast = vc.xmin[w.top + w.height - 1] + vc.count[w.top + w.height - 1];
   }
@@ -134,7 +153,7 @@ export function resizePil(src: Image8, outW: number, outH: number, filter: Filte
   // Horizontal pass: rows [rowFirst, rowLast), output columns of the window only.
   let mid: Image8;
   if (needH) {
-    const hc = coeffs(src.width, outW, kernel);
+    const hc = coeffs(src.width, outW, filter);
     const rows = rowLast - rowFirst;
     const out = new Uint8Array(rows * w.width * C);
     const sd = src.data;

@@ -9,6 +9,7 @@
 import type { Graph, Tensor } from '../graph';
 import { type HostTensor, numel, shapeStr } from '../tensor';
 import { canonicalShapes, type VitConfig } from './config';
+import { antialiasWeights } from '../data/resample';
 
 /** Canonical weights, with a chosen subset fed as graph inputs. */
 export class VitParams {
@@ -220,23 +221,27 @@ export function prepareWeights(cfg: VitConfig, tensors: Map<string, HostTensor>)
 
 /**
  * Resamples a [1, 1 + G0*G0, D] position embedding to a G1 x G1 grid like timm's
- * resample_abs_pos_embed: the class-token entry is kept, the grid goes through PyTorch's
- * bicubic interpolation (A = -0.75, align_corners = False, no antialiasing, edge clamping).
+ * resample_abs_pos_embed: the class-token entry is kept, the grid [1, D, G0, G0] goes through
+ * PyTorch's F.interpolate(mode='bicubic', align_corners=False) to [1, D, G1, G1]. timm passes
+ * antialias=True (its default, and what checkpoint loading uses): PyTorch then takes Pillow's
+ * antialiased bicubic (a = -0.5; support widened by G0/G1 when downsampling, so every old grid
+ * cell contributes; edge taps dropped and renormalised). antialias=false is plain bicubic
+ * (a = -0.75, 4 taps, edge clamping).
  */
-export function resamplePosEmbed(pos: HostTensor, G0: number, G1: number): HostTensor {
+export function resamplePosEmbed(pos: HostTensor, G0: number, G1: number, antialias = true): HostTensor {
   const D = pos.shape[2];
   if (pos.shape[1] !== 1 + G0 * G0)
     throw new Error(`pos_embed ${shapeStr(pos.shape)} does not hold a ${G0}x${G0} grid plus a class token`);
   const src = pos.data as Float32Array;
   const out = new Float32Array((1 + G1 * G1) * D);
   out.set(src.subarray(0, D), 0);
-  const taps = bicubicTaps(G0, G1);
+  const taps = antialias ? antialiasTaps(G0, G1) : bicubicTaps(G0, G1);
   // Separable: rows first into tmp [G1, G0, D], then columns.
   const tmp = new Float64Array(G1 * G0 * D);
   for (let oy = 0; oy < G1; oy++) {
     const { idx, w } = taps[oy];
     for (let x = 0; x < G0; x++)
-      for (let k = 0; k < 4; k++) {
+      for (let k = 0; k < idx.length; k++) {
         const s = (1 + idx[k] * G0 + x) * D;
         const t = (oy * G0 + x) * D;
         for (let d = 0; d < D; d++) tmp[t + d] += w[k] * src[s + d];
@@ -246,12 +251,28 @@ export function resamplePosEmbed(pos: HostTensor, G0: number, G1: number): HostT
     for (let ox = 0; ox < G1; ox++) {
       const { idx, w } = taps[ox];
       const t = (1 + oy * G1 + ox) * D;
-      for (let k = 0; k < 4; k++) {
+      for (let k = 0; k < idx.length; k++) {
         const s = (oy * G0 + idx[k]) * D;
         for (let d = 0; d < D; d++) out[t + d] += w[k] * tmp[s + d];
       }
     }
   return { dtype: 'float32', shape: [1, 1 + G1 * G1, D], data: out };
+}
+
+/** PyTorch's antialiased bicubic taps per output index: Pillow's weights (resample.ts). */
+function antialiasTaps(n0: number, n1: number): { idx: number[]; w: number[] }[] {
+  const { ksize, xmin, count, w } = antialiasWeights(n0, n1, 'bicubic');
+  const res: { idx: number[]; w: number[] }[] = [];
+  for (let o = 0; o < n1; o++) {
+    const idx: number[] = [];
+    const wo: number[] = [];
+    for (let j = 0; j < count[o]; j++) {
+      idx.push(xmin[o] + j);
+      wo.push(w[o * ksize + j]);
+    }
+    res.push({ idx, w: wo });
+  }
+  return res;
 }
 
 function cubic(x: number, A = -0.75): number {

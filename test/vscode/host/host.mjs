@@ -19,13 +19,34 @@ export const HOST_DIR = path.join(ROOT, '.vscode-host');
 export const ARTIFACTS = path.join(ROOT, 'test-artifacts');
 export const EXTENSION_ID = 'met-tools.met-vscode';
 
+/**
+ * What scripts/setup-vscode-host.sh installed (.vscode-host/env.json): absolute paths.
+ * @typedef {{ node: string, codeServer: string, codeServerConfig: string, playwright: string, chromium: string }} HostEnv
+ */
+/**
+ * A playwright-core Page or BrowserContext: playwright-core is required from .vscode-host/ at run
+ * time, so its types are not installed with the project.
+ * @typedef {any} Page
+ * @typedef {any} BrowserContext
+ */
+/**
+ * A running code-server (startServer).
+ * @typedef {{ url: string, port: number, authority: string, stop: () => Promise<void>, pid: number | undefined, logFile: string }} Server
+ */
+
 const t0 = Date.now();
-/** Progress line with seconds since the script started (the doc's budgets are per phase). */
+/**
+ * Progress line with seconds since the script started (the doc's budgets are per phase).
+ * @param {string} msg
+ */
 export function log(msg) {
   process.stderr.write(`[vscode-host ${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}\n`);
 }
 
-/** What setup-vscode-host.sh installed, or null with the reason. */
+/**
+ * What setup-vscode-host.sh installed, or null with the reason.
+ * @returns {{ env: HostEnv | null, why: string }}
+ */
 export function hostEnv() {
   const file = path.join(HOST_DIR, 'env.json');
   if (!fs.existsSync(file))
@@ -41,6 +62,7 @@ export function hostEnv() {
   return { env, why: '' };
 }
 
+/** @returns {HostEnv} */
 export function requireHostEnv() {
   const { env, why } = hostEnv();
   if (!env) {
@@ -50,12 +72,13 @@ export function requireHostEnv() {
   return env;
 }
 
+/** @returns {Promise<number>} */
 async function freePort() {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
     s.once('error', reject);
     s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
+      const { port } = /** @type {net.AddressInfo} */ (s.address());
       s.close(() => resolve(port));
     });
   });
@@ -75,17 +98,29 @@ export const BASE_SETTINGS = {
   'workbench.secondarySideBar.defaultVisibility': 'hidden',
 };
 
-/** A temp dir that cleanup() removes; keep it with MET_KEEP_TMP=1 (its path is logged). */
+/**
+ * A temp dir that cleanup() removes; keep it with MET_KEEP_TMP=1 (its path is logged).
+ * @param {string} prefix
+ */
 export function makeTmp(prefix) {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
+/**
+ * @param {string} userDataDir
+ * @param {Record<string, unknown>} settings
+ */
 export function writeUserSettings(userDataDir, settings) {
   const dir = path.join(userDataDir, 'User');
   fs.mkdirSync(dir, { recursive: true });
   fs.writeFileSync(path.join(dir, 'settings.json'), JSON.stringify({ ...BASE_SETTINGS, ...settings }, null, 2));
 }
 
+/**
+ * @param {HostEnv} env
+ * @param {string} userDataDir
+ * @param {string} extensionsDir
+ */
 function csArgs(env, userDataDir, extensionsDir) {
   // --config always: without it code-server (even --version) writes ~/.config/code-server/config.yaml.
   return [
@@ -99,13 +134,22 @@ function csArgs(env, userDataDir, extensionsDir) {
   ];
 }
 
+/**
+ * @param {HostEnv} env
+ * @param {NodeJS.ProcessEnv} extra
+ */
 function hostProcessEnv(env, extra) {
   // Node 24 first: code-server and everything it spawns (extension host, and the engine process
   // the extension forks with process.execPath) run on it.
   return { ...process.env, PATH: `${path.dirname(env.node)}:${process.env.PATH}`, ...extra };
 }
 
-/** `code-server --install-extension <vsix>` into the given profile (0.6-0.9 s). */
+/**
+ * `code-server --install-extension <vsix>` into the given profile (0.6-0.9 s).
+ * @param {HostEnv} env
+ * @param {{ userDataDir: string, extensionsDir: string }} profile
+ * @param {string} vsix
+ */
 export function installVsix(env, { userDataDir, extensionsDir }, vsix) {
   const r = spawnSync(env.node, [...csArgs(env, userDataDir, extensionsDir), '--install-extension', vsix, '--force'], {
     encoding: 'utf8',
@@ -122,6 +166,9 @@ export function installVsix(env, { userDataDir, extensionsDir }, vsix) {
  * opts: userDataDir, extensionsDir, folder (opened workspace), env (extra environment for the
  * server and so for the extension host), smokeTestDriver (required for extensionTestsPath
  * payloads), workspaceTrust (keep Workspace Trust on), logFile.
+ * @param {HostEnv} env
+ * @param {{ userDataDir: string, extensionsDir: string, folder?: string, env?: NodeJS.ProcessEnv, smokeTestDriver?: boolean, workspaceTrust?: boolean, logFile: string }} opts
+ * @returns {Promise<Server>}
  */
 export async function startServer(env, opts) {
   const port = await freePort();
@@ -149,6 +196,7 @@ export async function startServer(env, opts) {
     env: hostProcessEnv(env, opts.env ?? {}),
   });
   fs.closeSync(out);
+  /** @type {{ code: number | null, signal: NodeJS.Signals | null } | null} */
   let exited = null;
   const exitPromise = new Promise((resolve) =>
     child.once('exit', (code, signal) => {
@@ -158,16 +206,17 @@ export async function startServer(env, opts) {
   );
   const url = `http://127.0.0.1:${port}`;
 
+  const pid = /** @type {number} */ (child.pid);
   async function stop() {
     if (exited) return;
     try {
-      process.kill(-child.pid, 'SIGTERM');
+      process.kill(-pid, 'SIGTERM');
     } catch {
       /* already gone */
     }
     const timer = setTimeout(() => {
       try {
-        process.kill(-child.pid, 'SIGKILL');
+        process.kill(-pid, 'SIGKILL');
       } catch {
         /* gone */
       }
@@ -177,7 +226,7 @@ export async function startServer(env, opts) {
     // The leader is gone; children that ignored SIGTERM are still in the group.
     await new Promise((r) => setTimeout(r, 200));
     try {
-      process.kill(-child.pid, 'SIGKILL');
+      process.kill(-pid, 'SIGKILL');
     } catch {
       /* group empty: good */
     }
@@ -210,8 +259,12 @@ export async function startServer(env, opts) {
 /**
  * The workbench URL that opens `folder`, with an optional payload of [key, local path] pairs
  * (extensionDevelopmentPath, extensionTestsPath) passed as vscode-remote URIs of this server.
+ * @param {Server} server
+ * @param {string} folder
+ * @param {[string, string][]} payload
  */
 export function workbenchUrl(server, folder, payload = []) {
+  /** @param {string} p */
   const remote = (p) => `vscode-remote://${server.authority}${p}`;
   const q = payload.length
     ? `&payload=${encodeURIComponent(JSON.stringify(payload.map(([k, p]) => [k, remote(p)])))}`
@@ -219,7 +272,12 @@ export function workbenchUrl(server, folder, payload = []) {
   return `${server.url}/?folder=${encodeURIComponent(folder)}${q}`;
 }
 
-/** Saves screenshots of `page` as test-artifacts/<prefix><name>.png and logs each. */
+/**
+ * Saves screenshots of `page` as test-artifacts/<prefix><name>.png and logs each.
+ * @param {Page} page
+ * @param {string} prefix
+ * @returns {(name: string) => Promise<void>}
+ */
 export function screenshotter(page, prefix) {
   return async (name) => {
     const file = path.join(ARTIFACTS, `${prefix}${name}.png`);
@@ -228,6 +286,10 @@ export function screenshotter(page, prefix) {
   };
 }
 
+/**
+ * @param {string} file
+ * @param {number} n
+ */
 export function tail(file, n = 40) {
   try {
     return fs.readFileSync(file, 'utf8').split('\n').slice(-n).join('\n');
@@ -236,7 +298,13 @@ export function tail(file, n = 40) {
   }
 }
 
-/** Headless Debian chromium in a fresh profile (flags from the doc: no sandbox as root, no network chatter). */
+/**
+ * Headless Debian chromium in a fresh profile (flags from the doc: no sandbox as root, no network chatter).
+ * @param {HostEnv} env
+ * @param {string} profileDir
+ * @param {{ colorScheme?: 'light' | 'dark' }} options
+ * @returns {Promise<BrowserContext>}
+ */
 export async function launchBrowser(env, profileDir, { colorScheme } = {}) {
   const require = createRequire(import.meta.url);
   const { chromium } = require(env.playwright);
@@ -261,10 +329,13 @@ export async function launchBrowser(env, profileDir, { colorScheme } = {}) {
 }
 
 // ---- cleanup: always, also on Ctrl-C / SIGTERM and on the overall timeout ----------------------
+/** @type {(() => unknown)[]} */
 const cleanups = [];
+/** @param {() => unknown} fn */
 export function registerCleanup(fn) {
   cleanups.unshift(fn);
 }
+/** @type {Promise<void> | null} */
 let cleaning = null;
 export function cleanup() {
   cleaning ??= (async () => {
@@ -272,31 +343,40 @@ export function cleanup() {
       try {
         await fn();
       } catch (e) {
-        log(`cleanup: ${e?.message ?? e}`);
+        log(`cleanup: ${/** @type {Error} */ (e)?.message ?? e}`);
       }
     }
   })();
   return cleaning;
 }
-/** Removes a temp dir at cleanup unless MET_KEEP_TMP=1. */
+/**
+ * Removes a temp dir at cleanup unless MET_KEEP_TMP=1.
+ * @param {string} dir
+ */
 export function cleanupDir(dir) {
   registerCleanup(() => {
     if (process.env.MET_KEEP_TMP === '1') log(`kept ${dir}`);
     else fs.rmSync(dir, { recursive: true, force: true });
   });
 }
-/** Exit with `code` after cleanup. */
+/**
+ * Exit with `code` after cleanup.
+ * @param {number} code
+ */
 export async function finish(code) {
   await cleanup();
   process.exit(code);
 }
-/** Runs a script's main() (its exit code; a throw prints the error and exits 1), then finish(). */
+/**
+ * Runs a script's main() (its exit code; a throw prints the error and exits 1), then finish().
+ * @param {() => Promise<number>} main
+ */
 export async function runMain(main) {
   let code = 1;
   try {
     code = await main();
   } catch (e) {
-    console.error(`error: ${e?.stack ?? e}`);
+    console.error(`error: ${/** @type {Error} */ (e)?.stack ?? e}`);
   }
   await finish(code);
 }
@@ -306,7 +386,11 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
     void finish(130);
   });
 }
-/** Fails the whole script after `ms` (the host must never hang CI). */
+/**
+ * Fails the whole script after `ms` (the host must never hang CI).
+ * @param {number} ms
+ * @param {string} what
+ */
 export function overallTimeout(ms, what) {
   const t = setTimeout(() => {
     log(`${what}: overall timeout of ${Math.round(ms / 1000)} s reached; stopping`);
@@ -321,6 +405,8 @@ export function overallTimeout(ms, what) {
  * src/engine/demo/shapes.ts, 32x32, drawn by the project's own generator through tsx) and the
  * committed tiny backbone copied to backbone/ (so a weights picker finds it inside the workspace).
  * Returns { dir, data, backbone }.
+ * @param {string} dir
+ * @param {{ classes?: string[], perClass?: number, seed?: number }} options
  */
 export function makeWorkspace(
   dir,

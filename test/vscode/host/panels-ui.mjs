@@ -87,7 +87,7 @@ export const SIM = {
   command: 'MET: Show similarity matrices',
   root: '#met-similarity',
   heatmaps: '#grid figure.heatmap',
-  plot: (kind) => `#grid figure.heatmap[data-kind="${kind}"] .plot`,
+  plot: (/** @type {string} */ kind) => `#grid figure.heatmap[data-kind="${kind}"] .plot`,
   readoutWhere: '#readout p.hint',
   readoutImgs: '#readout img',
   exitB: '#exit-b',
@@ -101,12 +101,28 @@ export const PARAMS = {
   bars: '#group-bars g.bar',
 };
 
+/** @typedef {import('./host.mjs').Page} Page */
+/** A playwright FrameLocator of a webview's document (see ui.mjs webview()). @typedef {any} View */
+/** @typedef {ReturnType<typeof makeWorkspace>} Workspace */
+/**
+ * What a panel's steps hand back to main(): its checks after a window reload and its screenshots.
+ * @typedef {{ view?: View, parkMouse?: boolean, checkRestored(): Promise<void>, settle(): Promise<void>, extra?: Record<string, () => Promise<void>> }} PanelSteps
+ */
+
+/**
+ * @param {string[]} argv
+ * @param {string} name
+ */
 function opt(argv, name) {
   const i = argv.indexOf(`--${name}`);
   return i >= 0 ? argv[i + 1] : undefined;
 }
 
-/** The Inspect exits panel: opened from the palette, driven with the keyboard. */
+/**
+ * The Inspect exits panel: opened from the palette, driven with the keyboard.
+ * @param {Page} page
+ * @returns {Promise<PanelSteps>}
+ */
 async function inspectPanel(page) {
   await commandWhenAvailable(page, INSPECT.command);
   const view = webview(page);
@@ -152,6 +168,10 @@ async function inspectPanel(page) {
 /**
  * What both Inspect exits steps hand back: after a window reload the same selection and slider
  * point (`want`), the grid focused for screenshots, and the per-class summary as a view of its own.
+ * @param {View} view
+ * @param {string} name
+ * @param {{ index: string, value: string }} want
+ * @returns {PanelSteps}
  */
 function inspectSteps(view, name, want) {
   return {
@@ -187,7 +207,12 @@ function inspectSteps(view, name, want) {
   };
 }
 
-/** A regression run (counting images) trained with the CLI, then Inspect exits on it from the palette. */
+/**
+ * A regression run (counting images) trained with the CLI, then Inspect exits on it from the palette.
+ * @param {Page} page
+ * @param {Workspace} ws
+ * @returns {Promise<PanelSteps>}
+ */
 async function regressionPanel(page, ws) {
   const data = path.join(ws.dir, 'counting');
   const script = `
@@ -258,11 +283,13 @@ async function regressionPanel(page, ws) {
       const rows = await view.locator(INSPECT.rows).count();
       const taken = await view.locator(INSPECT.taken).count();
       const values = await view.locator(INSPECT.cellValues).allInnerTexts();
-      return rows > 0 && taken === rows && values.length && values.every((v) => /^-?\d/.test(v)) ? values : false;
+      return rows > 0 && taken === rows && values.length && values.every((/** @type {string} */ v) => /^-?\d/.test(v))
+        ? values
+        : false;
     },
     { timeout: 60_000 },
   );
-  if (cells.some((v) => v.includes('%')))
+  if (cells.some((/** @type {string} */ v) => v.includes('%')))
     throw new Error(`regression cells show percentages: ${cells.slice(0, 6).join(', ')}`);
   await view.locator(INSPECT.grid).focus();
   for (const k of ['Home', 'ArrowDown', 'Enter']) await page.keyboard.press(k);
@@ -293,15 +320,21 @@ async function regressionPanel(page, ws) {
   log(
     `regression: values ${cells.slice(0, 3).join(', ')}…, slider ${max + 1} points, MAE / GFLOPs ${before} -> ${after}; summary rows ${groups.join(', ')}`,
   );
-  if (!groups.slice(1).every((g) => /^= \d+$/.test(g)))
+  if (!groups.slice(1).every((/** @type {string} */ g) => /^= \d+$/.test(g)))
     throw new Error(`the summary should group counts by value: ${groups.join(', ')}`);
   return inspectSteps(view, 'regression', { index: '1', value: await slider.inputValue() });
 }
 
-/** Hovers cell (i, j) of the heatmap of `kind` (its geometry is on the .plot's data attributes). */
+/**
+ * Hovers cell (i, j) of the heatmap of `kind` (its geometry is on the .plot's data attributes).
+ * @param {View} view
+ * @param {string} kind
+ * @param {number} i
+ * @param {number} j
+ */
 async function hoverCell(view, kind, i, j) {
   const plot = view.locator(SIM.plot(kind)).first();
-  const g = await plot.evaluate((el) => ({
+  const g = await plot.evaluate((/** @type {HTMLElement} */ el) => ({
     left: Number(el.dataset.left),
     top: Number(el.dataset.top),
     cell: Number(el.dataset.cell),
@@ -311,8 +344,13 @@ async function hoverCell(view, kind, i, j) {
   return g;
 }
 
-const readoutCell = async (view) => (await view.locator(SIM.readoutWhere).innerText({ timeout: 2000 })).trim();
+const readoutCell = async (/** @type {View} */ view) =>
+  (await view.locator(SIM.readoutWhere).innerText({ timeout: 2000 })).trim();
 
+/**
+ * @param {Page} page
+ * @returns {Promise<PanelSteps>}
+ */
 async function similarityPanel(page) {
   await commandWhenAvailable(page, SIM.command);
   const view = webview(page);
@@ -340,7 +378,7 @@ async function similarityPanel(page) {
     async () => {
       const loaded = await view
         .locator(SIM.readoutImgs)
-        .evaluateAll((imgs) => imgs.map((i) => i.complete && i.naturalWidth > 0));
+        .evaluateAll((/** @type {HTMLImageElement[]} */ imgs) => imgs.map((i) => i.complete && i.naturalWidth > 0));
       return loaded.length === 2 && loaded.every(Boolean);
     },
     { timeout: 20_000 },
@@ -408,6 +446,11 @@ async function similarityPanel(page) {
   };
 }
 
+/**
+ * @param {Page} page
+ * @param {Workspace} ws
+ * @returns {Promise<PanelSteps>}
+ */
 async function paramsPanel(page, ws) {
   await commandWhenAvailable(page, PARAMS.command);
   // No config file in the active editor: the quick pick lists the workspace's config files and runs.
@@ -459,6 +502,7 @@ async function paramsPanel(page, ws) {
 }
 
 // 'regression' last: it adds a second finished run to the workspace, which the others do not expect.
+/** @type {Record<string, (page: Page, ws: Workspace) => Promise<PanelSteps>>} */
 const PANELS = {
   inspect: inspectPanel,
   similarity: similarityPanel,
@@ -543,7 +587,7 @@ async function main() {
         throw new Error(`${name}: ${e.message}; notifications: ${JSON.stringify(await notifications(page))}`);
       });
       for (const theme of (opt(argv, 'themes') ?? 'dark,light,high-contrast').split(',')) {
-        await setTheme(page, userDataDir, THEMES[theme]);
+        await setTheme(page, userDataDir, THEMES[/** @type {keyof typeof THEMES} */ (theme)]);
         await panel.settle();
         if (panel.parkMouse) await page.mouse.move(5, 880); // no hover effects in the shot
         await new Promise((r) => setTimeout(r, 800));
@@ -563,7 +607,7 @@ async function main() {
     log('panels UI test passed');
     return 0;
   } catch (e) {
-    console.error(`panels UI test failed: ${e?.stack ?? e}`);
+    console.error(`panels UI test failed: ${/** @type {Error} */ (e)?.stack ?? e}`);
     const toasts = await notifications(page);
     if (toasts.length) console.error(`notifications: ${JSON.stringify(toasts)}`);
     await shot('failure').catch(() => {});

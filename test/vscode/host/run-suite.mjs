@@ -40,6 +40,7 @@ import {
 } from './host.mjs';
 
 const argv = process.argv.slice(2);
+/** @param {string} name */
 function opt(name) {
   const i = argv.indexOf(`--${name}`);
   return i >= 0 ? argv[i + 1] : undefined;
@@ -65,7 +66,8 @@ const tmp = makeTmp('met-vscode-suite-');
 cleanupDir(tmp);
 log(`temp dir ${tmp}`);
 
-let workspace = opt('workspace') && path.resolve(opt('workspace'));
+let workspace = opt('workspace') && path.resolve(/** @type {string} */ (opt('workspace')));
+/** @type {Record<string, string>} */
 const testEnv = {};
 if (workspace) {
   if (!fs.statSync(workspace, { throwIfNoEntry: false })?.isDirectory()) {
@@ -111,24 +113,31 @@ try {
   const context = await launchBrowser(env, path.join(tmp, 'chromium'));
   const page = context.pages()[0] ?? (await context.newPage());
 
-  let resolveExit;
+  /** @type {(code: number) => void} */
+  let resolveExit = () => {};
+  /** @type {Promise<number>} */
   const exited = new Promise((r) => (resolveExit = r));
+  /** @type {LogFile[]} */
   let logs = [];
   // The workbench reports the extension host's exit (the suite's run() settled) with the code
   // and the content of every log file of the window.
-  await page.exposeFunction('codeAutomationExit', (c, files) => {
+  await page.exposeFunction('codeAutomationExit', (/** @type {number} */ c, /** @type {unknown} */ files) => {
     logs = Array.isArray(files) ? files : [];
     resolveExit(c);
   });
   // In extension-test mode the workbench's log goes here, and with it the extension host's
   // console (mocha's reporter). Workbench chatter is only shown with --verbose.
-  await page.exposeFunction('codeAutomationLog', (level, args) => {
+  await page.exposeFunction('codeAutomationLog', (/** @type {string} */ level, /** @type {unknown} */ args) => {
     const text = Array.isArray(args) ? util.format(...args) : String(args);
     if (verbose) process.stdout.write(`[${level}] ${text}\n`);
     else printTestOutput(text);
   });
-  page.on('pageerror', (e) => verbose && log(`page error: ${e.message}`));
-  page.on('console', (m) => verbose && process.stdout.write(`[console.${m.type()}] ${m.text()}\n`));
+  page.on('pageerror', (/** @type {Error} */ e) => verbose && log(`page error: ${e.message}`));
+  page.on(
+    'console',
+    (/** @type {{ type(): string, text(): string }} */ m) =>
+      verbose && process.stdout.write(`[console.${m.type()}] ${m.text()}\n`),
+  );
 
   await page.goto(
     workbenchUrl(server, workspace, [
@@ -141,7 +150,7 @@ try {
   log(`extension host exited with code ${code}`);
   if (code !== 0) saveLogs(logs, server.logFile);
 } catch (e) {
-  console.error(`error: ${e?.stack ?? e}`);
+  console.error(`error: ${/** @type {Error} */ (e)?.stack ?? e}`);
   code = 1;
 }
 await finish(code);
@@ -149,11 +158,18 @@ await finish(code);
 // The extension host's console arrives as messages of the window's log, mixed with the
 // workbench's own (offline open-vsx errors and the like). The suite's index.ts marks every line
 // its console prints while the tests run; print those, unmarked.
+/** @param {string} text */
 function printTestOutput(text) {
   for (const line of text.split('\n'))
     if (line.startsWith(MARKER)) process.stdout.write(`${line.slice(MARKER.length)}\n`);
 }
 
+/** @typedef {{ relativePath: string, contents: string }} LogFile */
+
+/**
+ * @param {LogFile[]} files
+ * @param {string} serverLog
+ */
 function saveLogs(files, serverLog) {
   const dir = path.join(ARTIFACTS, 'vscode-suite');
   fs.rmSync(dir, { recursive: true, force: true });

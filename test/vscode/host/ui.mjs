@@ -91,13 +91,23 @@ export const THEMES = {
 };
 
 // ---- Helper library -----------------------------------------------------------------------------
-/** Waits until the workbench is interactive (explorer/status bar rendered). */
+/** @typedef {import('./host.mjs').Page} Page */
+/** @typedef {{ label: string, kind: string }} Theme */
+
+/**
+ * Waits until the workbench is interactive (explorer/status bar rendered).
+ * @param {Page} page
+ */
 export async function waitForWorkbench(page, timeout = 60_000) {
   await page.locator(SEL.workbench).waitFor({ timeout });
   await page.locator(SEL.statusBar).waitFor({ timeout });
 }
 
-/** F1, type `>title`, select the command whose label is exactly `title` (fuzzy matching may rank others first), Enter. */
+/**
+ * F1, type `>title`, select the command whose label is exactly `title` (fuzzy matching may rank others first), Enter.
+ * @param {Page} page
+ * @param {string} title
+ */
 export async function runCommand(page, title, timeout = 20_000) {
   await page.keyboard.press('F1');
   const input = page.locator(SEL.quickInputBox);
@@ -110,12 +120,16 @@ export async function runCommand(page, title, timeout = 20_000) {
  * Moves the quick pick's focus with the arrow keys to the row whose label is `label` (the row's
  * aria-label starts with it; keybindings or descriptions may follow) and presses Enter.
  */
-/** Runs a palette command, retrying while the extension is still activating (the command is not listed yet). */
+/**
+ * Runs a palette command, retrying while the extension is still activating (the command is not listed yet).
+ * @param {Page} page
+ * @param {string} title
+ */
 export async function commandWhenAvailable(page, title, timeout = 120_000) {
   await until(
     `'${title}' to be available`,
     async () => {
-      await runCommand(page, title, 5000).catch(async (e) => {
+      await runCommand(page, title, 5000).catch(async (/** @type {unknown} */ e) => {
         await page.keyboard.press('Escape');
         throw e;
       });
@@ -125,13 +139,18 @@ export async function commandWhenAvailable(page, title, timeout = 120_000) {
   );
 }
 
+/**
+ * @param {Page} page
+ * @param {string} label
+ */
 export async function acceptQuickPickItem(page, label, timeout = 20_000) {
   const re = new RegExp(`^(?:\\$\\([\\w~-]+\\) )?${label.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?:$|[,\\s])`);
+  /** @type {{ label: string, focused: boolean, top: number }[]} */
   let rows = [];
   await until(
     `'${label}' to be the focused quick-pick item`,
     async () => {
-      rows = await page.$$eval(SEL.quickInputRows, (els) =>
+      rows = await page.$$eval(SEL.quickInputRows, (/** @type {Element[]} */ els) =>
         els.map((e) => ({
           label: e.getAttribute('aria-label') ?? '',
           focused: e.classList.contains('focused'),
@@ -147,13 +166,18 @@ export async function acceptQuickPickItem(page, label, timeout = 20_000) {
       return false;
     },
     { timeout, interval: 100 },
-  ).catch((e) => {
+  ).catch((/** @type {Error} */ e) => {
     throw new Error(`${e.message}; rows: ${JSON.stringify(rows.map((r) => (r.focused ? `*${r.label}` : r.label)))}`);
   });
   await page.keyboard.press('Enter');
 }
 
-/** Waits for a quick pick whose title contains `titlePart`; returns the labels of its first rows. */
+/**
+ * Waits for a quick pick whose title contains `titlePart`; returns the labels of its first rows.
+ * @param {Page} page
+ * @param {string} titlePart
+ * @returns {Promise<string[]>}
+ */
 export async function waitForQuickPick(page, titlePart, timeout = 60_000) {
   await page.locator(SEL.quickInputTitle, { hasText: titlePart }).waitFor({ state: 'visible', timeout });
   // Items arrive after the title when the extension computes them.
@@ -161,21 +185,33 @@ export async function waitForQuickPick(page, titlePart, timeout = 60_000) {
   return page.locator(SEL.quickInputRows).allInnerTexts();
 }
 
-/** The webview's document (two iframes deep) as a FrameLocator; `title` picks the tab's webview when several are open. */
+/**
+ * The webview's document (two iframes deep) as a FrameLocator; `title` picks the tab's webview when several are open.
+ * @param {Page} page
+ */
 export function webview(page) {
   return page.frameLocator(SEL.webviewOuter).frameLocator(SEL.webviewInner);
 }
 
-/** Polls fn() until it returns a truthy value; throws with `what` and the last value on timeout. */
+/**
+ * Polls fn() until it returns a truthy value; throws with `what` and the last value on timeout.
+ * @template T
+ * @param {string} what
+ * @param {() => T | Promise<T>} fn
+ * @param {{ timeout?: number, interval?: number }} options
+ * @returns {Promise<T>}
+ */
 export async function until(what, fn, { timeout = 60_000, interval = 250 } = {}) {
   const deadline = Date.now() + timeout;
+  /** @type {unknown} */
   let last;
   for (;;) {
     try {
-      last = await fn();
-      if (last) return last;
+      const value = await fn();
+      last = value;
+      if (value) return value;
     } catch (e) {
-      last = e?.message ?? e;
+      last = /** @type {Error} */ (e)?.message ?? e;
     }
     if (Date.now() > deadline)
       throw new Error(`timed out after ${timeout / 1000} s waiting for ${what} (last: ${JSON.stringify(last)})`);
@@ -189,6 +225,9 @@ export async function until(what, fn, { timeout = 60_000, interval = 250 } = {})
  * settings.json on disk instead is not picked up by code-server's web workbench while it runs,
  * measured: nothing changed in 20 s; and an Extension Development Host window (--dev) does not
  * read the profile's settings at all.) Returns the value the workbench wrote to settings.json.
+ * @param {Page} page
+ * @param {string} userDataDir
+ * @param {Theme} theme
  */
 export async function setTheme(page, userDataDir, theme) {
   await runCommand(page, TEXT.colorThemeCommand);
@@ -214,11 +253,19 @@ export async function setTheme(page, userDataDir, theme) {
   ).catch(() => '(not written)');
 }
 
-/** The workbench's root element carries the theme kind as a class (vs, vs-dark, hc-black, hc-light). */
+/**
+ * The workbench's root element carries the theme kind as a class (vs, vs-dark, hc-black, hc-light).
+ * @param {Page} page
+ * @param {Theme} theme
+ */
 export async function waitForThemeKind(page, theme) {
   await until(
     `the workbench to show ${theme.label} (${theme.kind})`,
-    () => page.evaluate((c) => document.querySelector('.monaco-workbench')?.classList.contains(c), theme.kind),
+    () =>
+      page.evaluate(
+        (/** @type {string} */ c) => document.querySelector('.monaco-workbench')?.classList.contains(c),
+        theme.kind,
+      ),
     { timeout: 30_000 },
   );
   // Webviews get the theme's CSS variables by message, after the workbench repaints.
@@ -229,6 +276,7 @@ export async function waitForThemeKind(page, theme) {
  * Shows the MET view container in the side bar: nothing to do when its title is on screen
  * (after a reload the side bar may come back with it, with the Explorer, or hidden); otherwise
  * its activity-bar icon, which toggles, hence the check first and after.
+ * @param {Page} page
  */
 export async function showRunsView(page) {
   const title = page.locator(SEL.sideBar).filter({ hasText: new RegExp(TEXT.runsViewTitle, 'i') });
@@ -240,7 +288,11 @@ export async function showRunsView(page) {
   if (!(await title.isVisible())) throw new Error(`the '${TEXT.runsViewTitle}' view did not show in the side bar`);
 }
 
-/** Visible texts of the notification toasts (errors from the extension show here). */
+/**
+ * Visible texts of the notification toasts (errors from the extension show here).
+ * @param {Page} page
+ * @returns {Promise<string[]>}
+ */
 export async function notifications(page) {
   return page
     .locator(SEL.notificationToast)
@@ -249,15 +301,21 @@ export async function notifications(page) {
 }
 
 // ---- The test ----------------------------------------------------------------------------------
+/**
+ * @param {string[]} argv
+ * @param {string} name
+ */
 function opt(argv, name) {
   const i = argv.indexOf(`--${name}`);
   return i >= 0 ? argv[i + 1] : undefined;
 }
 
+/** @param {string} out */
 function packageVsix(out) {
   const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
   const hostBin = path.join(ROOT, '.vscode-host/host/node_modules/.bin');
   // npm run package when the project has it (vsce from devDependencies, else the host's vsce).
+  /** @type {[string, string[]]} */
   const cmd = pkg.scripts?.package
     ? ['npm', ['run', '--silent', 'package', '--', '-o', out]]
     : [path.join(hostBin, 'vsce'), ['package', '--allow-missing-repository', '--skip-license', '-o', out]];
@@ -293,7 +351,7 @@ async function main() {
       packageVsix(vsix);
       log(`packaged ${(fs.statSync(vsix).size / 1e6).toFixed(1)} MB VSIX`);
     }
-    log(installVsix(env, { userDataDir, extensionsDir }, path.resolve(vsix)).split('\n').pop());
+    log(installVsix(env, { userDataDir, extensionsDir }, path.resolve(vsix)).split('\n').pop() ?? '');
   }
 
   // The workspace: 4 classes x 32 images, the tiny backbone, and a short schedule.
@@ -361,11 +419,14 @@ async function main() {
       opened = true;
       log(`opened the dashboard from the status bar ("${(await item.innerText()).trim()}")`);
     } catch (e) {
-      log(`status-bar item not clickable (${e.message.split('\n')[0]}); using "${TEXT.showDashboardCommand}"`);
+      log(
+        `status-bar item not clickable (${/** @type {Error} */ (e).message.split('\n')[0]}); using "${TEXT.showDashboardCommand}"`,
+      );
     }
     if (!opened) await runCommand(page, TEXT.showDashboardCommand);
     const dash = webview(page);
     await dash.locator(SEL.dashboard).waitFor({ timeout: 60_000 });
+    /** @type {string[]} */
     const steps = [];
     const status = await until(
       'the dashboard to show the finished run',
@@ -445,7 +506,7 @@ async function main() {
     log('UI test passed');
     return 0;
   } catch (e) {
-    console.error(`UI test failed: ${e?.stack ?? e}`);
+    console.error(`UI test failed: ${/** @type {Error} */ (e)?.stack ?? e}`);
     const toasts = await notifications(page);
     if (toasts.length) console.error(`notifications: ${JSON.stringify(toasts)}`);
     await shot('failure').catch(() => {});
