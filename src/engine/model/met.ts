@@ -29,7 +29,7 @@ import {
 } from './branches';
 import type { VitConfig } from './config';
 import { copycatTerms, type DistillSettings } from './distill';
-import { layerNorm, type VitParams, vitAttentionQ, vitEmbed, vitMlp } from './vit';
+import { layerNorm, VitParams, vitAttentionQ, vitEmbed, vitMlp } from './vit';
 
 export type Variant = 'met' | 'no_gr' | 'shared_cls' | 'linear_probe';
 
@@ -201,63 +201,46 @@ export function initMetParams(cfg: VitConfig, m: MetConfig, seed: number): Map<s
   return out;
 }
 
-/** MET's trainable tensors as graph tensors (inputs when training, constants when exporting). */
-export class MetTensors {
-  private cache = new Map<string, Tensor>();
-  readonly inputs = new Map<string, Tensor>();
-  private P?: Tensor;
-
+/**
+ * MET's trainable tensors (E-adapters and exit branches) as graph tensors: all graph inputs when
+ * training, all constants when exporting. The same parameter store as the backbone's
+ * (VitParams), with the views of the stacked adapter tensors an E-adapter reads.
+ */
+export class MetTensors extends VitParams {
   constructor(
-    readonly g: Graph,
+    g: Graph,
     readonly values: Map<string, HostTensor>,
     readonly asInputs: boolean,
-  ) {}
-
-  get(name: string): Tensor {
-    let t = this.cache.get(name);
-    if (!t) {
-      const h = this.values.get(name);
-      if (!h) throw new Error(`missing MET tensor '${name}'`);
-      if (this.asInputs) {
-        t = this.g.input(name, h.shape);
-        this.inputs.set(name, t);
-      } else t = this.g.constant(h, name);
-      this.cache.set(name, t);
-    }
-    return t;
+  ) {
+    super(g, values, asInputs ? new Set(values.keys()) : new Set());
   }
 
-  /** [r, r] slice i of a stacked [2L, r, r] tensor. */
+  protected override get kind(): string {
+    return 'MET tensor';
+  }
+
+  /** [r, r] slice i of a stacked [2L, r, r] tensor (A_i or B_i). */
   core(name: 'ea.A' | 'ea.B', i: number): Tensor {
-    const key = `${name}[${i}]`;
-    let t = this.cache.get(key);
-    if (!t) {
+    return this.memo(`${name}[${i}]`, () => {
       const full = this.get(name);
       const r = full.shape[1] as number;
-      t = this.g.reshape(this.g.slice(full, 0, i, i + 1), [r, r]);
-      this.cache.set(key, t);
-    }
-    return t;
+      return this.g.reshape(this.g.slice(full, 0, i, i + 1), [r, r]);
+    });
   }
 
-  /** Diagonals of adapter i for exits [j0, j1) (0-based): [j1 - j0, r]. */
+  /** Diagonals λ_ij of adapter i for exits [j0, j1) (0-based): [j1 - j0, r]. */
   diag(i: number, j0: number, j1: number, shared: boolean): Tensor {
-    const key = `diag[${i}][${shared ? 's' : `${j0}:${j1}`}]`;
-    let t = this.cache.get(key);
-    if (!t) {
+    return this.memo(`diag[${i}][${shared ? 's' : `${j0}:${j1}`}]`, () => {
       const full = this.get('ea.diag'); // [2L, K or 1, r]
       const r = full.shape[2] as number;
       const row = this.g.reshape(this.g.slice(full, 0, i, i + 1), [full.shape[1] as number, r]);
-      t = shared ? row : this.g.slice(row, 0, j0, j1);
-      this.cache.set(key, t);
-    }
-    return t;
+      return shared ? row : this.g.slice(row, 0, j0, j1);
+    });
   }
 
-  /** P = W_u W_d [r, r]: maps an up-projected update back into the down-projected space. */
+  /** W_u W_d [r, r]: maps an up-projected update back into the down-projected space. */
   upDown(): Tensor {
-    if (!this.P) this.P = this.g.matmul(this.get('ea.up'), this.get('ea.down'));
-    return this.P;
+    return this.memo('W_u W_d', () => this.g.matmul(this.get('ea.up'), this.get('ea.down')));
   }
 }
 
