@@ -134,7 +134,7 @@ export interface OpDef<A extends Attrs = Attrs> {
   /** Inputs that never carry gradients (indices, labels, masks). */
   nondiff?: number[];
   /**
-   * Multiply-accumulates of one run of the node (infer/flops.ts; spec §4.3: matrix products
+   * Multiply-accumulates of one run of the node (infer/flops.ts; docs/method.md §4.3: matrix products
    * only, so absent = 0). `dim` gives a dim's value at the batch size being counted.
    */
   macs?(node: Node<A>, dim: (d: Dim) => number, opts: MacOptions): number;

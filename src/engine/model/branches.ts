@@ -1,7 +1,7 @@
 // Exit branches: what turns the state at an exit into that exit's logits [B, C]. MET's exit is a
 // linear head on LN_f(c_j); Bakhtiarnia et al. ("Multi-Exit Vision Transformer for Dynamic
 // Inference", BMVC 2021; "Single-Layer Vision Transformers for More Accurate Early Exits with
-// Less Overhead", Neural Networks 2022; shared/docs/met-spec.md §7) show that the branch itself
+// Less Overhead", Neural Networks 2022; docs/method.md §7) show that the branch itself
 // is a trade-off knob. Every branch reads the token sequence after its exit's layer,
 //   seq [B, k + N, D]: k exit tokens in front (its own, c_j, first), then the N = G·G patches,
 // and ends with the same final classifier `exit.{j}.weight` [C, F] / `exit.{j}.bias` [C] on a
@@ -29,8 +29,8 @@
 //   conv-project  as conv-ignore, with LN_f(c_j) projected by a linear layer D -> G·G and
 //                 concatenated to the map as one more channel (the conv sees D + 1 channels).
 //
-// What is assumed (the branch papers' full text and code could not be read here; see the spec
-// §7): the conv branches' depth (one conv), kernel (3x3), width (D/4: on ViT-B/16 one such
+// What is assumed (the branch papers' full text and code could not be read here; see
+// docs/method.md §7): the conv branches' depth (one conv), kernel (3x3), width (D/4: on ViT-B/16 one such
 // branch costs 0.26 GMACs, about what an sl-vit branch costs, 0.24), GELU, global average pool,
 // and the reading of "project" as a projected extra channel; LN_f on the tokens a conv branch
 // reads (the class-token branches read LN_f(c_j) too, as MET's); the sl-vit branch's own
