@@ -134,8 +134,8 @@ export interface OpDef<A extends Attrs = Attrs> {
   /** Inputs that never carry gradients (indices, labels, masks). */
   nondiff?: number[];
   /**
-   * Multiply-accumulates of one run of the node (infer/flops.ts; docs/method.md §4.3: matrix products
-   * only, so absent = 0). `dim` gives a dim's value at the batch size being counted.
+   * Multiply-accumulates of one run of the node (infer/flops.ts; docs/method.md §4.3: matrix
+   * products only, so absent = 0). `dim` gives a dim's value at the batch size being counted.
    */
   macs?(node: Node<A>, dim: (d: Dim) => number, opts: MacOptions): number;
 }
@@ -341,6 +341,9 @@ export class Graph {
   }
   not(a: Tensor): Tensor {
     return this.apply1('Not', [a]);
+  }
+  and(a: Tensor, b: Tensor): Tensor {
+    return this.apply1('And', [a, b]);
   }
   where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
     return this.apply1('Where', [cond, a, b]);

@@ -154,7 +154,7 @@ registerOp('Clamp', {
     if (min !== undefined) pass = g.not(g.less(x, g.scalar(min, x.dtype)));
     if (max !== undefined) {
       const below = g.not(g.greater(x, g.scalar(max, x.dtype)));
-      pass = pass ? g.apply1('And', [pass, below]) : below;
+      pass = pass ? g.and(pass, below) : below;
     }
     return [g.where(pass!, dy!, g.scalar(0, dy!.dtype))];
   },

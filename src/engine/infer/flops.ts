@@ -1,8 +1,8 @@
-// Multiply-accumulate counting over the graph IR, in the convention of PETL papers (docs/method.md §4.3):
-// one multiply-add = one "FLOP", and only matrix products are counted. That is what DyT's
-// block_flops_dict.py formula 12·n·D² + 2·n²·D per block does (qkv 3nD², proj nD², MLP 8nD²,
-// QKᵀ and AV n²D each), giving 17.56 G for ViT-B/16 at 224 px. Elementwise ops, softmax, GELU
-// and LayerNorm are free.
+// Multiply-accumulate counting over the graph IR, in the convention of PETL papers
+// (docs/method.md §4.3): one multiply-add = one "FLOP", and only matrix products are counted.
+// That is what DyT's block_flops_dict.py formula 12·n·D² + 2·n²·D per block does (qkv 3nD², proj
+// nD², MLP 8nD², QKᵀ and AV n²D each), giving 17.56 G for ViT-B/16 at 224 px. Elementwise ops,
+// softmax, GELU and LayerNorm are free. Each op declares its count (OpDef.macs, graph/ops.ts).
 //
 // fvcore's FlopCountAnalysis by default additionally charges 5 per element of each LayerNorm
 // input (norm_flop_counter, "a rough estimate"), which is where its 17.58 G for the same ViT-B

@@ -30,9 +30,9 @@
 //                 concatenated to the map as one more channel (the conv sees D + 1 channels).
 //
 // What is assumed (the branch papers' full text and code could not be read here; see
-// docs/method.md §7): the conv branches' depth (one conv), kernel (3x3), width (D/4: on ViT-B/16 one such
-// branch costs 0.26 GMACs, about what an sl-vit branch costs, 0.24), GELU, global average pool,
-// and the reading of "project" as a projected extra channel; LN_f on the tokens a conv branch
+// docs/method.md §7): the conv branches' depth (one conv), kernel (3x3), width (D/4: on ViT-B/16
+// one such branch costs 0.26 GMACs, about what an sl-vit branch costs, 0.24), GELU, global average
+// pool, and the reading of "project" as a projected extra channel; LN_f on the tokens a conv branch
 // reads (the class-token branches read LN_f(c_j) too, as MET's); the sl-vit branch's own
 // LayerNorms use the backbone's epsilon. The branch architectures are flags, not guesses baked in:
 // `branchHidden`, `branchChannels`, `branchHeads`, `branchMlpRatio`.

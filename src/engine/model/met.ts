@@ -116,7 +116,10 @@ export function validateMetConfig(m: MetConfig, depth: number): void {
     throw new Error(`need at least 2 classes, got ${m.numClasses}`);
 }
 
-/** E-adapter index i - 1 (0-based) of layer l (1-based): i = 2l - 1 before MHA, 2l before the MLP (docs/method.md §1.3). */
+/**
+ * E-adapter index i - 1 (0-based) of layer l (1-based): i = 2l - 1 before MHA, 2l before the MLP
+ * (docs/method.md §1.3).
+ */
 export const adapterIndex = (l: number, beforeMlp: boolean): number => 2 * (l - 1) + (beforeMlp ? 1 : 0);
 
 /** k_l = |A_l| = |{j : l_j >= l}|: exit tokens alive in layer l (docs/method.md §1.2). */
@@ -477,7 +480,7 @@ export function metForward(
 
 // ------------------------------------------------------------------ losses
 
-/** The ε of graph regularization's norms, square roots and ratio, in the graph and on the host (explore/similarity.ts). */
+/** The ε of graph regularization's norms, square roots and ratio: graph and host (explore/similarity.ts). */
 export const GR_EPS = 1e-12;
 
 /**
