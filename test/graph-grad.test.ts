@@ -100,6 +100,34 @@ const cases: Case[] = [
     inputs: [{ name: 'a', shape: [8], init: (i, r) => (i % 2 ? 1 : -1) * (0.2 + r()) }],
     build: (g, [a]) => g.abs(a),
   },
+  // Maximum and Clamp: inputs kept away from the kinks (a tie or a bound), which get their own test.
+  {
+    name: 'maximum broadcast',
+    ops: ['Maximum'],
+    inputs: [
+      { name: 'a', shape: [2, 3, 4], init: (i, r) => (i % 3 ? 1 : -1) * (0.3 + r()) },
+      { name: 'b', shape: [4], init: (i) => 0.1 * i - 0.15 },
+    ],
+    build: (g, [a, b]) => g.maximum(a, b),
+  },
+  {
+    name: 'clamp both bounds',
+    ops: ['Clamp', 'And'],
+    inputs: [{ name: 'a', shape: [12], init: (i) => -1.4 + 0.25 * i }],
+    build: (g, [a]) => g.clamp(a, -0.5, 0.8),
+  },
+  {
+    name: 'clamp min only',
+    ops: ['Clamp'],
+    inputs: [{ name: 'a', shape: [8], init: (i, r) => (i % 2 ? 1 : -1) * (0.2 + r()) }],
+    build: (g, [a]) => g.clamp(a, 0.1),
+  },
+  {
+    name: 'clamp max only',
+    ops: ['Clamp'],
+    inputs: [{ name: 'a', shape: [8], init: (i, r) => (i % 2 ? 1 : -1) * (0.2 + r()) }],
+    build: (g, [a]) => g.clamp(a, undefined, -0.1),
+  },
   {
     name: 'erf',
     ops: ['Erf'],
@@ -462,6 +490,32 @@ test('symbolic batch: gradients run at two batch sizes', async () => {
     assert.deepEqual(res.dx.shape, [B, 3]);
     assert.deepEqual(res.dw.shape, [3, 2]);
   }
+});
+
+// At the kinks the rules follow PyTorch: maximum splits a tie's gradient in half, clamp passes the
+// gradient at a bound itself (min <= x <= max). Forward values against the closed forms too.
+test('maximum and clamp: values, and gradients at ties and bounds as PyTorch gives them', async () => {
+  const g = new Graph('float32');
+  const a = g.input('a', [5]);
+  const b = g.input('b', [5]);
+  const m = g.maximum(a, b);
+  const c = g.clamp(a, -1, 1);
+  const [da, db] = grad(g.sumAll(m), [a, b]);
+  const [dc] = grad(g.sumAll(c), [a]);
+  const sess = await Session.create(compile(g, { m, c, da, db, dc }), { threads: 1 });
+  const av = [-2, -1, 0.5, 1, 3];
+  const bv = [-3, -1, 0.7, 2, 3];
+  const r = await sess.run({
+    a: { dtype: 'float32', shape: [5], data: Float32Array.from(av) },
+    b: { dtype: 'float32', shape: [5], data: Float32Array.from(bv) },
+  });
+  assert.deepEqual([...(r.m.data as Float32Array)], [-2, -1, 0.7, 2, 3].map(Math.fround));
+  assert.deepEqual([...(r.c.data as Float32Array)], [-1, -1, 0.5, 1, 1]);
+  assert.deepEqual([...(r.da.data as Float32Array)], [1, 0.5, 0, 0, 0.5]);
+  assert.deepEqual([...(r.db.data as Float32Array)], [0, 0.5, 1, 1, 0.5]);
+  assert.deepEqual([...(r.dc.data as Float32Array)], [0, 1, 1, 1, 0]);
+  await sess.release();
+  assert.throws(() => g.clamp(a, 1, -1), /clamp: min 1 > max -1/);
 });
 
 // The exact-GELU gradient is one fused op with its own ONNX chain: check it value by value

@@ -403,6 +403,27 @@ test('multiply-adds per branch: formula = hand-computed = the graph the engine r
   assert.equal(branchMacs(spec), MACS['sl-vit'] - 2 * D * M + 2 * D * 48);
 });
 
+test("the sl-vit branch runs the backbone's attention block: Q K^T is one matmulNT, FusedMatMul on the CPU", () => {
+  const { cfg, w } = backbone();
+  const m = metCfg({ exits: [3], branch: 'sl-vit' });
+  const g = new Graph();
+  const f = metForward(
+    g,
+    new VitParams(g, w),
+    new MetTensors(g, initMetParams(cfg, m, 1), true),
+    cfg,
+    m,
+    g.input('images', ['B', 3, cfg.imageSize, cfg.imageSize]),
+  );
+  // Layers 1-3 and the branch: one Q K^T each, no Transpose + MatMul in its place.
+  const qk = g.ancestors([f.logits[0]]).nodes.filter((n) => n.op === 'MatMulNT');
+  assert.equal(qk.length, 4);
+  assert.deepEqual(qk[3].outputs[0].shape, ['B', 4, 1, 1 + N], 'the branch: the class token queries all tokens');
+  const cpu = compile(g, { logits: f.logits[0] }, { cpuContribOps: true });
+  const std = compile(g, { logits: f.logits[0] });
+  assert.equal(std.nodeCount - cpu.nodeCount, 4, 'each FusedMatMul replaces a Transpose + MatMul');
+});
+
 test('GFLOPs per exit include the branch exactly like the rest of the network', () => {
   const { cfg } = backbone();
   for (const variant of ['met', 'linear_probe'] as const) {

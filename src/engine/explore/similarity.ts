@@ -1,12 +1,14 @@
 // 'similarity/compute': the matrices graph regularization works with, on a class-balanced
 // sample of a run's data, for the similarity panel.
 //
-// Graph regularization (src/engine/model/met.ts, graphRegularization; spec §2) pulls together
-// the head inputs z_j = LN_f(c_j) of an early exit for same-class pairs and pushes apart those
-// of different-class pairs, each pair weighted by how similar the LAST exit finds the two
-// images (cosine of its logits). grMatrices computes the same quantities on the host, in
-// float64, with the run's flags, and returns the regularization term they give; a unit test
-// holds it to the graph's value through onnxruntime.
+// Graph regularization (docs/method.md §2; the formula is written out once, at
+// graphRegularization in src/engine/model/met.ts) pulls together the head inputs z_j = LN_f(c_j)
+// of an early exit for same-class pairs and pushes apart those of different-class pairs, each
+// pair weighted by how similar the LAST exit finds the two images (cosine of its logits).
+// grMatrices evaluates that formula on the host, in float64, with the run's flags, and returns
+// the matrices and the regularization term they give; a unit test holds it to the graph's value
+// through onnxruntime. (It stays a host loop rather than the graph function: the panel gets the
+// whole sample's n x n matrices in float64, with an exact zero diagonal distance.)
 
 import type { SimilarityExit, SimilarityParams, SimilarityResult } from './types';
 import { scanDataset, type Sample } from '../data/folder';
@@ -14,7 +16,7 @@ import { hashInts, shuffled } from '../data/random';
 import { loadBatch } from '../data/image';
 import { compile, Graph, type Tensor } from '../graph';
 import type { RunPredictor } from '../run/runPredictor';
-import { type MetConfig, metForward, MetTensors } from '../model/met';
+import { GR_EPS, type MetConfig, metForward, MetTensors } from '../model/met';
 import { VitParams } from '../model/vit';
 import { Session, type SessionOptions } from '../runtime/session';
 import { UserError } from '../tensor';
@@ -42,18 +44,9 @@ export interface GrMatrices {
 
 /**
  * The matrices of graph regularization for head inputs `z` [n, D] and last-exit logits
- * `lastLogits` [n, C] (row-major) of samples with `labels` [n], under the run's flags:
- *
- *   S_ab  = cos(o_a, o_b) of the last exit's logits, then clamped (simClamp: none, relu, or
- *           affine (S + 1) / 2)
- *   S^w   = S on same-class pairs (the diagonal too unless grExcludeSelf), 0 elsewhere
- *   S^b   = S on different-class pairs, 0 elsewhere
- *   dist  = ||z_a - z_b||² (grSquared) or sqrt(||z_a - z_b||² + 1e-12), divided by D when
- *           grNormalize
- *   gr    = intra - inter, or intra / (inter + 1e-12) with grForm 'ratio', where each term is
- *           Σ S·dist over its pairs divided by the number of non-zero S entries (at least 1).
- *
- * Same formulas, constants and epsilons as the graph; computed in float64 (the graph runs in
+ * `lastLogits` [n, C] (row-major) of samples with `labels` [n], under the run's flags: S^w, S^b,
+ * the distance d_ab, L_intra, L_inter and L_GR exactly as graphRegularization (model/met.ts)
+ * defines them, with the same flags and ε (GR_EPS). Computed in float64 (the graph runs in
  * float32), and the distance as a sum of squared differences, which is exact on the diagonal
  * where the graph's |a|² + |b|² - 2a·b leaves rounding noise (clamped at 0 by its relu).
  */
@@ -69,12 +62,12 @@ export function grMatrices(
     throw new Error(`grMatrices: ${z.length} feature and ${lastLogits.length} logit values for ${n} samples`);
   const D = z.length / n;
   const C = lastLogits.length / n;
-  // Unit rows of the logits: o / sqrt(|o|² + 1e-12), as the graph normalises them.
+  // Unit rows of the logits: o / sqrt(|o|² + ε), as the graph normalises them.
   const on = new Float64Array(n * C);
   for (let a = 0; a < n; a++) {
     let s = 0;
     for (let c = 0; c < C; c++) s += lastLogits[a * C + c] ** 2;
-    const norm = Math.sqrt(s + 1e-12);
+    const norm = Math.sqrt(s + GR_EPS);
     for (let c = 0; c < C; c++) on[a * C + c] = lastLogits[a * C + c] / norm;
   }
   const sw = new Float32Array(n * n);
@@ -92,7 +85,7 @@ export function grMatrices(
       else if (met.simClamp === 'affine') S = (S + 1) * 0.5;
       let d2 = 0;
       for (let k = 0; k < D; k++) d2 += (z[a * D + k] - z[b * D + k]) ** 2;
-      let d = met.grSquared ? d2 : Math.sqrt(d2 + 1e-12);
+      let d = met.grSquared ? d2 : Math.sqrt(d2 + GR_EPS);
       if (met.grNormalize) d /= D;
       const same = labels[a] === labels[b];
       const w = same && !(met.grExcludeSelf && a === b) ? S : 0;
@@ -108,7 +101,7 @@ export function grMatrices(
   }
   const intra = sumW / Math.max(nzW, 1);
   const inter = sumB / Math.max(nzB, 1);
-  return { sw, sb, dist, intra, inter, gr: met.grForm === 'ratio' ? intra / (inter + 1e-12) : intra - inter };
+  return { sw, sb, dist, intra, inter, gr: met.grForm === 'ratio' ? intra / (inter + GR_EPS) : intra - inter };
 }
 
 /**

@@ -3,7 +3,7 @@
 // gradient, so frozen matrices never get weight gradients (only activation gradients flow).
 
 import { Graph, opDef, type Tensor } from './ir';
-import './ops';
+import { unbroadcast } from './ops';
 
 /**
  * Returns d(loss)/d(wrt[i]) for each requested tensor, as new tensors of the same graph.
@@ -14,24 +14,20 @@ export function grad(loss: Tensor, wrt: Tensor[], seed?: Tensor): Tensor[] {
   const g = loss.graph;
   if (!seed && loss.rank !== 0) throw new Error(`grad: loss must be a scalar, got ${loss}`);
 
-  // Forward reachability from the requested tensors.
+  // The nodes the loss depends on (backward reachability), and of those the ones that depend on
+  // a requested tensor through differentiable inputs (forward reachability).
+  const { nodes, tensors: needed } = g.ancestors([loss]);
   const live = new Set<Tensor>(wrt);
-  for (const n of g.nodes) {
+  for (const n of nodes) {
     const def = opDef(n.op);
     if (n.inputs.some((t, i) => live.has(t) && !def.nondiff?.includes(i))) for (const o of n.outputs) live.add(o);
-  }
-  // Backward reachability from the loss.
-  const needed = new Set<Tensor>([loss]);
-  for (let k = g.nodes.length - 1; k >= 0; k--) {
-    const n = g.nodes[k];
-    if (n.outputs.some((o) => needed.has(o))) for (const t of n.inputs) needed.add(t);
   }
 
   const grads = new Map<Tensor, Tensor>();
   grads.set(loss, seed ?? g.scalar(1, loss.dtype));
-  const nodeCount = g.nodes.length; // rules append nodes; visit only the forward ones
-  for (let k = nodeCount - 1; k >= 0; k--) {
-    const n = g.nodes[k];
+  // Rules append nodes; `nodes` holds only the forward ones.
+  for (let k = nodes.length - 1; k >= 0; k--) {
+    const n = nodes[k];
     const dOut = n.outputs.map((o) => grads.get(o) ?? null);
     if (dOut.every((d) => d === null)) continue;
     const def = opDef(n.op);
@@ -40,8 +36,10 @@ export function grad(loss: Tensor, wrt: Tensor[], seed?: Tensor): Tensor[] {
     if (!def.grad) throw new Error(`no gradient rule for ${n.op}`);
     const dIn = def.grad(g, n, dOut, needs);
     n.inputs.forEach((t, i) => {
-      const d = dIn[i];
+      let d = dIn[i];
       if (!needs[i] || !d) return;
+      // A rule's gradient may have its output's broadcast shape: summed back here, once.
+      d = unbroadcast(g, d, t.shape);
       const prev = grads.get(t);
       grads.set(t, prev ? g.add(prev, d) : d);
     });

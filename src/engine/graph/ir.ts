@@ -10,8 +10,57 @@ export type Dim = number | string;
 export type Shape = Dim[];
 export type GDType = 'float32' | 'float64' | 'int64' | 'bool';
 
-export type AttrValue = number | string | number[] | boolean | undefined;
-export type Attrs = Record<string, AttrValue>;
+/**
+ * Each op's attributes, by op name: what Graph.apply takes and what an op's rules read, typed
+ * (ops not listed take none). Axes are normalised (non-negative) by the builders.
+ */
+export type AttrMap = {
+  ReduceSum: ReduceAttrs;
+  ReduceMean: ReduceAttrs;
+  ReduceMax: ReduceAttrs;
+  Softmax: AxisAttrs;
+  LogSoftmax: AxisAttrs;
+  Concat: AxisAttrs;
+  Gather: AxisAttrs;
+  ScatterAdd: AxisAttrs;
+  LayerNorm: { eps: number };
+  Gelu: { approximate: 'none' | 'tanh' };
+  Cast: { to: GDType };
+  /** At most one entry non-numeric (-1 or a symbolic dim name), like ONNX's -1. */
+  Reshape: { shape: Shape };
+  Expand: { shape: Shape };
+  Transpose: { perm: number[] };
+  Slice: { axis: number; start: number; end: number };
+  Pad: { axis: number; before: number; after: number };
+  DimSize: { axes: number[]; dtype: GDType };
+  /** Either bound may be absent (one-sided clamp). */
+  Clamp: { min?: number; max?: number };
+};
+export type ReduceAttrs = { axes: number[]; keepdims: boolean };
+export type AxisAttrs = { axis: number };
+export type NoAttrs = Record<string, never>;
+/** The attributes of op `K`. */
+export type AttrsOf<K extends string> = K extends keyof AttrMap ? AttrMap[K] : NoAttrs;
+/** Any op's attributes (a node seen without knowing its op). */
+export type Attrs = Readonly<Record<string, unknown>>;
+
+/**
+ * An ONNX attribute with its declared type (AttributeProto.type): an emitter says which type
+ * each attribute has rather than the writer guessing it from the value or the name.
+ */
+export type OnnxAttr =
+  | { int: number }
+  | { float: number }
+  | { string: string }
+  | { ints: readonly number[] }
+  | { tensor: { dtype: GDType; value: number } };
+export const onnxAttr = {
+  int: (v: number | boolean): OnnxAttr => ({ int: Number(v) }),
+  float: (v: number): OnnxAttr => ({ float: v }),
+  string: (v: string): OnnxAttr => ({ string: v }),
+  ints: (v: readonly number[]): OnnxAttr => ({ ints: v }),
+  tensor: (dtype: GDType, value: number): OnnxAttr => ({ tensor: { dtype, value } }),
+};
 
 export class Tensor {
   constructor(
@@ -34,11 +83,11 @@ export class Tensor {
   }
 }
 
-export interface Node {
+export interface Node<A extends Attrs = Attrs> {
   id: number;
   op: string;
   inputs: Tensor[];
-  attrs: Attrs;
+  attrs: A;
   outputs: Tensor[];
 }
 
@@ -55,7 +104,7 @@ export interface EmitCtx {
     opType: string,
     inputs: string[],
     outputs: string[] | number,
-    attrs?: Record<string, unknown>,
+    attrs?: Readonly<Record<string, OnnxAttr | undefined>>,
     domain?: string,
   ): string[];
   int64s(vals: readonly number[]): string;
@@ -65,23 +114,36 @@ export interface EmitCtx {
   cpuContrib: boolean;
 }
 
-export interface OpDef {
-  infer(inputs: Tensor[], attrs: Attrs): InferResult[];
-  emit(node: Node, ctx: EmitCtx): void;
+/** Options of the multiply-accumulate count (infer/flops.ts). */
+export interface MacOptions {
+  /** Charge fvcore's 5 FLOPs per LayerNorm input element (affine). Default false. */
+  layerNorm?: boolean;
+}
+
+export interface OpDef<A extends Attrs = Attrs> {
+  infer(inputs: Tensor[], attrs: A): InferResult[];
+  emit(node: Node<A>, ctx: EmitCtx): void;
   /**
    * Reverse-mode rule: given the gradients of the outputs (null where none flows), returns the
    * gradients of the inputs for which needs[i] is true (null elsewhere). Rules build their
-   * result with the same IR, so gradients are graphs themselves.
+   * result with the same IR, so gradients are graphs themselves. A gradient may keep the
+   * broadcast shape of the output: grad() sums it back to its input's shape (unbroadcast) where
+   * it accumulates the gradients, once for every rule.
    */
-  grad?(g: Graph, node: Node, dOut: (Tensor | null)[], needs: boolean[]): (Tensor | null)[];
+  grad?(g: Graph, node: Node<A>, dOut: (Tensor | null)[], needs: boolean[]): (Tensor | null)[];
   /** Inputs that never carry gradients (indices, labels, masks). */
   nondiff?: number[];
+  /**
+   * Multiply-accumulates of one run of the node (infer/flops.ts; docs/method.md §4.3: matrix
+   * products only, so absent = 0). `dim` gives a dim's value at the batch size being counted.
+   */
+  macs?(node: Node<A>, dim: (d: Dim) => number, opts: MacOptions): number;
 }
 
 const OPS = new Map<string, OpDef>();
 
-export function registerOp(name: string, def: OpDef): void {
-  OPS.set(name, def);
+export function registerOp<K extends string>(name: K, def: OpDef<AttrsOf<K>>): void {
+  OPS.set(name, def as unknown as OpDef);
 }
 
 export function opDef(name: string): OpDef {
@@ -154,7 +216,8 @@ export class Graph {
     return this.consts.has(t);
   }
 
-  apply(op: string, inputs: Tensor[], attrs: Attrs = {}): Tensor[] {
+  apply<K extends string>(op: K, inputs: Tensor[], ...a: AttrArg<K>): Tensor[] {
+    const attrs: Attrs = a[0] ?? {};
     const def = opDef(op);
     for (const x of inputs) if (x.graph !== this) throw new Error(`${op}: input ${x} belongs to another graph`);
     let res: InferResult[];
@@ -169,8 +232,37 @@ export class Graph {
     return node.outputs;
   }
 
-  apply1(op: string, inputs: Tensor[], attrs: Attrs = {}): Tensor {
-    return this.apply(op, inputs, attrs)[0];
+  apply1<K extends string>(op: K, inputs: Tensor[], ...a: AttrArg<K>): Tensor {
+    return this.apply(op, inputs, ...a)[0];
+  }
+
+  /**
+   * The nodes needed to compute `outputs`, each once, in creation (topological) order, and the
+   * tensors they read (with `outputs` themselves). Nodes in `computed` count as already
+   * computed: they are left out and the walk does not go through them. The one backward
+   * reachability walk of the IR: gradients, ONNX emission and the MAC count all use it.
+   */
+  ancestors(outputs: readonly Tensor[], computed?: ReadonlySet<Node>): { nodes: Node[]; tensors: Set<Tensor> } {
+    const tensors = new Set<Tensor>(outputs);
+    const seen = new Array<boolean>(this.nodes.length).fill(false);
+    const stack: Node[] = [];
+    const push = (t: Tensor) => {
+      const n = t.node;
+      if (n && !seen[n.id] && !computed?.has(n)) {
+        if (n.outputs[0]?.graph !== this) throw new Error(`ancestors: ${t} belongs to another graph`);
+        seen[n.id] = true;
+        stack.push(n);
+      }
+    };
+    outputs.forEach(push);
+    // Iterative, since backward graphs are deep enough to make recursion fragile.
+    while (stack.length)
+      for (const t of stack.pop()!.inputs) {
+        tensors.add(t);
+        push(t);
+      }
+    // Node ids are positions in `nodes`, given when a node is created after its inputs.
+    return { nodes: this.nodes.filter((n) => seen[n.id]), tensors };
   }
 
   // ---- elementwise (numpy broadcasting) ----
@@ -213,6 +305,16 @@ export class Graph {
   abs(a: Tensor): Tensor {
     return this.apply1('Abs', [a]);
   }
+  /** Elementwise max(a, b) with broadcasting (torch.maximum: a tie splits the gradient in half). */
+  maximum(a: Tensor, b: Tensor): Tensor {
+    return this.apply1('Maximum', [a, b]);
+  }
+  /** min(max(a, lo), hi), either bound optional (torch.clamp: the gradient passes where lo <= a <= hi). */
+  clamp(a: Tensor, lo?: number, hi?: number): Tensor {
+    if (lo === undefined && hi === undefined) return a;
+    if (lo !== undefined && hi !== undefined && lo > hi) throw new Error(`clamp: min ${lo} > max ${hi}`);
+    return this.apply1('Clamp', [a], { min: lo, max: hi });
+  }
   /** GELU; approximate 'none' is the exact erf form, 'tanh' the tanh approximation. */
   gelu(a: Tensor, approximate: 'none' | 'tanh' = 'none'): Tensor {
     return this.apply1('Gelu', [a], { approximate });
@@ -240,6 +342,9 @@ export class Graph {
   not(a: Tensor): Tensor {
     return this.apply1('Not', [a]);
   }
+  and(a: Tensor, b: Tensor): Tensor {
+    return this.apply1('And', [a, b]);
+  }
   where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
     return this.apply1('Where', [cond, a, b]);
   }
@@ -263,13 +368,13 @@ export class Graph {
 
   // ---- reductions ----
   sum(a: Tensor, axes: number[], keepdims = false): Tensor {
-    return this.apply1('ReduceSum', [a], { axes: normAxes(axes, a.rank), keepdims: keepdims ? 1 : 0 });
+    return this.apply1('ReduceSum', [a], { axes: normAxes(axes, a.rank), keepdims });
   }
   mean(a: Tensor, axes: number[], keepdims = false): Tensor {
-    return this.apply1('ReduceMean', [a], { axes: normAxes(axes, a.rank), keepdims: keepdims ? 1 : 0 });
+    return this.apply1('ReduceMean', [a], { axes: normAxes(axes, a.rank), keepdims });
   }
   max(a: Tensor, axes: number[], keepdims = false): Tensor {
-    return this.apply1('ReduceMax', [a], { axes: normAxes(axes, a.rank), keepdims: keepdims ? 1 : 0 });
+    return this.apply1('ReduceMax', [a], { axes: normAxes(axes, a.rank), keepdims });
   }
   sumAll(a: Tensor): Tensor {
     return this.sum(
@@ -299,7 +404,7 @@ export class Graph {
   // ---- shape ----
   /** Reshape; at most one entry may be non-numeric (-1 or a symbolic dim name), like ONNX -1. */
   reshape(a: Tensor, shape: Shape): Tensor {
-    return this.apply1('Reshape', [a], { shape: shape as unknown as number[] });
+    return this.apply1('Reshape', [a], { shape: shape.slice() });
   }
   transpose(a: Tensor, perm: number[]): Tensor {
     return this.apply1('Transpose', [a], { perm });
@@ -325,7 +430,7 @@ export class Graph {
   }
   /** Broadcasts to `shape` (numpy rules). */
   expand(a: Tensor, shape: Shape): Tensor {
-    return this.apply1('Expand', [a], { shape: shape as unknown as number[] });
+    return this.apply1('Expand', [a], { shape: shape.slice() });
   }
   unsqueeze(a: Tensor, axis: number): Tensor {
     const s = a.shape.slice();
@@ -373,6 +478,8 @@ export class Graph {
     return t;
   }
 }
+
+type AttrArg<K extends string> = NoAttrs extends AttrsOf<K> ? [AttrsOf<K>?] : [AttrsOf<K>];
 
 /** The permutation of `rank` axes that swaps the last two (a matrix transpose per batch). */
 export function swapLastTwo(rank: number): number[] {

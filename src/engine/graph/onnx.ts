@@ -3,7 +3,7 @@
 // stored as raw little-endian data.
 
 import type { HostTensor } from '../tensor';
-import { type EmitCtx, type GDType, type Graph, hostFrom, opDef, type Tensor } from './ir';
+import { type EmitCtx, type GDType, type Graph, hostFrom, type OnnxAttr, opDef, type Tensor } from './ir';
 import './ops';
 import { AttrType, OnnxType, PbWriter } from './proto';
 
@@ -55,34 +55,24 @@ function valueInfo(name: string, shape: (number | string)[], dtype: GDType): PbW
   return new PbWriter().string(1, name).message(2, type);
 }
 
-function attribute(name: string, v: unknown): PbWriter {
+/** An AttributeProto of the type its emitter declared (onnxAttr.int, .float, ...). */
+function attribute(name: string, a: OnnxAttr): PbWriter {
   const w = new PbWriter().string(1, name);
-  if (typeof v === 'number') {
-    if (Number.isInteger(v) && !name.startsWith('eps') && name !== 'alpha' && name !== 'beta' && name !== 'epsilon')
-      w.int(3, v).int(20, AttrType.INT);
-    else w.float(2, v).int(20, AttrType.FLOAT);
-  } else if (typeof v === 'string') w.string(4, v).int(20, AttrType.STRING);
-  else if (Array.isArray(v)) w.packedInts(8, v as number[]).int(20, AttrType.INTS);
-  else if (v && typeof v === 'object' && 'dtype' in v) {
-    const o = v as { dtype: GDType; value: number };
-    w.message(5, tensorProto('', hostFrom([1], [o.value], o.dtype))).int(20, AttrType.TENSOR);
-  } else throw new Error(`unsupported attribute ${name}=${String(v)}`);
+  if ('int' in a) {
+    if (!Number.isInteger(a.int)) throw new Error(`attribute ${name}: ${a.int} is not an integer`);
+    w.int(3, a.int).int(20, AttrType.INT);
+  } else if ('float' in a) w.float(2, a.float).int(20, AttrType.FLOAT);
+  else if ('string' in a) w.string(4, a.string).int(20, AttrType.STRING);
+  else if ('ints' in a) w.packedInts(8, a.ints as number[]).int(20, AttrType.INTS);
+  else w.message(5, tensorProto('', hostFrom([1], [a.tensor.value], a.tensor.dtype))).int(20, AttrType.TENSOR);
   return w;
 }
 
 /** Writes the subgraph needed for `outputs` as an ONNX model. */
 export function compile(g: Graph, outputs: Record<string, Tensor>, opts: CompileOptions = {}): CompiledModel {
   const opset = opts.opset ?? DEFAULT_OPSET;
-  // Nodes needed for the outputs.
-  const needed = new Set<Tensor>(Object.values(outputs));
-  const nodeNeeded = new Array<boolean>(g.nodes.length).fill(false);
-  for (let k = g.nodes.length - 1; k >= 0; k--) {
-    const n = g.nodes[k];
-    if (n.outputs.some((o) => needed.has(o))) {
-      nodeNeeded[k] = true;
-      for (const t of n.inputs) needed.add(t);
-    }
-  }
+  // Nodes needed for the outputs, and the tensors (inputs, constants) they read.
+  const { nodes, tensors: needed } = g.ancestors(Object.values(outputs));
 
   const names = new Map<Tensor, string>();
   const used = new Set<string>();
@@ -161,9 +151,7 @@ export function compile(g: Graph, outputs: Record<string, Tensor>, opts: Compile
     },
   };
 
-  g.nodes.forEach((n, k) => {
-    if (nodeNeeded[k]) opDef(n.op).emit(n, ctx);
-  });
+  for (const n of nodes) opDef(n.op).emit(n, ctx);
   for (const [from, to] of identities) ctx.node('Identity', [from], [to]);
 
   graphW.string(2, opts.name ?? 'met_graph');

@@ -3,7 +3,6 @@
 
 import { shapeStr } from '../tensor';
 import {
-  type Attrs,
   broadcastShapes,
   type Dim,
   type EmitCtx,
@@ -11,6 +10,8 @@ import {
   type Graph,
   type InferResult,
   type Node,
+  onnxAttr,
+  type ReduceAttrs,
   registerOp,
   sameShape,
   type Shape,
@@ -31,7 +32,10 @@ function requireFloat(t: Tensor): void {
   if (!FLOATS.includes(t.dtype)) throw new Error(`expects a float tensor, got ${t}`);
 }
 
-/** Sums `dy` over the axes that broadcasting expanded, so it matches `shape` again. */
+/**
+ * Sums `dy` over the axes that broadcasting expanded, so it matches `shape` again. grad() applies
+ * it to every rule's result where gradients accumulate; rules need not.
+ */
 export function unbroadcast(g: Graph, dy: Tensor, shape: Shape): Tensor {
   if (sameShape(dy.shape, shape)) return dy;
   const r = dy.rank;
@@ -64,20 +68,18 @@ function expandLike(g: Graph, x: Tensor, like: Tensor): Tensor {
 function binary(
   op: string,
   grad: (g: Graph, a: Tensor, b: Tensor, y: Tensor, dy: Tensor, needs: boolean[]) => (Tensor | null)[],
+  onnxOp = op,
 ): void {
   registerOp(op, {
     infer: (ins) => [{ shape: broadcastShapes(ins[0].shape, ins[1].shape), dtype: sameDtype(ins) }],
     emit: (n, c) =>
       void c.node(
-        op,
+        onnxOp,
         n.inputs.map((t) => c.name(t)),
         [c.name(n.outputs[0])],
       ),
-    grad: (g, n, [dy], needs) => {
-      const [a, b] = n.inputs;
-      const [da, db] = grad(g, a, b, n.outputs[0], dy!, needs);
-      return [da && unbroadcast(g, da, a.shape), db && unbroadcast(g, db, b.shape)];
-    },
+    // Gradients in the output's broadcast shape; grad() sums them back to each input's.
+    grad: (g, n, [dy], needs) => grad(g, n.inputs[0], n.inputs[1], n.outputs[0], dy!, needs),
   });
 }
 
@@ -86,12 +88,26 @@ binary('Sub', (g, _a, _b, _y, dy, nd) => [nd[0] ? dy : null, nd[1] ? g.neg(dy) :
 binary('Mul', (g, a, b, _y, dy, nd) => [nd[0] ? g.mul(dy, b) : null, nd[1] ? g.mul(dy, a) : null]);
 // d(a/b)/db = -a/b^2 = -y/b
 binary('Div', (g, _a, b, y, dy, nd) => [nd[0] ? g.div(dy, b) : null, nd[1] ? g.neg(g.div(g.mul(dy, y), b)) : null]);
+// torch.maximum's convention: where a == b each side gets half of dy.
+binary(
+  'Maximum',
+  (g, a, b, _y, dy, nd) => {
+    const zero = g.scalar(0, dy.dtype);
+    const tie = g.equal(a, b);
+    const half = g.mulScalar(dy, 0.5);
+    return [
+      nd[0] ? g.where(tie, half, g.where(g.greater(a, b), dy, zero)) : null,
+      nd[1] ? g.where(tie, half, g.where(g.less(a, b), dy, zero)) : null,
+    ];
+  },
+  'Max',
+);
 
 // ---------------------------------------------------------------- elementwise unary
 
 function unary(
   op: string,
-  grad: ((g: Graph, x: Tensor, y: Tensor, dy: Tensor, attrs: Attrs) => Tensor) | null,
+  grad: ((g: Graph, x: Tensor, y: Tensor, dy: Tensor) => Tensor) | null,
   onnxOp = op,
   floatOnly = true,
 ): void {
@@ -101,7 +117,7 @@ function unary(
       return [{ shape: ins[0].shape.slice(), dtype: ins[0].dtype }];
     },
     emit: (n, c) => void c.node(onnxOp, [c.name(n.inputs[0])], [c.name(n.outputs[0])]),
-    grad: grad ? (g, n, [dy]) => [grad(g, n.inputs[0], n.outputs[0], dy!, n.attrs)] : undefined,
+    grad: grad ? (g, n, [dy]) => [grad(g, n.inputs[0], n.outputs[0], dy!)] : undefined,
   });
 }
 
@@ -117,6 +133,33 @@ unary('Relu', (g, x, _y, dy) => g.where(g.greater(x, g.scalar(0, x.dtype)), dy, 
 unary('Abs', (g, x, _y, dy) => g.mul(dy, g.apply1('Sign', [x])), 'Abs', false);
 unary('Sign', null);
 
+// Clamp to [min, max] (either bound optional), as ONNX Clip with the bounds as scalar inputs.
+// The gradient passes where min <= x <= max (torch.clamp's convention at the bounds).
+registerOp('Clamp', {
+  infer: ([x]) => {
+    requireFloat(x);
+    return [{ shape: x.shape.slice(), dtype: x.dtype }];
+  },
+  emit: (n, c) => {
+    const x = n.inputs[0];
+    const { min, max } = n.attrs;
+    const ins = [c.name(x), min === undefined ? '' : c.scalar(min, x.dtype)];
+    if (max !== undefined) ins.push(c.scalar(max, x.dtype));
+    c.node('Clip', ins, [c.name(n.outputs[0])]);
+  },
+  grad: (g, n, [dy]) => {
+    const x = n.inputs[0];
+    const { min, max } = n.attrs;
+    let pass: Tensor | null = null;
+    if (min !== undefined) pass = g.not(g.less(x, g.scalar(min, x.dtype)));
+    if (max !== undefined) {
+      const below = g.not(g.greater(x, g.scalar(max, x.dtype)));
+      pass = pass ? g.and(pass, below) : below;
+    }
+    return [g.where(pass!, dy!, g.scalar(0, dy!.dtype))];
+  },
+});
+
 // GELU. Exact: y = x * Phi(x), dy/dx = Phi(x) + x * phi(x).
 // Tanh form: y = 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3),
 //            dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2).
@@ -129,9 +172,9 @@ registerOp('Gelu', {
   emit: (n, c) => {
     const x = c.name(n.inputs[0]);
     const y = c.name(n.outputs[0]);
-    const approx = (n.attrs.approximate as string) ?? 'none';
+    const approx = n.attrs.approximate;
     if (c.opset >= 20) {
-      c.node('Gelu', [x], [y], { approximate: approx });
+      c.node('Gelu', [x], [y], { approximate: onnxAttr.string(approx) });
       return;
     }
     const dt = n.inputs[0].dtype;
@@ -216,6 +259,20 @@ compare('Equal');
 compare('Less');
 compare('Greater');
 
+registerOp('And', {
+  infer: (ins) => {
+    if (ins.some((t) => t.dtype !== 'bool')) throw new Error('And expects bool');
+    return [{ shape: broadcastShapes(ins[0].shape, ins[1].shape), dtype: 'bool' }];
+  },
+  emit: (n, c) =>
+    void c.node(
+      'And',
+      n.inputs.map((t) => c.name(t)),
+      [c.name(n.outputs[0])],
+    ),
+  nondiff: [0, 1],
+});
+
 registerOp('Not', {
   infer: (ins) => {
     if (ins[0].dtype !== 'bool') throw new Error('Not expects bool');
@@ -239,22 +296,18 @@ registerOp('Where', {
     ),
   nondiff: [0],
   grad: (g, n, [dy], needs) => {
-    const [cond, a, b] = n.inputs;
+    const cond = n.inputs[0];
     const zero = g.scalar(0, dy!.dtype);
-    return [
-      null,
-      needs[1] ? unbroadcast(g, g.where(cond, dy!, zero), a.shape) : null,
-      needs[2] ? unbroadcast(g, g.where(cond, zero, dy!), b.shape) : null,
-    ];
+    return [null, needs[1] ? g.where(cond, dy!, zero) : null, needs[2] ? g.where(cond, zero, dy!) : null];
   },
 });
 
 const ONNX_TYPE: Record<GDType, number> = { float32: 1, float64: 11, int64: 7, bool: 9 };
 
 registerOp('Cast', {
-  infer: (ins, a) => [{ shape: ins[0].shape.slice(), dtype: a.to as GDType }],
+  infer: (ins, a) => [{ shape: ins[0].shape.slice(), dtype: a.to }],
   emit: (n, c) =>
-    void c.node('Cast', [c.name(n.inputs[0])], [c.name(n.outputs[0])], { to: ONNX_TYPE[n.attrs.to as GDType] }),
+    void c.node('Cast', [c.name(n.inputs[0])], [c.name(n.outputs[0])], { to: onnxAttr.int(ONNX_TYPE[n.attrs.to]) }),
   grad: (g, n, [dy]) => [
     FLOATS.includes(n.inputs[0].dtype) && FLOATS.includes(dy!.dtype) ? g.cast(dy!, n.inputs[0].dtype) : null,
   ],
@@ -280,8 +333,15 @@ function matmulInfer(op: string, [a, b]: Tensor[], transB: boolean): InferResult
   return [{ shape: [...batch, m, n], dtype: a.dtype }];
 }
 
+/** MACs of [..., M, K] @ [..., K, N] (or b^T): numel(output)·K, with K a's last axis. */
+function matmulMacs(n: Node, dim: (d: Dim) => number): number {
+  const a = n.inputs[0];
+  return n.outputs[0].shape.reduce<number>((p, d) => p * dim(d), 1) * dim(a.shape[a.rank - 1]);
+}
+
 registerOp('MatMul', {
   infer: (ins) => matmulInfer('MatMul', ins, false),
+  macs: matmulMacs,
   emit: (n, c) =>
     void c.node(
       'MatMul',
@@ -292,7 +352,7 @@ registerOp('MatMul', {
     const [a, b] = n.inputs;
     let da: Tensor | null = null;
     let db: Tensor | null = null;
-    if (needs[0]) da = unbroadcast(g, g.matmul(dy!, g.mT(b)), a.shape);
+    if (needs[0]) da = g.matmul(dy!, g.mT(b));
     if (needs[1]) {
       if (b.rank === 2 && a.rank > 2) {
         // A weight shared over the batch: one GEMM over the flattened rows, [K, R] @ [R, N].
@@ -300,7 +360,7 @@ registerOp('MatMul', {
         const N = b.shape[1];
         db = g.matmul(g.mT(g.reshape(a, [-1, K])), g.reshape(dy!, [-1, N]));
       } else {
-        db = unbroadcast(g, g.matmul(g.mT(a), dy!), b.shape);
+        db = g.matmul(g.mT(a), dy!);
       }
     }
     return [da, db];
@@ -315,52 +375,52 @@ registerOp('MatMul', {
 // batch 32 (ViT-B/16), and the step ran 2.4% faster without them (measured A/B in one process).
 registerOp('MatMulNT', {
   infer: (ins) => matmulInfer('MatMulNT', ins, true),
+  macs: matmulMacs,
   emit: (n, c) => {
     const [a, b] = n.inputs;
     const y = c.name(n.outputs[0]);
     // FusedMatMul has a float kernel only.
     if (c.cpuContrib && a.dtype === 'float32')
-      return void c.node('FusedMatMul', [c.name(a), c.name(b)], [y], { transB: 1 }, 'com.microsoft');
-    c.node('MatMul', [c.name(a), c.node('Transpose', [c.name(b)], 1, { perm: swapLastTwo(b.rank) })[0]], [y]);
+      return void c.node('FusedMatMul', [c.name(a), c.name(b)], [y], { transB: onnxAttr.int(1) }, 'com.microsoft');
+    c.node(
+      'MatMul',
+      [c.name(a), c.node('Transpose', [c.name(b)], 1, { perm: onnxAttr.ints(swapLastTwo(b.rank)) })[0]],
+      [y],
+    );
   },
   grad: (g, n, [dy], needs) => {
     const [a, b] = n.inputs;
     // y = a b^T: da = dy b, db = dy^T a.
-    return [
-      needs[0] ? unbroadcast(g, g.matmul(dy!, b), a.shape) : null,
-      needs[1] ? unbroadcast(g, g.matmul(g.mT(dy!), a), b.shape) : null,
-    ];
+    return [needs[0] ? g.matmul(dy!, b) : null, needs[1] ? g.matmul(g.mT(dy!), a) : null];
   },
 });
 
 // ---------------------------------------------------------------- reductions
 
-function reduceInfer(ins: Tensor[], a: Attrs): InferResult[] {
-  const axes = a.axes as number[];
-  const keep = a.keepdims === 1;
+function reduceInfer(ins: Tensor[], { axes, keepdims }: ReduceAttrs): InferResult[] {
   const shape: Shape = [];
   ins[0].shape.forEach((d, i) => {
     if (!axes.includes(i)) shape.push(d);
-    else if (keep) shape.push(1);
+    else if (keepdims) shape.push(1);
   });
   return [{ shape, dtype: ins[0].dtype }];
 }
 
 function emitReduce(onnxOp: string) {
-  return (n: Node, c: EmitCtx) => {
-    const axes = n.attrs.axes as number[];
+  return (n: Node<ReduceAttrs>, c: EmitCtx) => {
+    const { axes } = n.attrs;
+    const keepdims = onnxAttr.int(n.attrs.keepdims);
     // ReduceSum takes axes as an input since opset 13, the others since opset 18.
     const axesAsInput = onnxOp === 'ReduceSum' || c.opset >= 18;
-    if (axesAsInput)
-      c.node(onnxOp, [c.name(n.inputs[0]), c.int64s(axes)], [c.name(n.outputs[0])], { keepdims: n.attrs.keepdims });
-    else c.node(onnxOp, [c.name(n.inputs[0])], [c.name(n.outputs[0])], { axes, keepdims: n.attrs.keepdims });
+    if (axesAsInput) c.node(onnxOp, [c.name(n.inputs[0]), c.int64s(axes)], [c.name(n.outputs[0])], { keepdims });
+    else c.node(onnxOp, [c.name(n.inputs[0])], [c.name(n.outputs[0])], { axes: onnxAttr.ints(axes), keepdims });
   };
 }
 
 /** The reduced gradient reshaped with kept dims, ready to broadcast against the input. */
-function keepDimsGrad(g: Graph, n: Node, dy: Tensor): Tensor {
-  if (n.attrs.keepdims === 1) return dy;
-  const axes = n.attrs.axes as number[];
+function keepDimsGrad(g: Graph, n: Node<ReduceAttrs>, dy: Tensor): Tensor {
+  if (n.attrs.keepdims) return dy;
+  const { axes } = n.attrs;
   const shape: Shape = n.inputs[0].shape.map((d, i) => (axes.includes(i) ? 1 : d));
   return reshapeTo(g, dy, shape);
 }
@@ -386,7 +446,7 @@ registerOp('ReduceMean', {
   emit: emitReduce('ReduceMean'),
   grad: (g, n, [dy]) => {
     const x = n.inputs[0];
-    const scaled = g.div(keepDimsGrad(g, n, dy!), reducedCount(g, x, n.attrs.axes as number[]));
+    const scaled = g.div(keepDimsGrad(g, n, dy!), reducedCount(g, x, n.attrs.axes));
     return [expandLike(g, scaled, x)];
   },
 });
@@ -396,7 +456,7 @@ registerOp('ReduceMax', {
   // Ties share the gradient equally (PyTorch's amax convention).
   grad: (g, n, [dy]) => {
     const x = n.inputs[0];
-    const axes = n.attrs.axes as number[];
+    const { axes } = n.attrs;
     const m = keepDimsGrad(g, n, n.outputs[0]);
     const mask = g.cast(g.equal(x, m), x.dtype);
     const cnt = g.sum(mask, axes, true);
@@ -405,12 +465,12 @@ registerOp('ReduceMax', {
 });
 
 registerOp('DimSize', {
-  infer: (_ins, a) => [{ shape: [], dtype: a.dtype as GDType }],
+  infer: (_ins, a) => [{ shape: [], dtype: a.dtype }],
   emit: (n, c) => {
     const shp = c.node('Shape', [c.name(n.inputs[0])], 1)[0];
-    const dims = c.node('Gather', [shp, c.int64s(n.attrs.axes as number[])], 1, { axis: 0 })[0];
-    const prod = c.node('ReduceProd', [dims], 1, { keepdims: 0 })[0];
-    c.node('Cast', [prod], [c.name(n.outputs[0])], { to: ONNX_TYPE[n.attrs.dtype as GDType] });
+    const dims = c.node('Gather', [shp, c.int64s(n.attrs.axes)], 1, { axis: onnxAttr.int(0) })[0];
+    const prod = c.node('ReduceProd', [dims], 1, { keepdims: onnxAttr.int(0) })[0];
+    c.node('Cast', [prod], [c.name(n.outputs[0])], { to: onnxAttr.int(ONNX_TYPE[n.attrs.dtype]) });
   },
   nondiff: [0],
 });
@@ -422,12 +482,12 @@ registerOp('Softmax', {
     requireFloat(ins[0]);
     return [{ shape: ins[0].shape.slice(), dtype: ins[0].dtype }];
   },
-  emit: (n, c) => void c.node('Softmax', [c.name(n.inputs[0])], [c.name(n.outputs[0])], { axis: n.attrs.axis }),
+  emit: (n, c) =>
+    void c.node('Softmax', [c.name(n.inputs[0])], [c.name(n.outputs[0])], { axis: onnxAttr.int(n.attrs.axis) }),
   // dx = y * (dy - sum(dy * y))
   grad: (g, n, [dy]) => {
     const y = n.outputs[0];
-    const ax = n.attrs.axis as number;
-    return [g.mul(y, g.sub(dy!, g.sum(g.mul(dy!, y), [ax], true)))];
+    return [g.mul(y, g.sub(dy!, g.sum(g.mul(dy!, y), [n.attrs.axis], true)))];
   },
 });
 
@@ -436,17 +496,18 @@ registerOp('LogSoftmax', {
     requireFloat(ins[0]);
     return [{ shape: ins[0].shape.slice(), dtype: ins[0].dtype }];
   },
-  emit: (n, c) => void c.node('LogSoftmax', [c.name(n.inputs[0])], [c.name(n.outputs[0])], { axis: n.attrs.axis }),
+  emit: (n, c) =>
+    void c.node('LogSoftmax', [c.name(n.inputs[0])], [c.name(n.outputs[0])], { axis: onnxAttr.int(n.attrs.axis) }),
   // dx = dy - softmax(x) * sum(dy)
   grad: (g, n, [dy]) => {
     const y = n.outputs[0];
-    const ax = n.attrs.axis as number;
-    return [g.sub(dy!, g.mul(g.exp(y), g.sum(dy!, [ax], true)))];
+    return [g.sub(dy!, g.mul(g.exp(y), g.sum(dy!, [n.attrs.axis], true)))];
   },
 });
 
 // Outputs: y, mean [.., 1], inverse std [.., 1] (the latter two feed the gradient).
 registerOp('LayerNorm', {
+  macs: (n, dim, o) => (o.layerNorm ? 5 * n.inputs[0].shape.reduce<number>((p, d) => p * dim(d), 1) : 0),
   infer: ([x, gamma, beta]) => {
     requireFloat(x);
     const D = x.shape[x.rank - 1];
@@ -465,10 +526,10 @@ registerOp('LayerNorm', {
       n.inputs.map((t) => c.name(t)),
       n.outputs.map((t) => c.name(t)),
       {
-        axis: -1,
-        epsilon: n.attrs.eps,
+        axis: onnxAttr.int(-1),
+        epsilon: onnxAttr.float(n.attrs.eps),
         // The mean / inverse-std outputs have the stash type; keep them in the input's precision.
-        stash_type: n.inputs[0].dtype === 'float64' ? 11 : 1,
+        stash_type: onnxAttr.int(n.inputs[0].dtype === 'float64' ? 11 : 1),
       },
     ),
   grad: (g, n, [dy], needs) => {
@@ -505,7 +566,7 @@ function numericProduct(s: Shape): { p: number; syms: string[] } {
 
 registerOp('Reshape', {
   infer: ([x], a) => {
-    const target = a.shape as unknown as Dim[];
+    const target = a.shape;
     const free = target.filter((d) => typeof d !== 'number' || d === -1);
     if (free.length > 1) throw new Error(`reshape target ${shapeStr(target)} has more than one free dim`);
     const fixed = target.filter((d): d is number => typeof d === 'number' && d !== -1);
@@ -528,7 +589,7 @@ registerOp('Reshape', {
     return [{ shape: target.map((d) => (typeof d === 'number' && d !== -1 ? d : freeDim)), dtype: x.dtype }];
   },
   emit: (n, c) => {
-    const target = (n.attrs.shape as unknown as Dim[]).map((d) => (typeof d === 'number' ? d : -1));
+    const target = n.attrs.shape.map((d) => (typeof d === 'number' ? d : -1));
     c.node('Reshape', [c.name(n.inputs[0]), c.int64s(target)], [c.name(n.outputs[0])]);
   },
   grad: (g, n, [dy]) => [reshapeTo(g, dy!, n.inputs[0].shape, n.inputs[0])],
@@ -545,15 +606,15 @@ registerOp('ReshapeLike', {
 });
 
 registerOp('Transpose', {
-  infer: ([x], a) => {
-    const perm = a.perm as number[];
+  infer: ([x], { perm }) => {
     if (perm.length !== x.rank || [...perm].sort((u, v) => u - v).some((p, i) => p !== i))
       throw new Error(`bad perm [${perm}] for rank ${x.rank}`);
     return [{ shape: perm.map((p) => x.shape[p]), dtype: x.dtype }];
   },
-  emit: (n, c) => void c.node('Transpose', [c.name(n.inputs[0])], [c.name(n.outputs[0])], { perm: n.attrs.perm }),
+  emit: (n, c) =>
+    void c.node('Transpose', [c.name(n.inputs[0])], [c.name(n.outputs[0])], { perm: onnxAttr.ints(n.attrs.perm) }),
   grad: (g, n, [dy]) => {
-    const perm = n.attrs.perm as number[];
+    const { perm } = n.attrs;
     const inv = new Array<number>(perm.length);
     perm.forEach((p, i) => (inv[p] = i));
     return [g.transpose(dy!, inv)];
@@ -561,8 +622,7 @@ registerOp('Transpose', {
 });
 
 registerOp('Concat', {
-  infer: (ins, a) => {
-    const ax = a.axis as number;
+  infer: (ins, { axis: ax }) => {
     sameDtype(ins);
     let total = 0;
     for (const t of ins) {
@@ -584,10 +644,10 @@ registerOp('Concat', {
       'Concat',
       n.inputs.map((t) => c.name(t)),
       [c.name(n.outputs[0])],
-      { axis: n.attrs.axis },
+      { axis: onnxAttr.int(n.attrs.axis) },
     ),
   grad: (g, n, [dy], needs) => {
-    const ax = n.attrs.axis as number;
+    const ax = n.attrs.axis;
     let off = 0;
     return n.inputs.map((t, i) => {
       const len = t.shape[ax] as number;
@@ -599,10 +659,7 @@ registerOp('Concat', {
 });
 
 registerOp('Slice', {
-  infer: ([x], a) => {
-    const ax = a.axis as number;
-    const start = a.start as number;
-    const end = a.end as number;
+  infer: ([x], { axis: ax, start, end }) => {
     if (!(start >= 0 && end > start && end <= (x.shape[ax] as number)))
       throw new Error(`bad slice ${start}:${end} of axis ${ax} in ${shapeStr(x.shape)}`);
     const shape = x.shape.slice();
@@ -612,49 +669,42 @@ registerOp('Slice', {
   emit: (n, c) =>
     void c.node(
       'Slice',
-      [
-        c.name(n.inputs[0]),
-        c.int64s([n.attrs.start as number]),
-        c.int64s([n.attrs.end as number]),
-        c.int64s([n.attrs.axis as number]),
-      ],
+      [c.name(n.inputs[0]), c.int64s([n.attrs.start]), c.int64s([n.attrs.end]), c.int64s([n.attrs.axis])],
       [c.name(n.outputs[0])],
     ),
   grad: (g, n, [dy]) => {
-    const ax = n.attrs.axis as number;
-    const len = n.inputs[0].shape[ax] as number;
-    return [g.pad(dy!, ax, n.attrs.start as number, len - (n.attrs.end as number))];
+    const { axis, start, end } = n.attrs;
+    const len = n.inputs[0].shape[axis] as number;
+    return [g.pad(dy!, axis, start, len - end)];
   },
 });
 
 registerOp('Pad', {
-  infer: ([x], a) => {
-    const ax = a.axis as number;
-    const d = x.shape[ax];
+  infer: ([x], { axis, before, after }) => {
+    const d = x.shape[axis];
     if (typeof d !== 'number') throw new Error('cannot pad a symbolic axis');
     const shape = x.shape.slice();
-    shape[ax] = d + (a.before as number) + (a.after as number);
+    shape[axis] = d + before + after;
     return [{ shape, dtype: x.dtype }];
   },
   emit: (n, c) => {
     const r = n.inputs[0].rank;
+    const { axis, before, after } = n.attrs;
     const pads = new Array<number>(2 * r).fill(0);
-    pads[n.attrs.axis as number] = n.attrs.before as number;
-    pads[r + (n.attrs.axis as number)] = n.attrs.after as number;
-    c.node('Pad', [c.name(n.inputs[0]), c.int64s(pads)], [c.name(n.outputs[0])], { mode: 'constant' });
+    pads[axis] = before;
+    pads[r + axis] = after;
+    c.node('Pad', [c.name(n.inputs[0]), c.int64s(pads)], [c.name(n.outputs[0])], { mode: onnxAttr.string('constant') });
   },
   grad: (g, n, [dy]) => {
-    const ax = n.attrs.axis as number;
-    const before = n.attrs.before as number;
-    return [g.slice(dy!, ax, before, before + (n.inputs[0].shape[ax] as number))];
+    const { axis, before } = n.attrs;
+    return [g.slice(dy!, axis, before, before + (n.inputs[0].shape[axis] as number))];
   },
 });
 
 registerOp('Gather', {
-  infer: ([x, idx], a) => {
+  infer: ([x, idx], { axis: ax }) => {
     if (idx.dtype !== 'int64') throw new Error('Gather indices must be int64');
     if (idx.rank > 1) throw new Error('Gather indices must be a scalar or 1-D');
-    const ax = a.axis as number;
     const shape = x.shape.slice();
     if (idx.rank === 0) shape.splice(ax, 1);
     else shape[ax] = idx.shape[0];
@@ -665,12 +715,12 @@ registerOp('Gather', {
       'Gather',
       n.inputs.map((t) => c.name(t)),
       [c.name(n.outputs[0])],
-      { axis: n.attrs.axis },
+      { axis: onnxAttr.int(n.attrs.axis) },
     ),
   nondiff: [1],
   grad: (g, n, [dy]) => {
     const [x, idx] = n.inputs;
-    const ax = n.attrs.axis as number;
+    const ax = n.attrs.axis;
     let upd = dy!;
     let ix = idx;
     if (idx.rank === 0) {
@@ -683,28 +733,30 @@ registerOp('Gather', {
 
 // zeros(shape of like); out[..., idx[j], ...] += upd[..., j, ...] along axis.
 registerOp('ScatterAdd', {
-  infer: ([like, idx, upd], a) => {
-    const ax = a.axis as number;
+  infer: ([like, idx, upd], { axis: ax }) => {
     if (idx.rank !== 1 || upd.rank !== like.rank || upd.shape[ax] !== idx.shape[0])
       throw new Error('ScatterAdd shapes');
     return [{ shape: like.shape.slice(), dtype: upd.dtype }];
   },
   emit: (n, c) => {
     const [like, idx, upd] = n.inputs;
-    const ax = n.attrs.axis as number;
+    const ax = n.attrs.axis;
     const zeros = emitZeros(c, like, upd.dtype);
     const ishape = upd.shape.map((_, i) => (i === ax ? -1 : 1));
     const ir = c.node('Reshape', [c.name(idx), c.int64s(ishape)], 1)[0];
     const ie = c.node('Expand', [ir, c.node('Shape', [c.name(upd)], 1)[0]], 1)[0];
-    c.node('ScatterElements', [zeros, ie, c.name(upd)], [c.name(n.outputs[0])], { axis: ax, reduction: 'add' });
+    c.node('ScatterElements', [zeros, ie, c.name(upd)], [c.name(n.outputs[0])], {
+      axis: onnxAttr.int(ax),
+      reduction: onnxAttr.string('add'),
+    });
   },
   nondiff: [0, 1],
-  grad: (g, n, [dy]) => [null, null, g.gather(dy!, n.attrs.axis as number, n.inputs[1])],
+  grad: (g, n, [dy]) => [null, null, g.gather(dy!, n.attrs.axis, n.inputs[1])],
 });
 
 function emitZeros(c: EmitCtx, like: Tensor, dtype: GDType, out?: string): string {
   const shp = c.node('Shape', [c.name(like)], 1)[0];
-  return c.node('ConstantOfShape', [shp], out ? [out] : 1, { value: { dtype, value: 0 } })[0];
+  return c.node('ConstantOfShape', [shp], out ? [out] : 1, { value: onnxAttr.tensor(dtype, 0) })[0];
 }
 
 registerOp('ZerosLike', {
@@ -714,10 +766,10 @@ registerOp('ZerosLike', {
 });
 
 registerOp('Expand', {
-  infer: ([x], a) => [{ shape: broadcastShapes(x.shape, a.shape as unknown as Shape), dtype: x.dtype }],
+  infer: ([x], a) => [{ shape: broadcastShapes(x.shape, a.shape), dtype: x.dtype }],
   emit: (n, c) => {
     const x = n.inputs[0];
-    const target = n.attrs.shape as unknown as Shape;
+    const target = n.attrs.shape;
     const lead = target.length - x.rank;
     const dims = target.map((d, i) => {
       if (typeof d === 'number') return d;
@@ -727,7 +779,7 @@ registerOp('Expand', {
     });
     c.node('Expand', [c.name(x), c.int64s(dims)], [c.name(n.outputs[0])]);
   },
-  grad: (g, n, [dy]) => [unbroadcast(g, dy!, n.inputs[0].shape)],
+  grad: (_g, _n, [dy]) => [dy], // summed back to the input's shape by grad()
 });
 
 registerOp('ExpandLike', {
@@ -737,7 +789,7 @@ registerOp('ExpandLike', {
     c.node('Expand', [c.name(n.inputs[0]), shp], [c.name(n.outputs[0])]);
   },
   nondiff: [1],
-  grad: (g, n, [dy]) => [unbroadcast(g, dy!, n.inputs[0].shape), null],
+  grad: (_g, _n, [dy]) => [dy, null], // summed back to the input's shape by grad()
 });
 
 // Identity matrix shaped like a run-time [n, n] tensor (masks over a symbolic batch).

@@ -1,8 +1,8 @@
-// Multiply-accumulate counting over the graph IR, in the convention of PETL papers (spec §4.3):
-// one multiply-add = one "FLOP", and only matrix products are counted. That is what DyT's
-// block_flops_dict.py formula 12·n·D² + 2·n²·D per block does (qkv 3nD², proj nD², MLP 8nD²,
-// QKᵀ and AV n²D each), giving 17.56 G for ViT-B/16 at 224 px. Elementwise ops, softmax, GELU
-// and LayerNorm are free.
+// Multiply-accumulate counting over the graph IR, in the convention of PETL papers
+// (docs/method.md §4.3): one multiply-add = one "FLOP", and only matrix products are counted.
+// That is what DyT's block_flops_dict.py formula 12·n·D² + 2·n²·D per block does (qkv 3nD², proj
+// nD², MLP 8nD², QKᵀ and AV n²D each), giving 17.56 G for ViT-B/16 at 224 px. Elementwise ops,
+// softmax, GELU and LayerNorm are free. Each op declares its count (OpDef.macs, graph/ops.ts).
 //
 // fvcore's FlopCountAnalysis by default additionally charges 5 per element of each LayerNorm
 // input (norm_flop_counter, "a rough estimate"), which is where its 17.58 G for the same ViT-B
@@ -11,15 +11,13 @@
 // Only the nodes an output actually needs are counted, so an exit's cost is countMacs([logits_j])
 // and the increment between two exits is countMacs([logits_j], B, nodesOfExit_{j-1}).
 
-import type { Dim, Node, Tensor } from '../graph/ir';
+import { type Dim, type MacOptions, type Node, opDef, type Tensor } from '../graph/ir';
+import '../graph/ops';
 
 /** Values of symbolic dims: a number is the batch 'B'; a record names every symbol. */
 export type DimEnv = number | Readonly<Record<string, number>>;
 
-export interface MacOptions {
-  /** Charge fvcore's 5 FLOPs per LayerNorm input element (affine). Default false. */
-  layerNorm?: boolean;
-}
+export type { MacOptions };
 
 /**
  * The value of one dim: a number, a symbol ('B'), or a product of symbols and integers
@@ -46,32 +44,16 @@ export function evalDim(d: Dim, env: DimEnv = 1): number {
   return v;
 }
 
-function numelOf(shape: readonly Dim[], env: DimEnv): number {
-  let n = 1;
-  for (const d of shape) n *= evalDim(d, env);
-  return n;
-}
-
 /**
- * MACs of one node. MatMul [..., M, K] @ [..., K, N] → [..., M, N] (or MatMulNT, with b
- * [..., N, K]) costs
+ * MACs of one node, as its op declares them (OpDef.macs in graph/ops.ts). MatMul [..., M, K] @
+ * [..., K, N] → [..., M, N] (or MatMulNT, with b [..., N, K]) costs
  * prod(broadcast batch dims)·M·K·N = numel(output)·K (counted on the broadcast output, so a
  * broadcast operand is charged for every batch it is applied to). Everything else is 0 unless
- * the options say otherwise.
+ * the options say otherwise (LayerNorm).
  */
 export function macsOfNode(node: Node, env: DimEnv = 1, opts: MacOptions = {}): number {
-  switch (node.op) {
-    case 'MatMul':
-    case 'MatMulNT': {
-      // a @ b and a @ b^T alike: K is a's last axis.
-      const a = node.inputs[0];
-      return numelOf(node.outputs[0].shape, env) * evalDim(a.shape[a.rank - 1], env);
-    }
-    case 'LayerNorm':
-      return opts.layerNorm ? 5 * numelOf(node.inputs[0].shape, env) : 0;
-    default:
-      return 0;
-  }
+  const macs = opDef(node.op).macs;
+  return macs ? macs(node, (d) => evalDim(d, env), opts) : 0;
 }
 
 export function macsOfNodes(nodes: Iterable<Node>, env: DimEnv = 1, opts: MacOptions = {}): number {
@@ -86,20 +68,7 @@ export function macsOfNodes(nodes: Iterable<Node>, env: DimEnv = 1, opts: MacOpt
  * so their producers are not needed on their account either.
  */
 export function neededNodes(outputs: readonly Tensor[], exclude?: ReadonlySet<Node>): Node[] {
-  const seen = new Set<Node>();
-  const stack: Node[] = [];
-  const push = (t: Tensor) => {
-    const n = t.node;
-    if (n && !seen.has(n) && !exclude?.has(n)) {
-      seen.add(n);
-      stack.push(n);
-    }
-  };
-  outputs.forEach(push);
-  // Iterative, since backward graphs are deep enough to make recursion fragile.
-  while (stack.length) for (const t of stack.pop()!.inputs) push(t);
-  // Node ids are positions in graph.nodes, assigned when a node is created after its inputs.
-  return [...seen].sort((a, b) => a.id - b.id);
+  return outputs.length ? outputs[0].graph.ancestors(outputs, exclude).nodes : [];
 }
 
 /**

@@ -1,4 +1,4 @@
-// Parameter accounting of MET (spec §3) and of the plain ViT backbones it is applied to.
+// Parameter accounting of MET (docs/method.md §3) and of the plain ViT backbones it is applied to.
 //
 // Counts follow the spec's reconstruction, which reproduces the paper's "reduced by approximately
 // 98.48%" exactly: one shared W_d (D×r) and W_u (r×D); per E-adapter i an r×r pair A_i, B_i; per
@@ -157,7 +157,7 @@ function posInt(name: string, v: number): void {
   if (!Number.isInteger(v) || v < 1) throw new Error(`${name} must be a positive integer, got ${v}`);
 }
 
-/** MET's parameter counts for one configuration (spec §3). */
+/** MET's parameter counts for one configuration (docs/method.md §3). */
 export function metParams(s: MetShape): MetParamCounts {
   posInt('dim', s.dim);
   posInt('rank', s.rank);

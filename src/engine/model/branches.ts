@@ -1,7 +1,7 @@
 // Exit branches: what turns the state at an exit into that exit's logits [B, C]. MET's exit is a
 // linear head on LN_f(c_j); Bakhtiarnia et al. ("Multi-Exit Vision Transformer for Dynamic
 // Inference", BMVC 2021; "Single-Layer Vision Transformers for More Accurate Early Exits with
-// Less Overhead", Neural Networks 2022; shared/docs/met-spec.md §7) show that the branch itself
+// Less Overhead", Neural Networks 2022; docs/method.md §7) show that the branch itself
 // is a trade-off knob. Every branch reads the token sequence after its exit's layer,
 //   seq [B, k + N, D]: k exit tokens in front (its own, c_j, first), then the N = G·G patches,
 // and ends with the same final classifier `exit.{j}.weight` [C, F] / `exit.{j}.bias` [C] on a
@@ -20,6 +20,8 @@
 //                 exact GELU (ratio default: the backbone's mlpDim / D), its own LayerNorms.
 //                 Only the class token's output is used, so only its query, its residual and its
 //                 MLP are computed (the same function as the full layer, at the cost it has).
+//                 The attention and MLP are the backbone's blocks (model/vit.ts: attention, mlp)
+//                 on the branch's tensors.
 //   conv-ignore   the patch tokens, each through LN_f, as a G x G map with D channels, one 3x3
 //                 convolution (stride 1, zero padding 1) to c channels (default D/4), GELU, global
 //                 average pool: z [B, c]                                          F = c
@@ -27,10 +29,10 @@
 //   conv-project  as conv-ignore, with LN_f(c_j) projected by a linear layer D -> G·G and
 //                 concatenated to the map as one more channel (the conv sees D + 1 channels).
 //
-// What is assumed (the branch papers' full text and code could not be read here; see the spec
-// §7): the conv branches' depth (one conv), kernel (3x3), width (D/4: on ViT-B/16 one such
-// branch costs 0.26 GMACs, about what an sl-vit branch costs, 0.24), GELU, global average pool,
-// and the reading of "project" as a projected extra channel; LN_f on the tokens a conv branch
+// What is assumed (the branch papers' full text and code could not be read here; see
+// docs/method.md §7): the conv branches' depth (one conv), kernel (3x3), width (D/4: on ViT-B/16
+// one such branch costs 0.26 GMACs, about what an sl-vit branch costs, 0.24), GELU, global average
+// pool, and the reading of "project" as a projected extra channel; LN_f on the tokens a conv branch
 // reads (the class-token branches read LN_f(c_j) too, as MET's); the sl-vit branch's own
 // LayerNorms use the backbone's epsilon. The branch architectures are flags, not guesses baked in:
 // `branchHidden`, `branchChannels`, `branchHeads`, `branchMlpRatio`.
@@ -50,12 +52,13 @@
 //   conv-*        exit.{j}.conv.weight [c, C_in, 3, 3] (PyTorch's Conv2d layout), exit.{j}.conv.bias [c]
 //   conv-project  exit.{j}.proj.weight [G·G, D], exit.{j}.proj.bias [G·G]
 //
-// This module has no value imports (types only), so the settings table (run/schema.ts), which the
-// extension bundles, can take BRANCH_TYPES from here without pulling in the graph code.
+// This module's only value import is model/vit.ts's blocks, which import the graph for types
+// only: the settings table (run/schema.ts), which the extension bundles, can take BRANCH_TYPES
+// from here without pulling in the graph code (or onnxruntime).
 
 import type { Graph, Tensor } from '../graph';
 import type { VitConfig } from './config';
-import type { VitParams } from './vit';
+import { attention, mlp, type VitParams } from './vit';
 
 export const BRANCH_TYPES = ['linear', 'mlp', 'sl-vit', 'conv-ignore', 'conv-add', 'conv-project'] as const;
 export type BranchType = (typeof BRANCH_TYPES)[number];
@@ -324,30 +327,19 @@ export function initBranchValue(name: string, shape: number[], truncated: () => 
 
 // ------------------------------------------------------------------ forward
 
-/** What the graph code needs from MetTensors (kept structural to avoid a cycle with met.ts). */
-export interface BranchTensors {
-  get(name: string): Tensor;
-}
-
 export interface BranchOutput {
   logits: Tensor;
   /** The final classifier's input [B, F]. */
   feature: Tensor;
 }
 
-function ln(g: Graph, x: Tensor, T: BranchTensors | VitParams, name: string, eps: number): Tensor {
+function ln(g: Graph, x: Tensor, T: VitParams, name: string, eps: number): Tensor {
   return g.layerNorm(x, T.get(`${name}.weight`), T.get(`${name}.bias`), eps);
 }
 
 /** x @ W^T + b for a stored [out, in] W, with only W's rows [r0, r1) when given. */
-function lin(g: Graph, x: Tensor, T: BranchTensors, name: string, rows?: [number, number]): Tensor {
-  let w = T.get(`${name}.weight`);
-  let b = T.get(`${name}.bias`);
-  if (rows) {
-    w = g.slice(w, 0, rows[0], rows[1]);
-    b = g.slice(b, 0, rows[0], rows[1]);
-  }
-  return g.add(g.matmul(x, g.mT(w)), b);
+function lin(g: Graph, x: Tensor, T: VitParams, name: string): Tensor {
+  return g.add(g.matmul(x, g.mT(T.get(`${name}.weight`))), T.get(`${name}.bias`));
 }
 
 /**
@@ -381,7 +373,7 @@ export function conv3x3(g: Graph, x: Tensor, w: Tensor, bias: Tensor): Tensor {
 export function branchForward(
   g: Graph,
   P: VitParams,
-  T: BranchTensors,
+  T: VitParams,
   cfg: VitConfig,
   b: BranchSpec,
   j: number,
@@ -408,21 +400,10 @@ export function branchForward(
     }
     case 'sl-vit': {
       const x = k === 1 ? seq : g.concat([g.slice(seq, 1, 0, 1), patches()], 1); // [B, 1 + N, D]
-      const Tn = x.shape[1] as number;
-      const H = b.heads;
-      const dh = b.headDim;
+      // The backbone's blocks on the branch's tensors, the class token's query only.
       const h = ln(g, x, T, `${p}.norm1`, eps);
-      const q = g.transpose(
-        g.reshape(lin(g, g.slice(h, 1, 0, 1), T, `${p}.attn.qkv`, [0, D]), [-1, 1, H, dh]),
-        [0, 2, 1, 3],
-      ); // [B, H, 1, dh]
-      const kk = g.transpose(g.reshape(lin(g, h, T, `${p}.attn.qkv`, [D, 2 * D]), [-1, Tn, H, dh]), [0, 2, 1, 3]); // [B, H, T, dh]
-      const v = g.transpose(g.reshape(lin(g, h, T, `${p}.attn.qkv`, [2 * D, 3 * D]), [-1, Tn, H, dh]), [0, 2, 1, 3]);
-      const a = g.softmax(g.mulScalar(g.matmul(q, g.mT(kk)), 1 / Math.sqrt(dh)), -1); // [B, H, 1, T]
-      const o = g.reshape(g.transpose(g.matmul(a, v), [0, 2, 1, 3]), [-1, 1, D]);
-      const c1 = g.add(g.slice(x, 1, 0, 1), lin(g, o, T, `${p}.attn.proj`)); // [B, 1, D]
-      const m = lin(g, g.gelu(lin(g, ln(g, c1, T, `${p}.norm2`, eps), T, `${p}.mlp.fc1`)), T, `${p}.mlp.fc2`);
-      const c2 = g.reshape(g.add(c1, m), [-1, D]);
+      const c1 = g.add(g.slice(x, 1, 0, 1), attention(T, `${p}.attn.`, b.heads, b.headDim, h, 1)); // [B, 1, D]
+      const c2 = g.reshape(g.add(c1, mlp(T, `${p}.mlp.`, 'gelu', ln(g, c1, T, `${p}.norm2`, eps))), [-1, D]);
       const z = ln(g, c2, T, `${p}.norm`, eps);
       return { feature: z, logits: classifier(z) };
     }

@@ -2,7 +2,7 @@
 // softened outputs. Bakhtiarnia et al. ("Single-Layer Vision Transformers for More Accurate Early
 // Exits with Less Overhead", Neural Networks 2022) fine-tune their SL-ViT branches with a strategy
 // they call CopycatSL-ViT: the branches learn to copy the final exit of the backbone. Only that
-// much is recoverable here (shared/docs/met-spec.md §7 marks it as recalled; the paper's text and
+// much is recoverable here (docs/method.md §7 marks it as recalled; the paper's text and
 // code could not be read), so what follows is an assumption, written down:
 //
 //   - "Copy the final exit" is read as knowledge distillation from the final exit (Hinton et al.,

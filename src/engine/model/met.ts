@@ -1,19 +1,26 @@
-// Multiple-Exit Tuning (MET, arXiv 2409.13999) on a frozen pre-LN ViT, following the rebuilt
-// spec (shared/docs/met-spec.md; section numbers below refer to it).
+// Multiple-Exit Tuning (MET, arXiv 2409.13999) on a frozen pre-LN ViT, written to be read next to
+// the method: docs/method.md (section numbers as in the rebuilt spec; the paper's own equation
+// numbers were not recovered). Each block below names the equation it implements.
 //
-//  - K exit-specific class tokens, created from the pre-trained class token (the first E-adapter
-//    turns one token into K; broadcasting c^0 to K copies before layer 1 is the same thing).
-//  - E-adapters before MHA and before the MLP of every layer, all sharing one W_d [D,r] and one
-//    W_u [r,D]; adapter i has cores A_i, B_i [r,r]; each (adapter i, exit j) a diagonal λ_ij [r].
-//      g_ij(t) = σ(t W_d) A_i diag(λ_ij) B_i W_u           (act_position = after_down)
-//  - An exit's token leaves the sequence after its layer: logits_j = h_j(LN_f(c_j)) with MET's
-//    linear head, or another exit branch (model/branches.ts: mlp, sl-vit, conv-*) on the
-//    sequence after the exit's layer.
-//  - Graph regularization on the head inputs of the early exits (§2): the input of each exit's
-//    final classifier (LN_f(c_j) for the linear head).
+//   §1.1  K exits after layers l_1 < .. < l_K; exit j predicts y_j = h_j(LN_f(c_j^{(l_j)}))
+//         with its own linear head h_j and the backbone's frozen final LayerNorm LN_f
+//         (or another exit branch, model/branches.ts: mlp, sl-vit, conv-*).
+//   §1.2  K exit-specific class tokens c_1..c_K made from the pre-trained one; active set in
+//         layer l: A_l = {j : l_j >= l}, k_l = |A_l|; an exit's token leaves after its layer.
+//   §1.3  The layer with E-adapters (EA on the LayerNorm output, ARC's placement):
+//           (Ĉ, X̂)     = EA_{2l-1}(LN1([C^{l-1}; X^{l-1}]))
+//           [C'; X']   = [C^{l-1}; X^{l-1}] + MHA([Ĉ; X̂])      (-log k on the k exit-token keys)
+//           (Ĉ', X̂')   = EA_{2l}(LN2([C'; X']))
+//           [C^l; X^l] = [C'; X'] + MLP([Ĉ'; X̂'])
+//   §1.4  The E-adapter: shared W_d [D, r], W_u [r, D]; per adapter i cores A_i, B_i [r, r];
+//         per (adapter i, exit j) a diagonal Λ_ij = diag(λ_ij), λ_ij [r]:
+//           g_ij(t) = σ(t W_d) A_i Λ_ij B_i W_u                       (act_position = after_down)
+//           ĉ_j = c_j + g_ij(c_j);   X_j = X_{j-1} + g_ij(X_{j-1})    (feature_path = chain)
+//   §2    Graph regularization (GR) on the head inputs z^j of the early exits (graphRegularization).
+//   §1.1, §2  L = Σ_j CE_j + λ Σ_{j<K} L_GR^j (metLoss).
 //
-// The sequence at layer l is [c_j for active j; patches] with active = {j : l_j >= l}: always a
-// suffix of the exits, and the token that leaves after layer l is the first one.
+// The sequence at layer l is [c_j for j in A_l; patches]: A_l is always a suffix of the exits,
+// and the token that leaves after layer l is the first one.
 
 import type { Graph, Tensor } from '../graph';
 import type { HostTensor } from '../tensor';
@@ -29,7 +36,7 @@ import {
 } from './branches';
 import type { VitConfig } from './config';
 import { copycatTerms, type DistillSettings } from './distill';
-import { layerNorm, type VitParams, vitAttentionQ, vitEmbed, vitMlp } from './vit';
+import { layerNorm, VitParams, vitAttentionQ, vitEmbed, vitMlp } from './vit';
 
 export type Variant = 'met' | 'no_gr' | 'shared_cls' | 'linear_probe';
 
@@ -109,10 +116,13 @@ export function validateMetConfig(m: MetConfig, depth: number): void {
     throw new Error(`need at least 2 classes, got ${m.numClasses}`);
 }
 
-/** E-adapter index (0-based) of layer l (1-based): 2(l-1) before MHA, 2(l-1)+1 before the MLP. */
+/**
+ * E-adapter index i - 1 (0-based) of layer l (1-based): i = 2l - 1 before MHA, 2l before the MLP
+ * (docs/method.md §1.3).
+ */
 export const adapterIndex = (l: number, beforeMlp: boolean): number => 2 * (l - 1) + (beforeMlp ? 1 : 0);
 
-/** Number of exit tokens alive in layer l. */
+/** k_l = |A_l| = |{j : l_j >= l}|: exit tokens alive in layer l (docs/method.md §1.2). */
 export function activeAt(exits: number[], l: number): number {
   return exits.filter((e) => e >= l).length;
 }
@@ -128,7 +138,11 @@ export function adapterAt(m: MetConfig, beforeMlp: boolean): boolean {
 
 // ------------------------------------------------------------------ trainable tensors
 
-/** Shapes of MET's trainable tensors (stored names). */
+/**
+ * Shapes of MET's trainable tensors (stored names; docs/method.md §1.4 "Trainable parameters"):
+ * ea.down W_d [D, r], ea.up W_u [r, D], ea.A / ea.B the stacked A_i / B_i [2L, r, r], ea.diag the
+ * stacked λ_ij [2L, K, r] (one row per exit; [2L, 1, r] for shared_cls), then each exit's branch.
+ */
 export function metParamShapes(cfg: VitConfig, m: MetConfig): Map<string, number[]> {
   const D = cfg.dim;
   const r = m.rank;
@@ -159,7 +173,7 @@ export function decays(name: string): boolean {
 }
 
 /**
- * Initial values (§1.4, ARC-style): W_d, W_u Xavier-uniform, A_i = B_i = I, λ = 0, so the
+ * Initial values (docs/method.md §1.4, ARC-style): W_d, W_u Xavier-uniform, A_i = B_i = I, λ = 0, so the
  * untrained model equals the backbone on every exit token; heads (the final classifier of every
  * branch) trunc-normal(0.01) or zeros; the other branch tensors as model/branches.ts says.
  */
@@ -201,63 +215,46 @@ export function initMetParams(cfg: VitConfig, m: MetConfig, seed: number): Map<s
   return out;
 }
 
-/** MET's trainable tensors as graph tensors (inputs when training, constants when exporting). */
-export class MetTensors {
-  private cache = new Map<string, Tensor>();
-  readonly inputs = new Map<string, Tensor>();
-  private P?: Tensor;
-
+/**
+ * MET's trainable tensors (E-adapters and exit branches) as graph tensors: all graph inputs when
+ * training, all constants when exporting. The same parameter store as the backbone's
+ * (VitParams), with the views of the stacked adapter tensors an E-adapter reads.
+ */
+export class MetTensors extends VitParams {
   constructor(
-    readonly g: Graph,
+    g: Graph,
     readonly values: Map<string, HostTensor>,
     readonly asInputs: boolean,
-  ) {}
-
-  get(name: string): Tensor {
-    let t = this.cache.get(name);
-    if (!t) {
-      const h = this.values.get(name);
-      if (!h) throw new Error(`missing MET tensor '${name}'`);
-      if (this.asInputs) {
-        t = this.g.input(name, h.shape);
-        this.inputs.set(name, t);
-      } else t = this.g.constant(h, name);
-      this.cache.set(name, t);
-    }
-    return t;
+  ) {
+    super(g, values, asInputs ? new Set(values.keys()) : new Set());
   }
 
-  /** [r, r] slice i of a stacked [2L, r, r] tensor. */
+  protected override get kind(): string {
+    return 'MET tensor';
+  }
+
+  /** [r, r] slice i of a stacked [2L, r, r] tensor (A_i or B_i). */
   core(name: 'ea.A' | 'ea.B', i: number): Tensor {
-    const key = `${name}[${i}]`;
-    let t = this.cache.get(key);
-    if (!t) {
+    return this.memo(`${name}[${i}]`, () => {
       const full = this.get(name);
       const r = full.shape[1] as number;
-      t = this.g.reshape(this.g.slice(full, 0, i, i + 1), [r, r]);
-      this.cache.set(key, t);
-    }
-    return t;
+      return this.g.reshape(this.g.slice(full, 0, i, i + 1), [r, r]);
+    });
   }
 
-  /** Diagonals of adapter i for exits [j0, j1) (0-based): [j1 - j0, r]. */
+  /** Diagonals λ_ij of adapter i for exits [j0, j1) (0-based): [j1 - j0, r]. */
   diag(i: number, j0: number, j1: number, shared: boolean): Tensor {
-    const key = `diag[${i}][${shared ? 's' : `${j0}:${j1}`}]`;
-    let t = this.cache.get(key);
-    if (!t) {
+    return this.memo(`diag[${i}][${shared ? 's' : `${j0}:${j1}`}]`, () => {
       const full = this.get('ea.diag'); // [2L, K or 1, r]
       const r = full.shape[2] as number;
       const row = this.g.reshape(this.g.slice(full, 0, i, i + 1), [full.shape[1] as number, r]);
-      t = shared ? row : this.g.slice(row, 0, j0, j1);
-      this.cache.set(key, t);
-    }
-    return t;
+      return shared ? row : this.g.slice(row, 0, j0, j1);
+    });
   }
 
-  /** P = W_u W_d [r, r]: maps an up-projected update back into the down-projected space. */
+  /** W_u W_d [r, r]: maps an up-projected update back into the down-projected space. */
   upDown(): Tensor {
-    if (!this.P) this.P = this.g.matmul(this.get('ea.up'), this.get('ea.down'));
-    return this.P;
+    return this.memo('W_u W_d', () => this.g.matmul(this.get('ea.up'), this.get('ea.down')));
   }
 }
 
@@ -267,7 +264,11 @@ function sigma(g: Graph, m: MetConfig, x: Tensor): Tensor {
   return m.act === 'gelu' ? g.gelu(x) : g.relu(x);
 }
 
-/** Sub-adapter cores in the r-dim space: z [.., r] -> σ(z) A diag(λ) B (or σ(z A diag(λ)) B). */
+/**
+ * The sub-adapter g_ij of docs/method.md §1.4 without its projections, in the r-dim space:
+ * z = t W_d [.., r] -> σ(z) A_i Λ_ij B_i (act_position after_down) or σ(z A_i Λ_ij) B_i
+ * (after_diag); Λ absent for the shared feature path. The caller multiplies by W_u.
+ */
 function core(g: Graph, m: MetConfig, z: Tensor, A: Tensor, lam: Tensor | null, B: Tensor): Tensor {
   if (m.actPosition === 'after_down' && (!lam || lam.shape[0] === 1)) {
     // One diagonal for every token: compose the r x r cores first, A diag(λ) B = (A * λ) B, so
@@ -288,8 +289,11 @@ function core(g: Graph, m: MetConfig, z: Tensor, A: Tensor, lam: Tensor | null, 
 }
 
 /**
- * E-adapter i on a sequence u [B, k + N, D] whose first k tokens are the exit tokens of exits
- * [K - k, K) (0-based), or on exit tokens only (patches = false: the last layer's MLP input).
+ * E-adapter EA_{i+1} (docs/method.md §1.4) on a sequence u [B, k + N, D] whose first k tokens are
+ * the exit tokens of exits [K - k, K) (0-based), or on exit tokens only (patches = false: the last
+ * layer's MLP input, the "last E-adapter" of docs/method.md §1.4):
+ *   ĉ_j = c_j + g_ij(c_j) for each exit token;   X̂ = X_k with X_j = X_{j-1} + g_ij(X_{j-1}) (chain),
+ *   X̂ = X + g_iK(X) (deepest) or X̂ = X + σ(X W_d) A_i B_i W_u (shared).
  *
  * All work happens in the rank-r space: one down-projection of the whole sequence, the per-exit
  * cores, one up-projection. The `chain` feature path (patches pass through the k sub-adapters in
@@ -343,7 +347,9 @@ export function eAdapter(
 
 /**
  * Additive attention bias [Tq, T] for k exit tokens at the front of a length-T sequence, for the
- * queries [q0, q0 + Tq). null when no bias is needed (k <= 1 with no masking).
+ * queries [q0, q0 + Tq) (docs/method.md §1.3): -log k on the k exit-token keys (exit_key_bias
+ * log_k: while the k copies are equal they hold the one class token's attention mass), or the
+ * masks of cls_isolated / fully_isolated. null when no bias is needed (k <= 1 with no masking).
  */
 export function exitAttentionBias(m: MetConfig, k: number, T: number, q0 = 0, Tq = T): HostTensor | null {
   if (k <= 1 && m.attnMask !== 'fully_isolated') return null;
@@ -385,7 +391,10 @@ export interface MetState {
   nextLayer: number;
 }
 
-/** Patch embedding and the K exit tokens: the state entering layer 1. */
+/**
+ * Patch embedding and the K exit tokens: the state entering layer 1 (docs/method.md §1.2: every
+ * exit token starts as x_cls + E_pos[0]; the first E-adapter makes them differ, docs/method.md §1.4 Fig. (b)).
+ */
 export function metEmbed(g: Graph, P: VitParams, cfg: VitConfig, m: MetConfig, images: Tensor): MetState {
   const x = vitEmbed(P, cfg, images); // (B, 1 + N, D)
   const K = hasAdapters(m) ? m.exits.length : 1;
@@ -396,8 +405,9 @@ export function metEmbed(g: Graph, P: VitParams, cfg: VitConfig, m: MetConfig, i
 }
 
 /**
- * Runs layers state.nextLayer .. toLayer. Each exit whose layer is passed emits its logits and
- * leaves the sequence. The last exit's layer only computes what its token needs (its query in
+ * Runs layers state.nextLayer .. toLayer, each the layer equations of docs/method.md §1.3 (see the
+ * header). Each exit whose layer is passed emits its logits (docs/method.md §1.1) and its token leaves
+ * the sequence (§1.2). The last exit's layer only computes what its token needs (its query in
  * attention, its MLP) when its branch reads the class token alone: the patch outputs there are
  * then never used. A branch that reads the patches (sl-vit, conv-*) gets the full last layer.
  */
@@ -423,7 +433,7 @@ export function metLayers(
     const final = l === lastExit && pruneLast;
     const nq = final ? k : Tn; // queries computed
     const pre = `blocks.${l - 1}.`;
-    // ---- attention
+    // ---- attention: [C'; X'] = [C; X] + MHA(EA_{2l-1}(LN1([C; X])))
     if (adapters && m.eaPosition === 'pre_ln' && adapterAt(m, false))
       seq = eAdapter(g, m, T!, adapterIndex(l, false), seq, k, K);
     let h = layerNorm(P, cfg, seq, pre + 'norm1');
@@ -433,14 +443,14 @@ export function metLayers(
     const bias = biasHost ? g.constant(biasHost, `attn_bias.${l}`) : undefined;
     const a = vitAttentionQ(P, cfg, l - 1, h, nq, bias); // (B, nq, D)
     let x = final ? g.add(g.slice(seq, 1, 0, nq), a) : g.add(seq, a);
-    // ---- MLP
+    // ---- MLP: [C^l; X^l] = [C'; X'] + MLP(EA_{2l}(LN2([C'; X'])))
     if (adapters && m.eaPosition === 'pre_ln' && adapterAt(m, true))
       x = eAdapter(g, m, T!, adapterIndex(l, true), x, k, K, !final);
     let h2 = layerNorm(P, cfg, x, pre + 'norm2');
     if (adapters && m.eaPosition === 'post_ln' && adapterAt(m, true))
       h2 = eAdapter(g, m, T!, adapterIndex(l, true), h2, k, K, !final);
     seq = g.add(x, vitMlp(P, cfg, l - 1, h2));
-    // ---- exits after this layer
+    // ---- exit j after this layer: logits_j = h_j(LN_f(c_j^l)) (docs/method.md §1.1), then c_j leaves (§1.2)
     const j = m.exits.indexOf(l);
     if (j >= 0) {
       if (!T) throw new Error('exit heads need MET tensors');
@@ -470,38 +480,56 @@ export function metForward(
 
 // ------------------------------------------------------------------ losses
 
+/** The ε of graph regularization's norms, square roots and ratio: graph and host (explore/similarity.ts). */
+export const GR_EPS = 1e-12;
+
 /**
- * Graph regularization for one early exit (§2): similarities from the last exit's detached
- * logits, squared Euclidean distances between head inputs, intra-class term minus inter-class
- * term, each normalised by its count of non-zero similarities.
+ * Graph regularization L_GR^j for one early exit j < K (docs/method.md §2), on a batch of n images
+ * with head inputs z_a = z_a^j [n, F] (LN_f(c_j) for MET's linear head), the last exit's logits
+ * o_a = o_a^K [n, C] (detached: no gradient reaches exit K or the similarities) and labels y_a:
+ *
+ *   S_ab   = cos(o_a, o_b)                     (simClamp: max(0, S) or (1 + S) / 2)
+ *   S^w_ab = S_ab if y_a = y_b (a ≠ b unless !grExcludeSelf), else 0      intra-class graph
+ *   S^b_ab = S_ab if y_a ≠ y_b, else 0                                    inter-class graph
+ *   d_ab   = ||z_a − z_b||²                    (or sqrt(d + 1e-12) with !grSquared; / F with grNormalize)
+ *   L_intra = (1/n_w) Σ_ab S^w_ab d_ab,   L_inter = (1/n_b) Σ_ab S^b_ab d_ab
+ *   n_w, n_b = max(#{S ≠ 0}, 1)             (the non-zero entries of S^w, S^b)
+ *   L_GR^j = L_intra − L_inter             (grForm diff; ratio: L_intra / (L_inter + 1e-12))
+ *
+ * In trace form (S symmetric, Laplacian L_S = diag(S 1) − S): Σ_ab S_ab ||z_a − z_b||² =
+ * 2 tr(Zᵀ L_S Z), so L_GR pulls same-class pairs together (compactness) and pushes different-class
+ * pairs apart (separability), each pair weighted by how alike the last exit finds the two images.
+ * The squared distances are computed as |z_a|² + |z_b|² − 2 z_a·z_b: one [n, n] matmul.
+ * explore/similarity.ts (grMatrices) evaluates the same formula on the host, in float64.
  */
 export function graphRegularization(g: Graph, m: MetConfig, z: Tensor, lastLogits: Tensor, labels: Tensor): Tensor {
   const dt = z.dtype;
-  // S_ab = cos(o_a, o_b) on detached logits.
+  // S_ab = cos(o_a, o_b) on detached logits: o / sqrt(|o|² + ε) row-wise, then o oᵀ [n, n].
   const o = g.stopGradient(lastLogits);
-  const norm = g.sqrt(g.addScalar(g.sum(g.mul(o, o), [1], true), 1e-12));
+  const norm = g.sqrt(g.addScalar(g.sum(g.mul(o, o), [1], true), GR_EPS));
   const on = g.div(o, norm);
   let S = g.matmul(on, g.mT(on)); // (B, B)
   if (m.simClamp === 'relu') S = g.relu(S);
   else if (m.simClamp === 'affine') S = g.mulScalar(g.addScalar(S, 1), 0.5);
+  // S^w and S^b: S on same-class / different-class pairs.
   const same = g.equal(g.unsqueeze(labels, 1), g.unsqueeze(labels, 0)); // (B, B) bool
   let sameF = g.cast(same, dt);
   if (m.grExcludeSelf) sameF = g.mul(sameF, g.sub(g.scalar(1, dt), eyeLike(g, S)));
   const diffF = g.cast(g.not(same), dt);
   const Sw = g.stopGradient(g.mul(S, sameF));
   const Sb = g.stopGradient(g.mul(S, diffF));
-  // ||z_a - z_b||^2 = |z_a|^2 + |z_b|^2 - 2 z_a.z_b
+  // d_ab = ||z_a - z_b||^2 = |z_a|^2 + |z_b|^2 - 2 z_a.z_b
   const sq = g.sum(g.mul(z, z), [1], true); // (B, 1)
   let d2 = g.sub(g.add(sq, g.mT(sq)), g.mulScalar(g.matmul(z, g.mT(z)), 2));
   d2 = g.relu(d2); // rounding can make tiny negatives
-  let dist = m.grSquared ? d2 : g.sqrt(g.addScalar(d2, 1e-12));
+  let dist = m.grSquared ? d2 : g.sqrt(g.addScalar(d2, GR_EPS));
   if (m.grNormalize) dist = g.mulScalar(dist, 1 / (z.shape[1] as number));
   const nonzero = (s: Tensor) => g.cast(g.not(g.equal(s, g.scalar(0, dt))), dt);
-  const count = (s: Tensor) =>
-    g.stopGradient(g.add(g.sumAll(nonzero(s)), g.cast(g.equal(g.sumAll(nonzero(s)), g.scalar(0, dt)), dt))); // max(n, 1)
+  const count = (s: Tensor) => g.stopGradient(g.maximum(g.sumAll(nonzero(s)), g.scalar(1, dt))); // max(n, 1)
+  // L_intra = Σ S^w d / n_w,  L_inter = Σ S^b d / n_b
   const intra = g.div(g.sumAll(g.mul(Sw, dist)), count(Sw));
   const inter = g.div(g.sumAll(g.mul(Sb, dist)), count(Sb));
-  return m.grForm === 'ratio' ? g.div(intra, g.addScalar(inter, 1e-12)) : g.sub(intra, inter);
+  return m.grForm === 'ratio' ? g.div(intra, g.addScalar(inter, GR_EPS)) : g.sub(intra, inter);
 }
 
 /** Identity matrix with the run-time batch size: (i == j) from two index ranges. */
@@ -517,7 +545,10 @@ export interface MetLoss {
   kd: Tensor[];
 }
 
-/** L = Σ_j CE_j + λ Σ_{j<K} GR_j (uniform exit weights, §1.1 and §2) + w Σ_{j<K} KD_j (copycat, distill.ts). */
+/**
+ * The training objective (docs/method.md §1.1 and §2, uniform exit weights):
+ *   L = Σ_{j=1..K} CE_j + λ Σ_{j=1..K-1} L_GR^j   (+ w Σ_{j<K} KD_j, copycat distillation, distill.ts)
+ */
 export function metLoss(g: Graph, m: MetConfig, f: MetForward, labels: Tensor): MetLoss {
   const ce = f.logits.map((l) => g.crossEntropy(l, labels));
   let loss = ce.reduce((a, b) => g.add(a, b));

@@ -5,15 +5,22 @@
 //
 // Frozen weights become ONNX initializers; the names listed as trainable become graph inputs
 // (so gradients can be asked for them and the optimizer can feed new values every step).
+// The attention and MLP blocks take their weights by name prefix, so the exit branches
+// (model/branches.ts: sl-vit) run the same blocks on their own tensors.
 
 import type { Graph, Tensor } from '../graph';
 import { type HostTensor, numel, shapeStr } from '../tensor';
 import { canonicalShapes, type VitConfig } from './config';
 import { antialiasWeights } from '../data/resample';
 
-/** Canonical weights, with a chosen subset fed as graph inputs. */
+/**
+ * The parameter store of a graph: named host tensors, each a graph input when trainable, else a
+ * constant. The backbone's canonical weights are one (a chosen subset trainable); MET's tensors
+ * (MetTensors, model/met.ts) are another, built on this one with their adapter-core views.
+ */
 export class VitParams {
   private cache = new Map<string, Tensor>();
+  /** The trainable tensors made graph inputs so far, by name. */
   readonly inputs = new Map<string, Tensor>();
 
   constructor(
@@ -28,7 +35,22 @@ export class VitParams {
 
   host(name: string): HostTensor {
     const t = this.tensors.get(name);
-    if (!t) throw new Error(`missing weight '${name}'`);
+    if (!t) throw new Error(`missing ${this.kind} '${name}'`);
+    return t;
+  }
+
+  /** What a missing tensor is called in errors. */
+  protected get kind(): string {
+    return 'weight';
+  }
+
+  /** A derived tensor (a slice, a transposed constant), made once per graph under `key`. */
+  protected memo(key: string, make: () => Tensor): Tensor {
+    let t = this.cache.get(key);
+    if (!t) {
+      t = make();
+      this.cache.set(key, t);
+    }
     return t;
   }
 
@@ -62,20 +84,17 @@ export class VitParams {
       y = g.matmul(x, g.mT(w));
     } else {
       const key = `${wName}^T${rows ? `[${rows}]` : ''}`;
-      let wt = this.cache.get(key);
-      if (!wt) {
-        wt = g.constant(transposeRows(this.host(wName), rows), key);
-        this.cache.set(key, wt);
-      }
-      y = g.matmul(x, wt);
+      y = g.matmul(
+        x,
+        this.memo(key, () => g.constant(transposeRows(this.host(wName), rows), key)),
+      );
     }
     if (bName && this.has(bName)) {
       let b: Tensor;
       if (this.trainable.has(bName) || !rows) b = this.get(bName);
       else {
         const key = `${bName}[${rows}]`;
-        b = this.cache.get(key) ?? g.constant(sliceVec(this.host(bName), rows), key);
-        this.cache.set(key, b);
+        b = this.memo(key, () => g.constant(sliceVec(this.host(bName), rows), key));
       }
       if (rows && this.trainable.has(bName)) b = g.slice(b, 0, rows[0], rows[1]);
       y = g.add(y, b);
@@ -134,18 +153,30 @@ export function vitAttention(P: VitParams, cfg: VitConfig, i: number, h: Tensor,
   return vitAttentionQ(P, cfg, i, h, h.shape[1] as number, bias);
 }
 
-/**
- * Attention where only the first `nq` tokens are queries (keys and values come from all T):
- * h [B, T, D] -> [B, nq, D]. With nq = 1 this is all a class token needs in the last layer.
- * `bias` [nq, T] is added to the attention logits (masks, exit-token key bias).
- */
+/** Block i's attention where only the first `nq` tokens are queries (see attention). */
 export function vitAttentionQ(P: VitParams, cfg: VitConfig, i: number, h: Tensor, nq: number, bias?: Tensor): Tensor {
+  return attention(P, `blocks.${i}.attn.`, cfg.heads, cfg.headDim, h, nq, bias);
+}
+
+/**
+ * Multi-head attention where only the first `nq` tokens are queries (keys and values come from
+ * all T): h [B, T, D] -> [B, nq, D], with P's tensors `${pre}qkv.weight` [3·H·dh, D] (+ bias) and
+ * `${pre}proj.weight` [D, H·dh] (+ bias), timm's layout. With nq = 1 this is all a class token
+ * needs (the last layer before an exit, the sl-vit exit branch). `bias` [nq, T] is added to the
+ * attention logits (masks, exit-token key bias).
+ */
+export function attention(
+  P: VitParams,
+  pre: string,
+  H: number,
+  dh: number,
+  h: Tensor,
+  nq: number,
+  bias?: Tensor,
+): Tensor {
   const g = P.g;
-  const H = cfg.heads;
-  const dh = cfg.headDim;
   const inner = H * dh;
   const T = h.shape[1] as number;
-  const pre = `blocks.${i}.attn.`;
   const hq = nq === T ? h : g.slice(h, 1, 0, nq);
   const proj = (x: Tensor, k: number) =>
     P.linear(x, pre + 'qkv.weight', pre + 'qkv.bias', [k * inner, (k + 1) * inner]);
@@ -163,10 +194,14 @@ export function vitAttentionQ(P: VitParams, cfg: VitConfig, i: number, h: Tensor
 }
 
 export function vitMlp(P: VitParams, cfg: VitConfig, i: number, h: Tensor): Tensor {
+  return mlp(P, `blocks.${i}.mlp.`, cfg.act, h);
+}
+
+/** fc2(act(fc1(h))) with P's `${pre}fc1.*` [M, D] and `${pre}fc2.*` [D, M]: h [B, T, D] -> [B, T, D]. */
+export function mlp(P: VitParams, pre: string, act: VitConfig['act'], h: Tensor): Tensor {
   const g = P.g;
-  const pre = `blocks.${i}.mlp.`;
   let y = P.linear(h, pre + 'fc1.weight', pre + 'fc1.bias');
-  y = cfg.act === 'relu' ? g.relu(y) : g.gelu(y, cfg.act === 'gelu_tanh' ? 'tanh' : 'none');
+  y = act === 'relu' ? g.relu(y) : g.gelu(y, act === 'gelu_tanh' ? 'tanh' : 'none');
   return P.linear(y, pre + 'fc2.weight', pre + 'fc2.bias');
 }
 
