@@ -32,7 +32,7 @@ import { type HostTensor, UserError } from '../tensor';
 import { train, type TrainEvent, TRAINABLE } from '../train/trainer';
 import { loadBackbone } from '../weights';
 import { readSafetensors } from '../weights/safetensors';
-import { metConfigOf, type TrainConfig } from './config';
+import { metConfigOf, type TrainConfig, upgradeMetConfig } from './config';
 import { writeFileAtomic } from '../io/atomic';
 
 export const RUN_VERSION = 1;
@@ -467,6 +467,7 @@ async function evaluateAndWrite(
 /** Loads what a run needs for inference. */
 export function loadRun(runDir: string) {
   const cf = readJson<RunConfigFile>(path.join(runDir, 'config.json'));
+  cf.met = upgradeMetConfig(cf.met);
   if (cf.version !== RUN_VERSION)
     throw new UserError(`${runDir}: run format ${cf.version} is not supported (expected ${RUN_VERSION})`);
   const wfile = path.join(runDir, TRAINABLE);
