@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { decodeThreshold } from '../src/engine/export/thresholds';
 import type { RunConfigFile, SplitPredictions, ThresholdsFile } from '../src/engine/run/run';
 import { readSafetensors } from '../src/engine/weights/safetensors';
-import type { ParamsReport } from '../src/cli/params';
+import type { ParamsReport } from '../src/app/params';
 import type { RunPrediction } from '../src/cli/predict';
 import { met, TINY, tinyRun } from './tiny-run';
 

@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { FIELDS, jsonSchema, resolveConfig, validateConfig } from '../src/engine/run/schema';
 import { SCHEMA_FILE, schemaText } from '../scripts/gen-schema';
-import type { ParamsReport } from '../src/cli/params';
+import type { ParamsReport } from '../src/app/params';
 import { met } from './tiny-run';
 
 function tmpdir(): string {
@@ -124,7 +124,7 @@ test('met train --config with a bad field fails at once, naming the field', () =
 });
 
 test('met.config.json may hold // and /* */ comments and trailing commas (VS Code jsonc)', async () => {
-  const { stripJsonc, parseJsonc } = await import('../src/cli/jsonc');
+  const { stripJsonc, parseJsonc } = await import('../src/app/jsonc');
   const text =
     '{\n  // a comment\n  "data": "a//b", /* inline */ "rank": 8, // trailing\n  "exits": [1, 2,],\n  "s": "x\\"/*y*/",\n}\n';
   assert.deepEqual(parseJsonc(text), { data: 'a//b', rank: 8, exits: [1, 2], s: 'x"/*y*/' });
