@@ -10,7 +10,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { parseJsonc } from '../cli/jsonc';
+import { CONFIG_FILE_NAME, configFilePaths, findConfigFile } from '../app/configFile';
+import { type DatasetCandidate, findDatasets } from '../app/dataset';
 import type { TrainConfig } from '../engine/run/config';
 import type { GpuCheckResult, ResolveResult } from '../protocol';
 import { configTemplate } from './configTemplate';
@@ -61,9 +62,8 @@ export interface FineTuneResult {
 export const TINY_VIT = path.join('assets', 'tiny-vit', 'tiny-vit.safetensors');
 const WEIGHT_GLOB = '**/*.{safetensors,pt,pth,npz}';
 const IGNORE_GLOB = '{**/node_modules/**,**/.met/**,**/.git/**,**/.vscode-host/**,**/.vscode-test/**}';
-const IMAGE_EXT = new Set(['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif']);
 const LAST_WEIGHTS_KEY = 'met.lastWeights';
-const CONFIG_NAME = 'met.config.json';
+const CONFIG_NAME = CONFIG_FILE_NAME;
 
 const fsPathOf = (x: string | vscode.Uri | undefined): string | undefined =>
   x === undefined ? undefined : typeof x === 'string' ? x : x.fsPath;
@@ -80,16 +80,8 @@ function exists(p: string): Promise<boolean> {
   );
 }
 
-/** Reads a met.config.json the way the CLI does (JSON with comments); {} when unreadable. */
-async function peekConfig(file: string): Promise<{ data?: string; weights?: string }> {
-  try {
-    const obj = parseJsonc(await fs.promises.readFile(file, 'utf8')) as Record<string, unknown>;
-    const abs = (v: unknown) => (typeof v === 'string' && v ? path.resolve(path.dirname(file), v) : undefined);
-    return { data: abs(obj.data), weights: abs(obj.weights) };
-  } catch {
-    return {};
-  }
-}
+/** The data folder and weights a met.config.json names (app/configFile.ts); {} when unreadable. */
+const peekConfig = configFilePaths;
 
 function workspaceRootOf(p: string): string {
   return (
@@ -99,100 +91,16 @@ function workspaceRootOf(p: string): string {
   );
 }
 
-/** met.config.json in the folder, else in its workspace root. */
-async function configFor(folder: string): Promise<string | undefined> {
-  for (const dir of [folder, workspaceRootOf(folder)]) {
-    const f = path.join(dir, CONFIG_NAME);
-    if (await exists(f)) return f;
-  }
-  return undefined;
+/** met.config.json in the folder, else in its workspace root (app/configFile.ts findConfigFile). */
+function configFor(folder: string): string | undefined {
+  return findConfigFile(undefined, [folder, workspaceRootOf(folder)]);
 }
 
-// ---- Finding image folders ----
+// ---- Finding image folders: the application layer's detection, with the engine's rules ----
 
-interface FolderCandidate {
-  dir: string;
-  classes: string[];
-  images: number;
-  layout: 'class-folders' | 'split-folders';
-}
-
-const SKIP_DIRS = new Set(['node_modules', 'out', 'dist', '__pycache__']);
-
-async function readdir(dir: string): Promise<fs.Dirent[]> {
-  try {
-    return await fs.promises.readdir(dir, { withFileTypes: true });
-  } catch {
-    return [];
-  }
-}
-
-/** Dirent.isDirectory() is false for a link to a folder; the dataset scanner follows links, so do we. */
-async function isDir(parent: string, e: fs.Dirent): Promise<boolean> {
-  if (e.isDirectory()) return true;
-  if (!e.isSymbolicLink()) return false;
-  return (await fs.promises.stat(path.join(parent, e.name)).catch(() => null))?.isDirectory() ?? false;
-}
-
-/** Images directly in dir or one level below (class folders may hold sub-folders). */
-async function countImages(dir: string, depth = 1): Promise<number> {
-  let n = 0;
-  for (const e of await readdir(dir)) {
-    if (e.name.startsWith('.')) continue;
-    if (IMAGE_EXT.has(path.extname(e.name).toLowerCase()) && !(await isDir(dir, e))) n++;
-    else if (depth > 0 && (await isDir(dir, e))) n += await countImages(path.join(dir, e.name), depth - 1);
-  }
-  return n;
-}
-
-async function subDirs(dir: string, entries: fs.Dirent[]): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of entries)
-    if (!e.name.startsWith('.') && !SKIP_DIRS.has(e.name) && (await isDir(dir, e))) out.push(e.name);
-  return out;
-}
-
-/** A folder the engine can train on: at least two class sub-folders with images (or train/ holding them). */
-async function asCandidate(dir: string, entries: fs.Dirent[]): Promise<FolderCandidate | undefined> {
-  const subs = await subDirs(dir, entries);
-  if (subs.includes('train')) {
-    const inner = await asCandidate(path.join(dir, 'train'), await readdir(path.join(dir, 'train')));
-    if (inner) return { ...inner, dir, layout: 'split-folders' };
-  }
-  const classes: string[] = [];
-  let images = 0;
-  for (const s of subs) {
-    const n = await countImages(path.join(dir, s));
-    if (n > 0) {
-      classes.push(s);
-      images += n;
-    }
-  }
-  return classes.length >= 2 ? { dir, classes, images, layout: 'class-folders' } : undefined;
-}
-
-/** Image folders in the workspace, breadth first, a few levels deep (bounded: big workspaces). */
-export async function findImageFolders(roots: string[], maxDepth = 4, maxDirs = 3000): Promise<FolderCandidate[]> {
-  const found: FolderCandidate[] = [];
-  let queue = roots.map((r) => ({ dir: r, depth: 0 }));
-  let visited = 0;
-  while (queue.length && visited < maxDirs) {
-    const next: typeof queue = [];
-    for (const { dir, depth } of queue) {
-      if (++visited > maxDirs) break;
-      const entries = await readdir(dir);
-      const c = await asCandidate(dir, entries);
-      if (c) {
-        found.push(c);
-        continue; // its class folders are not datasets of their own
-      }
-      if (depth >= maxDepth) continue;
-      for (const name of await subDirs(dir, entries)) next.push({ dir: path.join(dir, name), depth: depth + 1 });
-    }
-    queue = next;
-  }
-  return found;
-}
+/** Image folders in the workspace (app/dataset.ts findDatasets). */
+export const findImageFolders: (roots: string[], maxDepth?: number, maxDirs?: number) => Promise<DatasetCandidate[]> =
+  findDatasets;
 
 // ---- Pickers ----
 
@@ -523,7 +431,7 @@ export async function fineTune(
     if (!folder) return undefined;
   }
   if (!configFile && folder) {
-    configFile = await configFor(folder);
+    configFile = configFor(folder);
     if (configFile) peek = await peekConfig(configFile);
   }
   let weights = fsPathOf(args.weights);
@@ -556,7 +464,7 @@ export async function fineTune(
       // A checkpoint of a non-standard width does not say its head count: ask, rather than
       // send the user off to write a config file for one number.
       const heads =
-        ui && e instanceof EngineRequestError && /number of attention heads/.test(e.message) && !params.overrides?.heads
+        ui && e instanceof EngineRequestError && e.code === 'heads-unknown' && !params.overrides?.heads
           ? await askHeads(e.message)
           : undefined;
       if (heads) {

@@ -47,6 +47,11 @@ export class EngineRequestError extends Error {
   get isUserError(): boolean {
     return this.info.name === 'UserError';
   }
+
+  /** The user error's code (ErrorInfo.code): what callers branch on, never the message text. */
+  get code(): ErrorInfo['code'] {
+    return this.info.code;
+  }
 }
 
 /** The engine process ended (crash, kill, exit) before answering. */

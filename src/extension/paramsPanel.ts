@@ -21,7 +21,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { ParamsReport } from '../cli/params';
+import type { ParamsReport } from '../app/params';
 import type { RunConfigFile } from '../engine/run/run';
 import type {
   ParamsHostMessage,
