@@ -23,6 +23,9 @@ export interface DatasetCandidate {
   /** Images in the class folders (of train/ in the split-folders layout). */
   images: number;
   layout: 'class-folders' | 'split-folders';
+  /** No class folder holds images directly, only in sub-folders: the engine trains on it, but the
+   *  folder may as well be a parent of datasets (a workspace holding two), so it is listed last. */
+  nested: boolean;
 }
 
 /** Folders never searched for datasets (their own sub-folders are not datasets either). */
@@ -57,32 +60,42 @@ async function list(dir: string): Promise<Listing> {
   return out;
 }
 
-/** Image files in dir at any depth; stops counting at `cap` (a huge folder is still a class). */
-async function countImages(dir: string, cap: number, seen = new Set<string>()): Promise<number> {
+/** Image files in dir at any depth (stops counting at `cap`), and how many directly in it. */
+async function countImages(
+  dir: string,
+  cap: number,
+  seen = new Set<string>(),
+): Promise<{ images: number; direct: number }> {
   const real = await fs.promises.realpath(dir).catch(() => dir);
-  if (seen.has(real)) return 0; // a link cycle
+  if (seen.has(real)) return { images: 0, direct: 0 }; // a link cycle
   seen.add(real);
   const l = await list(dir);
-  let n = l.files.filter(hasImageExtension).length;
+  const direct = l.files.filter(hasImageExtension).length;
+  let n = direct;
   for (const d of l.dirs) {
     if (n >= cap) break;
-    n += await countImages(path.join(dir, d), cap - n, seen);
+    n += (await countImages(path.join(dir, d), cap - n, seen)).images;
   }
-  return n;
+  return { images: n, direct };
 }
 
 /** Class folders of `dir` (sub-folders with at least one image) and their images. */
-async function classFolders(dir: string, dirs: string[]): Promise<{ classes: string[]; images: number }> {
+async function classFolders(
+  dir: string,
+  dirs: string[],
+): Promise<{ classes: string[]; images: number; nested: boolean }> {
   const classes: string[] = [];
   let images = 0;
+  let direct = 0;
   for (const d of dirs) {
     const n = await countImages(path.join(dir, d), 100_000);
-    if (n > 0) {
+    if (n.images > 0) {
       classes.push(d);
-      images += n;
+      images += n.images;
+      direct += n.direct;
     }
   }
-  return { classes, images };
+  return { classes, images, nested: direct === 0 };
 }
 
 /** `dir` as a dataset by the engine's rules, or undefined when the engine would not train on it. */
@@ -92,18 +105,23 @@ export async function detectDataset(dir: string): Promise<DatasetCandidate | und
   const splits = dirs.filter((d) => SPLIT_DIR_NAMES.has(d));
   if (splits.includes('train')) {
     const train = path.join(dir, 'train');
-    const { classes, images } = await classFolders(train, (await list(train)).dirs);
-    return classes.length >= 2 ? { dir, classes, images, layout: 'split-folders' } : undefined;
+    const { classes, images, nested } = await classFolders(train, (await list(train)).dirs);
+    return classes.length >= 2 ? { dir, classes, images, layout: 'split-folders', nested } : undefined;
   }
   // val/ or test/ holding folders without train/: the engine refuses it (a split layout without train/).
   for (const s of splits) if ((await list(path.join(dir, s))).dirs.length) return undefined;
-  const { classes, images } = await classFolders(dir, dirs);
-  return classes.length >= 2 ? { dir, classes, images, layout: 'class-folders' } : undefined;
+  const { classes, images, nested } = await classFolders(dir, dirs);
+  return classes.length >= 2 ? { dir, classes, images, layout: 'class-folders', nested } : undefined;
 }
 
-/** Datasets under `roots`, breadth first, a few levels deep (bounded: big workspaces). */
+/**
+ * Datasets under `roots`, breadth first, a few levels deep (bounded: big workspaces). A dataset's
+ * class folders are not searched further, unless it is nested (see DatasetCandidate.nested): then
+ * the datasets inside it come first, and it after them.
+ */
 export async function findDatasets(roots: string[], maxDepth = 4, maxDirs = 3000): Promise<DatasetCandidate[]> {
   const found: DatasetCandidate[] = [];
+  const nested: DatasetCandidate[] = [];
   let queue = roots.map((r) => ({ dir: r, depth: 0 }));
   let visited = 0;
   while (queue.length && visited < maxDirs) {
@@ -111,15 +129,16 @@ export async function findDatasets(roots: string[], maxDepth = 4, maxDirs = 3000
     for (const { dir, depth } of queue) {
       if (++visited > maxDirs) break;
       const c = await detectDataset(dir);
-      if (c) {
+      if (c && !c.nested) {
         found.push(c);
         continue; // its class folders are not datasets of their own
       }
+      if (c) nested.push(c);
       if (depth >= maxDepth) continue;
       for (const name of (await list(dir)).dirs)
         if (!SKIP_DIRS.has(name)) next.push({ dir: path.join(dir, name), depth: depth + 1 });
     }
     queue = next;
   }
-  return found;
+  return [...found, ...nested.reverse()]; // deeper nested datasets first
 }

@@ -101,7 +101,11 @@ export const SETTINGS = {
   }),
   mean: nums({ kind: 'numbers', help: 'Normalisation mean per channel on [0,1] pixels (timm pretrained_cfg mean).' }),
   std: nums({ kind: 'numbers', help: 'Normalisation std per channel (timm pretrained_cfg std).' }),
-  heads: int({ kind: 'int', min: 1, help: 'Attention heads, when the checkpoint layout does not imply them.' }),
+  heads: int({
+    kind: 'int',
+    min: 1,
+    help: 'Attention heads, when the checkpoint layout does not imply them (default: a config.json beside the weights, {"config": {"heads": N}} or Hugging Face\'s num_attention_heads, when it has them).',
+  }),
   backboneAct: oneOf(BACKBONE_ACTS, {
     flag: 'backbone-act',
     flagAliases: ['act'],
