@@ -25,9 +25,15 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { trainCommand } from '../src/cli/train';
 import { DEMO_CLASSES, type Manifest, writeCountingFolder, writeShapeFolder } from '../src/engine/demo/shapes';
-import { exitScores, type SplitPredictions, staticAccuracy, type ThresholdsFile } from '../src/engine/run/run';
+import { exitScores } from '../src/engine/infer/exitScores';
+import { staticAccuracy } from '../src/engine/run/run';
 import { applyThresholds, pickForBudget } from '../src/engine/infer/thresholds';
-import { chosenOperatingPoint, decodeThreshold } from '../src/engine/export/thresholds';
+import {
+  chosenOperatingPoint,
+  decodeThreshold,
+  type SplitPredictions,
+  type ThresholdsFile,
+} from '../src/engine/run/runFolder';
 
 const ROOT = path.resolve(__dirname, '..');
 const DEMO_DIR = path.join(ROOT, '.met', 'demo');

@@ -19,7 +19,7 @@
 import type { ParamsReport } from './app/params';
 import type { RunPlan } from './app/resolve';
 import type { TrainConfig } from './engine/run/config';
-import type { RunSummary } from './engine/run/run';
+import type { RunSummary } from './engine/run/runFolder';
 import type { Provider, ProviderStatus } from './engine/runtime/device';
 import type { UserErrorCode } from './engine/tensor';
 import type { TrainEvent } from './engine/train/trainer';

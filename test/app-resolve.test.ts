@@ -18,6 +18,7 @@ import { findConfigFile } from '../src/app/configFile';
 import { detectDataset, findDatasets } from '../src/app/dataset';
 import { type RunPlan, resolveRun } from '../src/app/resolve';
 import { DEMO_CLASSES, writeShapeFolder } from '../src/engine/demo/shapes';
+import { IMAGE_EXTENSIONS } from '../src/engine/data/files';
 import { scanDataset } from '../src/engine/data/folder';
 import { UserError } from '../src/engine/tensor';
 import { Engine } from './engine-ipc';
@@ -273,4 +274,18 @@ test("dataset detection follows the engine's rules", async () => {
   );
   // The engine scan refuses what detection refuses (c: split layout without train/).
   await assert.rejects(scanDataset({ root: path.join(root, 'c') }), /no train\//);
+});
+
+test('one image-extension list: the engine, the extension and the standalone example agree', () => {
+  // The extension's code has no list of its own (it imports IMAGE_EXTENSIONS)...
+  for (const f of ['src/extension/commands.ts', 'src/extension/inspect.ts', 'src/app/dataset.ts']) {
+    const text = fs.readFileSync(path.join(ROOT, f), 'utf8');
+    assert.ok(!/['"]\.?tiff['"]/.test(text), `${f} spells out image extensions; import IMAGE_EXTENSIONS instead`);
+  }
+  // ...and the example, which runs without the project's code, spells out the same one.
+  const example = fs.readFileSync(path.join(ROOT, 'examples', 'run-exported.mjs'), 'utf8');
+  const m = /const IMAGE_EXT = new Set\(\[([^\]]*)\]\)/.exec(example);
+  assert.ok(m, 'examples/run-exported.mjs has its IMAGE_EXT list');
+  const listed = [...m[1].matchAll(/'\.([a-z0-9]+)'/g)].map((x) => x[1]);
+  assert.deepEqual([...listed].sort(), [...IMAGE_EXTENSIONS].sort());
 });

@@ -11,16 +11,17 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ParamsReport } from '../src/app/params';
 import type { ExportManifest } from '../src/engine/export/export';
-import { chosenOperatingPoint, encodeThreshold } from '../src/engine/export/thresholds';
 import { applyThresholds } from '../src/engine/infer/thresholds';
 import { metParamShapes } from '../src/engine/model/met';
+import { exitScores } from '../src/engine/infer/exitScores';
 import {
-  exitScores,
+  chosenOperatingPoint,
+  encodeThreshold,
   type RunConfigFile,
   type RunSummary,
   type SplitPredictions,
   type ThresholdsFile,
-} from '../src/engine/run/run';
+} from '../src/engine/run/runFolder';
 import { readSafetensors } from '../src/engine/weights/safetensors';
 import { met, ROOT, TINY, tinyRun } from './tiny-run';
 

@@ -6,8 +6,12 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { decodeThreshold } from '../src/engine/export/thresholds';
-import type { RunConfigFile, SplitPredictions, ThresholdsFile } from '../src/engine/run/run';
+import {
+  decodeThreshold,
+  type RunConfigFile,
+  type SplitPredictions,
+  type ThresholdsFile,
+} from '../src/engine/run/runFolder';
 import { readSafetensors } from '../src/engine/weights/safetensors';
 import type { ParamsReport } from '../src/app/params';
 import type { RunPrediction } from '../src/cli/predict';

@@ -9,19 +9,9 @@ import * as path from 'path';
 import sharp from 'sharp';
 import { UserError } from '../src/engine/tensor';
 import { loadImageTensor, type Preprocess } from '../src/engine/data/image';
-import {
-  compareCodePoints,
-  type Dataset,
-  epochOrder,
-  ImageCache,
-  mulberry32,
-  randomResizedCropParams,
-  type Sample,
-  scanDataset,
-  shuffled,
-  splitCounts,
-  stepRng,
-} from '../src/engine/data/folder';
+import { ImageCache, randomResizedCropParams } from '../src/engine/data/cache';
+import { compareCodePoints, type Dataset, type Sample, scanDataset, splitCounts } from '../src/engine/data/folder';
+import { epochOrder, mulberry32, shuffled, stepRng } from '../src/engine/data/random';
 
 let tmp = '';
 before(() => {

@@ -9,15 +9,8 @@ import * as path from 'path';
 import * as zlib from 'zlib';
 import sharp from 'sharp';
 import { UserError } from '../src/engine/tensor';
-import {
-  ImageError,
-  IMAGE_EXTENSIONS,
-  imageInfo,
-  listImageFiles,
-  loadBatch,
-  loadImageTensor,
-  type Preprocess,
-} from '../src/engine/data/image';
+import { IMAGE_EXTENSIONS, listImageFiles } from '../src/engine/data/files';
+import { ImageError, imageInfo, loadBatch, loadImageTensor, type Preprocess } from '../src/engine/data/image';
 
 let dir = '';
 before(() => {

@@ -1,4 +1,4 @@
-// Saving the budget slider's thresholds (src/engine/run/chosen.ts): after saveChosenThresholds,
+// Saving the budget slider's thresholds (src/engine/run/runFolder.ts): after saveChosenThresholds,
 // `met predict --run` takes the exits those thresholds imply and `met export` writes them; bad
 // points are refused with errors naming the file; the module stays free of native packages (the
 // extension host imports it).
@@ -10,9 +10,13 @@ import * as path from 'node:path';
 import * as esbuild from 'esbuild';
 import type { RunPrediction } from '../src/cli/predict';
 import type { ExportManifest } from '../src/engine/export/export';
-import { decodeThreshold, encodeThreshold } from '../src/engine/export/thresholds';
-import { saveChosenThresholds } from '../src/engine/run/chosen';
-import type { SplitPredictions, ThresholdsFile } from '../src/engine/run/run';
+import {
+  decodeThreshold,
+  encodeThreshold,
+  saveChosenThresholds,
+  type SplitPredictions,
+  type ThresholdsFile,
+} from '../src/engine/run/runFolder';
 import { met, ROOT, tinyRun } from './tiny-run';
 
 const readTh = (run: string) =>
@@ -125,9 +129,9 @@ test('saveChosenThresholds refuses points that do not fit the run, naming the fi
   );
 });
 
-test('chosen.ts bundles without onnxruntime or sharp (the extension host imports it)', async () => {
+test('runFolder.ts bundles without onnxruntime or sharp (the extension host imports it)', async () => {
   const r = await esbuild.build({
-    entryPoints: [path.join(ROOT, 'src/engine/run/chosen.ts')],
+    entryPoints: [path.join(ROOT, 'src/engine/run/runFolder.ts')],
     bundle: true,
     platform: 'node',
     format: 'cjs',

@@ -9,14 +9,16 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ExportManifest } from '../src/engine/export/export';
+import { exitScores } from '../src/engine/infer/exitScores';
+import { applyThresholds } from '../src/engine/infer/thresholds';
 import {
   chosenOperatingPoint,
   decodeThreshold,
   encodeThreshold,
   type JsonThreshold,
-} from '../src/engine/export/thresholds';
-import { applyThresholds } from '../src/engine/infer/thresholds';
-import { exitScores, type SplitPredictions, type ThresholdsFile } from '../src/engine/run/run';
+  type SplitPredictions,
+  type ThresholdsFile,
+} from '../src/engine/run/runFolder';
 import { countingRun, met, ROOT, tinyRun } from './tiny-run';
 
 const EXAMPLE = path.join(ROOT, 'examples', 'run-exported.mjs');

@@ -5,7 +5,9 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { applyThresholds } from '../src/engine/infer/thresholds';
-import { exitScores, fitThresholds, type SplitPredictions, type ThresholdsFile } from '../src/engine/run/run';
+import { exitScores } from '../src/engine/infer/exitScores';
+import { fitThresholds } from '../src/engine/run/run';
+import type { SplitPredictions, ThresholdsFile } from '../src/engine/run/runFolder';
 import { buildCurve } from '../src/extension/inspectCurve';
 
 /** A split whose deeper exits are more confident and more often right (deterministic). */

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { compile, Graph, grad } from '../src/engine/graph';
 import { copycatTerms, distillationLoss, validateDistill } from '../src/engine/model/distill';
 import { metConfigOf } from '../src/engine/run/config';
-import type { RunConfigFile } from '../src/engine/run/run';
+import type { RunConfigFile } from '../src/engine/run/runFolder';
 import { resolveConfig, validateConfig } from '../src/engine/run/schema';
 import { Session } from '../src/engine/runtime/session';
 import type { HostTensor } from '../src/engine/tensor';

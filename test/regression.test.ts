@@ -8,15 +8,13 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { compile, Graph } from '../src/engine/graph';
 import { renderCounting, writeCountingFolder } from '../src/engine/demo/shapes';
-import { joinTargets, parseTargets, scanRegression } from '../src/engine/data/targets';
-import {
-  agreementConfidence,
-  regressionExitLoss,
-  regressionMetrics,
-  targetStats,
-} from '../src/engine/model/regression';
+import { scanRegression } from '../src/engine/data/targets';
+import { joinTargets, parseTargets } from '../src/engine/data/targetsFile';
+import { agreementConfidence } from '../src/engine/infer/exitScores';
+import { regressionExitLoss, regressionMetrics, targetStats } from '../src/engine/model/regression';
 import { applyThresholds, findThresholds } from '../src/engine/infer/thresholds';
-import { exitScores, type RunSummary, type SplitPredictions } from '../src/engine/run/run';
+import { exitScores } from '../src/engine/infer/exitScores';
+import type { RunSummary, SplitPredictions } from '../src/engine/run/runFolder';
 import { Session } from '../src/engine/runtime/session';
 import { RunCache } from '../src/engine/explore/runCache';
 import { scoreImages } from '../src/engine/explore/score';

@@ -1,17 +1,31 @@
 // What the runs view, the CodeLens and the dashboard read from a run folder
 // (src/extension/runFiles.ts, no vscode): status from the files a real `met train` wrote, per-exit
 // accuracy from summary.json or the last epoch of metrics.jsonl, the incremental metrics.jsonl
-// scan, and the link from a run to its config file (`configFile` in config.json).
+// scan, and the link from a run to its config file (`configFile` in config.json). Also the run
+// folder's schema (src/engine/run/runFolder.ts) against what a real run wrote.
 
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as esbuild from 'esbuild';
 import { lastEpochEvent, readRun } from '../src/extension/runFiles';
-import type { RunConfigFile, RunSummary } from '../src/engine/run/run';
+import {
+  chosenOperatingPoint,
+  isRunConfig,
+  type PredictionsFile,
+  readJson,
+  readRunConfig,
+  readThresholds,
+  RUN_FILE,
+  RUN_VERSION,
+  type RunConfigFile,
+  type RunReportFile,
+  type RunSummary,
+} from '../src/engine/run/runFolder';
 import type { TrainEvent } from '../src/engine/train/trainer';
-import { met, tinyRun } from './tiny-run';
+import { met, ROOT, tinyRun } from './tiny-run';
 
 type Epoch = Extract<TrainEvent, { type: 'epoch' }>;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'met-runfiles-'));
@@ -165,4 +179,65 @@ test('met train --config records the config file in the run; flags alone do not'
   const rec = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')) as RunConfigFile;
   assert.equal(rec.configFile, cfg);
   assert.equal((await readRun(out))!.config.configFile, cfg);
+});
+
+test('a finished run holds exactly the files runFolder.ts names, readable as its types', async () => {
+  const { run } = await tinyRun();
+  assert.deepEqual(fs.readdirSync(run).sort(), Object.values(RUN_FILE).sort());
+  const cf = readRunConfig(run);
+  assert.equal(cf.version, RUN_VERSION);
+  assert.ok(isRunConfig(cf));
+  const report = readJson<RunReportFile>(path.join(run, RUN_FILE.report));
+  assert.deepEqual(report.notes, cf.dataset.notes);
+  const pred = readJson<PredictionsFile>(path.join(run, RUN_FILE.predictions));
+  assert.deepEqual(pred.exits, cf.met.exits);
+  assert.deepEqual(pred.classes, cf.classes);
+  for (const split of ['val', 'test'] as const) {
+    assert.equal(pred[split].files.length, cf.dataset.counts[split]);
+    assert.equal(pred[split].conf.length, cf.met.exits.length);
+  }
+  const th = readThresholds(run)!;
+  const summary = readJson<RunSummary>(path.join(run, RUN_FILE.summary));
+  assert.deepEqual(
+    th.gflops,
+    summary.exits.map((e) => e.gflops),
+  );
+  const op = chosenOperatingPoint(th, cf.met.exits.length);
+  assert.equal(op.perExit[th.exits[th.exits.length - 1]], -Infinity, 'the last used exit takes everyone');
+});
+
+test('run folder reads name the folder or file at fault', async () => {
+  const empty = fs.mkdtempSync(path.join(tmp, 'empty-'));
+  assert.throws(
+    () => readRunConfig(empty),
+    (e: Error) => e.message === `${path.join(empty, 'config.json')} does not exist`,
+  );
+  assert.equal(readThresholds(empty), null, 'a run without thresholds.json has not been evaluated');
+  const future = await variant('future-format', (d) => {
+    const f = path.join(d, RUN_FILE.config);
+    fs.writeFileSync(f, JSON.stringify({ ...(JSON.parse(fs.readFileSync(f, 'utf8')) as RunConfigFile), version: 99 }));
+  });
+  assert.throws(
+    () => readRunConfig(future),
+    (e: Error) =>
+      e.name === 'UserError' && e.message === `${future}: run format 99 is not supported (expected ${RUN_VERSION})`,
+  );
+  const broken = path.join(tmp, 'broken.json');
+  fs.writeFileSync(broken, '{"version": 1,');
+  assert.throws(
+    () => readJson(broken),
+    (e: Error) => e.message.startsWith(`${broken}: not valid JSON`),
+  );
+});
+
+test('runFiles.ts (extension host) bundles without onnxruntime or sharp', async () => {
+  const r = await esbuild.build({
+    entryPoints: [path.join(ROOT, 'src/extension/runFiles.ts')],
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    write: false,
+    logLevel: 'silent',
+  });
+  assert.ok(!/onnxruntime|require\("sharp"\)/.test(r.outputFiles[0].text), 'no native package in the bundle');
 });

@@ -26,7 +26,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { RunSummary } from '../engine/run/run';
+import type { RunSummary } from '../engine/run/runFolder';
 import type { TrainEvent } from '../engine/train/trainer';
 import type {
   DashboardState,
@@ -39,7 +39,8 @@ import type {
   SummaryLite,
   WebviewMessage,
 } from '../../webview-ui/dashboard/protocol';
-import { getRunIndex, norm, type RunIndex, type RunInfo } from './runIndex';
+import { norm, type RunInfo } from './runFiles';
+import { getRunIndex, type RunIndex } from './runIndex';
 import { onDidTrainingUpdate } from './trainingEvents';
 import { esc, webviewOptions, webviewPage } from './webviewPage';
 

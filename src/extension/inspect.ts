@@ -12,7 +12,7 @@
 //     localResourceRoots: the image folders themselves are never exposed to the webview);
 //   - the budget slider's curve and saved point: thresholds.json. The slider itself is computed
 //     in the webview with the engine's applyThresholds (bundled there), and "Save thresholds"
-//     writes thresholds.json `chosen` here, with saveChosenThresholds (src/engine/run/chosen.ts);
+//     writes thresholds.json `chosen` here, with saveChosenThresholds (src/engine/run/runFolder.ts);
 //     `met predict --run` and `met export` then use it.
 //
 // Stable element ids inside the webview (for UI tests; webview-ui/inspect/main.ts fills them):
@@ -33,12 +33,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { RunConfigFile, SplitPredictions, ThresholdsFile } from '../engine/run/run';
+import type { RunConfigFile, SplitPredictions, ThresholdsFile } from '../engine/run/runFolder';
 import { IMAGE_EXTENSIONS, listImageFiles } from '../engine/data/files';
 import { findTargetsFile, joinTargets, parseTargets, TARGET_FILE_NAMES } from '../engine/data/targetsFile';
 import { agreementConfidence } from '../engine/infer/exitScores';
-import { encodeThreshold } from '../engine/export/thresholds';
-import { saveChosenThresholds } from '../engine/run/chosen';
+import { encodeThreshold, saveChosenThresholds } from '../engine/run/runFolder';
 import type { ScoreResult } from '../engine/explore/types';
 import type {
   HostMessage,
@@ -54,7 +53,8 @@ import type {
 import { buildCurve, type CurveData } from './inspectCurve';
 import { getEngines } from './engineClient';
 import { log } from './log';
-import { getRunIndex, norm, type RunIndex } from './runIndex';
+import { norm } from './runFiles';
+import { getRunIndex, type RunIndex } from './runIndex';
 import { esc, webviewOptions, webviewPage } from './webviewPage';
 
 export const INSPECT_VIEW_TYPE = 'met.inspect';

@@ -1,10 +1,9 @@
 // The budget slider's points for Inspect exits (inspect.ts), from a run's thresholds.json. No
 // `vscode` here, so the node:test suite checks it (test/inspect-curve.test.ts).
 
-import { decodeThreshold } from '../engine/export/thresholds';
 import { exitScores } from '../engine/infer/exitScores';
 import { applyThresholds } from '../engine/infer/thresholds';
-import type { SplitPredictions, ThresholdsFile } from '../engine/run/run';
+import { decodeThreshold, type SplitPredictions, type ThresholdsFile } from '../engine/run/runFolder';
 import type { Curve } from '../../webview-ui/inspect/protocol';
 
 export interface CurveData {

@@ -1,5 +1,5 @@
 // Reading one run folder: its status, per-exit accuracy and progress, from the files the engine
-// writes (src/engine/run/run.ts) plus the live state of this window's engine. No `vscode` here
+// writes (names and types: src/engine/run/runFolder.ts) plus the live state of this window's engine. No `vscode` here
 // (type imports only), so the node:test suite checks it on real run folders
 // (test/run-files.test.ts); RunIndex (runIndex.ts) does discovery, caching and watching.
 //
@@ -7,9 +7,9 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { RunConfigFile, RunSummary } from '../engine/run/run';
 import type { TrainEvent } from '../engine/train/trainer';
 import { branchTypes } from '../engine/model/branches';
+import { isRunConfig, readJsonOrNull, RUN_FILE, type RunConfigFile, type RunSummary } from '../engine/run/runFolder';
 import type { TrainingState } from './trainingEvents';
 
 export type RunStatus = 'starting' | 'running' | 'stopped' | 'done' | 'failed';
@@ -47,7 +47,8 @@ export interface RunInfo {
   mtime: number;
 }
 
-export const RUN_FILES = ['config.json', 'summary.json', 'checkpoint.safetensors', 'metrics.jsonl'] as const;
+/** The files readRun looks at (their mtimes make RunIndex's cache key). */
+export const RUN_FILES = [RUN_FILE.config, RUN_FILE.summary, RUN_FILE.checkpoint, RUN_FILE.metrics] as const;
 /** A run whose metrics.jsonl changed this recently, with no engine of ours behind it, is taken to
  *  be trained by another process (`met train` in a terminal). One step can take long on a big
  *  backbone, hence the generous window. */
@@ -58,14 +59,6 @@ export const norm = (p: string) => path.resolve(p);
 export async function stat(file: string): Promise<fs.Stats | null> {
   try {
     return await fs.promises.stat(file);
-  } catch {
-    return null;
-  }
-}
-
-async function readJsonFile<T>(file: string): Promise<T | null> {
-  try {
-    return JSON.parse(await fs.promises.readFile(file, 'utf8')) as T;
   } catch {
     return null;
   }
@@ -133,14 +126,6 @@ export async function lastEpochEvent(file: string, size: number): Promise<EpochE
   }
 }
 
-/** Is `dir` a MET run folder (a config.json written by the engine)? */
-function isRunConfig(c: unknown): c is RunConfigFile {
-  const x = c as RunConfigFile;
-  return (
-    !!x && typeof x === 'object' && typeof x.version === 'number' && !!x.train && !!x.met && Array.isArray(x.met.exits)
-  );
-}
-
 export interface Live {
   state?: TrainingState;
   lastStep?: Extract<TrainEvent, { type: 'step' }>;
@@ -155,9 +140,9 @@ export async function readRun(dir: string, live?: Live): Promise<RunInfo | null>
   const stats = await Promise.all(RUN_FILES.map((f) => stat(path.join(dir, f))));
   const [cfgSt, sumSt, ckSt, metSt] = stats;
   if (!cfgSt) return null;
-  const config = await readJsonFile<RunConfigFile>(path.join(dir, 'config.json'));
+  const config = await readJsonOrNull<RunConfigFile>(path.join(dir, RUN_FILE.config));
   if (!isRunConfig(config)) return null;
-  const summary = sumSt ? await readJsonFile<RunSummary>(path.join(dir, 'summary.json')) : null;
+  const summary = sumSt ? await readJsonOrNull<RunSummary>(path.join(dir, RUN_FILE.summary)) : null;
   const mtime = Math.max(...stats.map((s) => s?.mtimeMs ?? 0));
   const exits = config.met.exits;
   const epochs = config.train.epochs;
@@ -197,7 +182,7 @@ export async function readRun(dir: string, live?: Live): Promise<RunInfo | null>
   }
   let epoch = 0;
   const lastEpoch =
-    live?.lastEpoch ?? (metSt ? await lastEpochEvent(path.join(dir, 'metrics.jsonl'), metSt.size) : null);
+    live?.lastEpoch ?? (metSt ? await lastEpochEvent(path.join(dir, RUN_FILE.metrics), metSt.size) : null);
   if (lastEpoch) epoch = lastEpoch.epoch;
   if (summary?.exits?.length) {
     accuracySource = 'test';

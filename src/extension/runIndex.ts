@@ -15,9 +15,6 @@ import * as vscode from 'vscode';
 import { type Live, norm, readRun, RUN_FILES, type RunInfo, stat } from './runFiles';
 import { onDidChangeTrainingState, onDidTrainingUpdate, type TrainingState } from './trainingEvents';
 
-export { norm } from './runFiles';
-export type { RunInfo, RunStatus } from './runFiles';
-
 const KNOWN_KEY = 'met.knownRunDirs';
 const POLL_MS = 3000;
 

@@ -8,7 +8,8 @@
 
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { getRunIndex, norm, type RunIndex, type RunInfo } from './runIndex';
+import { norm, type RunInfo } from './runFiles';
+import { getRunIndex, type RunIndex } from './runIndex';
 
 const pct = (x: number | null) => (x === null ? '–' : `${(100 * x).toFixed(1)}%`);
 /** Regression errors (target units): 4 significant digits, as `met eval` prints them. */

@@ -35,7 +35,8 @@ import type {
 } from '../../webview-ui/similarity/protocol';
 import { getEngines } from './engineClient';
 import { recordMessage } from './log';
-import { getRunIndex, norm, type RunIndex, type RunInfo } from './runIndex';
+import { norm, type RunInfo } from './runFiles';
+import { getRunIndex, type RunIndex } from './runIndex';
 import { esc, webviewOptions, webviewPage } from './webviewPage';
 
 export const SIMILARITY_VIEW_TYPE = 'met.similarity';

@@ -28,16 +28,6 @@ import { listImageFiles, SPLIT_DIR_NAMES } from './files';
 import { ImageError, sniffImage } from './image';
 import { hashInts, hashString, mulberry32, shuffleInPlace } from './random';
 
-export { epochOrder, hashInts, hashString, mulberry32, seed32, shuffled, shuffleInPlace, stepRng } from './random';
-export {
-  DEFAULT_MAX_CACHE_BYTES,
-  DEFAULT_RRC_RATIO,
-  DEFAULT_RRC_SCALE,
-  ImageCache,
-  randomResizedCropParams,
-} from './cache';
-export type { AugmentOptions, Batch, LoadOptions, PrepareResult, RandomResizedCropOptions } from './cache';
-
 export interface Sample {
   file: string;
   /** Index into Dataset.classes. */

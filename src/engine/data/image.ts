@@ -15,9 +15,6 @@ import sharp from 'sharp';
 import { UserError } from '../tensor';
 import { type Filter, type Image8, resizePil, type Window } from './resample';
 
-export { IMAGE_EXTENSIONS, hasImageExtension, listImageFiles } from './files';
-export type { ListedFiles } from './files';
-
 export interface Preprocess {
   /** Output side in pixels (square). */
   imageSize: number;

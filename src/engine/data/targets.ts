@@ -32,9 +32,6 @@ import { listImageFiles } from './files';
 import { type SkippedFile, splitClass } from './folder';
 import { findTargetsFile, joinTargets, parseTargets, type RegressionSample } from './targetsFile';
 
-export { TARGET_FILE_NAMES, findTargetsFile, joinTargets, parseTargets } from './targetsFile';
-export type { RegressionSample, TargetEntry } from './targetsFile';
-
 export interface RegressionDataset {
   root: string;
   /** The targets file used (absolute). */

@@ -11,9 +11,9 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { RunPredictor } from '../infer/runPredictor';
+import { RunPredictor } from '../run/runPredictor';
 import type { SessionOptions } from '../runtime/session';
-import { TRAINABLE } from '../train/trainer';
+import { RUN_FILE } from '../run/runFolder';
 
 /** What identifies a version of a file: size and modification time (absent: missing). */
 function stamp(file: string): string {
@@ -62,8 +62,8 @@ export class RunCache {
    */
   async with<T>(runDir: string, work: (run: LoadedRun) => Promise<T>): Promise<T> {
     const dir = path.resolve(runDir);
-    const modelKey = `${stamp(path.join(dir, TRAINABLE))}|${stamp(path.join(dir, 'config.json'))}`;
-    const thresholdsKey = stamp(path.join(dir, 'thresholds.json'));
+    const modelKey = `${stamp(path.join(dir, RUN_FILE.trainable))}|${stamp(path.join(dir, RUN_FILE.config))}`;
+    const thresholdsKey = stamp(path.join(dir, RUN_FILE.thresholds));
     let e = this.entries.get(dir);
     if (e && e.modelKey !== modelKey) {
       this.entries.delete(dir);
@@ -99,7 +99,7 @@ export class RunCache {
     const job = entry.queue.then(async () => {
       const predictor = await entry.predictor;
       // Checked in the queue, not before it: a save between enqueueing and running counts.
-      const tk = stamp(path.join(dir, 'thresholds.json'));
+      const tk = stamp(path.join(dir, RUN_FILE.thresholds));
       if (tk !== entry.thresholdsKey) {
         predictor.reloadThresholds();
         entry.thresholdsKey = tk;

@@ -14,7 +14,7 @@
 
 import type { ScoreParams, ScoreResult } from './types';
 import { agreementConfidence } from '../infer/exitScores';
-import { DEFAULT_PREDICT_BATCH } from '../infer/runPredictor';
+import { DEFAULT_PREDICT_BATCH } from '../run/runPredictor';
 import { isRegression } from '../model/regression';
 import { UserError } from '../tensor';
 import type { RunCache } from './runCache';

@@ -13,7 +13,7 @@ import { scanDataset, type Sample } from '../data/folder';
 import { hashInts, shuffled } from '../data/random';
 import { loadBatch } from '../data/image';
 import { compile, Graph, type Tensor } from '../graph';
-import type { RunPredictor } from '../infer/runPredictor';
+import type { RunPredictor } from '../run/runPredictor';
 import { type MetConfig, metForward, MetTensors } from '../model/met';
 import { VitParams } from '../model/vit';
 import { Session, type SessionOptions } from '../runtime/session';

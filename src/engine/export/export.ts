@@ -22,9 +22,9 @@ import * as path from 'node:path';
 import { DEFAULT_CROP_PCT, type Preprocess } from '../data/image';
 import { buildSegments, cumulativeGflops } from '../infer/segments';
 import { isRegression } from '../model/regression';
-import { loadRun, readThresholds } from '../run/run';
+import { loadRun } from '../run/run';
 import { UserError } from '../tensor';
-import { chosenOperatingPoint, encodeThreshold, type JsonThreshold } from './thresholds';
+import { chosenOperatingPoint, encodeThreshold, type JsonThreshold, readThresholds } from '../run/runFolder';
 
 export const EXPORT_FORMAT = 'met-export';
 export const EXPORT_VERSION = 1;

@@ -3,8 +3,19 @@
 // host (inspectCurve.ts) and the Inspect exits webview bundle this file, and neither may pull in
 // onnxruntime, sharp or the graph builder. model/regression.ts explains the agreement rule.
 
-import type { SplitPredictions } from '../run/run';
 import type { ExitScores } from './thresholds';
+
+/** A split's stored per-exit scores, as predictions.json holds them (run/runFolder.ts adds the files). */
+export interface SplitScores {
+  /** 'regression' (model/regression.ts): labels are the target values, pred[exit] the predicted
+   *  values (target units), conf[exit] the agreement with the previous exit (exit 1: null, i.e.
+   *  NaN: it never takes a sample). Absent: classification. */
+  task?: 'regression';
+  labels: number[];
+  /** [exit][sample] */
+  conf: number[][];
+  pred: number[][];
+}
 
 /** The agreement confidence of every exit, -|y_j - y_(j-1)|: [exit][sample], exit 1 all NaN. */
 export function agreementConfidence(values: ArrayLike<number>[]): Float32Array[] {
@@ -22,7 +33,7 @@ export function negAbsError(values: ArrayLike<number>[], target: ArrayLike<numbe
 }
 
 /** A stored split's scores over the used exits `exits` (default: all), ready for applyThresholds. */
-export function exitScores(p: SplitPredictions, exits?: number[]): ExitScores {
+export function exitScores(p: SplitScores, exits?: number[]): ExitScores {
   const use = exits ?? p.conf.map((_, j) => j);
   if (p.task === 'regression') {
     // Confidences recomputed from the values (JSON stores exit 1's NaN as null); quality -|error|

@@ -121,7 +121,3 @@ export function exitMetrics(values: ArrayLike<number>[], target: ArrayLike<numbe
   const r = values.map((v) => regressionMetrics(v, target));
   return { mae: r.map((x) => x.mae), rmse: r.map((x) => x.rmse) };
 }
-
-// The agreement confidence and -|error| live in infer/exitScores.ts (pure: the extension and the
-// Inspect exits webview use them too).
-export { agreementConfidence, negAbsError } from '../infer/exitScores';

@@ -1,77 +1,44 @@
-// A run is a folder: the resolved config, the trainable weights, metrics, every eval sample's
-// per-exit confidences and predictions, and the fitted thresholds. Everything the CLI and the
-// panels show is read from here; nothing lives only in memory.
-//
-//   config.json            resolved settings, backbone config, classes, dataset summary
-//   report.json            skipped files with reasons, warnings, how the split was made
-//   metrics.jsonl          one JSON object per step and per epoch
-//   checkpoint.safetensors parameters + AdamW moments + loop position (for --resume)
-//   trainable.safetensors  MET's trained tensors
-//   predictions.json       per split: files, labels, per-exit confidence and prediction
-//   thresholds.json        exit costs, the accuracy-vs-GFLOPs curve, the chosen thresholds
-//   summary.json           static accuracy/GFLOPs per exit, dynamic curve, throughput
+// A run: scan the data, fine-tune with MET, evaluate every exit, fit the budgeted-inference
+// thresholds, and write it all into the run folder (its files and their types: runFolder.ts).
 
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ImageCache, scanDataset, type Dataset, type Sample, epochOrder, stepRng } from '../data/folder';
+import { ImageCache } from '../data/cache';
+import { scanDataset, type Dataset, type Sample } from '../data/folder';
+import { epochOrder, stepRng } from '../data/random';
 import type { Preprocess } from '../data/image';
-import { branchDims, branchTypes, type BranchType, validateBranches } from '../model/branches';
+import { branchDims, branchTypes, validateBranches } from '../model/branches';
 import type { VitConfig } from '../model/config';
 import { validateDistill } from '../model/distill';
-import { defaultExits, initMetParams, type MetConfig, validateMetConfig } from '../model/met';
+import { defaultExits, initMetParams, validateMetConfig } from '../model/met';
 import { exitMetrics, isRegression, targetStats } from '../model/regression';
 import { agreementConfidence, exitScores } from '../infer/exitScores';
 import { prepareWeights } from '../model/vit';
-import { type RegressionDataset, type RegressionSample, scanRegression } from '../data/targets';
+import { type RegressionDataset, scanRegression } from '../data/targets';
+import type { RegressionSample } from '../data/targetsFile';
 import { confidences, buildSegments, cumulativeGflops, SegmentRunner } from '../infer/segments';
-import { applyThresholds, budgetCurve, type BudgetPoint, findThresholds } from '../infer/thresholds';
+import { budgetCurve } from '../infer/thresholds';
 import { resolveDevice } from '../runtime/device';
 import { cpuOnly, type SessionOptions } from '../runtime/session';
 import { type HostTensor, UserError } from '../tensor';
-import { train, type TrainEvent, TRAINABLE } from '../train/trainer';
+import { train, type TrainEvent } from '../train/trainer';
 import { loadBackbone } from '../weights';
 import { readSafetensors } from '../weights/safetensors';
-import { metConfigOf, type TrainConfig, upgradeMetConfig } from './config';
-import { writeFileAtomic } from '../io/atomic';
-
-export const RUN_VERSION = 1;
-
-export interface RunConfigFile {
-  version: number;
-  createdAt: string;
-  train: TrainConfig;
-  backbone: { file: string; layout: string; config: VitConfig };
-  met: MetConfig;
-  classes: string[];
-  dataset: { root: string; layout: string; counts: { train: number; val: number; test: number }; notes: string[] };
-  /** Absolute path of the config file the settings came from (absent: flags only). It links a
-   *  run to its met.config.json, e.g. for the editor's "Inspect exits" CodeLens. */
-  configFile?: string;
-}
-
-export interface SplitPredictions {
-  /** 'regression' (model/regression.ts): labels are the target values, pred[exit] the predicted
-   *  values (target units), conf[exit] the agreement with the previous exit (exit 1: null, i.e.
-   *  NaN: it never takes a sample). Absent: classification. */
-  task?: 'regression';
-  files: string[];
-  labels: number[];
-  /** [exit][sample] */
-  conf: number[][];
-  pred: number[][];
-}
-
-export interface ThresholdsFile {
-  /** 0-based exits used for budgeted inference. */
-  exits: number[];
-  /** Cumulative GFLOPs to reach each exit (all exits). */
-  gflops: number[];
-  /** Thresholds fitted on val, evaluated on test, per p. */
-  curve: BudgetPoint[];
-  /** The thresholds `met predict` and `met export` use, one per used exit. */
-  chosen: { p: number | null; thresholds: number[]; source: string };
-}
+import { metConfigOf, type TrainConfig } from './config';
+import {
+  type PredictionsFile,
+  readRunConfig,
+  readThresholds,
+  RUN_FILE,
+  RUN_VERSION,
+  type RunConfigFile,
+  type RunReportFile,
+  type RunSummary,
+  type SplitPredictions,
+  type ThresholdsFile,
+  writeJson,
+} from './runFolder';
 
 export interface RunHandlers {
   onEvent?: (e: TrainEvent) => void;
@@ -81,19 +48,6 @@ export interface RunHandlers {
   configFile?: string;
   /** Images per backbone chunk of the CPU train step (tests; default trainChunkRows). */
   chunkRows?: number;
-}
-
-function writeJson(file: string, v: unknown): void {
-  writeFileAtomic(file, JSON.stringify(v, null, 1));
-}
-
-export function readJson<T>(file: string): T {
-  if (!fs.existsSync(file)) throw new UserError(`${file} does not exist`);
-  try {
-    return JSON.parse(fs.readFileSync(file, 'utf8')) as T;
-  } catch (e) {
-    throw new UserError(`${file}: not valid JSON (${(e as Error).message})`);
-  }
 }
 
 function stamp(): string {
@@ -185,9 +139,6 @@ async function scoreSplit(
   return out;
 }
 
-// Moved to infer/exitScores.ts (pure, shared with the extension); re-exported for callers.
-export { exitScores };
-
 /** Regression: MAE and RMSE per exit (target units). */
 export function staticRegression(p: SplitPredictions): { mae: number[]; rmse: number[] } {
   return exitMetrics(p.pred, p.labels);
@@ -242,26 +193,6 @@ export function fitThresholds(
   };
 }
 
-export interface RunSummary {
-  runDir: string;
-  /** `branch`: the exit's branch type (absent in runs made before exit branches existed). */
-  /** Regression runs: accuracy is NaN (null in JSON) and mae / rmse (target units) are given. */
-  exits: {
-    exit: number;
-    layer: number;
-    branch: BranchType;
-    accuracy: number;
-    gflops: number;
-    mae?: number;
-    rmse?: number;
-  }[];
-  /** Regression runs: accuracy is -MAE (higher is better, as the threshold code wants) and mae is given. */
-  dynamic: { p: number; accuracy: number; gflops: number; thresholds: number[]; exitCounts: number[]; mae?: number }[];
-  task?: 'regression';
-  trainImgPerSec: number;
-  stopped: string | null;
-}
-
 /** `met train`: scan the folder, fine-tune with MET, evaluate, fit thresholds. */
 export async function runTraining(c: TrainConfig, h: RunHandlers = {}, resumeDir?: string): Promise<RunSummary> {
   const log = h.log ?? (() => {});
@@ -301,7 +232,7 @@ export async function runTraining(c: TrainConfig, h: RunHandlers = {}, resumeDir
   const prepTest = await evalCache.prepare(ds.test);
   const failed = [...prepTrain.failed, ...prepVal.failed, ...prepTest.failed];
   const skipped = [...ds.skipped, ...failed];
-  if (skipped.length) log(`skipped ${skipped.length} files (listed in ${path.join(runDir, 'report.json')})`);
+  if (skipped.length) log(`skipped ${skipped.length} files (listed in ${path.join(runDir, RUN_FILE.report)})`);
   const train_ = prepTrain.ok;
   const val = prepVal.ok;
   const test = prepTest.ok;
@@ -344,8 +275,9 @@ export async function runTraining(c: TrainConfig, h: RunHandlers = {}, resumeDir
     ...(h.configFile ? { configFile: path.resolve(h.configFile) } : {}),
   };
   if (!resumeDir) {
-    writeJson(path.join(runDir, 'config.json'), cfgFile);
-    writeJson(path.join(runDir, 'report.json'), { skipped, warnings: ds.warnings, notes: ds.notes });
+    writeJson(path.join(runDir, RUN_FILE.config), cfgFile);
+    const report: RunReportFile = { skipped, warnings: ds.warnings, notes: ds.notes };
+    writeJson(path.join(runDir, RUN_FILE.report), report);
   }
 
   const so = await sessionOptions(c, log);
@@ -361,6 +293,7 @@ export async function runTraining(c: TrainConfig, h: RunHandlers = {}, resumeDir
   let imgPerSec = 0;
   const { params, stopped } = await train({
     runDir,
+    files: { checkpoint: RUN_FILE.checkpoint, trainable: RUN_FILE.trainable, metrics: RUN_FILE.metrics },
     cfg: vit,
     backbone: bb.tensors,
     met,
@@ -406,7 +339,7 @@ export async function runTraining(c: TrainConfig, h: RunHandlers = {}, resumeDir
     c.dynamicExits,
   );
   summary.trainImgPerSec = imgPerSec;
-  writeJson(path.join(runDir, 'summary.json'), summary);
+  writeJson(path.join(runDir, RUN_FILE.summary), summary);
   return summary;
 }
 
@@ -428,16 +361,17 @@ async function evaluateAndWrite(
   const val = await scoreSplit(runner, cache, splits.val, vit);
   const test = await scoreSplit(runner, cache, splits.test, vit);
   await runner.release();
-  writeJson(path.join(runDir, 'predictions.json'), {
+  const predictions: PredictionsFile = {
     classes: cf.classes,
     exits: met.exits,
-    ...(isRegression(met) ? { task: 'regression' } : {}),
+    ...(isRegression(met) ? { task: 'regression' as const } : {}),
     val,
     test,
-  });
+  };
+  writeJson(path.join(runDir, RUN_FILE.predictions), predictions);
   const used = dynamicExits ? dynamicExits.map((e) => e - 1) : met.exits.map((_, j) => j);
   const th = fitThresholds(val, test, gflops, used);
-  writeJson(path.join(runDir, 'thresholds.json'), th);
+  writeJson(path.join(runDir, RUN_FILE.thresholds), th);
   const acc = staticAccuracy(test);
   const reg = isRegression(met) ? staticRegression(test) : null;
   return {
@@ -466,22 +400,15 @@ async function evaluateAndWrite(
 
 /** Loads what a run needs for inference. */
 export function loadRun(runDir: string) {
-  const cf = readJson<RunConfigFile>(path.join(runDir, 'config.json'));
-  cf.met = upgradeMetConfig(cf.met);
-  if (cf.version !== RUN_VERSION)
-    throw new UserError(`${runDir}: run format ${cf.version} is not supported (expected ${RUN_VERSION})`);
-  const wfile = path.join(runDir, TRAINABLE);
-  if (!fs.existsSync(wfile)) throw new UserError(`${runDir}: no ${TRAINABLE} yet (has the run finished an epoch?)`);
+  const cf = readRunConfig(runDir);
+  const wfile = path.join(runDir, RUN_FILE.trainable);
+  if (!fs.existsSync(wfile))
+    throw new UserError(`${runDir}: no ${RUN_FILE.trainable} yet (has the run finished an epoch?)`);
   const params = readSafetensors(wfile);
   if (!fs.existsSync(cf.backbone.file))
     throw new UserError(`${runDir}: the backbone weights ${cf.backbone.file} are gone`);
   const bb = backboneOf(cf.train);
   return { cf, params, backbone: bb.tensors, vit: bb.config };
-}
-
-export function readThresholds(runDir: string): ThresholdsFile | null {
-  const f = path.join(runDir, 'thresholds.json');
-  return fs.existsSync(f) ? readJson<ThresholdsFile>(f) : null;
 }
 
 /** `met eval`: per-exit accuracy and GFLOPs on the run's test split (or another folder), and the dynamic curve. */
@@ -527,5 +454,3 @@ export async function evaluateRun(
     th ? th.exits.map((j) => j + 1) : undefined,
   );
 }
-
-export { findThresholds, applyThresholds };

@@ -5,9 +5,6 @@ import type { CompiledModel } from '../graph/onnx';
 import type { GDType } from '../graph/ir';
 import { type HostTensor, numel, shapeStr } from '../tensor';
 
-// Defined with the device choice; re-exported so existing imports from here keep working.
-export type { Device } from './device';
-
 export interface SessionOptions {
   /** Execution providers in order of preference; 'cpu' is always the fallback. */
   providers?: ('cpu' | 'webgpu' | 'cuda')[];

@@ -91,6 +91,10 @@ export type TrainEvent =
 
 export interface TrainerOptions {
   runDir: string;
+  /** Names of the files it writes in runDir (the run folder's schema, run/runFolder.ts, owns them):
+   *  the checkpoint (parameters, AdamW moments, loop position), MET's trained tensors, and
+   *  metrics.jsonl (one step or epoch event per line). */
+  files: { checkpoint: string; trainable: string; metrics: string };
   cfg: VitConfig;
   backbone: Map<string, HostTensor>;
   met: MetConfig;
@@ -109,10 +113,6 @@ export interface TrainerOptions {
   /** Images per backbone chunk of the CPU train step (default trainChunkRows). */
   chunkRows?: number;
 }
-
-export const CHECKPOINT = 'checkpoint.safetensors';
-export const TRAINABLE = 'trainable.safetensors';
-export const METRICS = 'metrics.jsonl';
 
 interface LoopState {
   epoch: number;
@@ -231,6 +231,7 @@ function trainMae(
 
 function writeCheckpoint(
   runDir: string,
+  name: string,
   params: Map<string, Float32Array>,
   shapes: Map<string, number[]>,
   opt: AdamW,
@@ -247,7 +248,7 @@ function writeCheckpoint(
       t[`v.${n}`] = { dtype: 'float32', shape, data: v };
     }
   }
-  const file = path.join(runDir, CHECKPOINT);
+  const file = path.join(runDir, name);
   // One file, renamed into place: parameters, moments and loop position always agree.
   writeSafetensors(file, t, { state: JSON.stringify(st) });
   return file;
@@ -255,10 +256,11 @@ function writeCheckpoint(
 
 function readCheckpoint(
   runDir: string,
+  name: string,
   shapes: Map<string, number[]>,
 ): { params: Map<string, Float32Array>; m: Map<string, Float32Array>; v: Map<string, Float32Array>; st: LoopState } {
-  const file = path.join(runDir, CHECKPOINT);
-  if (!fs.existsSync(file)) throw new UserError(`${runDir}: no ${CHECKPOINT} to resume from`);
+  const file = path.join(runDir, name);
+  if (!fs.existsSync(file)) throw new UserError(`${runDir}: no ${name} to resume from`);
   const ck = readSafetensorsFile(file);
   const st = JSON.parse(ck.metadata?.state ?? 'null') as LoopState | null;
   if (!st) throw new UserError(`${file}: missing loop state`);
@@ -282,8 +284,7 @@ function readCheckpoint(
 }
 
 /** Drops metrics lines written after the checkpoint, so a resumed log has no duplicates. */
-function trimMetrics(runDir: string, step: number): void {
-  const f = path.join(runDir, METRICS);
+function trimMetrics(f: string, step: number): void {
   if (!fs.existsSync(f)) return;
   const keep = fs
     .readFileSync(f, 'utf8')
@@ -324,16 +325,16 @@ export async function train(o: TrainerOptions): Promise<{ params: Map<string, Ho
   );
   let st: LoopState = { epoch: 0, stepInEpoch: 0, globalStep: 0, adamStep: 0 };
   if (o.resume) {
-    const ck = readCheckpoint(o.runDir, shapes);
+    const ck = readCheckpoint(o.runDir, o.files.checkpoint, shapes);
     params = ck.params;
     opt.state = { step: ck.st.adamStep, m: ck.m, v: ck.v };
     st = ck.st;
-    trimMetrics(o.runDir, st.globalStep);
+    trimMetrics(path.join(o.runDir, o.files.metrics), st.globalStep);
   }
   const stepsPerEpoch = Math.ceil(data.train.length / S.batch);
   const totalSteps = stepsPerEpoch * S.epochs;
   const warmup = Math.round(S.warmupEpochs * stepsPerEpoch);
-  const metrics = fs.openSync(path.join(o.runDir, METRICS), 'a');
+  const metrics = fs.openSync(path.join(o.runDir, o.files.metrics), 'a');
   const emit = (e: TrainEvent) => {
     if (e.type === 'step' || e.type === 'epoch') fs.writeSync(metrics, JSON.stringify(e) + '\n');
     o.onEvent?.(e);
@@ -443,14 +444,18 @@ export async function train(o: TrainerOptions): Promise<{ params: Map<string, Ho
           ...(isRegression(met) ? { maePerExit: trainMae(met, r, K, samples) } : {}),
         });
         if (Date.now() - lastCk > (o.checkpointEveryMs ?? 60_000)) {
-          emit({ type: 'checkpoint', step: st.globalStep, file: writeCheckpoint(o.runDir, params, shapes, opt, st) });
+          emit({
+            type: 'checkpoint',
+            step: st.globalStep,
+            file: writeCheckpoint(o.runDir, o.files.checkpoint, params, shapes, opt, st),
+          });
           lastCk = Date.now();
         }
       }
       // Epoch end: the position is the start of the next epoch.
       st = { ...st, epoch: epoch + 1, stepInEpoch: 0 };
-      writeCheckpoint(o.runDir, params, shapes, opt, st);
-      writeSafetensors(path.join(o.runDir, TRAINABLE), hostParams());
+      writeCheckpoint(o.runDir, o.files.checkpoint, params, shapes, opt, st);
+      writeSafetensors(path.join(o.runDir, o.files.trainable), hostParams());
       lastCk = Date.now();
       const v = o.validate ? await o.validate(hostParams()) : [];
       // Regression validation reports MAE / RMSE per exit instead of accuracies.
@@ -467,8 +472,12 @@ export async function train(o: TrainerOptions): Promise<{ params: Map<string, Ho
       });
     }
     if (stopped) {
-      emit({ type: 'checkpoint', step: st.globalStep, file: writeCheckpoint(o.runDir, params, shapes, opt, st) });
-      writeSafetensors(path.join(o.runDir, TRAINABLE), hostParams());
+      emit({
+        type: 'checkpoint',
+        step: st.globalStep,
+        file: writeCheckpoint(o.runDir, o.files.checkpoint, params, shapes, opt, st),
+      });
+      writeSafetensors(path.join(o.runDir, o.files.trainable), hostParams());
       emit({ type: 'stopped', step: st.globalStep, reason: stopped });
     } else emit({ type: 'done', step: st.globalStep, seconds: (Date.now() - t0) / 1000 });
   } finally {

@@ -17,12 +17,6 @@ import { decodePth } from './pth';
 import { decodeSafetensors, readFileOrThrow } from './safetensors';
 import { ZipArchive, looksLikeZip } from './zip';
 
-export type { Layout, LoadReport, CanonicalWeights, ShapeMismatch } from './layouts';
-export { LAYOUTS, detectLayout, formatReport, toCanonical } from './layouts';
-export { decodeSafetensors, encodeSafetensors, readSafetensors, writeSafetensors } from './safetensors';
-export { decodePth, readPth } from './pth';
-export { decodeNpz, readNpz } from './npz';
-
 export type CheckpointFormat = 'safetensors' | 'pth' | 'npz';
 
 export interface Checkpoint {

@@ -12,7 +12,7 @@ import * as vscode from 'vscode';
 import { writeCountingFolder } from '../../../src/engine/demo/shapes';
 import { exitScores } from '../../../src/engine/infer/exitScores';
 import { applyThresholds } from '../../../src/engine/infer/thresholds';
-import type { SplitPredictions, ThresholdsFile } from '../../../src/engine/run/run';
+import type { SplitPredictions, ThresholdsFile } from '../../../src/engine/run/runFolder';
 import type { MetApi } from '../../../src/extension';
 import type { RenderedSnapshot } from '../../../webview-ui/inspect/protocol';
 import { activate, backbone, EXTENSION_ID, met, waitFor, workspaceDir } from '../fixtures';

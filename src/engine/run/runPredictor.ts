@@ -9,13 +9,13 @@
 
 import * as path from 'node:path';
 import { loadBatch, type Preprocess } from '../data/image';
-import { type ChosenOperatingPoint, chosenOperatingPoint } from '../export/thresholds';
 import type { MetConfig } from '../model/met';
 import type { VitConfig } from '../model/config';
-import { loadRun, preprocessOf, readThresholds, type RunConfigFile } from '../run/run';
+import { loadRun, preprocessOf } from './run';
+import { type ChosenOperatingPoint, chosenOperatingPoint, readThresholds, type RunConfigFile } from './runFolder';
 import { cpuOnly, type SessionOptions } from '../runtime/session';
 import { type HostTensor, UserError } from '../tensor';
-import { buildSegments, confidences, cumulativeGflops, SegmentRunner } from './segments';
+import { buildSegments, confidences, cumulativeGflops, SegmentRunner } from '../infer/segments';
 
 /** `met predict`'s default: images per forward pass. */
 export const DEFAULT_PREDICT_BATCH = 32;
