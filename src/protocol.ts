@@ -150,6 +150,8 @@ export interface ErrorInfo {
   name: string;
   /** What kind of user error (UserError.code): what code branches on, never the message text. */
   code?: UserErrorCode;
+  /** Numbers the message states (UserError.details), e.g. heads-unknown's width. */
+  details?: Record<string, number>;
   stack?: string;
 }
 
@@ -181,12 +183,13 @@ function isObj(m: unknown): m is Record<string, unknown> {
 
 export function errorInfo(e: unknown): ErrorInfo {
   if (e instanceof Error) {
-    const code = (e as { code?: unknown }).code;
+    const { code, details } = e as { code?: unknown; details?: Record<string, number> };
     // Only a UserError's code is one of ours (a Node error's code is 'ENOENT' and the like).
     return {
       message: e.message,
       name: e.name,
       ...(e.name === 'UserError' && typeof code === 'string' ? { code: code as UserErrorCode } : {}),
+      ...(e.name === 'UserError' && details ? { details } : {}),
       stack: e.stack,
     };
   }

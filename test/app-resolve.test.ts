@@ -205,8 +205,17 @@ test('met train --dry-run, the engine process and the extension resolve the same
       if (c.code) {
         assert.equal(cli.code, 1, `${c.name}: met train --dry-run fails`);
         assert.match(cli.err, /number of attention heads/);
-        await assert.rejects(viaEngine, (e: Error & { code?: string }) => e.code === c.code, c.name);
-        await assert.rejects(inProcess, (e: unknown) => e instanceof UserError && e.code === c.code, c.name);
+        // The code, and the width the extension's heads prompt checks its answer against.
+        await assert.rejects(
+          viaEngine,
+          (e: Error & { code?: string; details?: { width?: number } }) => e.code === c.code && e.details?.width === 64,
+          c.name,
+        );
+        await assert.rejects(
+          inProcess,
+          (e: unknown) => e instanceof UserError && e.code === c.code && e.details?.width === 64,
+          c.name,
+        );
         continue;
       }
       assert.equal(cli.code, 0, `${c.name}: ${cli.err}`);

@@ -86,6 +86,8 @@ export class UserError extends Error {
   constructor(
     message: string,
     readonly code?: UserErrorCode,
+    /** Numbers the message states, for code that reacts to the error (heads-unknown: width). */
+    readonly details?: Record<string, number>,
   ) {
     super(message);
     this.name = 'UserError';

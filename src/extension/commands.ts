@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { CONFIG_FILE_NAME, configFilePaths, findConfigFile } from '../app/configFile';
-import { type DatasetCandidate, findDatasets } from '../app/dataset';
+import { findDatasets } from '../app/dataset';
 import type { TrainConfig } from '../engine/run/config';
 import type { GpuCheckResult, ResolveResult } from '../protocol';
 import { configTemplate } from './configTemplate';
@@ -63,7 +63,6 @@ export const TINY_VIT = path.join('assets', 'tiny-vit', 'tiny-vit.safetensors');
 const WEIGHT_GLOB = '**/*.{safetensors,pt,pth,npz}';
 const IGNORE_GLOB = '{**/node_modules/**,**/.met/**,**/.git/**,**/.vscode-host/**,**/.vscode-test/**}';
 const LAST_WEIGHTS_KEY = 'met.lastWeights';
-const CONFIG_NAME = CONFIG_FILE_NAME;
 
 const fsPathOf = (x: string | vscode.Uri | undefined): string | undefined =>
   x === undefined ? undefined : typeof x === 'string' ? x : x.fsPath;
@@ -80,9 +79,6 @@ function exists(p: string): Promise<boolean> {
   );
 }
 
-/** The data folder and weights a met.config.json names (app/configFile.ts); {} when unreadable. */
-const peekConfig = configFilePaths;
-
 function workspaceRootOf(p: string): string {
   return (
     vscode.workspace.getWorkspaceFolder(vscode.Uri.file(p))?.uri.fsPath ??
@@ -96,19 +92,13 @@ function configFor(folder: string): string | undefined {
   return findConfigFile(undefined, [folder, workspaceRootOf(folder)]);
 }
 
-// ---- Finding image folders: the application layer's detection, with the engine's rules ----
-
-/** Image folders in the workspace (app/dataset.ts findDatasets). */
-export const findImageFolders: (roots: string[], maxDepth?: number, maxDirs?: number) => Promise<DatasetCandidate[]> =
-  findDatasets;
-
 // ---- Pickers ----
 
 type Pick<T> = vscode.QuickPickItem & { value?: T; browse?: boolean };
 
 async function pickFolder(): Promise<string | undefined> {
   const roots = (vscode.workspace.workspaceFolders ?? []).map((f) => f.uri.fsPath);
-  const found = await findImageFolders(roots);
+  const found = await findDatasets(roots);
   const items: Pick<string>[] = found.map((c) => ({
     label: `$(folder) ${rel(c.dir)}`,
     description: `${c.classes.length} classes, ${c.images}${c.layout === 'split-folders' ? ' training' : ''} images`,
@@ -201,8 +191,8 @@ async function pickWeights(
   return uri?.[0]?.fsPath;
 }
 
-async function askHeads(why: string): Promise<number | undefined> {
-  const width = /width (\d+)/.exec(why)?.[1];
+/** The head count of a checkpoint whose width (from the engine's 'heads-unknown' error) does not imply it. */
+async function askHeads(width: number | undefined): Promise<number | undefined> {
   const v = await vscode.window.showInputBox({
     title: 'MET: attention heads of this backbone',
     prompt: `The checkpoint does not record its head count${width ? ` and ${width} is not a standard ViT width` : ''}. How many attention heads does it have?`,
@@ -211,7 +201,7 @@ async function askHeads(why: string): Promise<number | undefined> {
     validateInput: (s) => {
       const n = Number(s);
       if (!Number.isInteger(n) || n < 1) return 'a positive whole number';
-      return width && Number(width) % n ? `${width} is not divisible by ${n}` : undefined;
+      return width && width % n ? `${width} is not divisible by ${n}` : undefined;
     },
   });
   return v ? Number(v) : undefined;
@@ -272,7 +262,7 @@ async function confirmSettings(r: ResolveResult): Promise<ConfirmChoice> {
 async function editConfig(configFile: string | undefined, r: ResolveResult): Promise<void> {
   let file = configFile;
   if (!file) {
-    file = path.join(workspaceRootOf(r.config.data), CONFIG_NAME);
+    file = path.join(workspaceRootOf(r.config.data), CONFIG_FILE_NAME);
     const dir = path.dirname(file);
     const relTo = (p: string) => path.relative(dir, p).split(path.sep).join('/') || '.';
     await writeFileAtomicAsync(
@@ -420,7 +410,7 @@ export async function fineTune(
 
   let configFile = fsPathOf(args.configFile ?? args.config);
   const explicitConfig = !!configFile;
-  let peek = configFile ? await peekConfig(configFile) : {};
+  let peek = configFile ? await configFilePaths(configFile) : {};
   let folder = fsPathOf(args.folder);
   if (!folder && !(explicitConfig && peek.data)) {
     if (!ui) {
@@ -432,7 +422,7 @@ export async function fineTune(
   }
   if (!configFile && folder) {
     configFile = configFor(folder);
-    if (configFile) peek = await peekConfig(configFile);
+    if (configFile) peek = await configFilePaths(configFile);
   }
   let weights = fsPathOf(args.weights);
   if (!weights && !(explicitConfig && peek.weights)) {
@@ -465,7 +455,7 @@ export async function fineTune(
       // send the user off to write a config file for one number.
       const heads =
         ui && e instanceof EngineRequestError && e.code === 'heads-unknown' && !params.overrides?.heads
-          ? await askHeads(e.message)
+          ? await askHeads(e.info.details?.width)
           : undefined;
       if (heads) {
         params.overrides = { ...params.overrides, heads };
@@ -593,7 +583,7 @@ async function createConfig(
         : (await vscode.window.showWorkspaceFolderPick({ placeHolder: 'Where to write met.config.json' }))?.uri.fsPath;
     if (!dir) return undefined;
   }
-  const file = path.join(dir, CONFIG_NAME);
+  const file = path.join(dir, CONFIG_FILE_NAME);
   if ((await exists(file)) && !opts.overwrite) {
     const pick = await vscode.window.showWarningMessage(
       `MET: ${rel(file)} already exists.`,
@@ -605,7 +595,7 @@ async function createConfig(
   }
   // Prefill the two required paths with what the workspace has, relative to the file.
   const relTo = (p: string) => path.relative(dir!, p).split(path.sep).join('/') || '.';
-  const folders = await findImageFolders([dir], 3, 1000);
+  const folders = await findDatasets([dir], 3, 1000);
   const weights = (await vscode.workspace.findFiles(new vscode.RelativePattern(dir, WEIGHT_GLOB), IGNORE_GLOB, 1))[0]
     ?.fsPath;
   await writeFileAtomicAsync(

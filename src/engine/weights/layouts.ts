@@ -508,8 +508,8 @@ function inferConfig(
   o: Partial<VitConfig>,
   name: string,
 ): VitConfig {
-  const fail = (msg: string, code?: UserErrorCode): never => {
-    throw new UserError(`${name}: ${msg}`, code);
+  const fail = (msg: string, code?: UserErrorCode, details?: Record<string, number>): never => {
+    throw new UserError(`${name}: ${msg}`, code, details);
   };
   const dimOf = (key: string, axis: number): number | undefined => {
     const s = t.get(key)?.shape;
@@ -565,6 +565,7 @@ function inferConfig(
       fail(
         `the attention width ${inner} is not a multiple of vit-pytorch's default head width ${plan.headDim}; pass the number of heads (--heads N, or "heads" in met.config.json)`,
         'heads-unknown',
+        { width: inner },
       );
     }
     headDim = plan.headDim;
@@ -576,6 +577,7 @@ function inferConfig(
         `cannot infer the number of attention heads for width ${dim} (the ${layout} layout does not record it, and ${dim} is not a standard ` +
           `ViT width: ${Object.keys(HEADS_BY_DIM).join(', ')}); pass the number of heads (--heads N, or "heads" in met.config.json)`,
         'heads-unknown',
+        { width: dim },
       );
     }
     heads = h;
