@@ -36,6 +36,8 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 
+// The project's image extensions (src/engine/data/files.ts IMAGE_EXTENSIONS; a test keeps them equal):
+// this example runs with onnxruntime-node and sharp alone, without the project's code.
 const IMAGE_EXT = new Set(['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif']);
 
 function parseCli(argv) {

@@ -1,10 +1,10 @@
 // The `met` command line. The same bundle is the engine process that the extension forks.
 
-import { engineCommand } from './cli/engine';
 import { exportCommand } from './cli/export';
 import { paramsCommand } from './cli/params';
 import { predictCommand } from './cli/predict';
 import { evalCommand, trainCommand } from './cli/train';
+import { engineCommand } from './server/engine';
 import { UserError } from './engine/tensor';
 import { ENGINE_COMMAND } from './protocol';
 
@@ -32,7 +32,7 @@ async function main(argv: string[]): Promise<number> {
     console.log(mainUsage());
     return cmd ? 0 : 2;
   }
-  // Hidden: the extension's engine process (src/cli/engine.ts), not a command for people.
+  // Hidden: the extension's engine process (the engine server, src/server/engine.ts), not a command for people.
   if (cmd === ENGINE_COMMAND) return engineCommand(rest);
   const c = COMMANDS[cmd];
   if (!c) {

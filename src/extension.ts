@@ -1,6 +1,6 @@
 // VS Code entry point: wires the modules together. No ML work happens on the extension host
 // thread: the engine (src/engine, which never imports vscode) runs in forked processes of the CLI
-// bundle (src/extension/engineClient.ts, src/cli/engine.ts).
+// bundle (src/extension/engineClient.ts, src/server/engine.ts).
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { registerCodeLens } from './extension/codelens';

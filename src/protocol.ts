@@ -13,12 +13,15 @@
 // The channel uses Node's 'advanced' serialization (structured clone), so NaN and Infinity in
 // accuracies and thresholds survive (JSON would turn them into null).
 //
-// Type-only imports: this file must stay free of runtime dependencies (no vscode, no engine code).
+// Type-only imports (of engine and application-layer types): this file must stay free of runtime
+// dependencies (no vscode, no engine code).
 
-import type { ParamsReport } from './cli/params';
+import type { ParamsReport } from './app/params';
+import type { RunPlan } from './app/resolve';
 import type { TrainConfig } from './engine/run/config';
 import type { RunSummary } from './engine/run/runFolder';
 import type { Provider, ProviderStatus } from './engine/runtime/device';
+import type { UserErrorCode } from './engine/tensor';
 import type { TrainEvent } from './engine/train/trainer';
 import type {
   ScoreParams,
@@ -50,25 +53,8 @@ export interface ResolveParams {
   workspaceRoot: string;
 }
 
-export interface ResolveResult {
-  /** Complete settings, `out` set to the run folder that train/start will create. */
-  config: TrainConfig;
-  /** The exits the run will have (the config's, or the default placement for this backbone). */
-  exits: number[];
-  backbone: {
-    file: string;
-    layout: string;
-    depth: number;
-    dim: number;
-    heads: number;
-    imageSize: number;
-    channels: number;
-  };
-  classes: string[];
-  counts: { train: number; val: number; test: number };
-  /** Things the user should know before starting (where a setting came from, dataset warnings). */
-  notes: string[];
-}
+/** Complete settings (`out` set to the run folder train/start will create), backbone, classes, counts, notes. */
+export type ResolveResult = RunPlan;
 
 export interface TrainStartParams {
   /** Resolved settings (from train/resolve). Ignored when resuming. */
@@ -107,6 +93,8 @@ export interface ParamsComputeParams {
   classes?: number;
   /** `settings` are complete (a run's recorded settings): do not also read ./met.config.json. */
   ignoreWorkspaceConfig?: boolean;
+  /** The text of `configFile` as an editor holds it (unsaved edits), read instead of the file. */
+  configText?: string;
 }
 
 /** Request methods: name -> params and result. */
@@ -160,6 +148,10 @@ export interface ErrorInfo {
   message: string;
   /** 'UserError' for errors a user can fix (bad folder, bad config): shown without a stack. */
   name: string;
+  /** What kind of user error (UserError.code): what code branches on, never the message text. */
+  code?: UserErrorCode;
+  /** Numbers the message states (UserError.details), e.g. heads-unknown's width. */
+  details?: Record<string, number>;
   stack?: string;
 }
 
@@ -190,6 +182,16 @@ function isObj(m: unknown): m is Record<string, unknown> {
 }
 
 export function errorInfo(e: unknown): ErrorInfo {
-  if (e instanceof Error) return { message: e.message, name: e.name, stack: e.stack };
+  if (e instanceof Error) {
+    const { code, details } = e as { code?: unknown; details?: Record<string, number> };
+    // Only a UserError's code is one of ours (a Node error's code is 'ENOENT' and the like).
+    return {
+      message: e.message,
+      name: e.name,
+      ...(e.name === 'UserError' && typeof code === 'string' ? { code: code as UserErrorCode } : {}),
+      ...(e.name === 'UserError' && details ? { details } : {}),
+      stack: e.stack,
+    };
+  }
   return { message: String(e), name: 'Error' };
 }

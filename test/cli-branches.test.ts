@@ -9,7 +9,7 @@ import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { ParamsReport } from '../src/cli/params';
+import type { ParamsReport } from '../src/app/params';
 import type { ExportManifest } from '../src/engine/export/export';
 import { applyThresholds } from '../src/engine/infer/thresholds';
 import { metParamShapes } from '../src/engine/model/met';

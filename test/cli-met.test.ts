@@ -13,7 +13,7 @@ import {
   type ThresholdsFile,
 } from '../src/engine/run/runFolder';
 import { readSafetensors } from '../src/engine/weights/safetensors';
-import type { ParamsReport } from '../src/cli/params';
+import type { ParamsReport } from '../src/app/params';
 import type { RunPrediction } from '../src/cli/predict';
 import { met, TINY, tinyRun } from './tiny-run';
 

@@ -7,11 +7,11 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { loadConfigFile } from '../src/cli/train';
+import { loadConfigFile } from '../src/app/configFile';
 import { configTemplate } from '../src/extension/configTemplate';
 import { TRAIN_DEFAULTS } from '../src/engine/run/config';
 import { FIELDS, resolveConfig } from '../src/engine/run/schema';
-import { parseJsonc } from '../src/cli/jsonc';
+import { parseJsonc } from '../src/app/jsonc';
 
 test('config template: loads as written and holds every default', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'met-template-'));

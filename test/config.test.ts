@@ -7,9 +7,12 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { FIELDS, jsonSchema, resolveConfig, validateConfig } from '../src/engine/run/schema';
-import { SCHEMA_FILE, schemaText } from '../scripts/gen-schema';
-import type { ParamsReport } from '../src/cli/params';
+import { FIELDS, flagOf, jsonSchema, resolveConfig, validateConfig } from '../src/engine/run/schema';
+import { SCHEMA_FILE, schemaText, SETTINGS_DOC, settingsDocText } from '../scripts/gen-schema';
+import { MET_DEFAULTS } from '../src/engine/model/met';
+import { metConfigOf, TRAIN_DEFAULTS, upgradeMetConfig } from '../src/engine/run/config';
+import { MODEL_KEYS, SETTINGS } from '../src/engine/run/settings';
+import type { ParamsReport } from '../src/app/params';
 import { met } from './tiny-run';
 
 function tmpdir(): string {
@@ -28,6 +31,52 @@ test('the committed schemas/met.config.schema.json is jsonSchema() (run npm run 
   assert.deepEqual(Object.keys(s.properties).sort(), ['$schema', ...FIELDS.map((f) => f.key)].sort());
   assert.equal(s.additionalProperties, false);
   assert.deepEqual(s.required, ['data', 'weights']);
+});
+
+test('the committed docs/settings.md is settingsDocText() (run npm run schema when this fails)', () => {
+  assert.ok(fs.existsSync(SETTINGS_DOC), `${SETTINGS_DOC} is missing: run npm run schema`);
+  assert.equal(fs.readFileSync(SETTINGS_DOC, 'utf8'), settingsDocText());
+  // One row per setting, each naming its flag.
+  const rows = settingsDocText()
+    .split('\n')
+    .filter((l) => /^\| `/.test(l));
+  assert.deepEqual(
+    rows.map((l) => /^\| `(\w+)`/.exec(l)![1]),
+    FIELDS.map((f) => f.key),
+  );
+  assert.match(
+    rows.find((l) => l.startsWith('| `backboneAct`'))!,
+    /`--backbone-act`, `--act`/,
+  );
+});
+
+test('the settings table is the one source: defaults, the model part, enums, flags and --help', () => {
+  // Every enum is an as-const array the schema and validation read (one spelling of each choice).
+  for (const f of FIELDS.filter((x) => x.kind === 'enum' || x.kind === 'enumList')) {
+    assert.ok(Array.isArray(f.choices) && f.choices.length > 1, f.key);
+    if (f.default !== undefined)
+      assert.ok(
+        [f.default].flat().every((d) => f.choices!.includes(d as string)),
+        f.key,
+      );
+  }
+  for (const f of FIELDS) assert.deepEqual((TRAIN_DEFAULTS as Record<string, unknown>)[f.key], f.default, f.key);
+  // MET_DEFAULTS is the table's model rows; metConfigOf carries them under the same names.
+  assert.deepEqual(Object.keys(MET_DEFAULTS).sort(), [...MODEL_KEYS].sort());
+  const c = { ...TRAIN_DEFAULTS, data: 'd', weights: 'w', adapterAct: 'gelu' as const, rank: 3 };
+  const m = metConfigOf(c, [1, 2], 5);
+  for (const k of MODEL_KEYS) assert.deepEqual(m[k], c[k], k);
+  assert.equal(m.adapterAct, 'gelu');
+  assert.ok(!('act' in m), "the model's adapter activation is adapterAct, not act");
+  // Run folders written before the rename keep their adapter activation.
+  assert.equal(upgradeMetConfig({ ...m, adapterAct: undefined, act: 'gelu' } as never as typeof m).adapterAct, 'gelu');
+  assert.equal(SETTINGS.backboneAct.flag, 'backbone-act');
+  // --help lists every setting's flag; --act still means the backbone's activation.
+  const help = met(['train', '--help']);
+  assert.equal(help.code, 0);
+  for (const f of FIELDS) assert.match(help.out, new RegExp(`--${flagOf(f)}\\b`), f.key);
+  assert.match(help.out, /--backbone-act gelu\|gelu_tanh\|relu .*\(also --act\)/);
+  assert.match(help.out, /--dry-run/);
 });
 
 test('validateConfig names the unknown field and suggests the near match', () => {
@@ -124,7 +173,7 @@ test('met train --config with a bad field fails at once, naming the field', () =
 });
 
 test('met.config.json may hold // and /* */ comments and trailing commas (VS Code jsonc)', async () => {
-  const { stripJsonc, parseJsonc } = await import('../src/cli/jsonc');
+  const { stripJsonc, parseJsonc } = await import('../src/app/jsonc');
   const text =
     '{\n  // a comment\n  "data": "a//b", /* inline */ "rank": 8, // trailing\n  "exits": [1, 2,],\n  "s": "x\\"/*y*/",\n}\n';
   assert.deepEqual(parseJsonc(text), { data: 'a//b', rank: 8, exits: [1, 2], s: 'x"/*y*/' });

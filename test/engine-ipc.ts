@@ -42,7 +42,14 @@ export class Engine {
         if (isResponse(m)) {
           const p = this.pending.get(m.id)!;
           this.pending.delete(m.id);
-          if ('error' in m) p.reject(Object.assign(new Error(m.error.message), { name: m.error.name }));
+          if ('error' in m)
+            p.reject(
+              Object.assign(new Error(m.error.message), {
+                name: m.error.name,
+                code: m.error.code,
+                details: m.error.details,
+              }),
+            );
           else p.resolve(m.result);
         } else if (isNotification(m)) {
           if (m.method === 'ready') resolve(m.params as NotificationMap['ready']);

@@ -34,6 +34,7 @@ import {
   metParamShapes,
   MetTensors,
 } from '../src/engine/model/met';
+import { upgradeMetConfig } from '../src/engine/run/config';
 import { prepareWeights, VitParams } from '../src/engine/model/vit';
 import { Session } from '../src/engine/runtime/session';
 import type { HostTensor } from '../src/engine/tensor';
@@ -321,7 +322,7 @@ test('parameters per branch: formula = hand-computed = the torch modules of the 
       met: Partial<MetConfig>;
       branch_params: { per_exit: number[] };
     };
-    const m = { ...MET_DEFAULTS, numClasses: C, ...side.met } as MetConfig;
+    const m = { ...MET_DEFAULTS, numClasses: C, ...upgradeMetConfig(side.met) } as MetConfig;
     const got = branchSpecs(dims, m).map((b) => branchParamCount(b).params);
     assert.deepEqual(got, side.branch_params.per_exit, f);
     checked++;

@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { compile, Graph, grad, type Tensor } from '../src/engine/graph';
 import { Session } from '../src/engine/runtime/session';
 import { MET_DEFAULTS, type MetConfig, metForward, metLoss, MetTensors, metParamShapes } from '../src/engine/model/met';
+import { upgradeMetConfig } from '../src/engine/run/config';
 import { prepareWeights, VitParams } from '../src/engine/model/vit';
 import { loadBackbone } from '../src/engine/weights';
 import { readSafetensors } from '../src/engine/weights/safetensors';
@@ -40,7 +41,7 @@ for (const name of CASES) {
     // Committed fixtures: a missing one is a failure, not a skip.
     assert.ok(fs.existsSync(file), `${file} is missing (regenerate: /usr/bin/python3 scripts/make_met_fixtures.py)`);
     const side = JSON.parse(fs.readFileSync(path.join(FIX, `${name}.json`), 'utf8')) as { met: Partial<MetConfig> };
-    const m: MetConfig = { ...MET_DEFAULTS, exits: [], numClasses: 0, ...side.met } as MetConfig;
+    const m: MetConfig = { ...MET_DEFAULTS, exits: [], numClasses: 0, ...upgradeMetConfig(side.met) } as MetConfig;
     const gold = readSafetensors(file);
     // The branch fixtures share met_default's input and labels rather than storing them again.
     const shared = gold.has('input') ? gold : readSafetensors(path.join(FIX, 'met_default.safetensors'));

@@ -9,6 +9,8 @@ export interface FlagSpec {
   kind: FlagKind;
   help: string;
   choices?: readonly string[];
+  /** An older name of another flag: its value is stored under that flag, and --help lists it there. */
+  aliasOf?: string;
 }
 
 export type Parsed = { _: string[] } & Record<string, unknown>;
@@ -35,14 +37,14 @@ export function parseArgs(argv: string[], spec: Record<string, FlagSpec>, comman
     const s = spec[key];
     if (!s) throw new UserError(`met ${command}: unknown option --${key} (see 'met ${command} --help')`);
     if (s.kind === 'bool') {
-      out[key] = value === undefined ? true : !['0', 'false', 'no'].includes(value);
+      out[s.aliasOf ?? key] = value === undefined ? true : !['0', 'false', 'no'].includes(value);
       continue;
     }
     if (value === undefined) {
       if (i + 1 >= argv.length) throw new UserError(`met ${command}: --${key} needs a value`);
       value = argv[++i];
     }
-    out[key] = convert(command, key, s, value);
+    out[s.aliasOf ?? key] = convert(command, key, s, value);
   }
   return out;
 }
@@ -81,14 +83,20 @@ function convert(command: string, key: string, s: FlagSpec, v: string): unknown 
 
 export function usage(command: string, synopsis: string, spec: Record<string, FlagSpec>): string {
   const lines = [`usage: met ${command} ${synopsis}`, '', 'options:'];
+  const aliases = (k: string) =>
+    Object.entries(spec)
+      .filter(([, s]) => s.aliasOf === k)
+      .map(([a]) => `--${a}`);
   for (const [k, s] of Object.entries(spec)) {
+    if (s.aliasOf) continue;
+    const also = aliases(k);
     const arg =
       s.kind === 'bool'
         ? ''
         : s.choices
           ? ` ${s.choices.join('|')}`
           : ` ${s.kind === 'numbers' ? 'a,b,c' : s.kind.toUpperCase()}`;
-    lines.push(`  --${(k + arg).padEnd(34)} ${s.help}`);
+    lines.push(`  --${(k + arg).padEnd(34)} ${s.help}${also.length ? ` (also ${also.join(', ')})` : ''}`);
   }
   return lines.join('\n');
 }

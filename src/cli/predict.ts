@@ -17,6 +17,10 @@ import { DEFAULT_PREDICT_BATCH, RunPredictor } from '../engine/run/runPredictor'
 import { agreementConfidence } from '../engine/infer/exitScores';
 import { isRegression } from '../engine/model/regression';
 import { type FlagSpec, parseArgs, type Parsed, usage } from './args';
+import { SETTING_FLAGS } from './train';
+import { headsBesideWeights } from '../app/settings';
+
+const pick = (flags: Record<string, FlagSpec>, keys: string[]) => Object.fromEntries(keys.map((k) => [k, flags[k]]));
 
 export const PREDICT_FLAGS: Record<string, FlagSpec> = {
   run: {
@@ -24,25 +28,11 @@ export const PREDICT_FLAGS: Record<string, FlagSpec> = {
     help: "a MET run folder: every exit's answer and the exit taken under the run's chosen thresholds (instead of --weights)",
   },
   weights: { kind: 'string', help: 'backbone checkpoint (.safetensors, .pth/.pt/.bin, .npz)' },
-  layout: {
-    kind: 'string',
-    choices: ['auto', 'timm', 'hf', 'torchvision', 'vit-pytorch', 'npz'],
-    help: 'key layout of the checkpoint (default auto)',
-  },
-  'image-size': {
-    kind: 'int',
-    help: 'input size; position embeddings are resampled if it differs from the checkpoint',
-  },
-  channels: { kind: 'int', help: 'image channels the backbone expects (1 or 3; default from the checkpoint)' },
-  mean: { kind: 'numbers', help: 'normalisation mean per channel on [0,1] pixels' },
-  std: { kind: 'numbers', help: 'normalisation std per channel' },
-  heads: { kind: 'int', help: 'attention heads (when the checkpoint layout does not imply them)' },
-  act: { kind: 'string', choices: ['gelu', 'gelu_tanh', 'relu'], help: 'MLP activation (default gelu)' },
-  resize: { kind: 'string', choices: ['direct', 'resize-center-crop'], help: 'resize policy (default direct)' },
+  // The backbone's settings as `met train` takes them (choices and help from the settings table).
+  ...pick(SETTING_FLAGS, ['layout', 'image-size', 'channels', 'mean', 'std', 'heads', 'backbone-act', 'act', 'resize']),
   top: { kind: 'int', help: 'classes to print per image (default 5)' },
   batch: { kind: 'int', help: 'images per forward pass (default 32)' },
-  device: { kind: 'string', choices: ['cpu', 'webgpu', 'cuda', 'auto'], help: 'execution provider (default cpu)' },
-  threads: { kind: 'int', help: 'CPU threads (default: one per core)' },
+  ...pick(SETTING_FLAGS, ['device', 'threads']),
   json: {
     kind: 'bool',
     help: 'print [{"file", "topk": [{"class", "prob"}]}] (with --run: [{"file", "exits": [{"exit", "layer", "confidence", "class", "label"}], "exit", "class", "label", "confidence"}])',
@@ -70,8 +60,10 @@ export async function predictCommand(argv: string[]): Promise<number> {
   if (!a._.length) throw new UserError('met predict: give at least one image or folder');
   const overrides: Partial<VitConfig> = {};
   if (a['image-size'] !== undefined) overrides.imageSize = a['image-size'] as number;
-  if (a.heads !== undefined) overrides.heads = a.heads as number;
-  if (a.act !== undefined) overrides.act = a.act as Activation;
+  // The head count beside the weights when not given, as `met train` and the engine take it.
+  const heads = (a.heads as number | undefined) ?? headsBesideWeights(a.weights as string)?.heads;
+  if (heads !== undefined) overrides.heads = heads;
+  if (a['backbone-act'] !== undefined) overrides.act = a['backbone-act'] as Activation;
   if (a.mean) overrides.mean = a.mean as number[];
   if (a.std) overrides.std = a.std as number[];
   const { tensors, config, report } = await loadBackbone(a.weights as string, {
@@ -165,7 +157,18 @@ export async function predictCommand(argv: string[]): Promise<number> {
 // ---------------------------------------------------------------- --run
 
 /** Flags that describe a backbone or its preprocessing: a run fixes all of them. */
-const RUN_FIXED = ['weights', 'layout', 'image-size', 'channels', 'mean', 'std', 'heads', 'act', 'resize', 'top'];
+const RUN_FIXED = [
+  'weights',
+  'layout',
+  'image-size',
+  'channels',
+  'mean',
+  'std',
+  'heads',
+  'backbone-act',
+  'resize',
+  'top',
+];
 
 export interface ExitAnswer {
   /** 1-based exit number and the layer it follows. */

@@ -1,15 +1,16 @@
 // `met train` and `met eval`.
 
-import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { findConfigFile } from '../app/configFile';
+import { resolveRun } from '../app/resolve';
+import { resolveSettings } from '../app/settings';
 import { evaluateRun, runTraining } from '../engine/run/run';
 import { readJson, type RunConfigFile, type RunSummary } from '../engine/run/runFolder';
-import { FIELDS, flagOf, resolveConfig, validateConfig } from '../engine/run/schema';
+import { FIELDS, flagOf, validateConfig } from '../engine/run/schema';
 import type { TrainConfig } from '../engine/run/config';
 import type { TrainEvent } from '../engine/train/trainer';
 import { UserError } from '../engine/tensor';
 import { type FlagKind, type FlagSpec, parseArgs, usage } from './args';
-import { parseJsonc } from './jsonc';
 
 const KIND: Record<string, FlagKind> = {
   string: 'string',
@@ -29,45 +30,41 @@ function flagSpec(f: (typeof FIELDS)[number]): FlagSpec {
   return { kind: KIND[f.kind], choices: f.choices, help: f.help };
 }
 
+/** Every setting's flag (and its older names, e.g. --act for --backbone-act), from the settings table. */
+export const SETTING_FLAGS: Record<string, FlagSpec> = Object.fromEntries(
+  FIELDS.flatMap((f) => [
+    [flagOf(f), flagSpec(f)],
+    ...(f.flagAliases ?? []).map((a) => [a, { ...flagSpec(f), aliasOf: flagOf(f) }]),
+  ]),
+);
+
 export const TRAIN_FLAGS: Record<string, FlagSpec> = {
-  config: { kind: 'string', help: 'met.config.json to start from (flags override it)' },
+  config: {
+    kind: 'string',
+    help: 'met.config.json to start from (default ./met.config.json when present; flags override it)',
+  },
   resume: { kind: 'string', help: 'continue an interrupted run folder' },
   progress: { kind: 'string', choices: ['text', 'json'], help: 'progress on stdout as text (default) or JSON lines' },
-  ...Object.fromEntries(FIELDS.map((f) => [flagOf(f), flagSpec(f)])),
+  'dry-run': {
+    kind: 'bool',
+    help: 'resolve the settings, read the backbone and scan the data, print them as JSON and stop (nothing is trained or written)',
+  },
+  ...SETTING_FLAGS,
   help: { kind: 'bool', help: 'show this help' },
 };
 
-function flagsToConfig(a: Record<string, unknown>): Partial<TrainConfig> {
+/** The settings given as flags, by config key (raw: validated where they are merged). */
+export function settingsOfFlags(a: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const f of FIELDS) {
     const v = a[flagOf(f)];
     if (v !== undefined) out[f.key] = v;
   }
-  return validateConfig(out, 'command line');
+  return out;
 }
 
-/** A met.config.json as `met train` reads it (JSON with comments, paths relative to the file). */
-export function loadConfigFile(file: string): Partial<TrainConfig> {
-  let raw: string;
-  try {
-    raw = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new UserError(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
-  let obj: unknown;
-  try {
-    // JSON with comments and trailing commas, as VS Code's jsonc mode lets users write it.
-    obj = parseJsonc(raw);
-  } catch (e) {
-    throw new UserError(`${file}: not valid JSON (${(e as Error).message})`);
-  }
-  const c = validateConfig(obj, file);
-  // Paths in a config file are relative to the file.
-  const dir = path.dirname(path.resolve(file));
-  for (const k of ['data', 'weights', 'out'] as const)
-    if (typeof c[k] === 'string' && !path.isAbsolute(c[k] as string))
-      (c as Record<string, unknown>)[k] = path.join(dir, c[k] as string);
-  return c;
+function flagsToConfig(a: Record<string, unknown>): Partial<TrainConfig> {
+  return validateConfig(settingsOfFlags(a), 'command line');
 }
 
 function fmtEta(s: number): string {
@@ -165,14 +162,26 @@ export async function trainCommand(argv: string[]): Promise<number> {
   let c: TrainConfig;
   let resumeDir: string | undefined;
   let configFile: string | undefined;
+  if (a.resume && a['dry-run'])
+    throw new UserError('met train: --dry-run resolves the settings of a new run; it does not go with --resume');
   if (a.resume) {
     resumeDir = path.resolve(a.resume as string);
     const cf = readJson<RunConfigFile>(path.join(resumeDir, 'config.json'));
     c = { ...cf.train, ...flagsToConfig(a) };
   } else {
-    configFile = a.config ? (a.config as string) : fs.existsSync('met.config.json') ? 'met.config.json' : undefined;
-    const file = configFile ? loadConfigFile(configFile) : {};
-    c = resolveConfig(file, flagsToConfig(a));
+    // The application layer's resolution, the engine server's train/resolve's: the config file,
+    // the flags over it, the head count beside the weights when nothing sets it.
+    configFile = findConfigFile(a.config as string | undefined, ['.']);
+    const input = { configFile, layers: [{ where: 'command line', values: settingsOfFlags(a) }], workspaceRoot: '.' };
+    if (a['dry-run']) {
+      const plan = await resolveRun({ ...input, workspaceRoot: path.resolve('.') });
+      for (const n of plan.notes) console.error(n);
+      console.log(JSON.stringify(plan, null, 2));
+      return 0;
+    }
+    const r = resolveSettings({ ...input, workspaceRoot: path.resolve('.') });
+    for (const n of r.notes) console.error(n);
+    c = r.config;
   }
   const json = a.progress === 'json';
   let stopReason: string | null = null;

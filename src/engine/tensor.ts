@@ -70,9 +70,25 @@ export function toFloat32(t: HostTensor): HostTensor {
   return { dtype: 'float32', shape: t.shape.slice(), data: out };
 }
 
+/**
+ * What kind of user error it is, for code that reacts to one (the extension asks for the head
+ * count on 'heads-unknown'): callers branch on the code, never on the message's wording.
+ *   heads-unknown      the checkpoint does not record its attention heads (give `heads`)
+ *   config-unreadable  a config file cannot be read or is not JSON
+ *   config-invalid     a setting has an unknown name or a wrong type or value
+ *   setting-missing    a required setting (data, weights) is not given
+ */
+export const USER_ERROR_CODES = ['heads-unknown', 'config-unreadable', 'config-invalid', 'setting-missing'] as const;
+export type UserErrorCode = (typeof USER_ERROR_CODES)[number];
+
 /** Error type for user-facing input problems; the CLI prints only the message. */
 export class UserError extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    readonly code?: UserErrorCode,
+    /** Numbers the message states, for code that reacts to the error (heads-unknown: width). */
+    readonly details?: Record<string, number>,
+  ) {
     super(message);
     this.name = 'UserError';
   }

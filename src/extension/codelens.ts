@@ -7,25 +7,19 @@
 // run was started from as `configFile` in the run's config.json (src/engine/run/run.ts), and
 // RunIndex matches on it. It opens the Inspect exits panel (inspect.ts) on that run's test split.
 //
-// The numbers are `met params --json` for the file, computed in a short-lived child process
-// (`dist/cli.js params --config FILE --json`), never on the extension host thread: the backbone's
-// shape comes from its checkpoint, which `met params` reads whole (hundreds of MB for a ViT-B),
-// and the class count from scanning the data folder. Why not the engine process's
-// 'params/compute': that process is the workspace's single training engine; opening a config
-// file should neither start it (and its native runtime) nor queue behind a training's checkpoint
-// reads, and a crashed or cancelled engine must not take the lenses with it. A separate `met
-// params` run is also, by construction, exactly what the CLI prints (~1 s for the tiny ViT).
-// Unsaved edits are computed from a temporary copy of the buffer (paths made absolute against
-// the real file, as `met` resolves them), debounced; results are cached by the buffer's text.
+// The numbers are the engine's 'params/compute' for the file (app/params.ts: exactly what `met
+// params --json` prints), asked of the utility engine (engineClient.ts) that the parameter-counts
+// panel uses too, never computed on the extension host thread: the backbone's shape comes from
+// its checkpoint, which is read whole (hundreds of MB for a ViT-B), and the class count from
+// scanning the data folder. Unsaved edits send the buffer's text with the file's name
+// (configText), so relative paths resolve against the real file as `met` resolves them;
+// debounced; results are cached by the buffer's text. An answer for an older text is dropped.
 
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { parseJsonc } from '../cli/jsonc';
-import type { ParamsReport } from '../cli/params';
+import type { ParamsReport } from '../app/params';
+import { getEngines } from './engineClient';
 import { getRunIndex, type RunIndex } from './runIndex';
 
 /** Which documents get lenses (the same files as jsonValidation in package.json). */
@@ -37,7 +31,6 @@ const isConfigFile = (uri: vscode.Uri) =>
   uri.scheme === 'file' && (path.basename(uri.fsPath) === 'met.config.json' || uri.fsPath.endsWith('.met.json'));
 
 const EDIT_DEBOUNCE_MS = 800;
-const PARAMS_TIMEOUT_MS = 120_000;
 
 const int = (n: number) => n.toLocaleString('en-US');
 /** Percent of the backbone: two decimals, or two significant digits below 0.1 %. */
@@ -48,69 +41,18 @@ export const fmtGflops = (x: number) => (x >= 100 ? x.toFixed(0) : x.toPrecision
 type Result =
   { key: string; report: ParamsReport; error?: undefined } | { key: string; error: string; report?: undefined };
 
-/** Runs `met params --json` in a child process (the extension's own CLI bundle). */
-function runMetParams(cli: string, configFile: string, signal: AbortSignal): Promise<ParamsReport> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      process.execPath,
-      [cli, 'params', '--config', configFile, '--json'],
-      {
-        // The extension host may be Electron (desktop VS Code): make it act as plain Node.
-        env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' },
-        cwd: path.dirname(configFile),
-        timeout: PARAMS_TIMEOUT_MS,
-        maxBuffer: 16 << 20,
-        signal,
-        windowsHide: true,
-      },
-      (err, stdout, stderr) => {
-        if (err) {
-          const lines = String(stderr)
-            .split('\n')
-            .map((l) => l.trim())
-            .filter(Boolean);
-          const msg = lines.find((l) => l.startsWith('error: '))?.slice(7) ?? lines[lines.length - 1] ?? err.message;
-          return reject(new Error(msg));
-        }
-        try {
-          resolve(JSON.parse(String(stdout)) as ParamsReport);
-        } catch {
-          reject(new Error(`met params printed no JSON: ${String(stdout).slice(0, 200)}`));
-        }
-      },
-    );
-  });
-}
-
-/**
- * A config file as `met` would read it, for the unsaved buffer: comments and trailing commas dropped
- * (the same parseJsonc as loadConfigFile) and relative paths made absolute against the real file's folder.
- * Returns null when the text is not JSON (`met params` on the real file reports the error).
- */
-function absolutised(text: string, realFile: string): string | null {
-  let obj: Record<string, unknown>;
-  try {
-    obj = parseJsonc(text) as Record<string, unknown>;
-  } catch {
-    return null;
-  }
-  if (!obj || typeof obj !== 'object' || Array.isArray(obj)) return null;
-  const dir = path.dirname(realFile);
-  for (const k of ['data', 'weights', 'out'])
-    if (typeof obj[k] === 'string' && obj[k] && !path.isAbsolute(obj[k] as string))
-      obj[k] = path.join(dir, obj[k] as string);
-  return JSON.stringify(obj);
+/** `met params --json` for a config file (or its unsaved text), from the utility engine. */
+function engineParams(configFile: string, configText: string | undefined): Promise<ParamsReport> {
+  return getEngines().request('params/compute', { configFile, configText, ignoreWorkspaceConfig: true });
 }
 
 class ParamsCache implements vscode.Disposable {
   private readonly results = new Map<string, Result>();
   private readonly timers = new Map<string, ReturnType<typeof setTimeout>>();
   private readonly running = new Map<string, { key: string; abort: AbortController }>();
+  private disposed = false;
   private readonly done = new vscode.EventEmitter<vscode.Uri>();
   readonly onDidCompute = this.done.event;
-  private tmpDir: string | undefined;
-
-  constructor(private readonly cli: string) {}
 
   static keyOf(doc: vscode.TextDocument): string {
     return createHash('sha1').update(doc.getText()).digest('hex');
@@ -153,30 +95,16 @@ class ParamsCache implements vscode.Disposable {
     prev?.abort.abort(); // an older text: its answer is no longer wanted
     const abort = new AbortController();
     this.running.set(u, { key, abort });
-    let file = doc.uri.fsPath;
-    let tmp: string | undefined;
     let result: Result;
     try {
-      const text = doc.isDirty ? absolutised(doc.getText(), doc.uri.fsPath) : undefined;
-      if (text === null) result = { key, error: `${path.basename(doc.uri.fsPath)}: not valid JSON yet` };
-      else {
-        if (text !== undefined) {
-          this.tmpDir ??= await fs.promises.mkdtemp(path.join(os.tmpdir(), 'met-codelens-'));
-          tmp = path.join(this.tmpDir, `${key}.met.json`);
-          await fs.promises.writeFile(tmp, text);
-          file = tmp;
-        }
-        try {
-          result = { key, report: await runMetParams(this.cli, file, abort.signal) };
-        } catch (e) {
-          // Name the user's file, not our temporary copy.
-          result = { key, error: (e as Error).message.split(tmp ?? '\0').join(path.basename(doc.uri.fsPath)) };
-        }
-      }
+      // A request cannot be taken back from the engine: a newer text aborts this one, whose answer is then dropped.
+      result = { key, report: await engineParams(doc.uri.fsPath, doc.isDirty ? doc.getText() : undefined) };
+    } catch (e) {
+      result = { key, error: (e as Error).message };
     } finally {
-      if (tmp) void fs.promises.rm(tmp, { force: true });
       if (this.running.get(u)?.abort === abort) this.running.delete(u);
     }
+    if (this.disposed) return;
     if (abort.signal.aborted) return;
     this.results.set(u, result);
     this.done.fire(doc.uri);
@@ -194,8 +122,8 @@ class ParamsCache implements vscode.Disposable {
   dispose(): void {
     for (const t of this.timers.values()) clearTimeout(t);
     for (const r of this.running.values()) r.abort.abort();
+    this.disposed = true;
     this.done.dispose();
-    if (this.tmpDir) fs.rmSync(this.tmpDir, { recursive: true, force: true });
   }
 }
 
@@ -258,7 +186,7 @@ class MetCodeLensProvider implements vscode.CodeLensProvider {
     const r = this.cache.get(doc);
     const stale = r && !this.cache.isCurrent(doc) ? ' (updating…)' : '';
     if (!r)
-      lenses.push(lens('$(loading~spin) counting parameters…', '', [], 'met params --json runs in a separate process'));
+      lenses.push(lens('$(loading~spin) counting parameters…', '', [], 'met params --json runs in the engine process'));
     else if (r.error !== undefined)
       lenses.push(
         lens(`$(warning) met params: ${r.error.length > 120 ? r.error.slice(0, 117) + '…' : r.error}`, '', [], r.error),
@@ -296,7 +224,7 @@ class MetCodeLensProvider implements vscode.CodeLensProvider {
 
 export function registerCodeLens(context: vscode.ExtensionContext): void {
   const index = getRunIndex(context);
-  const cache = new ParamsCache(context.asAbsolutePath(path.join('dist', 'cli.js')));
+  const cache = new ParamsCache();
   const provider = new MetCodeLensProvider(cache, index);
   context.subscriptions.push(
     cache,

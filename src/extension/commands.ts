@@ -10,7 +10,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { parseJsonc } from '../cli/jsonc';
+import { CONFIG_FILE_NAME, configFilePaths, findConfigFile } from '../app/configFile';
+import { findDatasets } from '../app/dataset';
 import type { TrainConfig } from '../engine/run/config';
 import type { GpuCheckResult, ResolveResult } from '../protocol';
 import { configTemplate } from './configTemplate';
@@ -61,9 +62,7 @@ export interface FineTuneResult {
 export const TINY_VIT = path.join('assets', 'tiny-vit', 'tiny-vit.safetensors');
 const WEIGHT_GLOB = '**/*.{safetensors,pt,pth,npz}';
 const IGNORE_GLOB = '{**/node_modules/**,**/.met/**,**/.git/**,**/.vscode-host/**,**/.vscode-test/**}';
-const IMAGE_EXT = new Set(['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif']);
 const LAST_WEIGHTS_KEY = 'met.lastWeights';
-const CONFIG_NAME = 'met.config.json';
 
 const fsPathOf = (x: string | vscode.Uri | undefined): string | undefined =>
   x === undefined ? undefined : typeof x === 'string' ? x : x.fsPath;
@@ -80,17 +79,6 @@ function exists(p: string): Promise<boolean> {
   );
 }
 
-/** Reads a met.config.json the way the CLI does (JSON with comments); {} when unreadable. */
-async function peekConfig(file: string): Promise<{ data?: string; weights?: string }> {
-  try {
-    const obj = parseJsonc(await fs.promises.readFile(file, 'utf8')) as Record<string, unknown>;
-    const abs = (v: unknown) => (typeof v === 'string' && v ? path.resolve(path.dirname(file), v) : undefined);
-    return { data: abs(obj.data), weights: abs(obj.weights) };
-  } catch {
-    return {};
-  }
-}
-
 function workspaceRootOf(p: string): string {
   return (
     vscode.workspace.getWorkspaceFolder(vscode.Uri.file(p))?.uri.fsPath ??
@@ -99,99 +87,9 @@ function workspaceRootOf(p: string): string {
   );
 }
 
-/** met.config.json in the folder, else in its workspace root. */
-async function configFor(folder: string): Promise<string | undefined> {
-  for (const dir of [folder, workspaceRootOf(folder)]) {
-    const f = path.join(dir, CONFIG_NAME);
-    if (await exists(f)) return f;
-  }
-  return undefined;
-}
-
-// ---- Finding image folders ----
-
-interface FolderCandidate {
-  dir: string;
-  classes: string[];
-  images: number;
-  layout: 'class-folders' | 'split-folders';
-}
-
-const SKIP_DIRS = new Set(['node_modules', 'out', 'dist', '__pycache__']);
-
-async function readdir(dir: string): Promise<fs.Dirent[]> {
-  try {
-    return await fs.promises.readdir(dir, { withFileTypes: true });
-  } catch {
-    return [];
-  }
-}
-
-/** Dirent.isDirectory() is false for a link to a folder; the dataset scanner follows links, so do we. */
-async function isDir(parent: string, e: fs.Dirent): Promise<boolean> {
-  if (e.isDirectory()) return true;
-  if (!e.isSymbolicLink()) return false;
-  return (await fs.promises.stat(path.join(parent, e.name)).catch(() => null))?.isDirectory() ?? false;
-}
-
-/** Images directly in dir or one level below (class folders may hold sub-folders). */
-async function countImages(dir: string, depth = 1): Promise<number> {
-  let n = 0;
-  for (const e of await readdir(dir)) {
-    if (e.name.startsWith('.')) continue;
-    if (IMAGE_EXT.has(path.extname(e.name).toLowerCase()) && !(await isDir(dir, e))) n++;
-    else if (depth > 0 && (await isDir(dir, e))) n += await countImages(path.join(dir, e.name), depth - 1);
-  }
-  return n;
-}
-
-async function subDirs(dir: string, entries: fs.Dirent[]): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of entries)
-    if (!e.name.startsWith('.') && !SKIP_DIRS.has(e.name) && (await isDir(dir, e))) out.push(e.name);
-  return out;
-}
-
-/** A folder the engine can train on: at least two class sub-folders with images (or train/ holding them). */
-async function asCandidate(dir: string, entries: fs.Dirent[]): Promise<FolderCandidate | undefined> {
-  const subs = await subDirs(dir, entries);
-  if (subs.includes('train')) {
-    const inner = await asCandidate(path.join(dir, 'train'), await readdir(path.join(dir, 'train')));
-    if (inner) return { ...inner, dir, layout: 'split-folders' };
-  }
-  const classes: string[] = [];
-  let images = 0;
-  for (const s of subs) {
-    const n = await countImages(path.join(dir, s));
-    if (n > 0) {
-      classes.push(s);
-      images += n;
-    }
-  }
-  return classes.length >= 2 ? { dir, classes, images, layout: 'class-folders' } : undefined;
-}
-
-/** Image folders in the workspace, breadth first, a few levels deep (bounded: big workspaces). */
-export async function findImageFolders(roots: string[], maxDepth = 4, maxDirs = 3000): Promise<FolderCandidate[]> {
-  const found: FolderCandidate[] = [];
-  let queue = roots.map((r) => ({ dir: r, depth: 0 }));
-  let visited = 0;
-  while (queue.length && visited < maxDirs) {
-    const next: typeof queue = [];
-    for (const { dir, depth } of queue) {
-      if (++visited > maxDirs) break;
-      const entries = await readdir(dir);
-      const c = await asCandidate(dir, entries);
-      if (c) {
-        found.push(c);
-        continue; // its class folders are not datasets of their own
-      }
-      if (depth >= maxDepth) continue;
-      for (const name of await subDirs(dir, entries)) next.push({ dir: path.join(dir, name), depth: depth + 1 });
-    }
-    queue = next;
-  }
-  return found;
+/** met.config.json in the folder, else in its workspace root (app/configFile.ts findConfigFile). */
+function configFor(folder: string): string | undefined {
+  return findConfigFile(undefined, [folder, workspaceRootOf(folder)]);
 }
 
 // ---- Pickers ----
@@ -200,7 +98,7 @@ type Pick<T> = vscode.QuickPickItem & { value?: T; browse?: boolean };
 
 async function pickFolder(): Promise<string | undefined> {
   const roots = (vscode.workspace.workspaceFolders ?? []).map((f) => f.uri.fsPath);
-  const found = await findImageFolders(roots);
+  const found = await findDatasets(roots);
   const items: Pick<string>[] = found.map((c) => ({
     label: `$(folder) ${rel(c.dir)}`,
     description: `${c.classes.length} classes, ${c.images}${c.layout === 'split-folders' ? ' training' : ''} images`,
@@ -293,8 +191,8 @@ async function pickWeights(
   return uri?.[0]?.fsPath;
 }
 
-async function askHeads(why: string): Promise<number | undefined> {
-  const width = /width (\d+)/.exec(why)?.[1];
+/** The head count of a checkpoint whose width (from the engine's 'heads-unknown' error) does not imply it. */
+async function askHeads(width: number | undefined): Promise<number | undefined> {
   const v = await vscode.window.showInputBox({
     title: 'MET: attention heads of this backbone',
     prompt: `The checkpoint does not record its head count${width ? ` and ${width} is not a standard ViT width` : ''}. How many attention heads does it have?`,
@@ -303,7 +201,7 @@ async function askHeads(why: string): Promise<number | undefined> {
     validateInput: (s) => {
       const n = Number(s);
       if (!Number.isInteger(n) || n < 1) return 'a positive whole number';
-      return width && Number(width) % n ? `${width} is not divisible by ${n}` : undefined;
+      return width && width % n ? `${width} is not divisible by ${n}` : undefined;
     },
   });
   return v ? Number(v) : undefined;
@@ -364,7 +262,7 @@ async function confirmSettings(r: ResolveResult): Promise<ConfirmChoice> {
 async function editConfig(configFile: string | undefined, r: ResolveResult): Promise<void> {
   let file = configFile;
   if (!file) {
-    file = path.join(workspaceRootOf(r.config.data), CONFIG_NAME);
+    file = path.join(workspaceRootOf(r.config.data), CONFIG_FILE_NAME);
     const dir = path.dirname(file);
     const relTo = (p: string) => path.relative(dir, p).split(path.sep).join('/') || '.';
     await writeFileAtomicAsync(
@@ -512,7 +410,7 @@ export async function fineTune(
 
   let configFile = fsPathOf(args.configFile ?? args.config);
   const explicitConfig = !!configFile;
-  let peek = configFile ? await peekConfig(configFile) : {};
+  let peek = configFile ? await configFilePaths(configFile) : {};
   let folder = fsPathOf(args.folder);
   if (!folder && !(explicitConfig && peek.data)) {
     if (!ui) {
@@ -523,8 +421,8 @@ export async function fineTune(
     if (!folder) return undefined;
   }
   if (!configFile && folder) {
-    configFile = await configFor(folder);
-    if (configFile) peek = await peekConfig(configFile);
+    configFile = configFor(folder);
+    if (configFile) peek = await configFilePaths(configFile);
   }
   let weights = fsPathOf(args.weights);
   if (!weights && !(explicitConfig && peek.weights)) {
@@ -556,8 +454,8 @@ export async function fineTune(
       // A checkpoint of a non-standard width does not say its head count: ask, rather than
       // send the user off to write a config file for one number.
       const heads =
-        ui && e instanceof EngineRequestError && /number of attention heads/.test(e.message) && !params.overrides?.heads
-          ? await askHeads(e.message)
+        ui && e instanceof EngineRequestError && e.code === 'heads-unknown' && !params.overrides?.heads
+          ? await askHeads(e.info.details?.width)
           : undefined;
       if (heads) {
         params.overrides = { ...params.overrides, heads };
@@ -685,7 +583,7 @@ async function createConfig(
         : (await vscode.window.showWorkspaceFolderPick({ placeHolder: 'Where to write met.config.json' }))?.uri.fsPath;
     if (!dir) return undefined;
   }
-  const file = path.join(dir, CONFIG_NAME);
+  const file = path.join(dir, CONFIG_FILE_NAME);
   if ((await exists(file)) && !opts.overwrite) {
     const pick = await vscode.window.showWarningMessage(
       `MET: ${rel(file)} already exists.`,
@@ -697,7 +595,7 @@ async function createConfig(
   }
   // Prefill the two required paths with what the workspace has, relative to the file.
   const relTo = (p: string) => path.relative(dir!, p).split(path.sep).join('/') || '.';
-  const folders = await findImageFolders([dir], 3, 1000);
+  const folders = await findDatasets([dir], 3, 1000);
   const weights = (await vscode.workspace.findFiles(new vscode.RelativePattern(dir, WEIGHT_GLOB), IGNORE_GLOB, 1))[0]
     ?.fsPath;
   await writeFileAtomicAsync(

@@ -1,6 +1,6 @@
 // The host side of the engine process. Every piece of ML work (training, GPU probing, parameter
 // counting, reading checkpoints) runs in a child process forked from the CLI bundle
-// (`dist/cli.js engine`, src/cli/engine.ts) and spoken to with the typed protocol of
+// (`dist/cli.js engine`, the engine server src/server/engine.ts) and spoken to with the typed protocol of
 // src/protocol.ts, never on the extension host thread.
 //
 // - One "utility" engine answers the short requests (train/resolve, gpu/check, params/compute);
@@ -46,6 +46,11 @@ export class EngineRequestError extends Error {
   }
   get isUserError(): boolean {
     return this.info.name === 'UserError';
+  }
+
+  /** The user error's code (ErrorInfo.code): what callers branch on, never the message text. */
+  get code(): ErrorInfo['code'] {
+    return this.info.code;
   }
 }
 
@@ -235,7 +240,7 @@ export class EngineProcess implements vscode.Disposable {
 
   dispose(): void {
     // Synchronous: deactivate may not wait. A training stops with a checkpoint on disconnect
-    // (src/cli/engine.ts); the kill after the grace period is only for a stuck engine.
+    // (src/server/engine.ts); the kill after the grace period is only for a stuck engine.
     if (this.exited) return;
     this.killedByHost = true;
     try {

@@ -34,7 +34,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { RunConfigFile, SplitPredictions, ThresholdsFile } from '../engine/run/runFolder';
-import { listImageFiles } from '../engine/data/files';
+import { IMAGE_EXTENSIONS, listImageFiles } from '../engine/data/files';
 import { findTargetsFile, joinTargets, parseTargets, TARGET_FILE_NAMES } from '../engine/data/targetsFile';
 import { agreementConfidence } from '../engine/infer/exitScores';
 import { encodeThreshold, saveChosenThresholds } from '../engine/run/runFolder';
@@ -984,7 +984,7 @@ class InspectPanel implements vscode.Disposable {
             canSelectMany: true,
             openLabel: 'Inspect these images',
             defaultUri,
-            filters: { Images: ['png', 'jpg', 'jpeg', 'webp', 'gif', 'tif', 'tiff', 'avif'] },
+            filters: { Images: [...IMAGE_EXTENSIONS] },
           },
     );
     if (picked?.length) await this.retarget(this.runDir, pathsSource(picked.map((u) => u.fsPath)));

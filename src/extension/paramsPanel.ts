@@ -2,7 +2,7 @@
 // and bars per component (frozen backbone, shared projections, cores, diagonals, heads), the
 // trainable percentage, the comparison with independent adapters and GFLOPs per exit, for a
 // config file or a run's settings. The numbers are the engine's 'params/compute', the same
-// function `met params --json` prints (src/cli/params.ts), so the panel and the CLI cannot differ.
+// function `met params --json` prints (src/app/params.ts), so the panel and the CLI cannot differ.
 //
 // Stable element ids inside the webview (webview-ui/params/main.ts fills them):
 //   #met-params        root; data-source (file or run folder), data-status (computing|ready|error)
@@ -21,7 +21,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { ParamsReport } from '../cli/params';
+import type { ParamsReport } from '../app/params';
 import type { RunConfigFile } from '../engine/run/runFolder';
 import type {
   ParamsHostMessage,

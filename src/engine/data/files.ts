@@ -1,5 +1,6 @@
-// Finding image files: expands folders recursively into a sorted, deterministic list.
-// Kept apart from image.ts so listing never needs to load sharp's native binary.
+// Finding image files: expands folders recursively into a sorted, deterministic list; the image
+// extensions and split-folder names of the whole project. Kept apart from image.ts so listing
+// never needs to load sharp's native binary: pure, the extension host imports it too.
 
 import * as fs from 'fs';
 import * as path from 'path';
@@ -13,6 +14,21 @@ import { UserError } from '../tensor';
 export const IMAGE_EXTENSIONS: readonly string[] = ['jpg', 'jpeg', 'png', 'webp', 'gif', 'tif', 'tiff', 'avif'];
 
 const EXT_SET = new Set(IMAGE_EXTENSIONS);
+
+/**
+ * Folder names that mark a split-folders dataset (root/{train,val,test}/<class>/...), and the
+ * split each one holds: `valid/` and `validation/` are val/ (Roboflow and Kaggle exports). A Map,
+ * not an object literal: `name in {...}` would also match class folders called 'constructor'.
+ * The dataset scanner (folder.ts) and the extension's folder detection (app/dataset.ts) both
+ * read it, so the editor offers exactly the folders the engine trains on.
+ */
+export const SPLIT_DIR_NAMES: ReadonlyMap<string, 'train' | 'val' | 'test'> = new Map([
+  ['train', 'train'],
+  ['val', 'val'],
+  ['valid', 'val'],
+  ['validation', 'val'],
+  ['test', 'test'],
+]);
 
 /** True when the file name has one of IMAGE_EXTENSIONS, ignoring case (`.JPG` counts). */
 export function hasImageExtension(file: string): boolean {

@@ -24,7 +24,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { UserError } from '../tensor';
-import { listImageFiles } from './files';
+import { listImageFiles, SPLIT_DIR_NAMES } from './files';
 import { ImageError, sniffImage } from './image';
 import { hashInts, hashString, mulberry32, shuffleInPlace } from './random';
 
@@ -81,18 +81,6 @@ export const DEFAULT_SPLIT: readonly [number, number, number] = [70, 10, 20];
 
 type SplitName = 'train' | 'val' | 'test';
 
-/**
- * Folder names that mark a split-folders layout, and the split each one holds. A Map, not an
- * object literal: `name in {...}` would also match class folders called 'constructor' or
- * 'toString'.
- */
-const SPLIT_DIR_NAMES = new Map<string, SplitName>([
-  ['train', 'train'],
-  ['val', 'val'],
-  ['valid', 'val'],
-  ['validation', 'val'],
-  ['test', 'test'],
-]);
 const splitOf = (name: string): SplitName | undefined => SPLIT_DIR_NAMES.get(name);
 
 /**

@@ -37,36 +37,21 @@ import {
 import type { VitConfig } from './config';
 import { copycatTerms, type DistillSettings } from './distill';
 import { layerNorm, VitParams, vitAttentionQ, vitEmbed, vitMlp } from './vit';
+import { defaultsOf, MODEL_KEYS } from '../run/settings';
+import type { ModelSettings, VARIANTS } from '../run/settings';
 
-export type Variant = 'met' | 'no_gr' | 'shared_cls' | 'linear_probe';
+export type Variant = (typeof VARIANTS)[number];
 
-/** MET's settings; the exit branches (BranchSettings: `branch` absent = MET's linear heads). */
-export interface MetConfig extends BranchSettings, DistillSettings {
+/**
+ * MET's settings; the exit branches (BranchSettings: `branch` absent = MET's linear heads). The
+ * settings a user sets (rank, variant, adapterAct...) are the `model: true` rows of the settings
+ * table (run/settings.ts), under the same names (`branch` optional: runs from before exit
+ * branches have none); the rest is resolved per run.
+ */
+export interface MetConfig extends Omit<ModelSettings, 'branch'>, BranchSettings, DistillSettings {
   /** 1-indexed layers after which an exit sits, ascending. */
   exits: number[];
-  rank: number;
   numClasses: number;
-  variant: Variant;
-  /** Where E-adapters sit: before MHA and MLP (MET), MHA only (MET_MG) or MLP only (MET_FG). */
-  eaPositions: 'both' | 'mha' | 'mlp';
-  /** How patch tokens pass an E-adapter with k exit tokens (§1.4). */
-  featurePath: 'chain' | 'deepest' | 'shared';
-  act: 'relu' | 'gelu';
-  actPosition: 'after_down' | 'after_diag';
-  /** Adapter on the LayerNorm output (ARC, default) or on the residual stream before the LN. */
-  eaPosition: 'post_ln' | 'pre_ln';
-  attnMask: 'none' | 'cls_isolated' | 'fully_isolated';
-  /** -log k on the k exit-token keys keeps the untrained model equal to the backbone (§1.3). */
-  exitKeyBias: 'log_k' | 'none';
-  /** Graph-regularization weight λ (0 disables it; variant no_gr forces 0). */
-  lambda: number;
-  grForm: 'diff' | 'ratio';
-  grSquared: boolean;
-  simClamp: 'none' | 'relu' | 'affine';
-  grExcludeSelf: boolean;
-  /** Divide squared distances by D so λ is on the scale of the CE (off by default: the spec's form). */
-  grNormalize: boolean;
-  headInit: 'trunc_normal' | 'zeros';
   /** Regression exits (model/regression.ts): absent = classification. With 'regression',
    *  numClasses is 1, each exit predicts a number, graph regularization is off. */
   task?: 'classification' | 'regression';
@@ -76,25 +61,8 @@ export interface MetConfig extends BranchSettings, DistillSettings {
   targetStd?: number;
 }
 
-export const MET_DEFAULTS: Omit<MetConfig, 'exits' | 'numClasses'> = {
-  rank: 8,
-  variant: 'met',
-  eaPositions: 'both',
-  featurePath: 'chain',
-  act: 'relu',
-  actPosition: 'after_down',
-  eaPosition: 'post_ln',
-  attnMask: 'none',
-  exitKeyBias: 'log_k',
-  lambda: 0.01,
-  grForm: 'diff',
-  grSquared: true,
-  simClamp: 'none',
-  grExcludeSelf: true,
-  grNormalize: false,
-  headInit: 'trunc_normal',
-  branch: 'linear',
-};
+/** The defaults of the model's settings (the settings table's). */
+export const MET_DEFAULTS: Omit<MetConfig, 'exits' | 'numClasses'> = defaultsOf(MODEL_KEYS);
 
 /** The paper's placement: an exit after each of the last 7 layers, or after every layer. */
 export function defaultExits(depth: number): number[] {
@@ -261,7 +229,7 @@ export class MetTensors extends VitParams {
 // ------------------------------------------------------------------ the E-adapter
 
 function sigma(g: Graph, m: MetConfig, x: Tensor): Tensor {
-  return m.act === 'gelu' ? g.gelu(x) : g.relu(x);
+  return m.adapterAct === 'gelu' ? g.gelu(x) : g.relu(x);
 }
 
 /**

@@ -26,7 +26,7 @@ import type { BranchType } from '../model/branches';
 import type { VitConfig } from '../model/config';
 import type { MetConfig } from '../model/met';
 import { UserError } from '../tensor';
-import type { TrainConfig } from './config';
+import { type TrainConfig, upgradeMetConfig } from './config';
 
 /** config.json `version` this code writes and reads. */
 export const RUN_VERSION = 1;
@@ -145,6 +145,8 @@ export function readRunConfig(runDir: string): RunConfigFile {
   const cf = readJson<RunConfigFile>(path.join(runDir, RUN_FILE.config));
   if (cf.version !== RUN_VERSION)
     throw new UserError(`${runDir}: run format ${cf.version} is not supported (expected ${RUN_VERSION})`);
+  // Runs written before MetConfig.act was renamed adapterAct keep their adapter activation.
+  cf.met = upgradeMetConfig(cf.met);
   return cf;
 }
 

@@ -25,7 +25,7 @@
 // transform"; (2) the VitConfig is inferred from the converted tensors' shapes (and overrides);
 // (3) every tensor is checked against canonicalShapes(config) and the report is filled.
 
-import { type HostTensor, UserError, shapeStr, toFloat32 } from '../tensor';
+import { type HostTensor, UserError, type UserErrorCode, shapeStr, toFloat32 } from '../tensor';
 import {
   HEADS_BY_DIM,
   IMAGENET_MEAN,
@@ -508,8 +508,8 @@ function inferConfig(
   o: Partial<VitConfig>,
   name: string,
 ): VitConfig {
-  const fail = (msg: string): never => {
-    throw new UserError(`${name}: ${msg}`);
+  const fail = (msg: string, code?: UserErrorCode, details?: Record<string, number>): never => {
+    throw new UserError(`${name}: ${msg}`, code, details);
   };
   const dimOf = (key: string, axis: number): number | undefined => {
     const s = t.get(key)?.shape;
@@ -564,6 +564,8 @@ function inferConfig(
     if (inner % plan.headDim !== 0) {
       fail(
         `the attention width ${inner} is not a multiple of vit-pytorch's default head width ${plan.headDim}; pass the number of heads (--heads N, or "heads" in met.config.json)`,
+        'heads-unknown',
+        { width: inner },
       );
     }
     headDim = plan.headDim;
@@ -574,6 +576,8 @@ function inferConfig(
       fail(
         `cannot infer the number of attention heads for width ${dim} (the ${layout} layout does not record it, and ${dim} is not a standard ` +
           `ViT width: ${Object.keys(HEADS_BY_DIM).join(', ')}); pass the number of heads (--heads N, or "heads" in met.config.json)`,
+        'heads-unknown',
+        { width: dim },
       );
     }
     heads = h;

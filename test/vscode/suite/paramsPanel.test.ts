@@ -6,7 +6,7 @@ import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { activate, met, tinyRun, waitFor, writeConfig } from '../fixtures';
-import type { ParamsReport } from '../../../src/cli/params';
+import type { ParamsReport } from '../../../src/app/params';
 import type { ParamsRendered } from '../../../webview-ui/params/protocol';
 
 type Report = ParamsReport;

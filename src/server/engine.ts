@@ -1,4 +1,5 @@
-// `met engine`: the engine process of the VS Code extension. Hidden from `met --help`: the
+// The engine server, `met engine`: the engine process of the VS Code extension (the CLI's hidden
+// `engine` sub-command calls engineCommand). Hidden from `met --help`: the
 // extension forks dist/cli.js with this command and speaks src/protocol.ts over Node IPC, so
 // training, GPU probing and parameter counting never run on the extension host thread, and a
 // crash in a native library takes down this process only.
@@ -9,9 +10,21 @@
 // training runs: the trainer yields to the event loop between steps (onnxruntime-node runs
 // sessions from setImmediate), which is also when a 'train/cancel' arrives.
 
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { computeParams } from '../app/params';
+import { resolveRun } from '../app/resolve';
+import { definedOnly } from '../app/settings';
+import { runTraining } from '../engine/run/run';
+import { readJson, type RunConfigFile } from '../engine/run/runFolder';
+import type { TrainConfig } from '../engine/run/config';
+import { resolveConfig, validateConfig } from '../engine/run/schema';
+import { autoPick, formatDeviceReport, probeProviders } from '../engine/runtime/device';
+import { UserError } from '../engine/tensor';
+import { RunCache } from '../engine/explore/runCache';
+import { scoreImages } from '../engine/explore/score';
+import { computeSimilarity } from '../engine/explore/similarity';
+import { makeThumbs } from '../engine/explore/thumbs';
 import {
   ENGINE_COMMAND,
   errorInfo,
@@ -22,30 +35,11 @@ import {
   PROTOCOL_VERSION,
   type RequestMessage,
   type RequestMethod,
-  type ResolveParams,
-  type ResolveResult,
   type ResponseMessage,
   type ResultOf,
   type TrainStartParams,
   type TrainStartResult,
 } from '../protocol';
-import { scanDataset } from '../engine/data/folder';
-import { branchDims, validateBranches } from '../engine/model/branches';
-import type { VitConfig } from '../engine/model/config';
-import { defaultExits, validateMetConfig } from '../engine/model/met';
-import { metConfigOf, type TrainConfig } from '../engine/run/config';
-import { runTraining } from '../engine/run/run';
-import { readJson, type RunConfigFile } from '../engine/run/runFolder';
-import { resolveConfig, validateConfig } from '../engine/run/schema';
-import { autoPick, formatDeviceReport, probeProviders } from '../engine/runtime/device';
-import { UserError } from '../engine/tensor';
-import { loadBackbone } from '../engine/weights';
-import { RunCache } from '../engine/explore/runCache';
-import { scoreImages } from '../engine/explore/score';
-import { computeSimilarity } from '../engine/explore/similarity';
-import { makeThumbs } from '../engine/explore/thumbs';
-import { computeParams } from './params';
-import { loadConfigFile } from './train';
 
 type Handler<M extends RequestMethod> = (p: ParamsOf<M>) => Promise<ResultOf<M>>;
 
@@ -76,108 +70,21 @@ function logLine(m: string): void {
   log(m, /^warning\b/i.test(m) ? 'warn' : 'info');
 }
 
-/**
- * Settings as they come over IPC: structured clone keeps keys whose value is undefined (an
- * unset optional field on the host), which the config validator would reject as wrong types.
- */
-function defined<T extends object>(o: T | undefined): Partial<T> {
-  return Object.fromEntries(Object.entries(o ?? {}).filter(([, v]) => v !== undefined)) as Partial<T>;
-}
+// ---- train/resolve: the application layer's resolveRun, as `met train --dry-run` prints it ----
 
-// ---- train/resolve ----
-
-function stamp(d = new Date()): string {
-  const p = (n: number) => String(n).padStart(2, '0');
-  return `${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}-${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}`;
-}
-
-/** `.met/runs/<time>-<variant>` like `met train`, with a suffix if two runs start in the same second. */
-function newRunDir(root: string, variant: string): string {
-  const base = path.join(root, '.met', 'runs', `${stamp()}-${variant}`);
-  let dir = base;
-  for (let i = 2; fs.existsSync(dir); i++) dir = `${base}-${i}`;
-  return dir;
-}
-
-/**
- * The head count of a backbone whose width is not a standard ViT's cannot be read off its
- * tensors. A config.json next to the weights often says it: the project's own format
- * (assets/tiny-vit/config.json: {"config": {"heads": 4}}) or Hugging Face's (num_attention_heads).
- */
-function headsBesideWeights(weights: string): { heads: number; file: string } | null {
-  const file = path.join(path.dirname(weights), 'config.json');
-  try {
-    const j = JSON.parse(fs.readFileSync(file, 'utf8')) as {
-      config?: { heads?: unknown };
-      num_attention_heads?: unknown;
-    };
-    const h = j.config?.heads ?? j.num_attention_heads;
-    return Number.isInteger(h) && (h as number) > 0 ? { heads: h as number, file } : null;
-  } catch {
-    return null;
-  }
-}
-
-const resolve: Handler<'train/resolve'> = async (p: ResolveParams): Promise<ResolveResult> => {
-  const notes: string[] = [];
-  const file = p.configFile ? loadConfigFile(p.configFile) : {};
-  if (p.configFile) notes.push(`settings start from ${p.configFile}`);
-  // What the user picked in the editor wins over the file; explicit overrides win over both.
-  const picked: Record<string, unknown> = {};
-  if (p.data) picked.data = p.data;
-  if (p.weights) picked.weights = p.weights;
-  const merged = {
-    ...file,
-    ...validateConfig(picked, 'the folder and weights picked'),
-    ...validateConfig(defined(p.overrides), 'overrides'),
-  };
-  if (merged.heads === undefined && merged.weights) {
-    const h = headsBesideWeights(merged.weights);
-    if (h) {
-      merged.heads = h.heads;
-      const rel = path.relative(p.workspaceRoot, h.file);
-      notes.push(`heads ${h.heads} from ${rel.startsWith('..') || path.isAbsolute(rel) ? h.file : rel}`);
-    }
-  }
-  const c = resolveConfig(merged, {});
-  for (const k of ['data', 'weights'] as const) c[k] = path.resolve(p.workspaceRoot, c[k]);
-  const overrides: Partial<VitConfig> = {};
-  if (c.imageSize) overrides.imageSize = c.imageSize;
-  if (c.heads) overrides.heads = c.heads;
-  if (c.backboneAct) overrides.act = c.backboneAct;
-  const bb = loadBackbone(c.weights, { layout: c.layout, overrides });
-  const vit = bb.config;
-  const ds = await scanDataset({ root: c.data, split: c.split, seed: c.seed });
-  notes.push(...ds.warnings.map((w) => `warning: ${w}`));
-  const exits = c.exits ?? defaultExits(vit.depth);
-  try {
-    validateMetConfig(metConfigOf(c, exits, ds.classes.length), vit.depth);
-  } catch (e) {
-    throw new UserError(`exits: ${(e as Error).message}`);
-  }
-  try {
-    validateBranches(branchDims(vit), c, exits.length);
-  } catch (e) {
-    throw new UserError((e as Error).message);
-  }
-  c.out = c.out ? path.resolve(p.workspaceRoot, c.out) : newRunDir(p.workspaceRoot, c.variant);
-  return {
-    config: c,
-    exits,
-    backbone: {
-      file: c.weights,
-      layout: bb.layout,
-      depth: vit.depth,
-      dim: vit.dim,
-      heads: vit.heads,
-      imageSize: vit.imageSize,
-      channels: vit.channels,
-    },
-    classes: ds.classes,
-    counts: { train: ds.train.length, val: ds.val.length, test: ds.test.length },
-    notes,
-  };
-};
+/** Where the folder and weights picked in the editor sit: over the config file, under the overrides. */
+const resolve: Handler<'train/resolve'> = async (p) =>
+  resolveRun({
+    configFile: p.configFile,
+    layers: [
+      {
+        where: 'the folder and weights picked',
+        values: { data: p.data || undefined, weights: p.weights || undefined },
+      },
+      { where: 'overrides', values: p.overrides ?? {} },
+    ],
+    workspaceRoot: p.workspaceRoot,
+  });
 
 // ---- train/start, train/cancel ----
 
@@ -189,10 +96,10 @@ const trainStart: Handler<'train/start'> = async (p: TrainStartParams): Promise<
   if (p.resumeDir) {
     resumeDir = path.resolve(p.resumeDir);
     const cf = readJson<RunConfigFile>(path.join(resumeDir, 'config.json'));
-    c = { ...cf.train, ...validateConfig(defined(p.resumeOverrides), 'resume settings') };
+    c = { ...cf.train, ...validateConfig(definedOnly(p.resumeOverrides), 'resume settings') };
   } else {
     if (!p.config) throw new UserError('train/start needs config or resumeDir');
-    c = resolveConfig(validateConfig(defined(p.config), 'settings'), {});
+    c = resolveConfig(validateConfig(definedOnly(p.config), 'settings'), {});
     if (!c.out)
       throw new UserError('train/start: settings without a run folder (out); resolve them with train/resolve first');
     c.out = path.resolve(c.out);
@@ -243,10 +150,11 @@ const gpuCheck: Handler<'gpu/check'> = async (p) => {
 const paramsCompute: Handler<'params/compute'> = async (p) =>
   computeParams({
     config: p.configFile,
-    settings: defined(p.settings) as Record<string, unknown>,
+    settings: definedOnly(p.settings) as Record<string, unknown>,
     backbone: p.backbone,
     classes: p.classes,
     ignoreWorkspaceConfig: p.ignoreWorkspaceConfig,
+    configText: p.configText,
   });
 
 // ---- exploration panels (issue 5) ----
