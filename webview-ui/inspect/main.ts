@@ -22,57 +22,24 @@
 // 'init', then 'scores' / 'thumbs' / 'detail' as the engine answers; after each render post 'state'.
 
 import './inspect.css';
-import { $, vscodeApi } from '../common/vscode';
-import { svgEl } from '../common/svg';
-import { fmtT, fmtV, gf, heat, int, jsonT, pct } from './format';
-import { clampCell, gridMove, InspectModel } from './model';
+import { $ } from '../common/vscode';
+import { fmtV, gf, heat, int, jsonT, pct } from './format';
+import { className, closeness, exitLabel, h, metricOut, model, root, state, view, vscode } from './context';
+import { clampCell, gridMove } from './model';
+import { renderBudget } from './views/budget';
+import { renderDetail } from './views/detail';
+import { renderSummary } from './views/summary';
 import { installTestHooks, type TestHooks } from './test-hooks';
-import type {
-  HostMessage,
-  InitMessage,
-  InspectState,
-  Perf,
-  RenderedSnapshot,
-  ScoresMessage,
-  SourceInfo,
-  WebviewMessage,
-} from './protocol';
-
-const vscode = vscodeApi<WebviewMessage, InspectState>();
-const root = $('met-inspect');
-const runDir = root.dataset.runDir ?? '';
-const sourceAttr = JSON.parse(root.dataset.source ?? '{"kind":"test","paths":[],"label":"test split"}') as SourceInfo;
-const sameSource = (a: SourceInfo | undefined, b: SourceInfo) =>
-  !!a && a.kind === b.kind && a.paths.join('\n') === b.paths.join('\n');
-// The state VS Code kept for this webview, or the copy the host kept (data-state, after a window
-// reload): code-server persists webview state lazily, so the last seconds before a reload can be
-// missing from VS Code's copy, while the host has every state the webview posted. Newer wins.
-const kept = vscode.getState() as InspectState | undefined;
-const fromHost = root.dataset.state ? (JSON.parse(root.dataset.state) as InspectState) : undefined;
-const saved = fromHost && (!kept || (fromHost.savedAt ?? 0) > (kept.savedAt ?? 0)) ? fromHost : kept;
-let state: InspectState =
-  saved && saved.runDir === runDir && sameSource(saved.source, sourceAttr) ? saved : { runDir, source: sourceAttr };
-// Whether this document started from a saved state (after a reload or being hidden), for UI tests.
-root.dataset.restored = state === saved ? 'yes' : saved ? 'other' : 'no';
-vscode.setState(state);
+import type { HostMessage, InitMessage, Perf, RenderedSnapshot, ScoresMessage } from './protocol';
 
 /** Row height in CSS pixels (inspect.css .row has the same). */
 const ROW_H = 36;
 /** Rows rendered above and below the screen, so a fast wheel never shows a blank strip. */
 const OVERSCAN = 8;
 
-// ---- Data ----
-
-/** The images' scores, the slider's point and what it gives (model.ts: no DOM, unit-tested). */
-const model = new InspectModel();
-let thumbs: (string | null | undefined)[] = [];
-let detail: { index: number; uri: string | null; error?: string } | null = null;
-let statusText = '';
-let statusError = false;
-
 function onInit(m: InitMessage): void {
   model.load(m, state.point);
-  thumbs = new Array(model.n).fill(undefined);
+  view.thumbs = new Array(model.n).fill(undefined);
   if (state.active !== undefined && state.active >= model.n) state.active = undefined;
   if (state.selected !== undefined && state.selected >= model.n) state.selected = undefined;
   renderHeader();
@@ -90,32 +57,7 @@ function onScores(m: ScoresMessage): void {
   scheduleData();
 }
 
-// ---- Formatting ----
-
-/** Regression: a distance in target units (agreement, error) to [0, 1], 1 = none: 1 - d / σ of the targets. */
-const closeness = (d: number) => (Number.isFinite(d) ? Math.max(0, 1 - Math.abs(d) / model.scale) : NaN);
-/** The accuracy-like metric as shown: accuracy, or for regression MAE (the metric is -MAE). */
-const metricText = (x: number | null | undefined, d = 1) =>
-  model.reg ? (x === null || x === undefined || !Number.isFinite(x) ? '–' : `MAE ${fmtV(-x)}`) : pct(x, d);
-/** Heat bin of the metric (regression: of the MAE's closeness). */
-const metricHeat = (x: number) => (model.reg ? heat(closeness(-x)) : heat(x));
-/** The metric as the snapshot reports it: accuracy, or the MAE (positive). */
-const metricOut = (x: number | null | undefined) =>
-  x === null || x === undefined || !Number.isFinite(x) ? null : model.reg ? -x : x;
-const className = (c: number) =>
-  model.init && c >= 0 && c < model.init.classes.length ? model.init.classes[c] : c < 0 ? '–' : String(c);
-const exitLabel = (j: number) => `exit ${j + 1} · layer ${model.init?.layers[j] ?? '?'}`;
-
 // ---- DOM: header, slider, curve ----
-
-function h<T extends keyof HTMLElementTagNameMap>(tag: T, cls?: string, text?: string): HTMLElementTagNameMap[T] {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
-/** Series colours of the used exits (inspect.css .s0 .. .s7: the dashboard's five, then three more). */
-const series = (u: number) => `s${u % 8}`;
 
 const slider = $<HTMLInputElement>('budget-slider');
 const saveBtn = $<HTMLButtonElement>('save');
@@ -175,153 +117,6 @@ function renderHeader(): void {
 function cellEl(cls: string, text: string): HTMLDivElement {
   const d = h('div', cls, text);
   return d;
-}
-
-function renderBudget(): void {
-  if (!model.init) return;
-  const P = model.curve.p.length;
-  slider.value = String(model.point);
-  const res = model.dyn.res;
-  const p = model.curve.p[model.point];
-  const th = model.thresholdsOf(model.point);
-  $('acc').textContent = res ? (model.reg ? fmtV(-res.accuracy) : pct(res.accuracy, 2)) : '–';
-  $('gflops').textContent = res ? gf(res.gflops) : '–';
-  $('point-p').textContent = Number.isFinite(p) ? `p = ${p.toFixed(2)}` : 'custom';
-  // What each threshold means for an image reaching that exit.
-  // Regression thresholds are on -|Δ|: conf ≥ T reads as "within |T| of the previous exit".
-  $('thresholds').textContent =
-    `Leaves at ${th.map((t, u) => (u === model.M - 1 ? `exit ${model.used[u] + 1}: the rest` : t === Infinity || Number.isNaN(t) ? `exit ${model.used[u] + 1}: never` : model.reg ? `exit ${model.used[u] + 1}: |Δ| ≤ ${fmtV(-t)}` : `exit ${model.used[u] + 1}: conf ≥ ${fmtT(t)}`)).join(' · ')}`;
-  const isSaved = model.point === model.chosen;
-  $('saved-badge').textContent = isSaved ? 'saved' : 'not saved';
-  $('saved-badge').className = `badge ${isSaved ? 'saved' : 'unsaved'}`;
-  $('saved-badge').title = isSaved
-    ? `The run's saved thresholds (${model.chosenSource}): met predict and met export use them`
-    : 'Save thresholds to make met predict and met export use this point';
-  saveBtn.disabled = isSaved || P === 0;
-  const ref =
-    model.init.source.kind === 'test'
-      ? ''
-      : ` (run's test split: ${metricText(model.curve.accuracy[model.point], 2)}, ${gf(model.curve.gflops[model.point])} GFLOPs)`;
-  const noMetric =
-    res && !Number.isFinite(res.accuracy) ? (model.reg ? '; no MAE: not every image has a target' : '') : '';
-  $('budget-note').textContent = res
-    ? `over ${int(res.exitOf.length)} ${model.init.source.kind === 'test' ? 'test' : 'scored'} images${ref}${noMetric}`
-    : 'no scored image yet';
-  slider.setAttribute(
-    'aria-valuetext',
-    `${Number.isFinite(p) ? `p ${p.toFixed(2)}` : 'saved thresholds'}: ${model.reg ? metricText(res?.accuracy) : `accuracy ${pct(res?.accuracy, 1)}`}, ${gf(res?.gflops)} GFLOPs per image`,
-  );
-  renderDistribution();
-  renderCurve();
-}
-
-/** The exit distribution: one stacked bar, a segment per used exit, and its counts. */
-function renderDistribution(): void {
-  const svg = $<SVGSVGElement>('dist');
-  while (svg.firstChild) svg.removeChild(svg.firstChild);
-  const W = 320;
-  const H = 14;
-  svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
-  const counts = model.dyn.res?.exitCounts ?? new Array<number>(model.M).fill(0);
-  const total = counts.reduce((a, b) => a + b, 0);
-  let x = 0;
-  counts.forEach((c, u) => {
-    if (!total || !c) return;
-    const w = (c / total) * W;
-    const r = svgEl('rect', { x: x.toFixed(2), y: 0, width: w.toFixed(2), height: H, class: `seg ${series(u)}` }, svg);
-    svgEl('title', {}, r).textContent = `${exitLabel(model.used[u])}: ${c} images (${pct(c / total)})`;
-    x += w;
-  });
-  const legend = $('dist-legend');
-  legend.replaceChildren(
-    ...counts.map((c, u) => {
-      const li = h('li');
-      const sw = svgEl('svg', { width: 10, height: 10, class: 'swatch', 'aria-hidden': 'true' });
-      svgEl('rect', { width: 10, height: 10, class: series(u) }, sw);
-      li.append(
-        sw,
-        document.createTextNode(`exit ${model.used[u] + 1}: ${int(c)}${total ? ` (${pct(c / total, 0)})` : ''}`),
-      );
-      return li;
-    }),
-  );
-}
-
-/** Accuracy versus mean GFLOPs of the curve points, the current one and the saved one marked. */
-function renderCurve(): void {
-  const svg = $<SVGSVGElement>('curve');
-  while (svg.firstChild) svg.removeChild(svg.firstChild);
-  const W = 300;
-  const H = 130;
-  const m = { l: 40, r: 8, t: 8, b: 22 };
-  svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
-  const P = model.curve.p.length;
-  const pts: [number, number, number][] = [];
-  for (let i = 0; i < P; i++)
-    if (Number.isFinite(model.curve.gflops[i]) && Number.isFinite(model.curve.accuracy[i]))
-      pts.push([model.curve.gflops[i], model.curve.accuracy[i], i]);
-  if (!pts.length) {
-    svgEl('text', { x: W / 2, y: H / 2, 'text-anchor': 'middle', class: 'empty' }, svg).textContent = 'no curve';
-    return;
-  }
-  let x0 = Math.min(...pts.map((q) => q[0]));
-  let x1 = Math.max(...pts.map((q) => q[0]));
-  let y0 = Math.min(...pts.map((q) => q[1]));
-  let y1 = Math.max(...pts.map((q) => q[1]));
-  if (x1 === x0) ((x0 -= x0 * 0.05 || 1), (x1 += x1 * 0.05 || 1));
-  if (y1 === y0) ((y0 -= 0.05), (y1 += 0.05));
-  const X = (x: number) => m.l + ((x - x0) / (x1 - x0)) * (W - m.l - m.r);
-  const Y = (y: number) => m.t + (1 - (y - y0) / (y1 - y0)) * (H - m.t - m.b);
-  const g = svgEl('g', { class: 'grid' }, svg);
-  svgEl('line', { x1: m.l, x2: W - m.r, y1: H - m.b, y2: H - m.b, class: 'axis' }, g);
-  svgEl('line', { x1: m.l, x2: m.l, y1: m.t, y2: H - m.b, class: 'axis' }, g);
-  // Regression: the curve's accuracy is -MAE (up is better); ticks show the MAE.
-  const tick = (y: number) => (model.reg ? fmtV(-y) : pct(y, 0));
-  svgEl(
-    'text',
-    { x: m.l - 4, y: Y(y1), 'text-anchor': 'end', 'dominant-baseline': 'middle', class: 'tick' },
-    g,
-  ).textContent = tick(y1);
-  svgEl(
-    'text',
-    { x: m.l - 4, y: Y(y0), 'text-anchor': 'end', 'dominant-baseline': 'middle', class: 'tick' },
-    g,
-  ).textContent = tick(y0);
-  svgEl('text', { x: m.l, y: H - 6, 'text-anchor': 'start', class: 'tick' }, g).textContent = gf(x0);
-  svgEl('text', { x: W - m.r, y: H - 6, 'text-anchor': 'end', class: 'tick' }, g).textContent = `${gf(x1)} GFLOPs`;
-  svgEl(
-    'polyline',
-    { points: pts.map((q) => `${X(q[0]).toFixed(1)},${Y(q[1]).toFixed(1)}`).join(' '), class: 'curve-line' },
-    svg,
-  );
-  for (const q of pts) {
-    const c = svgEl(
-      'circle',
-      {
-        cx: X(q[0]).toFixed(1),
-        cy: Y(q[1]).toFixed(1),
-        r: q[2] === model.point ? 5 : 2.5,
-        class: q[2] === model.point ? 'pt current' : 'pt',
-      },
-      svg,
-    );
-    svgEl('title', {}, c).textContent =
-      `${Number.isFinite(model.curve.p[q[2]]) ? `p ${model.curve.p[q[2]].toFixed(2)}` : 'saved'}: ${metricText(q[1], 2)}, ${gf(q[0])} GFLOPs`;
-  }
-  const s = pts.find((q) => q[2] === model.chosen);
-  if (s)
-    svgEl(
-      'rect',
-      {
-        x: (X(s[0]) - 4).toFixed(1),
-        y: (Y(s[1]) - 4).toFixed(1),
-        width: 8,
-        height: 8,
-        transform: `rotate(45 ${X(s[0]).toFixed(1)} ${Y(s[1]).toFixed(1)})`,
-        class: 'pt saved',
-      },
-      svg,
-    );
 }
 
 // ---- DOM: the virtualised grid ----
@@ -396,7 +191,7 @@ function fillRow(row: HTMLDivElement, i: number): void {
   row.setAttribute('aria-selected', String(state.selected === i));
   (cells[0] as HTMLElement).textContent = String(i + 1);
   const img = cells[1].firstChild as HTMLImageElement;
-  const t = thumbs[i];
+  const t = view.thumbs[i];
   if (t) {
     if (img.getAttribute('src') !== t) img.src = t;
     img.classList.remove('pending');
@@ -601,10 +396,10 @@ function select(i: number, ask = true): void {
   state.selected = i;
   if (state.active === undefined) state.active = i;
   if (ask) {
-    detail = { index: i, uri: null };
+    view.detail = { index: i, uri: null };
     vscode.postMessage({ type: 'detail', index: i });
-  } else if (!detail || detail.index !== i) {
-    detail = { index: i, uri: null };
+  } else if (!view.detail || view.detail.index !== i) {
+    view.detail = { index: i, uri: null };
     vscode.postMessage({ type: 'detail', index: i });
   }
   renderRows(true);
@@ -612,221 +407,7 @@ function select(i: number, ask = true): void {
   scheduleState();
 }
 
-function renderDetail(): void {
-  const box = $('detail');
-  const i = state.selected;
-  if (!model.init || i === undefined) {
-    box.dataset.index = '';
-    $('detail-name').textContent = 'Select an image (click, or arrows and Enter in the grid)';
-    $('detail-label').textContent = '';
-    $<HTMLImageElement>('detail-img').removeAttribute('src');
-    $('detail-bars').replaceChildren();
-    return;
-  }
-  box.dataset.index = String(i);
-  $('detail-name').textContent = model.init.names[i];
-  $('detail-name').title = model.init.files[i];
-  const y = model.init.labels[i];
-  const taken = model.dyn.exitOf[i];
-  if (model.reg)
-    $('detail-label').textContent =
-      `${Number.isFinite(model.target[i]) ? `target ${fmtV(model.target[i])}` : 'no target'}${taken >= 0 ? ` · takes exit ${model.used[taken] + 1} (layer ${model.init.layers[model.used[taken]]}): ${fmtV(model.val[model.used[taken]][i])}` : ''}`;
-  else
-    $('detail-label').textContent =
-      `${y >= 0 ? `label ${className(y)}` : 'no label'}${taken >= 0 ? ` · takes exit ${model.used[taken] + 1} (layer ${model.init.layers[model.used[taken]]}): ${className(model.pred[model.used[taken]][i])}` : ''}`;
-  const img = $<HTMLImageElement>('detail-img');
-  const uri = detail?.index === i ? detail.uri : null;
-  if (uri) img.src = uri;
-  else if (thumbs[i]) img.src = thumbs[i]!;
-  else img.removeAttribute('src');
-  img.alt = model.init.names[i];
-  const bars = $('detail-bars');
-  if (model.reg) return renderValueBars(i, taken);
-  const top = model.tops.get(i);
-  bars.replaceChildren(
-    ...Array.from({ length: model.K }, (_, j) => {
-      const li = h('li', `bar-row${taken >= 0 && model.used[taken] === j ? ' taken' : ''}`);
-      li.dataset.exit = String(j + 1);
-      const head = h('div', 'bar-head');
-      head.append(
-        h('span', 'bar-exit', exitLabel(j)),
-        h(
-          'span',
-          'bar-conf',
-          Number.isFinite(model.conf[j][i]) ? `${className(model.pred[j][i])} ${pct(model.conf[j][i])}` : 'not scored',
-        ),
-      );
-      li.appendChild(head);
-      li.appendChild(bar(model.conf[j][i], `h${Math.max(0, heat(model.conf[j][i]))}`));
-      const list = h('ol', 'top3');
-      if (top) {
-        for (let t = 0; t < top.k; t++) {
-          const c = top.cls[j * top.k + t];
-          const p = top.prob[j * top.k + t];
-          if (c < 0) continue;
-          const item = h('li', c === y ? 'right' : '');
-          item.append(h('span', 'top-cls', className(c)), bar(p, 'mini'), h('span', 'top-p', pct(p)));
-          list.appendChild(item);
-        }
-      } else list.appendChild(h('li', 'pending', detail?.error ? `top-3: ${detail.error}` : 'top-3 classes: scoring…'));
-      li.appendChild(list);
-      return li;
-    }),
-  );
-}
-
-/**
- * Regression detail: per exit, the value on one axis shared by every exit and the target (marked),
- * the agreement with the previous exit, and the error when the target is known.
- */
-function renderValueBars(i: number, taken: number): void {
-  const t = model.target[i];
-  const ok = model.scoredMask[i] === 1;
-  const vs = ok ? model.val.map((v) => v[i]).filter((v) => Number.isFinite(v)) : [];
-  if (Number.isFinite(t)) vs.push(t);
-  let lo = Math.min(0, ...vs);
-  let hi = Math.max(...vs, lo + 1e-9);
-  if (hi - lo < 1e-6) ((lo -= 0.5), (hi += 0.5));
-  $('detail-bars').replaceChildren(
-    ...Array.from({ length: model.K }, (_, j) => {
-      const li = h('li', `bar-row${taken >= 0 && model.used[taken] === j ? ' taken' : ''}`);
-      li.dataset.exit = String(j + 1);
-      const head = h('div', 'bar-head');
-      const v = model.val[j][i];
-      const d = -model.conf[j][i];
-      head.append(
-        h('span', 'bar-exit', exitLabel(j)),
-        h(
-          'span',
-          'bar-conf',
-          ok ? `${fmtV(v)}${j > 0 ? ` · Δ ${fmtV(d)}` : ''}` : detail?.error ? detail.error : 'scoring…',
-        ),
-      );
-      li.appendChild(head);
-      const s = svgEl('svg', {
-        class: 'bar',
-        viewBox: '0 0 100 8',
-        preserveAspectRatio: 'none',
-        'aria-hidden': 'true',
-      });
-      svgEl('rect', { x: 0, y: 0, width: 100, height: 8, class: 'bar-bg' }, s);
-      const x = (u: number) => (100 * (u - lo)) / (hi - lo);
-      const b = ok && j > 0 ? heat(closeness(d)) : -1;
-      if (ok && Number.isFinite(v))
-        svgEl(
-          'rect',
-          { x: 0, y: 0, width: x(v).toFixed(2), height: 8, class: `bar-fg ${b >= 0 ? `h${b}` : 'noconf'}` },
-          s,
-        );
-      if (Number.isFinite(t))
-        svgEl('rect', { x: Math.max(0, x(t) - 0.6).toFixed(2), y: 0, width: 1.2, height: 8, class: 'target-mark' }, s);
-      li.appendChild(s);
-      const note = h('div', 'value-note');
-      note.textContent = ok && Number.isFinite(t) ? `error ${v - t >= 0 ? '+' : ''}${fmtV(v - t)}` : '';
-      li.appendChild(note);
-      return li;
-    }),
-  );
-}
-
-/** A horizontal bar (SVG: widths as attributes, no inline style) for a value in [0, 1]. */
-function bar(v: number, cls: string): SVGSVGElement {
-  const s = svgEl('svg', { class: 'bar', viewBox: '0 0 100 8', preserveAspectRatio: 'none', 'aria-hidden': 'true' });
-  svgEl('rect', { x: 0, y: 0, width: 100, height: 8, class: 'bar-bg' }, s);
-  svgEl(
-    'rect',
-    {
-      x: 0,
-      y: 0,
-      width: Number.isFinite(v) ? (100 * Math.max(0, Math.min(1, v))).toFixed(2) : 0,
-      height: 8,
-      class: `bar-fg ${cls}`,
-    },
-    s,
-  );
-  return s;
-}
-
 // ---- Summary per class ----
-
-function renderSummary(): void {
-  if (!model.init) return;
-  const head = $('summary-head');
-  head.replaceChildren(
-    ...[
-      model.reg ? 'Target' : 'Class',
-      'Images',
-      'Where they exit',
-      model.reg ? 'MAE (thresholds)' : 'Accuracy (thresholds)',
-      ...Array.from({ length: model.K }, (_, j) => `Exit ${j + 1}`),
-    ].map((t, c) => {
-      const th = h('th', c === 0 || c === 2 ? 'left' : undefined, t);
-      th.scope = 'col';
-      if (c >= 4) th.title = `${model.reg ? 'MAE' : 'Accuracy'} of ${exitLabel(c - 4)} when every image runs to it`;
-      return th;
-    }),
-  );
-  const rows: HTMLTableRowElement[] = [];
-  const total = model.dyn.res;
-  const labelled = model.classStats.reduce((a, c) => a + c.n, 0);
-  const allRow = {
-    name: 'All images',
-    n: total ? total.exitOf.length : 0,
-    exitCounts: total?.exitCounts ?? [],
-    accuracy: total && Number.isFinite(total.accuracy) ? total.accuracy : null,
-  };
-  const mk = (
-    s: { name: string; n: number; exitCounts: number[]; accuracy: number | null },
-    accs: (number | null)[],
-    cls: string,
-  ) => {
-    const tr = h('tr', cls);
-    tr.dataset.class = s.name;
-    const th = h('th', 'cls', s.name);
-    th.scope = 'row';
-    tr.appendChild(th);
-    tr.appendChild(h('td', 'num', int(s.n)));
-    const dist = h('td', 'dist');
-    const svg = svgEl('svg', {
-      class: 'dist-mini',
-      viewBox: '0 0 100 10',
-      preserveAspectRatio: 'none',
-      role: 'img',
-      'aria-label': s.exitCounts.map((c, u) => `exit ${model.used[u] + 1}: ${c}`).join(', '),
-    });
-    const tot = s.exitCounts.reduce((a, b) => a + b, 0);
-    let x = 0;
-    s.exitCounts.forEach((c, u) => {
-      if (!tot || !c) return;
-      const w = (100 * c) / tot;
-      svgEl('rect', { x: x.toFixed(2), y: 0, width: w.toFixed(2), height: 10, class: `seg ${series(u)}` }, svg);
-      x += w;
-    });
-    dist.append(svg, h('span', 'counts', s.exitCounts.join(' / ')));
-    tr.appendChild(dist);
-    tr.appendChild(
-      h(
-        'td',
-        `acc dyn ${s.accuracy === null ? '' : `h${metricHeat(s.accuracy)}`}`,
-        model.reg ? fmtV(-(s.accuracy ?? NaN)) : pct(s.accuracy),
-      ),
-    );
-    accs.forEach((a) =>
-      tr.appendChild(h('td', `acc ${a === null ? '' : `h${metricHeat(a)}`}`, model.reg ? fmtV(-(a ?? NaN)) : pct(a))),
-    );
-    return tr;
-  };
-  rows.push(mk(allRow, model.exitAcc, 'all'));
-  model.classStats.forEach((s, c) => rows.push(mk(s, model.classExitAcc[c] ?? [], '')));
-  $('summary-rows').replaceChildren(...rows);
-  $('summary-note').textContent = model.reg
-    ? labelled
-      ? `${int(labelled)} ${model.init.source.kind === 'test' ? 'test ' : ''}images with a target${model.init.targetsFrom ? ` (${model.init.targetsFrom})` : ''}. MAE in target units; "Where they exit" and the thresholds' MAE follow the slider; the exit columns are each exit's MAE when every image runs to it. Δ: how far an exit's value is from the previous exit's, what the thresholds apply to.`
-      : "No targets for these images (no targets file at the folder's root): values and exits only, no MAE."
-    : labelled
-      ? `${int(labelled)} labelled ${model.init.source.kind === 'test' ? 'test ' : ''}images. "Where they exit" and the thresholds' accuracy follow the slider; the exit columns are each exit's accuracy when every image runs to it.`
-      : "No image of this source sits in a folder named like one of the run's classes: no accuracy (predictions and exits only).";
-}
 
 function renderStatus(): void {
   const s = $('status');
@@ -836,9 +417,9 @@ function renderStatus(): void {
     else parts.push(`${int(model.scored)} / ${int(model.n)} images scored by the engine`);
     if (model.init.skipped) parts.push(`${model.init.skipped} files skipped`);
   }
-  if (statusText) parts.push(statusText);
+  if (view.statusText) parts.push(view.statusText);
   s.textContent = parts.join(' · ');
-  s.classList.toggle('error', statusError);
+  s.classList.toggle('error', view.statusError);
 }
 
 function renderAll(): void {
@@ -1018,7 +599,7 @@ window.addEventListener('message', (ev: MessageEvent<HostMessage>) => {
       break;
     case 'thumbs':
       m.index.forEach((i, r) => {
-        if (i >= 0 && i < model.n) thumbs[i] = m.uris[r];
+        if (i >= 0 && i < model.n) view.thumbs[i] = m.uris[r];
       });
       // Only the rows on screen change: refill them, nothing else.
       for (let r = 0; r < pool.length; r++) if (!pool[r].hidden && shown[r] >= 0) fillRow(pool[r], shown[r]);
@@ -1027,7 +608,7 @@ window.addEventListener('message', (ev: MessageEvent<HostMessage>) => {
       break;
     case 'detail':
       if (m.index !== state.selected) break;
-      detail = { index: m.index, uri: m.uri, error: m.error };
+      view.detail = { index: m.index, uri: m.uri, error: m.error };
       // New scores for the grid (an image scored for the detail before its chunk): statistics follow.
       if (model.addDetail(m)) scheduleData();
       renderDetail();
@@ -1039,15 +620,15 @@ window.addEventListener('message', (ev: MessageEvent<HostMessage>) => {
       state.point = model.point;
       slider.max = String(Math.max(0, model.curve.p.length - 1));
       if (m.message) {
-        statusText = m.message;
-        statusError = false;
+        view.statusText = m.message;
+        view.statusError = false;
       }
       renderAll();
       break;
     }
     case 'status':
-      statusText = m.text;
-      statusError = !!m.error;
+      view.statusText = m.text;
+      view.statusError = !!m.error;
       renderStatus();
       scheduleState();
       break;
