@@ -52,17 +52,29 @@ await Promise.all([
     entryPoints: ['webview-ui/params/main.ts'],
     outfile: 'dist/webview/params.js',
   }),
-  // Inspect exits (+ dist/webview/inspect.css); bundles the engine's pure threshold maths for the budget slider.
-  esbuild.build({
-    bundle: true,
-    platform: 'browser',
-    target: 'es2022',
-    format: 'iife',
-    sourcemap: true,
-    logLevel: 'warning',
-    entryPoints: ['webview-ui/inspect/main.ts'],
-    outfile: 'dist/webview/inspect.js',
-  }),
+  // Inspect exits (+ dist/webview/inspect.css); bundles the engine's pure threshold maths for the
+  // budget slider. Two builds: the production one without the test hooks (MET_TEST_HOOKS false:
+  // the branch that installs them is dead code, and webview-ui/inspect/test-hooks.ts is dropped),
+  // and dist/webview/inspect-test.js with them, which the extension loads only when it runs under
+  // the integration tests (ExtensionMode.Test); the VSIX leaves it out (.vscodeignore).
+  .../** @type {[string, boolean][]} */ ([
+    ['dist/webview/inspect.js', false],
+    ['dist/webview/inspect-test.js', true],
+  ]).map(([outfile, hooks]) =>
+    esbuild.build({
+      bundle: true,
+      platform: 'browser',
+      target: 'es2022',
+      format: 'iife',
+      sourcemap: true,
+      logLevel: 'warning',
+      define: { MET_TEST_HOOKS: String(hooks) },
+      // Folds `if (false) ...` away (identifiers and whitespace stay as they are).
+      minifySyntax: true,
+      entryPoints: ['webview-ui/inspect/main.ts'],
+      outfile,
+    }),
+  ),
   // The VS Code host integration suite: index.js loads every *.test.js next to it, so bundles
   // whose source is gone are deleted afterwards (a deleted test must not keep running from a
   // stale bundle; pruning after the build, not emptying before it, keeps a suite that is starting

@@ -30,15 +30,16 @@ import type { RunSummary } from '../engine/run/runFolder';
 import type { TrainEvent } from '../engine/train/trainer';
 import type {
   DashboardState,
+  DashboardStateMessage,
   EpochEvent,
   History,
   HostMessage,
-  RenderedSnapshot,
   RunMeta,
   StepEvent,
   SummaryLite,
   WebviewMessage,
 } from '../../webview-ui/dashboard/protocol';
+import { HostedPanel, PanelHost } from './panels/panelHost';
 import { norm, type RunInfo } from './runFiles';
 import { getRunIndex, type RunIndex } from './runIndex';
 import { onDidTrainingUpdate } from './trainingEvents';
@@ -178,11 +179,10 @@ function metaOf(dir: string, info: RunInfo | null, index: RunIndex): RunMeta {
   };
 }
 
-class DashboardPanel implements vscode.Disposable {
-  static readonly panels = new Map<string, DashboardPanel>();
+const dashboards = new PanelHost<DashboardPanel>(DASHBOARD_VIEW_TYPE);
 
-  private readonly disposables: vscode.Disposable[] = [];
-  private ready = false;
+class DashboardPanel extends HostedPanel<HostMessage, WebviewMessage, DashboardStateMessage> {
+  private readonly index: RunIndex;
   private loading: Promise<void> | null = null;
   /** Live events that arrive while the history is being read: sent after 'init'. */
   private pendingEvents: TrainEvent[] = [];
@@ -192,25 +192,17 @@ class DashboardPanel implements vscode.Disposable {
   private summaryKey = '';
   private tail: ReturnType<typeof setInterval> | undefined;
   private lastLiveEvent = 0;
-  /** What the webview last reported (setState contents + rendered values). */
-  snapshot: { state: DashboardState; rendered: RenderedSnapshot } | undefined;
-  /** How many times a webview document said 'ready' (1 + each time it was rebuilt after being hidden). */
-  readyCount = 0;
 
   static show(context: vscode.ExtensionContext, dir: string, column = vscode.ViewColumn.Active): DashboardPanel {
     const key = norm(dir);
-    const open = DashboardPanel.panels.get(key);
-    if (open) {
-      open.panel.reveal(column);
-      return open;
-    }
-    const panel = vscode.window.createWebviewPanel(
-      DASHBOARD_VIEW_TYPE,
-      `MET: ${path.basename(key)}`,
+    return dashboards.open({
+      key,
+      title: `MET: ${path.basename(key)}`,
       column,
-      DashboardPanel.options(context),
-    );
-    return new DashboardPanel(context, panel, key);
+      revealColumn: column,
+      options: DashboardPanel.options(context),
+      create: (panel) => new DashboardPanel(context, panel, key),
+    });
   }
 
   static options(context: vscode.ExtensionContext): vscode.WebviewPanelOptions & vscode.WebviewOptions {
@@ -218,15 +210,14 @@ class DashboardPanel implements vscode.Disposable {
   }
 
   constructor(
-    private readonly context: vscode.ExtensionContext,
-    readonly panel: vscode.WebviewPanel,
+    context: vscode.ExtensionContext,
+    panel: vscode.WebviewPanel,
     readonly dir: string,
   ) {
-    DashboardPanel.panels.set(dir, this);
+    super(dashboards, context, panel, dir);
     const index = getRunIndex(context);
-    panel.iconPath = vscode.Uri.joinPath(context.extensionUri, 'media', 'icon.svg');
-    panel.webview.options = DashboardPanel.options(context);
-    panel.webview.html = this.html();
+    this.index = index;
+    this.start(DashboardPanel.options(context), this.html());
     const watcher = vscode.workspace.createFileSystemWatcher(
       new vscode.RelativePattern(vscode.Uri.file(dir), '{config.json,summary.json,checkpoint.safetensors}'),
     );
@@ -236,26 +227,17 @@ class DashboardPanel implements vscode.Disposable {
       watcher.onDidCreate(sync),
       watcher.onDidChange(sync),
       index.onDidChange(sync),
-      panel.onDidDispose(() => this.dispose()),
-      panel.webview.onDidReceiveMessage((m: WebviewMessage) => {
-        if (m.type === 'ready') {
-          // (Re)created webview: the history is re-read, the old one is gone with its document.
-          this.ready = true;
-          this.readyCount++;
-          this.snapshot = undefined;
-          void this.init(index);
-        } else if (m.type === 'state') this.snapshot = { state: m.state, rendered: m.rendered };
-      }),
-      panel.onDidChangeViewState(() => {
-        // A hidden webview is destroyed (no retainContextWhenHidden); it says 'ready' again when shown.
-        if (!panel.visible) this.ready = false;
-      }),
       onDidTrainingUpdate((u) => {
         if (norm(u.runDir) !== dir) return;
         this.lastLiveEvent = Date.now();
         this.send({ type: 'event', event: u.event });
       }),
     );
+  }
+
+  /** (Re)created webview: the history is re-read, the old one is gone with its document. */
+  protected onReady(): void {
+    void this.init(this.index);
   }
 
   private html(): string {
@@ -285,12 +267,12 @@ class DashboardPanel implements vscode.Disposable {
   }
 
   private send(m: HostMessage): void {
-    if (!this.ready) return; // the next 'ready' re-reads everything from the run folder
+    if (!this.isReady) return; // the next 'ready' re-reads everything from the run folder
     if (this.loading && m.type === 'event') {
       this.pendingEvents.push(m.event);
       return;
     }
-    void this.panel.webview.postMessage(m);
+    this.post(m);
   }
 
   private async init(index: RunIndex): Promise<void> {
@@ -327,7 +309,7 @@ class DashboardPanel implements vscode.Disposable {
 
   /** Status or summary changed (files, live state): tell the webview. */
   private async sync(index: RunIndex): Promise<void> {
-    if (!this.ready || this.loading) return;
+    if (!this.isReady || this.loading) return;
     const info = await index.info(this.dir);
     if (info && !this.K) return void this.init(index); // config.json just appeared
     const meta = metaOf(this.dir, info, index);
@@ -346,7 +328,7 @@ class DashboardPanel implements vscode.Disposable {
 
   /** Follow metrics.jsonl while the run trains in a process that sends us no events. */
   private updateTail(): void {
-    const want = (this.status === 'running' || this.status === 'starting') && this.ready;
+    const want = (this.status === 'running' || this.status === 'starting') && this.isReady;
     if (want && !this.tail) this.tail = setInterval(() => void this.readTail(), TAIL_MS);
     else if (!want && this.tail) {
       clearInterval(this.tail);
@@ -383,12 +365,8 @@ class DashboardPanel implements vscode.Disposable {
     }
   }
 
-  dispose(): void {
-    if (DashboardPanel.panels.get(this.dir) === this) DashboardPanel.panels.delete(this.dir);
+  protected override onDispose(): void {
     if (this.tail) clearInterval(this.tail);
-    this.disposables.forEach((d) => d.dispose());
-    this.disposables.length = 0;
-    this.panel.dispose();
   }
 }
 
@@ -444,30 +422,21 @@ export function registerDashboard(context: vscode.ExtensionContext): void {
       DashboardPanel.show(context, dir);
       return norm(dir);
     }),
-    // Not in the command palette (not contributed): what each open dashboard's webview last
-    // reported, i.e. its setState contents and rendered values. Used by the integration tests.
-    vscode.commands.registerCommand('met.dashboard.snapshot', () =>
-      [...DashboardPanel.panels.values()].map((p) => ({
-        runDir: p.dir,
-        visible: p.panel.visible,
-        readyCount: p.readyCount,
-        ...p.snapshot,
-      })),
-    ),
-    vscode.window.registerWebviewPanelSerializer(DASHBOARD_VIEW_TYPE, {
-      async deserializeWebviewPanel(panel: vscode.WebviewPanel, state: DashboardState | undefined) {
-        // The webview stores its run folder with setState as soon as its script runs, but a reload
-        // right after opening can come before the workbench has persisted that state (seen in
-        // code-server). The title names the run folder then: restore it when the name is unique.
-        const dir = state?.runDir ?? (await index.dirOfName(panel.title.replace(/^MET: /, '')));
-        if (!dir || !fs.existsSync(dir) || DashboardPanel.panels.has(norm(dir))) {
-          // Nothing to restore (the run was deleted): close the empty panel rather than show a blank one.
-          panel.dispose();
-          return;
-        }
-        new DashboardPanel(context, panel, norm(dir));
-      },
-    }),
-    { dispose: () => [...DashboardPanel.panels.values()].forEach((p) => p.dispose()) },
   );
+  // met.dashboard.snapshot (not contributed): what each open dashboard's webview last reported,
+  // i.e. its setState contents and rendered values. Used by the integration tests.
+  dashboards.register(context, {
+    snapshotCommand: 'met.dashboard.snapshot',
+    snapshotFields: (p) => ({ runDir: p.dir }),
+    async restore(panel, saved) {
+      const state = saved as DashboardState | undefined;
+      // The webview stores its run folder with setState as soon as its script runs, but a reload
+      // right after opening can come before the workbench has persisted that state (seen in
+      // code-server). The title names the run folder then: restore it when the name is unique.
+      const dir = state?.runDir ?? (await index.dirOfName(panel.title.replace(/^MET: /, '')));
+      // Nothing to restore (the run was deleted): the empty panel is closed rather than shown blank.
+      if (!dir || !fs.existsSync(dir) || dashboards.has(norm(dir))) return undefined;
+      return new DashboardPanel(context, panel, norm(dir));
+    },
+  });
 }

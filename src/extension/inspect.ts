@@ -4,10 +4,12 @@
 // bars, and the budget slider (webview-ui/inspect/main.ts draws all of it).
 //
 // Where the numbers come from:
-//   - the run's test split: predictions.json, written by the engine at evaluation (no inference);
+//   - the run's test split: predictions.json, written by the engine at evaluation (no inference;
+//     panels/inspectRun.ts reads the run and the images);
 //   - other images: the engine process ('inspect/score', the same predictor as `met predict
-//     --run`), in chunks of 32, the rows on screen first, then the rest in the background;
-//   - thumbnails: the engine ('inspect/thumbs', sharp) into <workspace>/.met/cache/thumbs, served
+//     --run`), in chunks of 32, the rows on screen first, then the rest in the background
+//     (kept in panels/scoreStore.ts);
+//   - thumbnails: the engine ('inspect/thumbs', sharp; panels/thumbPump.ts) into <workspace>/.met/cache/thumbs, served
 //     to the webview with asWebviewUri (that folder and dist/webview are the only
 //     localResourceRoots: the image folders themselves are never exposed to the webview);
 //   - the budget slider's curve and saved point: thresholds.json. The slider itself is computed
@@ -26,208 +28,75 @@
 //   #summary-rows > tr[data-class] (first: tr.all)   #status
 //
 // State: the webview keeps its run, source, scroll position, active cell, selection and slider
-// point with setState; a WebviewPanelSerializer revives the panel after a window reload.
+// point with setState; a WebviewPanelSerializer revives the panel after a window reload (the
+// panel host, panels/panelHost.ts, holds the lifecycle shared with the other panels).
 // Test-only commands (not contributed): met.inspect.snapshot (what each webview last reported)
-// and met.inspect.test (drive a webview: slider, keys, selection, save, a measured scroll).
+// and met.inspect.test (drive a webview: slider, keys, selection, save, a measured scroll). The
+// webview's side of met.inspect.test is in a test build of its script only
+// (dist/webview/inspect-test.js, loaded when the extension runs under the integration tests).
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { RunConfigFile, SplitPredictions, ThresholdsFile } from '../engine/run/runFolder';
-import { IMAGE_EXTENSIONS, listImageFiles } from '../engine/data/files';
-import { findTargetsFile, joinTargets, parseTargets, TARGET_FILE_NAMES } from '../engine/data/targetsFile';
-import { agreementConfidence } from '../engine/infer/exitScores';
+import type { RunConfigFile, ThresholdsFile } from '../engine/run/runFolder';
+import { IMAGE_EXTENSIONS } from '../engine/data/files';
 import { encodeThreshold, saveChosenThresholds } from '../engine/run/runFolder';
 import type { ScoreResult } from '../engine/explore/types';
 import type {
   HostMessage,
   InitMessage,
   InspectState,
-  Perf,
-  RenderedSnapshot,
+  InspectStateMessage,
   RunChoice,
   SourceInfo,
   TestAction,
   WebviewMessage,
 } from '../../webview-ui/inspect/protocol';
-import { buildCurve, type CurveData } from './inspectCurve';
+import { buildCurve } from './inspectCurve';
 import { getEngines } from './engineClient';
 import { log } from './log';
+import {
+  type Loaded,
+  loadRun,
+  pathsSource,
+  readJsonFile,
+  sourceKey,
+  TEST_SOURCE,
+  testPredictions,
+} from './panels/inspectRun';
+import { HostedPanel, PanelHost } from './panels/panelHost';
+import { ScoreStore, TOP_K, type VisibleRows } from './panels/scoreStore';
+import { ThumbPump } from './panels/thumbPump';
 import { norm } from './runFiles';
 import { getRunIndex, type RunIndex } from './runIndex';
 import { esc, webviewOptions, webviewPage } from './webviewPage';
 
+export { folderTargets, pathsSource } from './panels/inspectRun';
+
 export const INSPECT_VIEW_TYPE = 'met.inspect';
+/** dist/webview/inspect-test.js: the webview script with its test hooks (esbuild.mjs; not in the VSIX). */
+const INSPECT_TEST_BUNDLE = 'inspect-test';
 /** Images per 'inspect/score' request: one batch of the engine's predictor. */
 const SCORE_CHUNK = 32;
-/** Thumbnails per request, and how far beyond the screen they are fetched ahead. */
-const THUMB_CHUNK = 48;
-const THUMB_AHEAD = 40;
 const GRID_THUMB = 64;
 const DETAIL_THUMB = 256;
-const TOP_K = 3;
-
-const TEST_SOURCE: SourceInfo = { kind: 'test', paths: [], label: 'test split' };
-
-const sourceKey = (s: SourceInfo) => (s.kind === 'test' ? 'test' : `paths:${s.paths.map(norm).join('\n')}`);
-
-async function readJsonFile<T>(file: string, what: string): Promise<T> {
-  let text: string;
-  try {
-    text = await fs.promises.readFile(file, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new Error(
-      code === 'ENOENT' ? `${file} does not exist (${what})` : `cannot read ${file} (${code ?? (e as Error).message})`,
-    );
-  }
-  try {
-    return JSON.parse(text) as T;
-  } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
-  }
-}
-
-/** A source of explicit files or folders, labelled for the header. */
-export function pathsSource(paths: string[]): SourceInfo {
-  const abs = paths.map((p) => path.resolve(p));
-  const rel = (p: string) => {
-    const ws = vscode.workspace.getWorkspaceFolder(vscode.Uri.file(p));
-    return ws ? path.relative(ws.uri.fsPath, p) || path.basename(p) : p;
-  };
-  const label =
-    abs.length === 1
-      ? rel(abs[0])
-      : `${abs.length} selected: ${abs
-          .slice(0, 3)
-          .map((p) => path.basename(p))
-          .join(', ')}${abs.length > 3 ? ', …' : ''}`;
-  return { kind: 'paths', paths: abs, label };
-}
-
-/**
- * Regression targets of images picked from disk: the targets file (TARGET_FILE_NAMES, the order
- * met train looks in) at the root of a picked folder (or of the folder of picked files), or of
- * the nearest folder above it, joined as met train joins them. Images without an entry get NaN (shown without error).
- */
-export async function folderTargets(
-  paths: string[],
-  files: string[],
-): Promise<{ targets: Float64Array; from: string }> {
-  const targets = new Float64Array(files.length).fill(NaN);
-  const found = new Map<string, string | null>(); // folder -> its targets file (null: none)
-  const fileOf = (dir: string): string | null => {
-    if (!found.has(dir)) {
-      let f: string | null = null;
-      try {
-        f = findTargetsFile(dir);
-      } catch {
-        f = null;
-      }
-      found.set(dir, f);
-    }
-    return found.get(dir)!;
-  };
-  // The picked folder, or the folder of picked files, or the nearest one above (3 levels at most)
-  // with a targets file: a subfolder of a regression data folder finds the folder's targets.
-  const roots = new Set<string>();
-  for (const p of paths) {
-    let dir = fs.statSync(p).isDirectory() ? p : path.dirname(p);
-    for (let up = 0; up < 3 && !fileOf(dir); up++) {
-      const parent = path.dirname(dir);
-      if (parent === dir) break;
-      dir = parent;
-    }
-    if (fileOf(dir)) roots.add(dir);
-  }
-  const used: string[] = [];
-  const index = new Map(files.map((f, i) => [f, i]));
-  for (const root of roots) {
-    const tf = fileOf(root)!;
-    const under = files.filter((f) => !path.relative(root, f).startsWith('..'));
-    let joined;
-    try {
-      joined = joinTargets(
-        root,
-        under,
-        parseTargets(await fs.promises.readFile(tf, 'utf8'), path.basename(tf)),
-        path.basename(tf),
-      );
-    } catch (e) {
-      log().warn(`Inspect exits: ${tf}: ${(e as Error).message}`);
-      continue;
-    }
-    for (const s of joined.samples) {
-      const i = index.get(s.file);
-      if (i !== undefined) targets[i] = s.value;
-    }
-    used.push(vscode.workspace.asRelativePath(tf));
-  }
-  return { targets, from: used.length ? used.join(', ') : `no targets file (${TARGET_FILE_NAMES.join(', ')})` };
-}
 
 // ---- One panel ----
 
-/** What the 'init' message says about the images: files, labels or targets, stored scores (test split). */
-type LoadedImages = Pick<
-  InitMessage,
-  | 'files'
-  | 'names'
-  | 'labels'
-  | 'conf'
-  | 'pred'
-  | 'skipped'
-  | 'task'
-  | 'targets'
-  | 'value'
-  | 'targetScale'
-  | 'targetsFrom'
->;
+const inspectPanels = new PanelHost<InspectPanel>(INSPECT_VIEW_TYPE);
 
-/** A loaded run and source: the run's settings and curve, and the images as the webview gets them. */
-interface Loaded extends LoadedImages {
-  cf: RunConfigFile;
-  K: number;
-  curve: CurveData;
-  gflops: number[];
-}
-
-class InspectPanel implements vscode.Disposable {
-  static readonly panels = new Map<string, InspectPanel>();
-
-  private readonly disposables: vscode.Disposable[] = [];
+class InspectPanel extends HostedPanel<HostMessage, WebviewMessage, InspectStateMessage> {
   private watcher: vscode.Disposable[] = [];
-  private ready = false;
-  private disposed = false;
   /** Bumped on every (re)load: answers for an older load are dropped. */
   private generation = 0;
   private loaded: Loaded | null = null;
   private loadError: string | undefined;
   // Engine results kept here, so a rebuilt webview (hidden and shown) gets them without asking again.
-  private scoreState = new Uint8Array(0); // 0 to do, 1 in flight, 2 done (ok or unreadable)
-  private scoreOk = new Uint8Array(0);
-  private scoreConf = new Float32Array(0); // [n * K] image-major
-  private scorePred = new Int32Array(0);
-  private scoreValue = new Float32Array(0); // regression: [n * K] image-major
-  private topProb = new Float32Array(0); // [n * K * TOP_K]
-  private topClass = new Int32Array(0);
-  private scoredCount = 0;
+  private readonly scores = new ScoreStore();
   private scoring = false;
   private scoreFailedAt = 0;
-  private cursor = 0;
-  private thumbState = new Uint8Array(0); // 0 none, 1 in flight, 2 done
-  private thumbPaths: (string | null)[] = [];
-  private thumbing = false;
-  private visible = { first: 0, last: -1 };
-  /** What the webview last reported (setState contents + rendered values + timings). */
-  snapshot: { state: InspectState; rendered: RenderedSnapshot; perf: Perf } | undefined;
-  readyCount = 0;
-  get isReady(): boolean {
-    return this.ready;
-  }
-  get isDisposed(): boolean {
-    return this.disposed;
-  }
+  private thumbs: ThumbPump | null = null;
+  private visible: VisibleRows = { first: 0, last: -1 };
   /** ms from the command (or the panel's revival) to the webview's first frame with rows, measured here. */
   firstPaintMs: number | undefined;
   /** The same, measured in the webview from its document's start. */
@@ -284,18 +153,12 @@ class InspectPanel implements vscode.Disposable {
   }
 
   static show(context: vscode.ExtensionContext, runDir: string, source: SourceInfo, openedAt: number): InspectPanel {
-    const open = InspectPanel.panels.get(InspectPanel.key(runDir, source));
-    if (open) {
-      open.panel.reveal();
-      return open;
-    }
-    const panel = vscode.window.createWebviewPanel(
-      INSPECT_VIEW_TYPE,
-      InspectPanel.title(runDir, source),
-      vscode.ViewColumn.Active,
-      InspectPanel.options(context),
-    );
-    return new InspectPanel(context, panel, norm(runDir), source, openedAt);
+    return inspectPanels.open({
+      key: InspectPanel.key(runDir, source),
+      title: InspectPanel.title(runDir, source),
+      options: InspectPanel.options(context),
+      create: (panel) => new InspectPanel(context, panel, norm(runDir), source, openedAt),
+    });
   }
 
   static title(runDir: string, source: SourceInfo): string {
@@ -320,27 +183,17 @@ class InspectPanel implements vscode.Disposable {
   }
 
   constructor(
-    private readonly context: vscode.ExtensionContext,
-    readonly panel: vscode.WebviewPanel,
+    context: vscode.ExtensionContext,
+    panel: vscode.WebviewPanel,
     public runDir: string,
     public source: SourceInfo,
     private openedAt: number,
     /** After a window reload: the state the host kept for this panel (see states). */
     private restoredState?: InspectState,
   ) {
-    InspectPanel.panels.set(InspectPanel.key(runDir, source), this);
-    panel.iconPath = vscode.Uri.joinPath(context.extensionUri, 'media', 'icon.svg');
-    panel.webview.options = InspectPanel.options(context, runDir);
-    panel.webview.html = this.html();
+    super(inspectPanels, context, panel, InspectPanel.key(runDir, source));
+    this.start(InspectPanel.options(context, runDir), this.html());
     this.watch();
-    this.disposables.push(
-      panel.onDidDispose(() => this.dispose()),
-      panel.webview.onDidReceiveMessage((m: WebviewMessage) => void this.onMessage(m)),
-      panel.onDidChangeViewState(() => {
-        // A hidden webview is destroyed (no retainContextWhenHidden); it says 'ready' again when shown.
-        if (!panel.visible) this.ready = false;
-      }),
-    );
   }
 
   get thumbsDir(): string {
@@ -352,6 +205,8 @@ class InspectPanel implements vscode.Disposable {
     const kept = this.restoredState ? ` data-state="${esc(JSON.stringify(this.restoredState))}"` : '';
     return webviewPage(this.panel.webview, this.context.extensionUri, {
       bundle: 'inspect',
+      // Under the integration tests: the build of the script with the test hooks (met.inspect.test).
+      ...(this.context.extensionMode === vscode.ExtensionMode.Test ? { script: INSPECT_TEST_BUNDLE } : {}),
       title: `Inspect exits: ${path.basename(this.runDir)}`,
       images: true,
       body: `<main id="met-inspect" data-run-dir="${esc(this.runDir)}" data-source="${src}"${kept}>
@@ -420,7 +275,7 @@ class InspectPanel implements vscode.Disposable {
   }
 
   private async onRunFileChanged(name: string): Promise<void> {
-    if (!this.loaded || !this.ready) return;
+    if (!this.loaded || !this.isReady) return;
     if (name === 'predictions.json' && this.source.kind === 'test') return void this.load();
     if (name !== 'thresholds.json') return;
     try {
@@ -428,10 +283,10 @@ class InspectPanel implements vscode.Disposable {
         path.join(this.runDir, 'thresholds.json'),
         'the run has not been evaluated',
       );
-      const c = buildCurve(th, this.loaded.K, await this.testPredictions().catch(() => null));
+      const c = buildCurve(th, this.loaded.K, await testPredictions(this.runDir).catch(() => null));
       if (c.chosenKey === this.loaded.curve.chosenKey && c.curve.p.length === this.loaded.curve.curve.p.length) return; // our own save
       this.loaded.curve = c;
-      this.send({
+      this.post({
         type: 'chosen',
         curve: c.curve,
         chosen: c.chosen,
@@ -439,27 +294,27 @@ class InspectPanel implements vscode.Disposable {
         message: 'thresholds.json changed on disk: curve and saved point re-read',
       });
     } catch (e) {
-      this.send({ type: 'status', text: (e as Error).message, error: true });
+      this.post({ type: 'status', text: (e as Error).message, error: true });
     }
   }
 
-  private send(m: HostMessage): void {
-    if (!this.ready || this.disposed) return; // the next 'ready' gets everything again
-    void this.panel.webview.postMessage(m);
+  protected async onReady(): Promise<void> {
+    if (this.loaded && !this.loadError) this.sendAll();
+    else await this.load();
   }
 
-  private async onMessage(m: WebviewMessage): Promise<void> {
+  protected override onState(m: InspectStateMessage): void {
+    if (m.state.runDir === this.runDir) this.rememberState(m.state);
+  }
+
+  protected override async onMessage(m: WebviewMessage): Promise<void> {
     switch (m.type) {
-      case 'ready':
-        this.ready = true;
-        this.readyCount++;
-        this.snapshot = undefined;
-        if (this.loaded && !this.loadError) this.sendAll();
-        else await this.load();
-        break;
       case 'visible':
         this.visible = { first: Math.max(0, m.first), last: m.last };
-        void this.pumpThumbs();
+        if (this.thumbs) {
+          this.thumbs.visible = this.visible;
+          void this.thumbs.pump();
+        }
         if (Date.now() - this.scoreFailedAt > 5000) void this.pumpScores();
         break;
       case 'detail':
@@ -474,10 +329,6 @@ class InspectPanel implements vscode.Disposable {
       case 'pickSource':
         await this.pickSource(m.kind);
         break;
-      case 'state':
-        this.snapshot = { state: m.state, rendered: m.rendered, perf: m.perf };
-        if (m.state.runDir === this.runDir) this.rememberState(m.state);
-        break;
       case 'painted':
         this.webviewFirstPaintMs ??= m.ms;
         if (this.firstPaintMs === undefined) {
@@ -490,141 +341,37 @@ class InspectPanel implements vscode.Disposable {
     }
   }
 
-  private testPredictions(): Promise<SplitPredictions | null> {
-    return readJsonFile<{ test: SplitPredictions }>(
-      path.join(this.runDir, 'predictions.json'),
-      'the run has not been evaluated yet',
-    ).then((p) => p.test ?? null);
-  }
-
   /** Reads the run and the images, resets the engine caches, and sends 'init'. */
   private async load(): Promise<void> {
     const gen = ++this.generation;
     this.loaded = null;
     this.loadError = undefined;
     try {
-      const cf = await readJsonFile<RunConfigFile>(path.join(this.runDir, 'config.json'), 'not a MET run folder');
-      const K = cf.met.exits.length;
-      const thFile = path.join(this.runDir, 'thresholds.json');
-      const th = fs.existsSync(thFile) ? await readJsonFile<ThresholdsFile>(thFile, '') : null;
-      const test = this.source.kind === 'test' || (th && !th.curve?.length) ? await this.testPredictions() : null;
-      if (this.source.kind === 'test' && !test) throw new Error(`${this.runDir}: predictions.json has no test split`);
-      const curve = buildCurve(th, K, test);
-      const regression = cf.met?.task === 'regression';
-      // Regression runs: the colour scale of agreement and error (the training targets' std).
-      const reg = regression
-        ? {
-            task: 'regression' as const,
-            targetScale: typeof cf.met.targetStd === 'number' && cf.met.targetStd > 0 ? cf.met.targetStd : 1,
-          }
-        : {};
-      const gflops =
-        th?.gflops?.length === K
-          ? th.gflops
-          : ((
-              await readJsonFile<{ exits: { gflops: number }[] }>(
-                path.join(this.runDir, 'summary.json'),
-                'the run has not finished',
-              ).catch(() => null)
-            )?.exits.map((e) => e.gflops) ?? new Array<number>(K).fill(NaN));
-      let loaded: Loaded;
-      if (this.source.kind === 'test') {
-        const t = test!;
-        const n = t.files.length;
-        const root = cf.dataset?.root ?? '';
-        const names = t.files.map((f) => (root ? path.relative(root, f) : path.basename(f)));
-        // Regression (predictions.json: pred = values, labels = targets): the agreement is
-        // recomputed from the values as exitScores does (JSON stores exit 1's NaN as null).
-        const agree = regression ? agreementConfidence(t.pred) : null;
-        const conf = new Float32Array(K * n);
-        const pred = new Int32Array(K * n).fill(-1);
-        const value = regression ? new Float32Array(K * n) : undefined;
-        for (let j = 0; j < K; j++) {
-          conf.set(agree ? agree[j] : t.conf[j], j * n);
-          if (value) value.set(t.pred[j], j * n);
-          else pred.set(t.pred[j], j * n);
-        }
-        loaded = regression
-          ? {
-              cf,
-              K,
-              curve,
-              gflops,
-              files: t.files,
-              names,
-              labels: new Int32Array(n).fill(-1),
-              conf,
-              pred,
-              skipped: 0,
-              ...reg,
-              targets: Float64Array.from(t.labels, (v) => (typeof v === 'number' ? v : NaN)),
-              targetsFrom: 'the targets met train read',
-              value,
-            }
-          : { cf, K, curve, gflops, files: t.files, names, labels: Int32Array.from(t.labels), conf, pred, skipped: 0 };
-      } else {
-        const listed = await listImageFiles(this.source.paths);
-        const files = listed.files.map((f) => path.resolve(f));
-        const base =
-          this.source.paths.length === 1 && fs.statSync(this.source.paths[0]).isDirectory()
-            ? this.source.paths[0]
-            : undefined;
-        const names = files.map((f) => {
-          if (base) return path.relative(base, f);
-          const ws = vscode.workspace.getWorkspaceFolder(vscode.Uri.file(f));
-          return ws ? path.relative(ws.uri.fsPath, f) : path.basename(f);
-        });
-        // A class folder named like one of the run's classes gives the label (as met predict --eval and met eval --data).
-        const labels = regression
-          ? new Int32Array(files.length).fill(-1)
-          : Int32Array.from(files, (f) => cf.classes.indexOf(path.basename(path.dirname(f))));
-        // Regression: targets from a targets file next to the images (as met train finds one), when there is one.
-        const t = regression ? await folderTargets(this.source.paths, files) : null;
-        loaded = {
-          cf,
-          K,
-          curve,
-          gflops,
-          files,
-          names,
-          labels,
-          skipped: listed.skipped.length,
-          ...reg,
-          ...(t ? { targets: t.targets, targetsFrom: t.from } : {}),
-        };
-        if (!files.length)
-          throw new Error(
-            `no image files in ${this.source.paths.join(', ')}${listed.skipped.length ? ` (${listed.skipped.length} other files skipped)` : ''}`,
-          );
-      }
+      const loaded = await loadRun(this.runDir, this.source);
       if (gen !== this.generation) return;
       this.loaded = loaded;
-      this.resetCaches(loaded);
+      this.resetCaches(loaded, gen);
       this.panel.title = InspectPanel.title(this.runDir, this.source);
       this.sendAll();
     } catch (e) {
       if (gen !== this.generation) return;
       this.loadError = (e as Error).message;
       log().error(`Inspect exits: ${this.loadError}`);
-      this.send({ type: 'status', text: this.loadError, error: true });
+      this.post({ type: 'status', text: this.loadError, error: true });
     }
   }
 
-  private resetCaches(l: Loaded): void {
-    const n = l.files.length;
-    const K = l.K;
-    const stored = !!l.conf;
-    this.scoreState = new Uint8Array(n).fill(stored ? 2 : 0);
-    this.scoreOk = new Uint8Array(n).fill(stored ? 1 : 0);
-    this.scoreConf = new Float32Array(stored ? 0 : n * K).fill(NaN);
-    this.scorePred = new Int32Array(stored ? 0 : n * K).fill(-1);
-    this.scoreValue = new Float32Array(stored || l.task !== 'regression' ? 0 : n * K).fill(NaN);
-    this.topProb = new Float32Array(stored ? 0 : n * K * TOP_K).fill(NaN);
-    this.topClass = new Int32Array(stored ? 0 : n * K * TOP_K).fill(-1);
-    this.scoredCount = stored ? n : 0;
-    this.cursor = 0;
-    this.thumbState = new Uint8Array(n);
-    this.thumbPaths = new Array<string | null>(n).fill(null);
+  private resetCaches(l: Loaded, gen: number): void {
+    this.scores.reset(l.files.length, l.K, !!l.conf, l.task === 'regression');
+    const alive = () => !this.isDisposed && gen === this.generation;
+    this.thumbs = new ThumbPump(l.files, {
+      fetch: async (files) =>
+        (await getEngines().request('inspect/thumbs', { files, size: GRID_THUMB, cacheDir: this.thumbsDir })).thumbs,
+      deliver: (index) => this.sendThumbs(index),
+      fail: (text) => this.post({ type: 'status', text, error: true }),
+      alive,
+      ready: () => this.isReady,
+    });
     this.visible = { first: 0, last: -1 };
     this.allScoredMs = undefined;
   }
@@ -672,70 +419,27 @@ class InspectPanel implements vscode.Disposable {
         chosenSource: curve.chosenSource,
         ...images,
       };
-      this.send(init);
+      this.post(init);
       if (!l.conf) {
-        const done: number[] = [];
-        for (let i = 0; i < l.files.length; i++) if (this.scoreState[i] === 2) done.push(i);
-        if (done.length) this.sendScores(done);
+        const done = this.scores.doneIndices();
+        if (done.length) this.post(this.scores.message(done));
       }
-      const th: number[] = [];
-      for (let i = 0; i < l.files.length; i++) if (this.thumbState[i] === 2) th.push(i);
+      const th = this.thumbs?.doneIndices() ?? [];
       if (th.length) this.sendThumbs(th);
-    });
-  }
-
-  private sendScores(index: number[]): void {
-    const l = this.loaded!;
-    const K = l.K;
-    const m = index.length;
-    const conf = new Float32Array(m * K);
-    const pred = new Int32Array(m * K);
-    const tp = new Float32Array(m * K * TOP_K);
-    const tc = new Int32Array(m * K * TOP_K);
-    const value = l.task === 'regression' ? new Float32Array(m * K) : undefined;
-    index.forEach((i, r) => {
-      value?.set(this.scoreValue.subarray(i * K, (i + 1) * K), r * K);
-      conf.set(this.scoreConf.subarray(i * K, (i + 1) * K), r * K);
-      pred.set(this.scorePred.subarray(i * K, (i + 1) * K), r * K);
-      tp.set(this.topProb.subarray(i * K * TOP_K, (i + 1) * K * TOP_K), r * K * TOP_K);
-      tc.set(this.topClass.subarray(i * K * TOP_K, (i + 1) * K * TOP_K), r * K * TOP_K);
-    });
-    this.send({
-      type: 'scores',
-      index: Int32Array.from(index),
-      ok: Uint8Array.from(index, (i) => this.scoreOk[i]),
-      conf,
-      pred,
-      k: l.task === 'regression' ? 0 : TOP_K,
-      topProb: tp,
-      topClass: tc,
-      ...(value ? { value } : {}),
-      scored: this.scoredCount,
-      total: l.files.length,
     });
   }
 
   private sendThumbs(index: number[]): void {
     const w = this.panel.webview;
-    this.send({
+    const t = this.thumbs;
+    this.post({
       type: 'thumbs',
       index: Int32Array.from(index),
-      uris: index.map((i) =>
-        this.thumbPaths[i] ? w.asWebviewUri(vscode.Uri.file(this.thumbPaths[i]!)).toString() : null,
-      ),
+      uris: index.map((i) => {
+        const p = t?.pathOf(i);
+        return p ? w.asWebviewUri(vscode.Uri.file(p)).toString() : null;
+      }),
     });
-  }
-
-  /** The next images to score: those on screen first, then the rest in order (background). */
-  private nextScoreChunk(): number[] {
-    const n = this.scoreState.length;
-    const out: number[] = [];
-    for (let i = this.visible.first; i <= Math.min(n - 1, this.visible.last) && out.length < SCORE_CHUNK; i++)
-      if (!this.scoreState[i]) out.push(i);
-    if (out.length) return out;
-    while (this.cursor < n && this.scoreState[this.cursor]) this.cursor++;
-    for (let i = this.cursor; i < n && out.length < SCORE_CHUNK; i++) if (!this.scoreState[i]) out.push(i);
-    return out;
   }
 
   /**
@@ -745,15 +449,14 @@ class InspectPanel implements vscode.Disposable {
    */
   private async pumpScores(): Promise<void> {
     const l = this.loaded;
-    if (this.scoring || !l || l.conf || this.disposed) return;
+    if (this.scoring || !l || l.conf || this.isDisposed) return;
     this.scoring = true;
     const gen = this.generation;
     try {
       for (;;) {
-        if (this.disposed || gen !== this.generation) return;
-        const chunk = this.nextScoreChunk();
+        if (this.isDisposed || gen !== this.generation) return;
+        const chunk = this.scores.take(this.visible, SCORE_CHUNK);
         if (!chunk.length) break;
-        chunk.forEach((i) => (this.scoreState[i] = 1));
         let r: ScoreResult;
         try {
           r = await getEngines().request('inspect/score', {
@@ -762,37 +465,22 @@ class InspectPanel implements vscode.Disposable {
             topK: TOP_K,
           });
         } catch (e) {
-          chunk.forEach((i) => (this.scoreState[i] = 0));
+          this.scores.release(chunk);
           this.scoreFailedAt = Date.now();
-          this.send({ type: 'status', text: `scoring failed: ${(e as Error).message}`, error: true });
+          this.post({ type: 'status', text: `scoring failed: ${(e as Error).message}`, error: true });
           log().error(`Inspect exits: inspect/score on ${this.runDir} failed: ${(e as Error).message}`);
           return;
         }
         if (gen !== this.generation) return;
-        const K = l.K;
-        const k = r.topProb.length / Math.max(1, chunk.length * K);
-        chunk.forEach((i, row) => {
-          this.scoreState[i] = 2;
-          this.scoreOk[i] = r.ok[row];
-          if (!r.ok[row]) return;
-          this.scoredCount++;
-          this.scoreConf.set(r.conf.subarray(row * K, (row + 1) * K), i * K);
-          this.scorePred.set(r.pred.subarray(row * K, (row + 1) * K), i * K);
-          if (r.value && this.scoreValue.length) this.scoreValue.set(r.value.subarray(row * K, (row + 1) * K), i * K);
-          for (let j = 0; j < K; j++)
-            for (let t = 0; t < Math.min(k, TOP_K); t++) {
-              this.topProb[(i * K + j) * TOP_K + t] = r.topProb[(row * K + j) * k + t];
-              this.topClass[(i * K + j) * TOP_K + t] = r.topClass[(row * K + j) * k + t];
-            }
-        });
-        this.sendScores(chunk);
+        this.scores.put(chunk, r);
+        this.post(this.scores.message(chunk));
         if (r.skipped.length)
-          this.send({
+          this.post({
             type: 'status',
             text: `${r.skipped.length} unreadable: ${r.skipped[0].file}: ${r.skipped[0].reason}`,
           });
       }
-      if (this.allScoredMs === undefined && this.scoreState.every((s) => s === 2)) {
+      if (this.allScoredMs === undefined && this.scores.allDone()) {
         this.allScoredMs = Date.now() - this.openedAt;
         log().info(
           `Inspect exits: scored all ${l.files.length} images of ${this.source.label} with ${path.basename(this.runDir)} in ${(this.allScoredMs / 1000).toFixed(1)} s after opening`,
@@ -801,52 +489,7 @@ class InspectPanel implements vscode.Disposable {
     } finally {
       this.scoring = false;
       // Another run or source was loaded while a chunk was in flight: start on the new images.
-      if (gen !== this.generation && !this.disposed) void this.pumpScores();
-    }
-  }
-
-  /** Thumbnails for the rows on screen, then a little ahead; never the whole folder. */
-  private async pumpThumbs(): Promise<void> {
-    const l = this.loaded;
-    if (this.thumbing || !l || this.disposed) return;
-    this.thumbing = true;
-    const gen = this.generation;
-    try {
-      for (;;) {
-        if (this.disposed || gen !== this.generation || !this.ready) return;
-        const n = l.files.length;
-        const { first, last } = this.visible;
-        const out: number[] = [];
-        const take = (a: number, b: number) => {
-          for (let i = Math.max(0, a); i <= Math.min(n - 1, b) && out.length < THUMB_CHUNK; i++)
-            if (!this.thumbState[i]) out.push(i);
-        };
-        take(first, last);
-        if (!out.length) take(last + 1, last + THUMB_AHEAD);
-        if (!out.length) take(first - THUMB_AHEAD, first - 1);
-        if (!out.length) return;
-        out.forEach((i) => (this.thumbState[i] = 1));
-        try {
-          const r = await getEngines().request('inspect/thumbs', {
-            files: out.map((i) => l.files[i]),
-            size: GRID_THUMB,
-            cacheDir: this.thumbsDir,
-          });
-          if (gen !== this.generation) return;
-          out.forEach((i, row) => {
-            this.thumbState[i] = 2;
-            this.thumbPaths[i] = r.thumbs[row];
-          });
-          this.sendThumbs(out);
-        } catch (e) {
-          out.forEach((i) => (this.thumbState[i] = 0));
-          this.send({ type: 'status', text: `thumbnails failed: ${(e as Error).message}`, error: true });
-          return;
-        }
-      }
-    } finally {
-      this.thumbing = false;
-      if (gen !== this.generation && !this.disposed) void this.pumpThumbs();
+      if (gen !== this.generation && !this.isDisposed) void this.pumpScores();
     }
   }
 
@@ -860,21 +503,16 @@ class InspectPanel implements vscode.Disposable {
       .request('inspect/thumbs', { files: [file], size: DETAIL_THUMB, cacheDir: this.thumbsDir })
       .then((r) => (r.thumbs[0] ? this.panel.webview.asWebviewUri(vscode.Uri.file(r.thumbs[0])).toString() : null))
       .catch(() => null);
-    let conf = new Float32Array(K).fill(NaN);
-    let pred = new Int32Array(K).fill(-1);
-    let tp = new Float32Array(0);
-    let tc = new Int32Array(0);
+    let conf: Float32Array = new Float32Array(K).fill(NaN);
+    let pred: Int32Array = new Int32Array(K).fill(-1);
+    let tp: Float32Array = new Float32Array(0);
+    let tc: Int32Array = new Int32Array(0);
     let k = 0;
     let value: Float32Array | undefined;
     let error: string | undefined;
-    if (!l.conf && this.scoreState[index] === 2 && this.scoreOk[index]) {
-      conf = this.scoreConf.slice(index * K, (index + 1) * K);
-      pred = this.scorePred.slice(index * K, (index + 1) * K);
-      tp = this.topProb.slice(index * K * TOP_K, (index + 1) * K * TOP_K);
-      tc = this.topClass.slice(index * K * TOP_K, (index + 1) * K * TOP_K);
-      k = l.task === 'regression' ? 0 : TOP_K;
-      if (l.task === 'regression') value = this.scoreValue.slice(index * K, (index + 1) * K);
-    } else {
+    const kept = this.scores.scoresOf(index);
+    if (kept) ({ conf, pred, topProb: tp, topClass: tc, k, value } = kept);
+    else {
       try {
         const r = await getEngines().request('inspect/score', { runDir: this.runDir, files: [file], topK: TOP_K });
         if (r.ok[0]) {
@@ -890,7 +528,7 @@ class InspectPanel implements vscode.Disposable {
       }
     }
     if (this.loaded !== l) return;
-    this.send({
+    this.post({
       type: 'detail',
       index,
       uri: await big,
@@ -920,10 +558,10 @@ class InspectPanel implements vscode.Disposable {
       });
       // Re-read: the curve is the same, the saved point is the one just written.
       const th = await readJsonFile<ThresholdsFile>(path.join(this.runDir, 'thresholds.json'), 'just written');
-      l.curve = buildCurve(th, l.K, await this.testPredictions().catch(() => null));
+      l.curve = buildCurve(th, l.K, await testPredictions(this.runDir).catch(() => null));
       const msg = `Saved thresholds${chosen.p !== null ? ` (p = ${chosen.p})` : ''} to ${path.join(path.basename(this.runDir), 'thresholds.json')}: met predict and met export use them now`;
       log().info(`Inspect exits: ${msg}`);
-      this.send({
+      this.post({
         type: 'chosen',
         curve: l.curve.curve,
         chosen: l.curve.chosen,
@@ -933,7 +571,7 @@ class InspectPanel implements vscode.Disposable {
     } catch (e) {
       const msg = `Saving thresholds failed: ${(e as Error).message}`;
       log().error(`Inspect exits: ${msg}`);
-      this.send({ type: 'status', text: msg, error: true });
+      this.post({ type: 'status', text: msg, error: true });
       void vscode.window.showErrorMessage(`MET: ${msg}`);
     }
   }
@@ -942,26 +580,23 @@ class InspectPanel implements vscode.Disposable {
   private async retarget(runDir: string, source: SourceInfo): Promise<void> {
     runDir = norm(runDir);
     const key = InspectPanel.key(runDir, source);
-    const other = InspectPanel.panels.get(key);
+    const other = inspectPanels.get(key);
     if (other && other !== this) {
       other.panel.reveal();
       return;
     }
-    InspectPanel.panels.delete(InspectPanel.key(this.runDir, this.source));
     this.runDir = runDir;
     this.source = source;
-    InspectPanel.panels.set(key, this);
+    this.rekey(key);
     this.generation++;
     this.loaded = null;
-    this.ready = false;
     this.openedAt = Date.now();
     this.firstPaintMs = undefined;
     this.webviewFirstPaintMs = undefined;
     this.panel.title = InspectPanel.title(runDir, source);
-    this.panel.webview.options = InspectPanel.options(this.context, runDir);
     this.watch();
     this.restoredState = undefined;
-    this.panel.webview.html = this.html();
+    this.start(InspectPanel.options(this.context, runDir), this.html());
   }
 
   private async pickSource(kind: 'test' | 'folder' | 'files'): Promise<void> {
@@ -990,16 +625,9 @@ class InspectPanel implements vscode.Disposable {
     if (picked?.length) await this.retarget(this.runDir, pathsSource(picked.map((u) => u.fsPath)));
   }
 
-  dispose(): void {
-    if (this.disposed) return;
-    this.disposed = true;
+  protected override onDispose(): void {
     this.generation++;
-    if (InspectPanel.panels.get(InspectPanel.key(this.runDir, this.source)) === this)
-      InspectPanel.panels.delete(InspectPanel.key(this.runDir, this.source));
     this.watcher.forEach((d) => d.dispose());
-    this.disposables.forEach((d) => d.dispose());
-    this.disposables.length = 0;
-    this.panel.dispose();
   }
 }
 
@@ -1108,64 +736,58 @@ export function registerInspect(context: vscode.ExtensionContext): void {
         return undefined;
       }),
     ),
-    // Not contributed (tests): what each open panel's webview last reported, and timings.
-    vscode.commands.registerCommand('met.inspect.snapshot', () =>
-      [...InspectPanel.panels.values()].map((p) => ({
-        runDir: p.runDir,
-        source: p.source,
-        visible: p.panel.visible,
-        readyCount: p.readyCount,
-        firstPaintMs: p.firstPaintMs,
-        webviewFirstPaintMs: p.webviewFirstPaintMs,
-        allScoredMs: p.allScoredMs,
-        thumbsDir: p.thumbsDir,
-        ...p.snapshot,
-      })),
-    ),
     // Not contributed (tests): drive a panel's webview through the same code paths as a user.
-    // kind ('test' or 'paths') picks between a run's panels when more than one is open.
+    // kind ('test' or 'paths') picks between a run's panels when more than one is open. The
+    // webview acts on it only in the test build of its script (see INSPECT_TEST_BUNDLE).
     vscode.commands.registerCommand(
       'met.inspect.test',
       async (action: TestAction, runDir?: string, kind?: SourceInfo['kind']) => {
-        const panels = [...InspectPanel.panels.values()].filter(
-          (p) => (!runDir || p.runDir === norm(runDir)) && (!kind || p.source.kind === kind),
-        );
+        const panels = inspectPanels
+          .all()
+          .filter((p) => (!runDir || p.runDir === norm(runDir)) && (!kind || p.source.kind === kind));
         const p = panels.find((x) => x.panel.active) ?? panels[panels.length - 1];
         if (!p) return false;
         // A message posted before the webview's script listens could be lost; the webview itself
         // holds actions that come before its data.
-        for (const t0 = Date.now(); !p.isReady && !p.isDisposed && Date.now() - t0 < 30_000;)
-          await new Promise((r) => setTimeout(r, 50));
+        await p.whenReady(30_000);
         return p.panel.webview.postMessage({ type: 'test', action } satisfies HostMessage);
       },
     ),
-    vscode.window.registerWebviewPanelSerializer(INSPECT_VIEW_TYPE, {
-      async deserializeWebviewPanel(panel: vscode.WebviewPanel, state: InspectState | undefined) {
-        // A reload right after opening may come before the workbench persisted the state: the title names the run.
-        const dir = state?.runDir ?? (await index.dirOfName(panel.title.replace(/^Inspect: /, '').split(' · ')[0]));
-        const source =
-          state?.source && (state.source.kind === 'test' || state.source.paths?.length) ? state.source : TEST_SOURCE;
-        log().info(
-          `Inspect exits: restoring ${dir ?? '(unknown run)'} after a reload (${state ? `saved state: point ${state.point ?? '-'}, selected ${state.selected ?? '-'}` : 'no saved state; run found by the title'})`,
-        );
-        if (
-          !dir ||
-          !fs.existsSync(path.join(dir, 'predictions.json')) ||
-          InspectPanel.panels.has(InspectPanel.key(dir, source))
-        ) {
-          panel.dispose();
-          return;
-        }
-        new InspectPanel(
-          context,
-          panel,
-          norm(dir),
-          source,
-          Date.now(),
-          InspectPanel.loadStates(context).get(InspectPanel.key(dir, source)),
-        );
-      },
-    }),
-    { dispose: () => [...InspectPanel.panels.values()].forEach((p) => p.dispose()) },
   );
+  // met.inspect.snapshot (not contributed, tests): what each open panel's webview last reported, and timings.
+  inspectPanels.register(context, {
+    snapshotCommand: 'met.inspect.snapshot',
+    snapshotFields: (p) => ({
+      runDir: p.runDir,
+      source: p.source,
+      firstPaintMs: p.firstPaintMs,
+      webviewFirstPaintMs: p.webviewFirstPaintMs,
+      allScoredMs: p.allScoredMs,
+      thumbsDir: p.thumbsDir,
+    }),
+    async restore(panel, saved) {
+      const state = saved as InspectState | undefined;
+      // A reload right after opening may come before the workbench persisted the state: the title names the run.
+      const dir = state?.runDir ?? (await index.dirOfName(panel.title.replace(/^Inspect: /, '').split(' · ')[0]));
+      const source =
+        state?.source && (state.source.kind === 'test' || state.source.paths?.length) ? state.source : TEST_SOURCE;
+      log().info(
+        `Inspect exits: restoring ${dir ?? '(unknown run)'} after a reload (${state ? `saved state: point ${state.point ?? '-'}, selected ${state.selected ?? '-'}` : 'no saved state; run found by the title'})`,
+      );
+      if (
+        !dir ||
+        !fs.existsSync(path.join(dir, 'predictions.json')) ||
+        inspectPanels.has(InspectPanel.key(dir, source))
+      )
+        return undefined;
+      return new InspectPanel(
+        context,
+        panel,
+        norm(dir),
+        source,
+        Date.now(),
+        InspectPanel.loadStates(context).get(InspectPanel.key(dir, source)),
+      );
+    },
+  });
 }

@@ -26,12 +26,13 @@ import type { RunConfigFile } from '../engine/run/runFolder';
 import type {
   ParamsHostMessage,
   ParamsNumbers,
-  ParamsRendered,
   ParamsSource,
   ParamsState,
+  ParamsStateMessage,
   ParamsWebviewMessage,
 } from '../../webview-ui/params/protocol';
 import { getEngines } from './engineClient';
+import { HostedPanel, PanelHost } from './panels/panelHost';
 import { norm } from './runFiles';
 import { getRunIndex, type RunIndex } from './runIndex';
 import { esc, webviewOptions, webviewPage } from './webviewPage';
@@ -84,31 +85,22 @@ function runSettings(cfg: RunConfigFile): Record<string, unknown> {
   return Object.fromEntries(Object.entries(cfg.train).filter(([, v]) => v !== undefined && v !== null));
 }
 
-class ParamsPanel implements vscode.Disposable {
-  static readonly panels = new Map<string, ParamsPanel>();
+const paramsPanels = new PanelHost<ParamsPanel>(PARAMS_VIEW_TYPE);
 
-  private readonly disposables: vscode.Disposable[] = [];
-  private ready = false;
+class ParamsPanel extends HostedPanel<ParamsHostMessage, ParamsWebviewMessage, ParamsStateMessage> {
   private seq = 0;
   private last: ParamsHostMessage | undefined;
-  snapshot: { state: ParamsState; rendered: ParamsRendered | null; error: string | null } | undefined;
-  readyCount = 0;
   /** The number of the last completed computation (tests: a saved edit recomputes). */
   computed = 0;
 
   static show(context: vscode.ExtensionContext, source: ParamsSource): ParamsPanel {
-    const open = ParamsPanel.panels.get(source.path);
-    if (open) {
-      open.panel.reveal(); // its numbers follow the file already (watcher, saves)
-      return open;
-    }
-    const panel = vscode.window.createWebviewPanel(
-      PARAMS_VIEW_TYPE,
-      `Params: ${source.name}`,
-      vscode.ViewColumn.Active,
-      ParamsPanel.options(context),
-    );
-    return new ParamsPanel(context, panel, source);
+    // An open panel's numbers follow the file already (watcher, saves): it is only revealed.
+    return paramsPanels.open({
+      key: source.path,
+      title: `Params: ${source.name}`,
+      options: ParamsPanel.options(context),
+      create: (panel) => new ParamsPanel(context, panel, source),
+    });
   }
 
   static options(context: vscode.ExtensionContext): vscode.WebviewPanelOptions & vscode.WebviewOptions {
@@ -116,14 +108,12 @@ class ParamsPanel implements vscode.Disposable {
   }
 
   constructor(
-    private readonly context: vscode.ExtensionContext,
-    readonly panel: vscode.WebviewPanel,
+    context: vscode.ExtensionContext,
+    panel: vscode.WebviewPanel,
     readonly source: ParamsSource,
   ) {
-    ParamsPanel.panels.set(source.path, this);
-    panel.iconPath = vscode.Uri.joinPath(context.extensionUri, 'media', 'icon.svg');
-    panel.webview.options = ParamsPanel.options(context);
-    panel.webview.html = this.html();
+    super(paramsPanels, context, panel, source.path);
+    this.start(ParamsPanel.options(context), this.html());
     // A config file's saved edits (or a run's config.json being rewritten) recompute.
     const file = source.kind === 'config' ? source.path : path.join(source.path, 'config.json');
     const watcher = vscode.workspace.createFileSystemWatcher(
@@ -137,26 +127,17 @@ class ParamsPanel implements vscode.Disposable {
       vscode.workspace.onDidSaveTextDocument((d) => {
         if (norm(d.uri.fsPath) === norm(file)) this.compute();
       }),
-      panel.onDidDispose(() => this.dispose()),
-      panel.onDidChangeViewState(() => {
-        if (!panel.visible) this.ready = false;
-      }),
-      panel.webview.onDidReceiveMessage((m: ParamsWebviewMessage) => {
-        if (m.type === 'ready') {
-          this.ready = true;
-          this.readyCount++;
-          this.snapshot = undefined;
-          // The last answer (or 'computing' while one is under way: its answer follows).
-          if (this.last) this.post(this.last);
-          else this.compute();
-        } else if (m.type === 'refresh') this.compute();
-        else if (m.type === 'state') this.snapshot = { state: m.state, rendered: m.rendered, error: m.error };
-      }),
     );
   }
 
-  private post(m: ParamsHostMessage): void {
-    if (this.ready) void this.panel.webview.postMessage(m);
+  /** The last answer (or 'computing' while one is under way: its answer follows). */
+  protected onReady(): void {
+    if (this.last) this.post(this.last);
+    else this.compute();
+  }
+
+  protected override onMessage(m: ParamsWebviewMessage): void {
+    if (m.type === 'refresh') this.compute();
   }
 
   compute(): void {
@@ -247,13 +228,6 @@ class ParamsPanel implements vscode.Disposable {
 </main>`,
     });
   }
-
-  dispose(): void {
-    if (ParamsPanel.panels.get(this.source.path) === this) ParamsPanel.panels.delete(this.source.path);
-    this.disposables.forEach((d) => d.dispose());
-    this.disposables.length = 0;
-    this.panel.dispose();
-  }
 }
 
 /** A source from a command argument: a config file or run folder (path or Uri), a runs-view item, or a ParamsSource. */
@@ -332,26 +306,16 @@ export function registerParamsPanel(context: vscode.ExtensionContext): void {
       ParamsPanel.show(context, source);
       return source.path;
     }),
-    // Not contributed (tests only): what each panel's webview last reported.
-    vscode.commands.registerCommand('met.params.snapshot', () =>
-      [...ParamsPanel.panels.values()].map((p) => ({
-        source: p.source,
-        visible: p.panel.visible,
-        readyCount: p.readyCount,
-        computed: p.computed,
-        ...p.snapshot,
-      })),
-    ),
-    vscode.window.registerWebviewPanelSerializer(PARAMS_VIEW_TYPE, {
-      async deserializeWebviewPanel(panel: vscode.WebviewPanel, state: ParamsState | undefined) {
-        const s = state?.source;
-        if (!s || !fs.existsSync(s.path) || ParamsPanel.panels.has(s.path)) {
-          panel.dispose(); // the file or run is gone: no blank panel
-          return;
-        }
-        new ParamsPanel(context, panel, s);
-      },
-    }),
-    { dispose: () => [...ParamsPanel.panels.values()].forEach((p) => p.dispose()) },
   );
+  // met.params.snapshot (not contributed, tests only): what each panel's webview last reported.
+  paramsPanels.register(context, {
+    snapshotCommand: 'met.params.snapshot',
+    snapshotFields: (p) => ({ source: p.source, computed: p.computed }),
+    async restore(panel, saved) {
+      const s = (saved as ParamsState | undefined)?.source;
+      // The file or run is gone: no blank panel.
+      if (!s || !fs.existsSync(s.path) || paramsPanels.has(s.path)) return undefined;
+      return new ParamsPanel(context, panel, s);
+    },
+  });
 }

@@ -26,15 +26,16 @@ import * as vscode from 'vscode';
 import type { SimilarityResult } from '../engine/explore/types';
 import type {
   SimHostMessage,
-  SimRendered,
   SimRunMeta,
   SimSettings,
   SimState,
+  SimStateMessage,
   SimWebviewMessage,
   Split,
 } from '../../webview-ui/similarity/protocol';
 import { getEngines } from './engineClient';
 import { recordMessage } from './log';
+import { HostedPanel, PanelHost } from './panels/panelHost';
 import { norm, type RunInfo } from './runFiles';
 import { getRunIndex, type RunIndex } from './runIndex';
 import { esc, webviewOptions, webviewPage } from './webviewPage';
@@ -91,17 +92,13 @@ export function checkSettings(meta: SimRunMeta, s: Partial<SimSettings>): SimSet
 
 const keyOf = (s: SimSettings) => JSON.stringify([s.exits, s.perClass, s.split]);
 
-class SimilarityPanel implements vscode.Disposable {
-  static readonly panels = new Map<string, SimilarityPanel>();
+const similarityPanels = new PanelHost<SimilarityPanel>(SIMILARITY_VIEW_TYPE);
 
-  private readonly disposables: vscode.Disposable[] = [];
-  private ready = false;
+class SimilarityPanel extends HostedPanel<SimHostMessage, SimWebviewMessage, SimStateMessage> {
   private seq = 0;
   /** The last computation, kept so that a webview rebuilt after being hidden shows it at once. */
   private cache: { key: string; msg: Extract<SimHostMessage, { type: 'result' }> } | undefined;
   settings: SimSettings;
-  snapshot: { state: SimState; rendered: SimRendered | null; error: string | null } | undefined;
-  readyCount = 0;
   /** Computations started and their engine times (for tests and the log). */
   computations: { settings: SimSettings; ms: number; error?: string }[] = [];
 
@@ -114,7 +111,7 @@ class SimilarityPanel implements vscode.Disposable {
     const given = Object.fromEntries(
       Object.entries(settings).filter(([, v]) => v !== undefined),
     ) as Partial<SimSettings>;
-    const open = SimilarityPanel.panels.get(info.dir);
+    const open = similarityPanels.get(info.dir);
     if (open) {
       // Reopened without settings (runs view, palette): keep what the panel shows.
       const s = checkSettings(meta, { ...open.settings, ...given });
@@ -123,13 +120,12 @@ class SimilarityPanel implements vscode.Disposable {
       return open;
     }
     const s = checkSettings(meta, given);
-    const panel = vscode.window.createWebviewPanel(
-      SIMILARITY_VIEW_TYPE,
-      `Similarity: ${info.name}`,
-      vscode.ViewColumn.Active,
-      SimilarityPanel.options(context, info),
-    );
-    return new SimilarityPanel(context, panel, info, s);
+    return similarityPanels.open({
+      key: info.dir,
+      title: `Similarity: ${info.name}`,
+      options: SimilarityPanel.options(context, info),
+      create: (panel) => new SimilarityPanel(context, panel, info, s),
+    });
   }
 
   static thumbsDir(context: vscode.ExtensionContext): vscode.Uri {
@@ -141,48 +137,33 @@ class SimilarityPanel implements vscode.Disposable {
   }
 
   constructor(
-    private readonly context: vscode.ExtensionContext,
-    readonly panel: vscode.WebviewPanel,
+    context: vscode.ExtensionContext,
+    panel: vscode.WebviewPanel,
     private readonly info: RunInfo,
     settings: SimSettings,
   ) {
+    super(similarityPanels, context, panel, info.dir);
     this.settings = settings;
-    SimilarityPanel.panels.set(info.dir, this);
-    panel.iconPath = vscode.Uri.joinPath(context.extensionUri, 'media', 'icon.svg');
-    panel.webview.options = SimilarityPanel.options(context, info);
-    panel.webview.html = this.html();
-    this.disposables.push(
-      panel.onDidDispose(() => this.dispose()),
-      panel.webview.onDidReceiveMessage((m: SimWebviewMessage) => this.onMessage(m)),
-      panel.onDidChangeViewState(() => {
-        if (!panel.visible) this.ready = false; // its document is destroyed; 'ready' comes again
-      }),
-    );
+    this.start(SimilarityPanel.options(context, info), this.html());
   }
 
   get dir(): string {
     return this.info.dir;
   }
 
-  private onMessage(m: SimWebviewMessage): void {
-    if (m.type === 'ready') {
-      this.ready = true;
-      this.readyCount++;
-      this.snapshot = undefined;
-      this.post({ type: 'init', run: runMeta(this.info), settings: this.settings });
-      if (this.cache && this.cache.key === keyOf(this.settings)) this.post(this.cache.msg);
-      else this.compute(this.settings);
-    } else if (m.type === 'compute') {
-      try {
-        this.compute(checkSettings(runMeta(this.info), m.settings));
-      } catch (e) {
-        this.post({ type: 'error', seq: ++this.seq, message: (e as Error).message });
-      }
-    } else if (m.type === 'state') this.snapshot = { state: m.state, rendered: m.rendered, error: m.error };
+  protected onReady(): void {
+    this.post({ type: 'init', run: runMeta(this.info), settings: this.settings });
+    if (this.cache && this.cache.key === keyOf(this.settings)) this.post(this.cache.msg);
+    else this.compute(this.settings);
   }
 
-  private post(m: SimHostMessage): void {
-    if (this.ready) void this.panel.webview.postMessage(m);
+  protected override onMessage(m: SimWebviewMessage): void {
+    if (m.type !== 'compute') return;
+    try {
+      this.compute(checkSettings(runMeta(this.info), m.settings));
+    } catch (e) {
+      this.post({ type: 'error', seq: ++this.seq, message: (e as Error).message });
+    }
   }
 
   /** Asks the engine for the matrices; a newer request makes older answers stale (seq). */
@@ -275,13 +256,6 @@ class SimilarityPanel implements vscode.Disposable {
 </main>`,
     });
   }
-
-  dispose(): void {
-    if (SimilarityPanel.panels.get(this.dir) === this) SimilarityPanel.panels.delete(this.dir);
-    this.disposables.forEach((d) => d.dispose());
-    this.disposables.length = 0;
-    this.panel.dispose();
-  }
 }
 
 /** The run folder (and settings) from a command argument: a path, a Uri, a runs-view item, or SimilarityArgs. */
@@ -372,42 +346,33 @@ export function registerSimilarity(context: vscode.ExtensionContext): void {
         return undefined;
       }
     }),
-    // Not contributed (tests only): what each panel's webview last reported (setState contents and
-    // the numbers it read back from the matrices it drew), and a way to move its cursor.
-    vscode.commands.registerCommand('met.similarity.snapshot', () =>
-      [...SimilarityPanel.panels.values()].map((p) => ({
-        runDir: p.dir,
-        visible: p.panel.visible,
-        readyCount: p.readyCount,
-        settings: p.settings,
-        computations: p.computations,
-        ...p.snapshot,
-      })),
-    ),
+    // Not contributed (tests only): move a panel's cursor to a cell, as the arrow keys do.
     vscode.commands.registerCommand('met.similarity.focusCell', (runDir: string, i: number, j: number) => {
-      const p = SimilarityPanel.panels.get(norm(runDir));
+      const p = similarityPanels.get(norm(runDir));
       if (!p) throw new Error(`no similarity panel is open for ${runDir}`);
       p.focusCell(i, j);
     }),
-    vscode.window.registerWebviewPanelSerializer(SIMILARITY_VIEW_TYPE, {
-      async deserializeWebviewPanel(panel: vscode.WebviewPanel, state: SimState | undefined) {
-        // As the dashboard: a reload right after opening may come before the state was persisted;
-        // the title names the run then.
-        const dir = state?.runDir ?? (await index.dirOfName(panel.title.replace(/^Similarity: /, '')));
-        const info = dir && vscode.workspace.isTrusted ? await index.info(dir) : null;
-        if (!info || info.status !== 'done' || SimilarityPanel.panels.has(info.dir)) {
-          panel.dispose(); // the run is gone (or shown already): no blank panel
-          return;
-        }
-        let settings: SimSettings;
-        try {
-          settings = checkSettings(runMeta(info), state?.settings ?? {});
-        } catch {
-          settings = checkSettings(runMeta(info), {});
-        }
-        new SimilarityPanel(context, panel, info, settings);
-      },
-    }),
-    { dispose: () => [...SimilarityPanel.panels.values()].forEach((p) => p.dispose()) },
   );
+  // met.similarity.snapshot (not contributed, tests only): what each panel's webview last reported
+  // (setState contents and the numbers it read back from the matrices it drew).
+  similarityPanels.register(context, {
+    snapshotCommand: 'met.similarity.snapshot',
+    snapshotFields: (p) => ({ runDir: p.dir, settings: p.settings, computations: p.computations }),
+    async restore(panel, saved) {
+      const state = saved as SimState | undefined;
+      // As the dashboard: a reload right after opening may come before the state was persisted;
+      // the title names the run then.
+      const dir = state?.runDir ?? (await index.dirOfName(panel.title.replace(/^Similarity: /, '')));
+      const info = dir && vscode.workspace.isTrusted ? await index.info(dir) : null;
+      // The run is gone (or shown already): no blank panel.
+      if (!info || info.status !== 'done' || similarityPanels.has(info.dir)) return undefined;
+      let settings: SimSettings;
+      try {
+        settings = checkSettings(runMeta(info), state?.settings ?? {});
+      } catch {
+        settings = checkSettings(runMeta(info), {});
+      }
+      return new SimilarityPanel(context, panel, info, settings);
+    },
+  });
 }

@@ -22,6 +22,8 @@ export function webviewOptions(
 export interface PageOptions {
   /** dist/webview/<bundle>.js and <bundle>.css. */
   bundle: string;
+  /** Another script than <bundle>.js (Inspect's test build, dist/webview/inspect-test.js). */
+  script?: string;
   /** Document title (escaped here). */
   title: string;
   /** Allow images from the resource roots (thumbnails, the run's images). */
@@ -33,7 +35,7 @@ export interface PageOptions {
 /** The whole document. Nothing else is allowed: no inline styles, fonts or connections. */
 export function webviewPage(w: vscode.Webview, extensionUri: vscode.Uri, o: PageOptions): string {
   const base = vscode.Uri.joinPath(extensionUri, 'dist', 'webview');
-  const script = w.asWebviewUri(vscode.Uri.joinPath(base, `${o.bundle}.js`));
+  const script = w.asWebviewUri(vscode.Uri.joinPath(base, `${o.script ?? o.bundle}.js`));
   const style = w.asWebviewUri(vscode.Uri.joinPath(base, `${o.bundle}.css`));
   const nonce = randomBytes(16).toString('base64');
   const csp = [

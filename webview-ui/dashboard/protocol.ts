@@ -1,6 +1,7 @@
 // Messages between the training dashboard webview (webview-ui/dashboard/main.ts) and its host
 // (src/extension/dashboard.ts). Both import this file, so the shapes cannot drift. Type-only:
-// no DOM, no Node, no vscode.
+// no DOM, no Node, no vscode. 'ready' and 'state' are the core messages of every panel
+// (../common/protocol.ts).
 //
 //   webview -> host  'ready'  once its script runs (messages posted before that are lost)
 //                    'state'  after each render: what it keeps in setState plus the rendered
@@ -11,6 +12,7 @@
 //                    'summary' summary.json appeared or changed
 
 import type { TrainEvent } from '../../src/engine/train/trainer';
+import type { CoreWebviewMessage, StateMessage } from '../common/protocol';
 
 export type RunStatus = 'starting' | 'running' | 'stopped' | 'done' | 'failed';
 
@@ -92,4 +94,6 @@ export interface RenderedSnapshot {
   exits: { exit: number; layer: string; branch: string; val: string; test: string; rmse?: string; gflops: string }[];
 }
 
-export type WebviewMessage = { type: 'ready' } | { type: 'state'; state: DashboardState; rendered: RenderedSnapshot };
+export type DashboardStateMessage = StateMessage<DashboardState, RenderedSnapshot>;
+
+export type WebviewMessage = CoreWebviewMessage<DashboardState, RenderedSnapshot>;

@@ -7,12 +7,21 @@
 // so thresholds (±Infinity) and confidences of unscored images (NaN) only ever travel in typed
 // arrays.
 //
+// Array layout: image-major everywhere, as the engine's inspect/score result (ScoreResult in
+// src/engine/explore/types.ts). With n images, K exits and k classes kept per exit:
+//   conf, pred, value     [n * K]      image i at exit j: i * K + j
+//   topProb, topClass     [n * K * k]  rank t of image i at exit j: (i * K + j) * k + t
+// ('init' for the stored test split: n = all images; 'scores': n = the m images of `index`;
+// 'detail': one image, [K] and [K * k].) predictions.json keeps one array per exit instead
+// ([K][n]); the host transposes it once when it reads the run (src/extension/panels/inspectRun.ts).
+//
 //   webview -> host  'ready'    its script runs (messages posted before that are lost)
 //                    'visible'  the rows on screen changed: fetch their thumbnails and scores first
 //                    'detail'   an image was selected: score it with top-3 classes, a large thumbnail
 //                    'save'     save the slider's thresholds to the run (thresholds.json `chosen`)
 //                    'pickRun'  show another run; 'pickSource' choose images (test split, folder, files)
 //                    'state'    after each render: what it keeps in setState plus rendered values
+//                               ('ready' and 'state' are the core messages of ../common/protocol.ts)
 //                    'painted'  the first frame with rows on screen (time to first paint)
 //   host -> webview  'init'     the run, the images, the curve, and stored scores (test split)
 //                    'scores'   per-exit scores of some images (engine 'inspect/score')
@@ -20,11 +29,14 @@
 //                    'detail'   top-k per exit of the selected image
 //                    'chosen'   the run's saved thresholds changed (after 'save', or on disk)
 //                    'status'   a line for the status bar of the panel (progress, errors)
-//                    'test'     test-only actions (met.inspect.test): drive the UI as a user would
+//                    'test'     test-only actions (met.inspect.test): drive the UI as a user would;
+//                               only the test build of the script acts on them (test-hooks.ts)
 //
 // Regression runs (task 'regression', model/regression.ts) use the same messages: `value` carries
 // each exit's predicted number, `conf` the agreement with the previous exit (NaN at exit 1: it
 // never takes an image), `pred` is -1 and there is no top-k; `targets` replaces `labels`.
+
+import type { CoreWebviewMessage, StateMessage, TestMessage } from '../common/protocol';
 
 export interface RunChoice {
   dir: string;
@@ -74,7 +86,7 @@ export interface InitMessage {
   names: string[];
   /** [n] class index of each image, -1 when unknown (no class folder of the run's classes). */
   labels: Int32Array;
-  /** Stored scores of the test split: [K * n] exit-major confidence and class. Absent: scored on demand. */
+  /** Stored scores of the test split: [n * K] image-major confidence and class. Absent: scored on demand. */
   conf?: Float32Array;
   pred?: Int32Array;
   /** Skipped while listing (not images...), shown in the status line. */
@@ -82,7 +94,7 @@ export interface InitMessage {
   /** 'regression': the run predicts a number (values, MAE) instead of a class. */
   task?: 'regression';
   /** Regression: [n] target value of each image (NaN: unknown), and the stored values of the
-   *  test split, [K * n] exit-major (absent: scored on demand). */
+   *  test split, [n * K] image-major (absent: scored on demand). */
   targets?: Float64Array;
   value?: Float32Array;
   /** Regression: the training targets' standard deviation (target units): the colour scale of
@@ -127,7 +139,7 @@ export type HostMessage =
     }
   | { type: 'chosen'; curve: Curve; chosen: number; chosenSource: string; message?: string }
   | { type: 'status'; text: string; error?: boolean }
-  | { type: 'test'; action: TestAction };
+  | TestMessage<TestAction>;
 
 /** Test-only: what met.inspect.test asks the webview to do (the same code paths as a user's input). */
 export type TestAction =
@@ -227,12 +239,13 @@ export interface RenderedSnapshot {
   status: string;
 }
 
+export type InspectStateMessage = StateMessage<InspectState, RenderedSnapshot, { perf: Perf }>;
+
 export type WebviewMessage =
-  | { type: 'ready' }
+  | CoreWebviewMessage<InspectState, RenderedSnapshot, { perf: Perf }>
   | { type: 'visible'; first: number; last: number }
   | { type: 'detail'; index: number }
   | { type: 'save'; point: number }
   | { type: 'pickRun'; dir: string }
   | { type: 'pickSource'; kind: 'test' | 'folder' | 'files' }
-  | { type: 'state'; state: InspectState; rendered: RenderedSnapshot; perf: Perf }
   | { type: 'painted'; ms: number };

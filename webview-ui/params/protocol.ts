@@ -2,9 +2,12 @@
 // (src/extension/paramsPanel.ts). Type-only. The numbers are those of 'params/compute', i.e.
 // `met params --json`; the series travel as typed arrays.
 //
-//   webview -> host  'ready' | 'state' (after each render: setState contents + rendered texts)
+//   webview -> host  'ready' | 'state' (after each render: setState contents + rendered texts;
+//                    the core messages of ../common/protocol.ts)
 //                    'refresh' (the button: recompute now)
 //   host -> webview  'computing' | 'report' | 'error'
+
+import type { CoreWebviewMessage, StateMessage } from '../common/protocol';
 
 export interface ParamsSource {
   kind: 'config' | 'run';
@@ -90,7 +93,7 @@ export interface ParamsRendered {
   };
 }
 
+export type ParamsStateMessage = StateMessage<ParamsState, ParamsRendered | null, { error: string | null }>;
+
 export type ParamsWebviewMessage =
-  | { type: 'ready' }
-  | { type: 'refresh' }
-  | { type: 'state'; state: ParamsState; rendered: ParamsRendered | null; error: string | null };
+  CoreWebviewMessage<ParamsState, ParamsRendered | null, { error: string | null }> | { type: 'refresh' };

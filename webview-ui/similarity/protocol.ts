@@ -9,6 +9,9 @@
 //                    'result'   the engine's matrices ('similarity/compute') + thumbnail URIs
 //                    'error'    the computation failed (message names the run / field)
 //                    'focusCell' (tests) move the cursor to a cell, as the arrow keys do
+// 'ready' and 'state' are the core messages of every panel (../common/protocol.ts).
+
+import type { CoreWebviewMessage, StateMessage } from '../common/protocol';
 
 export type Split = 'train' | 'val' | 'test';
 
@@ -118,7 +121,8 @@ export interface SimRendered {
   bandLabels: string[];
 }
 
+export type SimStateMessage = StateMessage<SimState, SimRendered | null, { error: string | null }>;
+
 export type SimWebviewMessage =
-  | { type: 'ready' }
-  | { type: 'compute'; settings: SimSettings }
-  | { type: 'state'; state: SimState; rendered: SimRendered | null; error: string | null };
+  | CoreWebviewMessage<SimState, SimRendered | null, { error: string | null }>
+  | { type: 'compute'; settings: SimSettings };

@@ -13,7 +13,12 @@ export interface ScoreParams {
   topK?: number;
 }
 
-/** Per image and exit of a run: n = files.length, K = exits, k = topK. */
+/**
+ * Per image and exit of a run: n = files.length, K = exits, k = topK. Every per-exit array is
+ * image-major: image i at exit j is at i * K + j ([n * K]), rank t of its top-k at
+ * (i * K + j) * k + t ([n * K * k]). The Inspect exits panel keeps this layout in all its
+ * messages (webview-ui/inspect/protocol.ts); only the run folder's predictions.json is per exit.
+ */
 export interface ScoreResult {
   files: string[];
   /** Class names of the run (index = class id). */
