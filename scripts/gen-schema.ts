@@ -1,5 +1,5 @@
 // Writes schemas/met.config.schema.json and docs/settings.md from the settings table
-// (src/engine/run/settings.ts), so neither the schema VS Code validates met.config.json with nor
+// (src/engine/settings.ts), so neither the schema VS Code validates met.config.json with nor
 // the settings reference ever drifts from what `met train` accepts. test/config.test.ts fails
 // when a committed file differs from what this writes.
 //
@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { jsonSchema } from '../src/engine/run/schema';
-import { FIELDS, flagOf } from '../src/engine/run/settings';
+import { FIELDS, flagOf } from '../src/engine/settings';
 
 export const SCHEMA_FILE = path.join(__dirname, '..', 'schemas', 'met.config.schema.json');
 export const SETTINGS_DOC = path.join(__dirname, '..', 'docs', 'settings.md');
@@ -27,7 +27,7 @@ export function settingsDocText(): string {
   const lines = [
     '# Settings reference',
     '',
-    '<!-- Generated from src/engine/run/settings.ts by `npm run schema`; do not edit by hand. -->',
+    '<!-- Generated from src/engine/settings.ts by `npm run schema`; do not edit by hand. -->',
     '',
     'Every setting of a fine-tuning run, as a key of `met.config.json` and as a `met train` / `met params`',
     'flag (flags override the file, which overrides the defaults). Paths in a config file are relative to',

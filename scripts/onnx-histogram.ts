@@ -6,7 +6,9 @@
 // Weights are zeros (only shapes matter); --hash adds a sha256 of each model's bytes.
 
 import { createHash } from 'node:crypto';
-import { compile, type CompiledModel, Graph, grad, type Tensor } from '../src/engine/graph';
+import { grad } from '../src/engine/graph/grad';
+import { Graph, type Tensor } from '../src/engine/graph/ir';
+import { compile, type CompiledModel } from '../src/engine/graph/onnx';
 import { canonicalShapes, type VitConfig } from '../src/engine/model/config';
 import { initMetParams, MET_DEFAULTS, type MetConfig } from '../src/engine/model/met';
 import { VitParams, vitForward } from '../src/engine/model/vit';

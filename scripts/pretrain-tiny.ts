@@ -18,7 +18,9 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { compile, grad, Graph, type Tensor } from '../src/engine/graph';
+import { grad } from '../src/engine/graph/grad';
+import { Graph, type Tensor } from '../src/engine/graph/ir';
+import { compile } from '../src/engine/graph/onnx';
 import { canonicalShapes, INCEPTION_MEAN, INCEPTION_STD, type VitConfig } from '../src/engine/model/config';
 import { prepareWeights, VitParams, vitForward } from '../src/engine/model/vit';
 import { PRETRAIN_CLASSES, renderSample } from '../src/engine/demo/shapes';

@@ -10,7 +10,8 @@ import * as path from 'node:path';
 import { loadConfigFile } from '../src/app/configFile';
 import { configTemplate } from '../src/extension/configTemplate';
 import { TRAIN_DEFAULTS } from '../src/engine/run/config';
-import { FIELDS, resolveConfig } from '../src/engine/run/schema';
+import { resolveConfig } from '../src/engine/run/schema';
+import { FIELDS } from '../src/engine/settings';
 import { parseJsonc } from '../src/app/jsonc';
 
 test('config template: loads as written and holds every default', () => {

@@ -7,11 +7,11 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { FIELDS, flagOf, jsonSchema, resolveConfig, validateConfig } from '../src/engine/run/schema';
+import { jsonSchema, resolveConfig, validateConfig } from '../src/engine/run/schema';
 import { SCHEMA_FILE, schemaText, SETTINGS_DOC, settingsDocText } from '../scripts/gen-schema';
 import { MET_DEFAULTS } from '../src/engine/model/met';
 import { metConfigOf, TRAIN_DEFAULTS, upgradeMetConfig } from '../src/engine/run/config';
-import { MODEL_KEYS, SETTINGS } from '../src/engine/run/settings';
+import { FIELDS, flagOf, MODEL_KEYS, SETTINGS } from '../src/engine/settings';
 import type { ParamsReport } from '../src/app/params';
 import { met } from './tiny-run';
 

@@ -4,7 +4,9 @@
 
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { compile, type GDType, Graph, grad, registeredOps, type Tensor } from '../src/engine/graph';
+import { grad } from '../src/engine/graph/grad';
+import { type GDType, Graph, registeredOps, type Tensor } from '../src/engine/graph/ir';
+import { compile } from '../src/engine/graph/onnx';
 import { Session } from '../src/engine/runtime/session';
 import { type HostTensor, numel } from '../src/engine/tensor';
 import { conv3x3 } from '../src/engine/model/branches';

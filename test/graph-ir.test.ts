@@ -4,7 +4,9 @@
 
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { compile, Graph, grad, opDef, registeredOps } from '../src/engine/graph';
+import { grad } from '../src/engine/graph/grad';
+import { Graph, opDef, registeredOps } from '../src/engine/graph/ir';
+import { compile } from '../src/engine/graph/onnx';
 import { countMacs } from '../src/engine/infer/flops';
 import { Session } from '../src/engine/runtime/session';
 

@@ -3,7 +3,7 @@
 
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { Graph, type Node } from '../src/engine/graph';
+import { Graph, type Node } from '../src/engine/graph/ir';
 import { type VitConfig, canonicalShapes } from '../src/engine/model/config';
 import { VitParams, vitBlock, vitEmbed, layerNorm } from '../src/engine/model/vit';
 import type { HostTensor } from '../src/engine/tensor';

@@ -8,7 +8,8 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { compile, Graph, type Tensor } from '../src/engine/graph';
+import { Graph, type Tensor } from '../src/engine/graph/ir';
+import { compile } from '../src/engine/graph/onnx';
 import { segmentAndBranchMacs, segmentMacs } from '../src/engine/export/costs';
 import { metParams, vitParamCount } from '../src/engine/infer/params';
 import {
@@ -17,12 +18,11 @@ import {
   branchParamCount,
   branchSpec,
   branchSpecs,
-  type BranchType,
-  BRANCH_TYPES,
   branchTypes,
   conv3x3,
   validateBranches,
 } from '../src/engine/model/branches';
+import { BRANCH_TYPES, type BranchType } from '../src/engine/settings';
 import type { VitConfig } from '../src/engine/model/config';
 import {
   decays,

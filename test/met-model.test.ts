@@ -4,7 +4,8 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
-import { compile, Graph, type Tensor } from '../src/engine/graph';
+import { Graph, type Tensor } from '../src/engine/graph/ir';
+import { compile } from '../src/engine/graph/onnx';
 import { Session } from '../src/engine/runtime/session';
 import type { VitConfig } from '../src/engine/model/config';
 import { layerNorm, prepareWeights, VitParams, vitBlock, vitEmbed } from '../src/engine/model/vit';

@@ -9,7 +9,9 @@
 // Usage: node --import tsx test/webgpu-check.ts OUT.json
 
 import * as fs from 'node:fs';
-import { compile, Graph, grad } from '../src/engine/graph';
+import { grad } from '../src/engine/graph/grad';
+import { Graph } from '../src/engine/graph/ir';
+import { compile } from '../src/engine/graph/onnx';
 import { Session } from '../src/engine/runtime/session';
 import type { HostTensor } from '../src/engine/tensor';
 import { rng } from './helpers';

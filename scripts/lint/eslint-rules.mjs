@@ -11,6 +11,10 @@
 //   cli        src/cli/**, src/cli.ts never vscode, extension
 //   extension  src/extension/**, src/extension.ts: runtime imports must be pure (no sharp/onnxruntime)
 //   webview    webview-ui/**          pure as above, and never vscode, Node built-ins, extension, cli
+//
+// Inside the engine, folders have levels (ENGINE_LEVELS) and a module imports only from its own
+// folder or from a lower level, type-only imports included: a type that points upward is the
+// first step of an import circle.
 import * as path from 'node:path';
 import { builtinModules } from 'node:module';
 import { importsOf, resolveImport } from './import-graph.mjs';
@@ -37,6 +41,40 @@ export function layerOf(absPath) {
   if (noExt === 'src/extension' || top[1] === 'extension') return 'extension';
   if (top.length > 2 && (top[1] === 'engine' || top[1] === 'app' || top[1] === 'server')) return top[1];
   return null;
+}
+
+/**
+ * The engine's folders (and top-level modules) from the bottom up. A module may import from its
+ * own folder and from any lower level, never from its level or above: settings and tensors know
+ * no model, the model knows no trainer, the trainer knows no run folder, and the panels' engine
+ * code (explore) sits on top of everything it reads.
+ * @type {Record<string, number>}
+ */
+export const ENGINE_LEVELS = {
+  tensor: 0,
+  io: 0,
+  settings: 0,
+  graph: 1,
+  data: 1,
+  model: 2,
+  weights: 3,
+  runtime: 3,
+  train: 4,
+  infer: 4,
+  run: 5,
+  export: 6,
+  explore: 6,
+  demo: 6,
+};
+
+/**
+ * The engine folder (or top-level module name) of an absolute path under src/engine, else null.
+ * @param {string} absPath
+ */
+export function engineUnitOf(absPath) {
+  const parts = path.relative(path.join(ROOT, 'src', 'engine'), absPath).split(path.sep);
+  if (parts[0] === '..' || parts.length === 0) return null;
+  return parts[0].replace(/\.(ts|mts|mjs|js)$/, '');
 }
 
 /** @typedef {'engine' | 'app' | 'protocol' | 'server' | 'cli' | 'extension' | 'webview'} Layer */
@@ -212,6 +250,10 @@ const layers = {
         "layer rule (src/protocol.ts: type imports only): '{{spec}}' is imported at runtime; the protocol is shared by the extension host and the engine process and must load nothing, so write `import type`.",
       protocolTarget:
         "layer rule (src/protocol.ts imports only engine and app types): '{{spec}}' is {{what}}; the protocol sits between the extension host and the engine server and may name only the engine's and the app layer's types.",
+      engineLevel:
+        "layer rule (engine levels): {{from}} (level {{fromLevel}}) imports {{to}} (level {{toLevel}}) through '{{spec}}'; inside the engine a module imports only its own folder and lower levels ({{order}}), type imports too. Move the shared piece down, or invert the dependency.",
+      engineUnknown:
+        'layer rule (engine levels): src/engine/{{unit}} has no level; add it to ENGINE_LEVELS in scripts/lint/eslint-rules.mjs so its imports can be judged.',
       impure:
         "layer rule: {{from}} imports only pure modules at runtime, but '{{spec}}' loads {{pkg}} ({{chain}}); {{banned}}. Use `import type`, or a module that does not reach {{pkg}}.",
     },
@@ -254,6 +296,35 @@ const layers = {
           if (!typeOnly) context.report({ node, messageId: 'protocolRuntime', data: { spec } });
           else if (!['engine', 'app'].includes(kind))
             context.report({ node, messageId: 'protocolTarget', data: { spec, what: what(kind, spec) } });
+          continue;
+        }
+        if (layer === 'engine' && kind === 'engine') {
+          const from = engineUnitOf(file);
+          const to = engineUnitOf(path.resolve(path.dirname(file), spec));
+          if (from && to && from !== to) {
+            const fromLevel = ENGINE_LEVELS[from];
+            const toLevel = ENGINE_LEVELS[to];
+            if (fromLevel === undefined || toLevel === undefined) {
+              context.report({ node, messageId: 'engineUnknown', data: { unit: fromLevel === undefined ? from : to } });
+            } else if (toLevel >= fromLevel) {
+              const byLevel = Object.entries(ENGINE_LEVELS).reduce(
+                (acc, [u, l]) => ((acc[l] = [...(acc[l] ?? []), u]), acc),
+                /** @type {string[][]} */ ([]),
+              );
+              context.report({
+                node,
+                messageId: 'engineLevel',
+                data: {
+                  from: `src/engine/${from}`,
+                  to: `src/engine/${to}`,
+                  fromLevel: String(fromLevel),
+                  toLevel: String(toLevel),
+                  spec,
+                  order: byLevel.map((u) => u.join(', ')).join(' < '),
+                },
+              });
+            }
+          }
           continue;
         }
         const rule = FORBIDDEN[layer];

@@ -18,13 +18,8 @@ import {
   type ParamComponent,
   vitParamCount,
 } from '../engine/infer/params';
-import {
-  branchDims,
-  type BranchSettings,
-  branchSpecs,
-  type BranchType,
-  validateBranches,
-} from '../engine/model/branches';
+import { branchDims, type BranchSettings, branchSpecs, validateBranches } from '../engine/model/branches';
+import type { BranchType } from '../engine/settings';
 import type { VitConfig } from '../engine/model/config';
 import { defaultExits, metParamShapes, validateMetConfig } from '../engine/model/met';
 import { metConfigOf, TRAIN_DEFAULTS, type TrainConfig } from '../engine/run/config';

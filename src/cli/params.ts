@@ -3,7 +3,7 @@
 // same the engine server answers params/compute with.
 
 import { computeParams, type ParamsReport, PRESETS } from '../app/params';
-import { FIELDS, flagOf } from '../engine/run/schema';
+import { FIELDS, flagOf } from '../engine/settings';
 import { UserError } from '../engine/tensor';
 import { type FlagSpec, parseArgs, usage } from './args';
 import { SETTING_FLAGS } from './train';

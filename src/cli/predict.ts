@@ -3,7 +3,8 @@
 // budgeted inference takes under the run's chosen thresholds.
 
 import * as path from 'node:path';
-import { compile, Graph } from '../engine/graph';
+import { Graph } from '../engine/graph/ir';
+import { compile } from '../engine/graph/onnx';
 import type { Activation, VitConfig } from '../engine/model/config';
 import { prepareWeights, VitParams, vitForward } from '../engine/model/vit';
 import { resolveDevice } from '../engine/runtime/device';

@@ -5,7 +5,7 @@
 // (whole lines only), so the file stays loadable as it is. No vscode import: unit-tested in Node.
 
 import { TRAIN_DEFAULTS } from '../engine/run/config';
-import { FIELDS } from '../engine/run/settings';
+import { FIELDS } from '../engine/settings';
 
 /** Examples for settings whose default depends on the checkpoint or is "unset". */
 const EXAMPLES: Record<string, unknown> = {

@@ -71,8 +71,6 @@ import { norm } from './runFiles';
 import { getRunIndex, type RunIndex } from './runIndex';
 import { esc, webviewOptions, webviewPage } from './webviewPage';
 
-export { folderTargets, pathsSource } from './panels/inspectRun';
-
 export const INSPECT_VIEW_TYPE = 'met.inspect';
 /** dist/webview/inspect-test.js: the webview script with its test hooks (esbuild.mjs; not in the VSIX). */
 const INSPECT_TEST_BUNDLE = 'inspect-test';

@@ -14,7 +14,8 @@ import type { SimilarityExit, SimilarityParams, SimilarityResult } from './types
 import { scanDataset, type Sample } from '../data/folder';
 import { hashInts, shuffled } from '../data/random';
 import { loadBatch } from '../data/image';
-import { compile, Graph, type Tensor } from '../graph';
+import { Graph, type Tensor } from '../graph/ir';
+import { compile } from '../graph/onnx';
 import type { RunPredictor } from '../run/runPredictor';
 import { GR_EPS, type MetConfig, metForward, MetTensors } from '../model/met';
 import { VitParams } from '../model/vit';

@@ -11,7 +11,7 @@
 // of constants change no MatMul: a frozen weight is transposed on the host, a trainable one by a
 // Transpose node, and the MAC counter charges MatMuls only (there is no constant folding).
 
-import { Graph, type Tensor } from '../graph';
+import { Graph, type Tensor } from '../graph/ir';
 import { canonicalShapes, type VitConfig } from '../model/config';
 import { type MetConfig, metEmbed, metLayers, metParamShapes, MetTensors } from '../model/met';
 import { gridSize, VitParams } from '../model/vit';

@@ -18,10 +18,10 @@ import {
   type BranchParamPart,
   type BranchSettings,
   branchSpec,
-  type BranchType,
   branchTypes,
   validateBranches,
 } from '../model/branches';
+import type { BranchType } from '../settings';
 
 export type EaPositions = 'both' | 'mha' | 'mlp';
 /**

@@ -9,7 +9,8 @@
 // `probs`, and early exiting uses the agreement between consecutive exits as the confidence
 // instead of the max probability (ExitConfidence).
 
-import { compile, type CompiledModel, Graph, type Tensor } from '../graph';
+import { Graph, type Tensor } from '../graph/ir';
+import { compile, type CompiledModel } from '../graph/onnx';
 import type { VitConfig } from '../model/config';
 import { type MetConfig, metEmbed, metLayers, MetTensors } from '../model/met';
 import { isRegression, toTargetUnits } from '../model/regression';

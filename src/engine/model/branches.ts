@@ -52,16 +52,13 @@
 //   conv-*        exit.{j}.conv.weight [c, C_in, 3, 3] (PyTorch's Conv2d layout), exit.{j}.conv.bias [c]
 //   conv-project  exit.{j}.proj.weight [G·G, D], exit.{j}.proj.bias [G·G]
 //
-// This module's only value import is model/vit.ts's blocks, which import the graph for types
-// only: the settings table (run/schema.ts), which the extension bundles, can take BRANCH_TYPES
-// from here without pulling in the graph code (or onnxruntime).
+// The branch types themselves are declared in the settings table (engine/settings.ts), a leaf
+// that the extension host and the webviews can import without any model code.
 
-import type { Graph, Tensor } from '../graph';
+import type { Graph, Tensor } from '../graph/ir';
 import type { VitConfig } from './config';
 import { attention, mlp, type VitParams } from './vit';
-
-export const BRANCH_TYPES = ['linear', 'mlp', 'sl-vit', 'conv-ignore', 'conv-add', 'conv-project'] as const;
-export type BranchType = (typeof BRANCH_TYPES)[number];
+import { BRANCH_TYPES, type BranchType } from '../settings';
 
 /** Branch settings as a run holds them (MetConfig and TrainConfig); 0 or absent = the default. */
 export interface BranchSettings {

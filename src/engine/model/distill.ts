@@ -41,7 +41,8 @@
 // Regression exits (C = 1) have no class distribution to copy: the softmax of one logit is 1 and
 // the KL is identically 0, so `distill` is refused there rather than silently doing nothing.
 
-import type { Graph, Tensor } from '../graph';
+import type { Graph, Tensor } from '../graph/ir';
+import { DISTILL_DEFAULT_TEMPERATURE } from '../settings';
 
 /** Copycat settings as MetConfig / TrainConfig hold them (absent = off). */
 export interface DistillSettings {
@@ -50,8 +51,6 @@ export interface DistillSettings {
   /** Softmax temperature T (> 0) of teacher and student. */
   distillTemperature?: number;
 }
-
-export const DISTILL_DEFAULT_TEMPERATURE = 2;
 
 /** The weight in effect (0 when off). */
 export const distillWeight = (s: DistillSettings): number => s.distill ?? 0;

@@ -22,7 +22,7 @@
 // The sequence at layer l is [c_j for j in A_l; patches]: A_l is always a suffix of the exits,
 // and the token that leaves after layer l is the first one.
 
-import type { Graph, Tensor } from '../graph';
+import type { Graph, Tensor } from '../graph/ir';
 import type { HostTensor } from '../tensor';
 import {
   branchDecays,
@@ -37,15 +37,15 @@ import {
 import type { VitConfig } from './config';
 import { copycatTerms, type DistillSettings } from './distill';
 import { layerNorm, VitParams, vitAttentionQ, vitEmbed, vitMlp } from './vit';
-import { defaultsOf, MODEL_KEYS } from '../run/settings';
-import type { ModelSettings, VARIANTS } from '../run/settings';
+import { defaultsOf, MODEL_KEYS } from '../settings';
+import type { ModelSettings, VARIANTS } from '../settings';
 
 export type Variant = (typeof VARIANTS)[number];
 
 /**
  * MET's settings; the exit branches (BranchSettings: `branch` absent = MET's linear heads). The
  * settings a user sets (rank, variant, adapterAct...) are the `model: true` rows of the settings
- * table (run/settings.ts), under the same names (`branch` optional: runs from before exit
+ * table (engine/settings.ts), under the same names (`branch` optional: runs from before exit
  * branches have none); the rest is resolved per run.
  */
 export interface MetConfig extends Omit<ModelSettings, 'branch'>, BranchSettings, DistillSettings {

@@ -34,7 +34,7 @@
 // Budget curves report `accuracy` = -MAE (higher is better) so budgetCurve / pickForBudget stay
 // unchanged; the CLI and the run files also give MAE itself.
 
-import type { Graph, Tensor } from '../graph';
+import type { Graph, Tensor } from '../graph/ir';
 import type { MetConfig, MetForward, MetLoss } from './met';
 
 export type Task = 'classification' | 'regression';

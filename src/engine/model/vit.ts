@@ -8,7 +8,7 @@
 // The attention and MLP blocks take their weights by name prefix, so the exit branches
 // (model/branches.ts: sl-vit) run the same blocks on their own tensors.
 
-import type { Graph, Tensor } from '../graph';
+import type { Graph, Tensor } from '../graph/ir';
 import { type HostTensor, numel, shapeStr } from '../tensor';
 import { canonicalShapes, type VitConfig } from './config';
 import { antialiasWeights } from '../data/resample';

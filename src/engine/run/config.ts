@@ -1,9 +1,9 @@
 // The resolved settings of a fine-tuning run: what `met.config.json` holds and what `met train`
 // flags override. The settings themselves (names, types, defaults, help) are one table,
-// run/settings.ts; this file derives the run's config and the model's part of it from it.
+// engine/settings.ts; this file derives the run's config and the model's part of it from it.
 
 import type { MetConfig } from '../model/met';
-import { defaultsOf, FIELDS, MODEL_KEYS, type SettingKey, type TrainSettings } from './settings';
+import { defaultsOf, FIELDS, MODEL_KEYS, type SettingKey, type TrainSettings } from '../settings';
 
 export type TrainConfig = TrainSettings;
 

@@ -22,7 +22,7 @@ import * as path from 'node:path';
 import type { SplitScores } from '../infer/exitScores';
 import type { BudgetPoint } from '../infer/thresholds';
 import { writeFileAtomic } from '../io/atomic';
-import type { BranchType } from '../model/branches';
+import type { BranchType } from '../settings';
 import type { VitConfig } from '../model/config';
 import type { MetConfig } from '../model/met';
 import { UserError } from '../tensor';

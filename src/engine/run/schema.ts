@@ -1,12 +1,10 @@
 // Validation and the JSON Schema of a run's settings, both walking the settings table
-// (run/settings.ts): validation names the field at fault; the schema is the committed
+// (engine/settings.ts): validation names the field at fault; the schema is the committed
 // schemas/met.config.schema.json that the editor uses for completion and validation.
 
 import { UserError } from '../tensor';
 import { TRAIN_DEFAULTS, type TrainConfig } from './config';
-import { type Field, FIELDS, flagOf } from './settings';
-
-export { type Field, FIELDS, flagOf, kebab } from './settings';
+import { type Field, FIELDS, flagOf } from '../settings';
 
 function check(f: Field, v: unknown, where: string): unknown {
   const bad = (what: string) =>

@@ -5,7 +5,9 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { compile, Graph, grad, type Tensor } from '../graph';
+import { grad } from '../graph/grad';
+import { Graph, type Tensor } from '../graph/ir';
+import { compile } from '../graph/onnx';
 import type { VitConfig } from '../model/config';
 import { decays, type MetConfig, type MetForward, metForward, metLoss, MetTensors } from '../model/met';
 import { isRegression, regressionLoss, regressionMetrics, targetBatch, targetScale } from '../model/regression';

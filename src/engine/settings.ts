@@ -4,11 +4,10 @@
 // metConfigOf), validation (run/schema.ts), the JSON Schema (schemas/met.config.schema.json),
 // the CLI flags and `met train --help`, and docs/settings.md. Adding a setting is one entry here.
 //
-// Pure: no runtime import reaches sharp or onnxruntime-node, so the extension host may import it.
+// A leaf of the engine: it imports nothing, so every layer (model, run, the app layer, the
+// extension host, the webviews) can read it, and the model's enums are declared here rather than
+// in the model code that switches on them.
 // Names follow what users know (timm's mean/std; PEFT's rank `r` is `rank`).
-
-import { BRANCH_TYPES, type BranchType } from '../model/branches';
-import { DISTILL_DEFAULT_TEMPERATURE } from '../model/distill';
 
 // ---- The enums, each written once ----
 
@@ -31,6 +30,11 @@ export const TASKS = ['classification', 'regression'] as const;
 export const REG_LOSSES = ['mse', 'l1'] as const;
 export const RESIZES = ['direct', 'resize-center-crop'] as const;
 export const DEVICES = ['cpu', 'webgpu', 'cuda', 'auto'] as const;
+/** Exit branch types (model/branches.ts builds each). */
+export const BRANCH_TYPES = ['linear', 'mlp', 'sl-vit', 'conv-ignore', 'conv-add', 'conv-project'] as const;
+export type BranchType = (typeof BRANCH_TYPES)[number];
+/** Copycat distillation's softmax temperature T when the settings name none (model/distill.ts). */
+export const DISTILL_DEFAULT_TEMPERATURE = 2;
 
 // ---- The table ----
 
