@@ -18,7 +18,7 @@ Every value is computed in float64 (backbone, MET tensors, input) with the liter
   - the identity initialisation against torchvision's own EncoderBlock forward (the untrained
     model must reproduce the backbone's class token at every exit; linear heads only),
   - per exit branch, its parameter count from the torch modules (recorded in the sidecar),
-  - graph_regularization against the spec's python (§2) verbatim,
+  - graph_regularization against docs/method.md §2 written out literally (spec_graph_reg),
   - autograd against central finite differences along a random direction (float64),
   - the float32 evaluation against float64 (recorded in the sidecar as the tolerance scale).
 """
@@ -209,7 +209,8 @@ def directional_fd_check(vit, cfg, params, x, y, seed, eps=1e-6):
 
 
 def gr_spec_check(vit, cfg, params, x, y):
-    """graph_regularization vs the spec's python, on the case's own features (float64)."""
+    """graph_regularization vs docs/method.md §2 written out literally (spec_graph_reg), on the
+    case's own features (float64)."""
     m = build(vit, cfg, params, torch.float64, False)
     with torch.no_grad():
         out = m(x.double())

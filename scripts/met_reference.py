@@ -1,9 +1,9 @@
 #!/usr/bin/python3
 """Independent PyTorch reference of Multiple-Exit Tuning (MET) on a frozen torchvision ViT.
 
-Written from shared/docs/met-spec.md sections 1-4, with the choices of src/engine/model/met.ts
+Written from docs/method.md §1-§4, with the choices of src/engine/model/met.ts
 (names, shapes, flags), but NOT derived from its rank-space rewrite: the default mode
-(`efficient=False`) is the literal reading of the spec:
+(`efficient=False`) is the literal reading of docs/method.md:
 
   * sequence entering layer 1: [c, ..., c (K copies of x_cls + pos_0); patches]
   * sub-adapter of E-adapter i for exit j (0-based):
@@ -199,7 +199,7 @@ def exit_attention_bias(cfg, k, T, q0=0, Tq=None, dtype=torch.float32):
 
 
 def graph_regularization(z, logits_last, labels, cfg):
-    """GR of one early exit (spec §2): cosine similarities of the DETACHED last-exit logits,
+    """GR of one early exit (docs/method.md §2): cosine similarities of the DETACHED last-exit logits,
     same-class (self-pairs excluded) vs different-class pairs, squared Euclidean distances of
     the head inputs z, (intra / n_w) - (inter / n_b) with n = max(1, #non-zero weights)."""
     o = logits_last.detach()
@@ -358,7 +358,7 @@ class MET(nn.Module):
 
     @torch.no_grad()
     def init_identity(self, generator=None):
-        """Spec §1.4: W_d, W_u Xavier-uniform, A = B = I, λ = 0 (the untrained model equals the
+        """docs/method.md §1.4: W_d, W_u Xavier-uniform, A = B = I, λ = 0 (the untrained model equals the
         backbone on every exit token); heads trunc-normal(0.01) or zeros, biases 0."""
         D, r = self.dim, self.cfg.rank
         if self.cfg.adapters:
@@ -629,7 +629,7 @@ def copycat_kd(student, teacher, T):
 
 
 def spec_graph_reg(z, logits_last, y, clamp=None, exclude_self=True):
-    """The spec's §2 python, verbatim (used as a cross-check of graph_regularization)."""
+    """docs/method.md §2's GR written out literally in PyTorch (a cross-check of graph_regularization)."""
     o = F.normalize(logits_last.detach(), dim=1)
     S = o @ o.t()
     if clamp == 'relu':
@@ -646,7 +646,8 @@ def spec_graph_reg(z, logits_last, y, clamp=None, exclude_self=True):
 
 
 def param_count(cfg, depth, dim):
-    """Trainable scalars (spec §3 with MET's linear heads; other exit branches: MET.branch_param_count)."""
+    """Trainable scalars (docs/method.md §3 with MET's linear heads; other exit branches:
+    MET.branch_param_count)."""
     assert all(t == 'linear' for t in cfg.branch_types()), 'param_count counts linear heads only'
     K, r, C = len(cfg.exits), cfg.rank, cfg.num_classes
     n = K * (dim * C + C)

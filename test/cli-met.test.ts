@@ -1,6 +1,6 @@
 // `met params` and `met predict --run` as a user runs them (child processes): the parameter
-// accounting against the spec's worked numbers, GFLOPs per exit against what `met eval` reports
-// for a trained run, and the JSON of predictions from a run.
+// accounting against docs/method.md's worked numbers (§3, §4.3), GFLOPs per exit against what
+// `met eval` reports for a trained run, and the JSON of predictions from a run.
 
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
@@ -69,7 +69,7 @@ test('met params reproduces the spec: ViT-B/16, exits after 10, 11, 12, r = 8 (t
 });
 
 test("met params: the spec's 7-exit table and GFLOPs per exit for ViT-B/16", () => {
-  // Spec §3: exits after layers 6..12 (the default), Σk = 126.
+  // docs/method.md §3: exits after layers 6..12 (the default), Σk = 126.
   for (const [r, ind, metN] of [
     [8, 1_548_288, 16_368],
     [16, 3_096_576, 38_880],
@@ -83,8 +83,8 @@ test("met params: the spec's 7-exit table and GFLOPs per exit for ViT-B/16", () 
     assert.equal(p.met_adapters, metN);
     assert.equal(p.heads, 7 * 76_900);
     if (r !== 8) continue;
-    // Spec §4.3's MET column (r = 8, C = 100) for exits 1-6. The last exit is cheaper than the
-    // spec's 18.02: its layer computes only the exit token's attention query and MLP.
+    // docs/method.md §4.3's MET column (r = 8, C = 100) for exits 1-6. The last exit is cheaper
+    // than the table's 18.02: its layer computes only the exit token's attention query and MLP.
     const spec = [9.15, 10.64, 12.13, 13.62, 15.09, 16.56];
     spec.forEach((g, j) =>
       assert.ok(Math.abs(p.exits[j].gflops - g) < 0.02, `exit ${j + 1}: ${p.exits[j].gflops} vs ${g}`),

@@ -161,7 +161,7 @@ test('ViT-B/16 graph: 1.454 GMACs per block, 17.56 G in all (17.58 G with fvcore
   const s = vitSegments(vitCfg(768, 12, 12, 1000), 1);
   assert.equal(blockFormula(197, 768), 1_453_954_560);
   for (const b of s.blocks) assert.equal(b, 1_453_954_560);
-  assert.equal(s.embed, 115_605_504); // spec: 0.116 G
+  assert.equal(s.embed, 115_605_504); // docs/method.md §4.3: 0.116 G
   assert.equal(s.head, 768_000);
   assert.equal(s.total, 17_563_828_224);
   assert.equal(Math.round(s.total / 1e7) / 100, 17.56);

@@ -1,4 +1,4 @@
-// MET parameter accounting against the spec's table (§3) and backbone counts against the
+// MET parameter accounting against docs/method.md §3's table and backbone counts against the
 // architecture (and the engine's canonical tensor list).
 
 import { test } from 'node:test';
@@ -67,12 +67,12 @@ test("spec §3 table: 7 exits after layers 6-12 (the paper's ViT-B setup)", () =
 
 test('heads, trainable and total; per-layer k and the adapter list', () => {
   const c = metParams(base(defaultExits(12), 8));
-  assert.equal(c.heads, 7 * (768 * 100 + 100)); // 76,900 per head (spec: 538k for 7)
+  assert.equal(c.heads, 7 * (768 * 100 + 100)); // 76,900 per head (docs/method.md §3: 538k for 7)
   assert.equal(c.heads, 538_300);
   assert.equal(c.trainable, 16_368 + 538_300);
   assert.equal(c.total, VITB + c.trainable);
   assert.equal(c.backbone, VITB);
-  // k_l for the 7-exit ViT-B: 7 in layers 1-6, then 6, 5, 4, 3, 2, 1 (spec §1.2 table).
+  // k_l for the 7-exit ViT-B: 7 in layers 1-6, then 6, 5, 4, 3, 2, 1 (docs/method.md §1.2 table).
   assert.deepEqual(
     Array.from({ length: 12 }, (_, l) => activeExits([6, 7, 8, 9, 10, 11, 12], l + 1)),
     [7, 7, 7, 7, 7, 7, 6, 5, 4, 3, 2, 1],

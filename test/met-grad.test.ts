@@ -1,6 +1,6 @@
 // The full MET loss and its gradients against PyTorch autograd of an independent, literal
-// implementation of the spec (scripts/met_reference.py; fixtures by scripts/make_met_fixtures.py),
-// with MET's linear heads and with every exit branch type (met_branch_*: the branch's own tensors
+// implementation of docs/method.md (scripts/met_reference.py; fixtures by
+// scripts/make_met_fixtures.py), with MET's linear heads and with every exit branch type (met_branch_*: the branch's own tensors
 // and their gradients too; the reference builds the branches from torch modules), and with copycat
 // distillation (met_distill*: the KD terms per early exit, together with graph regularization and alone).
 

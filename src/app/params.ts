@@ -1,8 +1,8 @@
-// MET's parameter accounting (spec §3) and per-exit GFLOPs (spec §4.3) for a configuration,
-// before training it: what `met params` prints, what the engine server answers params/compute
-// with (the parameter-counts panel, the config file's CodeLens). Takes the same settings as `met
-// train` (a config file and settings over it), plus a standard backbone by name instead of a
-// checkpoint and the class count instead of a data folder.
+// MET's parameter accounting (docs/method.md §3) and per-exit GFLOPs (docs/method.md §4.3) for a
+// configuration, before training it: what `met params` prints, what the engine server answers
+// params/compute with (the parameter-counts panel, the config file's CodeLens). Takes the same
+// settings as `met train` (a config file and settings over it), plus a standard backbone by name
+// instead of a checkpoint and the class count instead of a data folder.
 //
 // Not pure (reads checkpoints, scans the data folder); its types are what the extension imports.
 

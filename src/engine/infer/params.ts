@@ -1,9 +1,9 @@
 // Parameter accounting of MET (docs/method.md §3) and of the plain ViT backbones it is applied to.
 //
-// Counts follow the spec's reconstruction, which reproduces the paper's "reduced by approximately
-// 98.48%" exactly: one shared W_d (D×r) and W_u (r×D); per E-adapter i an r×r pair A_i, B_i; per
-// (E-adapter i, exit token j active there) a diagonal λ_{i,j} ∈ R^r; per exit a linear head
-// D·C + C. No adapter biases (the paper's count has none).
+// Counts follow docs/method.md §3's reconstruction, which reproduces the paper's "reduced by
+// approximately 98.48%" exactly: one shared W_d (D×r) and W_u (r×D); per E-adapter i an r×r pair
+// A_i, B_i; per (E-adapter i, exit token j active there) a diagonal λ_{i,j} ∈ R^r; per exit a
+// linear head D·C + C. No adapter biases (the paper's count has none).
 //
 // E-adapters are numbered i = 1..2L: i = 2l-1 sits before the MHA of layer l, i = 2l before its
 // MLP. k_i is the number of exit tokens flowing through E-adapter i: the exits at or after its
@@ -11,7 +11,8 @@
 // carries K diagonals, so k = K there too (which the formula already gives, as every l_j ≥ 1).
 //
 // The exits' branches (model/branches.ts) are counted by their own formulas: a linear head is
-// D·C + C as in the spec; mlp, sl-vit and conv branches add their layers (branchParamCount).
+// D·C + C as in docs/method.md §3; mlp, sl-vit and conv branches add their layers
+// (branchParamCount).
 
 import {
   branchParamCount,
@@ -66,7 +67,7 @@ export interface BranchCount {
 
 /** One E-adapter location and the number of exit tokens (and diagonals) it carries. */
 export interface AdapterSlot {
-  /** 1..2L as in the spec: 2l-1 before MHA, 2l before MLP. */
+  /** 1..2L as in docs/method.md §1.3: 2l-1 before MHA, 2l before MLP. */
   index: number;
   /** 1-indexed encoder layer. */
   layer: number;

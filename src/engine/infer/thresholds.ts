@@ -1,4 +1,4 @@
-// Budgeted early exiting (dynamic inference): the MSDNet threshold procedure, spec §4.2.
+// Budgeted early exiting (dynamic inference): the MSDNet threshold procedure, docs/method.md §4.2.
 //
 // Reference: kalviny/MSDNet-PyTorch, adaptive_inference.py, `dynamic_eval_find_threshold` and
 // `dynamic_eval_with_threshold`. MET's dynamic mode follows "other dynamic neural networks" and

@@ -1,6 +1,6 @@
 // Multiple-Exit Tuning (MET, arXiv 2409.13999) on a frozen pre-LN ViT, written to be read next to
-// the method: docs/method.md (section numbers as in the rebuilt spec; the paper's own equation
-// numbers were not recovered). Each block below names the equation it implements.
+// the method: docs/method.md (the paper's own equation numbers were not recovered). Each block
+// below is headed by the docs/method.md section (§N) of the equation it implements.
 //
 //   §1.1  K exits after layers l_1 < .. < l_K; exit j predicts y_j = h_j(LN_f(c_j^{(l_j)}))
 //         with its own linear head h_j and the backbone's frozen final LayerNorm LN_f
@@ -374,10 +374,11 @@ export function metEmbed(g: Graph, P: VitParams, cfg: VitConfig, m: MetConfig, i
 
 /**
  * Runs layers state.nextLayer .. toLayer, each the layer equations of docs/method.md §1.3 (see the
- * header). Each exit whose layer is passed emits its logits (docs/method.md §1.1) and its token leaves
- * the sequence (§1.2). The last exit's layer only computes what its token needs (its query in
- * attention, its MLP) when its branch reads the class token alone: the patch outputs there are
- * then never used. A branch that reads the patches (sl-vit, conv-*) gets the full last layer.
+ * header). Each exit whose layer is passed emits its logits (docs/method.md §1.1) and its token
+ * leaves the sequence (docs/method.md §1.2). The last exit's layer only computes what its token
+ * needs (its query in attention, its MLP) when its branch reads the class token alone: the patch
+ * outputs there are then never used. A branch that reads the patches (sl-vit, conv-*) gets the full
+ * last layer.
  */
 export function metLayers(
   g: Graph,
@@ -418,7 +419,8 @@ export function metLayers(
     if (adapters && m.eaPosition === 'post_ln' && adapterAt(m, true))
       h2 = eAdapter(g, m, T!, adapterIndex(l, true), h2, k, K, !final);
     seq = g.add(x, vitMlp(P, cfg, l - 1, h2));
-    // ---- exit j after this layer: logits_j = h_j(LN_f(c_j^l)) (docs/method.md §1.1), then c_j leaves (§1.2)
+    // ---- exit j after this layer: logits_j = h_j(LN_f(c_j^l)) (docs/method.md §1.1), then c_j
+    //      leaves (docs/method.md §1.2)
     const j = m.exits.indexOf(l);
     if (j >= 0) {
       if (!T) throw new Error('exit heads need MET tensors');
