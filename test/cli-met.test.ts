@@ -23,7 +23,7 @@ function params(args: string[]): ParamsReport {
   return JSON.parse(r.out) as ParamsReport;
 }
 
-test('met params reproduces the spec: ViT-B/16, exits after 10, 11, 12, r = 8 (the 98.48% example)', () => {
+test('met params reproduces docs/method.md §3: ViT-B/16, exits after 10, 11, 12, r = 8 (the 98.48% example)', () => {
   const p = params(['--backbone', 'vit-b16', '--exits', '10,11,12', '--rank', '8', '--classes', '100']);
   assert.equal(p.met_adapters, 15888);
   assert.equal(p.independent_adapters, 811008);
@@ -68,7 +68,7 @@ test('met params reproduces the spec: ViT-B/16, exits after 10, 11, 12, r = 8 (t
   assert.match(txt.out, /811,008/);
 });
 
-test("met params: the spec's 7-exit table and GFLOPs per exit for ViT-B/16", () => {
+test("met params: docs/method.md §3's 7-exit table and GFLOPs per exit for ViT-B/16", () => {
   // docs/method.md §3: exits after layers 6..12 (the default), Σk = 126.
   for (const [r, ind, metN] of [
     [8, 1_548_288, 16_368],

@@ -28,7 +28,7 @@ const base = (exits: number[], rank: number, over: Partial<MetShape> = {}): MetS
 });
 const pct = (x: number) => Math.round(x * 10000) / 100;
 
-test("spec §3 table: 3 exits after layers 10-12 (the paper's 98.48% example)", () => {
+test("docs/method.md §3 table: 3 exits after layers 10-12 (the paper's 98.48% example)", () => {
   const r8 = metParams(base([10, 11, 12], 8));
   assert.equal(r8.sum_k, 66); // 20 adapters × 3 + 2 × 2 + 2 × 1
   assert.equal(r8.independent_adapters, 811_008);
@@ -48,7 +48,7 @@ test("spec §3 table: 3 exits after layers 10-12 (the paper's 98.48% example)", 
   assert.equal(pct(r32.reduction), 96.9);
 });
 
-test("spec §3 table: 7 exits after layers 6-12 (the paper's ViT-B setup)", () => {
+test("docs/method.md §3 table: 7 exits after layers 6-12 (the paper's ViT-B setup)", () => {
   const rows: [number, number, number, number][] = [
     [8, 1_548_288, 16_368, 98.94],
     [16, 3_096_576, 38_880, 98.74],

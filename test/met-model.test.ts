@@ -99,7 +99,7 @@ test('identity at initialisation: every exit token equals the backbone class-tok
   }
 });
 
-test("without the exit-key bias, several identical exit tokens shift the model (the spec's caveat)", async () => {
+test("without the exit-key bias, several identical exit tokens shift the model (docs/method.md §1.3's caveat)", async () => {
   const { cfg, w, input } = backbone();
   const ref = await referenceFeatures(cfg, w, input);
   const z = await metFeatures(cfg, w, input, metCfg({ exitKeyBias: 'none' }));

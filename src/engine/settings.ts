@@ -147,7 +147,7 @@ export const SETTINGS = {
   featurePath: oneOf(FEATURE_PATHS, {
     default: 'chain',
     model: true,
-    help: 'How patch tokens pass an E-adapter (spec 1.4).',
+    help: 'How patch tokens pass an E-adapter (docs/method.md §1.4).',
   }),
   adapterAct: oneOf(ADAPTER_ACTS, {
     default: 'relu',
@@ -164,7 +164,11 @@ export const SETTINGS = {
     model: true,
     help: 'Adapter on the LayerNorm output (ARC) or on the residual stream before it.',
   }),
-  attnMask: oneOf(ATTN_MASKS, { default: 'none', model: true, help: 'Attention among exit tokens (spec 1.3).' }),
+  attnMask: oneOf(ATTN_MASKS, {
+    default: 'none',
+    model: true,
+    help: 'Attention among exit tokens (docs/method.md §1.3).',
+  }),
   exitKeyBias: oneOf(EXIT_KEY_BIASES, {
     default: 'log_k',
     model: true,
