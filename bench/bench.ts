@@ -21,6 +21,8 @@ import { initMetParams, MET_DEFAULTS, type MetConfig, metForward, metLoss, MetTe
 import { buildTrainStep } from '../src/engine/train/trainer';
 import { buildSegments, confidences, cumulativeGflops, SegmentRunner } from '../src/engine/infer/segments';
 import { countMacs } from '../src/engine/infer/flops';
+import { presetConfig } from '../src/engine/export/costs';
+import { BACKBONE_PRESETS } from '../src/engine/infer/params';
 
 const args = process.argv.slice(2);
 const flag = (k: string) => args.includes(`--${k}`);
@@ -41,23 +43,8 @@ const ROOT = path.resolve(__dirname, '..');
 /** The engine's graphs here run on onnxruntime's CPU provider, as the trainer compiles them there. */
 const CPU = { cpuContribOps: true };
 
-export const VIT_B16: VitConfig = {
-  imageSize: 224,
-  channels: 3,
-  patchSize: 16,
-  dim: 768,
-  depth: 12,
-  heads: 12,
-  headDim: 64,
-  mlpDim: 3072,
-  act: 'gelu',
-  qkvBias: true,
-  lnEps: 1e-6,
-  numClasses: 1000,
-  posGrid: 14,
-  mean: [0.5, 0.5, 0.5],
-  std: [0.5, 0.5, 0.5],
-};
+/** ViT-B/16 at 224 with an ImageNet-sized head: the standard preset (as `met params --backbone vit-b16`). */
+export const VIT_B16: VitConfig = { ...presetConfig(BACKBONE_PRESETS['vit-b16']), numClasses: 1000 };
 
 /** The "adapter-sized" trainable set of the plain train step (same as scripts/bench_torch.py). */
 export function adapterSizedSet(cfg: VitConfig): string[] {

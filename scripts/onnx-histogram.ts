@@ -15,24 +15,11 @@ import { VitParams, vitForward } from '../src/engine/model/vit';
 import { buildSegments } from '../src/engine/infer/segments';
 import { buildTrainStep } from '../src/engine/train/trainer';
 import { type HostTensor, numel } from '../src/engine/tensor';
+import { presetConfig } from '../src/engine/export/costs';
+import { BACKBONE_PRESETS } from '../src/engine/infer/params';
 
-const VIT_B16: VitConfig = {
-  imageSize: 224,
-  channels: 3,
-  patchSize: 16,
-  dim: 768,
-  depth: 12,
-  heads: 12,
-  headDim: 64,
-  mlpDim: 3072,
-  act: 'gelu',
-  qkvBias: true,
-  lnEps: 1e-6,
-  numClasses: 1000,
-  posGrid: 14,
-  mean: [0.5, 0.5, 0.5],
-  std: [0.5, 0.5, 0.5],
-};
+/** ViT-B/16 at 224 with an ImageNet-sized head: the standard preset (as `met params --backbone vit-b16`). */
+const VIT_B16: VitConfig = { ...presetConfig(BACKBONE_PRESETS['vit-b16']), numClasses: 1000 };
 const CPU = { cpuContribOps: true };
 
 /** Op types of a ModelProto's graph (field 7 -> GraphProto field 1 -> NodeProto field 4 / 7). */
