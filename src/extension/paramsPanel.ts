@@ -22,7 +22,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { ParamsReport } from '../app/params';
-import type { RunConfigFile } from '../engine/run/runFolder';
+import { RUN_FILE, type RunConfigFile } from '../engine/run/runFolder';
 import type {
   ParamsHostMessage,
   ParamsNumbers,
@@ -115,7 +115,7 @@ class ParamsPanel extends HostedPanel<ParamsHostMessage, ParamsWebviewMessage, P
     super(paramsPanels, context, panel, source.path);
     this.start(ParamsPanel.options(context), this.html());
     // A config file's saved edits (or a run's config.json being rewritten) recompute.
-    const file = source.kind === 'config' ? source.path : path.join(source.path, 'config.json');
+    const file = source.kind === 'config' ? source.path : path.join(source.path, RUN_FILE.config);
     const watcher = vscode.workspace.createFileSystemWatcher(
       new vscode.RelativePattern(vscode.Uri.file(path.dirname(file)), path.basename(file)),
     );
@@ -153,7 +153,7 @@ class ParamsPanel extends HostedPanel<ParamsHostMessage, ParamsWebviewMessage, P
         if (source.kind === 'config') {
           report = await getEngines().request('params/compute', { configFile: source.path });
         } else {
-          const file = path.join(source.path, 'config.json');
+          const file = path.join(source.path, RUN_FILE.config);
           let cfg: RunConfigFile;
           try {
             cfg = JSON.parse(await fs.promises.readFile(file, 'utf8')) as RunConfigFile;
@@ -249,7 +249,7 @@ async function sourceOf(arg: unknown, index: RunIndex): Promise<ParamsSource | u
   }
   if (st?.isFile()) {
     // A run's own config.json names the run; any other JSON file is a met config.
-    if (path.basename(p) === 'config.json' && (await index.info(path.dirname(p))))
+    if (path.basename(p) === RUN_FILE.config && (await index.info(path.dirname(p))))
       return { kind: 'run', path: path.dirname(p), name: path.basename(path.dirname(p)) };
     return { kind: 'config', path: p, name: path.basename(p) };
   }

@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { RunConfigFile, SplitPredictions, ThresholdsFile } from '../../engine/run/runFolder';
+import { RUN_FILE, type RunConfigFile, type SplitPredictions, type ThresholdsFile } from '../../engine/run/runFolder';
 import { listImageFiles } from '../../engine/data/files';
 import { findTargetsFile, joinTargets, parseTargets, TARGET_FILE_NAMES } from '../../engine/data/targetsFile';
 import { agreementConfidence } from '../../engine/infer/exitScores';
@@ -116,7 +116,7 @@ export async function folderTargets(
 /** The run's stored test-split predictions (predictions.json `test`), null when it has none. */
 export function testPredictions(runDir: string): Promise<SplitPredictions | null> {
   return readJsonFile<{ test: SplitPredictions }>(
-    path.join(runDir, 'predictions.json'),
+    path.join(runDir, RUN_FILE.predictions),
     'the run has not been evaluated yet',
   ).then((p) => p.test ?? null);
 }
@@ -151,9 +151,9 @@ export interface Loaded extends LoadedImages {
  * without (scored on demand). Throws with a message naming the file when something is missing.
  */
 export async function loadRun(runDir: string, source: SourceInfo): Promise<Loaded> {
-  const cf = await readJsonFile<RunConfigFile>(path.join(runDir, 'config.json'), 'not a MET run folder');
+  const cf = await readJsonFile<RunConfigFile>(path.join(runDir, RUN_FILE.config), 'not a MET run folder');
   const K = cf.met.exits.length;
-  const thFile = path.join(runDir, 'thresholds.json');
+  const thFile = path.join(runDir, RUN_FILE.thresholds);
   const th = fs.existsSync(thFile) ? await readJsonFile<ThresholdsFile>(thFile, '') : null;
   const test = source.kind === 'test' || (th && !th.curve?.length) ? await testPredictions(runDir) : null;
   if (source.kind === 'test' && !test) throw new Error(`${runDir}: predictions.json has no test split`);
