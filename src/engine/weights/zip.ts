@@ -39,10 +39,16 @@ export function looksLikeZip(buf: Uint8Array): boolean {
 /**
  * The most bytes one archive may inflate to, over all its entries, per byte of the archive.
  * Deflate can reach ~1032:1, so a declared size alone lets a 1 MB file claim 1 GiB; weights
- * compress ~1.1:1 and even an all-zero .npz array of a real model stays far below 64:1 once
- * the other entries are counted. Beyond it the read fails by name instead of allocating.
+ * compress ~1.1:1, and a real model's all-zero arrays (fresh biases, a zeroed head) are a small
+ * share of it. Beyond it the read fails by name instead of allocating.
  */
 export const MAX_INFLATE_RATIO = 64;
+/**
+ * Plus this many bytes whatever the archive's size: a small .npz of one all-zero array
+ * compresses ~1000:1, and refusing a 3 KB file that holds a 3 MB zero head would be wrong.
+ * It is a constant, so the bound stays linear in the file: 64 x size + 4 MiB.
+ */
+export const INFLATE_ALLOWANCE_BYTES = 4 * 1024 * 1024;
 
 export interface ZipReadOptions {
   /**
@@ -101,7 +107,7 @@ export class ZipArchive {
           `zip entry '${e.name}' declares ${e.uncompressedSize} bytes, more than the ${opts.maxBytes} its reader needs; refusing to inflate it`,
         );
       }
-      const budget = MAX_INFLATE_RATIO * buf.length - this.inflated;
+      const budget = INFLATE_ALLOWANCE_BYTES + MAX_INFLATE_RATIO * buf.length - this.inflated;
       if (e.uncompressedSize > budget) throw this.inflateLimit(e);
       try {
         // maxOutputLength bounds memory if the recorded size lies (a "zip bomb").
@@ -133,7 +139,7 @@ export class ZipArchive {
   private inflateLimit(e: ZipEntry): UserError {
     return this.error(
       `zip entry '${e.name}' declares ${e.uncompressedSize} bytes; with the ${this.inflated} already inflated that exceeds ` +
-        `${MAX_INFLATE_RATIO} x the archive's ${this.buf.length} bytes (the limit for compressed entries; a zip bomb?)`,
+        `${MAX_INFLATE_RATIO} x the archive's ${this.buf.length} bytes + 4 MiB (the limit for compressed entries; a zip bomb?)`,
     );
   }
 
