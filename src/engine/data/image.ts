@@ -190,15 +190,53 @@ function headerMessage(e: unknown): string {
   return cleanMessage(e).replace(/^(Input (?:buffer|file) has corrupt header):.*$/, '$1');
 }
 
+/**
+ * The most bytes one image file may hold before it is refused unread. A file at the pixel limit
+ * (MAX_INPUT_PIXELS, 16383x16383) as an 8-bit RGB PNG that does not compress at all is ~805 MB;
+ * datasets of such files are not what this tool trains on, while a multi-GB file that only
+ * claims to be an image (a disk image named .jpg) would otherwise be read whole into memory.
+ */
+export const MAX_IMAGE_FILE_BYTES = 256 * 1024 * 1024;
+
+function tooLargeFile(file: string, size: number): ImageError {
+  return new ImageError(
+    file,
+    `file too large (${size} bytes; an image file may hold at most ${MAX_IMAGE_FILE_BYTES} bytes = 256 MiB)`,
+  );
+}
+
 async function readBytes(file: string): Promise<Buffer> {
   // Reading ourselves (rather than handing sharp the path) gives clear I/O errors, detects
   // empty files, and sidesteps libvips' per-path cache returning stale pixels for a file that
-  // changed on disk.
+  // changed on disk. The size is checked (stat) before the read, so a huge file is refused
+  // without being read; a file that grows between stat and read is cut at the limit + 1 byte.
   let buf: Buffer;
+  let fh: fs.promises.FileHandle;
   try {
-    buf = await fs.promises.readFile(file);
+    fh = await fs.promises.open(file, 'r');
   } catch (e) {
     throw ioError(file, e);
+  }
+  try {
+    const st = await fh.stat();
+    if (st.isDirectory()) throw new ImageError(file, 'is a folder, not an image file');
+    if (st.size > MAX_IMAGE_FILE_BYTES) throw tooLargeFile(file, st.size);
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      // Whole file in one read as a rule; 64 KiB more at a time if it grew after the stat.
+      const chunk = Buffer.alloc(Math.min(Math.max(st.size - total, 64 * 1024), MAX_IMAGE_FILE_BYTES + 1 - total));
+      const { bytesRead } = await fh.read(chunk, 0, chunk.length, null);
+      if (bytesRead === 0) break;
+      chunks.push(chunk.subarray(0, bytesRead));
+      total += bytesRead;
+      if (total > MAX_IMAGE_FILE_BYTES) throw tooLargeFile(file, total);
+    }
+    buf = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, total);
+  } catch (e) {
+    throw e instanceof ImageError ? e : ioError(file, e);
+  } finally {
+    await fh.close();
   }
   if (buf.length === 0) throw new ImageError(file, 'empty file (0 bytes)');
   return buf;
@@ -308,6 +346,7 @@ export async function sniffImage(file: string): Promise<ImageInfo> {
     if (st.isDirectory()) throw new ImageError(file, 'is a folder, not an image file');
     size = st.size;
     if (size === 0) throw new ImageError(file, 'empty file (0 bytes)');
+    if (size > MAX_IMAGE_FILE_BYTES) throw tooLargeFile(file, size);
     head = Buffer.alloc(Math.min(size, SNIFF_BYTES));
     const { bytesRead } = await fh.read(head, 0, head.length, 0);
     head = head.subarray(0, bytesRead);

@@ -54,13 +54,86 @@ function isCallable(x: unknown): x is PyCallable {
   );
 }
 
-/** Dict keys: Python dicts are keyed by value; JS Maps by identity, so only strings, numbers, bools, None and bigints are accepted as keys. */
-function dictKey(k: unknown, fail: (m: string) => never): unknown {
-  if (k === null || typeof k === 'string' || typeof k === 'number' || typeof k === 'boolean' || typeof k === 'bigint')
-    return k;
-  if (k instanceof PyTuple) return JSON.stringify(k, (_, v) => (typeof v === 'bigint' ? v.toString() : v));
-  return fail(`unsupported dict key of type ${describe(k)}`);
+/**
+ * Python dicts are keyed by value, JS Maps by identity. Strings, numbers, bools, None and bigints
+ * compare by value in a Map already; a tuple key is replaced by the first structurally equal
+ * tuple seen in this pickle (its canonical instance), so equal tuples land on one Map entry.
+ *
+ * Equality is decided by a signature of the tuple's items in which every string and every
+ * nested tuple is a small interned id, and each tuple object is canonicalised once (the
+ * `canon` WeakMap). A memoised sub-tuple shared by many keys, or referenced twice at each of 32
+ * levels, is therefore never re-expanded: the work is the sum of the tuples' lengths, which
+ * the pickle's own size bounds (each item costs at least one opcode byte). JSON-stringifying
+ * the key, as this once did, expanded a shared 32-level tuple to 2^32 items.
+ */
+class KeyInterner {
+  private readonly canon = new WeakMap<PyTuple, PyTuple>();
+  private readonly tupleIds = new WeakMap<PyTuple, number>();
+  private readonly bySignature = new Map<string, PyTuple>();
+  private readonly stringIds = new Map<string, number>();
+  private readonly onPath = new Set<PyTuple>();
+
+  constructor(private readonly fail: (m: string) => never) {}
+
+  key(k: unknown): unknown {
+    if (k === null || typeof k === 'string' || typeof k === 'number' || typeof k === 'boolean' || typeof k === 'bigint')
+      return k;
+    if (k instanceof PyTuple) return this.tuple(k, 0);
+    return this.fail(`unsupported dict key of type ${describe(k)}`);
+  }
+
+  private tuple(t: PyTuple, depth: number): PyTuple {
+    const known = this.canon.get(t);
+    if (known) return known;
+    // Tuples are frozen when built, so only a mutable container could close a cycle, and those
+    // are refused below as unhashable; the path check names a cycle should one ever get through.
+    if (this.onPath.has(t)) return this.fail('dict key is a tuple that contains itself (a cycle)');
+    if (depth >= MAX_KEY_DEPTH) return this.fail(`dict key is a tuple nested more than ${MAX_KEY_DEPTH} levels deep`);
+    this.onPath.add(t);
+    const parts: string[] = [];
+    for (const x of t) parts.push(this.token(x, depth));
+    this.onPath.delete(t);
+    const sig = parts.join(',');
+    let c = this.bySignature.get(sig);
+    if (!c) {
+      c = t;
+      this.bySignature.set(sig, c);
+      this.tupleIds.set(c, this.bySignature.size);
+    }
+    this.canon.set(t, c);
+    return c;
+  }
+
+  private token(x: unknown, depth: number): string {
+    if (x === null) return 'N';
+    if (typeof x === 'boolean') return x ? 'T' : 'F';
+    // Python: 1 == 1.0 == True hash alike; here ints and floats share JS numbers already.
+    if (typeof x === 'number') return `n${x}`;
+    if (typeof x === 'bigint') return `b${x}`;
+    if (typeof x === 'string') {
+      let id = this.stringIds.get(x);
+      if (id === undefined) this.stringIds.set(x, (id = this.stringIds.size));
+      return `s${id}`;
+    }
+    if (x instanceof PyTuple) return `t${this.tupleIds.get(this.tuple(x, depth + 1))}`;
+    return this.fail(`dict key is a tuple holding a ${describe(x)}, which is unhashable or unsupported as a key`);
+  }
 }
+
+/** Python refuses to hash a tuple nested past its recursion limit (1000); keys in checkpoints are flat. */
+const MAX_KEY_DEPTH = 100;
+
+/** Longest LONG1/LONG4/INT/LONG integer accepted, in bytes: checkpoint ints are counters and sizes, and decoding a long one is superlinear. */
+const MAX_LONG_BYTES = 256;
+
+/**
+ * Work the unpickler may do per byte of pickle. Opcodes cost 1 each and a container handed to an
+ * allowed callable (OrderedDict(pairs)) costs its length, so a pickle that hands one large
+ * memoised list to many calls is refused instead of running for hours. A real state dict uses
+ * about 1 per byte; the slack is for small pickles.
+ */
+export const PICKLE_WORK_PER_BYTE = 16;
+const PICKLE_WORK_FLOOR = 65536;
 
 function describe(x: unknown): string {
   if (x === null) return 'None';
@@ -80,8 +153,9 @@ function normaliseInt(v: bigint): number | bigint {
 /** Little-endian two's-complement integer of arbitrary width (LONG1 / LONG4 payloads). */
 function decodeLong(bytes: Uint8Array): number | bigint {
   if (bytes.length === 0) return 0;
-  let v = 0n;
-  for (let i = bytes.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(bytes[i]);
+  let hex = '';
+  for (let i = bytes.length - 1; i >= 0; i--) hex += bytes[i].toString(16).padStart(2, '0');
+  let v = BigInt(`0x${hex}`);
   if (bytes[bytes.length - 1] & 0x80) v -= 1n << BigInt(8 * bytes.length);
   return normaliseInt(v);
 }
@@ -99,6 +173,28 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
 
   const fail = (msg: string): never => {
     throw new UserError(`${opts.name}: ${msg}`);
+  };
+  const keys = new KeyInterner(fail);
+  const workLimit = PICKLE_WORK_FLOOR + PICKLE_WORK_PER_BYTE * buf.length;
+  let work = 0;
+  const charge = (n: number): void => {
+    work += n;
+    if (work > workLimit)
+      fail(
+        `pickle needs more than ${workLimit} steps (${PICKLE_WORK_PER_BYTE} per byte of its ${buf.length} bytes): ` +
+          'it re-uses shared containers in a way no checkpoint does (a pickle bomb?)',
+      );
+  };
+  const sizeOf = (x: unknown): number =>
+    Array.isArray(x) ? x.length : x instanceof Map || x instanceof Set ? x.size : 0;
+  const longBytes = (n: number): Uint8Array => {
+    if (n > MAX_LONG_BYTES) fail(`pickle integer of ${n} bytes at byte ${pos} is longer than ${MAX_LONG_BYTES} bytes`);
+    return bytes(n);
+  };
+  const textInt = (s: string, what: string): number | bigint => {
+    if (!/^[-+]?\d+$/.test(s)) return fail(`pickle ${what} with bad literal '${s.slice(0, 40)}'`);
+    if (s.length > MAX_LONG_BYTES * 3) fail(`pickle ${what} literal of ${s.length} digits is too long`);
+    return normaliseInt(BigInt(s));
   };
   const need = (n: number): void => {
     if (pos + n > buf.length) fail(`pickle truncated at byte ${pos}`);
@@ -174,16 +270,19 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
   const call = (fn: unknown, args: unknown): unknown => {
     if (!isCallable(fn)) fail(`pickle calls a ${describe(fn)}, which is not callable here`);
     if (!Array.isArray(args)) fail(`pickle calls ${(fn as PyCallable).qualname} with non-tuple arguments`);
+    charge((args as unknown[]).length);
+    for (const a of args as unknown[]) charge(sizeOf(a));
     return (fn as PyCallable).call(args as unknown[]);
   };
   const setItems = (dict: unknown, kv: unknown[]): void => {
     if (!(dict instanceof Map)) fail(`pickle SETITEM(S) on a ${describe(dict)}`);
     if (kv.length % 2) fail('pickle SETITEMS with an odd number of items');
-    for (let i = 0; i < kv.length; i += 2) (dict as Map<unknown, unknown>).set(dictKey(kv[i], fail), kv[i + 1]);
+    for (let i = 0; i < kv.length; i += 2) (dict as Map<unknown, unknown>).set(keys.key(kv[i]), kv[i + 1]);
   };
   const appendItems = (list: unknown, items: unknown[]): void => {
     if (!Array.isArray(list) || list instanceof PyTuple) fail(`pickle APPEND(S) on a ${describe(list)}`);
-    (list as unknown[]).push(...items);
+    // A loop, not push(...items): spreading a MARK of 200k items overflows the call stack (RangeError).
+    for (const x of items) (list as unknown[]).push(x);
   };
   const getMemo = (i: number): unknown => {
     if (!memo.has(i)) fail(`pickle memo key ${i} is not defined`);
@@ -193,6 +292,7 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
   for (;;) {
     const at = pos;
     const op = u8();
+    charge(1);
     switch (op) {
       // --- framing and control
       case 0x80: {
@@ -242,13 +342,13 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
         stack.push(u16());
         break; // BININT2 'M'
       case 0x8a:
-        stack.push(decodeLong(bytes(u8())));
+        stack.push(decodeLong(longBytes(u8())));
         break; // LONG1
       case 0x8b: {
         // LONG4
         const n = i32();
         if (n < 0) fail('pickle LONG4 with negative length');
-        stack.push(decodeLong(bytes(n)));
+        stack.push(decodeLong(longBytes(n)));
         break;
       }
       case 0x49: {
@@ -256,15 +356,13 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
         const s = line().trim();
         if (s === '01') stack.push(true);
         else if (s === '00') stack.push(false);
-        else if (/^[-+]?\d+$/.test(s)) stack.push(normaliseInt(BigInt(s)));
-        else fail(`pickle INT with bad literal '${s}'`);
+        else stack.push(textInt(s, 'INT'));
         break;
       }
       case 0x4c: {
         // LONG 'L' (text, optional trailing L)
         const s = line().trim().replace(/L$/, '');
-        if (!/^[-+]?\d+$/.test(s)) fail(`pickle LONG with bad literal '${s}'`);
-        stack.push(normaliseInt(BigInt(s)));
+        stack.push(textInt(s, 'LONG'));
         break;
       }
       case 0x47: {

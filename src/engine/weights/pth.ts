@@ -131,6 +131,7 @@ function makeGlobals(fail: (m: string) => never): Map<string, unknown> {
       return fail('_rebuild_tensor_v2 with a bad storage offset');
     const sz = intTuple(size, 'tensor size', fail);
     const st = intTuple(stride, 'tensor stride', fail);
+    if (sz.some((d) => d < 0)) fail(`tensor size ${shapeStr(sz)} has a negative dimension`);
     if (sz.length !== st.length) fail(`tensor size ${shapeStr(sz)} and stride ${shapeStr(st)} differ in rank`);
     return new TensorRef(storage, offset, sz, st);
   };
@@ -172,7 +173,8 @@ function pickStateDict(top: unknown, fail: (m: string) => never): [string, Tenso
   }
   const direct = tensorEntries(top);
   if (direct.length > 0) return direct;
-  const keys = [...top.keys()].slice(0, 8).map(String);
+  // Labels, not String(k): a tuple key stringifies every nested item (unbounded for shared sub-tuples).
+  const keys = [...top.keys()].slice(0, 8).map((k) => (k instanceof PyTuple ? `<tuple of ${k.length}>` : String(k)));
   return fail(
     `no tensors found at the top level or under ${WRAPPER_KEYS.map((k) => `'${k}'`).join('/')}; top-level keys: ${keys.join(', ')}${top.size > 8 ? ', ...' : ''}`,
   );
@@ -226,11 +228,14 @@ export function decodePth(buf: Buffer, name: string): Map<string, HostTensor> {
     globals: makeGlobals(fail),
     persistentLoad: (pid) => {
       if (!(pid instanceof PyTuple) || pid[0] !== 'storage' || pid.length < 5)
-        return fail(`unsupported persistent id ${JSON.stringify(pid)}`);
+        return fail(
+          `unsupported persistent id (a ${pid instanceof PyTuple ? `tuple of ${pid.length}` : typeof pid}, expected ('storage', type, key, location, numel))`,
+        );
       const [, type, key, , count] = pid;
       const kind = type instanceof StorageType || type instanceof TorchDType ? type.kind : undefined;
       if (kind === undefined) return fail(`storage '${String(key)}' has an unsupported type`);
-      if (typeof key !== 'string' || typeof count !== 'number') return fail('malformed storage persistent id');
+      if (typeof key !== 'string' || typeof count !== 'number' || !Number.isSafeInteger(count) || count < 0)
+        return fail('malformed storage persistent id');
       // One storage may back several tensors; they must agree on what it is.
       let ref = storages.get(key);
       if (!ref) storages.set(key, (ref = new StorageRef(key, kind, count)));
@@ -244,8 +249,11 @@ export function decodePth(buf: Buffer, name: string): Map<string, HostTensor> {
     if (data) return data;
     const entryName = `${prefix}data/${ref.key}`;
     if (!zip.get(entryName)) fail(`tensor '${tensor}': storage file '${entryName}' is missing from the archive`);
-    let bytes: Uint8Array = zip.read(entryName);
     const itemsize = ITEMSIZE[ref.kind];
+    // Inflate no more than the storage needs (plus one byte, so a longer entry still reads as
+    // "differs from the directory" rather than passing cut short): the declared entry size is
+    // the file's word, the storage size is what the pickle asks for.
+    let bytes: Uint8Array = zip.read(entryName, { maxBytes: ref.numel * itemsize });
     if (bytes.length < ref.numel * itemsize) {
       fail(
         `tensor '${tensor}': storage '${entryName}' has ${bytes.length} bytes, fewer than ${ref.numel} x ${itemsize}`,
@@ -267,6 +275,14 @@ export function decodePth(buf: Buffer, name: string): Map<string, HostTensor> {
   const out = new Map<string, HostTensor>();
   for (const [key, t] of pickStateDict(top, fail)) {
     const n = numel(t.size);
+    // Output is bounded by the storage (itself bounded by the file): a view of more elements than
+    // its storage holds would need overlapping strides, which torch.save never writes for a
+    // state dict, and would let 8 bytes of storage allocate size (1e9, 1e9) with stride (0, 0).
+    if (n > t.storage.numel) {
+      fail(
+        `tensor '${key}': size ${shapeStr(t.size)} has ${n} elements, more than its ${t.storage.numel}-element storage`,
+      );
+    }
     if (n > 0) {
       // Largest storage index the view touches; torch never writes negative strides.
       let last = t.offset;

@@ -36,9 +36,34 @@ export function looksLikeZip(buf: Uint8Array): boolean {
   return sig === SIG_LOCAL || sig === SIG_EOCD;
 }
 
+/**
+ * The most bytes one archive may inflate to, over all its entries, per byte of the archive.
+ * Deflate can reach ~1032:1, so a declared size alone lets a 1 MB file claim 1 GiB; weights
+ * compress ~1.1:1, and a real model's all-zero arrays (fresh biases, a zeroed head) are a small
+ * share of it. Beyond it the read fails by name instead of allocating.
+ */
+export const MAX_INFLATE_RATIO = 64;
+/**
+ * Plus this many bytes whatever the archive's size: a small .npz of one all-zero array
+ * compresses ~1000:1, and refusing a 3 KB file that holds a 3 MB zero head would be wrong.
+ * It is a constant, so the bound stays linear in the file: 64 x size + 4 MiB.
+ */
+export const INFLATE_ALLOWANCE_BYTES = 4 * 1024 * 1024;
+
+export interface ZipReadOptions {
+  /**
+   * The most bytes the caller can use from this entry (a torch storage's numel x itemsize). A
+   * deflated entry that declares more is refused before inflating; a stored one is a view, so
+   * it costs nothing and is returned whole.
+   */
+  maxBytes?: number;
+}
+
 export class ZipArchive {
   readonly entries: ZipEntry[];
   private readonly byName = new Map<string, ZipEntry>();
+  /** Bytes inflated so far; with MAX_INFLATE_RATIO bounds the memory and time of all reads. */
+  private inflated = 0;
 
   /** `name` (usually the path) prefixes every error message. */
   constructor(
@@ -54,7 +79,7 @@ export class ZipArchive {
   }
 
   /** Returns the uncompressed bytes of an entry (a view into the archive for stored entries). */
-  read(entryOrName: ZipEntry | string): Buffer {
+  read(entryOrName: ZipEntry | string, opts: ZipReadOptions = {}): Buffer {
     const e = typeof entryOrName === 'string' ? this.byName.get(entryOrName) : entryOrName;
     if (!e) throw this.error(`zip entry '${String(entryOrName)}' not found`);
     if (e.flags & 1) throw this.error(`zip entry '${e.name}' is encrypted`);
@@ -77,12 +102,25 @@ export class ZipArchive {
         throw this.error(`zip entry '${e.name}': stored entry with differing sizes`);
       out = raw;
     } else if (e.method === 8) {
+      if (opts.maxBytes !== undefined && e.uncompressedSize > opts.maxBytes) {
+        throw this.error(
+          `zip entry '${e.name}' declares ${e.uncompressedSize} bytes, more than the ${opts.maxBytes} its reader needs; refusing to inflate it`,
+        );
+      }
+      const budget = INFLATE_ALLOWANCE_BYTES + MAX_INFLATE_RATIO * buf.length - this.inflated;
+      if (e.uncompressedSize > budget) throw this.inflateLimit(e);
       try {
         // maxOutputLength bounds memory if the recorded size lies (a "zip bomb").
         out = zlib.inflateRawSync(raw, { maxOutputLength: Math.max(1, e.uncompressedSize) });
       } catch (err) {
+        if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') {
+          throw this.error(
+            `zip entry '${e.name}': inflates past its declared ${e.uncompressedSize} bytes (corrupt or hostile archive)`,
+          );
+        }
         throw this.error(`zip entry '${e.name}': cannot inflate (${(err as Error).message})`);
       }
+      this.inflated += out.length;
       if (out.length !== e.uncompressedSize) {
         throw this.error(
           `zip entry '${e.name}': inflated to ${out.length} bytes, directory says ${e.uncompressedSize}`,
@@ -96,6 +134,13 @@ export class ZipArchive {
     const crc = crc32(out);
     if (crc !== e.crc32) throw this.error(`zip entry '${e.name}': CRC-32 mismatch (corrupt archive)`);
     return out;
+  }
+
+  private inflateLimit(e: ZipEntry): UserError {
+    return this.error(
+      `zip entry '${e.name}' declares ${e.uncompressedSize} bytes; with the ${this.inflated} already inflated that exceeds ` +
+        `${MAX_INFLATE_RATIO} x the archive's ${this.buf.length} bytes + 4 MiB (the limit for compressed entries; a zip bomb?)`,
+    );
   }
 
   private error(msg: string): UserError {
