@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { pidAlive } from '../src/engine/run/lock';
-import { readLock, RUN_FILE } from '../src/engine/run/runFolder';
+import { readLock, RUN_FILE, RUN_LOCK_FILE } from '../src/engine/run/runFolder';
 import { met, MET, tinyRun } from './tiny-run';
 
 /** Every file of a folder with its bytes, to show that a refused command touched nothing. */
@@ -39,7 +39,7 @@ function liveOwner(t: { after: (f: () => void) => void }): number {
 
 function lockAs(dir: string, pid: number): void {
   const lock = { pid, host: os.hostname(), since: '2026-12-07T10:00:00.000Z', command: 'met train' };
-  fs.writeFileSync(path.join(dir, RUN_FILE.lock), JSON.stringify(lock));
+  fs.writeFileSync(path.join(dir, RUN_LOCK_FILE), JSON.stringify(lock));
 }
 
 function metAsync(args: string[]): Promise<{ code: number; err: string }> {

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { readJson, RUN_FILE, type RunConfigFile } from '../src/engine/run/runFolder';
+import { readJson, RUN_FILE, RUN_LOCK_FILE, type RunConfigFile } from '../src/engine/run/runFolder';
 import { Engine } from './engine-ipc';
 import { tinyRun } from './tiny-run';
 
@@ -35,7 +35,7 @@ test('engine train/start: run-exists for a folder holding a run, run-locked for 
   const owner = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 120000)'], { stdio: 'ignore' });
   t.after(() => owner.kill('SIGKILL'));
   const lock = { pid: owner.pid, host: os.hostname(), since: '2026-12-07T10:00:00.000Z', command: 'met train' };
-  fs.writeFileSync(path.join(run, RUN_FILE.lock), JSON.stringify(lock));
+  fs.writeFileSync(path.join(run, RUN_LOCK_FILE), JSON.stringify(lock));
   await assert.rejects(e.request('train/start', { resumeDir: run }), (err: Error) => {
     assert.equal(err.name, 'UserError');
     assert.equal((err as Error & { code?: string }).code, 'run-locked');

@@ -17,7 +17,7 @@ import {
   pidAlive,
   removeStaleTemps,
 } from '../src/engine/run/lock';
-import { readLock, RUN_FILE, type RunLock } from '../src/engine/run/runFolder';
+import { readLock, RUN_FILE, RUN_LOCK_FILE, type RunLock } from '../src/engine/run/runFolder';
 import { UserError } from '../src/engine/tensor';
 
 function tmpDir(): string {
@@ -44,7 +44,7 @@ function liveChild(t: { after: (f: () => void) => void }): number {
 
 function writeLock(dir: string, l: Partial<RunLock>): void {
   const full: RunLock = { pid: 1, host: os.hostname(), since: '2026-01-01T00:00:00.000Z', command: 'met train', ...l };
-  fs.writeFileSync(path.join(dir, RUN_FILE.lock), JSON.stringify(full));
+  fs.writeFileSync(path.join(dir, RUN_LOCK_FILE), JSON.stringify(full));
 }
 
 function lockedBy(re: RegExp) {
@@ -89,7 +89,7 @@ test('a stale lock (this host, pid gone) is broken; a lock from another host nev
   assert.throws(
     () => acquireRunLock(d, 'met train'),
     lockedBy(
-      new RegExp(`another machine.*remove ${path.join(d, RUN_FILE.lock).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`),
+      new RegExp(`another machine.*remove ${path.join(d, RUN_LOCK_FILE).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`),
     ),
   );
   assert.equal(readLock(d)?.host, 'some-other-host.example');
@@ -97,7 +97,7 @@ test('a stale lock (this host, pid gone) is broken; a lock from another host nev
 
 test('an unreadable lock counts as held while fresh, and as stale once old', () => {
   const d = tmpDir();
-  const f = path.join(d, RUN_FILE.lock);
+  const f = path.join(d, RUN_LOCK_FILE);
   fs.writeFileSync(f, '');
   assert.equal(readLock(d)?.pid, 0);
   assert.throws(() => acquireRunLock(d, 'met train'), lockedBy(/unreadable run\.lock/));
@@ -138,11 +138,11 @@ test('a new run in a folder that holds a run is refused (run-exists); --overwrit
   assert.equal(readLock(d), null, 'the refusal leaves no lock behind');
   const logs: string[] = [];
   const held = claimNewRunDir(d, 'met train', { overwrite: true, log: (m) => logs.push(m) });
-  assert.deepEqual(fs.readdirSync(d), [RUN_FILE.lock]);
+  assert.deepEqual(fs.readdirSync(d), [RUN_LOCK_FILE]);
   const aside = fs.readdirSync(root).filter((n) => n.startsWith('run.old-'));
   assert.equal(aside.length, 1);
   assert.equal(fs.readFileSync(path.join(root, aside[0], RUN_FILE.metrics), 'utf8'), '{"old":1}\n');
-  assert.ok(!fs.existsSync(path.join(root, aside[0], RUN_FILE.lock)));
+  assert.ok(!fs.existsSync(path.join(root, aside[0], RUN_LOCK_FILE)));
   assert.match(logs.join('\n'), /moved to .*run\.old-/);
   held.release();
   // An empty folder (or one that does not exist yet) is a new run's.

@@ -8,7 +8,8 @@
 
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { describeLock, readLock, type RunLock } from '../engine/run/runFolder';
+import { describeLock } from '../engine/run/lock';
+import { readLock, type RunLock } from '../engine/run/runFolder';
 import { norm, type RunInfo } from './runFiles';
 import { getRunIndex, type RunIndex } from './runIndex';
 

@@ -15,7 +15,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { UserError } from '../tensor';
-import { describeLock, readLock, RUN_FILE, type RunLock } from './runFolder';
+import { readLock, RUN_FILE, RUN_LOCK_FILE, type RunLock } from './runFolder';
+
+/** A lock holder in words, for messages and tooltips: "met train (pid 123 on host, since …)". */
+export function describeLock(l: RunLock): string {
+  return l.pid ? `${l.command} (pid ${l.pid} on ${l.host}, since ${l.since})` : l.command;
+}
 
 /** Is a process with this pid alive on this machine? (EPERM: alive, owned by someone else.) */
 export function pidAlive(pid: number): boolean {
@@ -47,7 +52,7 @@ function staleReason(file: string, l: RunLock): string | null {
 }
 
 function lockedError(runDir: string, l: RunLock, what: string): UserError {
-  const file = path.join(runDir, RUN_FILE.lock);
+  const file = path.join(runDir, RUN_LOCK_FILE);
   const how =
     l.pid && l.host !== os.hostname()
       ? `it is held from another machine; if that process is gone, remove ${file}`
@@ -67,7 +72,7 @@ export interface HeldLock {
  * 'run-locked' UserError naming the owner when a live process holds it.
  */
 export function acquireRunLock(runDir: string, command: string): HeldLock {
-  const file = path.join(runDir, RUN_FILE.lock);
+  const file = path.join(runDir, RUN_LOCK_FILE);
   const mine: RunLock = { pid: process.pid, host: os.hostname(), since: new Date().toISOString(), command };
   for (let attempt = 0; ; attempt++) {
     try {
@@ -81,7 +86,7 @@ export function acquireRunLock(runDir: string, command: string): HeldLock {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST')
         throw new UserError(
-          `cannot write the run folder ${runDir} (its lock ${RUN_FILE.lock}): ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+          `cannot write the run folder ${runDir} (its lock ${RUN_LOCK_FILE}): ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
         );
     }
     const held = readLock(runDir);
@@ -136,7 +141,7 @@ function breakStale(file: string, seen: RunLock): void {
 /** Throws 'run-locked' when a live process other than this one holds the run folder's lock. */
 export function assertUnlocked(runDir: string, what: string): void {
   const l = readLock(runDir);
-  if (l && !staleReason(path.join(runDir, RUN_FILE.lock), l)) throw lockedError(runDir, l, what);
+  if (l && !staleReason(path.join(runDir, RUN_LOCK_FILE), l)) throw lockedError(runDir, l, what);
 }
 
 /**
@@ -166,7 +171,7 @@ export function removeStaleTemps(runDir: string): string[] {
 
 /** Does `dir` hold a run (any file a run writes)? An empty or missing folder does not. */
 export function holdsRun(dir: string): boolean {
-  return Object.values(RUN_FILE).some((f) => f !== RUN_FILE.lock && fs.existsSync(path.join(dir, f)));
+  return Object.values(RUN_FILE).some((f) => fs.existsSync(path.join(dir, f)));
 }
 
 /** The refusal of a new run's folder that holds a run. */
@@ -213,7 +218,7 @@ export function claimNewRunDir(
     const aside = asideName(dir);
     fs.renameSync(dir, aside);
     // Our lock went with the folder; the old run keeps no lock.
-    fs.rmSync(path.join(aside, RUN_FILE.lock), { force: true });
+    fs.rmSync(path.join(aside, RUN_LOCK_FILE), { force: true });
     held.release();
     opts.log?.(`--overwrite: the previous run in ${dir} was moved to ${aside}`);
   } catch (e) {

@@ -10,7 +10,7 @@
 //   predictions.json       per split: files, labels, per-exit confidence and prediction (PredictionsFile)
 //   thresholds.json        exit costs, the accuracy-vs-GFLOPs curve, the chosen thresholds (ThresholdsFile)
 //   summary.json           static accuracy/GFLOPs per exit, dynamic curve, throughput (RunSummary)
-//   run.lock               the process that owns the folder while it trains or evaluates (RunLock; run/lock.ts)
+//   run.lock               while a process owns the folder (trains, evaluates): RunLock (RUN_LOCK_FILE; run/lock.ts)
 //
 // Pure on purpose: node:fs, node:path and type imports only, so the extension host reads and
 // writes run folders with it directly (no round trip to the engine process) without pulling
@@ -42,8 +42,11 @@ export const RUN_FILE = {
   predictions: 'predictions.json',
   thresholds: 'thresholds.json',
   summary: 'summary.json',
-  lock: 'run.lock',
 } as const;
+
+/** The lock a run folder holds while a process owns it (run/lock.ts); not in RUN_FILE, which
+ *  names what a finished run holds. */
+export const RUN_LOCK_FILE = 'run.lock';
 
 /** run.lock: who owns the run folder (run/lock.ts takes and releases it). */
 export interface RunLock {
@@ -52,50 +55,25 @@ export interface RunLock {
   host: string;
   /** ISO time the lock was taken. */
   since: string;
-  /** What holds it: 'met train', 'met eval', 'engine train'. */
+  /** What holds it: 'met train', 'met eval'. */
   command: string;
-}
-
-/** Does a parsed run.lock look like one run/lock.ts wrote? */
-export function isRunLock(x: unknown): x is RunLock {
-  const l = x as RunLock;
-  return (
-    !!l &&
-    typeof l === 'object' &&
-    Number.isInteger(l.pid) &&
-    l.pid > 0 &&
-    typeof l.host === 'string' &&
-    typeof l.since === 'string' &&
-    typeof l.command === 'string'
-  );
 }
 
 /**
  * The run folder's lock holder, or null when nobody holds it (no run.lock). A lock file that is
- * there but unreadable or not a lock (being written this instant, or damaged) reads as
- * `{ pid: 0, ... }` so that callers still see that the folder is taken. Pure (fs only): the
- * Runs view shows it.
+ * there but unreadable or not a lock (being written this instant, or damaged) reads as pid 0, so
+ * that callers still see that the folder is taken. Pure (fs only): the Runs view shows it.
  */
 export function readLock(runDir: string): RunLock | null {
-  let text: string;
+  let l: Partial<RunLock> | null = null;
   try {
-    text = fs.readFileSync(path.join(runDir, RUN_FILE.lock), 'utf8');
+    l = JSON.parse(fs.readFileSync(path.join(runDir, RUN_LOCK_FILE), 'utf8')) as Partial<RunLock>;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    return { pid: 0, host: '?', since: '?', command: `unreadable ${RUN_FILE.lock}` };
   }
-  try {
-    const l: unknown = JSON.parse(text);
-    if (isRunLock(l)) return l;
-  } catch {
-    /* below */
-  }
-  return { pid: 0, host: '?', since: '?', command: `unreadable ${RUN_FILE.lock}` };
-}
-
-/** A lock holder in words, for messages and tooltips: "met train (pid 123 on host, since …)". */
-export function describeLock(l: RunLock): string {
-  return l.pid ? `${l.command} (pid ${l.pid} on ${l.host}, since ${l.since})` : l.command;
+  const ok =
+    !!l && Number.isInteger(l.pid) && l.pid! > 0 && [l.host, l.since, l.command].every((x) => typeof x === 'string');
+  return ok ? (l as RunLock) : { pid: 0, host: '?', since: '?', command: `unreadable ${RUN_LOCK_FILE}` };
 }
 
 export interface RunConfigFile {
