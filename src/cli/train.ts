@@ -45,6 +45,10 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
     help: 'met.config.json to start from (default ./met.config.json when present; flags override it)',
   },
   resume: { kind: 'string', help: 'continue an interrupted run folder' },
+  overwrite: {
+    kind: 'bool',
+    help: '--out may name a folder that holds a run: it is moved aside to <out>.old-<time> (never deleted) and a new run starts there',
+  },
   progress: { kind: 'string', choices: ['text', 'json'], help: 'progress on stdout as text (default) or JSON lines' },
   'dry-run': {
     kind: 'bool',
@@ -163,6 +167,8 @@ export async function trainCommand(argv: string[]): Promise<number> {
   let c: TrainConfig;
   let resumeDir: string | undefined;
   let configFile: string | undefined;
+  if (a.resume && a.overwrite)
+    throw new UserError('met train: --overwrite starts a new run in --out; it does not go with --resume');
   if (a.resume && a['dry-run'])
     throw new UserError('met train: --dry-run resolves the settings of a new run; it does not go with --resume');
   if (a.resume) {
@@ -203,6 +209,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
         log: (m) => console.error(m),
         shouldStop: () => stopReason,
         configFile,
+        overwrite: !!a.overwrite,
         onEvent: (e: TrainEvent) => {
           if (json) return void console.log(JSON.stringify(e));
           if (e.type === 'step' && (Date.now() - lastPrint > 2000 || e.step === e.totalSteps)) {

@@ -77,8 +77,17 @@ export function toFloat32(t: HostTensor): HostTensor {
  *   config-unreadable  a config file cannot be read or is not JSON
  *   config-invalid     a setting has an unknown name or a wrong type or value
  *   setting-missing    a required setting (data, weights) is not given
+ *   run-locked         another live process owns the run folder (its run.lock; run/lock.ts)
+ *   run-exists         a new run's folder already holds a run (resume it or overwrite it)
  */
-export const USER_ERROR_CODES = ['heads-unknown', 'config-unreadable', 'config-invalid', 'setting-missing'] as const;
+export const USER_ERROR_CODES = [
+  'heads-unknown',
+  'config-unreadable',
+  'config-invalid',
+  'setting-missing',
+  'run-locked',
+  'run-exists',
+] as const;
 export type UserErrorCode = (typeof USER_ERROR_CODES)[number];
 
 /** Error type for user-facing input problems; the CLI prints only the message. */

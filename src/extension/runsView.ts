@@ -8,6 +8,8 @@
 
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { describeLock } from '../engine/run/lock';
+import { readLock, type RunLock } from '../engine/run/runFolder';
 import { norm, type RunInfo } from './runFiles';
 import { getRunIndex, type RunIndex } from './runIndex';
 
@@ -56,10 +58,18 @@ export function describe(r: RunInfo): string {
   return parts.join(' · ');
 }
 
+/** The tooltip's line for the run folder's owner (run.lock), if a process holds it. */
+export function lockLine(l: RunLock | null): string {
+  return l ? `Held by ${describeLock(l)}.\n\n` : '';
+}
+
 function tooltip(r: RunInfo): vscode.MarkdownString {
   const md = new vscode.MarkdownString(undefined, true);
   const t = r.config.train;
   md.appendMarkdown(`**${r.name}** — ${r.status}${r.reason ? ` (${r.reason})` : ''}\n\n`);
+  // Who owns the folder (a training or an eval, in this window or elsewhere): a small file,
+  // read as the item is made.
+  md.appendText(lockLine(readLock(r.dir)));
   md.appendMarkdown(
     `${r.task === 'regression' ? 'regression' : `${r.config.classes.length} classes`} · branch \`${branchLabel(r)}\` · variant \`${t.variant}\` · r = ${t.rank} · ${r.epochs} epochs · backbone \`${path.basename(r.config.backbone.file)}\`\n\n`,
   );

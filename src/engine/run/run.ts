@@ -26,6 +26,7 @@ import { train, type TrainEvent } from '../train/trainer';
 import { loadBackbone } from '../weights';
 import { readSafetensors } from '../weights/safetensors';
 import { metConfigOf, type TrainConfig } from './config';
+import { assertUnlocked, claimNewRunDir, claimRunDir, type HeldLock, holdsRun, runExistsError } from './lock';
 import {
   type PredictionsFile,
   readRunConfig,
@@ -48,6 +49,11 @@ export interface RunHandlers {
   configFile?: string;
   /** Images per backbone chunk of the CPU train step (tests; default trainChunkRows). */
   chunkRows?: number;
+  /** A new run's `out` that already holds a run is moved aside to `<out>.old-<time>` instead of
+   *  refused (`met train --overwrite`). */
+  overwrite?: boolean;
+  /** Who owns the run folder while this trains, as run.lock names it (default 'met train'). */
+  owner?: string;
 }
 
 function stamp(): string {
@@ -56,19 +62,9 @@ function stamp(): string {
   return `${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}-${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}`;
 }
 
-function makeRunDir(out: string | undefined, variant: string): string {
-  const dir = path.resolve(out ?? path.join('.met', 'runs', `${stamp()}-${variant}`));
-  try {
-    fs.mkdirSync(dir, { recursive: true });
-    const probe = path.join(dir, `.write-test-${process.pid}`);
-    fs.writeFileSync(probe, '');
-    fs.rmSync(probe);
-  } catch (e) {
-    throw new UserError(
-      `cannot write the run folder ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
-    );
-  }
-  return dir;
+/** A new run's folder: `out`, or a fresh `.met/runs/<time>-<variant>`. */
+function newRunDirOf(out: string | undefined, variant: string): string {
+  return path.resolve(out ?? path.join('.met', 'runs', `${stamp()}-${variant}`));
 }
 
 /** The run's preprocessing (eval: no augmentation), as training, `met eval` and `met predict` use it. */
@@ -193,8 +189,44 @@ export function fitThresholds(
   };
 }
 
-/** `met train`: scan the folder, fine-tune with MET, evaluate, fit thresholds. */
+/**
+ * `met train`: scan the folder, fine-tune with MET, evaluate, fit thresholds. The run folder is
+ * locked for the whole run (run/lock.ts): a resume takes the lock before anything else; a new
+ * run refuses an `out` that holds a run (unless h.overwrite) or that another process owns, here
+ * at once and again when the folder is made, with the lock held.
+ */
 export async function runTraining(c: TrainConfig, h: RunHandlers = {}, resumeDir?: string): Promise<RunSummary> {
+  const owner = h.owner ?? 'met train';
+  const locks: HeldLock[] = [];
+  let newRunDir = (): string => {
+    throw new Error('runTraining: a resumed run makes no new folder');
+  };
+  if (resumeDir) {
+    locks.push(claimRunDir(path.resolve(resumeDir), owner, h.log));
+  } else {
+    const dir = newRunDirOf(c.out, c.variant);
+    // Before the backbone and the data are read: refuse a taken folder without the wait.
+    assertUnlocked(dir, owner);
+    if (!h.overwrite && holdsRun(dir)) throw runExistsError(dir);
+    newRunDir = () => {
+      const held = claimNewRunDir(dir, owner, { overwrite: h.overwrite, log: h.log });
+      locks.push(held);
+      return held.runDir;
+    };
+  }
+  try {
+    return await trainLocked(c, h, resumeDir && path.resolve(resumeDir), newRunDir);
+  } finally {
+    for (const l of locks) l.release();
+  }
+}
+
+async function trainLocked(
+  c: TrainConfig,
+  h: RunHandlers,
+  resumeDir: string | undefined,
+  newRunDir: () => string,
+): Promise<RunSummary> {
   const log = h.log ?? (() => {});
   const bb = backboneOf(c);
   const vit = bb.config;
@@ -219,7 +251,7 @@ export async function runTraining(c: TrainConfig, h: RunHandlers = {}, resumeDir
   } catch (e) {
     throw new UserError((e as Error).message);
   }
-  const runDir = resumeDir ?? makeRunDir(c.out, c.variant);
+  const runDir = resumeDir ?? newRunDir();
   const pre = preprocessOf(c, vit);
   const evalCache = new ImageCache({ pre });
   const trainCache = c.augment ? new ImageCache({ pre, augment: { randomResizedCrop: {}, hflip: true } }) : evalCache;
@@ -411,10 +443,27 @@ export function loadRun(runDir: string) {
   return { cf, params, backbone: bb.tensors, vit: bb.config };
 }
 
-/** `met eval`: per-exit accuracy and GFLOPs on the run's test split (or another folder), and the dynamic curve. */
+/**
+ * `met eval`: per-exit accuracy and GFLOPs on the run's test split (or another folder), and the
+ * dynamic curve. It holds the run's lock while it reads and writes: a run still training (or
+ * evaluated by another process) is refused with its owner named, rather than given
+ * predictions.json and thresholds.json from whatever epoch it is at.
+ */
 export async function evaluateRun(
   runDir: string,
   opts: { data?: string; device?: TrainConfig['device']; threads?: number } = {},
+): Promise<RunSummary> {
+  const held = claimRunDir(path.resolve(runDir), 'met eval');
+  try {
+    return await evaluateLocked(held.runDir, opts);
+  } finally {
+    held.release();
+  }
+}
+
+async function evaluateLocked(
+  runDir: string,
+  opts: { data?: string; device?: TrainConfig['device']; threads?: number },
 ): Promise<RunSummary> {
   const { cf, params, backbone, vit } = loadRun(runDir);
   const c = { ...cf.train, device: opts.device ?? cf.train.device, threads: opts.threads ?? cf.train.threads };

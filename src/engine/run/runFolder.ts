@@ -10,6 +10,7 @@
 //   predictions.json       per split: files, labels, per-exit confidence and prediction (PredictionsFile)
 //   thresholds.json        exit costs, the accuracy-vs-GFLOPs curve, the chosen thresholds (ThresholdsFile)
 //   summary.json           static accuracy/GFLOPs per exit, dynamic curve, throughput (RunSummary)
+//   run.lock               while a process owns the folder (trains, evaluates): RunLock (RUN_LOCK_FILE; run/lock.ts)
 //
 // Pure on purpose: node:fs, node:path and type imports only, so the extension host reads and
 // writes run folders with it directly (no round trip to the engine process) without pulling
@@ -42,6 +43,38 @@ export const RUN_FILE = {
   thresholds: 'thresholds.json',
   summary: 'summary.json',
 } as const;
+
+/** The lock a run folder holds while a process owns it (run/lock.ts); not in RUN_FILE, which
+ *  names what a finished run holds. */
+export const RUN_LOCK_FILE = 'run.lock';
+
+/** run.lock: who owns the run folder (run/lock.ts takes and releases it). */
+export interface RunLock {
+  pid: number;
+  /** os.hostname() of the owner: a pid means nothing on another machine. */
+  host: string;
+  /** ISO time the lock was taken. */
+  since: string;
+  /** What holds it: 'met train', 'met eval'. */
+  command: string;
+}
+
+/**
+ * The run folder's lock holder, or null when nobody holds it (no run.lock). A lock file that is
+ * there but unreadable or not a lock (being written this instant, or damaged) reads as pid 0, so
+ * that callers still see that the folder is taken. Pure (fs only): the Runs view shows it.
+ */
+export function readLock(runDir: string): RunLock | null {
+  let l: Partial<RunLock> | null = null;
+  try {
+    l = JSON.parse(fs.readFileSync(path.join(runDir, RUN_LOCK_FILE), 'utf8')) as Partial<RunLock>;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+  }
+  const ok =
+    !!l && Number.isInteger(l.pid) && l.pid! > 0 && [l.host, l.since, l.command].every((x) => typeof x === 'string');
+  return ok ? (l as RunLock) : { pid: 0, host: '?', since: '?', command: `unreadable ${RUN_LOCK_FILE}` };
+}
 
 export interface RunConfigFile {
   version: number;
