@@ -34,19 +34,46 @@ export class AdamW {
     this.weightDecay = opts.weightDecay ?? 0.01;
   }
 
-  /** One step at learning rate `lr`, in place on `params`. Every tensor must have a gradient. */
-  step(params: Map<string, Float32Array>, grads: Map<string, Float32Array>, lr: number): void {
+  /**
+   * One step at learning rate `lr`, in place on `params`. Every tensor must have a gradient.
+   * All or nothing: when a gradient, a moment or an updated parameter would not be finite, it
+   * returns what (e.g. "gradient of 'w' [12] = NaN") and changes neither parameters nor moments
+   * nor the step count, so the optimizer state (and any checkpoint of it) stays usable.
+   * Otherwise it returns null. The check is a first pass over the trainable set (small in
+   * parameter-efficient tuning), computing the update without storing it.
+   */
+  step(params: Map<string, Float32Array>, grads: Map<string, Float32Array>, lr: number): string | null {
     const s = this.state;
-    s.step++;
-    const bc1 = 1 - this.beta1 ** s.step;
-    const bc2 = 1 - this.beta2 ** s.step;
+    const t = s.step + 1;
+    const bc1 = 1 - this.beta1 ** t;
+    const bc2 = 1 - this.beta2 ** t;
     const b1 = this.beta1;
     const b2 = this.beta2;
+    const stepSize = lr / bc1;
+    const sqrtBc2 = Math.sqrt(bc2);
+    const F32 = 3.4028234663852886e38;
     for (const [name, p] of params) {
       const g = grads.get(name);
       if (!g) throw new Error(`AdamW: no gradient for '${name}'`);
       if (g.length !== p.length)
         throw new Error(`AdamW: gradient of '${name}' has ${g.length} values, parameter ${p.length}`);
+      const m = s.m.get(name);
+      const v = s.v.get(name);
+      const wd = this.decay(name) ? 1 - lr * this.weightDecay : 1;
+      for (let i = 0; i < p.length; i++) {
+        const gi = g[i];
+        // Float32 storage: a double beyond float32's range would be stored as Infinity.
+        if (!(Math.abs(gi) <= F32)) return `gradient of '${name}' [${i}] = ${gi}`;
+        const mi = b1 * (m ? m[i] : 0) + (1 - b1) * gi;
+        const vi = b2 * (v ? v[i] : 0) + (1 - b2) * gi * gi;
+        const pi = p[i] * wd - (stepSize * mi) / (Math.sqrt(vi) / sqrtBc2 + this.eps);
+        if (!(Math.abs(mi) <= F32 && vi <= F32)) return `AdamW moment of '${name}' [${i}] (gradient ${gi})`;
+        if (!(Math.abs(pi) <= F32)) return `update of '${name}' [${i}] = ${pi}`;
+      }
+    }
+    s.step = t;
+    for (const [name, p] of params) {
+      const g = grads.get(name)!;
       let m = s.m.get(name);
       let v = s.v.get(name);
       if (!m || !v) {
@@ -56,8 +83,6 @@ export class AdamW {
         s.v.set(name, v);
       }
       const wd = this.decay(name) ? 1 - lr * this.weightDecay : 1;
-      const stepSize = lr / bc1;
-      const sqrtBc2 = Math.sqrt(bc2);
       for (let i = 0; i < p.length; i++) {
         const gi = g[i];
         m[i] = b1 * m[i] + (1 - b1) * gi;
@@ -65,6 +90,7 @@ export class AdamW {
         p[i] = p[i] * wd - (stepSize * m[i]) / (Math.sqrt(v[i]) / sqrtBc2 + this.eps);
       }
     }
+    return null;
   }
 }
 
