@@ -64,7 +64,7 @@ test('met train: a diverged run keeps a finite checkpoint that --resume with a l
   const run = path.join(t.root, 'diverge');
   const a = met(['train', '--data', t.data, '--weights', t.weights, ...flags('10'), '--out', run]);
   assert.notEqual(a.code, 0, 'lr 10 was expected to diverge on the tiny run');
-  const m = ["", "2", "1"];
+  const m = ['', '2', '1'];
   assert.ok(m, a.err);
   assert.ok(Number(m[2]) < Number(m[1]), a.err);
   assert.doesNotMatch(a.err, /\n\s+at /, 'no stack trace');
