@@ -287,3 +287,50 @@ test('a run whose train step is split into backbone chunks (epoch remainders inc
     s1.exits.map((e) => e.exit),
   );
 });
+
+test('refused before training: a split that leaves validation or test empty, an image size that is not whole patches', async () => {
+  const { dir, data, weights } = await tinySetup();
+  for (const [split, which] of [
+    [[100, 0, 0], 'validation'],
+    [[80, 20, 0], 'test'],
+  ] as const) {
+    const out = path.join(dir, `split-${split.join('-')}`);
+    await assert.rejects(
+      runTraining(config({ data, weights, out, split: [...split] })),
+      (e: Error) =>
+        e.name === 'UserError' && new RegExp(`the ${which} split would be empty: split ${split}`).test(e.message),
+    );
+    assert.ok(!fs.existsSync(out), 'no run folder is made for a refused split');
+  }
+  // A train/ folder without test/: nothing to report the accuracy on.
+  const sf = path.join(dir, 'split-folders');
+  fs.cpSync(data, path.join(sf, 'train'), { recursive: true });
+  await assert.rejects(
+    runTraining(config({ data: sf, weights, out: path.join(dir, 'sf') })),
+    /the test split would be empty: .*test\//,
+  );
+  // The tiny backbone's patch is 4: 3 is smaller than one patch, 6 is one and a half.
+  for (const size of ['3', '6']) {
+    const r = spawnSync(
+      process.execPath,
+      [
+        path.join(ROOT, 'bin', 'met.js'),
+        'train',
+        '--data',
+        data,
+        '--weights',
+        weights,
+        '--heads',
+        '2',
+        '--image-size',
+        size,
+        '--out',
+        path.join(dir, `size${size}`),
+      ],
+      { encoding: 'utf8' },
+    );
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, new RegExp(`imageSize: ${size} is not a positive multiple of the patch size 4`));
+    assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  }
+});
