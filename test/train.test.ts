@@ -12,6 +12,7 @@ import sharp from 'sharp';
 import { canonicalShapes, type VitConfig } from '../src/engine/model/config';
 import { TRAIN_DEFAULTS, type TrainConfig } from '../src/engine/run/config';
 import { runTraining } from '../src/engine/run/run';
+import type { RunConfigFile, RunReportFile } from '../src/engine/run/runFolder';
 import { readSafetensors, writeSafetensors } from '../src/engine/weights/safetensors';
 import type { HostTensor } from '../src/engine/tensor';
 import { rng } from './helpers';
@@ -333,4 +334,23 @@ test('refused before training: a split that leaves validation or test empty, an 
     assert.match(r.stderr, new RegExp(`imageSize: ${size} is not a positive multiple of the patch size 4`));
     assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
   }
+});
+
+test("report.json lists the dataset's links out of its root and the files skipped as reached under two classes", async () => {
+  const { dir, data, weights } = await tinySetup();
+  const linked = path.join(dir, 'linked');
+  fs.mkdirSync(linked);
+  fs.symlinkSync(path.join(data, 'class0'), path.join(linked, 'class0'));
+  fs.cpSync(path.join(data, 'class1'), path.join(linked, 'class1'), { recursive: true });
+  fs.cpSync(path.join(data, 'class2'), path.join(linked, 'class2'), { recursive: true });
+  fs.symlinkSync('../class2', path.join(linked, 'class1', 'more'));
+  const out = path.join(dir, 'linked-run');
+  await runTraining(config({ data: linked, weights, out, epochs: 1 }));
+  const report = JSON.parse(fs.readFileSync(path.join(out, 'report.json'), 'utf8')) as RunReportFile;
+  assert.deepEqual(report.external, [
+    { link: path.join(linked, 'class0'), target: fs.realpathSync(path.join(data, 'class0')) },
+  ]);
+  assert.equal(report.skipped.filter((s) => /same file as .*class 'class2'/.test(s.reason)).length, 12);
+  const cf = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')) as RunConfigFile;
+  assert.equal(cf.dataset.counts.train + cf.dataset.counts.val + cf.dataset.counts.test, 36);
 });

@@ -340,7 +340,17 @@ async function trainLocked(
   };
   if (!resumeDir) {
     writeJson(path.join(runDir, RUN_FILE.config), cfgFile);
-    const report: RunReportFile = { skipped, warnings: ds.warnings, notes: ds.notes };
+    const external = 'external' in ds ? ds.external : [];
+    const report: RunReportFile = {
+      skipped,
+      warnings: ds.warnings,
+      notes: ds.notes,
+      ...(external.length ? { external } : {}),
+    };
+    if (external.length)
+      log(
+        `${external.length} symbolic link${external.length === 1 ? ' leads' : 's lead'} out of ${ds.root} (listed in ${path.join(runDir, RUN_FILE.report)})`,
+      );
     writeJson(path.join(runDir, RUN_FILE.report), report);
   }
 
