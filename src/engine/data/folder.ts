@@ -6,6 +6,8 @@
 //   split-folders   root/{train,val,test}/<class>/**/<image>    (any subset with train/)
 // `valid/` and `validation/` are accepted as names for val/ (Roboflow and Kaggle exports use
 // them). Images may sit at any depth inside a class folder; names starting with '.' are ignored.
+// Symbolic links are followed, but a file counts once, by its real path, in the class folder
+// that holds it (byRealPath); links that lead out of the root are reported (Dataset.external).
 //
 // Class names are the folder names in Unicode NFC (so a dataset copied from macOS, whose file
 // system hands out NFD names, gives the same classes as on Linux), sorted by code point: a
