@@ -7,14 +7,14 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { AdamW } from '../src/engine/train/adamw';
-import { readSafetensors } from '../src/engine/weights/safetensors';
+import { readSafetensors, readSafetensorsFile, writeSafetensors } from '../src/engine/weights/safetensors';
 import { met, tinyRun } from './tiny-run';
 
-const flags = (lr: string) => [
+const flags = (lr: string, epochs = '4') => [
   '--heads',
   '2',
   '--epochs',
-  '4',
+  epochs,
   '--batch',
   '8',
   '--lr',
@@ -64,7 +64,7 @@ test('met train: a diverged run keeps a finite checkpoint that --resume with a l
   const run = path.join(t.root, 'diverge');
   const a = met(['train', '--data', t.data, '--weights', t.weights, ...flags('10'), '--out', run]);
   assert.notEqual(a.code, 0, 'lr 10 was expected to diverge on the tiny run');
-  const m = ['', '2', '1'];
+  const m = /not finite at step (\d+) .*the checkpoint of step (\d+) \(written before the failure\)/.exec(a.err);
   assert.ok(m, a.err);
   assert.ok(Number(m[2]) < Number(m[1]), a.err);
   assert.doesNotMatch(a.err, /\n\s+at /, 'no stack trace');
@@ -90,4 +90,21 @@ test('met train: a run that diverges before its first checkpoint says there is n
   assert.match(a.err, /not finite at step \d+ \(epoch 1\).*no checkpoint was written before it/);
   assert.doesNotMatch(a.err, /last good checkpoint/);
   assert.ok(!fs.existsSync(path.join(run, 'checkpoint.safetensors')));
+});
+
+test('met train --resume refuses, by name, a checkpoint whose moments are not finite (saved by a diverged run)', async () => {
+  const t = await tinyRun();
+  const run = path.join(t.root, 'inf-moments');
+  const a = met(['train', '--data', t.data, '--weights', t.weights, ...flags('0.01', '1'), '--out', run]);
+  assert.equal(a.code, 0, a.err);
+  // What a run diverged before this check kept: +Inf in a second moment.
+  const file = path.join(run, 'checkpoint.safetensors');
+  const ck = readSafetensorsFile(file);
+  const name = [...ck.tensors.keys()].find((k) => k.startsWith('v.'))!;
+  (ck.tensors.get(name)!.data as Float32Array)[0] = Infinity;
+  writeSafetensors(file, ck.tensors, ck.metadata);
+  const b = met(['train', '--resume', run, '--epochs', '2', '--lr', '0']);
+  assert.notEqual(b.code, 0);
+  assert.match(b.err, new RegExp(`tensor '${name.replace(/[.]/g, '\\.')}' holds values that are not finite`));
+  assert.doesNotMatch(b.err, /\n\s+at /, 'no stack trace');
 });

@@ -277,6 +277,17 @@ function readCheckpoint(
     params.set(n, p.data as Float32Array);
     const mm = ck.tensors.get(`m.${n}`);
     const vv = ck.tensors.get(`v.${n}`);
+    // Checkpoints from before non-finite steps were refused may hold Inf moments: every resume
+    // would diverge at the same step again.
+    for (const [k, t] of [
+      ['p', p],
+      ['m', mm],
+      ['v', vv],
+    ] as const)
+      if (t && !(t.data as Float32Array).every(Number.isFinite))
+        throw new UserError(
+          `${file}: tensor '${k}.${n}' holds values that are not finite (saved by a diverged run); it cannot be resumed: start the run again with a lower --lr`,
+        );
     if (mm && vv) {
       m.set(n, mm.data as Float32Array);
       v.set(n, vv.data as Float32Array);
