@@ -623,3 +623,57 @@ test('memory estimate: 8-bit eval cache, random-crop source scale shrinks with t
   assert.ok(k > 1 && k < 2, String(k));
   assert.ok(ImageCache.estimateBytes(5000, { pre, augment: { randomResizedCrop: {} } }) <= 2 * 1024 ** 3);
 });
+
+test('symbolic links: files count once by real path, in the class folder that holds them; links out of the root listed', async () => {
+  const root = newRoot();
+  await fill(path.join(root, 'a'), 5, 'png', 0);
+  await fill(path.join(root, 'b'), 20, 'png', 100);
+  // A class folder linking another class: b's images must not count again as class a.
+  fs.symlinkSync('../b', path.join(root, 'a', 'link'));
+  // A link to the root inside a class, and a loop: walked once, nothing counted twice.
+  fs.symlinkSync('..', path.join(root, 'b', 'up'));
+  fs.symlinkSync('.', path.join(root, 'a', 'loop'));
+  // A second path to a file of the same class.
+  fs.symlinkSync('img000.png', path.join(root, 'a', 'again.png'));
+  // Images from outside the root, through a link: used, and listed.
+  const outside = path.join(tmp, `outside${nextDir++}`);
+  await fill(outside, 3, 'png', 200);
+  fs.symlinkSync(outside, path.join(root, 'a', 'ext'));
+  const d = await scanDataset({ root, split: [60, 20, 20] });
+  const all: Sample[] = [...d.train, ...d.val, ...d.test];
+  const real = all.map((s) => fs.realpathSync(s.file));
+  assert.equal(new Set(real).size, all.length, 'a real file appears once');
+  assert.equal(all.length, 5 + 20 + 3);
+  const byClass = (c: string) => all.filter((s) => d.classes[s.label] === c).map((s) => fs.realpathSync(s.file));
+  assert.ok(
+    byClass('b').length === 20 && byClass('b').every((f) => path.dirname(f) === fs.realpathSync(path.join(root, 'b'))),
+  );
+  assert.equal(byClass('a').length, 8);
+  // Each of b's images reached from a/link is skipped with a reason naming the kept path.
+  const viaLink = d.skipped.filter((s) => s.file.startsWith(path.join(root, 'a', 'link') + path.sep));
+  assert.equal(viaLink.length, 20);
+  assert.match(
+    viaLink[0].reason,
+    new RegExp(`same file as ${path.join(root, 'b', 'img000.png').replace(/[/\\.]/g, '\\$&')} \\(class 'b'\\)`),
+  );
+  const w = d.warnings.find((x) => /reached under two class folders/.test(x));
+  assert.ok(w, d.warnings.join('\n'));
+  // It names both paths of each file (the first few), one skipped, one kept.
+  const pair = /(\S+) \('(\w+)'\) is (\S+) \('(\w+)'\)/.exec(w);
+  assert.ok(pair && pair[2] !== pair[4] && fs.realpathSync(pair[1]) === fs.realpathSync(pair[3]), w);
+  assert.ok(d.skipped.some((s) => s.file === pair[1]));
+  assert.ok(d.skipped.some((s) => s.file === path.join(root, 'a', 'again.png') && /reached twice/.test(s.reason)));
+  assert.deepEqual(d.external, [{ link: path.join(root, 'a', 'ext'), target: fs.realpathSync(outside) }]);
+});
+
+test('a class folder that is a link to another class: the linked copy is skipped, the real class keeps its images', async () => {
+  const root = newRoot();
+  await fill(path.join(root, 'a'), 4, 'png', 0);
+  await fill(path.join(root, 'b'), 6, 'png', 50);
+  fs.symlinkSync('b', path.join(root, 'c'));
+  const d = await scanDataset({ root });
+  assert.deepEqual(d.classes, ['a', 'b']);
+  assert.equal(d.train.length + d.val.length + d.test.length, 10);
+  assert.ok(d.warnings.some((x) => /folder 'c' has no usable images/.test(x)));
+  assert.deepEqual(d.external, []);
+});

@@ -12,6 +12,7 @@ import sharp from 'sharp';
 import { canonicalShapes, type VitConfig } from '../src/engine/model/config';
 import { TRAIN_DEFAULTS, type TrainConfig } from '../src/engine/run/config';
 import { runTraining } from '../src/engine/run/run';
+import type { RunConfigFile, RunReportFile } from '../src/engine/run/runFolder';
 import { readSafetensors, writeSafetensors } from '../src/engine/weights/safetensors';
 import type { HostTensor } from '../src/engine/tensor';
 import { rng } from './helpers';
@@ -286,4 +287,70 @@ test('a run whose train step is split into backbone chunks (epoch remainders inc
     s2.exits.map((e) => e.exit),
     s1.exits.map((e) => e.exit),
   );
+});
+
+test('refused before training: a split that leaves validation or test empty, an image size that is not whole patches', async () => {
+  const { dir, data, weights } = await tinySetup();
+  for (const [split, which] of [
+    [[100, 0, 0], 'validation'],
+    [[80, 20, 0], 'test'],
+  ] as const) {
+    const out = path.join(dir, `split-${split.join('-')}`);
+    await assert.rejects(
+      runTraining(config({ data, weights, out, split: [...split] })),
+      (e: Error) =>
+        e.name === 'UserError' && new RegExp(`the ${which} split would be empty: split ${split}`).test(e.message),
+    );
+    assert.ok(!fs.existsSync(out), 'no run folder is made for a refused split');
+  }
+  // A train/ folder without test/: nothing to report the accuracy on.
+  const sf = path.join(dir, 'split-folders');
+  fs.cpSync(data, path.join(sf, 'train'), { recursive: true });
+  await assert.rejects(
+    runTraining(config({ data: sf, weights, out: path.join(dir, 'sf') })),
+    /the test split would be empty: .*test\//,
+  );
+  // The tiny backbone's patch is 4: 3 is smaller than one patch, 6 is one and a half.
+  for (const size of ['3', '6']) {
+    const r = spawnSync(
+      process.execPath,
+      [
+        path.join(ROOT, 'bin', 'met.js'),
+        'train',
+        '--data',
+        data,
+        '--weights',
+        weights,
+        '--heads',
+        '2',
+        '--image-size',
+        size,
+        '--out',
+        path.join(dir, `size${size}`),
+      ],
+      { encoding: 'utf8' },
+    );
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, new RegExp(`imageSize: ${size} is not a positive multiple of the patch size 4`));
+    assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  }
+});
+
+test("report.json lists the dataset's links out of its root and the files skipped as reached under two classes", async () => {
+  const { dir, data, weights } = await tinySetup();
+  const linked = path.join(dir, 'linked');
+  fs.mkdirSync(linked);
+  fs.symlinkSync(path.join(data, 'class0'), path.join(linked, 'class0'));
+  fs.cpSync(path.join(data, 'class1'), path.join(linked, 'class1'), { recursive: true });
+  fs.cpSync(path.join(data, 'class2'), path.join(linked, 'class2'), { recursive: true });
+  fs.symlinkSync('../class2', path.join(linked, 'class1', 'more'));
+  const out = path.join(dir, 'linked-run');
+  await runTraining(config({ data: linked, weights, out, epochs: 1 }));
+  const report = JSON.parse(fs.readFileSync(path.join(out, 'report.json'), 'utf8')) as RunReportFile;
+  assert.deepEqual(report.external, [
+    { link: path.join(linked, 'class0'), target: fs.realpathSync(path.join(data, 'class0')) },
+  ]);
+  assert.equal(report.skipped.filter((s) => /same file as .*class 'class2'/.test(s.reason)).length, 12);
+  const cf = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')) as RunConfigFile;
+  assert.equal(cf.dataset.counts.train + cf.dataset.counts.val + cf.dataset.counts.test, 36);
 });

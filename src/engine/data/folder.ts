@@ -6,6 +6,8 @@
 //   split-folders   root/{train,val,test}/<class>/**/<image>    (any subset with train/)
 // `valid/` and `validation/` are accepted as names for val/ (Roboflow and Kaggle exports use
 // them). Images may sit at any depth inside a class folder; names starting with '.' are ignored.
+// Symbolic links are followed, but a file counts once, by its real path, in the class folder
+// that holds it (byRealPath); links that lead out of the root are reported (Dataset.external).
 //
 // Class names are the folder names in Unicode NFC (so a dataset copied from macOS, whose file
 // system hands out NFD names, gives the same classes as on Linux), sorted by code point: a
@@ -39,6 +41,13 @@ export interface SkippedFile {
   reason: string;
 }
 
+/** A symbolic link inside the dataset whose target lies outside its root (listed in report.json). */
+export interface ExternalLink {
+  link: string;
+  /** Real path of what it points to. */
+  target: string;
+}
+
 export interface DatasetSpec {
   root: string;
   /**
@@ -68,6 +77,8 @@ export interface Dataset {
   layout: DatasetLayout;
   /** How the splits were made, in words (e.g. that val was carved out of train/). */
   notes: string[];
+  /** Symbolic links that lead out of the root, whose images are used (the run lists them). */
+  external: ExternalLink[];
 }
 
 export interface ScanOptions {
@@ -237,6 +248,146 @@ interface Candidate {
   cls: string;
   /** Split folder it came from; null in the class-folders layout. */
   split: SplitName | null;
+  /** Index of its class folder in classDirs. */
+  dir: number;
+}
+
+const inside = (dir: string, p: string): boolean => {
+  const r = path.relative(dir, p);
+  return r === '' || (!r.startsWith('..') && !path.isAbsolute(r));
+};
+
+async function realOr(p: string): Promise<string> {
+  try {
+    return await fs.promises.realpath(p);
+  } catch {
+    return path.resolve(p);
+  }
+}
+
+/**
+ * Files by real path: symbolic links must not relabel or repeat images. Of the candidates that
+ * are one file, the one in its own class folder is kept: the one reached without any link, else
+ * the one whose path does not pass through another class folder, else the one whose class
+ * folder really holds it. Copies in other class folders are skipped with a
+ * warning naming both paths (skipped, not refused: a link such as `a/link -> ../b` or a link to
+ * the root is a common slip, and the rest of the dataset is fine); when no class folder owns
+ * the file, its label is ambiguous and every copy is skipped. A second path to a file within
+ * the same class folder is dropped quietly (listed as skipped). Also returns the links that
+ * lead out of the root: their images are used, and the run's report.json lists them.
+ */
+async function byRealPath(
+  root: string,
+  candidates: Candidate[],
+  dirLabels: string[],
+  dirFull: string[],
+  dirReal: string[],
+): Promise<{ kept: Candidate[]; skipped: SkippedFile[]; warnings: string[]; external: ExternalLink[] }> {
+  const realRoot = await realOr(root);
+  const reals: string[] = [];
+  for (let i = 0; i < candidates.length; i += 256)
+    reals.push(...(await Promise.all(candidates.slice(i, i + 256).map((c) => realOr(c.file)))));
+  const groups = new Map<string, number[]>();
+  reals.forEach((r, i) => {
+    const g = groups.get(r);
+    if (g) g.push(i);
+    else groups.set(r, [i]);
+  });
+  // Whether a candidate's path from its class folder passes through another class folder
+  // (b/up -> the root, then a/...): such a path borrows that class's files.
+  const dirOf = new Map<string, string>();
+  const clean = async (i: number): Promise<boolean> => {
+    const c = candidates[i];
+    let p = dirFull[c.dir];
+    for (const part of path.relative(p, path.dirname(c.file)).split(path.sep).filter(Boolean)) {
+      p = path.join(p, part);
+      let r = dirOf.get(p);
+      if (r === undefined) dirOf.set(p, (r = await realOr(p)));
+      const rr = r;
+      if (dirReal.some((d, j) => j !== c.dir && inside(d, rr))) return false;
+    }
+    return true;
+  };
+  const drop = new Set<number>();
+  const skipped: SkippedFile[] = [];
+  const clashes: string[] = [];
+  for (const [real, g] of groups) {
+    if (g.length < 2) continue;
+    const dirs = new Set(g.map((i) => candidates[i].dir));
+    let owner: number | undefined;
+    if (dirs.size === 1) owner = g[0];
+    else {
+      const direct = g.filter((i) => path.relative(root, candidates[i].file) === path.relative(realRoot, real));
+      const own: number[] = [];
+      for (const i of g) if (await clean(i)) own.push(i);
+      const holders = g.filter((i) => inside(dirReal[candidates[i].dir], real));
+      for (const pick of [direct, own, holders])
+        if (pick.length && new Set(pick.map((i) => candidates[i].dir)).size === 1) {
+          owner = pick[0];
+          break;
+        }
+    }
+    for (const i of g) {
+      if (i === owner) continue;
+      drop.add(i);
+      const c = candidates[i];
+      if (owner === undefined) {
+        const others = g.filter((j) => j !== i).map((j) => `${candidates[j].file} ('${dirLabels[candidates[j].dir]}')`);
+        skipped.push({
+          file: c.file,
+          reason: `the same file as ${others.join(', ')}: no class folder holds it, so its class is ambiguous`,
+        });
+        clashes.push(`${c.file} ('${dirLabels[c.dir]}') and ${others.join(', ')}`);
+      } else {
+        const o = candidates[owner];
+        const same = o.dir === c.dir;
+        skipped.push({
+          file: c.file,
+          reason: same
+            ? `the same file as ${o.file} (reached twice through a symbolic link)`
+            : `the same file as ${o.file} (class '${dirLabels[o.dir]}'); a file is used in one class only`,
+        });
+        if (!same) clashes.push(`${c.file} ('${dirLabels[c.dir]}') is ${o.file} ('${dirLabels[o.dir]}')`);
+      }
+    }
+  }
+  const warnings: string[] = [];
+  if (clashes.length)
+    warnings.push(
+      `${plural(clashes.length, 'file')} reached under two class folders through symbolic links ${clashes.length === 1 ? 'was' : 'were'} skipped there: ` +
+        clashes.slice(0, 5).join('; ') +
+        (clashes.length > 5 ? `; ... (${clashes.length - 5} more, listed with the skipped files)` : ''),
+    );
+  // Links out of the root: the first component below the root, per file, that is a link
+  // resolving outside it (cached per path prefix; only files whose real path is outside).
+  const external: ExternalLink[] = [];
+  const seen = new Map<string, boolean>();
+  for (let i = 0; i < candidates.length; i++) {
+    if (drop.has(i) || inside(realRoot, reals[i])) continue;
+    const parts = path.relative(root, candidates[i].file).split(path.sep);
+    let p = root;
+    for (const part of parts) {
+      p = path.join(p, part);
+      let hit = seen.get(p);
+      if (hit === undefined) {
+        hit = false;
+        try {
+          if ((await fs.promises.lstat(p)).isSymbolicLink()) {
+            const target = await realOr(p);
+            if (!inside(realRoot, target)) {
+              hit = true;
+              external.push({ link: p, target });
+            }
+          }
+        } catch {
+          // Unreadable: the file's own checks report it.
+        }
+        seen.set(p, hit);
+      }
+      if (hit) break;
+    }
+  }
+  return { kept: candidates.filter((_, i) => !drop.has(i)), skipped, warnings, external };
 }
 
 /**
@@ -317,14 +468,24 @@ export async function scanDataset(spec: DatasetSpec, opts: ScanOptions = {}): Pr
     }
   }
 
-  // Candidate files (by extension), then the header check.
-  const candidates: Candidate[] = [];
-  for (const c of classDirs) {
+  // Candidate files (by extension), one per real file, then the header check.
+  const listedAll: Candidate[] = [];
+  for (const [dir, c] of classDirs.entries()) {
     const listed = await listImageFiles([c.dir.full]);
     skipped.push(...listed.skipped);
     const cls = c.dir.name.normalize('NFC');
-    for (const file of listed.files) candidates.push({ file, cls, split: c.split });
+    for (const file of listed.files) listedAll.push({ file, cls, split: c.split, dir });
   }
+  const real = await byRealPath(
+    root,
+    listedAll,
+    classDirs.map((c) => c.label),
+    classDirs.map((c) => c.dir.full),
+    await Promise.all(classDirs.map((c) => realOr(c.dir.full))),
+  );
+  const candidates = real.kept;
+  skipped.push(...real.skipped);
+  warnings.push(...real.warnings);
   const good = new Array<boolean>(candidates.length).fill(false);
   const reasons = new Array<string | null>(candidates.length).fill(null);
   let next = 0;
@@ -448,5 +609,5 @@ export async function scanDataset(spec: DatasetSpec, opts: ScanOptions = {}): Pr
     if (!hasTest) notes.push('no test/ folder: the test split is empty');
   }
 
-  return { root, classes, train, val, test, skipped, warnings, layout, notes };
+  return { root, classes, train, val, test, skipped, warnings, layout, notes, external: real.external };
 }

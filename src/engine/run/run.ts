@@ -84,6 +84,13 @@ function backboneOf(c: TrainConfig) {
     throw new UserError(
       `channels: ${c.channels} requested but ${path.basename(c.weights)} expects ${b.config.channels}-channel images`,
     );
+  // The patch grid needs whole patches (gridSize would otherwise throw a bare Error deep in
+  // prepareWeights).
+  const { imageSize, patchSize } = b.config;
+  if (imageSize < patchSize || imageSize % patchSize)
+    throw new UserError(
+      `imageSize: ${imageSize} is not a positive multiple of the patch size ${patchSize} of ${path.basename(c.weights)} (e.g. ${Math.max(1, Math.round(imageSize / patchSize)) * patchSize})`,
+    );
   return { ...b, tensors: prepareWeights(b.config, b.tensors) };
 }
 
@@ -190,6 +197,28 @@ export function fitThresholds(
 }
 
 /**
+ * A run needs validation images (per-epoch accuracy, the thresholds are fitted on val) and
+ * test images (the accuracy it reports); an empty one would train and then print NaN%.
+ */
+function refuseEmptySplits(
+  ds: { root: string; layout: string },
+  n: { val: number; test: number },
+  split: TrainConfig['split'],
+): void {
+  for (const name of ['val', 'test'] as const) {
+    if (n[name]) continue;
+    const pct = split ? split[name === 'val' ? 1 : 2] : undefined;
+    const why =
+      pct === 0
+        ? `split ${split!.join(',')} gives it 0%; give it a share (e.g. --split 70,10,20)`
+        : ds.layout === 'split-folders'
+          ? `${ds.root} has no usable ${name === 'val' ? 'val/ images (and none could be set aside from train/)' : 'test/ images'}; add a ${name}/ folder or give it a share of a class-folders dataset`
+          : `no usable image fell into it; add images or give it a larger share with --split`;
+    throw new UserError(`split: the ${name === 'val' ? 'validation' : 'test'} split would be empty: ${why}`);
+  }
+}
+
+/**
  * `met train`: scan the folder, fine-tune with MET, evaluate, fit thresholds. The run folder is
  * locked for the whole run (run/lock.ts): a resume takes the lock before anything else; a new
  * run refuses an `out` that holds a run (unless h.overwrite) or that another process owns, here
@@ -234,6 +263,8 @@ async function trainLocked(
   const ds: Dataset | RegressionDataset = regression
     ? await scanRegression({ root: c.data, targets: c.targets, split: c.split, seed: c.seed })
     : await scanDataset({ root: c.data, split: c.split, seed: c.seed });
+  // Before the run folder exists; checked again below on the images that decode.
+  refuseEmptySplits(ds, { val: ds.val.length, test: ds.test.length }, c.split);
   const exits = c.exits ?? defaultExits(vit.depth);
   const met = metConfigOf(c, exits, regression ? 1 : ds.classes.length);
   if (regression && c.distill)
@@ -269,6 +300,7 @@ async function trainLocked(
   const val = prepVal.ok;
   const test = prepTest.ok;
   if (!train_.length) throw new UserError(`${c.data}: no training image could be read`);
+  refuseEmptySplits(ds, { val: val.length, test: test.length }, c.split);
   if (regression) {
     // Standardisation from the training split only (model/regression.ts); written into the
     // run's MetConfig so that inference graphs map outputs back to the targets' units.
@@ -308,7 +340,17 @@ async function trainLocked(
   };
   if (!resumeDir) {
     writeJson(path.join(runDir, RUN_FILE.config), cfgFile);
-    const report: RunReportFile = { skipped, warnings: ds.warnings, notes: ds.notes };
+    const external = 'external' in ds ? ds.external : [];
+    const report: RunReportFile = {
+      skipped,
+      warnings: ds.warnings,
+      notes: ds.notes,
+      ...(external.length ? { external } : {}),
+    };
+    if (external.length)
+      log(
+        `${external.length} symbolic link${external.length === 1 ? ' leads' : 's lead'} out of ${ds.root} (listed in ${path.join(runDir, RUN_FILE.report)})`,
+      );
     writeJson(path.join(runDir, RUN_FILE.report), report);
   }
 

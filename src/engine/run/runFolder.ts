@@ -93,6 +93,8 @@ export interface RunReportFile {
   skipped: { file: string; reason: string }[];
   warnings: string[];
   notes: string[];
+  /** Symbolic links in the dataset that lead out of its root (data/folder.ts); absent when none. */
+  external?: { link: string; target: string }[];
 }
 
 /** One split of predictions.json: the stored per-exit scores (infer/exitScores.ts) and its files. */

@@ -277,6 +277,17 @@ function readCheckpoint(
     params.set(n, p.data as Float32Array);
     const mm = ck.tensors.get(`m.${n}`);
     const vv = ck.tensors.get(`v.${n}`);
+    // Checkpoints from before non-finite steps were refused may hold Inf moments: every resume
+    // would diverge at the same step again.
+    for (const [k, t] of [
+      ['p', p],
+      ['m', mm],
+      ['v', vv],
+    ] as const)
+      if (t && !(t.data as Float32Array).every(Number.isFinite))
+        throw new UserError(
+          `${file}: tensor '${k}.${n}' holds values that are not finite (saved by a diverged run); it cannot be resumed: start the run again with a lower --lr`,
+        );
     if (mm && vv) {
       m.set(n, mm.data as Float32Array);
       v.set(n, vv.data as Float32Array);
@@ -333,6 +344,21 @@ export async function train(o: TrainerOptions): Promise<{ params: Map<string, Ho
     st = ck.st;
     trimMetrics(path.join(o.runDir, o.files.metrics), st.globalStep);
   }
+  // The step of the checkpoint on disk that this run can resume from (null: none written yet),
+  // so that a divergence says truthfully what is left.
+  let checkpointStep: number | null = o.resume ? st.globalStep : null;
+  const checkpoint = (): string => {
+    const file = writeCheckpoint(o.runDir, o.files.checkpoint, params, shapes, opt, st);
+    checkpointStep = st.globalStep;
+    return file;
+  };
+  const diverged = (at: number, epoch: number, what: string, where: string, advice: string): UserError =>
+    new UserError(
+      `training stopped: ${what} at step ${at} (epoch ${epoch}): ${where}. The step was not applied. ${advice}; ` +
+        (checkpointStep === null
+          ? `no checkpoint was written before it (one is written at each epoch end and every minute), so start again with lower values`
+          : `the checkpoint of step ${checkpointStep} (written before the failure) is in ${path.join(o.runDir, o.files.checkpoint)}: continue with met train --resume ${o.runDir} --lr <lower>`),
+    );
   const stepsPerEpoch = Math.ceil(data.train.length / S.batch);
   const totalSteps = stepsPerEpoch * S.epochs;
   const warmup = Math.round(S.warmupEpochs * stepsPerEpoch);
@@ -403,13 +429,20 @@ export async function train(o: TrainerOptions): Promise<{ params: Map<string, Ho
                 : badKd >= 0
                   ? `exit ${badKd + 1} copycat distillation = ${kd[badKd]}`
                   : `total = ${loss}`;
-          throw new UserError(
-            `training stopped: the loss is not finite at step ${st.globalStep + 1} (epoch ${epoch + 1}): ${where}. Lower --lr, --lambda or --distill; the last good checkpoint is kept in ${o.runDir}`,
+          throw diverged(
+            st.globalStep + 1,
+            epoch + 1,
+            'the loss is not finite',
+            where,
+            'Lower --lr, --lambda or --distill',
           );
         }
         const grads = new Map(names.map((n) => [n, r[`grad.${n}`].data as Float32Array]));
         const lr = warmupCosine(st.globalStep, totalSteps, warmup, S.lr, S.minLr);
-        opt.step(params, grads, lr);
+        // Nothing of a non-finite step reaches the parameters or the moments (AdamW.step is all
+        // or nothing), so every checkpoint written stays resumable.
+        const bad = opt.step(params, grads, lr);
+        if (bad) throw diverged(st.globalStep + 1, epoch + 1, `the update is not finite`, bad, 'Lower --lr');
         st = { epoch, stepInEpoch: s + 1, globalStep: st.globalStep + 1, adamStep: opt.state.step };
         stepsDone++;
         lossSum += loss;
@@ -446,17 +479,13 @@ export async function train(o: TrainerOptions): Promise<{ params: Map<string, Ho
           ...(isRegression(met) ? { maePerExit: trainMae(met, r, K, samples) } : {}),
         });
         if (Date.now() - lastCk > (o.checkpointEveryMs ?? 60_000)) {
-          emit({
-            type: 'checkpoint',
-            step: st.globalStep,
-            file: writeCheckpoint(o.runDir, o.files.checkpoint, params, shapes, opt, st),
-          });
+          emit({ type: 'checkpoint', step: st.globalStep, file: checkpoint() });
           lastCk = Date.now();
         }
       }
       // Epoch end: the position is the start of the next epoch.
       st = { ...st, epoch: epoch + 1, stepInEpoch: 0 };
-      writeCheckpoint(o.runDir, o.files.checkpoint, params, shapes, opt, st);
+      checkpoint();
       writeSafetensors(path.join(o.runDir, o.files.trainable), hostParams());
       lastCk = Date.now();
       const v = o.validate ? await o.validate(hostParams()) : [];
@@ -474,11 +503,7 @@ export async function train(o: TrainerOptions): Promise<{ params: Map<string, Ho
       });
     }
     if (stopped) {
-      emit({
-        type: 'checkpoint',
-        step: st.globalStep,
-        file: writeCheckpoint(o.runDir, o.files.checkpoint, params, shapes, opt, st),
-      });
+      emit({ type: 'checkpoint', step: st.globalStep, file: checkpoint() });
       writeSafetensors(path.join(o.runDir, o.files.trainable), hostParams());
       emit({ type: 'stopped', step: st.globalStep, reason: stopped });
     } else emit({ type: 'done', step: st.globalStep, seconds: (Date.now() - t0) / 1000 });
