@@ -40,7 +40,7 @@ const ACTIONS: Record<string, string> = {
 /** The line(s) to print for an error that ended a command; `debug` adds the stack of a bug. */
 export function formatError(e: unknown, debug = !!process.env.MET_DEBUG): string {
   if (e instanceof UserError) return `error: ${e.message}`;
-  const sys = e as NodeJS.ErrnoException;
+  const sys = e as NodeJS.ErrnoException & { dest?: string };
   if (e instanceof Error && typeof sys.code === 'string' && typeof sys.syscall === 'string') {
     const reason = REASONS[sys.code] ?? sys.message.replace(/^[A-Z]+: /, '').replace(/,.*$/, '');
     const what = ACTIONS[sys.syscall] ?? sys.syscall;

@@ -186,7 +186,11 @@ export async function trainCommand(argv: string[]): Promise<number> {
   }
   const json = a.progress === 'json';
   let stopReason: string | null = null;
+  // SIGHUP means the terminal is gone: writing progress to it then fails (EIO, EPIPE) as an
+  // 'error' event, which must not end the run before its checkpoint.
+  const quiet = () => undefined;
   const onSignal = (sig: string) => {
+    if (sig === 'SIGHUP') for (const s of [process.stdout, process.stderr]) s.on('error', quiet);
     if (stopReason) process.exit(130);
     stopReason = `${sig} received`;
     console.error(`\n${sig}: saving a checkpoint after this step (press again to quit at once)`);

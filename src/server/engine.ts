@@ -272,6 +272,10 @@ export async function engineCommand(argv: string[]): Promise<number> {
     process.stderr.write(`engine: ${reason}: stopping ${training.runDir} after this step with a checkpoint\n`);
     void training.done.then(() => resolveExit(0));
   };
+  // The host reads stdout and stderr through pipes that die with it: a write after that fails
+  // with EPIPE as an 'error' event, which must not end the training before its checkpoint.
+  process.stdout.on('error', () => undefined);
+  process.stderr.on('error', () => undefined);
   // Without a listener a late send error would be an uncaught exception.
   process.on('error', (e) =>
     lostHost(`the channel to VS Code broke (${(e as NodeJS.ErrnoException).code ?? e.message})`),
