@@ -4,8 +4,8 @@ import { exportCommand } from './cli/export';
 import { paramsCommand } from './cli/params';
 import { predictCommand } from './cli/predict';
 import { evalCommand, trainCommand } from './cli/train';
+import { formatError } from './cli/errors';
 import { engineCommand } from './server/engine';
-import { UserError } from './engine/tensor';
 import { ENGINE_COMMAND } from './protocol';
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help: string }> = {
@@ -47,8 +47,8 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (e: unknown) => {
-    if (e instanceof UserError) console.error(`error: ${e.message}`);
-    else console.error(e instanceof Error ? (e.stack ?? e.message) : String(e));
+    // One line naming the problem (the file and the reason for a system error); no stack trace.
+    console.error(formatError(e));
     process.exitCode = 1;
   },
 );

@@ -144,12 +144,36 @@ export interface RequestMessage<M extends RequestMethod = RequestMethod> {
   params: ParamsOf<M>;
 }
 
+/**
+ * Errors in a request itself, named by the engine before any handler runs (name 'ProtocolError'):
+ *   method-unknown   no such request method (prototype keys such as 'toString' included)
+ *   params-invalid   a field is missing or has the wrong type (ErrorInfo.field names it)
+ */
+export type ProtocolErrorCode = 'method-unknown' | 'params-invalid';
+
+export class ProtocolError extends Error {
+  constructor(
+    readonly code: ProtocolErrorCode,
+    message: string,
+    /** The params field at fault ('params' for the params object itself). */
+    readonly field?: string,
+  ) {
+    super(message);
+    this.name = 'ProtocolError';
+  }
+}
+
 export interface ErrorInfo {
   message: string;
-  /** 'UserError' for errors a user can fix (bad folder, bad config): shown without a stack. */
+  /**
+   * 'UserError' for errors a user can fix (bad folder, bad config), 'ProtocolError' for a bad
+   * request: both shown without a stack.
+   */
   name: string;
-  /** What kind of user error (UserError.code): what code branches on, never the message text. */
-  code?: UserErrorCode;
+  /** What kind of user or protocol error: what code branches on, never the message text. */
+  code?: UserErrorCode | ProtocolErrorCode;
+  /** The params field a ProtocolError 'params-invalid' names. */
+  field?: string;
   /** Numbers the message states (UserError.details), e.g. heads-unknown's width. */
   details?: Record<string, number>;
   stack?: string;
@@ -190,7 +214,9 @@ export function errorInfo(e: unknown): ErrorInfo {
       name: e.name,
       ...(e.name === 'UserError' && typeof code === 'string' ? { code: code as UserErrorCode } : {}),
       ...(e.name === 'UserError' && details ? { details } : {}),
-      stack: e.stack,
+      ...(e instanceof ProtocolError ? { code: e.code, ...(e.field ? { field: e.field } : {}) } : {}),
+      // A bad request or a user's mistake is named by its message; a stack is for bugs only.
+      ...(e.name === 'UserError' || e instanceof ProtocolError ? {} : { stack: e.stack }),
     };
   }
   return { message: String(e), name: 'Error' };

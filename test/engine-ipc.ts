@@ -47,6 +47,7 @@ export class Engine {
               Object.assign(new Error(m.error.message), {
                 name: m.error.name,
                 code: m.error.code,
+                field: m.error.field,
                 details: m.error.details,
               }),
             );

@@ -192,15 +192,20 @@ export async function trainCommand(argv: string[]): Promise<number> {
   }
   const json = a.progress === 'json';
   let stopReason: string | null = null;
+  // SIGHUP means the terminal is gone: writing progress to it then fails (EIO, EPIPE) as an
+  // 'error' event, which must not end the run before its checkpoint.
+  const quiet = () => undefined;
   const onSignal = (sig: string) => {
+    if (sig === 'SIGHUP') for (const s of [process.stdout, process.stderr]) s.on('error', quiet);
     if (stopReason) process.exit(130);
     stopReason = `${sig} received`;
     console.error(`\n${sig}: saving a checkpoint after this step (press again to quit at once)`);
   };
-  const onInt = () => onSignal('SIGINT');
-  const onTerm = () => onSignal('SIGTERM');
-  process.on('SIGINT', onInt);
-  process.on('SIGTERM', onTerm);
+  // SIGINT (Ctrl-C), SIGTERM (kill, a service manager) and SIGHUP (the terminal closed) all
+  // stop after the current step with a checkpoint, so the run can be resumed.
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  const handlers = signals.map((sig) => [sig, () => onSignal(sig)] as const);
+  for (const [sig, h] of handlers) process.on(sig, h);
   let lastPrint = 0;
   try {
     const s = await runTraining(
@@ -239,8 +244,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
     printSummary(s, json);
     return 0;
   } finally {
-    process.off('SIGINT', onInt);
-    process.off('SIGTERM', onTerm);
+    for (const [sig, h] of handlers) process.off(sig, h);
   }
 }
 

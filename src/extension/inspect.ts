@@ -322,6 +322,13 @@ class InspectPanel extends HostedPanel<HostMessage, WebviewMessage, InspectState
         await this.save(m.point);
         break;
       case 'pickRun':
+        // The webview is not trusted with paths: it may only pick a run the host listed to it
+        // (runChoices in 'init'), never retarget the panel to a folder it names.
+        if (typeof m.dir !== 'string' || !this.listedRuns.has(norm(m.dir))) {
+          log().warn(`Inspect exits: ignored a pick of a run that was not offered: ${String(m.dir).slice(0, 300)}`);
+          this.post({ type: 'status', text: 'That run was not offered here; pick one from the list.', error: true });
+          break;
+        }
         await this.retarget(m.dir, this.source);
         break;
       case 'pickSource':
@@ -374,6 +381,14 @@ class InspectPanel extends HostedPanel<HostMessage, WebviewMessage, InspectState
     this.allScoredMs = undefined;
   }
 
+  /** The runs the last 'init' offered the webview: the only ones its 'pickRun' may name. */
+  private listedRuns = new Set<string>();
+
+  /** Tests: a message as if the webview had posted it (met.inspect.receive). */
+  receiveForTest(m: WebviewMessage): Promise<void> {
+    return this.onMessage(m);
+  }
+
   private async runChoices(): Promise<RunChoice[]> {
     const runs = await getRunIndex(this.context).runs();
     const out: RunChoice[] = runs
@@ -401,6 +416,7 @@ class InspectPanel extends HostedPanel<HostMessage, WebviewMessage, InspectState
     if (!l) return;
     void this.runChoices().then((runs) => {
       if (this.loaded !== l) return;
+      this.listedRuns = new Set(runs.map((r) => norm(r.dir)));
       const { cf, K: _K, curve, gflops, ...images } = l;
       const init: InitMessage = {
         type: 'init',
@@ -752,6 +768,16 @@ export function registerInspect(context: vscode.ExtensionContext): void {
       },
     ),
   );
+  // Not contributed (tests): a message to a run's panel as if its webview had posted it (a
+  // hostile webview's 'pickRun' of a folder it was never offered).
+  context.subscriptions.push(
+    vscode.commands.registerCommand('met.inspect.receive', async (runDir: string, m: WebviewMessage) => {
+      const p = inspectPanels.all().find((x) => x.runDir === norm(runDir));
+      if (!p) return false;
+      await p.receiveForTest(m);
+      return true;
+    }),
+  );
   // met.inspect.snapshot (not contributed, tests): what each open panel's webview last reported, and timings.
   inspectPanels.register(context, {
     snapshotCommand: 'met.inspect.snapshot',
@@ -762,6 +788,7 @@ export function registerInspect(context: vscode.ExtensionContext): void {
       webviewFirstPaintMs: p.webviewFirstPaintMs,
       allScoredMs: p.allScoredMs,
       thumbsDir: p.thumbsDir,
+      roots: (p.panel.webview.options.localResourceRoots ?? []).map((u) => u.fsPath),
     }),
     async restore(panel, saved) {
       const state = saved as InspectState | undefined;

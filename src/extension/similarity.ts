@@ -133,7 +133,28 @@ class SimilarityPanel extends HostedPanel<SimHostMessage, SimWebviewMessage, Sim
   }
 
   static options(context: vscode.ExtensionContext, info: RunInfo): vscode.WebviewPanelOptions & vscode.WebviewOptions {
-    return webviewOptions(context, [vscode.Uri.file(info.config.dataset.root), SimilarityPanel.thumbsDir(context)]);
+    const data = SimilarityPanel.dataRoot(info);
+    return webviewOptions(context, [
+      vscode.Uri.file(info.dir),
+      SimilarityPanel.thumbsDir(context),
+      ...(data ? [vscode.Uri.file(data)] : []),
+    ]);
+  }
+
+  /**
+   * The run's image folder when the webview may read it: only inside a workspace folder. A run's
+   * config.json names any path as dataset.root ('/' included); localResourceRoots only ever holds
+   * the workspace, the run and the extension (its thumbnail cache), so a folder outside shows
+   * engine-made thumbnails only.
+   */
+  static dataRoot(info: RunInfo): string | undefined {
+    const root = norm(path.resolve(info.config.dataset.root));
+    const inside = (vscode.workspace.workspaceFolders ?? []).some((f) => {
+      if (f.uri.scheme !== 'file') return false;
+      const ws = norm(f.uri.fsPath);
+      return root === ws || root.startsWith(ws.endsWith(path.sep) ? ws : ws + path.sep);
+    });
+    return inside ? root : undefined;
   }
 
   constructor(
@@ -212,9 +233,11 @@ class SimilarityPanel extends HostedPanel<SimHostMessage, SimWebviewMessage, Sim
   /** Webview URIs of thumbnails made by the engine, or of the image files when it cannot make them. */
   private async thumbs(files: string[]): Promise<(string | null)[]> {
     const w = this.panel.webview;
-    const root = norm(this.info.config.dataset.root);
+    const root = SimilarityPanel.dataRoot(this.info);
     const direct = (f: string) =>
-      norm(f).startsWith(root + path.sep) && fs.existsSync(f) ? w.asWebviewUri(vscode.Uri.file(f)).toString() : null;
+      root && norm(f).startsWith(root + path.sep) && fs.existsSync(f)
+        ? w.asWebviewUri(vscode.Uri.file(f)).toString()
+        : null;
     try {
       const cacheDir = SimilarityPanel.thumbsDir(this.context).fsPath;
       const r = await getEngines().request('inspect/thumbs', { files, size: THUMB_SIZE, cacheDir });
@@ -357,7 +380,12 @@ export function registerSimilarity(context: vscode.ExtensionContext): void {
   // (setState contents and the numbers it read back from the matrices it drew).
   similarityPanels.register(context, {
     snapshotCommand: 'met.similarity.snapshot',
-    snapshotFields: (p) => ({ runDir: p.dir, settings: p.settings, computations: p.computations }),
+    snapshotFields: (p) => ({
+      runDir: p.dir,
+      settings: p.settings,
+      computations: p.computations,
+      roots: (p.panel.webview.options.localResourceRoots ?? []).map((u) => u.fsPath),
+    }),
     async restore(panel, saved) {
       const state = saved as SimState | undefined;
       // As the dashboard: a reload right after opening may come before the state was persisted;

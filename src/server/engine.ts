@@ -25,6 +25,7 @@ import { RunCache } from '../engine/explore/runCache';
 import { scoreImages } from '../engine/explore/score';
 import { computeSimilarity } from '../engine/explore/similarity';
 import { makeThumbs } from '../engine/explore/thumbs';
+import { isMethod, validateParams } from './validate';
 import {
   ENGINE_COMMAND,
   errorInfo,
@@ -33,6 +34,7 @@ import {
   type NotificationMethod,
   type ParamsOf,
   PROTOCOL_VERSION,
+  ProtocolError,
   type RequestMessage,
   type RequestMethod,
   type ResponseMessage,
@@ -47,15 +49,28 @@ type Handler<M extends RequestMethod> = (p: ParamsOf<M>) => Promise<ResultOf<M>>
 let training: { runDir: string; stop: string | null; done: Promise<unknown> } | null = null;
 let shuttingDown = false;
 
+/**
+ * Sends one message to the host; never throws and never crashes the engine. process.send reports
+ * a broken channel (EPIPE when the host died, ERR_IPC_CHANNEL_CLOSED after a disconnect)
+ * asynchronously: to its callback, or, without one, as an 'error' event on process, which with no
+ * listener is an uncaught exception that would end a training without a checkpoint. So every send
+ * has a callback, and a failed send means the host is gone: stop like a disconnect.
+ */
 function send(msg: ResponseMessage | { method: string; params: unknown }): void {
   // After the host has gone (disconnect), there is nobody to tell; the run folder has it all.
   if (!process.connected || !process.send) return;
   try {
-    process.send(msg);
-  } catch {
-    // ERR_IPC_CHANNEL_CLOSED between the check and the send: same as above.
+    process.send(msg, undefined, undefined, (e: Error | null) => {
+      if (e) lostHost(`the channel to VS Code broke (${(e as NodeJS.ErrnoException).code ?? e.message})`);
+    });
+  } catch (e) {
+    // ERR_IPC_CHANNEL_CLOSED between the check and the send, or a message that cannot be cloned.
+    lostHost(`the channel to VS Code broke (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
   }
 }
+
+/** Set by engineCommand: stop a training after this step with a checkpoint, then exit. */
+let lostHost: (reason: string) => void = () => undefined;
 
 function notify<N extends NotificationMethod>(method: N, params: NotificationMap[N]): void {
   send({ method, params });
@@ -186,7 +201,9 @@ const shutdown: Handler<'engine/shutdown'> = async () => {
   return { ok: true };
 };
 
-const HANDLERS: { [M in RequestMethod]: Handler<M> } = {
+// A null-prototype table: 'toString', 'constructor' or '__proto__' is no method (isMethod checks
+// own keys of the validators' table as well).
+const HANDLERS: { [M in RequestMethod]: Handler<M> } = Object.assign(Object.create(null) as object, {
   'train/resolve': resolve,
   'train/start': trainStart,
   'train/cancel': trainCancel,
@@ -196,21 +213,23 @@ const HANDLERS: { [M in RequestMethod]: Handler<M> } = {
   'inspect/thumbs': inspectThumbs,
   'similarity/compute': similarityCompute,
   'engine/shutdown': shutdown,
-};
+} satisfies { [M in RequestMethod]: Handler<M> });
 
 async function dispatch(m: RequestMessage): Promise<void> {
-  const h = HANDLERS[m.method] as Handler<RequestMethod> | undefined;
-  if (!h) {
-    send({ id: m.id, error: { name: 'Error', message: `unknown method '${String(m.method)}'` } });
+  if (!isMethod(m.method) || !Object.prototype.hasOwnProperty.call(HANDLERS, m.method)) {
+    const e = new ProtocolError('method-unknown', `unknown method '${String(m.method)}'`);
+    send({ id: m.id, error: errorInfo(e) });
     return;
   }
+  const h = HANDLERS[m.method] as Handler<RequestMethod>;
   try {
-    const result = await h(m.params);
+    validateParams(m.method, m.params);
+    const result = await h((m.params ?? {}) as never);
     send({ id: m.id, result });
   } catch (e) {
     // UserErrors (bad folder, bad config...) go back as they are; anything else carries its
     // stack, which the host writes to the log.
-    if (!(e instanceof UserError))
+    if (!(e instanceof UserError) && !(e instanceof ProtocolError))
       process.stderr.write(`engine: ${m.method} failed: ${e instanceof Error ? e.stack : String(e)}\n`);
     send({ id: m.id, error: errorInfo(e) });
   }
@@ -239,14 +258,37 @@ export async function engineCommand(argv: string[]): Promise<number> {
     if (isRequest(m)) void dispatch(m);
     else process.stderr.write(`engine: ignored a message that is not a request: ${JSON.stringify(m).slice(0, 200)}\n`);
   });
-  // The extension host went away (window closed, crash): stop a training with a checkpoint, so
-  // the run can be resumed, then leave. Nobody is listening any more.
-  process.on('disconnect', () => {
+  // The extension host went away (window closed, crash, a failed send) or the process was asked
+  // to end (SIGTERM, SIGHUP when its terminal closed, SIGINT): stop a training after the current
+  // step with a checkpoint, so the run can be resumed, then leave. A second signal quits at once
+  // (the last checkpoint stays; its write is atomic).
+  let stopping = false;
+  lostHost = (reason) => {
+    if (stopping) return;
+    stopping = true;
     shuttingDown = true;
     if (!training) return resolveExit(0);
-    training.stop ??= 'VS Code closed the engine';
+    training.stop ??= reason;
+    process.stderr.write(`engine: ${reason}: stopping ${training.runDir} after this step with a checkpoint\n`);
     void training.done.then(() => resolveExit(0));
-  });
+  };
+  // The host reads stdout and stderr through pipes that die with it: a write after that fails
+  // with EPIPE as an 'error' event, which must not end the training before its checkpoint.
+  process.stdout.on('error', () => undefined);
+  process.stderr.on('error', () => undefined);
+  // Without a listener a late send error would be an uncaught exception.
+  process.on('error', (e) =>
+    lostHost(`the channel to VS Code broke (${(e as NodeJS.ErrnoException).code ?? e.message})`),
+  );
+  process.on('disconnect', () => lostHost('VS Code closed the engine'));
+  for (const sig of ['SIGTERM', 'SIGHUP', 'SIGINT'] as const)
+    process.on(sig, () => {
+      if (stopping && training) {
+        process.stderr.write(`engine: ${sig} again: quitting at once\n`);
+        process.exit(130);
+      }
+      lostHost(`${sig} received`);
+    });
   notify('ready', {
     protocol: PROTOCOL_VERSION,
     pid: process.pid,

@@ -135,6 +135,26 @@ suite('Inspect exits', () => {
     assert.equal(typeof snap.firstPaintMs, 'number', 'time to first paint measured');
   });
 
+  test("a webview's pickRun of a folder the host never listed is ignored; the panel stays on its run", async function () {
+    this.timeout(120_000);
+    const opened = await vscode.commands.executeCommand<string>('met.inspectExits', run.runDir);
+    assert.equal(opened, run.runDir);
+    await waitFor('the panel to render', async () => (await snapshotOf(run.runDir))?.rendered, 60_000);
+    const other = path.dirname(run.runDir);
+    for (const dir of ['/', other, path.join(run.runDir, '..', '..')]) {
+      assert.equal(
+        await vscode.commands.executeCommand('met.inspect.receive', run.runDir, { type: 'pickRun', dir }),
+        true,
+      );
+      const all = await snapshots();
+      assert.ok(
+        all.every((s) => s.runDir !== path.resolve(dir)),
+        `the panel was retargeted to ${dir}`,
+      );
+      assert.ok(await snapshotOf(run.runDir), 'the panel still shows its run');
+    }
+  });
+
   test('every slider point gives the accuracy and GFLOPs the engine computes for its thresholds', async function () {
     this.timeout(120_000);
     const th = readJson<Thresholds>(path.join(run.runDir, 'thresholds.json'));

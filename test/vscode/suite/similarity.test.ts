@@ -231,6 +231,41 @@ suite('similarity matrices', () => {
     assert.deepEqual(again.rendered!.matrices, before.rendered!.matrices);
   });
 
+  test("localResourceRoots hold only the workspace, the run and the extension, whatever the run's dataset.root names", async function () {
+    this.timeout(180_000);
+    const run = await tinyRun();
+    // A copy of the run whose config.json names '/' as its image folder (any run folder can).
+    const dir = path.join(path.dirname(run.runDir), `root-slash-${Date.now()}`);
+    fs.cpSync(run.runDir, dir, { recursive: true });
+    try {
+      const cfgFile = path.join(dir, 'config.json');
+      const cfg = JSON.parse(fs.readFileSync(cfgFile, 'utf8')) as { dataset: { root: string } };
+      cfg.dataset.root = '/';
+      fs.writeFileSync(cfgFile, JSON.stringify(cfg));
+      assert.equal(await vscode.commands.executeCommand('met.showSimilarity', { runDir: dir }), dir);
+      const snap = await waitFor('the panel for the copy', async () =>
+        (await vscode.commands.executeCommand<(Snapshot & { roots: string[] })[]>('met.similarity.snapshot')).find(
+          (s) => s.runDir === dir,
+        ),
+      );
+      const ws = (vscode.workspace.workspaceFolders ?? []).map((f) => f.uri.fsPath);
+      const ext = vscode.extensions.all.find((e) => e.packageJSON?.name === 'met-vscode')?.extensionPath ?? '';
+      assert.ok(!snap.roots.includes('/') && !snap.roots.includes(path.parse(dir).root), snap.roots.join(', '));
+      for (const r of snap.roots)
+        assert.ok(
+          r === dir ||
+            ws.some((w) => r === w || r.startsWith(w + path.sep)) ||
+            (ext && r.startsWith(ext + path.sep)) ||
+            path.basename(r) === 'thumbs',
+          `${r} is neither the workspace, the run nor the extension (${snap.roots.join(', ')})`,
+        );
+      assert.ok(snap.roots.includes(dir), 'the run itself is a root');
+    } finally {
+      await vscode.commands.executeCommand('workbench.action.closeAllEditors');
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('a run that is not finished is refused with a message naming it', async function () {
     const dir = path.join(path.dirname((await tinyRun()).runDir), `not-a-run-${Date.now()}`);
     fs.mkdirSync(dir, { recursive: true });
