@@ -47,7 +47,7 @@ test('met: every error path prints a named error and no stack trace', async () =
     [['train', '--config', path.join(dir, 'nope.json')], /nope\.json/],
     [
       ['train', '--data', D, '--weights', W, '--heads', '2', '--image-size', '3', '--out', path.join(dir, 'o')],
-      /image size 3/,
+      /imageSize: 3 is not a positive multiple of the patch size 4/,
     ],
     [['train', '--resume', path.join(dir, 'nope')], /nope/],
     [['eval'], /--run RUN is required/],
