@@ -15,43 +15,26 @@ const common = {
   external,
   logLevel: 'warning',
 };
+/** The panels' webview scripts: browser bundles, each with the CSS it imports beside it.
+ *  @type {esbuild.BuildOptions} */
+const webview = {
+  bundle: true,
+  platform: 'browser',
+  target: 'es2022',
+  format: 'iife',
+  sourcemap: true,
+  logLevel: 'warning',
+};
 
 await Promise.all([
   esbuild.build({ ...common, entryPoints: ['src/extension.ts'], outfile: 'dist/extension.js' }),
   esbuild.build({ ...common, entryPoints: ['src/cli.ts'], outfile: 'dist/cli.js' }),
   esbuild.build({ ...common, entryPoints: ['bench/bench.ts'], outfile: 'dist/bench.js' }),
   // The training dashboard's webview script (+ its CSS, imported by it: dist/webview/dashboard.css).
-  esbuild.build({
-    bundle: true,
-    platform: 'browser',
-    target: 'es2022',
-    format: 'iife',
-    sourcemap: true,
-    logLevel: 'warning',
-    entryPoints: ['webview-ui/dashboard/main.ts'],
-    outfile: 'dist/webview/dashboard.js',
-  }),
+  esbuild.build({ ...webview, entryPoints: ['webview-ui/dashboard/main.ts'], outfile: 'dist/webview/dashboard.js' }),
   // The similarity-matrices and parameter-counts panels (+ their CSS: dist/webview/{similarity,params}.css).
-  esbuild.build({
-    bundle: true,
-    platform: 'browser',
-    target: 'es2022',
-    format: 'iife',
-    sourcemap: true,
-    logLevel: 'warning',
-    entryPoints: ['webview-ui/similarity/main.ts'],
-    outfile: 'dist/webview/similarity.js',
-  }),
-  esbuild.build({
-    bundle: true,
-    platform: 'browser',
-    target: 'es2022',
-    format: 'iife',
-    sourcemap: true,
-    logLevel: 'warning',
-    entryPoints: ['webview-ui/params/main.ts'],
-    outfile: 'dist/webview/params.js',
-  }),
+  esbuild.build({ ...webview, entryPoints: ['webview-ui/similarity/main.ts'], outfile: 'dist/webview/similarity.js' }),
+  esbuild.build({ ...webview, entryPoints: ['webview-ui/params/main.ts'], outfile: 'dist/webview/params.js' }),
   // Inspect exits (+ dist/webview/inspect.css); bundles the engine's pure threshold maths for the
   // budget slider. Two builds: the production one without the test hooks (MET_TEST_HOOKS false:
   // the branch that installs them is dead code, and webview-ui/inspect/test-hooks.ts is dropped),
@@ -62,12 +45,7 @@ await Promise.all([
     ['dist/webview/inspect-test.js', true],
   ]).map(([outfile, hooks]) =>
     esbuild.build({
-      bundle: true,
-      platform: 'browser',
-      target: 'es2022',
-      format: 'iife',
-      sourcemap: true,
-      logLevel: 'warning',
+      ...webview,
       define: { MET_TEST_HOOKS: String(hooks) },
       // Folds `if (false) ...` away (identifiers and whitespace stay as they are).
       minifySyntax: true,
