@@ -788,7 +788,6 @@ export function registerInspect(context: vscode.ExtensionContext): void {
       webviewFirstPaintMs: p.webviewFirstPaintMs,
       allScoredMs: p.allScoredMs,
       thumbsDir: p.thumbsDir,
-      roots: (p.panel.webview.options.localResourceRoots ?? []).map((u) => u.fsPath),
     }),
     async restore(panel, saved) {
       const state = saved as InspectState | undefined;

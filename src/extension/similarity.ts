@@ -384,7 +384,6 @@ export function registerSimilarity(context: vscode.ExtensionContext): void {
       runDir: p.dir,
       settings: p.settings,
       computations: p.computations,
-      roots: (p.panel.webview.options.localResourceRoots ?? []).map((u) => u.fsPath),
     }),
     async restore(panel, saved) {
       const state = saved as SimState | undefined;

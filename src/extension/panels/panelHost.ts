@@ -62,8 +62,8 @@ export class PanelHost<P extends HostedPanel<{ type: string }, { type: string },
    * Registers the serializer, the test snapshot command and the disposal of every panel with the
    * extension. `restore` revives a panel from the state its webview kept (undefined: VS Code had
    * none yet); when it returns nothing, the empty panel is closed rather than left blank.
-   * `snapshotFields`: what identifies each panel in the snapshot (besides visible, readyCount and
-   * the last 'state' message).
+   * `snapshotFields`: what identifies each panel in the snapshot (besides visible, readyCount, the
+   * webview's localResourceRoots and the last 'state' message).
    */
   register(
     context: vscode.ExtensionContext,
@@ -80,6 +80,7 @@ export class PanelHost<P extends HostedPanel<{ type: string }, { type: string },
           ...o.snapshotFields(p),
           visible: p.panel.visible,
           readyCount: p.readyCount,
+          roots: (p.panel.webview.options.localResourceRoots ?? []).map((u) => u.fsPath),
           ...p.snapshot,
         })),
       ),
