@@ -13,6 +13,11 @@ import { parseJsonc } from './jsonc';
 
 export const CONFIG_FILE_NAME = 'met.config.json';
 
+/** A MET config file by its name: `met.config.json`, or any `*.met.json` (the schema's and the
+ *  CodeLens' file patterns in package.json). */
+export const isConfigFileName = (file: string): boolean =>
+  path.basename(file) === CONFIG_FILE_NAME || file.endsWith('.met.json');
+
 /** Settings that name files; in a config file they are relative to the file. */
 const PATH_KEYS = ['data', 'weights', 'out'] as const;
 

@@ -16,19 +16,18 @@
 // debounced; results are cached by the buffer's text. An answer for an older text is dropped.
 
 import { createHash } from 'node:crypto';
-import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { ParamsReport } from '../app/params';
 import { getEngines } from './engineClient';
 import { getRunIndex, type RunIndex } from './runIndex';
+import { isConfigFileName } from '../app/configFile';
 
 /** Which documents get lenses (the same files as jsonValidation in package.json). */
 export const CONFIG_SELECTOR: vscode.DocumentSelector = [
   { scheme: 'file', pattern: '**/met.config.json' },
   { scheme: 'file', pattern: '**/*.met.json' },
 ];
-const isConfigFile = (uri: vscode.Uri) =>
-  uri.scheme === 'file' && (path.basename(uri.fsPath) === 'met.config.json' || uri.fsPath.endsWith('.met.json'));
+const isConfigFile = (uri: vscode.Uri) => uri.scheme === 'file' && isConfigFileName(uri.fsPath);
 
 const EDIT_DEBOUNCE_MS = 800;
 

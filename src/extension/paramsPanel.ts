@@ -36,9 +36,9 @@ import { HostedPanel, PanelHost } from './panels/panelHost';
 import { norm } from './runFiles';
 import { getRunIndex, type RunIndex } from './runIndex';
 import { esc, webviewOptions, webviewPage } from './webviewPage';
+import { isConfigFileName } from '../app/configFile';
 
 export const PARAMS_VIEW_TYPE = 'met.params';
-const isConfigPath = (p: string) => path.basename(p) === 'met.config.json' || p.endsWith('.met.json');
 
 /** The report as the webview gets it: series as typed arrays. */
 export function toNumbers(r: ParamsReport): ParamsNumbers {
@@ -259,7 +259,7 @@ async function sourceOf(arg: unknown, index: RunIndex): Promise<ParamsSource | u
 /** The active editor's config file, else a pick among the workspace's config files and runs. */
 async function pickSource(index: RunIndex): Promise<ParamsSource | undefined> {
   const active = vscode.window.activeTextEditor?.document.uri;
-  if (active?.scheme === 'file' && isConfigPath(active.fsPath))
+  if (active?.scheme === 'file' && isConfigFileName(active.fsPath))
     return { kind: 'config', path: norm(active.fsPath), name: path.basename(active.fsPath) };
   const files = await vscode.workspace.findFiles('**/{met.config.json,*.met.json}', '**/{node_modules,.git}/**', 200);
   const runs = await index.runs();
