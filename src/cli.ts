@@ -3,6 +3,7 @@
 import { exportCommand } from './cli/export';
 import { paramsCommand } from './cli/params';
 import { predictCommand } from './cli/predict';
+import { stopCommand } from './cli/stop';
 import { evalCommand, trainCommand } from './cli/train';
 import { formatError } from './cli/errors';
 import { engineCommand } from './server/engine';
@@ -10,6 +11,7 @@ import { ENGINE_COMMAND } from './protocol';
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help: string }> = {
   train: { run: trainCommand, help: 'fine-tune a backbone with MET on an image folder' },
+  stop: { run: stopCommand, help: 'stop a training (from any terminal or window) after its step, with a checkpoint' },
   eval: { run: evalCommand, help: 'per-exit accuracy and GFLOPs of a run, and the budgeted-inference curve' },
   predict: {
     run: predictCommand,

@@ -37,6 +37,14 @@ export const PROTOCOL_VERSION = 1;
 
 /** The CLI sub-command that runs the engine (hidden from `met --help`). */
 export const ENGINE_COMMAND = 'engine';
+/**
+ * `met engine --detached`: an engine that trains one run and outlives the window that started it.
+ * It is spawned in a process group of its own; once its train/start has claimed the run folder it
+ * sends 'train/started', the host disconnects, and from then on windows follow it through the run
+ * folder (engine/run/follow.ts). Losing the host never stops it; SIGTERM, SIGHUP or SIGINT stop
+ * it after the current step with a checkpoint, as a stop.request does.
+ */
+export const DETACHED_FLAG = '--detached';
 
 // ---- Requests (host -> engine) ----
 
@@ -127,8 +135,11 @@ export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
 
 export interface NotificationMap {
   ready: { protocol: number; pid: number; node: string; versions: { onnxruntime: string | null } };
-  /** Training has a run folder (sent before anything slow: scanning, decoding, compiling). */
-  'train/started': { runDir: string; resumed: boolean; config: TrainConfig };
+  /**
+   * The training owns its run folder now (run.lock taken, status.json written): from here it can
+   * be followed through the folder. Not sent when the folder is refused (taken, holds a run).
+   */
+  'train/started': { runDir: string; resumed: boolean; config: TrainConfig; pid: number };
   /** One engine event of the running training (what metrics.jsonl records, and more). */
   'train/event': { runDir: string; event: TrainEvent };
   log: { level: LogLevel; message: string };

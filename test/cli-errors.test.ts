@@ -61,6 +61,10 @@ test('met: every error path prints a named error and no stack trace', async () =
     [['export', '--run', t.run], /--out DIR is required/],
     [['export'], /--run RUN is required/],
     [['engine'], /only runs forked with an IPC channel/],
+    [['engine', '--nope'], /takes no arguments but --detached/],
+    [['stop'], /--run RUN is required/],
+    [['stop', '--run', path.join(dir, 'nope')], /nope: no such run folder/],
+    [['stop', '--run', t.run, '--wait', 'x'], /--wait expects an integer/],
   ];
   for (const [args, named] of cases) {
     const r = met(args);

@@ -140,5 +140,6 @@ test('runFolder.ts bundles without onnxruntime or sharp (the extension host impo
   });
   const js = r.outputFiles[0].text;
   assert.ok(!/onnxruntime|require\("sharp"\)/.test(js), 'no native package in the bundle');
-  assert.ok(js.length < 20_000, `small bundle (${js.length} bytes)`);
+  // ~22 KB with the lock and stop-request readers (issue 11); the engine proper is megabytes.
+  assert.ok(js.length < 26_000, `small bundle (${js.length} bytes)`);
 });

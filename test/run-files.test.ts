@@ -6,6 +6,7 @@
 
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -17,12 +18,15 @@ import {
   type PredictionsFile,
   readJson,
   readRunConfig,
+  readRunStatus,
   readThresholds,
   RUN_FILE,
+  RUN_STATUS_FILE,
   RUN_VERSION,
   type RunConfigFile,
   type RunReportFile,
   type RunSummary,
+  TRAIN_LOG_FILE,
 } from '../src/engine/run/runFolder';
 import type { TrainEvent } from '../src/engine/train/trainer';
 import { met, ROOT, tinyRun } from './tiny-run';
@@ -71,13 +75,16 @@ test('a finished run: done, with the test accuracy of summary.json per exit', as
   assert.equal(r.name, path.basename(run));
 });
 
-test('without summary.json: stopped (checkpoint), failed (none), running (metrics.jsonl just written), starting (no metrics yet)', async () => {
+test('runs from before run.lock and status.json, without summary.json: stopped (checkpoint), failed (none), running (metrics.jsonl just written), starting (no metrics yet)', async () => {
+  const legacy = (d: string) => fs.rmSync(path.join(d, RUN_STATUS_FILE));
   const stopped = await variant('stopped', (d) => {
+    legacy(d);
     fs.rmSync(path.join(d, 'summary.json'));
     age(path.join(d, 'metrics.jsonl'), 3600_000);
   });
   const s = (await readRun(stopped))!;
   assert.equal(s.status, 'stopped');
+  assert.equal(s.resumable, true);
   // The accuracy is the validation accuracy of the last epoch in metrics.jsonl.
   const last = epochsOf(stopped).at(-1)!;
   assert.equal(s.accuracySource, 'val');
@@ -88,22 +95,88 @@ test('without summary.json: stopped (checkpoint), failed (none), running (metric
   assert.equal(s.epoch, last.epoch);
 
   const failed = await variant('failed', (d) => {
+    legacy(d);
     fs.rmSync(path.join(d, 'summary.json'));
     fs.rmSync(path.join(d, 'checkpoint.safetensors'));
     age(path.join(d, 'metrics.jsonl'), 3600_000);
   });
   assert.equal((await readRun(failed))!.status, 'failed');
+  assert.equal((await readRun(failed))!.resumable, false);
 
-  const running = await variant('running', (d) => fs.rmSync(path.join(d, 'summary.json')));
+  const running = await variant('running', (d) => {
+    legacy(d);
+    fs.rmSync(path.join(d, 'summary.json'));
+  });
   assert.equal((await readRun(running))!.status, 'running', 'another process writes metrics.jsonl right now');
 
   // config.json just written, no metrics.jsonl yet: decoding images / compiling, not dead.
   const starting = await variant('starting', (d) => {
+    legacy(d);
     for (const f of ['summary.json', 'metrics.jsonl', 'checkpoint.safetensors']) fs.rmSync(path.join(d, f));
   });
   assert.equal((await readRun(starting))!.status, 'starting');
   age(path.join(starting, 'config.json'), 3600_000);
   assert.equal((await readRun(starting))!.status, 'failed', 'an old run that never got to train');
+});
+
+test('runs with run.lock and status.json: a live owner trains, a gone one left it stopped at once, the last owner says how it ended', async () => {
+  const lock = (d: string, pid: number, command = 'met train') =>
+    fs.writeFileSync(
+      path.join(d, 'run.lock'),
+      JSON.stringify({ pid, host: os.hostname(), since: new Date().toISOString(), command }),
+    );
+  const status = (d: string, patch: Record<string, unknown>) =>
+    fs.writeFileSync(path.join(d, RUN_STATUS_FILE), JSON.stringify({ ...readRunStatus(d), ...patch }));
+  const deadPid = spawnSync(process.execPath, ['-e', 'console.log(process.pid)'], { encoding: 'utf8' }).stdout.trim();
+
+  // Metrics untouched for an hour, but its owner lives (a slow step): running.
+  const slow = await variant('slow', (d) => {
+    fs.rmSync(path.join(d, 'summary.json'));
+    age(path.join(d, 'metrics.jsonl'), 3600_000);
+    status(d, { phase: 'training' });
+    lock(d, process.pid);
+  });
+  assert.equal((await readRun(slow))!.status, 'running');
+  // Its owner killed (the lock stays, the pid is gone): stopped and resumable, without waiting.
+  lock(slow, Number(deadPid));
+  const gone = (await readRun(slow))!;
+  assert.equal(gone.status, 'stopped');
+  assert.equal(gone.resumable, true);
+  assert.equal(
+    gone.reason,
+    `the training process (pid ${deadPid}) ended without finishing (killed or crashed); Resume continues from its last checkpoint`,
+  );
+  // The same with metrics written just now (the old heuristic would have said running for 2 minutes).
+  fs.utimesSync(path.join(slow, 'metrics.jsonl'), new Date(), new Date());
+  assert.equal((await readRun(slow))!.status, 'stopped');
+
+  // A finished run being re-evaluated by `met eval` (its lock) is still done.
+  const evaluating = await variant('evaluating', (d) => lock(d, process.pid, 'met eval'));
+  assert.equal((await readRun(evaluating))!.status, 'done');
+
+  // No lock: the last owner's final phase, with its words.
+  const cancelled = await variant('cancelled', (d) => {
+    fs.rmSync(path.join(d, 'summary.json'));
+    status(d, { phase: 'stopped', stopped: 'cancelled in VS Code' });
+  });
+  const c = (await readRun(cancelled))!;
+  assert.deepEqual([c.status, c.reason, c.resumable], ['stopped', 'cancelled in VS Code', true]);
+  const diverged = await variant('diverged', (d) => {
+    fs.rmSync(path.join(d, 'summary.json'));
+    fs.rmSync(path.join(d, 'checkpoint.safetensors'));
+    status(d, { phase: 'failed', error: { message: 'training stopped: the loss is not finite at step 3' } });
+  });
+  const f = (await readRun(diverged))!;
+  assert.deepEqual(
+    [f.status, f.reason, f.resumable],
+    ['failed', 'training stopped: the loss is not finite at step 3', false],
+  );
+  // A phase that is not final and no lock: the process died after letting go of the lock.
+  const crashed = await variant('crashed', (d) => {
+    fs.rmSync(path.join(d, 'summary.json'));
+    status(d, { phase: 'training' });
+  });
+  assert.equal((await readRun(crashed))!.status, 'stopped');
 });
 
 test("this window's live state wins, with progress from the last step event", async () => {
@@ -183,7 +256,9 @@ test('met train --config records the config file in the run; flags alone do not'
 
 test('a finished run holds exactly the files runFolder.ts names, readable as its types', async () => {
   const { run } = await tinyRun();
-  assert.deepEqual(fs.readdirSync(run).sort(), Object.values(RUN_FILE).sort());
+  // Plus what the training that made it left for followers: status.json (phase 'done') and train.log.
+  assert.deepEqual(fs.readdirSync(run).sort(), [...Object.values(RUN_FILE), RUN_STATUS_FILE, TRAIN_LOG_FILE].sort());
+  assert.equal(readRunStatus(run)?.phase, 'done');
   const cf = readRunConfig(run);
   assert.equal(cf.version, RUN_VERSION);
   assert.ok(isRunConfig(cf));

@@ -27,6 +27,7 @@ import { computeSimilarity } from '../engine/explore/similarity';
 import { makeThumbs } from '../engine/explore/thumbs';
 import { isMethod, validateParams } from './validate';
 import {
+  DETACHED_FLAG,
   ENGINE_COMMAND,
   errorInfo,
   isRequest,
@@ -48,6 +49,10 @@ type Handler<M extends RequestMethod> = (p: ParamsOf<M>) => Promise<ResultOf<M>>
 /** The training this engine runs, if any. */
 let training: { runDir: string; stop: string | null; done: Promise<unknown> } | null = null;
 let shuttingDown = false;
+/** `met engine --detached`: the training goes on when the host goes; the engine ends with it. */
+let detached = false;
+/** Detached, and the host has disconnected: exit once the training has ended. */
+let hostGone = false;
 
 /**
  * Sends one message to the host; never throws and never crashes the engine. process.send reports
@@ -126,15 +131,17 @@ const trainStart: Handler<'train/start'> = async (p: TrainStartParams): Promise<
     done: Promise.resolve(),
   };
   training = t;
-  notify('train/started', { runDir, resumed: !!resumeDir, config: c });
   log(`${resumeDir ? 'resuming' : 'training'} ${runDir} (pid ${process.pid})`);
   const run = runTraining(
     c,
     {
       log: logLine,
       onEvent: (event) => notify('train/event', { runDir, event }),
+      // The host's cancel; a stop.request in the folder (any window, `met stop`) is run.ts's.
       shouldStop: () => t.stop,
       configFile: p.configFile,
+      owner: detached ? 'met train (VS Code)' : 'met train',
+      onClaimed: (dir) => notify('train/started', { runDir: dir, resumed: !!resumeDir, config: c, pid: process.pid }),
     },
     resumeDir,
   );
@@ -145,6 +152,9 @@ const trainStart: Handler<'train/start'> = async (p: TrainStartParams): Promise<
     return { runDir, stopped: summary.stopped, summary };
   } finally {
     training = null;
+    // A detached engine trains once: with the host gone (as it is once the run was claimed),
+    // nobody is left to ask it anything.
+    if (detached && hostGone) setImmediate(() => resolveExit(0));
   }
 };
 
@@ -236,7 +246,11 @@ async function dispatch(m: RequestMessage): Promise<void> {
 }
 
 export async function engineCommand(argv: string[]): Promise<number> {
-  if (argv.length) throw new UserError(`met ${ENGINE_COMMAND}: takes no arguments`);
+  detached = argv.length === 1 && argv[0] === DETACHED_FLAG;
+  if (argv.length && !detached)
+    throw new UserError(
+      `met ${ENGINE_COMMAND}: takes no arguments but ${DETACHED_FLAG} (the VS Code extension's training process)`,
+    );
   if (!process.send) {
     throw new UserError(
       `met ${ENGINE_COMMAND} is the engine process of the VS Code extension and only runs forked with an IPC channel; use 'met train' on the command line`,
@@ -263,7 +277,7 @@ export async function engineCommand(argv: string[]): Promise<number> {
   // step with a checkpoint, so the run can be resumed, then leave. A second signal quits at once
   // (the last checkpoint stays; its write is atomic).
   let stopping = false;
-  lostHost = (reason) => {
+  const stopWithCheckpoint = (reason: string) => {
     if (stopping) return;
     stopping = true;
     shuttingDown = true;
@@ -271,6 +285,16 @@ export async function engineCommand(argv: string[]): Promise<number> {
     training.stop ??= reason;
     process.stderr.write(`engine: ${reason}: stopping ${training.runDir} after this step with a checkpoint\n`);
     void training.done.then(() => resolveExit(0));
+  };
+  // A detached training outlives its host: the window that started it disconnects as soon as
+  // the run folder is claimed, and any window follows it from the folder. Only a signal (or a
+  // stop.request) stops it.
+  lostHost = (reason) => {
+    if (!detached) return stopWithCheckpoint(reason);
+    if (hostGone) return;
+    hostGone = true;
+    if (!training) return resolveExit(0);
+    process.stderr.write(`engine: ${reason}; ${training.runDir} goes on training (detached)\n`);
   };
   // The host reads stdout and stderr through pipes that die with it: a write after that fails
   // with EPIPE as an 'error' event, which must not end the training before its checkpoint.
@@ -287,7 +311,7 @@ export async function engineCommand(argv: string[]): Promise<number> {
         process.stderr.write(`engine: ${sig} again: quitting at once\n`);
         process.exit(130);
       }
-      lostHost(`${sig} received`);
+      stopWithCheckpoint(`${sig} received`);
     });
   notify('ready', {
     protocol: PROTOCOL_VERSION,

@@ -33,6 +33,18 @@ export function pidAlive(pid: number): boolean {
   }
 }
 
+/**
+ * The owner of a run folder by its run.lock: none; alive (a live pid on this machine, or a lock
+ * being written this instant); remote (another machine's: taken at its word); or gone (a pid on
+ * this machine that no longer runs: killed, crashed).
+ */
+export function ownerState(lock: RunLock | null): 'none' | 'alive' | 'remote' | 'gone' {
+  if (!lock) return 'none';
+  if (!lock.pid) return 'alive';
+  if (lock.host !== os.hostname()) return 'remote';
+  return pidAlive(lock.pid) ? 'alive' : 'gone';
+}
+
 /** An unreadable lock older than this is taken as left by a process killed while writing it. */
 const UNREADABLE_STALE_MS = 30_000;
 

@@ -26,6 +26,7 @@ import { train, type TrainEvent } from '../train/trainer';
 import { loadBackbone } from '../weights';
 import { readSafetensors } from '../weights/safetensors';
 import { metConfigOf, type TrainConfig } from './config';
+import { RunStatusWriter } from './status';
 import { assertUnlocked, claimNewRunDir, claimRunDir, type HeldLock, holdsRun, runExistsError } from './lock';
 import {
   type PredictionsFile,
@@ -35,6 +36,7 @@ import {
   RUN_VERSION,
   type RunConfigFile,
   type RunReportFile,
+  type RunPhase,
   type RunSummary,
   type SplitPredictions,
   type ThresholdsFile,
@@ -54,6 +56,10 @@ export interface RunHandlers {
   overwrite?: boolean;
   /** Who owns the run folder while this trains, as run.lock names it (default 'met train'). */
   owner?: string;
+  /** The run folder is this process's (its lock is held, status.json written): followers may attach. */
+  onClaimed?: (runDir: string) => void;
+  /** The run moved on to another phase (status.json). */
+  onPhase?: (phase: RunPhase) => void;
 }
 
 function stamp(): string {
@@ -227,24 +233,48 @@ function refuseEmptySplits(
 export async function runTraining(c: TrainConfig, h: RunHandlers = {}, resumeDir?: string): Promise<RunSummary> {
   const owner = h.owner ?? 'met train';
   const locks: HeldLock[] = [];
+  // From the moment the folder is ours: status.json, train.log and stop.request (run/status.ts),
+  // so that a window can follow (or stop) this training from outside the process.
+  let status: RunStatusWriter | null = null;
+  const claimed = (held: HeldLock): string => {
+    locks.push(held);
+    status = new RunStatusWriter(held.runDir, owner);
+    h.onClaimed?.(held.runDir);
+    return held.runDir;
+  };
   let newRunDir = (): string => {
     throw new Error('runTraining: a resumed run makes no new folder');
   };
   if (resumeDir) {
-    locks.push(claimRunDir(path.resolve(resumeDir), owner, h.log));
+    claimed(claimRunDir(path.resolve(resumeDir), owner, h.log));
   } else {
     const dir = newRunDirOf(c.out, c.variant);
     // Before the backbone and the data are read: refuse a taken folder without the wait.
     assertUnlocked(dir, owner);
     if (!h.overwrite && holdsRun(dir)) throw runExistsError(dir);
-    newRunDir = () => {
-      const held = claimNewRunDir(dir, owner, { overwrite: h.overwrite, log: h.log });
-      locks.push(held);
-      return held.runDir;
-    };
+    newRunDir = () => claimed(claimNewRunDir(dir, owner, { overwrite: h.overwrite, log: h.log }));
   }
+  const st = (): RunStatusWriter | null => status;
+  const handlers: RunHandlers = {
+    ...h,
+    log: (m) => {
+      st()?.log(m);
+      h.log?.(m);
+    },
+    onEvent: (e) => {
+      st()?.event(e);
+      h.onEvent?.(e);
+    },
+    shouldStop: () => h.shouldStop?.() ?? st()?.stopRequested() ?? null,
+    onPhase: (p) => st()?.setPhase(p),
+  };
   try {
-    return await trainLocked(c, h, resumeDir && path.resolve(resumeDir), newRunDir);
+    const summary = await trainLocked(c, handlers, resumeDir && path.resolve(resumeDir), newRunDir);
+    st()?.end(summary.stopped ? 'stopped' : 'done', { stopped: summary.stopped });
+    return summary;
+  } catch (e) {
+    st()?.end('failed', { error: e });
+    throw e;
   } finally {
     for (const l of locks) l.release();
   }
@@ -402,6 +432,7 @@ async function trainLocked(
   await (valRunner as SegmentRunner | null)?.release();
   if (stopped) return { runDir, exits: [], dynamic: [], trainImgPerSec: imgPerSec, stopped };
 
+  h.onPhase?.('evaluating');
   const summary = await evaluateAndWrite(
     runDir,
     cfgFile,

@@ -11,6 +11,9 @@
 //   thresholds.json        exit costs, the accuracy-vs-GFLOPs curve, the chosen thresholds (ThresholdsFile)
 //   summary.json           static accuracy/GFLOPs per exit, dynamic curve, throughput (RunSummary)
 //   run.lock               while a process owns the folder (trains, evaluates): RunLock (RUN_LOCK_FILE; run/lock.ts)
+//   status.json            what the training that owns (or owned) the folder is doing: RunStatusFile (run/status.ts)
+//   train.log              the training's log lines, for a window that attaches to it later
+//   stop.request           a request to the owner to stop after its step with a checkpoint: StopRequest
 //
 // Pure on purpose: node:fs, node:path and type imports only, so the extension host reads and
 // writes run folders with it directly (no round trip to the engine process) without pulling
@@ -26,6 +29,7 @@ import { writeFileAtomic } from '../io/atomic';
 import type { BranchType } from '../settings';
 import type { VitConfig } from '../model/config';
 import type { MetConfig } from '../model/met';
+import type { TrainEvent } from '../train/trainer';
 import { UserError } from '../tensor';
 import { type TrainConfig, upgradeMetConfig } from './config';
 
@@ -65,15 +69,133 @@ export interface RunLock {
  * that callers still see that the folder is taken. Pure (fs only): the Runs view shows it.
  */
 export function readLock(runDir: string): RunLock | null {
-  let l: Partial<RunLock> | null = null;
+  let text: string;
   try {
-    l = JSON.parse(fs.readFileSync(path.join(runDir, RUN_LOCK_FILE), 'utf8')) as Partial<RunLock>;
+    text = fs.readFileSync(path.join(runDir, RUN_LOCK_FILE), 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    text = '';
+  }
+  return parseLock(text);
+}
+
+/** readLock without blocking (the extension host's readers). */
+export async function readLockAsync(runDir: string): Promise<RunLock | null> {
+  let text: string;
+  try {
+    text = await fs.promises.readFile(path.join(runDir, RUN_LOCK_FILE), 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    text = '';
+  }
+  return parseLock(text);
+}
+
+/** A lock file's text as readLock reads it: a RunLock, or pid 0 when it is not one. */
+function parseLock(text: string): RunLock {
+  let l: Partial<RunLock> | null = null;
+  try {
+    l = JSON.parse(text) as Partial<RunLock>;
+  } catch {
+    /* being written, or damaged */
   }
   const ok =
     !!l && Number.isInteger(l.pid) && l.pid! > 0 && [l.host, l.since, l.command].every((x) => typeof x === 'string');
   return ok ? (l as RunLock) : { pid: 0, host: '?', since: '?', command: `unreadable ${RUN_LOCK_FILE}` };
+}
+
+/**
+ * status.json: the phase of the training that owns (or last owned) the folder, for whoever follows
+ * it from outside the process (a VS Code window, the one that started it or one opened later; the
+ * Runs view). Written atomically by run/status.ts at every phase change and at the end, before
+ * run.lock is released: a follower that finds the lock gone and no final phase knows the process
+ * died.
+ */
+export const RUN_STATUS_FILE = 'status.json';
+/** The training's log lines (what `met train` prints to stderr), appended as they come. */
+export const TRAIN_LOG_FILE = 'train.log';
+/** Written by whoever wants the owner to stop (Cancel in any window, `met stop`): the trainer
+ *  checks it between steps, and a new owner removes it when it claims the folder. */
+export const STOP_REQUEST_FILE = 'stop.request';
+
+export type RunPhase = 'starting' | 'training' | 'evaluating' | 'done' | 'stopped' | 'failed';
+export const FINAL_PHASES: readonly RunPhase[] = ['done', 'stopped', 'failed'];
+
+export interface RunStatusFile {
+  pid: number;
+  host: string;
+  /** The owner as run.lock names it ('met train', 'met train (VS Code)'). */
+  command: string;
+  phase: RunPhase;
+  /** ISO times: when this process took the folder, and of this write. */
+  since: string;
+  updatedAt: string;
+  /** The trainer's 'start' event (schedule, split sizes, exits), once training has begun. */
+  start?: Extract<TrainEvent, { type: 'start' }>;
+  /** The step of the newest checkpoint this process wrote. */
+  checkpoint?: { step: number; at: string };
+  /** Why it stopped (phase 'stopped'). */
+  stopped?: string;
+  /** Why it failed (phase 'failed'); code as UserError has it. */
+  error?: { message: string; code?: string };
+}
+
+/** status.json, or null when missing or unreadable (then nothing is known about the phase). */
+export function readRunStatus(runDir: string): RunStatusFile | null {
+  try {
+    const s = JSON.parse(fs.readFileSync(path.join(runDir, RUN_STATUS_FILE), 'utf8')) as RunStatusFile;
+    return s && typeof s === 'object' && typeof s.phase === 'string' && Number.isInteger(s.pid) ? s : null;
+  } catch {
+    return null;
+  }
+}
+
+export interface StopRequest {
+  reason: string;
+  /** ISO time of the request. */
+  at: string;
+  /** Who asked (for the log): 'VS Code (pid 123)', 'met stop'. */
+  by: string;
+  /**
+   * A conditional request, made by a VS Code window that closes while set to stop its trainings:
+   * the owner stops only if the request is still there this many ms after `at`. A window that
+   * attaches to the run meanwhile (a reload, another window) withdraws it.
+   */
+  graceMs?: number;
+}
+
+/** stop.request, or null when there is none (an unreadable one counts as a plain request). */
+export function readStopRequest(runDir: string): StopRequest | null {
+  let text: string;
+  try {
+    text = fs.readFileSync(path.join(runDir, STOP_REQUEST_FILE), 'utf8');
+  } catch {
+    return null;
+  }
+  try {
+    const r = JSON.parse(text) as StopRequest;
+    if (r && typeof r.reason === 'string') return r;
+  } catch {
+    /* half-written by a writer without atomic writes, or hand-made */
+  }
+  return { reason: 'a stop was requested', at: new Date(0).toISOString(), by: STOP_REQUEST_FILE };
+}
+
+/** Asks the owner of `runDir` to stop after its current step with a checkpoint. */
+export function requestStop(runDir: string, r: StopRequest): void {
+  writeFileAtomic(path.join(runDir, STOP_REQUEST_FILE), JSON.stringify(r));
+}
+
+/** Removes a stop request; `conditionalOnly`: only one with graceMs (a closing window's). */
+export function withdrawStopRequest(runDir: string, conditionalOnly = false): boolean {
+  const r = readStopRequest(runDir);
+  if (!r || (conditionalOnly && r.graceMs === undefined)) return false;
+  try {
+    fs.unlinkSync(path.join(runDir, STOP_REQUEST_FILE));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export interface RunConfigFile {
