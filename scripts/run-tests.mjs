@@ -69,6 +69,11 @@ if (!filters.length) {
       '--grep',
       'Workspace Trust',
     ]);
+    console.log('\n# Reloading the window mid-training (run-suite.mjs --reload: *.reload.test.ts)');
+    step('VS Code host suite, window reload', process.execPath, [
+      path.join(root, 'test/vscode/host/run-suite.mjs'),
+      '--reload',
+    ]);
     console.log('\n# UI test in the workbench (test/vscode/host/ui.mjs)');
     step('UI test', process.execPath, [path.join(root, 'test/vscode/host/ui.mjs')]);
     console.log('\n# Exploration panels in the workbench (test/vscode/host/panels-ui.mjs)');

@@ -10,6 +10,7 @@ import { type Engines, initEngines } from './extension/engineClient';
 import { registerInspect } from './extension/inspect';
 import { initLog, shownMessages } from './extension/log';
 import { registerParamsPanel } from './extension/paramsPanel';
+import { registerReattach } from './extension/reattach';
 import { registerRunsView } from './extension/runsView';
 import { registerSimilarity } from './extension/similarity';
 import { TrainingStatusBar } from './extension/statusBar';
@@ -51,6 +52,8 @@ export function activate(context: vscode.ExtensionContext): MetApi {
   registerSimilarity(context);
   registerParamsPanel(context);
   registerInspect(context);
+  // Trainings still running from before a reload (or from another window) are followed again.
+  registerReattach(context, engines);
 
   return {
     engines,
@@ -69,6 +72,6 @@ export function activate(context: vscode.ExtensionContext): MetApi {
 }
 
 export function deactivate(): void {
-  // Disposables in context.subscriptions stop the engines: a training gets a disconnect and
-  // stops with a checkpoint (resumable), see EngineProcess.dispose.
+  // Disposables in context.subscriptions let go of the engines: a training goes on in its own
+  // process (or stops with a checkpoint, per met.training.whenWindowCloses), see Engines.dispose.
 }

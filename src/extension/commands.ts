@@ -24,6 +24,7 @@ import {
   type TrainingOutcome,
 } from './engineClient';
 import { log, recordMessage, showErrorWithLog, showLog } from './log';
+import { askWhenClosed } from './reattach';
 import { getRunIndex } from './runIndex';
 import { writeFileAtomicAsync } from '../engine/io/atomic';
 
@@ -309,7 +310,7 @@ function showStartProgress(t: Training): void {
         token.onCancellationRequested(() => void t.cancel('cancelled while starting')),
         t.onMessage((m) => progress.report({ message: m.length > 120 ? `${m.slice(0, 117)}…` : m })),
       ];
-      void t.engine.ready.then(
+      void t.ready.then(
         () => progress.report({ message: 'loading the backbone and the images…' }),
         () => undefined,
       );
@@ -477,7 +478,7 @@ export async function fineTune(
 }
 
 async function start(
-  _context: vscode.ExtensionContext,
+  context: vscode.ExtensionContext,
   engines: Engines,
   params: Parameters<Engines['startTraining']>[0],
   runDir: string,
@@ -486,12 +487,13 @@ async function start(
   const t = engines.startTraining(params, runDir);
   log().info(`${params.resumeDir ? 'resuming' : 'fine-tuning'} ${runDir}`);
   showStartProgress(t);
+  void askWhenClosed(context, t);
   const finished = t.finished.then(async (o) => {
     void reportOutcome(o, t);
     return o;
   });
   if (args.wait === false) {
-    await t.engine.ready.catch(() => undefined);
+    await t.ready.catch(() => undefined);
     return { runDir, status: 'started', pid: t.pid };
   }
   return toResult(await finished);

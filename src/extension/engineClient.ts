@@ -13,11 +13,22 @@
 // - Cancel is the 'train/cancel' message (the trainer stops after the current step and writes a
 //   checkpoint); if the engine has not finished after a grace period it is killed.
 
-import { type ChildProcess, fork } from 'node:child_process';
+import { type ChildProcess, fork, type ForkOptions } from 'node:child_process';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import * as vscode from 'vscode';
+import * as fs from 'node:fs';
+import { type FollowEnd, RunFollower, type FollowUpdate } from '../engine/run/follow';
+import { pidAlive } from '../engine/run/lock';
 import {
+  requestStop,
+  RUN_FILE,
+  type RunSummary,
+  STOP_REQUEST_FILE,
+  withdrawStopRequest,
+} from '../engine/run/runFolder';
+import {
+  DETACHED_FLAG,
   ENGINE_COMMAND,
   type ErrorInfo,
   isNotification,
@@ -85,6 +96,8 @@ export interface EngineOptions {
   label: string;
   /** Milliseconds to wait for 'ready' (loading onnxruntime and sharp). */
   readyTimeoutMs?: number;
+  /** `met engine --detached` in a process group of its own: a training that outlives this window. */
+  detached?: boolean;
 }
 
 /** One forked engine process and its pending requests. */
@@ -110,13 +123,17 @@ export class EngineProcess implements vscode.Disposable {
     const env: NodeJS.ProcessEnv = { ...process.env, ELECTRON_RUN_AS_NODE: '1' };
     // The extension host may run with --inspect or other flags; the engine must not inherit
     // them (a second debugger on the same port fails, and memory flags are not ours to copy).
-    this.child = fork(options.cliPath, [ENGINE_COMMAND], {
+    this.child = fork(options.cliPath, options.detached ? [ENGINE_COMMAND, DETACHED_FLAG] : [ENGINE_COMMAND], {
       cwd: options.cwd,
       env,
       execArgv: [],
       serialization: 'advanced',
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-    });
+      // A process group (POSIX: a session) of its own, so that nothing sent to the extension
+      // host's group (a terminal's SIGHUP, a kill of the host's tree) reaches the training.
+      detached: !!options.detached,
+      windowsHide: true,
+    } as ForkOptions);
     const tag = () => `[${options.label}${this.child.pid ? ` ${this.child.pid}` : ''}]`;
     // Raw output: native libraries, stack traces of a crash. Line by line into the channel.
     readline.createInterface({ input: this.child.stdout! }).on('line', (l) => log().info(`${tag()} ${l}`));
@@ -238,6 +255,23 @@ export class EngineProcess implements vscode.Disposable {
     clearTimeout(timer);
   }
 
+  /**
+   * Lets go of a detached engine: the IPC channel is closed (the engine goes on; it exits when its
+   * training ends), and neither it nor its pipes keep this process alive. Its stderr is still
+   * written to the log while this window lives.
+   */
+  release(): void {
+    if (this.exited) return;
+    try {
+      if (this.child.connected) this.child.disconnect();
+    } catch {
+      // already disconnected
+    }
+    this.child.unref();
+    (this.child.stdout as unknown as { unref?: () => void } | null)?.unref?.();
+    (this.child.stderr as unknown as { unref?: () => void } | null)?.unref?.();
+  }
+
   dispose(): void {
     // Synchronous: deactivate may not wait. A training stops with a checkpoint on disconnect
     // (src/server/engine.ts); the kill after the grace period is only for a stuck engine.
@@ -254,6 +288,15 @@ export class EngineProcess implements vscode.Disposable {
 }
 
 // ---- Trainings ----
+//
+// A training is a process of its own (`met engine --detached`, in a process group of its own),
+// not a child that dies with the extension host: it owns its run folder (run.lock) and writes
+// everything a window needs to follow it there (engine/run/follow.ts). The window that starts it
+// speaks to it over IPC only until it has claimed the folder ('train/started') (errors in the settings, the data or
+// the lock come back as request errors, as before); then it disconnects and follows the folder,
+// exactly as a window reloaded or opened later does when it finds the run's lock (attach).
+// Cancel writes stop.request (the trainer stops after its step with a checkpoint), and kills the
+// process if it has not ended after the grace period.
 
 export type TrainingStatus = TrainingState['status'];
 
@@ -264,10 +307,17 @@ export interface TrainingOutcome {
   error?: Error;
 }
 
-/** How long a cancelled training may take to write its checkpoint before its engine is killed. */
+/** How long a cancelled training may take to write its checkpoint before its process is killed. */
 export const DEFAULT_CANCEL_GRACE_MS = 30_000;
+/** How often a followed run folder is read (a few small reads: new metrics lines, status, lock). */
+export const FOLLOW_POLL_MS = 250;
+/** A window closing while set to stop its trainings gives a reload (or another window) this long
+ *  to attach before the training stops (StopRequest.graceMs). */
+export const CLOSE_STOP_GRACE_MS = 20_000;
+/** The owner name (run.lock) of trainings started by the extension; windows re-attach to these. */
+export const VSCODE_OWNER = 'met train (VS Code)';
 
-/** One training in its own engine process. Live updates go out through trainingEvents.ts. */
+/** A training followed from its run folder: started by this window, or found by its lock. */
 export class Training {
   readonly state: TrainingState;
   readonly finished: Promise<TrainingOutcome>;
@@ -275,33 +325,49 @@ export class Training {
   readonly firstStep: Promise<void>;
   readonly startedAt = Date.now();
   cancelRequested: string | undefined;
+  /** The training process (the detached engine): known at once when launched, from run.lock when attached. */
+  pid: number | undefined;
+  /** The folder is claimed (run.lock taken): from now on it is followed through the folder. */
+  claimed = false;
+  /** Found by its lock in a reloaded or other window, not started here. */
+  readonly attached: boolean;
+  /** Resolves when the engine of a launched training is up (attached: at once). */
+  readonly ready: Promise<unknown>;
   private firstStepResolve!: () => void;
-  private readonly subs: vscode.Disposable[] = [];
   private killTimer: ReturnType<typeof setTimeout> | undefined;
+  private forcedKill = false;
+  private disposed = false;
   private readonly messages = new vscode.EventEmitter<string>();
-  /** Short human-readable progress lines (engine log lines) for the start notification. */
+  /** Short human-readable progress lines (the training's log) for the start notification. */
   readonly onMessage = this.messages.event;
 
-  constructor(
-    readonly engine: EngineProcess,
+  private constructor(
     readonly runDir: string,
-    params: TrainStartParams,
     private readonly graceMs: number,
+    private readonly engine: EngineProcess | undefined,
+    params: TrainStartParams | undefined,
+    attachPid: number | undefined,
   ) {
-    this.state = { runDir, status: 'starting', last: {} };
+    this.attached = !engine;
+    this.pid = engine?.pid ?? attachPid;
+    this.ready = engine ? engine.ready : Promise.resolve();
+    this.state = { runDir, status: attachPid ? 'running' : 'starting', last: {} };
     this.firstStep = new Promise<void>((r) => (this.firstStepResolve = r));
     fireTrainingState({ ...this.state });
-    this.subs.push(
-      engine.onNotification((m) => {
-        if (m.method === 'train/event') this.onEvent((m.params as NotificationMap['train/event']).event);
-        else if (m.method === 'log') this.messages.fire((m.params as NotificationMap['log']).message);
-      }),
-    );
-    this.finished = this.run(params);
+    this.finished = (engine ? this.launch(engine, params!) : this.follow(attachPid!, false)).then((o) => {
+      this.finish(o);
+      return o;
+    });
   }
 
-  get pid(): number | undefined {
-    return this.engine.pid;
+  /** Starts a training in a detached engine; runDir is config.out or the resumed run. */
+  static launch(opts: EngineOptions, runDir: string, params: TrainStartParams, graceMs: number): Training {
+    return new Training(runDir, graceMs, new EngineProcess({ ...opts, detached: true }), params, undefined);
+  }
+
+  /** Follows a training some other window (or this one before a reload) started. */
+  static attach(runDir: string, pid: number, graceMs: number): Training {
+    return new Training(runDir, graceMs, undefined, undefined, pid);
   }
 
   get status(): TrainingStatus {
@@ -314,7 +380,7 @@ export class Training {
 
   private onEvent(event: TrainEvent): void {
     this.state.last[event.type] = event as never;
-    if (this.state.status === 'starting') {
+    if (this.state.status === 'starting' && event.type !== 'checkpoint') {
       this.state.status = 'running';
       fireTrainingState({ ...this.state, last: { ...this.state.last } });
     }
@@ -322,50 +388,172 @@ export class Training {
     fireTrainingUpdate({ runDir: this.runDir, event });
   }
 
-  private async run(params: TrainStartParams): Promise<TrainingOutcome> {
-    let outcome: TrainingOutcome;
+  /** Until the folder is claimed: the engine answers over IPC. Then: the folder. */
+  private async launch(engine: EngineProcess, params: TrainStartParams): Promise<TrainingOutcome> {
+    let claimedResolve!: (c: { runDir: string; pid: number }) => void;
+    const claimed = new Promise<{ runDir: string; pid: number }>((r) => (claimedResolve = r));
+    const sub = engine.onNotification((m) => {
+      if (m.method === 'train/started') claimedResolve(m.params as NotificationMap['train/started']);
+      else if (m.method === 'log') this.messages.fire((m.params as NotificationMap['log']).message);
+    });
+    const request = engine.request('train/start', params);
+    // Settled after the folder is claimed only when the run ends before the host lets go.
+    request.catch(() => undefined);
     try {
-      const result = await this.engine.request('train/start', params);
-      outcome = { runDir: this.runDir, status: result.stopped ? 'stopped' : 'done', result };
-      this.state.status = outcome.status;
-      if (result.stopped) this.state.error = result.stopped;
+      const first = await Promise.race([claimed, request.then(() => null)]);
+      if (!first) {
+        // The whole run ended before the claim was seen (cannot happen: claim comes first).
+        const result = await request;
+        return { runDir: this.runDir, status: result.stopped ? 'stopped' : 'done', result };
+      }
+      this.claimed = true;
+      this.pid = first.pid;
+      if (path.resolve(first.runDir) !== path.resolve(this.runDir))
+        log().warn(`training claimed ${first.runDir}, expected ${this.runDir}`);
+      // A cancel that came while the engine was starting went over IPC; the trainer has it.
     } catch (e) {
       const err = e as Error;
-      // Killed by us after the cancel grace period: stopped (by force), not failed.
-      const forced = e instanceof EngineExitedError && this.cancelRequested !== undefined && this.engine.killedByHost;
-      outcome = { runDir: this.runDir, status: forced ? 'stopped' : 'failed', error: err };
-      this.state.status = outcome.status;
+      const forced = e instanceof EngineExitedError && this.cancelRequested !== undefined && engine.killedByHost;
       this.state.error = forced
         ? `${this.cancelRequested}; the engine did not stop within ${this.graceMs / 1000} s and was killed`
         : err.message;
+      return { runDir: this.runDir, status: forced ? 'stopped' : 'failed', error: err };
     } finally {
-      if (this.killTimer) clearTimeout(this.killTimer);
-      this.firstStepResolve();
-      this.subs.forEach((d) => d.dispose());
-      this.messages.dispose();
-      // The engine has nothing left to do; let it go (it exits after answering).
-      void this.engine.shutdown(5000);
+      sub.dispose();
     }
-    fireTrainingState({ ...this.state, last: { ...this.state.last } });
-    return outcome;
+    // The training goes on without this window from here: let go of it.
+    engine.release();
+    return this.follow(this.pid!, true);
   }
 
-  /** Cancel: ask for a checkpointed stop, then kill the engine if it has not ended in time. */
+  /** Follows the run folder until its owner is gone; reports every event on the way. */
+  private async follow(pid: number, fromStart: boolean): Promise<TrainingOutcome> {
+    const f = new RunFollower(this.runDir, { pid, fromStart, lastStep: !fromStart });
+    const tag = `[train ${path.basename(this.runDir)} ${pid}]`;
+    for (;;) {
+      let u: FollowUpdate;
+      try {
+        u = await f.poll();
+      } catch (e) {
+        log().warn(`${tag} reading the run folder: ${(e as Error).message}`);
+        u = { events: [], log: [], status: null, end: null };
+      }
+      for (const line of u.log) {
+        log()[/^warning\b/i.test(line) ? 'warn' : 'info'](`${tag} ${line}`);
+        this.messages.fire(line);
+      }
+      for (const e of u.events) this.onEvent(e);
+      if (u.end) return this.outcomeOf(u.end);
+      // A window that closed while set to stop this training asked for a stop unless someone
+      // follows it: this window does.
+      if (!this.disposed && withdrawStopRequest(this.runDir, true))
+        log().info(`${tag} a closing window asked this training to stop; this window follows it, so it goes on`);
+      if (this.disposed) return new Promise<never>(() => undefined);
+      await new Promise((r) => setTimeout(r, FOLLOW_POLL_MS));
+    }
+  }
+
+  private outcomeOf(end: FollowEnd): TrainingOutcome {
+    const runDir = this.runDir;
+    if (end.phase === 'done') {
+      const summary = readJsonOrNullSync<RunSummary>(path.join(runDir, RUN_FILE.summary));
+      return { runDir, status: 'done', result: summary ? { runDir, stopped: null, summary } : undefined };
+    }
+    if (end.phase === 'stopped') {
+      const reason =
+        this.forcedKill && this.cancelRequested
+          ? `${this.cancelRequested}; the training did not stop within ${this.graceMs / 1000} s and was killed`
+          : (end.reason ?? 'stopped');
+      this.state.error = reason;
+      return { runDir, status: 'stopped', result: { runDir, stopped: reason, summary: emptySummary(runDir, reason) } };
+    }
+    this.state.error = end.reason ?? 'failed';
+    const error = new Error(this.state.error);
+    return { runDir, status: 'failed', error };
+  }
+
+  private finish(o: TrainingOutcome): void {
+    if (this.killTimer) clearTimeout(this.killTimer);
+    this.state.status = o.status;
+    if (o.status === 'stopped' && o.result?.stopped) this.state.error = o.result.stopped;
+    this.firstStepResolve();
+    this.messages.dispose();
+    fireTrainingState({ ...this.state, last: { ...this.state.last } });
+  }
+
+  /** Cancel: ask for a checkpointed stop, then kill the process if it has not ended in time. */
   async cancel(reason = 'cancelled in VS Code'): Promise<void> {
     if (!this.active || this.cancelRequested !== undefined) return;
     this.cancelRequested = reason;
     log().info(`cancelling ${this.runDir}: ${reason}`);
     this.killTimer = setTimeout(() => {
       if (!this.active) return;
-      log().warn(`${this.runDir}: the engine did not stop within ${this.graceMs / 1000} s of the cancel; killing it`);
-      this.engine.kill();
+      log().warn(`${this.runDir}: the training did not stop within ${this.graceMs / 1000} s of the cancel; killing it`);
+      this.forcedKill = true;
+      if (!this.claimed && this.engine) this.engine.kill();
+      else if (this.pid && pidAlive(this.pid)) {
+        try {
+          process.kill(this.pid, 'SIGKILL');
+        } catch {
+          /* gone meanwhile */
+        }
+      }
     }, this.graceMs);
-    try {
-      await this.engine.request('train/cancel', { reason });
-    } catch {
-      // The engine died meanwhile: run() reports it.
+    if (!this.claimed && this.engine) {
+      try {
+        await this.engine.request('train/cancel', { reason });
+      } catch {
+        // The engine died meanwhile: launch() reports it.
+      }
     }
+    // Also (or, once claimed, only) through the folder: the trainer reads stop.request between
+    // steps, whichever process or window asked.
+    if (this.claimed || fs.existsSync(this.runDir))
+      try {
+        requestStop(this.runDir, { reason, at: new Date().toISOString(), by: `VS Code (pid ${process.pid})` });
+      } catch (e) {
+        log().warn(`${this.runDir}: cannot write ${STOP_REQUEST_FILE}: ${(e as Error).message}`);
+      }
   }
+
+  /**
+   * The window is closing (deactivate): stop following. whenClosed 'stop' asks the training to
+   * stop unless a window attaches within CLOSE_STOP_GRACE_MS (a reload does); 'keep' leaves it.
+   */
+  detach(whenClosed: 'keep' | 'stop'): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    if (!this.active) return;
+    if (whenClosed === 'stop') {
+      if (!this.claimed && this.engine)
+        void this.engine.request('train/cancel', { reason: 'VS Code was closed' }).catch(() => undefined);
+      else
+        try {
+          requestStop(this.runDir, {
+            reason: 'VS Code was closed (met.training.whenWindowCloses: stop)',
+            at: new Date().toISOString(),
+            by: `VS Code (pid ${process.pid})`,
+            graceMs: CLOSE_STOP_GRACE_MS,
+          });
+        } catch {
+          /* a folder gone or read-only: the training goes on */
+        }
+    }
+    // Not claimed yet: the engine runs on detached and claims the folder without us.
+    this.engine?.release();
+  }
+}
+
+function readJsonOrNullSync<T>(file: string): T | null {
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as T;
+  } catch {
+    return null;
+  }
+}
+
+function emptySummary(runDir: string, stopped: string): RunSummary {
+  return { runDir, exits: [], dynamic: [], trainImgPerSec: 0, stopped };
 }
 
 // ---- The manager ----
@@ -416,22 +604,47 @@ export class Engines implements vscode.Disposable {
     }
   }
 
-  /** Starts a training in a new engine; runDir is the run folder (config.out, or the resumed run). */
+  /** Starts a training in a detached engine; runDir is the run folder (config.out, or the resumed run). */
   startTraining(params: TrainStartParams, runDir: string): Training {
     const cwd = params.config?.data
       ? (vscode.workspace.getWorkspaceFolder(vscode.Uri.file(params.config.data))?.uri.fsPath ?? this.cwd())
       : this.cwd();
-    const engine = new EngineProcess({ cliPath: this.cliPath, cwd, label: `train ${path.basename(runDir)}` });
-    const t = new Training(engine, runDir, params, this.cancelGraceMs);
-    this.trainingsByDir.set(path.resolve(runDir), t);
+    const t = Training.launch(
+      { cliPath: this.cliPath, cwd, label: `train ${path.basename(runDir)}` },
+      runDir,
+      params,
+      this.cancelGraceMs,
+    );
+    this.track(t);
     this.lastRunDir = runDir;
-    this.changed.fire();
-    void t.finished.then(() => {
-      if (this.trainingsByDir.get(path.resolve(runDir)) === t) this.trainingsByDir.delete(path.resolve(runDir));
-      this.changed.fire();
-    });
     return t;
   }
+
+  /**
+   * Follows a training this window did not start (found by run.lock: started before a reload,
+   * or by another window). Nothing happens when this window already follows that run.
+   */
+  attach(runDir: string, pid: number): Training | undefined {
+    const have = this.trainingsByDir.get(path.resolve(runDir));
+    if (have?.active) return undefined;
+    log().info(`attaching to the training of ${runDir} (pid ${pid})`);
+    const t = Training.attach(runDir, pid, this.cancelGraceMs);
+    this.track(t);
+    return t;
+  }
+
+  private track(t: Training): void {
+    const k = path.resolve(t.runDir);
+    this.trainingsByDir.set(k, t);
+    this.changed.fire();
+    void t.finished.then(() => {
+      if (this.trainingsByDir.get(k) === t) this.trainingsByDir.delete(k);
+      this.changed.fire();
+    });
+  }
+
+  /** What a closing window does with a training (met.training.whenWindowCloses, or this run's answer). */
+  whenClosed: (runDir: string) => 'keep' | 'stop' = () => 'keep';
 
   /** Trainings still starting or running, oldest first. */
   active(): Training[] {
@@ -452,7 +665,9 @@ export class Engines implements vscode.Disposable {
 
   dispose(): void {
     this.utilityEngine?.dispose();
-    for (const t of this.trainingsByDir.values()) t.engine.dispose();
+    // Trainings are processes of their own: they go on (or stop with a checkpoint, if this
+    // window was set to stop them) and a reloaded window attaches to them again.
+    for (const t of this.trainingsByDir.values()) t.detach(this.whenClosed(t.runDir));
     this.changed.dispose();
   }
 }

@@ -9,7 +9,20 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { TrainEvent } from '../engine/train/trainer';
 import { branchTypes } from '../engine/model/branches';
-import { isRunConfig, readJsonOrNull, RUN_FILE, type RunConfigFile, type RunSummary } from '../engine/run/runFolder';
+import { ownerState } from '../engine/run/lock';
+import {
+  FINAL_PHASES,
+  isRunConfig,
+  readJsonOrNull,
+  readLockAsync,
+  RUN_FILE,
+  RUN_LOCK_FILE,
+  RUN_STATUS_FILE,
+  type RunConfigFile,
+  type RunLock,
+  type RunStatusFile,
+  type RunSummary,
+} from '../engine/run/runFolder';
 import type { TrainingState } from './trainingEvents';
 
 export type RunStatus = 'starting' | 'running' | 'stopped' | 'done' | 'failed';
@@ -21,6 +34,8 @@ export interface RunInfo {
   status: RunStatus;
   /** Why it failed, or why it stopped, when known. */
   reason?: string;
+  /** Stopped or failed with a checkpoint left: Resume continues it. */
+  resumable: boolean;
   config: RunConfigFile;
   summary: RunSummary | null;
   /** Per exit (exits in config order): accuracy and which split it was measured on. */
@@ -48,7 +63,17 @@ export interface RunInfo {
 }
 
 /** The files readRun looks at (their mtimes make RunIndex's cache key). */
-export const RUN_FILES = [RUN_FILE.config, RUN_FILE.summary, RUN_FILE.checkpoint, RUN_FILE.metrics] as const;
+export const RUN_FILES = [
+  RUN_FILE.config,
+  RUN_FILE.summary,
+  RUN_FILE.checkpoint,
+  RUN_FILE.metrics,
+  RUN_LOCK_FILE,
+  RUN_STATUS_FILE,
+] as const;
+
+/** Is run.lock's holder a training (not `met eval`, which only re-evaluates a finished run)? */
+const trains = (lock: RunLock | null) => !!lock && (!lock.pid || lock.command.startsWith('met train'));
 /** A run whose metrics.jsonl changed this recently, with no engine of ours behind it, is taken to
  *  be trained by another process (`met train` in a terminal). One step can take long on a big
  *  backbone, hence the generous window. */
@@ -150,13 +175,36 @@ export async function readRun(dir: string, live?: Live): Promise<RunInfo | null>
   let status: RunStatus;
   let reason: string | undefined;
   const ls = live?.state?.status;
+  // Who owns the folder (run.lock) and what its last owner said (status.json): a training that
+  // is gone (killed, crashed, its machine rebooted) shows as stopped at the next read, not after
+  // a timeout.
+  const lock = stats[4] ? await readLockAsync(dir) : null;
+  const owner = ownerState(lock);
+  const phase = stats[5] ? await readJsonOrNull<RunStatusFile>(path.join(dir, RUN_STATUS_FILE)) : null;
   if (ls) {
     // The engine of this window knows best, but a finished run's summary only appears after
     // evaluation, so 'done' without summary.json is still running (evaluating).
     status = ls === 'done' && !summary ? 'running' : ls;
     reason = live?.state?.error;
+  } else if ((owner === 'alive' || owner === 'remote') && trains(lock)) {
+    status = metSt || phase?.phase === 'training' || phase?.phase === 'evaluating' ? 'running' : 'starting';
   } else if (summary && !summary.stopped) status = 'done';
-  else if (metSt && Date.now() - metSt.mtimeMs < EXTERNAL_RUNNING_MS) status = 'running';
+  else if (phase && FINAL_PHASES.includes(phase.phase) && owner !== 'gone') {
+    status = phase.phase === 'done' ? (ckSt ? 'stopped' : 'failed') : (phase.phase as 'stopped' | 'failed');
+    reason =
+      phase.phase === 'stopped'
+        ? phase.stopped
+        : phase.phase === 'failed'
+          ? phase.error?.message
+          : 'finished training but its evaluation was not written';
+  } else if (owner === 'gone' || phase) {
+    const who = lock?.pid ? `the training process (pid ${lock.pid})` : 'the training process';
+    status = ckSt ? 'stopped' : 'failed';
+    reason = ckSt
+      ? `${who} ended without finishing (killed or crashed); Resume continues from its last checkpoint`
+      : `${who} ended before its first checkpoint`;
+  } else if (metSt && Date.now() - metSt.mtimeMs < EXTERNAL_RUNNING_MS) status = 'running';
+  // Runs written before run.lock and status.json existed: guessed from how recent the files are.
   // config.json is written before the images are decoded and the model compiled, metrics.jsonl
   // only when training starts: a young run without metrics is getting ready, not dead.
   else if (!metSt && Date.now() - cfgSt.mtimeMs < EXTERNAL_RUNNING_MS) status = 'starting';
@@ -167,6 +215,7 @@ export async function readRun(dir: string, live?: Live): Promise<RunInfo | null>
     status = 'failed';
     reason = 'ended before its first checkpoint';
   }
+  const resumable = (status === 'stopped' || status === 'failed') && !!ckSt;
 
   let accuracySource: RunInfo['accuracySource'] = null;
   let acc: (number | null)[] = exits.map(() => null);
@@ -212,6 +261,7 @@ export async function readRun(dir: string, live?: Live): Promise<RunInfo | null>
     name: path.basename(dir),
     status,
     reason,
+    resumable,
     config,
     summary,
     ...(regression ? { task: 'regression' as const } : {}),

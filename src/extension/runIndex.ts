@@ -12,6 +12,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { readLockAsync, RUN_LOCK_FILE } from '../engine/run/runFolder';
+import { ownerState } from '../engine/run/lock';
 import { type Live, norm, readRun, RUN_FILES, type RunInfo, stat } from './runFiles';
 import { onDidChangeTrainingState, onDidTrainingUpdate, type TrainingState } from './trainingEvents';
 
@@ -117,7 +119,7 @@ export class RunIndex implements vscode.Disposable {
       if (f.uri.scheme !== 'file') continue;
       const w = vscode.workspace.createFileSystemWatcher(new vscode.RelativePattern(f, '.met/runs/**'));
       const on = (uri: vscode.Uri) => {
-        if (!/(metrics\.jsonl|\.tmp-\d+)$/.test(uri.path)) this.schedule(300);
+        if (!/(metrics\.jsonl|train\.log|\.tmp-\d+(-\d+)?)$/.test(uri.path)) this.schedule(300);
       };
       this.watchers.push(w, w.onDidCreate(on), w.onDidDelete(on), w.onDidChange(on));
     }
@@ -186,8 +188,11 @@ export class RunIndex implements vscode.Disposable {
   private async sigOf(dir: string): Promise<string> {
     const live = this.live.get(dir);
     const sts = await Promise.all(RUN_FILES.map((f) => stat(path.join(dir, f))));
+    // A killed owner changes no file: whether run.lock's pid still runs is part of the signature.
+    const owner = sts[RUN_FILES.indexOf(RUN_LOCK_FILE)] ? ownerState(await readLockAsync(dir)) : '';
     return (
       sts.map((s) => (s ? `${s.mtimeMs}:${s.size}` : '-')).join('|') +
+      `|${owner}` +
       `|${live?.state?.status ?? ''}|${live?.lastStep?.step ?? ''}|${live?.lastEpoch?.epoch ?? ''}`
     );
   }

@@ -8,7 +8,7 @@
 
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { describeLock } from '../engine/run/lock';
+import { describeLock, ownerState } from '../engine/run/lock';
 import { readLock, type RunLock } from '../engine/run/runFolder';
 import { norm, type RunInfo } from './runFiles';
 import { getRunIndex, type RunIndex } from './runIndex';
@@ -60,7 +60,10 @@ export function describe(r: RunInfo): string {
 
 /** The tooltip's line for the run folder's owner (run.lock), if a process holds it. */
 export function lockLine(l: RunLock | null): string {
-  return l ? `Held by ${describeLock(l)}.\n\n` : '';
+  if (!l) return '';
+  return ownerState(l) === 'gone'
+    ? `Its lock was left by ${describeLock(l)}, which no longer runs.\n\n`
+    : `Held by ${describeLock(l)}.\n\n`;
 }
 
 function tooltip(r: RunInfo): vscode.MarkdownString {
@@ -103,8 +106,14 @@ export class RunItem extends vscode.TreeItem {
     this.description = describe(run);
     this.tooltip = tooltip(run);
     this.iconPath = ICONS[run.status];
-    // 'metRunRunning' hides Delete in the context menu (package.json menus); the command refuses too.
-    this.contextValue = run.status === 'running' || run.status === 'starting' ? 'metRunRunning' : 'metRun';
+    // 'metRunRunning' hides Delete in the context menu and shows Stop; 'metRunResumable' (stopped or
+    // failed with a checkpoint) shows Resume (package.json menus); the commands check too.
+    this.contextValue =
+      run.status === 'running' || run.status === 'starting'
+        ? 'metRunRunning'
+        : run.resumable
+          ? 'metRunResumable'
+          : 'metRun';
     this.command = { command: 'met.runs.open', title: 'Open', arguments: [this] };
   }
 }
@@ -170,6 +179,14 @@ export function registerRunsView(context: vscode.ExtensionContext): void {
         status: i.run.status,
       })),
     ),
+    vscode.commands.registerCommand('met.runs.resume', (arg: unknown) => {
+      const dir = dirOf(arg);
+      if (dir) return vscode.commands.executeCommand('met.fineTune', { resume: dir });
+    }),
+    vscode.commands.registerCommand('met.runs.stop', (arg: unknown) => {
+      const dir = dirOf(arg);
+      if (dir) return vscode.commands.executeCommand('met.cancelTraining', dir);
+    }),
     vscode.commands.registerCommand('met.runs.open', (arg: unknown) => {
       const dir = dirOf(arg);
       return vscode.commands.executeCommand('met.showDashboard', dir);

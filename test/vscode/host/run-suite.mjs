@@ -5,7 +5,11 @@
 // extension host's mocha output is printed; the exit code is the suite's (0 all passed, 1 a
 // failure), 124 on the overall timeout, 2 when the host is not installed.
 //
-// Usage: node test/vscode/host/run-suite.mjs [--grep REGEX] [--workspace DIR] [--timeout SEC] [--restricted] [--verbose]
+// Usage: node test/vscode/host/run-suite.mjs [--grep REGEX] [--workspace DIR] [--timeout SEC] [--restricted] [--reload] [--verbose]
+//   --reload runs the *.reload.test.ts files instead of the others: they reload the window in the
+//   middle (workbench.action.reloadWindow), and the suite runs again in the reloaded window,
+//   which finds what the first window did in MET_TEST_RELOAD_FILE. The result is the second
+//   run's; a suite that never reloaded fails.
 //   --restricted keeps Workspace Trust on, so the generated workspace opens in Restricted Mode
 //   (the Workspace Trust suite's refusal test runs only there; every other launch trusts it).
 //   npm run test:vscode [-- --grep CodeLens]
@@ -89,6 +93,8 @@ Object.assign(testEnv, {
 });
 // Tells the Workspace Trust suite that it must find the workspace untrusted (not skip).
 if (argv.includes('--restricted')) testEnv.MET_TEST_RESTRICTED = '1';
+const reloadFile = argv.includes('--reload') ? path.join(tmp, 'reload.json') : undefined;
+if (reloadFile) testEnv.MET_TEST_RELOAD_FILE = reloadFile;
 const grep = opt('grep') ?? process.env.MET_TEST_GREP;
 if (grep) testEnv.MET_TEST_GREP = grep;
 if (process.env.MET_TEST_TIMEOUT) testEnv.MET_TEST_TIMEOUT = process.env.MET_TEST_TIMEOUT;
@@ -148,6 +154,10 @@ try {
   log('workbench opened; waiting for the suite');
   code = await exited;
   log(`extension host exited with code ${code}`);
+  if (reloadFile && code === 0 && !fs.existsSync(reloadFile)) {
+    console.error('error: --reload: the suite ended without reloading the window (no MET_TEST_RELOAD_FILE written)');
+    code = 1;
+  }
   if (code !== 0) saveLogs(logs, server.logFile);
 } catch (e) {
   console.error(`error: ${/** @type {Error} */ (e)?.stack ?? e}`);

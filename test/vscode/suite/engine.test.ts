@@ -289,17 +289,15 @@ suite('engine process', function () {
     assert.equal(pid, started.pid);
     process.kill(pid!, 'SIGKILL');
     const s = await ended;
+    // Killed at its first step: before any checkpoint, so nothing to resume.
     assert.equal(s.status, 'failed');
-    assert.match(s.error ?? '', /was killed \(SIGKILL\)/);
+    const why = `the training process (pid ${pid}) ended before its first checkpoint (killed or crashed)`;
+    assert.equal(s.error, why);
     await eventually(
       () =>
         api
           .messages()
-          .some(
-            (m) =>
-              m.level === 'error' &&
-              m.text.includes(`engine process training ${path.basename(runDir)} was killed (SIGKILL)`),
-          ),
+          .some((m) => m.level === 'error' && m.text.includes(`fine-tuning ${path.basename(runDir)} failed: ${why}`)),
       () => JSON.stringify(api.messages().slice(-3)),
     );
     assert.equal(api.trainingPid(), undefined, 'no training is left active');

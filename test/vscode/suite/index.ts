@@ -15,6 +15,8 @@
 //   MET_TEST_BACKBONE   the committed tiny backbone (assets/tiny-vit/tiny-vit.safetensors)
 //   MET_TEST_GREP       only tests whose full title matches this regular expression
 //   MET_TEST_TIMEOUT    default per-test timeout in ms (30000; slow tests call this.timeout())
+//   MET_TEST_RELOAD_FILE  set by run-suite.mjs --reload: run only *.reload.test.js, which reload
+//                       the window once (the file says what the window before the reload did)
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as util from 'node:util';
@@ -48,9 +50,12 @@ export async function run(): Promise<void> {
     timeout: Number(process.env.MET_TEST_TIMEOUT) || 30_000,
     ...(process.env.MET_TEST_GREP ? { grep: new RegExp(process.env.MET_TEST_GREP) } : {}),
   });
+  // *.reload.test.js reload the window in the middle (run-suite.mjs --reload, which sets
+  // MET_TEST_RELOAD_FILE): they run alone, and only then.
+  const reload = !!process.env.MET_TEST_RELOAD_FILE;
   const files = fs
     .readdirSync(__dirname)
-    .filter((f) => f.endsWith('.test.js'))
+    .filter((f) => f.endsWith('.test.js') && f.endsWith('.reload.test.js') === reload)
     .sort();
   if (!files.length) throw new Error(`no *.test.js files next to ${__filename} (run node esbuild.mjs)`);
   for (const f of files) mocha.addFile(path.join(__dirname, f));

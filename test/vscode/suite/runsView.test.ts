@@ -2,7 +2,9 @@
 // its status and per-exit accuracy from summary.json, follows run folders appearing and going on
 // disk, tells running / stopped runs apart, deletes a run and refuses to delete a running one.
 import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { activate, tinyRun, waitFor, workspaceDir } from '../fixtures';
@@ -81,25 +83,61 @@ suite('MET runs view', () => {
   test('run folders appearing and going on disk update the view; stopped and running are told apart', async function () {
     this.timeout(60_000);
     const run = await tinyRun();
-    // Stopped: no summary yet, a checkpoint, metrics.jsonl untouched for an hour.
+    // Stopped: no summary yet, a checkpoint, and the status its last owner wrote when it stopped.
     const stopped = copyRun(run.runDir, `synthetic-stopped-${Date.now()}`, (d) => {
       fs.rmSync(path.join(d, 'summary.json'));
-      const old = new Date(Date.now() - 3600_000);
-      fs.utimesSync(path.join(d, 'metrics.jsonl'), old, old);
+      const st = JSON.parse(fs.readFileSync(path.join(d, 'status.json'), 'utf8')) as Record<string, unknown>;
+      fs.writeFileSync(
+        path.join(d, 'status.json'),
+        JSON.stringify({ ...st, phase: 'stopped', stopped: 'SIGINT received' }),
+      );
     });
     const s = await waitFor('the stopped copy in the view', () => itemOf(stopped), 20_000);
     assert.equal(s.status, 'stopped');
+    assert.equal(s.contextValue, 'metRunResumable', 'Resume in the context menu of a stopped run');
     assert.match(s.description, /^stopped · epoch 1\/1 · val acc /);
-    // Running (in another process, e.g. `met train` in a terminal): metrics.jsonl written just now.
+    assert.match(s.tooltip, /SIGINT received/);
+    // Running in another process (`met train` in a terminal): its run.lock names a live process.
+    const lock = (d: string, pid: number) =>
+      fs.writeFileSync(
+        path.join(d, 'run.lock'),
+        JSON.stringify({ pid, host: os.hostname(), since: new Date().toISOString(), command: 'met train' }),
+      );
     const running = copyRun(run.runDir, `synthetic-running-${Date.now()}`, (d) => {
       fs.rmSync(path.join(d, 'summary.json'));
-      fs.appendFileSync(path.join(d, 'metrics.jsonl'), '');
-      const now = new Date();
-      fs.utimesSync(path.join(d, 'metrics.jsonl'), now, now);
+      lock(d, process.pid);
     });
     const r = await waitFor('the running copy in the view', () => itemOf(running), 20_000);
     assert.equal(r.status, 'running');
     assert.equal(r.contextValue, 'metRunRunning', 'no Delete in the context menu of a running run');
+    assert.match(
+      r.tooltip,
+      new RegExp(`Held by met train \\\\?\\(pid ${process.pid} `),
+      'the tooltip names the lock holder',
+    );
+    // Its owner gone (killed: the lock stays, its pid does not run): stopped, with Resume, at the next poll.
+    const dead = spawnSync(process.execPath, ['-e', 'console.log(process.pid)'], { encoding: 'utf8' });
+    const deadPid = Number(dead.stdout.trim());
+    lock(running, deadPid);
+    const t0 = Date.now();
+    const k = await waitFor(
+      'the run whose owner is gone to read as stopped',
+      async () => {
+        const i = await itemOf(running);
+        return i?.status === 'stopped' ? i : undefined;
+      },
+      20_000,
+    );
+    assert.ok(Date.now() - t0 < 5000, `stopped shown after ${Date.now() - t0} ms`);
+    assert.equal(k.contextValue, 'metRunResumable');
+    assert.match(k.tooltip, new RegExp(`pid ${deadPid}\\) ended without finishing`));
+    assert.match(k.tooltip, new RegExp(`left by met train \\\\?\\(pid ${deadPid} .*no longer runs`));
+    lock(running, process.pid);
+    await waitFor(
+      'the running copy again',
+      async () => (await itemOf(running))?.status === 'running' || undefined,
+      20_000,
+    );
 
     // Delete refuses a running run and leaves it alone.
     assert.equal(await vscode.commands.executeCommand('met.runs.delete', running, { confirm: false }), false);
