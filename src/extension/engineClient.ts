@@ -14,13 +14,14 @@
 //   checkpoint); if the engine has not finished after a grace period it is killed.
 
 import { type ChildProcess, fork, type ForkOptions } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import * as vscode from 'vscode';
-import * as fs from 'node:fs';
 import { type FollowEnd, RunFollower, type FollowUpdate } from '../engine/run/follow';
 import { pidAlive } from '../engine/run/lock';
 import {
+  readJsonOrNull,
   requestStop,
   RUN_FILE,
   type RunSummary,
@@ -443,7 +444,7 @@ export class Training {
         this.messages.fire(line);
       }
       for (const e of u.events) this.onEvent(e);
-      if (u.end) return this.outcomeOf(u.end);
+      if (u.end) return await this.outcomeOf(u.end);
       // A window that closed while set to stop this training asked for a stop unless someone
       // follows it: this window does.
       if (!this.disposed && withdrawStopRequest(this.runDir, true))
@@ -453,10 +454,10 @@ export class Training {
     }
   }
 
-  private outcomeOf(end: FollowEnd): TrainingOutcome {
+  private async outcomeOf(end: FollowEnd): Promise<TrainingOutcome> {
     const runDir = this.runDir;
     if (end.phase === 'done') {
-      const summary = readJsonOrNullSync<RunSummary>(path.join(runDir, RUN_FILE.summary));
+      const summary = await readJsonOrNull<RunSummary>(path.join(runDir, RUN_FILE.summary));
       return { runDir, status: 'done', result: summary ? { runDir, stopped: null, summary } : undefined };
     }
     if (end.phase === 'stopped') {
@@ -541,14 +542,6 @@ export class Training {
     }
     // Not claimed yet: the engine runs on detached and claims the folder without us.
     this.engine?.release();
-  }
-}
-
-function readJsonOrNullSync<T>(file: string): T | null {
-  try {
-    return JSON.parse(fs.readFileSync(file, 'utf8')) as T;
-  } catch {
-    return null;
   }
 }
 

@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { TrainEvent } from '../train/trainer';
-import { pidAlive } from './lock';
+import { ownerState } from './lock';
 import { FINAL_PHASES, readLock, RUN_FILE, RUN_STATUS_FILE, type RunStatusFile, TRAIN_LOG_FILE } from './runFolder';
 
 /** The complete lines appended to a file since the last read. */
@@ -151,8 +151,8 @@ export class RunFollower {
     }
     if (!lock) return false;
     if (lock.pid === 0) return true; // being written this instant: ask again next poll
-    if (lock.pid !== this.pid) return false; // a later owner (the run was resumed)
-    return lock.host !== os.hostname() || pidAlive(lock.pid);
+    // A later owner (the run was resumed) means ours is gone.
+    return lock.pid === this.pid && ownerState(lock) !== 'gone';
   }
 
   private async readStatus(): Promise<RunStatusFile | null> {

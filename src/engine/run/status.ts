@@ -29,7 +29,8 @@ export class RunStatusWriter {
   private readonly status: RunStatusFile;
   private logFd: number | null = null;
   private lastStopCheck = 0;
-  private stopSeen: { mtimeMs: number; reason: string | null } | null = null;
+  /** The stop.request seen last: its mtime, its reason, and when it applies (ms since epoch). */
+  private stop: { mtimeMs: number; reason: string | null; due: number } | null = null;
 
   constructor(
     readonly runDir: string,
@@ -98,8 +99,15 @@ export class RunStatusWriter {
    */
   stopRequested(): string | null {
     const now = Date.now();
-    if (now - this.lastStopCheck < STOP_CHECK_MS) return this.pendingStop(now);
-    this.lastStopCheck = now;
+    if (now - this.lastStopCheck >= STOP_CHECK_MS) {
+      this.lastStopCheck = now;
+      this.checkStopFile(now);
+    }
+    return this.stop?.reason && now >= this.stop.due ? this.stop.reason : null;
+  }
+
+  /** Re-reads stop.request when it appeared or changed (its mtime), forgets it when it is gone. */
+  private checkStopFile(now: number): void {
     let st: fs.Stats | undefined;
     try {
       st = fs.statSync(path.join(this.runDir, STOP_REQUEST_FILE), { throwIfNoEntry: false });
@@ -107,27 +115,18 @@ export class RunStatusWriter {
       st = undefined;
     }
     if (!st) {
-      this.stopSeen = null;
-      return null;
+      this.stop = null; // withdrawn (a window attached), or never asked
+      return;
     }
-    if (this.stopSeen?.mtimeMs !== st.mtimeMs) {
-      const r = readStopRequest(this.runDir);
-      const at = r ? Date.parse(r.at) : NaN;
-      const due = r?.graceMs !== undefined && Number.isFinite(at) ? at + r.graceMs : 0;
-      this.stopSeen = { mtimeMs: st.mtimeMs, reason: r ? `${r.reason} (${r.by})` : null };
-      this.stopDue = due;
-      if (r && due > now)
-        this.log(
-          `stop requested by ${r.by}: ${r.reason}; stopping in ${Math.round((due - now) / 1000)} s unless a window attaches`,
-        );
-    }
-    return this.pendingStop(now);
-  }
-
-  private stopDue = 0;
-
-  private pendingStop(now: number): string | null {
-    return this.stopSeen?.reason && now >= this.stopDue ? this.stopSeen.reason : null;
+    if (this.stop?.mtimeMs === st.mtimeMs) return;
+    const r = readStopRequest(this.runDir);
+    const at = r ? Date.parse(r.at) : NaN;
+    const due = r?.graceMs !== undefined && Number.isFinite(at) ? at + r.graceMs : 0;
+    this.stop = { mtimeMs: st.mtimeMs, reason: r ? `${r.reason} (${r.by})` : null, due };
+    if (r && due > now)
+      this.log(
+        `stop requested by ${r.by}: ${r.reason}; stopping in ${Math.round((due - now) / 1000)} s unless a window attaches`,
+      );
   }
 
   /** The final phase, written before the lock is released. */
