@@ -27,6 +27,8 @@ import { log, recordMessage, showErrorWithLog, showLog } from './log';
 import { askWhenClosed } from './reattach';
 import { getRunIndex } from './runIndex';
 import { writeFileAtomicAsync } from '../engine/io/atomic';
+import { describeLock, ownerState } from '../engine/run/lock';
+import { readLock, requestStop } from '../engine/run/runFolder';
 
 export interface FineTuneArgs {
   /** Image folder with class sub-folders. */
@@ -514,6 +516,22 @@ export async function cancelTraining(engines: Engines, runDir?: string | vscode.
       { title: 'MET: Cancel which training?' },
     );
     chosen = pick?.value ?? [];
+  }
+  if (!chosen.length && dir) {
+    // Not followed by this window: a `met train` in a terminal, say. Its run.lock names it, and
+    // it reads stop.request between steps like any training.
+    const lock = readLock(dir);
+    if (lock && ownerState(lock) !== 'gone' && lock.command.startsWith('met train')) {
+      requestStop(dir, {
+        reason: 'stopped in VS Code',
+        at: new Date().toISOString(),
+        by: `VS Code (pid ${process.pid})`,
+      });
+      void vscode.window.showInformationMessage(
+        `MET: asked ${describeLock(lock)} to stop ${path.basename(dir)} after its current step, with a checkpoint.`,
+      );
+      return [dir];
+    }
   }
   if (!chosen.length) {
     if (!running.length) void vscode.window.showInformationMessage('MET: no training is running.');

@@ -2,12 +2,12 @@
 // its status and per-exit accuracy from summary.json, follows run folders appearing and going on
 // disk, tells running / stopped runs apart, deletes a run and refuses to delete a running one.
 import * as assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { activate, tinyRun, waitFor, workspaceDir } from '../fixtures';
+import { activate, backbone, dataDir, extension, tinyRun, waitFor, workspaceDir } from '../fixtures';
 
 interface Item {
   dir: string;
@@ -168,5 +168,41 @@ suite('MET runs view', () => {
     const item = (await itemOf(run.runDir))!;
     const opened = await vscode.commands.executeCommand<string>('met.runs.open', item.dir);
     assert.equal(opened, run.runDir);
+  });
+
+  test('Stop in the view stops a `met train` running in a terminal after its step, with a checkpoint; it shows as stopped with Resume', async function () {
+    this.timeout(240_000);
+    const runDir = path.join(workspaceDir(), '.met', 'runs', `terminal-${Date.now()}`);
+    const cli = path.join(extension().extensionPath, 'dist', 'cli.js');
+    const args = ['train', '--data', dataDir(), '--weights', backbone(), '--heads', '4', '--out', runDir];
+    const p = spawn(process.execPath, [cli, ...args, '--epochs', '200', '--batch', '8', '--threads', '1'], {
+      env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let err = '';
+    p.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    const exited = new Promise<number | null>((r) => p.on('exit', (c) => r(c)));
+    const item = await waitFor(
+      'the terminal training in the view as running',
+      async () => {
+        const i = await itemOf(runDir);
+        return i?.status === 'running' && fs.existsSync(path.join(runDir, 'checkpoint.safetensors')) ? i : undefined;
+      },
+      120_000,
+    );
+    assert.equal(item.contextValue, 'metRunRunning');
+    assert.deepEqual(await vscode.commands.executeCommand('met.runs.stop', runDir), [runDir]);
+    assert.equal(await exited, 130, err);
+    assert.match(err, /stopped at step \d+: stopped in VS Code/);
+    const stopped = await waitFor(
+      'the stopped run in the view',
+      async () => {
+        const i = await itemOf(runDir);
+        return i?.status === 'stopped' ? i : undefined;
+      },
+      20_000,
+    );
+    assert.equal(stopped.contextValue, 'metRunResumable');
+    assert.match(plain(stopped.tooltip), /stopped in VS Code/);
   });
 });
