@@ -1,6 +1,7 @@
 // The `met` command line. The same bundle is the engine process that the extension forks.
 
 import { exportCommand } from './cli/export';
+import { gpuCommand } from './cli/gpu';
 import { paramsCommand } from './cli/params';
 import { predictCommand } from './cli/predict';
 import { stopCommand } from './cli/stop';
@@ -18,6 +19,10 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help:
     help: 'classify images with a run (every exit, and the exit taken) or a backbone and its own head',
   },
   params: { run: paramsCommand, help: "MET's parameter counts and GFLOPs per exit for a configuration" },
+  gpu: {
+    run: gpuCommand,
+    help: 'which execution providers (CUDA, WebGPU, DirectML, CoreML, CPU) work here, and why not',
+  },
   export: { run: exportCommand, help: 'write a run as ONNX segments with its thresholds for budgeted early exit' },
 };
 

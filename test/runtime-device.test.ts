@@ -12,8 +12,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
+  autoOrder,
   autoPick,
+  cudaInstallCommand,
   formatDeviceReport,
+  notInBuild,
+  otherReason,
   probeProviders,
   type ProviderStatus,
   resolveDevice,
@@ -76,6 +80,74 @@ function hardwareGpu(statuses: ProviderStatus[]): boolean {
   return statuses.some((s) => s.provider !== 'cpu' && s.available && !s.software);
 }
 
+test("'auto' per platform: the order, never a software driver, never CoreML; CPU when none works", () => {
+  assert.deepEqual(autoOrder('linux'), ['cuda', 'webgpu']);
+  assert.deepEqual(autoOrder('win32'), ['cuda', 'webgpu', 'dml']);
+  assert.deepEqual(autoOrder('darwin'), ['webgpu']);
+  const st = (provider: ProviderStatus['provider'], available: boolean, software?: boolean): ProviderStatus => ({
+    provider,
+    available,
+    reason: 'x',
+    ...(software ? { software } : {}),
+  });
+  const all = (over: Partial<Record<ProviderStatus['provider'], ProviderStatus>>): ProviderStatus[] =>
+    (['cuda', 'webgpu', 'dml', 'coreml', 'cpu'] as const).map((p) => over[p] ?? st(p, p === 'cpu'));
+  // Windows: DirectML when it alone works; WebGPU over DirectML; CUDA over both.
+  assert.equal(autoPick(all({ dml: st('dml', true) }), 'win32'), 'dml');
+  assert.equal(autoPick(all({ dml: st('dml', true), webgpu: st('webgpu', true) }), 'win32'), 'webgpu');
+  assert.equal(autoPick(all({ dml: st('dml', true), cuda: st('cuda', true) }), 'win32'), 'cuda');
+  // Linux: DirectML is not tried there even if a status said it worked.
+  assert.equal(autoPick(all({ dml: st('dml', true) }), 'linux'), 'cpu');
+  // A software rasteriser is never auto's choice.
+  assert.equal(autoPick(all({ webgpu: st('webgpu', true, true) }), 'linux'), 'cpu');
+  // macOS: WebGPU (Metal); CoreML alone working still means the CPU for auto.
+  assert.equal(autoPick(all({ coreml: st('coreml', true) }), 'darwin'), 'cpu');
+  assert.equal(autoPick(all({ webgpu: st('webgpu', true), coreml: st('coreml', true) }), 'darwin'), 'webgpu');
+});
+
+test('provider messages: not in this build (and where it is), DirectML and CoreML hints, the CUDA install command', () => {
+  assert.equal(
+    notInBuild('dml', 'linux', 'x64').reason,
+    "not in onnxruntime-node's linux/x64 build (it has DirectML on Windows)",
+  );
+  assert.equal(
+    notInBuild('coreml', 'win32', 'arm64').reason,
+    "not in onnxruntime-node's win32/arm64 build (it has CoreML on macOS)",
+  );
+  assert.match(notInBuild('cuda', 'darwin', 'arm64').reason, /it has CUDA on Linux x64 and Windows x64/);
+  const dml = otherReason('dml', {
+    error: 'DmlExecutionProvider: D3D12CreateDevice failed\nmore',
+    timedOut: false,
+    limitMs: 1,
+  });
+  assert.match(
+    dml,
+    /^the test session failed: DmlExecutionProvider: D3D12CreateDevice failed \(DirectML needs Windows 10 1903 or later and a DirectX 12 GPU: update the GPU driver/,
+  );
+  assert.match(otherReason('coreml', { error: 'e', timedOut: false, limitMs: 1 }), /CoreML needs macOS 12 or later/);
+  assert.match(otherReason('dml', { error: '', timedOut: true, limitMs: 20_000 }), /did not finish within 20 s/);
+  const dir = '/x/onnxruntime-node/bin/napi-v6/linux/x64';
+  assert.equal(
+    cudaInstallCommand('1.30.0', 'linux', dir),
+    `curl -L -o /tmp/ort-gpu.nupkg https://www.nuget.org/api/v2/package/Microsoft.ML.OnnxRuntime.Gpu.Linux/1.30.0 && unzip -j -o /tmp/ort-gpu.nupkg 'runtimes/linux-x64/native/libonnxruntime_providers_*.so' -d '${dir}'`,
+  );
+  assert.match(
+    cudaInstallCommand('1.30.0', 'win32', 'C:\\ext'),
+    /Microsoft\.ML\.OnnxRuntime\.Gpu\.Windows\/1\.30\.0.*runtimes\\win-x64\\native\\onnxruntime_providers_\*\.dll 'C:\\ext'"$/,
+  );
+});
+
+test('device coreml is refused for training (inference only), before any probe', async () => {
+  const { spawns } = await countSpawns(() =>
+    assert.rejects(resolveDevice('coreml'), (e: unknown) => {
+      assert.ok(e instanceof UserError);
+      assert.match(e.message, /CoreML runs inference only/);
+      return true;
+    }),
+  );
+  assert.equal(spawns, 0);
+});
+
 test("resolveDevice('cpu') picks the CPU without probing", async () => {
   const { value: choice, spawns } = await countSpawns(() => resolveDevice('cpu'));
   assert.equal(spawns, 0, 'no probe process may start for cpu');
@@ -93,8 +165,14 @@ test("resolveDevice('auto') without the Mesa env falls back to the CPU and says 
   for (const line of formatDeviceReport(choice.statuses, choice).split('\n')) t.diagnostic(line);
   assert.deepEqual(
     choice.statuses.map((s) => s.provider),
-    ['cuda', 'webgpu', 'cpu'],
+    ['cuda', 'webgpu', 'dml', 'coreml', 'cpu'],
   );
+  // This Linux build has no DirectML or CoreML: listed with where they exist, not probed.
+  for (const p of ['dml', 'coreml'] as const) {
+    const s = choice.statuses.find((x) => x.provider === p)!;
+    assert.equal(s.absent, true);
+    assert.match(s.reason, new RegExp(`not in onnxruntime-node's ${process.platform}/${process.arch} build`));
+  }
   for (const s of choice.statuses)
     assert.ok(s.reason.length > 10, `${s.provider}: reason '${s.reason}' is not an explanation`);
   assert.equal(choice.device, autoPick(choice.statuses));

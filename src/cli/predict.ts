@@ -89,7 +89,7 @@ export async function predictCommand(argv: string[]): Promise<number> {
     if (v.length !== 1 && v.length !== channels)
       throw new UserError(`met predict: --${k} needs 1 or ${channels} values, got ${v.length}`);
 
-  const choice = await resolveDevice(((a.device as string) ?? 'cpu') as never);
+  const choice = await resolveDevice(((a.device as string) ?? 'cpu') as never, { purpose: 'infer' });
   for (const n of choice.notes) if (a.device === 'auto') console.error(n);
 
   const g = new Graph();
@@ -199,7 +199,7 @@ async function predictRun(a: Parsed): Promise<number> {
         `met predict: --${f} does not apply with --run (the run fixes the backbone and its preprocessing)`,
       );
   if (!a._.length) throw new UserError('met predict: give at least one image or folder');
-  const choice = await resolveDevice(((a.device as string) ?? 'cpu') as never);
+  const choice = await resolveDevice(((a.device as string) ?? 'cpu') as never, { purpose: 'infer' });
   for (const n of choice.notes) if (a.device === 'auto') console.error(n);
   // Shared with the extension's Inspect exits panel (src/engine/explore/score.ts): the same
   // segments, preprocessing, thresholds and batching, so the panel shows these numbers.

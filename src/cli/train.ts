@@ -7,7 +7,7 @@ import { resolveSettings } from '../app/settings';
 import { evaluateRun, runTraining } from '../engine/run/run';
 import { readJson, type RunConfigFile, type RunSummary } from '../engine/run/runFolder';
 import { validateConfig } from '../engine/run/schema';
-import { FIELDS, flagOf } from '../engine/settings';
+import { DEVICES, FIELDS, flagOf } from '../engine/settings';
 import type { TrainConfig } from '../engine/run/config';
 import type { TrainEvent } from '../engine/train/trainer';
 import { UserError } from '../engine/tensor';
@@ -254,7 +254,7 @@ export const EVAL_FLAGS: Record<string, FlagSpec> = {
     kind: 'string',
     help: "another image folder (class folders named like the run's classes); default the run's test split",
   },
-  device: { kind: 'string', choices: ['cpu', 'webgpu', 'cuda', 'auto'], help: 'execution provider' },
+  device: { kind: 'string', choices: DEVICES, help: 'execution provider' },
   threads: { kind: 'int', help: 'CPU threads' },
   json: { kind: 'bool', help: 'print {"exits": [...], "dynamic": [...]}' },
   help: { kind: 'bool', help: 'show this help' },

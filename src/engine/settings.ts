@@ -29,7 +29,18 @@ export const HEAD_INITS = ['trunc_normal', 'zeros'] as const;
 export const TASKS = ['classification', 'regression'] as const;
 export const REG_LOSSES = ['mse', 'l1'] as const;
 export const RESIZES = ['direct', 'resize-center-crop'] as const;
-export const DEVICES = ['cpu', 'webgpu', 'cuda', 'auto'] as const;
+export const DEVICES = ['cpu', 'webgpu', 'cuda', 'dml', 'coreml', 'auto'] as const;
+/** onnxruntime execution providers MET knows, in the order reports list them (runtime/device.ts). */
+export const PROVIDERS = ['cuda', 'webgpu', 'dml', 'coreml', 'cpu'] as const;
+export type ProviderName = (typeof PROVIDERS)[number];
+/** Their names in messages. */
+export const PROVIDER_LABELS: Record<ProviderName, string> = {
+  cuda: 'CUDA',
+  webgpu: 'WebGPU',
+  dml: 'DirectML',
+  coreml: 'CoreML',
+  cpu: 'CPU',
+};
 /** Exit branch types (model/branches.ts builds each). */
 export const BRANCH_TYPES = ['linear', 'mlp', 'sl-vit', 'conv-ignore', 'conv-add', 'conv-project'] as const;
 export type BranchType = (typeof BRANCH_TYPES)[number];
@@ -298,7 +309,7 @@ export const SETTINGS = {
   }),
   device: oneOf(DEVICES, {
     default: 'cpu',
-    help: 'Execution provider; auto tries CUDA, then WebGPU, then the CPU.',
+    help: 'Execution provider; auto tries the GPU providers of this platform (Linux: CUDA, WebGPU; Windows: CUDA, WebGPU, DirectML; macOS: WebGPU), each checked by a test session, then the CPU. CoreML (macOS) runs inference only.',
   }),
   threads: int({ kind: 'int', min: 1, help: 'CPU threads (default: one per core).' }),
   out: str({ kind: 'path', help: 'Run folder (default .met/runs/<time>-<variant>).' }),

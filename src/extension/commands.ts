@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { CONFIG_FILE_NAME, configFilePaths, findConfigFile } from '../app/configFile';
 import { findDatasets } from '../app/dataset';
+import { PROVIDER_LABELS } from '../engine/settings';
 import type { TrainConfig } from '../engine/run/config';
 import type { GpuCheckResult, ResolveResult } from '../protocol';
 import { configTemplate } from './configTemplate';
@@ -646,8 +647,9 @@ async function checkGpu(engines: Engines): Promise<GpuCheckResult | undefined> {
     return undefined;
   }
   log().info(`GPU check:\n${r.report}`);
-  const label: Record<string, string> = { cuda: 'CUDA', webgpu: 'WebGPU', cpu: 'CPU' };
-  const gpus = r.statuses.filter((s) => s.provider !== 'cpu');
+  const label = PROVIDER_LABELS;
+  // Providers this platform's build does not have at all are in the log, not in the toast.
+  const gpus = r.statuses.filter((s) => s.provider !== 'cpu' && !s.absent);
   // The toast gets the first clause of each reason; the log (Show details) has all of it.
   const short = (r: string) => r.replace(/\s*\(.*$/s, '');
   const parts = gpus.map(

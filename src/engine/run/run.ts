@@ -100,8 +100,12 @@ function backboneOf(c: TrainConfig) {
   return { ...b, tensors: prepareWeights(b.config, b.tensors) };
 }
 
-async function sessionOptions(c: TrainConfig, log?: (m: string) => void): Promise<SessionOptions> {
-  const choice = await resolveDevice(c.device);
+async function sessionOptions(
+  c: TrainConfig,
+  purpose: 'train' | 'infer',
+  log?: (m: string) => void,
+): Promise<SessionOptions> {
+  const choice = await resolveDevice(c.device, { purpose });
   if (c.device === 'auto') for (const n of choice.notes) log?.(n);
   return { providers: choice.providers, threads: c.threads };
 }
@@ -384,7 +388,7 @@ async function trainLocked(
     writeJson(path.join(runDir, RUN_FILE.report), report);
   }
 
-  const so = await sessionOptions(c, log);
+  const so = await sessionOptions(c, 'train', log);
   const segsTrainable = buildSegments(vit, met, bb.tensors, initMetParams(vit, met, c.seed), false, cpuOnly(so));
   let valRunner: SegmentRunner | null = null;
   const validate = async (params: Map<string, HostTensor>) => {
@@ -540,7 +544,7 @@ async function evaluateLocked(
 ): Promise<RunSummary> {
   const { cf, params, backbone, vit } = loadRun(runDir);
   const c = { ...cf.train, device: opts.device ?? cf.train.device, threads: opts.threads ?? cf.train.threads };
-  const so = await sessionOptions(c);
+  const so = await sessionOptions(c, 'infer');
   const cache = new ImageCache({ pre: preprocessOf(c, vit) });
   const regression = isRegression(cf.met);
   const ds = regression

@@ -23,11 +23,34 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { compile } from '../graph/onnx';
 import { Graph } from '../graph/ir';
+import { type DEVICES, PROVIDER_LABELS, PROVIDERS, type ProviderName } from '../settings';
 import { UserError } from '../tensor';
 
-export type Device = 'cpu' | 'webgpu' | 'cuda' | 'auto';
-export type Provider = 'cuda' | 'webgpu' | 'cpu';
-export type GpuProvider = 'cuda' | 'webgpu';
+export type Device = (typeof DEVICES)[number];
+export type Provider = ProviderName;
+export type GpuProvider = Exclude<Provider, 'cpu'>;
+const GPU_PROVIDERS = PROVIDERS.filter((p): p is GpuProvider => p !== 'cpu');
+
+/**
+ * The GPU providers 'auto' tries on a platform, in order (then the CPU). CUDA first where it
+ * exists: it is the fastest when its libraries are installed. WebGPU next: it is the provider
+ * the train step is checked on (lavapipe parity tests) and runs on Vulkan, D3D12 and Metal.
+ * DirectML last on Windows. CoreML never: it runs inference segments only (the train step's ops
+ * are not CoreML's), so it is used only when asked for by name, for inference.
+ */
+export function autoOrder(platform: NodeJS.Platform = process.platform): GpuProvider[] {
+  if (platform === 'win32') return ['cuda', 'webgpu', 'dml'];
+  if (platform === 'darwin') return ['webgpu'];
+  return ['cuda', 'webgpu'];
+}
+
+/** Where onnxruntime-node 1.30 ships each provider (its README), for "not in this build" messages. */
+const SHIPPED_ON: Record<GpuProvider, string> = {
+  cuda: 'Linux x64 and Windows x64, with provider libraries fetched at install time',
+  webgpu: 'Windows, Linux x64 and macOS',
+  dml: 'Windows',
+  coreml: 'macOS',
+};
 
 export interface ProviderStatus {
   provider: Provider;
@@ -41,6 +64,8 @@ export interface ProviderStatus {
   software?: boolean;
   /** Wall time of the probe (child start, session creation, one run). */
   probeMs?: number;
+  /** Not in this platform's onnxruntime-node build at all (DirectML off Windows...): listed, not probed. */
+  absent?: boolean;
 }
 
 export interface DeviceChoice {
@@ -61,8 +86,13 @@ export interface ProbeOptions {
   refresh?: boolean;
 }
 
-const LABEL: Record<Provider, string> = { cuda: 'CUDA', webgpu: 'WebGPU', cpu: 'CPU' };
-const ORT_EP_NAME: Record<GpuProvider, string> = { cuda: 'CUDAExecutionProvider', webgpu: 'WebGpuExecutionProvider' };
+const LABEL = PROVIDER_LABELS;
+const ORT_EP_NAME: Record<GpuProvider, string> = {
+  cuda: 'CUDAExecutionProvider',
+  webgpu: 'WebGpuExecutionProvider',
+  dml: 'DmlExecutionProvider',
+  coreml: 'CoreMLExecutionProvider',
+};
 const DEFAULT_TIMEOUT_MS = 20_000;
 const SETUP_HINT = 'on a CPU-only machine see scripts/setup-webgpu.sh';
 const CPU_STATUS: ProviderStatus = { provider: 'cpu', available: true, reason: 'built into onnxruntime-node' };
@@ -93,8 +123,10 @@ export function probeProviders(opts: ProbeOptions = {}): Promise<ProviderStatus[
   return p;
 }
 
+type Backend = { name: string; bundled: boolean };
+
 async function probeAll(env: NodeJS.ProcessEnv, timeoutMs: number): Promise<ProviderStatus[]> {
-  let backends: { name: string; bundled: boolean }[] = [];
+  let backends: Backend[] = [];
   try {
     backends = ort.listSupportedBackends();
   } catch {
@@ -105,12 +137,58 @@ async function probeAll(env: NodeJS.ProcessEnv, timeoutMs: number): Promise<Prov
     ];
   }
   const model = probeModel();
-  // Both probes at once: each is a separate process, and most of a probe is waiting.
-  const [cuda, webgpu] = await Promise.all([
-    probeCuda(backends, model, env, timeoutMs),
-    probeWebGpu(backends, model, env, timeoutMs),
-  ]);
-  return [cuda, webgpu, CPU_STATUS];
+  // All probes at once: each is a separate process, and most of a probe is waiting.
+  const statuses = await Promise.all(
+    GPU_PROVIDERS.map((p) => {
+      if (!backends.some((b) => b.name === p)) return Promise.resolve(notInBuild(p));
+      if (p === 'cuda') return probeCuda(backends, model, env, timeoutMs);
+      if (p === 'webgpu') return probeWebGpu(model, env, timeoutMs);
+      return probeOther(p, model, env, timeoutMs);
+    }),
+  );
+  return [...statuses, CPU_STATUS];
+}
+
+/** A provider this platform's onnxruntime-node build does not have. */
+export function notInBuild(
+  p: GpuProvider,
+  platform: NodeJS.Platform = process.platform,
+  arch: string = process.arch,
+): ProviderStatus {
+  return {
+    provider: p,
+    available: false,
+    absent: true,
+    reason: `not in onnxruntime-node's ${platform}/${arch} build (it has ${LABEL[p]} on ${SHIPPED_ON[p]})`,
+  };
+}
+
+// ---- DirectML (Windows), CoreML (macOS) ----
+
+async function probeOther(
+  p: 'dml' | 'coreml',
+  model: Uint8Array,
+  env: NodeJS.ProcessEnv,
+  timeoutMs: number,
+): Promise<ProviderStatus> {
+  const r = await runProbe(p, model, env, timeoutMs);
+  if (r.ok)
+    return {
+      provider: p,
+      available: true,
+      reason: p === 'coreml' ? `${r.found}; inference only (auto never picks it for training)` : r.found,
+      probeMs: r.ms,
+    };
+  return { provider: p, available: false, reason: otherReason(p, r), probeMs: r.ms };
+}
+
+export function otherReason(p: 'dml' | 'coreml', r: Pick<ProbeResult, 'error' | 'timedOut' | 'limitMs'>): string {
+  if (r.timedOut) return `the test session did not finish within ${secs(r.limitMs)} (GPU driver hung?)`;
+  const hint =
+    p === 'dml'
+      ? "DirectML needs Windows 10 1903 or later and a DirectX 12 GPU: update the GPU driver (Windows Update or the vendor's site); dxdiag shows the DirectX version"
+      : 'CoreML needs macOS 12 or later';
+  return `the test session failed: ${firstLine(r.error)} (${hint})`;
 }
 
 // ---- CUDA ----
@@ -122,12 +200,7 @@ async function probeCuda(
   timeoutMs: number,
 ): Promise<ProviderStatus> {
   const entry = backends.find((b) => b.name === 'cuda');
-  if (!entry)
-    return {
-      provider: 'cuda',
-      available: false,
-      reason: `this onnxruntime-node build (${process.platform}/${process.arch}) has no CUDA provider`,
-    };
+  if (!entry) return notInBuild('cuda');
   if (!entry.bundled) {
     // Not in the npm tarball (too large): onnxruntime-node's install step downloads it from
     // NuGet, unless told to skip or offline. Without the library a session only says "Failed to
@@ -140,13 +213,24 @@ async function probeCuda(
       return {
         provider: 'cuda',
         available: false,
-        reason: `onnxruntime-node was installed without its CUDA provider (${why}; the install needs internet access to fetch it: npm rebuild onnxruntime-node --onnxruntime-node-install=cuda12)`,
+        reason: `onnxruntime-node was installed without its CUDA provider (${why}). To add it: ${cudaInstallCommand(ort.env.versions.common ?? '1.30.0', process.platform, dir ?? '<onnxruntime-node>/bin/napi-v6/linux/x64')}; it also needs the CUDA 12 runtime and cuDNN 9 (nvidia-smi shows the driver)`,
       };
     }
   }
   const r = await runProbe('cuda', model, env, timeoutMs);
   if (r.ok) return { provider: 'cuda', available: true, reason: r.found, probeMs: r.ms };
   return { provider: 'cuda', available: false, reason: cudaReason(r), probeMs: r.ms };
+}
+
+/**
+ * The command that puts onnxruntime's CUDA provider libraries (from Microsoft's NuGet package of
+ * the bundled onnxruntime version, as onnxruntime-node's own install step fetches them) next to
+ * the binding in `dir`. One line, for a terminal on the machine the engine runs on.
+ */
+export function cudaInstallCommand(version: string, platform: NodeJS.Platform, dir: string): string {
+  if (platform === 'win32')
+    return `powershell -c "Invoke-WebRequest https://www.nuget.org/api/v2/package/Microsoft.ML.OnnxRuntime.Gpu.Windows/${version} -OutFile $env:TEMP\\ort-gpu.zip; Expand-Archive -Force $env:TEMP\\ort-gpu.zip $env:TEMP\\ort-gpu; Copy-Item $env:TEMP\\ort-gpu\\runtimes\\win-x64\\native\\onnxruntime_providers_*.dll '${dir}'"`;
+  return `curl -L -o /tmp/ort-gpu.nupkg https://www.nuget.org/api/v2/package/Microsoft.ML.OnnxRuntime.Gpu.Linux/${version} && unzip -j -o /tmp/ort-gpu.nupkg 'runtimes/linux-x64/native/libonnxruntime_providers_*.so' -d '${dir}'`;
 }
 
 function ortBinaryDir(): string | undefined {
@@ -202,19 +286,7 @@ function cudaReason(r: ProbeResult): string {
 
 // ---- WebGPU ----
 
-async function probeWebGpu(
-  backends: { name: string; bundled: boolean }[],
-  model: Uint8Array,
-  env: NodeJS.ProcessEnv,
-  timeoutMs: number,
-): Promise<ProviderStatus> {
-  if (!backends.some((b) => b.name === 'webgpu')) {
-    return {
-      provider: 'webgpu',
-      available: false,
-      reason: `this onnxruntime-node build (${process.platform}/${process.arch}) has no WebGPU provider`,
-    };
-  }
+async function probeWebGpu(model: Uint8Array, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<ProviderStatus> {
   const icds = process.platform === 'linux' ? vulkanDrivers(env) : [];
   const software = icds.length > 0 && icds.every((d) => d.software);
   const r = await runProbe('webgpu', model, env, timeoutMs);
@@ -496,25 +568,37 @@ function lastLines(s: string): string {
 
 // ---- Choosing ----
 
-/** What 'auto' picks from probe results: a hardware GPU provider if one works, else the CPU. */
-export function autoPick(statuses: ProviderStatus[]): Provider {
-  for (const p of ['cuda', 'webgpu'] as const) {
+/** What 'auto' picks from probe results: this platform's first working hardware GPU provider, else the CPU. */
+export function autoPick(statuses: ProviderStatus[], platform: NodeJS.Platform = process.platform): Provider {
+  for (const p of autoOrder(platform)) {
     const s = statuses.find((x) => x.provider === p);
     if (s?.available && !s.software) return p;
   }
   return 'cpu';
 }
 
+export interface ResolveOptions extends ProbeOptions {
+  /** What the sessions run: training refuses CoreML (inference segments only). Default 'train'. */
+  purpose?: 'train' | 'infer';
+  /** For tests: the platform whose 'auto' order applies. */
+  platform?: NodeJS.Platform;
+}
+
 /**
  * Resolves a requested device to the providers a session uses. 'cpu' never probes; an explicit
- * GPU provider that does not work is a UserError saying why; 'auto' prefers CUDA, then WebGPU
- * (not on a software-only Vulkan driver), then the CPU, and notes why each GPU was not used.
+ * GPU provider that does not work is a UserError saying why; 'auto' tries this platform's GPU
+ * providers in order (autoOrder: never a software Vulkan driver, never CoreML), then the CPU,
+ * and notes why each GPU provider was not used.
  */
-export async function resolveDevice(requested: Device, opts: ProbeOptions = {}): Promise<DeviceChoice> {
+export async function resolveDevice(requested: Device, opts: ResolveOptions = {}): Promise<DeviceChoice> {
   if (requested === 'cpu') return { device: 'cpu', providers: ['cpu'], statuses: [CPU_STATUS], notes: [] };
-  if (requested !== 'auto' && requested !== 'cuda' && requested !== 'webgpu') {
-    throw new UserError(`unknown device '${String(requested)}' (expected auto, cpu, webgpu or cuda)`);
+  if (requested !== 'auto' && !(GPU_PROVIDERS as string[]).includes(requested)) {
+    throw new UserError(`unknown device '${String(requested)}' (expected auto, cpu, ${GPU_PROVIDERS.join(', ')})`);
   }
+  if (requested === 'coreml' && (opts.purpose ?? 'train') === 'train')
+    throw new UserError(
+      'device coreml: CoreML runs inference only (met predict, met eval); train with webgpu, cpu or auto',
+    );
   const statuses = await probeProviders(opts);
   const status = (p: Provider): ProviderStatus =>
     statuses.find((s) => s.provider === p) ?? { provider: p, available: false, reason: 'not probed' };
@@ -528,15 +612,16 @@ export async function resolveDevice(requested: Device, opts: ProbeOptions = {}):
     return { device: requested, providers: [requested, 'cpu'], statuses, notes };
   }
 
-  const device = autoPick(statuses);
+  const platform = opts.platform ?? process.platform;
+  const device = autoPick(statuses, platform);
   const notes: string[] = [];
-  for (const p of ['cuda', 'webgpu'] as const) {
+  for (const p of autoOrder(platform)) {
     if (p === device) continue;
     const s = status(p);
     if (!s.available) notes.push(`${LABEL[p]}: ${s.reason}`);
     else if (s.software)
       notes.push(
-        `${LABEL[p]}: works, but only on a software Vulkan driver, much slower than the CPU provider (choose device webgpu to use it anyway)`,
+        `${LABEL[p]}: works, but only on a software Vulkan driver, much slower than the CPU provider (choose device ${p} to use it anyway)`,
       );
     else notes.push(`${LABEL[p]}: available, but ${LABEL[device]} is preferred`);
   }
@@ -554,7 +639,8 @@ export function formatDeviceReport(statuses: ProviderStatus[], choice?: DeviceCh
   const w = [0, 1].map((i) => Math.max(head[i].length, ...rows.map((r) => r[i].length)));
   const fmt = (r: string[]): string => `${r[0].padEnd(w[0])}  ${r[1].padEnd(w[1])}  ${r[2]}`;
   const lines = [fmt(head), ...rows.map(fmt)];
-  lines.push('', `auto picks: ${autoPick(statuses)}`);
+  lines.push('', `auto tries on ${process.platform}: ${[...autoOrder().map((p) => LABEL[p]), 'CPU'].join(', ')}`);
+  lines.push(`auto picks: ${autoPick(statuses)}`);
   if (choice) {
     lines.push(`using: ${choice.device} (execution providers: ${choice.providers.join(', ')})`);
     for (const n of choice.notes) lines.push(`  - ${n}`);

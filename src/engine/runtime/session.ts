@@ -3,11 +3,12 @@
 import * as ort from 'onnxruntime-node';
 import type { CompiledModel } from '../graph/onnx';
 import type { GDType } from '../graph/ir';
+import type { ProviderName } from '../settings';
 import { type HostTensor, numel, shapeStr } from '../tensor';
 
 export interface SessionOptions {
   /** Execution providers in order of preference; 'cpu' is always the fallback. */
-  providers?: ('cpu' | 'webgpu' | 'cuda')[];
+  providers?: ProviderName[];
   /** Intra-op threads (0 = onnxruntime's default, one per physical core). */
   threads?: number;
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
@@ -39,7 +40,8 @@ export class Session {
       interOpNumThreads: 1,
       executionMode: 'sequential',
       enableCpuMemArena: true,
-      enableMemPattern: true,
+      // DirectML cannot run with memory patterns (onnxruntime's DML provider documentation).
+      enableMemPattern: !providers.includes('dml'),
       logSeverityLevel: opts.logSeverity ?? 3,
     };
     if (opts.optimizedModelPath) so.optimizedModelFilePath = opts.optimizedModelPath;
