@@ -1,16 +1,19 @@
 // `npm test` runs everything (after `npm run typecheck`, `npm run lint` and the build):
 //   1. every test/**/*.test.ts with Node's test runner (Node 20's --test has no glob support);
 //      test/vscode/ is not among them: those tests need the vscode API;
-//   2. the integration suite inside a real VS Code extension host (test/vscode/host/run-suite.mjs);
-//   3. the UI tests in a real workbench (test/vscode/host/ui.mjs: packaged VSIX, command palette,
+//   2. one VSIX per platform, packaged and checked for its binaries (scripts/package.mjs --all,
+//      scripts/check-vsix.ts; the foreign sharp packages are fetched from the npm registry once);
+//   3. the integration suite inside a real VS Code extension host (test/vscode/host/run-suite.mjs);
+//   4. the UI tests in a real workbench (test/vscode/host/ui.mjs: packaged VSIX, command palette,
 //      dashboard, runs view; panels-ui.mjs: the exploration panels), with
 //      screenshots in test-artifacts/.
-// 2 and 3 need the host from scripts/setup-vscode-host.sh (.vscode-host/); without it they are
+// 3 and 4 need the host from scripts/setup-vscode-host.sh (.vscode-host/); without it they are
 // reported as skipped, unless MET_REQUIRE_VSCODE_HOST=1 (CI), where that is a failure.
 // Extra arguments are file filters for the unit tests only (e.g. npm test -- weights); the host
 // suites then do not run (npm run test:vscode / test:ui run them alone).
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
@@ -57,6 +60,25 @@ step('unit tests (node:test)', process.execPath, [
 ]);
 
 if (!filters.length) {
+  // One VSIX per platform, each checked for its own binaries only (issue 12). The foreign sharp
+  // packages come from the npm registry once (cached in .cache/npm-packs/).
+  const vsixDir = fs.mkdtempSync(path.join(os.tmpdir(), 'met-vsix-'));
+  console.log('\n# One VSIX per platform (scripts/package.mjs --all, scripts/check-vsix.ts)');
+  step('VSIX per platform: package', process.execPath, [
+    path.join(root, 'scripts/package.mjs'),
+    '--all',
+    '--out',
+    vsixDir,
+  ]);
+  const made = fs.readdirSync(vsixDir).filter((f) => f.endsWith('.vsix'));
+  step('VSIX per platform: binaries', process.execPath, [
+    '--import',
+    'tsx',
+    path.join(root, 'scripts/check-vsix.ts'),
+    ...made.map((f) => path.join(vsixDir, f)),
+  ]);
+  fs.rmSync(vsixDir, { recursive: true, force: true });
+
   const installed = fs.existsSync(path.join(root, '.vscode-host', 'env.json'));
   const required = process.env.MET_REQUIRE_VSCODE_HOST === '1';
   if (installed) {
