@@ -42,7 +42,10 @@ export class Session {
       enableCpuMemArena: true,
       // DirectML cannot run with memory patterns (onnxruntime's DML provider documentation).
       enableMemPattern: !providers.includes('dml'),
-      logSeverityLevel: opts.logSeverity ?? 3,
+      // MET_ORT_VERBOSE=1: onnxruntime's verbose log on stderr, which says on which provider each
+      // node was placed (the WebGPU parity test reads it).
+      logSeverityLevel: opts.logSeverity ?? (process.env.MET_ORT_VERBOSE === '1' ? 0 : 3),
+      ...(process.env.MET_ORT_VERBOSE === '1' ? { logVerbosityLevel: 0 } : {}),
     };
     if (opts.optimizedModelPath) so.optimizedModelFilePath = opts.optimizedModelPath;
     if (opts.profilePrefix) {

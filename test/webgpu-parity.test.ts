@@ -1,0 +1,149 @@
+// MET on the WebGPU provider equals MET on the CPU provider (issue 12), with Mesa's lavapipe as
+// the Vulkan driver (scripts/setup-webgpu.sh; CI runs it): a two-epoch `met train --device
+// webgpu` on a small generated folder against the same run on the CPU.
+// - The train step runs on WebGPU (onnxruntime's verbose log, MET_ORT_VERBOSE=1, places its
+//   nodes there), and every step's loss equals the CPU's (relative 1e-4).
+// - The trained tensors agree, and so does every exit's test accuracy (within 1 point).
+// - The inference segments agree: the CPU run evaluated with --device webgpu gives the CPU's
+//   confidences (1e-4) and the same predictions.
+// Without .cache/mesa/env.sh it is skipped, unless MET_REQUIRE_WEBGPU=1 (CI), where it fails.
+
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { DEMO_CLASSES, writeShapeFolder } from '../src/engine/demo/shapes';
+import type { PredictionsFile, RunSummary } from '../src/engine/run/runFolder';
+import { readSafetensors } from '../src/engine/weights/safetensors';
+import { CLI } from './engine-ipc';
+
+const ROOT = path.resolve(__dirname, '..');
+const ENV_SH = path.join(ROOT, '.cache', 'mesa', 'env.sh');
+const TINY_VIT = path.join(ROOT, 'assets', 'tiny-vit', 'tiny-vit.safetensors');
+
+/** This environment after sourcing .cache/mesa/env.sh, as a user's shell would. */
+function mesaEnv(): NodeJS.ProcessEnv {
+  const r = spawnSync('bash', ['-c', '. "$1" && env -0', 'env', ENV_SH], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`sourcing ${ENV_SH} failed: ${r.stderr}`);
+  const env: NodeJS.ProcessEnv = {};
+  for (const kv of r.stdout.split('\0')) {
+    const i = kv.indexOf('=');
+    if (i > 0) env[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  // lavapipe compiles every shader with LLVM; 128-bit lanes halve that, with the same arithmetic.
+  return { ...env, LP_NATIVE_VECTOR_WIDTH: '128' };
+}
+
+function met(args: string[], env: NodeJS.ProcessEnv, cwd: string): { code: number; err: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args], {
+    cwd,
+    env,
+    encoding: 'utf8',
+    timeout: 300_000,
+    maxBuffer: 256 << 20,
+  });
+  return { code: r.status ?? -1, err: r.stderr };
+}
+
+const stepLosses = (run: string) =>
+  fs
+    .readFileSync(path.join(run, 'metrics.jsonl'), 'utf8')
+    .split('\n')
+    .filter((l) => l.includes('"type":"step"'))
+    .map((l) => (JSON.parse(l) as { step: number; loss: number }).loss);
+
+const rel = (a: number, b: number) => Math.abs(a - b) / Math.max(Math.abs(b), 1e-6);
+
+test(
+  'MET on WebGPU (lavapipe) equals MET on the CPU: train step, a two-epoch run, inference segments',
+  { timeout: 600_000 },
+  async (t) => {
+    if (!fs.existsSync(ENV_SH)) {
+      const msg = `${path.relative(ROOT, ENV_SH)} not found: run scripts/setup-webgpu.sh to install a software Vulkan driver for the WebGPU tests`;
+      if (process.env.MET_REQUIRE_WEBGPU === '1') assert.fail(`MET_REQUIRE_WEBGPU=1 but ${msg}`);
+      t.skip(msg);
+      return;
+    }
+    const env = mesaEnv();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'met-webgpu-parity-'));
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const data = path.join(dir, 'shapes');
+    await writeShapeFolder({ out: data, classes: DEMO_CLASSES.slice(0, 4), perClass: 15, seed: 12 });
+    const flags = ['--data', data, '--weights', TINY_VIT, '--epochs', '2', '--batch', '8', '--threads', '1'];
+
+    const cpu = path.join(dir, 'cpu');
+    const c = met(['train', ...flags, '--device', 'cpu', '--out', cpu], env, dir);
+    assert.equal(c.code, 0, c.err);
+    const wg = path.join(dir, 'webgpu');
+    const t0 = Date.now();
+    const w = met(['train', ...flags, '--device', 'webgpu', '--out', wg], { ...env, MET_ORT_VERBOSE: '1' }, dir);
+    assert.equal(
+      w.code,
+      0,
+      w.err
+        .split('\n')
+        .filter((l) => !/\[[VI]:onnxruntime/.test(l))
+        .slice(-20)
+        .join('\n'),
+    );
+    t.diagnostic(`webgpu run: ${((Date.now() - t0) / 1000).toFixed(1)} s on lavapipe`);
+
+    // The train step (the one graph of thousands of nodes) was placed on WebGPU.
+    const placed = [...w.err.matchAll(/(?:All nodes|Node\(s\)) placed on \[(\w+)\]\. Number of nodes: (\d+)/g)].map(
+      (m) => [m[1], Number(m[2])] as const,
+    );
+    const biggest = placed.reduce((a, b) => (b[1] > a[1] ? b : a), ['', 0] as readonly [string, number]);
+    t.diagnostic(`placements: ${placed.map(([ep, n]) => `${n} on ${ep.replace('ExecutionProvider', '')}`).join(', ')}`);
+    assert.equal(
+      biggest[0],
+      'WebGpuExecutionProvider',
+      `the train step's ${biggest[1]} nodes were placed on ${biggest[0]}`,
+    );
+    assert.ok(biggest[1] > 1000, `the largest WebGPU graph has ${biggest[1]} nodes`);
+
+    // Every step's loss (forward and loss on the GPU, parameters updated from its gradients).
+    const lc = stepLosses(cpu);
+    const lw = stepLosses(wg);
+    assert.equal(lw.length, lc.length);
+    const worst = Math.max(...lc.map((l, i) => rel(lw[i], l)));
+    t.diagnostic(`${lc.length} steps, largest relative loss difference ${worst.toExponential(2)}`);
+    assert.ok(worst < 1e-4, `step losses differ by ${worst} (relative)`);
+
+    // The trained tensors: two epochs of AdamW on the GPU's gradients.
+    const tc = readSafetensors(path.join(cpu, 'trainable.safetensors'));
+    const tw = readSafetensors(path.join(wg, 'trainable.safetensors'));
+    let maxAbs = 0;
+    for (const [name, a] of tc) {
+      const b = tw.get(name)!;
+      assert.ok(b, `${name} missing from the WebGPU run`);
+      const da = a.data as Float32Array;
+      const db = b.data as Float32Array;
+      for (let i = 0; i < da.length; i++) maxAbs = Math.max(maxAbs, Math.abs(da[i] - db[i]));
+    }
+    t.diagnostic(`trained tensors: largest absolute difference ${maxAbs.toExponential(2)}`);
+    assert.ok(maxAbs < 1e-4, `trained tensors differ by ${maxAbs}`);
+
+    const sc = JSON.parse(fs.readFileSync(path.join(cpu, 'summary.json'), 'utf8')) as RunSummary;
+    const sw = JSON.parse(fs.readFileSync(path.join(wg, 'summary.json'), 'utf8')) as RunSummary;
+    for (const [j, e] of sc.exits.entries())
+      assert.ok(
+        Math.abs(e.accuracy - sw.exits[j].accuracy) <= 0.01,
+        `exit ${e.exit}: ${e.accuracy} vs ${sw.exits[j].accuracy}`,
+      );
+
+    // The inference segments: the CPU run's own weights, evaluated on WebGPU.
+    const again = path.join(dir, 'cpu-on-webgpu');
+    fs.cpSync(cpu, again, { recursive: true });
+    const ev = met(['eval', '--run', again, '--device', 'webgpu'], env, dir);
+    assert.equal(ev.code, 0, ev.err);
+    const pc = JSON.parse(fs.readFileSync(path.join(cpu, 'predictions.json'), 'utf8')) as PredictionsFile;
+    const pw = JSON.parse(fs.readFileSync(path.join(again, 'predictions.json'), 'utf8')) as PredictionsFile;
+    for (const split of ['val', 'test'] as const) {
+      const conf = pc[split].conf.flatMap((row, j) => row.map((x, i) => Math.abs(x - pw[split].conf[j][i])));
+      assert.ok(Math.max(...conf) < 1e-4, `${split}: confidences differ by ${Math.max(...conf)}`);
+      assert.deepEqual(pw[split].pred, pc[split].pred, `${split}: predictions differ`);
+    }
+  },
+);
