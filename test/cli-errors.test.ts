@@ -7,10 +7,11 @@
 
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { formatError } from '../src/cli/errors';
-import { met, tinyRun } from './tiny-run';
+import { MET, met, tinyRun } from './tiny-run';
 
 const FRAME = /^\s+at /m;
 
@@ -90,4 +91,34 @@ test('formatError: a system error names the file, the action and the reason; a b
   assert.doesNotMatch(formatError(bug, false), FRAME);
   assert.match(formatError(bug, false), /^error: x is undefined/);
   assert.match(formatError(bug, true), FRAME);
+});
+
+test('where sharp cannot load (as under Wine 8.0), met params and met gpu still work and met predict says why once', async () => {
+  const t = await tinyRun();
+  const dir = fs.mkdtempSync(path.join(t.root, 'nosharp-'));
+  // A preload that makes requiring sharp fail as a missing libvips DLL does.
+  const hook = path.join(dir, 'no-sharp.js');
+  fs.writeFileSync(
+    hook,
+    `const M = require('module'); const load = M._load;
+     M._load = function (req, ...rest) {
+       if (req === 'sharp') throw new Error('Could not load the "sharp" module using the win32-x64 runtime\\nERR_DLOPEN_FAILED: Module not found.');
+       return load.call(this, req, ...rest);
+     };`,
+  );
+  const run = (args: string[]) =>
+    spawnSync(process.execPath, ['--require', hook, MET, ...args], { encoding: 'utf8', timeout: 120_000 });
+  const params = run(['params', '--backbone', 'vit-b16', '--exits', '10,11,12', '--classes', '100', '--json']);
+  assert.equal(params.status, 0, params.stderr);
+  assert.ok(JSON.parse(params.stdout).trainable > 0);
+  const gpu = run(['gpu', '--json']);
+  assert.equal(gpu.status, 0, gpu.stderr);
+  assert.equal(JSON.parse(gpu.stdout).statuses.at(-1).provider, 'cpu');
+  const img = fs.readdirSync(t.data, { recursive: true, encoding: 'utf8' }).find((f) => f.endsWith('.png'))!;
+  const p = run(['predict', '--run', t.run, path.join(t.data, img), path.join(t.data, img)]);
+  assert.equal(p.status, 1);
+  assert.equal(
+    p.stderr.trim(),
+    'error: images cannot be read or written here: sharp (libvips) could not be loaded: Could not load the "sharp" module using the win32-x64 runtime ERR_DLOPEN_FAILED: Module not found.',
+  );
 });

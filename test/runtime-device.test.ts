@@ -114,7 +114,15 @@ test('provider messages: not in this build (and where it is), DirectML and CoreM
     notInBuild('coreml', 'win32', 'arm64').reason,
     "not in onnxruntime-node's win32/arm64 build (it has CoreML on macOS)",
   );
-  assert.match(notInBuild('cuda', 'darwin', 'arm64').reason, /it has CUDA on Linux x64 and Windows x64/);
+  assert.match(notInBuild('cuda', 'darwin', 'arm64').reason, /it has CUDA on Linux x64/);
+  assert.equal(
+    otherReason('dml', {
+      error: 'dml_provider_factory.cc(512) Exception(1) tid(24) 887A0004 ',
+      timedOut: false,
+      limitMs: 1,
+    }),
+    "no Direct3D 12 device (DXGI_ERROR_UNSUPPORTED) (DirectML needs a DirectX 12 GPU and its driver: update it from Windows Update or the vendor's site; dxdiag shows the DirectX version)",
+  );
   const dml = otherReason('dml', {
     error: 'DmlExecutionProvider: D3D12CreateDevice failed\nmore',
     timedOut: false,

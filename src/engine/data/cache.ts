@@ -21,6 +21,7 @@
 //    estimateBytes.
 
 import { UserError } from '../tensor';
+import { SharpUnavailable } from './sharp';
 import {
   decodeForPreprocess,
   finishPreprocess,
@@ -288,6 +289,7 @@ export class ImageCache {
         try {
           this.entries.set(file, await this.decode(file));
         } catch (e) {
+          if (e instanceof SharpUnavailable) throw e; // no file can be decoded: say so once
           // Anything, not only ImageError: one odd file must not abort the preparation.
           this.failures.set(file, e instanceof ImageError ? e.reason : cleanMessage(e));
         }

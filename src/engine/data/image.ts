@@ -11,7 +11,8 @@
 // resample.ts reproduces Pillow's resize).
 
 import * as fs from 'fs';
-import sharp from 'sharp';
+import type sharp from 'sharp';
+import { SharpUnavailable, sharpLib } from './sharp';
 import { UserError } from '../tensor';
 import { type Filter, type Image8, resizePil, type Window } from './resample';
 
@@ -280,9 +281,11 @@ export interface ImageInfo {
 /** Reads the header: format and displayed size (after EXIF rotation), checked against limits. */
 async function probe(file: string, buf: Buffer, opts: sharp.SharpOptions): Promise<ImageInfo> {
   let meta: sharp.Metadata;
+  // Outside the try: sharp that cannot load is not a property of this file (a UserError for the run).
+  const lib = sharpLib();
   try {
     // Header only, so the pixel limit is lifted here and checked below with a clearer message.
-    meta = await sharp(buf, { ...opts, limitInputPixels: false }).metadata();
+    meta = await lib(buf, { ...opts, limitInputPixels: false }).metadata();
   } catch (e) {
     throw new ImageError(file, `not an image (unsupported or corrupt file: ${headerMessage(e)})`);
   }
@@ -380,7 +383,7 @@ async function decodeRgb8(
   const { format, width: w0, height: h0 } = await probe(file, buf, SHARP_OPTIONS);
   const t = target(w0, h0);
   // .rotate() with no angle applies the EXIF orientation; sharp runs it before any resize.
-  let img = sharp(buf, SHARP_OPTIONS).rotate();
+  let img = sharpLib()(buf, SHARP_OPTIONS).rotate();
   if (w0 * h0 > PRESHRINK_MIN_PIXELS && w0 >= PRESHRINK_FACTOR * t.width && h0 >= PRESHRINK_FACTOR * t.height) {
     // fastShrinkOnLoad false: JPEG/WebP still shrink while decoding, but the last part of the
     // reduction goes through the kernel, avoiding DCT-scaling artefacts.
@@ -595,6 +598,7 @@ export async function loadBatch(files: string[], p: Preprocess, concurrency = 4)
       try {
         await decodeInto(files[i], p, tables, buf, i * per);
       } catch (e) {
+        if (e instanceof SharpUnavailable) throw e; // no file can be decoded: say so once
         // Anything, not only ImageError: one odd file must not abort the whole batch.
         errors[i] = e instanceof ImageError ? e.reason : cleanMessage(e);
       }

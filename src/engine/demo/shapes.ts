@@ -17,7 +17,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import sharp from 'sharp';
+import { sharpLib } from '../data/sharp';
 import { hashInts, hashString, mulberry32 } from '../data/random';
 import { replaceDirAtomic, tempDirBeside } from '../io/atomic';
 
@@ -447,7 +447,7 @@ export async function writeShapeFolder(o: FolderOptions): Promise<{ manifest: Ma
     for (let i = 0; i < o.perClass; i++) {
       const r = renderSample(cls, o.seed, i, options);
       const file = `${cls}/${fileName(i, format)}`;
-      const img = sharp(Buffer.from(r.pixels.buffer, r.pixels.byteOffset, r.pixels.byteLength), {
+      const img = sharpLib()(Buffer.from(r.pixels.buffer, r.pixels.byteOffset, r.pixels.byteLength), {
         raw: { width: S, height: S, channels: 3 },
       });
       jobs.push((format === 'png' ? img.png() : img.jpeg({ quality: 92 })).toFile(path.join(tmp, file)));
@@ -568,7 +568,7 @@ export async function writeCountingFolder(o: CountingFolderOptions): Promise<{ f
     const r = renderCounting(o.seed, i, o);
     const file = fileName(i, 'png');
     jobs.push(
-      sharp(Buffer.from(r.pixels.buffer, r.pixels.byteOffset, r.pixels.byteLength), {
+      sharpLib()(Buffer.from(r.pixels.buffer, r.pixels.byteOffset, r.pixels.byteLength), {
         raw: { width: S, height: S, channels: 3 },
       })
         .png()

@@ -12,7 +12,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import sharp from 'sharp';
+import { sharpLib } from '../data/sharp';
 import type { ThumbsParams, ThumbsResult } from './types';
 import { imageInfo, MAX_INPUT_PIXELS } from '../data/image';
 import { UserError } from '../tensor';
@@ -51,7 +51,7 @@ async function makeOne(file: string, size: number, format: 'webp' | 'png', cache
   try {
     // Same decoder settings as training (src/engine/data/image.ts): first frame, refuse
     // truncated data rather than show a half-grey picture the scorer would skip anyway.
-    const src = sharp(abs, { failOn: 'truncated', limitInputPixels: MAX_INPUT_PIXELS, pages: 1, page: 0 });
+    const src = sharpLib()(abs, { failOn: 'truncated', limitInputPixels: MAX_INPUT_PIXELS, pages: 1, page: 0 });
     const meta = await src.metadata();
     const longest = Math.max(meta.autoOrient?.width ?? meta.width ?? 0, meta.autoOrient?.height ?? meta.height ?? 0);
     // Small images are scaled up too, so every cell of the grid shows its image at one size;

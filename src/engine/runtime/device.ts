@@ -46,7 +46,7 @@ export function autoOrder(platform: NodeJS.Platform = process.platform): GpuProv
 
 /** Where onnxruntime-node 1.30 ships each provider (its README), for "not in this build" messages. */
 const SHIPPED_ON: Record<GpuProvider, string> = {
-  cuda: 'Linux x64 and Windows x64, with provider libraries fetched at install time',
+  cuda: 'Linux x64, with provider libraries fetched at install time',
   webgpu: 'Windows, Linux x64 and macOS',
   dml: 'Windows',
   coreml: 'macOS',
@@ -184,6 +184,9 @@ async function probeOther(
 
 export function otherReason(p: 'dml' | 'coreml', r: Pick<ProbeResult, 'error' | 'timedOut' | 'limitMs'>): string {
   if (r.timedOut) return `the test session did not finish within ${secs(r.limitMs)} (GPU driver hung?)`;
+  // DXGI_ERROR_UNSUPPORTED: no Direct3D 12 device (no GPU, a basic display driver, Wine without vkd3d).
+  if (p === 'dml' && /887A0004/i.test(r.error))
+    return "no Direct3D 12 device (DXGI_ERROR_UNSUPPORTED) (DirectML needs a DirectX 12 GPU and its driver: update it from Windows Update or the vendor's site; dxdiag shows the DirectX version)";
   const hint =
     p === 'dml'
       ? "DirectML needs Windows 10 1903 or later and a DirectX 12 GPU: update the GPU driver (Windows Update or the vendor's site); dxdiag shows the DirectX version"
@@ -306,7 +309,7 @@ async function probeWebGpu(model: Uint8Array, env: NodeJS.ProcessEnv, timeoutMs:
 function webGpuReason(r: ProbeResult, icds: VulkanDriver[], env: NodeJS.ProcessEnv): string {
   if (r.timedOut) return `the test session did not finish within ${secs(r.limitMs)} (GPU driver hung?)`;
   const text = `${r.error}\n${r.stderr}`;
-  const hint = `install GPU drivers; ${SETUP_HINT}`;
+  const hint = process.platform === 'linux' ? `install GPU drivers; ${SETUP_HINT}` : 'install or update the GPU driver';
   const noLoader = /Couldn't load Vulkan: ?(.*)/.exec(text);
   if (noLoader)
     return `no adapter: the Vulkan loader could not be loaded (${noLoader[1].trim() || 'libvulkan.so.1'}) (install libvulkan1 and GPU drivers; ${SETUP_HINT})`;
