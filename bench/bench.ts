@@ -3,7 +3,10 @@
 // shared docs/architecture.md). Prints img/s, GFLOP/s as a share of the measured practical peak
 // and the ratios. Options: --quick (fewer iterations), --no-torch, --threads N, --profile
 // (onnxruntime per-op-type time for the engine's train step), --batches 8,32, --only
-// forward,trainstep,met (some sections; default all).
+// forward,trainstep,met (some sections; default all), --device cpu|webgpu|cuda|dml (the engine's
+// execution provider; on a GPU the PyTorch side is scripts/bench_torch_cuda.py, CUDA eager in
+// fp32 and TF32, when python3 there has CUDA torch), --json-out FILE (the figures as JSON).
+// scripts/gpu-bench.sh runs it on a bare Linux GPU machine.
 
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -40,8 +43,16 @@ const ITERS = Number(opt('iters', QUICK ? '3' : '6'));
 const WARMUP = Number(opt('warmup', '2'));
 const ONLY = new Set(opt('only', 'forward,trainstep,met').split(','));
 const ROOT = path.resolve(__dirname, '..');
-/** The engine's graphs here run on onnxruntime's CPU provider, as the trainer compiles them there. */
-const CPU = { cpuContribOps: true };
+const DEVICE = opt('device', 'cpu') as 'cpu' | 'webgpu' | 'cuda' | 'dml';
+if (!['cpu', 'webgpu', 'cuda', 'dml'].includes(DEVICE))
+  throw new Error(`--device ${DEVICE}: expected cpu, webgpu, cuda or dml`);
+const ON_CPU = DEVICE === 'cpu';
+/** The execution providers of every session here (the CPU takes what the GPU provider lacks). */
+const PROVIDERS: ('cpu' | 'webgpu' | 'cuda' | 'dml')[] = ON_CPU ? ['cpu'] : [DEVICE, 'cpu'];
+/** The engine's graphs compiled as the trainer compiles them for this provider (CPU: with its contrib ops). */
+const CPU = ON_CPU ? { cpuContribOps: true } : {};
+/** Session options of every session here. */
+const SO = { threads: THREADS, providers: PROVIDERS };
 
 /** ViT-B/16 at 224 with an ImageNet-sized head: the standard preset (as `met params --backbone vit-b16`). */
 export const VIT_B16: VitConfig = { ...presetConfig(BACKBONE_PRESETS['vit-b16']), numClasses: 1000 };
@@ -119,7 +130,7 @@ async function matmulPeak(): Promise<number> {
   const g = new Graph();
   const a = g.input('a', [N, N]);
   const b = g.constant(rand([N, N], 7), 'b');
-  const s = await Session.create(compile(g, { c: g.matmul(a, b) }), { threads: THREADS });
+  const s = await Session.create(compile(g, { c: g.matmul(a, b) }), SO);
   const feed = { a: rand([N, N], 3) };
   // Best of the runs: a peak is what the machine can do, not a typical run.
   for (let i = 0; i < 2; i++) await s.run(feed);
@@ -159,8 +170,50 @@ interface Row {
   workload: string;
   batch: number;
   engine: number; // img/s
-  torch?: number; // img/s
+  torch?: number; // img/s (on a GPU: CUDA eager, fp32)
+  torchTf32?: number; // img/s, CUDA eager with TF32 (GPU only)
   gflopPerImg: number;
+}
+
+const torchCudaCache = new Map<number, { workload: string; precision: string; img_per_s: number }[] | null>();
+
+/**
+ * PyTorch on the GPU (scripts/bench_torch_cuda.py, CUDA eager, fp32 and TF32) for the same
+ * workload and batch, or undefined when python3 there has no CUDA torch. One run per batch.
+ */
+function runTorchCuda(workload: 'forward' | 'met-trainstep', batch: number): { fp32?: number; tf32?: number } {
+  if (flag('no-torch')) return {};
+  if (!torchCudaCache.has(batch)) {
+    const py = process.env.MET_BENCH_PYTHON ?? 'python3';
+    const r = spawnSync(
+      py,
+      [
+        path.join(ROOT, 'scripts/bench_torch_cuda.py'),
+        '--batch',
+        String(batch),
+        '--iters',
+        String(Math.max(5, ITERS)),
+        '--warmup',
+        String(Math.max(2, WARMUP)),
+        '--json',
+      ],
+      { encoding: 'utf8', timeout: 20 * 60 * 1000 },
+    );
+    const recs = (r.stdout || '')
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { workload: string; precision: string; img_per_s: number; error?: string });
+    if (r.status !== 0 || recs.some((x) => x.error)) {
+      const why =
+        recs.find((x) => x.error)?.error ??
+        (r.error?.message || (r.stderr || '').trim().split('\n').slice(-2).join(' | '));
+      console.log(`  (PyTorch CUDA side not run: ${why})`);
+      torchCudaCache.set(batch, null);
+    } else torchCudaCache.set(batch, recs);
+  }
+  const recs = torchCudaCache.get(batch);
+  const find = (p: string) => recs?.find((x) => x.workload === workload && x.precision === p)?.img_per_s;
+  return { fp32: find('fp32'), tf32: find('tf32') };
 }
 
 function runTorch(
@@ -170,6 +223,9 @@ function runTorch(
   extra: string[] = [],
 ): number | undefined {
   if (flag('no-torch')) return undefined;
+  // On a GPU the comparison is PyTorch on that GPU (runTorchCuda), not on the CPU.
+  if (!ON_CPU)
+    return workload === 'forward' || workload === 'met-trainstep' ? runTorchCuda(workload, batch).fp32 : undefined;
   const py = '/usr/bin/python3';
   if (!fs.existsSync(py)) return undefined;
   const r = spawnSync(
@@ -261,10 +317,10 @@ async function main(): Promise<void> {
   const cfg = VIT_B16;
   const macs = vitMacs(cfg);
   console.log(
-    `MET engine benchmark: ViT-B/16 @224, ${THREADS} threads, onnxruntime-node CPU${QUICK ? ' (quick)' : ''}`,
+    `MET engine benchmark: ViT-B/16 @224, ${THREADS} threads, onnxruntime-node ${ON_CPU ? 'CPU' : `${DEVICE} (then the CPU for what it lacks)`}${QUICK ? ' (quick)' : ''}`,
   );
   const ortPeak = await matmulPeak();
-  const torchPeak = torchMatmulPeak();
+  const torchPeak = ON_CPU ? torchMatmulPeak() : undefined;
   const peak = Math.max(ortPeak, torchPeak ?? 0);
   console.log(
     `practical peak: best 2048^3 float32 matmul, onnxruntime ${ortPeak.toFixed(0)} GFLOP/s${torchPeak ? `, PyTorch/numpy (OpenBLAS) ${torchPeak.toFixed(0)} GFLOP/s` : ''}; using ${peak.toFixed(0)} GFLOP/s`,
@@ -278,7 +334,7 @@ async function main(): Promise<void> {
     const P = new VitParams(g, weights);
     const x = g.input('images', ['B', 3, 224, 224]);
     const { logits } = vitForward(P, cfg, x);
-    const s = await Session.create(compile(g, { logits: logits! }, CPU), { threads: THREADS });
+    const s = await Session.create(compile(g, { logits: logits! }, CPU), SO);
     for (const B of BATCHES.slice(0, 1)) {
       const feed = { images: rand([B, 3, 224, 224], 11) };
       const sec = await timeRuns(() => s.run(feed), ITERS);
@@ -315,7 +371,7 @@ async function main(): Promise<void> {
     console.log(
       `train step: ${trainable.toLocaleString()} trainable values (${((100 * trainable) / [...weights.values()].reduce((k, t) => k + numel(t.shape), 0)).toFixed(2)}% of the weights), ${model.nodeCount} ONNX nodes`,
     );
-    const s = await Session.create(model, { threads: THREADS });
+    const s = await Session.create(model, SO);
     for (const B of BATCHES) {
       const feeds: Record<string, HostTensor> = {
         images: rand([B, 3, 224, 224], 5),
@@ -340,9 +396,13 @@ async function main(): Promise<void> {
 
   if (!flag('no-met') && ONLY.has('met')) await metSection(weights, rows);
 
+  if (!ON_CPU)
+    for (const r of rows)
+      if (r.workload === 'forward' || r.workload === 'met-trainstep')
+        r.torchTf32 = runTorchCuda(r.workload, r.batch).tf32;
   console.log('');
   console.log(
-    'workload         batch   engine img/s  GFLOP/s (%peak)   PyTorch img/s  GFLOP/s (%peak)   engine/PyTorch',
+    `workload         batch   engine img/s  GFLOP/s (%peak)   PyTorch img/s  GFLOP/s (%peak)   engine/PyTorch${ON_CPU ? '' : '   PyTorch TF32 img/s   engine/TF32'}`,
   );
   for (const r of rows) {
     const eg = r.engine * r.gflopPerImg;
@@ -356,8 +416,38 @@ async function main(): Promise<void> {
         (r.torch !== undefined ? r.torch.toFixed(2) : 'n/a').padStart(15),
         (tg !== undefined ? `${tg.toFixed(0)} (${((100 * tg) / peak).toFixed(0)}%)` : 'n/a').padStart(17),
         (r.torch !== undefined ? `${(r.engine / r.torch).toFixed(2)}x` : 'n/a').padStart(16),
+        ...(ON_CPU
+          ? []
+          : [
+              (r.torchTf32 !== undefined ? r.torchTf32.toFixed(2) : 'n/a').padStart(20),
+              (r.torchTf32 !== undefined ? `${(r.engine / r.torchTf32).toFixed(2)}x` : 'n/a').padStart(13),
+            ]),
       ].join(' '),
     );
+  }
+  const jsonOut = opt('json-out', '');
+  if (jsonOut) {
+    fs.writeFileSync(
+      jsonOut,
+      JSON.stringify(
+        {
+          device: DEVICE,
+          providers: PROVIDERS,
+          threads: THREADS,
+          peakGflops: peak,
+          host: os.hostname(),
+          cpus: os.cpus()[0]?.model,
+          rows: rows.map((r) => ({
+            ...r,
+            ratio: r.torch !== undefined ? r.engine / r.torch : null,
+            ratioTf32: r.torchTf32 !== undefined ? r.engine / r.torchTf32 : null,
+          })),
+        },
+        null,
+        1,
+      ),
+    );
+    console.log(`figures written to ${jsonOut}`);
   }
   console.log(
     `\nGFLOP per image: forward ${((2 * macs.forward) / 1e9).toFixed(2)}, train step ${((2 * (macs.forward + macs.backwardBlocks)) / 1e9).toFixed(2)} (2 FLOPs per multiply-add)`,
@@ -401,7 +491,7 @@ async function metSection(weights: Map<string, HostTensor>, rows: Row[]): Promis
     const outs: Record<string, Tensor> = { loss };
     plainNames.forEach((n, i) => (outs[`grad.${n}`] = grads[i]));
     plainMacs = countMacs(Object.values(outs), B);
-    const s = await Session.create(compile(g, outs, CPU), { threads: THREADS });
+    const s = await Session.create(compile(g, outs, CPU), SO);
     const feeds = { ...feedsBase };
     for (const n of plainNames) feeds[n] = plainW.get(n)!;
     plainSec = await timeRuns(() => s.run(feeds), Math.max(3, ITERS - 2));
@@ -415,7 +505,7 @@ async function metSection(weights: Map<string, HostTensor>, rows: Row[]): Promis
     });
   }
   // MET train step.
-  const { model } = buildTrainStep(cfg, weights, met, metInit, { cpuOnly: true, batch: B });
+  const { model } = buildTrainStep(cfg, weights, met, metInit, { cpuOnly: ON_CPU, batch: ON_CPU ? B : undefined });
   let metMacs = 0;
   {
     // Count the MACs of the same graph (forward + gradients).
@@ -432,7 +522,7 @@ async function metSection(weights: Map<string, HostTensor>, rows: Row[]): Promis
     );
     metMacs = countMacs([L.loss, ...gr, ...f.logits], B);
   }
-  const s = await Session.create(model, { threads: THREADS });
+  const s = await Session.create(model, SO);
   const feeds = { ...feedsBase };
   for (const [n, t] of metInit) feeds[n] = t;
   const metSec = await timeRuns(() => s.run(feeds), Math.max(3, ITERS - 2));
@@ -455,9 +545,9 @@ async function metSection(weights: Map<string, HostTensor>, rows: Row[]): Promis
   );
 
   // Budgeted inference with batch shrinking, against every sample to the last exit.
-  const segs = buildSegments(cfg, met, weights, metInit, true, true);
+  const segs = buildSegments(cfg, met, weights, metInit, true, ON_CPU);
   const gfl = cumulativeGflops(segs);
-  const runner = await SegmentRunner.create(segs, C, null, { threads: THREADS });
+  const runner = await SegmentRunner.create(segs, C, null, SO);
   const nb = Number(opt('dyn-batch', '64'));
   const imgs = rand([nb, 3, 224, 224], 33);
   // Untrained heads give near-uniform confidences; pick thresholds at quantiles of each exit's

@@ -539,7 +539,7 @@ class MET(nn.Module):
         v = v.reshape(B, T, H, dh).transpose(1, 2)
         s = q @ k.transpose(-1, -2)  # [B, H, nq, T]
         if bias is not None:
-            s = s.add_(bias.to(s.dtype))  # in place: no second [B, H, nq, T] buffer
+            s = s.add_(bias.to(device=s.device, dtype=s.dtype))  # in place: no second [B, H, nq, T] buffer
         a = torch.softmax(s, -1)
         o = (a @ v).transpose(1, 2).reshape(B, nq, D)
         return mha.out_proj(o)
