@@ -23,6 +23,7 @@ import {
   resolveDevice,
 } from '../src/engine/runtime/device';
 import { UserError } from '../src/engine/tensor';
+import { haveMesa, mesaEnv } from './mesa';
 import type { CheckResult } from './webgpu-check';
 
 // The raw module object (not an import-star copy), so that replacing `spawn` on it is seen by
@@ -30,7 +31,6 @@ import type { CheckResult } from './webgpu-check';
 const childProcess: typeof import('node:child_process') = require('node:child_process');
 
 const ROOT = path.resolve(__dirname, '..');
-const ENV_SH = path.join(ROOT, '.cache', 'mesa', 'env.sh');
 const REL_TOL = 1e-4;
 
 /** Counts child processes started while `fn` runs. */
@@ -58,21 +58,6 @@ function envWithoutMesa(): NodeJS.ProcessEnv {
     env.LD_LIBRARY_PATH = env.LD_LIBRARY_PATH.split(':')
       .filter((p) => p && !p.startsWith(mesa))
       .join(':');
-  return env;
-}
-
-/** The environment after sourcing .cache/mesa/env.sh (bash evaluates it, as a user's shell would). */
-function mesaEnv(): NodeJS.ProcessEnv {
-  const r = childProcess.spawnSync('bash', ['-c', '. "$1" && env -0', 'env', ENV_SH], {
-    env: envWithoutMesa(),
-    encoding: 'utf8',
-  });
-  if (r.status !== 0) throw new Error(`sourcing ${ENV_SH} failed: ${r.stderr}`);
-  const env: NodeJS.ProcessEnv = {};
-  for (const kv of r.stdout.split('\0')) {
-    const i = kv.indexOf('=');
-    if (i > 0) env[kv.slice(0, i)] = kv.slice(i + 1);
-  }
   return env;
 }
 
@@ -221,13 +206,8 @@ test('an explicit GPU device that does not work is a UserError giving the reason
 });
 
 test('WebGPU (lavapipe) matches the CPU on a ViT-like train step', { timeout: 150_000 }, async (t) => {
-  if (!fs.existsSync(ENV_SH)) {
-    const msg = `${path.relative(ROOT, ENV_SH)} not found: run scripts/setup-webgpu.sh to install a software Vulkan driver for the WebGPU tests`;
-    if (process.env.MET_REQUIRE_WEBGPU === '1') assert.fail(`MET_REQUIRE_WEBGPU=1 but ${msg}`);
-    t.skip(msg);
-    return;
-  }
-  const env = mesaEnv();
+  if (!haveMesa(t)) return;
+  const env = mesaEnv(envWithoutMesa());
 
   // The probe: a session with only ['webgpu'] listed was created and ran on the WebGPU provider.
   const statuses = await probeProviders({ env });

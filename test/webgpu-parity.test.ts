@@ -18,23 +18,14 @@ import { DEMO_CLASSES, writeShapeFolder } from '../src/engine/demo/shapes';
 import type { PredictionsFile, RunSummary } from '../src/engine/run/runFolder';
 import { readSafetensors } from '../src/engine/weights/safetensors';
 import { CLI } from './engine-ipc';
+import { haveMesa, mesaEnv } from './mesa';
 
 const ROOT = path.resolve(__dirname, '..');
-const ENV_SH = path.join(ROOT, '.cache', 'mesa', 'env.sh');
 const TINY_VIT = path.join(ROOT, 'assets', 'tiny-vit', 'tiny-vit.safetensors');
 
-/** This environment after sourcing .cache/mesa/env.sh, as a user's shell would. */
-function mesaEnv(): NodeJS.ProcessEnv {
-  const r = spawnSync('bash', ['-c', '. "$1" && env -0', 'env', ENV_SH], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`sourcing ${ENV_SH} failed: ${r.stderr}`);
-  const env: NodeJS.ProcessEnv = {};
-  for (const kv of r.stdout.split('\0')) {
-    const i = kv.indexOf('=');
-    if (i > 0) env[kv.slice(0, i)] = kv.slice(i + 1);
-  }
-  // lavapipe compiles every shader with LLVM; 128-bit lanes halve that, with the same arithmetic.
-  return { ...env, LP_NATIVE_VECTOR_WIDTH: '128' };
-}
+/** The Mesa environment, with 128-bit lanes: lavapipe compiles every shader with LLVM, and they
+ *  halve that, with the same arithmetic. */
+const lavapipeEnv = (): NodeJS.ProcessEnv => ({ ...mesaEnv(), LP_NATIVE_VECTOR_WIDTH: '128' });
 
 function met(args: string[], env: NodeJS.ProcessEnv, cwd: string): { code: number; err: string } {
   const r = spawnSync(process.execPath, [CLI, ...args], {
@@ -60,13 +51,8 @@ test(
   'MET on WebGPU (lavapipe) equals MET on the CPU: train step, a two-epoch run, inference segments',
   { timeout: 600_000 },
   async (t) => {
-    if (!fs.existsSync(ENV_SH)) {
-      const msg = `${path.relative(ROOT, ENV_SH)} not found: run scripts/setup-webgpu.sh to install a software Vulkan driver for the WebGPU tests`;
-      if (process.env.MET_REQUIRE_WEBGPU === '1') assert.fail(`MET_REQUIRE_WEBGPU=1 but ${msg}`);
-      t.skip(msg);
-      return;
-    }
-    const env = mesaEnv();
+    if (!haveMesa(t)) return;
+    const env = lavapipeEnv();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'met-webgpu-parity-'));
     t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
     const data = path.join(dir, 'shapes');

@@ -58,6 +58,19 @@ function referenceWeights(runDir: string): Promise<Buffer> {
   return reference;
 }
 
+/** met.fineTune without UI, returning once the training has started (its pid known). */
+async function startFineTune(): Promise<FineTuneResult & { pid: number }> {
+  const started = await vscode.commands.executeCommand<FineTuneResult | undefined>('met.fineTune', {
+    folder: dataDir(),
+    weights: backbone(),
+    overrides: SETTINGS,
+    confirm: false,
+    wait: false,
+  });
+  assert.ok(started?.pid, JSON.stringify(started));
+  return started as FineTuneResult & { pid: number };
+}
+
 function ended(api: MetApi, runDir: string): Promise<TrainingState> {
   return new Promise((resolve) => {
     const sub = api.onDidChangeTrainingState((s) => {
@@ -82,14 +95,7 @@ if (!fs.existsSync(RELOAD_FILE)) {
     test('start a fine-tune, then reload the window while it trains', async function () {
       this.timeout(240_000);
       const api = await metApi();
-      const started = await vscode.commands.executeCommand<FineTuneResult | undefined>('met.fineTune', {
-        folder: dataDir(),
-        weights: backbone(),
-        overrides: SETTINGS,
-        confirm: false,
-        wait: false,
-      });
-      assert.ok(started?.pid, JSON.stringify(started));
+      const started = await startFineTune();
       await waitFor('a few steps before the reload', () => lastStep(started.runDir) >= 5, 180_000, 50);
       assert.equal(api.engines.training(started.runDir)?.active, true);
       const r: Reloaded = {
@@ -140,14 +146,7 @@ if (!fs.existsSync(RELOAD_FILE)) {
 
     test('a killed training shows as stopped with Resume within 5 s; Resume finishes it to the same weights', async function () {
       this.timeout(600_000);
-      const started = await vscode.commands.executeCommand<FineTuneResult | undefined>('met.fineTune', {
-        folder: dataDir(),
-        weights: backbone(),
-        overrides: SETTINGS,
-        confirm: false,
-        wait: false,
-      });
-      assert.ok(started?.pid, JSON.stringify(started));
+      const started = await startFineTune();
       const runDir = started.runDir;
       // Past the first epoch's checkpoint (4 classes x 12 images: 5 steps of 8 per epoch).
       await waitFor(
