@@ -118,11 +118,12 @@ suite('engine process', function () {
 
   test('fine-tuning the generated folder completes and writes a run; the host stays responsive', async function () {
     this.timeout(240_000);
-    const states: string[] = [];
+    // Of every run: a training of an earlier test may report its end after this one subscribed.
+    const states: { runDir: string; status: string }[] = [];
     const updates: TrainingUpdate[] = [];
     let statusDuringTraining = '';
     const subs = [
-      api.onDidChangeTrainingState((s) => states.push(s.status)),
+      api.onDidChangeTrainingState((s) => states.push({ runDir: path.resolve(s.runDir), status: s.status })),
       api.onDidTrainingUpdate((u) => {
         updates.push(u);
         if (u.event.type === 'epoch') statusDuringTraining = api.statusBarText();
@@ -205,7 +206,10 @@ suite('engine process', function () {
     const steps = updates.filter((u) => u.runDir === runDir && u.event.type === 'step').length;
     assert.equal(steps, metrics(runDir).filter((m) => m.type === 'step').length);
     assert.ok(steps > 0);
-    assert.deepEqual(states, ['starting', 'running', 'done']);
+    assert.deepEqual(
+      states.filter((s) => s.runDir === path.resolve(r!.runDir)).map((s) => s.status),
+      ['starting', 'running', 'done'],
+    );
     assert.match(statusDuringTraining, /MET epoch \d\/8 · \d+% · ETA/);
     assert.equal(api.statusBarText(), '', 'the status bar item is hidden after the run');
     assert.equal(api.lastRunDir(), runDir);
