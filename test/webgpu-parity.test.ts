@@ -10,7 +10,7 @@
 
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -97,19 +97,55 @@ test(
     t.diagnostic(`${lc.length} steps, largest relative loss difference ${worst.toExponential(2)}`);
     assert.ok(worst < 1e-4, `step losses differ by ${worst} (relative)`);
 
-    // The trained tensors: two epochs of AdamW on the GPU's gradients.
+    // The step was resident: AdamW ran in the graph; parameters and moments stayed on the GPU.
+    assert.match(
+      w.err,
+      /device-resident step \(parameters and AdamW moments stay on the GPU\): [\d.]+ KiB to the device and [\d.]+ KiB back per step of 8/,
+    );
+
+    // The trained tensors: two epochs of AdamW on the GPU.
     const tc = readSafetensors(path.join(cpu, 'trainable.safetensors'));
-    const tw = readSafetensors(path.join(wg, 'trainable.safetensors'));
-    let maxAbs = 0;
-    for (const [name, a] of tc) {
-      const b = tw.get(name)!;
-      assert.ok(b, `${name} missing from the WebGPU run`);
-      const da = a.data as Float32Array;
-      const db = b.data as Float32Array;
-      for (let i = 0; i < da.length; i++) maxAbs = Math.max(maxAbs, Math.abs(da[i] - db[i]));
-    }
+    const maxDiff = (run: string) => {
+      const tw = readSafetensors(path.join(run, 'trainable.safetensors'));
+      let maxAbs = 0;
+      for (const [name, a] of tc) {
+        const b = tw.get(name)!;
+        assert.ok(b, `${name} missing from ${run}`);
+        const da = a.data as Float32Array;
+        const db = b.data as Float32Array;
+        for (let i = 0; i < da.length; i++) maxAbs = Math.max(maxAbs, Math.abs(da[i] - db[i]));
+      }
+      return maxAbs;
+    };
+    const maxAbs = maxDiff(wg);
     t.diagnostic(`trained tensors: largest absolute difference ${maxAbs.toExponential(2)}`);
     assert.ok(maxAbs < 1e-4, `trained tensors differ by ${maxAbs}`);
+
+    // Stopped mid-run on the GPU (its checkpoint downloads the device's parameters and moments)
+    // and resumed there (uploading them again): the same tensors.
+    const cut = path.join(dir, 'webgpu-resumed');
+    const p = spawn(process.execPath, [CLI, 'train', ...flags, '--device', 'webgpu', '--out', cut], {
+      cwd: dir,
+      env,
+      stdio: 'ignore',
+    });
+    const exited = new Promise<number | null>((r) => p.on('exit', (c) => r(c)));
+    const metricsFile = path.join(cut, 'metrics.jsonl');
+    for (const t1 = Date.now(); ;) {
+      const n = fs.existsSync(metricsFile) ? fs.readFileSync(metricsFile, 'utf8').split('"type":"step"').length - 1 : 0;
+      if (n >= 3) break;
+      assert.ok(Date.now() - t1 < 240_000, 'the WebGPU run made fewer than 3 steps in 240 s');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    p.kill('SIGTERM');
+    assert.equal(await exited, 130);
+    const res = met(['train', '--resume', cut], env, dir);
+    assert.equal(res.code, 0, res.err);
+    const resumed = maxDiff(cut);
+    t.diagnostic(
+      `stopped after ${stepLosses(cut).length} steps' worth of log, resumed: largest difference ${resumed.toExponential(2)}`,
+    );
+    assert.ok(resumed < 1e-4, `the resumed WebGPU run's tensors differ by ${resumed}`);
 
     const sc = JSON.parse(fs.readFileSync(path.join(cpu, 'summary.json'), 'utf8')) as RunSummary;
     const sw = JSON.parse(fs.readFileSync(path.join(wg, 'summary.json'), 'utf8')) as RunSummary;

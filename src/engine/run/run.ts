@@ -426,6 +426,10 @@ async function trainLocked(
     session: so,
     validate,
     onEvent: (e) => {
+      if (e.type === 'start' && e.transfer)
+        log(
+          `${e.transfer.resident ? 'device-resident step (parameters and AdamW moments stay on the GPU)' : 'step'}: ${(e.transfer.upBytes / 1024).toFixed(1)} KiB to the device and ${(e.transfer.downBytes / 1024).toFixed(1)} KiB back per step of ${c.batch}`,
+        );
       if (e.type === 'step') imgPerSec = imgPerSec ? 0.9 * imgPerSec + 0.1 * e.imgPerSec : e.imgPerSec;
       h.onEvent?.(e);
     },

@@ -17,6 +17,16 @@ export interface SessionOptions {
   logSeverity?: 0 | 1 | 2 | 3 | 4;
   /** Turns on onnxruntime's profiler; the trace is written as `<prefix>_<date>.json` in the cwd. */
   profilePrefix?: string;
+  /**
+   * Outputs that stay in the GPU provider's memory ('gpu-buffer'), to be fed to a later run
+   * (runMixed) without a round trip through the host. The others come back to the host.
+   */
+  deviceOutputs?: string[];
+}
+
+/** A tensor left in a GPU provider's memory by a run (SessionOptions.deviceOutputs). */
+export interface DeviceTensor {
+  readonly device: ort.Tensor;
 }
 
 /** Sessions with these options run on onnxruntime's CPU provider alone (see CompileOptions.cpuContribOps). */
@@ -47,6 +57,12 @@ export class Session {
       logSeverityLevel: opts.logSeverity ?? (process.env.MET_ORT_VERBOSE === '1' ? 0 : 3),
       ...(process.env.MET_ORT_VERBOSE === '1' ? { logVerbosityLevel: 0 } : {}),
     };
+    if (opts.deviceOutputs?.length) {
+      const dev = new Set(opts.deviceOutputs);
+      so.preferredOutputLocation = Object.fromEntries(
+        model.outputs.map((o) => [o.name, dev.has(o.name) ? 'gpu-buffer' : 'cpu'] as const),
+      );
+    }
     if (opts.optimizedModelPath) so.optimizedModelFilePath = opts.optimizedModelPath;
     if (opts.profilePrefix) {
       so.enableProfiling = true;
@@ -72,6 +88,30 @@ export class Session {
     const out: Record<string, HostTensor> = {};
     for (const [k, v] of Object.entries(res)) out[k] = fromOrt(v);
     return out;
+  }
+
+  /**
+   * run() with feeds that may be DeviceTensors (a previous run's device outputs, of this or
+   * another session on the same provider); device outputs come back as DeviceTensors, the
+   * others as host tensors.
+   */
+  async runMixed(
+    feeds: Record<string, HostTensor | DeviceTensor>,
+  ): Promise<{ host: Record<string, HostTensor>; device: Record<string, DeviceTensor> }> {
+    const f: Record<string, ort.Tensor> = {};
+    for (const inp of this.model.inputs) {
+      const t = feeds[inp.name];
+      if (!t) throw new Error(`missing input '${inp.name}' ${shapeStr(inp.shape)}`);
+      f[inp.name] = 'device' in t ? t.device : toOrt(t);
+    }
+    const res = await this.ort.run(f);
+    const host: Record<string, HostTensor> = {};
+    const device: Record<string, DeviceTensor> = {};
+    for (const [k, v] of Object.entries(res)) {
+      if (v.location === 'gpu-buffer') device[k] = { device: v };
+      else host[k] = fromOrt(v);
+    }
+    return { host, device };
   }
 
   /** Ends profiling (see SessionOptions.profilePrefix). */

@@ -12,7 +12,7 @@ import type { VitConfig } from '../model/config';
 import { decays, type MetConfig, type MetForward, metForward, metLoss, MetTensors } from '../model/met';
 import { isRegression, regressionLoss, regressionMetrics, targetBatch, targetScale } from '../model/regression';
 import { gridSize, VitParams } from '../model/vit';
-import { cpuOnly, Session, type SessionOptions } from '../runtime/session';
+import { cpuOnly, type DeviceTensor, Session, type SessionOptions } from '../runtime/session';
 import { type HostTensor, UserError } from '../tensor';
 import { readSafetensorsFile, writeSafetensors } from '../weights/safetensors';
 import { AdamW, warmupCosine } from './adamw';
@@ -58,6 +58,9 @@ export type TrainEvent =
       val: number;
       exits: number[];
       trainable: number;
+      /** What one full-batch step moves between host and device: the batch up and the loss,
+       *  metrics and logits down, plus (not resident) the trainables up and their gradients down. */
+      transfer?: { resident: boolean; upBytes: number; downBytes: number };
     }
   | {
       type: 'step';
@@ -75,6 +78,8 @@ export type TrainEvent =
       distill?: number[];
       /** Regression runs: the batch's MAE per exit in target units (accPerExit is empty). */
       maePerExit?: number[];
+      /** Milliseconds of this step spent on the host, outside the session's run (the batch, AdamW when not resident, metrics). */
+      hostMs?: number;
     }
   | {
       type: 'epoch';
@@ -114,6 +119,8 @@ export interface TrainerOptions {
   checkpointEveryMs?: number;
   /** Images per backbone chunk of the CPU train step (default trainChunkRows). */
   chunkRows?: number;
+  /** false: on a GPU provider too, gradients come back and AdamW runs on the host (for comparison). */
+  residentStep?: boolean;
 }
 
 interface LoopState {
@@ -133,6 +140,14 @@ export interface TrainStepOptions {
    */
   batch?: number;
   chunkRows?: number;
+  /**
+   * AdamW inside the graph (a GPU-resident step): the step takes the AdamW moments and the step
+   * size as inputs and returns the updated parameters and moments (`new.<name>`, `new.m.<name>`,
+   * `new.v.<name>`) instead of the gradients, all or nothing: `ok` is 0 and the old values come
+   * back when any updated value is not finite. Float32 throughout (AdamW.apply computes in
+   * float64 and stores float32: the two agree to float32 rounding).
+   */
+  adamW?: { beta1: number; beta2: number; eps: number; weightDecay: number; decay: (name: string) => boolean };
 }
 
 /**
@@ -201,7 +216,8 @@ export function buildTrainStep(
   L.gr.forEach((t, j) => (outs[`gr.${j}`] = t));
   L.kd.forEach((t, j) => (outs[`kd.${j}`] = t));
   f.logits.forEach((t, j) => (outs[`logits.${j}`] = t));
-  names.forEach((n, i) => (outs[`grad.${n}`] = grads[i]));
+  if (o.adamW) Object.assign(outs, fusedAdamW(g, names, params, grads, L.loss, o.adamW));
+  else names.forEach((n, i) => (outs[`grad.${n}`] = grads[i]));
   return {
     model: compile(g, outs, { name: 'met_train_step', cpuContribOps: o.cpuOnly === true }),
     names,
@@ -210,6 +226,46 @@ export function buildTrainStep(
     D: L.kd.length,
     chunks: Math.max(1, chunks.length),
   };
+}
+
+/**
+ * AdamW as graph ops after the gradients (TrainStepOptions.adamW): inputs `m.<name>`,
+ * `v.<name>` (the moments), `lr`, `step_size` (lr / (1 - beta1^t)) and `sqrt_bc2`
+ * (sqrt(1 - beta2^t)), each scalar as [1]; outputs the new parameters and moments and `ok`.
+ */
+function fusedAdamW(
+  g: Graph,
+  names: string[],
+  params: Tensor[],
+  grads: Tensor[],
+  loss: Tensor,
+  a: NonNullable<TrainStepOptions['adamW']>,
+): Record<string, Tensor> {
+  const lr = g.input('lr', [1]);
+  const stepSize = g.input('step_size', [1]);
+  const sqrtBc2 = g.input('sqrt_bc2', [1]);
+  const decayed = g.addScalar(g.mulScalar(lr, -a.weightDecay), 1); // 1 - lr * wd
+  const outs: Record<string, Tensor> = {};
+  const news: [string, Tensor, Tensor][] = []; // [output name, new value, old value]
+  // x * 0 is 0 for every finite x and NaN otherwise: one sum says whether all are finite.
+  let notFinite = g.mulScalar(loss, 0);
+  names.forEach((n, i) => {
+    const p = params[i];
+    const gr = grads[i];
+    const mIn = g.input(`m.${n}`, p.shape);
+    const vIn = g.input(`v.${n}`, p.shape);
+    const m = g.add(g.mulScalar(mIn, a.beta1), g.mulScalar(gr, 1 - a.beta1));
+    const v = g.add(g.mulScalar(vIn, a.beta2), g.mulScalar(g.mul(gr, gr), 1 - a.beta2));
+    const denom = g.addScalar(g.div(g.sqrt(v), sqrtBc2), a.eps);
+    const kept = a.decay(n) ? g.mul(p, decayed) : p;
+    const np = g.sub(kept, g.div(g.mul(stepSize, m), denom));
+    for (const x of [np, m, v]) notFinite = g.add(notFinite, g.sumAll(g.mulScalar(x, 0)));
+    news.push([n, np, p], [`m.${n}`, m, mIn], [`v.${n}`, v, vIn]);
+  });
+  const ok = g.equal(notFinite, g.scalar(0));
+  for (const [n, x, old] of news) outs[`new.${n}`] = g.where(ok, x, old);
+  outs.ok = g.cast(ok, 'float32');
+  return outs;
 }
 
 /** A regression step's MAE per exit, in target units, from the step's raw outputs. */
@@ -320,19 +376,31 @@ export async function train(o: TrainerOptions): Promise<{ params: Map<string, Ho
   // The full batch gets a static, chunked step on the CPU; a last, smaller batch of an epoch a
   // symbolic one, made when first needed (both are kept: one compile each per run).
   const cpu = cpuOnly(o.session);
+  const opt = new AdamW({ lr: S.lr, weightDecay: S.weightDecay }, decays);
+  // On a GPU provider the step is resident: AdamW runs inside the step's graph, and the
+  // parameters and moments stay in the provider's memory between steps (deviceOutputs). Per
+  // step only the batch goes up and the loss and metrics come back; the host copy is refreshed
+  // (syncHost) only for checkpoints, validation and the trained tensors.
+  // MET_RESIDENT_STEP=0 turns it off (for measuring the difference).
+  const resident = !cpu && (o.residentStep ?? process.env.MET_RESIDENT_STEP !== '0');
+  const adamW = resident
+    ? { beta1: opt.beta1, beta2: opt.beta2, eps: opt.eps, weightDecay: opt.weightDecay, decay: decays }
+    : undefined;
   const { model, names, K, G, D, chunks } = buildTrainStep(cfg, o.backbone, met, o.init, {
     cpuOnly: cpu,
     batch: cpu ? S.batch : undefined,
     chunkRows: o.chunkRows,
+    adamW,
   });
-  const session = await Session.create(model, o.session);
+  const stateKeys = resident ? names.flatMap((n) => [n, `m.${n}`, `v.${n}`]) : [];
+  const so = resident ? { ...o.session, deviceOutputs: stateKeys.map((k) => `new.${k}`) } : o.session;
+  const session = await Session.create(model, so);
   let anyBatch: Session | null = chunks > 1 ? null : session;
   const sessionFor = async (B: number): Promise<Session> => {
     if (B === S.batch) return session;
-    anyBatch ??= await Session.create(buildTrainStep(cfg, o.backbone, met, o.init, { cpuOnly: cpu }).model, o.session);
+    anyBatch ??= await Session.create(buildTrainStep(cfg, o.backbone, met, o.init, { cpuOnly: cpu, adamW }).model, so);
     return anyBatch;
   };
-  const opt = new AdamW({ lr: S.lr, weightDecay: S.weightDecay }, decays);
   let params: Map<string, Float32Array> = new Map(
     [...o.init].map(([n, t]) => [n, Float32Array.from(t.data as Float32Array)]),
   );
@@ -347,6 +415,37 @@ export async function train(o: TrainerOptions): Promise<{ params: Map<string, Ho
   // The step of the checkpoint on disk that this run can resume from (null: none written yet),
   // so that a divergence says truthfully what is left.
   let checkpointStep: number | null = o.resume ? st.globalStep : null;
+  // Resident step: the parameters and moments as the next step takes them (host tensors until
+  // the first step, then the provider's), and a session that copies them to the host.
+  let dev: Record<string, HostTensor | DeviceTensor> | null = null;
+  let hostStale = false;
+  let download: Session | null = null;
+  const deviceState = (): Record<string, HostTensor | DeviceTensor> => {
+    if (dev) return dev;
+    dev = {};
+    for (const n of names) {
+      const shape = shapes.get(n)!;
+      const len = params.get(n)!.length;
+      dev[n] = { dtype: 'float32', shape, data: params.get(n)! };
+      dev[`m.${n}`] = { dtype: 'float32', shape, data: opt.state.m.get(n) ?? new Float32Array(len) };
+      dev[`v.${n}`] = { dtype: 'float32', shape, data: opt.state.v.get(n) ?? new Float32Array(len) };
+    }
+    return dev;
+  };
+  const syncHost = async (): Promise<void> => {
+    if (!hostStale || !dev) return;
+    if (!download) {
+      const g = new Graph();
+      const outs: Record<string, Tensor> = {};
+      for (const k of stateKeys) outs[`host.${k}`] = g.mulScalar(g.input(k, shapes.get(k.replace(/^[mv]\./, ''))!), 1);
+      download = await Session.create(compile(g, outs, { name: 'met_download_state' }), o.session);
+    }
+    const { host } = await download.runMixed(dev);
+    params = new Map(names.map((n) => [n, host[`host.${n}`].data as Float32Array]));
+    opt.state.m = new Map(names.map((n) => [n, host[`host.m.${n}`].data as Float32Array]));
+    opt.state.v = new Map(names.map((n) => [n, host[`host.v.${n}`].data as Float32Array]));
+    hostStale = false;
+  };
   const checkpoint = (): string => {
     const file = writeCheckpoint(o.runDir, o.files.checkpoint, params, shapes, opt, st);
     checkpointStep = st.globalStep;
@@ -372,8 +471,18 @@ export async function train(o: TrainerOptions): Promise<{ params: Map<string, Ho
       [...params].map(([n, p]) => [n, { dtype: 'float32' as const, shape: shapes.get(n)!, data: p } as HostTensor]),
     );
   const trainable = [...params.values()].reduce((a, p) => a + p.length, 0);
+  const Bf = S.batch;
+  const outsDown = 4 * (1 + K + G + D) + 4 * K * Bf * (isRegression(met) ? 1 : met.numClasses);
+  const transfer = {
+    resident,
+    upBytes:
+      4 * Bf * cfg.channels * cfg.imageSize ** 2 + Bf * (isRegression(met) ? 4 : 8) + (resident ? 12 : 4 * trainable),
+    downBytes: outsDown + (resident ? 4 : 4 * trainable),
+  };
   emit({
     type: 'start',
+    // Only a GPU provider moves anything: on the CPU the feeds are the host's own memory.
+    ...(cpu ? {} : { transfer }),
     epochs: S.epochs,
     stepsPerEpoch,
     totalSteps,
@@ -400,6 +509,7 @@ export async function train(o: TrainerOptions): Promise<{ params: Map<string, Ho
           stopped = reason;
           break outer;
         }
+        const stepT0 = Date.now();
         const samples = order.slice(s * S.batch, (s + 1) * S.batch);
         const B = samples.length;
         const b = data.batch(samples, data.augment ? data.stepRng(S.seed, epoch, s) : undefined);
@@ -411,8 +521,26 @@ export async function train(o: TrainerOptions): Promise<{ params: Map<string, Ho
         for (const n of names) feeds[n] = { dtype: 'float32', shape: shapes.get(n)!, data: params.get(n)! };
         // Made before the clock starts: a first smaller batch compiles its step here.
         const step = await sessionFor(B);
+        const lr = warmupCosine(st.globalStep, totalSteps, warmup, S.lr, S.minLr);
         const ts = Date.now();
-        const r = await step.run(feeds);
+        let runMs = 0;
+        let r: Record<string, HostTensor>;
+        let newState: Record<string, DeviceTensor> = {};
+        if (resident) {
+          const t = opt.state.step + 1;
+          const scalar = (v: number): HostTensor => ({ dtype: 'float32', shape: [1], data: Float32Array.of(v) });
+          for (const n of names) delete feeds[n];
+          const out = await step.runMixed({
+            ...feeds,
+            ...deviceState(),
+            lr: scalar(lr),
+            step_size: scalar(lr / (1 - opt.beta1 ** t)),
+            sqrt_bc2: scalar(Math.sqrt(1 - opt.beta2 ** t)),
+          });
+          r = out.host;
+          newState = out.device;
+        } else r = await step.run(feeds);
+        runMs = Date.now() - ts;
         const loss = Number(r.loss.data[0]);
         const ce = Array.from({ length: K }, (_, j) => Number(r[`ce.${j}`].data[0]));
         const gr = Array.from({ length: G }, (_, j) => Number(r[`gr.${j}`].data[0]));
@@ -437,12 +565,33 @@ export async function train(o: TrainerOptions): Promise<{ params: Map<string, Ho
             'Lower --lr, --lambda or --distill',
           );
         }
-        const grads = new Map(names.map((n) => [n, r[`grad.${n}`].data as Float32Array]));
-        const lr = warmupCosine(st.globalStep, totalSteps, warmup, S.lr, S.minLr);
-        // Nothing of a non-finite step reaches the parameters or the moments (AdamW.step is all
-        // or nothing), so every checkpoint written stays resumable.
-        const bad = opt.step(params, grads, lr);
-        if (bad) throw diverged(st.globalStep + 1, epoch + 1, `the update is not finite`, bad, 'Lower --lr');
+        if (resident) {
+          // The graph kept the old values when anything was not finite (fusedAdamW's ok).
+          if (Number(r.ok.data[0]) !== 1) {
+            for (const t of Object.values(newState)) t.device.dispose();
+            throw diverged(
+              st.globalStep + 1,
+              epoch + 1,
+              'the update is not finite',
+              'a gradient, an AdamW moment or an updated parameter (computed on the GPU)',
+              'Lower --lr',
+            );
+          }
+          const cur = deviceState();
+          for (const k of stateKeys) {
+            const old = cur[k];
+            cur[k] = newState[`new.${k}`];
+            if ('device' in old) old.device.dispose();
+          }
+          opt.state.step++;
+          hostStale = true;
+        } else {
+          const grads = new Map(names.map((n) => [n, r[`grad.${n}`].data as Float32Array]));
+          // Nothing of a non-finite step reaches the parameters or the moments (AdamW.step is all
+          // or nothing), so every checkpoint written stays resumable.
+          const bad = opt.step(params, grads, lr);
+          if (bad) throw diverged(st.globalStep + 1, epoch + 1, `the update is not finite`, bad, 'Lower --lr');
+        }
         st = { epoch, stepInEpoch: s + 1, globalStep: st.globalStep + 1, adamStep: opt.state.step };
         stepsDone++;
         lossSum += loss;
@@ -474,17 +623,20 @@ export async function train(o: TrainerOptions): Promise<{ params: Map<string, Ho
           accPerExit: acc,
           lr,
           imgPerSec: B / ((Date.now() - ts) / 1000),
+          hostMs: Date.now() - stepT0 - runMs,
           etaSec: perStep * (totalSteps - st.globalStep),
           ...(D ? { distill: kd } : {}),
           ...(isRegression(met) ? { maePerExit: trainMae(met, r, K, samples) } : {}),
         });
         if (Date.now() - lastCk > (o.checkpointEveryMs ?? 60_000)) {
+          await syncHost();
           emit({ type: 'checkpoint', step: st.globalStep, file: checkpoint() });
           lastCk = Date.now();
         }
       }
       // Epoch end: the position is the start of the next epoch.
       st = { ...st, epoch: epoch + 1, stepInEpoch: 0 };
+      await syncHost();
       checkpoint();
       writeSafetensors(path.join(o.runDir, o.files.trainable), hostParams());
       lastCk = Date.now();
@@ -503,14 +655,21 @@ export async function train(o: TrainerOptions): Promise<{ params: Map<string, Ho
       });
     }
     if (stopped) {
+      await syncHost();
       emit({ type: 'checkpoint', step: st.globalStep, file: checkpoint() });
       writeSafetensors(path.join(o.runDir, o.files.trainable), hostParams());
       emit({ type: 'stopped', step: st.globalStep, reason: stopped });
     } else emit({ type: 'done', step: st.globalStep, seconds: (Date.now() - t0) / 1000 });
+    await syncHost();
   } finally {
     fs.closeSync(metrics);
     await session.release();
     if (anyBatch && anyBatch !== session) await anyBatch.release();
+    await (download as Session | null)?.release();
+    const left: (HostTensor | DeviceTensor)[] = Object.values(
+      (dev as Record<string, HostTensor | DeviceTensor> | null) ?? {},
+    );
+    for (const t of left) if ('device' in t) t.device.dispose();
   }
   return { params: hostParams(), stopped };
 }
