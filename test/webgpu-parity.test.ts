@@ -155,6 +155,56 @@ test(
         `exit ${e.exit}: ${e.accuracy} vs ${sw.exits[j].accuracy}`,
       );
 
+    // Budgeted inference (met predict --run: samples leave at their exit, the rest go on to the
+    // next segment) on WebGPU: the exits taken and the answers of the CPU.
+    const images = fs
+      .readdirSync(data, { recursive: true, encoding: 'utf8' })
+      .filter((f) => f.endsWith('.png'))
+      .slice(0, 24)
+      .map((f) => path.join(data, f));
+    type Pred = {
+      file: string;
+      exit: number;
+      class: string;
+      confidence: number;
+      exits: { exit: number; confidence: number }[];
+    }[];
+    const predict = (device: string): Pred => {
+      const r = spawnSync(process.execPath, [CLI, 'predict', '--run', cpu, '--device', device, '--json', ...images], {
+        cwd: dir,
+        env,
+        encoding: 'utf8',
+        maxBuffer: 64 << 20,
+      });
+      assert.equal(r.status, 0, r.stderr);
+      return JSON.parse(r.stdout) as Pred;
+    };
+    const dc = predict('cpu');
+    const dw = predict('webgpu');
+    // The thresholds are val images' confidences: such an image sits exactly on one, where a
+    // difference in the last float bit decides whether it leaves. Those are told apart.
+    const th = (
+      JSON.parse(fs.readFileSync(path.join(cpu, 'thresholds.json'), 'utf8')) as {
+        chosen: { thresholds: (number | null)[] };
+      }
+    ).chosen.thresholds;
+    const onThreshold = (x: Pred[number]) =>
+      x.exits.some((e, j) => typeof th[j] === 'number' && Math.abs(e.confidence - (th[j] as number)) < 1e-4);
+    let ties = 0;
+    for (const [i, x] of dc.entries()) {
+      assert.equal(dw[i].file, x.file);
+      for (const [j, e] of x.exits.entries())
+        assert.ok(Math.abs(dw[i].exits[j].confidence - e.confidence) < 1e-4, `${x.file} exit ${j + 1}`);
+      if (onThreshold(x)) {
+        ties++;
+        continue;
+      }
+      assert.deepEqual([dw[i].exit, dw[i].class], [x.exit, x.class], `${x.file}: the exit taken and the answer`);
+    }
+    t.diagnostic(
+      `budgeted inference: ${dc.length} images, exits taken ${[...new Set(dc.map((x) => x.exit))].sort().join(', ')}, the same on both (${ties} on a threshold, where a float's last bit decides)`,
+    );
+
     // The inference segments: the CPU run's own weights, evaluated on WebGPU.
     const again = path.join(dir, 'cpu-on-webgpu');
     fs.cpSync(cpu, again, { recursive: true });
