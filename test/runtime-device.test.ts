@@ -18,6 +18,7 @@ import {
   formatDeviceReport,
   notInBuild,
   otherReason,
+  parseAdapters,
   probeProviders,
   type ProviderStatus,
   resolveDevice,
@@ -128,6 +129,25 @@ test('provider messages: not in this build (and where it is), DirectML and CoreM
     cudaInstallCommand('1.30.0', 'win32', 'C:\\ext'),
     /Microsoft\.ML\.OnnxRuntime\.Gpu\.Windows\/1\.30\.0.*runtimes\\win-x64\\native\\onnxruntime_providers_\*\.dll 'C:\\ext'"$/,
   );
+});
+
+test("the machine's GPUs by name, from nvidia-smi, Windows' video controllers and macOS' system_profiler", () => {
+  assert.deepEqual(parseAdapters('linux', 'NVIDIA H100 80GB HBM3, 550.54.15\nNVIDIA H100 80GB HBM3, 550.54.15\n'), [
+    'NVIDIA H100 80GB HBM3 (driver 550.54.15)',
+    'NVIDIA H100 80GB HBM3 (driver 550.54.15)',
+  ]);
+  assert.deepEqual(parseAdapters('win32', 'NVIDIA GeForce RTX 4070\r\nMicrosoft Basic Display Adapter\r\n'), [
+    'NVIDIA GeForce RTX 4070',
+    'Microsoft Basic Display Adapter',
+  ]);
+  assert.deepEqual(
+    parseAdapters(
+      'darwin',
+      'Graphics/Displays:\n\n    Apple M2 Pro:\n\n      Chipset Model: Apple M2 Pro\n      Type: GPU\n',
+    ),
+    ['Apple M2 Pro'],
+  );
+  assert.deepEqual(parseAdapters('linux', ''), []);
 });
 
 test('device coreml is refused for training (inference only), before any probe', async () => {

@@ -138,15 +138,67 @@ async function probeAll(env: NodeJS.ProcessEnv, timeoutMs: number): Promise<Prov
   }
   const model = probeModel();
   // All probes at once: each is a separate process, and most of a probe is waiting.
-  const statuses = await Promise.all(
-    GPU_PROVIDERS.map((p) => {
+  const [adapters, ...statuses] = await Promise.all([
+    gpuAdapters(process.platform, env),
+    ...GPU_PROVIDERS.map((p) => {
       if (!backends.some((b) => b.name === p)) return Promise.resolve(notInBuild(p));
       if (p === 'cuda') return probeCuda(backends, model, env, timeoutMs);
       if (p === 'webgpu') return probeWebGpu(model, env, timeoutMs);
       return probeOther(p, model, env, timeoutMs);
     }),
-  );
-  return [...statuses, CPU_STATUS];
+  ]);
+  // onnxruntime-node does not say which adapter a provider took; the OS lists what there is.
+  const gpus = adapters as string[];
+  if (gpus.length)
+    for (const s of statuses as ProviderStatus[])
+      if (s.available && s.provider !== 'coreml') s.reason += `; GPU${gpus.length > 1 ? 's' : ''}: ${gpus.join(', ')}`;
+  return [...(statuses as ProviderStatus[]), CPU_STATUS];
+}
+
+/**
+ * The machine's GPUs by name, as the OS reports them (nvidia-smi on Linux, the video controllers
+ * on Windows, system_profiler on macOS); [] when the tool is missing or says nothing. Bounded:
+ * 5 s, and a missing tool costs one failed spawn.
+ */
+export function gpuAdapters(platform: NodeJS.Platform, env: NodeJS.ProcessEnv = process.env): Promise<string[]> {
+  const [cmd, args] =
+    platform === 'win32'
+      ? ['powershell', ['-NoProfile', '-Command', '(Get-CimInstance Win32_VideoController).Name']]
+      : platform === 'darwin'
+        ? ['system_profiler', ['SPDisplaysDataType']]
+        : ['nvidia-smi', ['--query-gpu=name,driver_version', '--format=csv,noheader']];
+  return new Promise((resolve) => {
+    let out = '';
+    let child: ReturnType<typeof spawn>;
+    try {
+      child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'ignore'], windowsHide: true });
+    } catch {
+      return resolve([]);
+    }
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.on('error', () => {
+      clearTimeout(timer);
+      resolve([]);
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve(code === 0 ? parseAdapters(platform, out) : []);
+    });
+  });
+}
+
+/** The GPU names in a tool's output (gpuAdapters). */
+export function parseAdapters(platform: NodeJS.Platform, out: string): string[] {
+  const lines = out.split(/\r?\n/).map((l) => l.trim());
+  if (platform === 'darwin')
+    return lines.filter((l) => l.startsWith('Chipset Model:')).map((l) => l.slice('Chipset Model:'.length).trim());
+  if (platform === 'win32') return lines.filter(Boolean);
+  // nvidia-smi: "NVIDIA H100 80GB HBM3, 550.54.15"
+  return lines.filter(Boolean).map((l) => {
+    const [name, driver] = l.split(',').map((x) => x.trim());
+    return driver ? `${name} (driver ${driver})` : name;
+  });
 }
 
 /** A provider this platform's onnxruntime-node build does not have. */
