@@ -5,7 +5,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { describeLock, ownerState } from '../engine/run/lock';
+import { describeLock, heldByTraining, ownerState } from '../engine/run/lock';
 import { readLock, readRunStatus, requestStop } from '../engine/run/runFolder';
 import { UserError } from '../engine/tensor';
 import { type FlagSpec, parseArgs, usage } from './args';
@@ -28,8 +28,8 @@ export async function stopCommand(argv: string[]): Promise<number> {
   const dir = path.resolve(a.run as string);
   if (!fs.existsSync(dir)) throw new UserError(`met stop: ${dir}: no such run folder`);
   const lock = readLock(dir);
-  const owner = ownerState(lock);
-  if (!lock || owner === 'gone' || !lock.command.startsWith('met train')) {
+  if (!heldByTraining(lock)) {
+    const owner = ownerState(lock);
     const phase = readRunStatus(dir)?.phase;
     console.error(
       `${dir}: no training owns it${lock && owner === 'gone' ? ` (its lock was left by ${describeLock(lock)}, which no longer runs)` : lock ? ` (${describeLock(lock)} holds it)` : ''}${phase ? `; its last phase: ${phase}` : ''}`,
@@ -38,7 +38,6 @@ export async function stopCommand(argv: string[]): Promise<number> {
   }
   requestStop(dir, {
     reason: (a.reason as string | undefined) ?? 'met stop',
-    at: new Date().toISOString(),
     by: 'met stop',
   });
   console.error(`asked ${describeLock(lock)} to stop after its current step with a checkpoint`);

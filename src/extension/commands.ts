@@ -28,7 +28,7 @@ import { log, recordMessage, showErrorWithLog, showLog } from './log';
 import { askWhenClosed } from './reattach';
 import { getRunIndex } from './runIndex';
 import { writeFileAtomicAsync } from '../engine/io/atomic';
-import { describeLock, ownerState } from '../engine/run/lock';
+import { describeLock, heldByTraining } from '../engine/run/lock';
 import { readLock, requestStop } from '../engine/run/runFolder';
 
 export interface FineTuneArgs {
@@ -522,10 +522,9 @@ export async function cancelTraining(engines: Engines, runDir?: string | vscode.
     // Not followed by this window: a `met train` in a terminal, say. Its run.lock names it, and
     // it reads stop.request between steps like any training.
     const lock = readLock(dir);
-    if (lock && ownerState(lock) !== 'gone' && lock.command.startsWith('met train')) {
+    if (heldByTraining(lock)) {
       requestStop(dir, {
         reason: 'stopped in VS Code',
-        at: new Date().toISOString(),
         by: `VS Code (pid ${process.pid})`,
       });
       void vscode.window.showInformationMessage(

@@ -511,7 +511,7 @@ export class Training {
     // steps, whichever process or window asked.
     if (this.claimed || fs.existsSync(this.runDir))
       try {
-        requestStop(this.runDir, { reason, at: new Date().toISOString(), by: `VS Code (pid ${process.pid})` });
+        requestStop(this.runDir, { reason, by: `VS Code (pid ${process.pid})` });
       } catch (e) {
         log().warn(`${this.runDir}: cannot write ${STOP_REQUEST_FILE}: ${(e as Error).message}`);
       }
@@ -532,7 +532,6 @@ export class Training {
         try {
           requestStop(this.runDir, {
             reason: 'VS Code was closed (met.training.whenWindowCloses: stop)',
-            at: new Date().toISOString(),
             by: `VS Code (pid ${process.pid})`,
             graceMs: CLOSE_STOP_GRACE_MS,
           });

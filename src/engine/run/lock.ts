@@ -58,9 +58,13 @@ function staleReason(file: string, l: RunLock): string | null {
       return 'gone';
     }
   }
-  if (l.host !== os.hostname()) return null;
-  if (l.pid === process.pid) return null; // this process holds it (e.g. the engine, for another request)
-  return pidAlive(l.pid) ? null : `pid ${l.pid} is gone`;
+  // Another host's lock is never stale here; this process's own pid is alive.
+  return ownerState(l) === 'gone' ? `pid ${l.pid} is gone` : null;
+}
+
+/** A live training (`met train`, from a terminal or VS Code) holds the folder: stop.request reaches it. */
+export function heldByTraining(l: RunLock | null): l is RunLock {
+  return !!l && l.command.startsWith('met train') && ownerState(l) !== 'gone';
 }
 
 function lockedError(runDir: string, l: RunLock, what: string): UserError {

@@ -181,9 +181,9 @@ export function readStopRequest(runDir: string): StopRequest | null {
   return { reason: 'a stop was requested', at: new Date(0).toISOString(), by: STOP_REQUEST_FILE };
 }
 
-/** Asks the owner of `runDir` to stop after its current step with a checkpoint. */
-export function requestStop(runDir: string, r: StopRequest): void {
-  writeFileAtomic(path.join(runDir, STOP_REQUEST_FILE), JSON.stringify(r));
+/** Asks the owner of `runDir` to stop after its current step with a checkpoint (`at`: now, unless given). */
+export function requestStop(runDir: string, r: Omit<StopRequest, 'at'> & { at?: string }): void {
+  writeFileAtomic(path.join(runDir, STOP_REQUEST_FILE), JSON.stringify({ ...r, at: r.at ?? new Date().toISOString() }));
 }
 
 /** Removes a stop request; `conditionalOnly`: only one with graceMs (a closing window's). */
