@@ -2,3 +2,4 @@
 export declare const TARGETS: string[];
 export declare function sharpPackages(target: string): string[];
 export declare function ignoreFor(target: string): string;
+export declare function npmPack(name: string, version: string): string;

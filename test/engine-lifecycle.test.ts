@@ -10,24 +10,13 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { DEMO_CLASSES, writeShapeFolder } from '../src/engine/demo/shapes';
 import type { TrainConfig } from '../src/engine/run/config';
 import type { RequestMethod } from '../src/protocol';
-import { CLI, Engine } from './engine-ipc';
+import { CLI, Engine, shapesWorkspace, TINY_VIT } from './engine-ipc';
 import { MET, met } from './tiny-run';
 
-const ROOT = path.resolve(__dirname, '..');
-const TINY_VIT = path.join(ROOT, 'assets', 'tiny-vit', 'tiny-vit.safetensors');
-
-async function workspace(): Promise<{ root: string; data: string }> {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'met-engine-life-'));
-  process.on('exit', () => fs.rmSync(root, { recursive: true, force: true }));
-  const data = path.join(root, 'shapes');
-  await writeShapeFolder({ out: data, classes: DEMO_CLASSES.slice(0, 3), perClass: 12, seed: 5 });
-  return { root, data };
-}
+const workspace = () => shapesWorkspace('met-engine-life-', 12, 5);
 
 /** A resolved config for a training long enough to be interrupted (6 epochs of 7 steps). */
 async function plan(e: Engine, ws: { root: string; data: string }, name: string): Promise<TrainConfig> {

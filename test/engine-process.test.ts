@@ -8,24 +8,14 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { DEMO_CLASSES, writeShapeFolder } from '../src/engine/demo/shapes';
+import { DEMO_CLASSES } from '../src/engine/demo/shapes';
 import type { TrainEvent } from '../src/engine/train/trainer';
 import { PROTOCOL_VERSION, type RequestMethod } from '../src/protocol';
-import { Engine } from './engine-ipc';
+import { Engine, shapesWorkspace, TINY_VIT } from './engine-ipc';
 import { met } from './tiny-run';
 
-const ROOT = path.resolve(__dirname, '..');
-const TINY_VIT = path.join(ROOT, 'assets', 'tiny-vit', 'tiny-vit.safetensors');
-
-async function workspace(): Promise<{ root: string; data: string }> {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'met-engine-'));
-  process.on('exit', () => fs.rmSync(root, { recursive: true, force: true }));
-  const data = path.join(root, 'shapes');
-  await writeShapeFolder({ out: data, classes: DEMO_CLASSES.slice(0, 3), perClass: 24, seed: 3 });
-  return { root, data };
-}
+const workspace = () => shapesWorkspace('met-engine-', 24, 3);
 
 test('engine: ready handshake, resolve, cancel by message, resume, params, errors', async () => {
   const ws = await workspace();

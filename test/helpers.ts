@@ -1,5 +1,7 @@
 // Shared test utilities (deterministic randomness, comparisons).
 
+import { readSafetensors } from '../src/engine/weights/safetensors';
+
 /** Mulberry32: a small seeded PRNG so tests are reproducible. Returns floats in [0, 1). */
 export function rng(seed: number): () => number {
   let a = seed >>> 0;
@@ -16,5 +18,18 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+/** The largest absolute difference between the tensors of two safetensors files (same names). */
+export function maxTensorDiff(fileA: string, fileB: string): number {
+  const a = readSafetensors(fileA);
+  const b = readSafetensors(fileB);
+  let m = 0;
+  for (const [name, t] of a) {
+    const u = b.get(name);
+    if (!u) throw new Error(`${name} is in ${fileA} but not in ${fileB}`);
+    m = Math.max(m, maxAbsDiff(t.data as Float32Array, u.data as Float32Array));
+  }
   return m;
 }

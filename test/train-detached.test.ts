@@ -17,20 +17,15 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { DEMO_CLASSES, writeShapeFolder } from '../src/engine/demo/shapes';
 import type { TrainConfig } from '../src/engine/run/config';
 import { type FollowEnd, RunFollower } from '../src/engine/run/follow';
 import { pidAlive } from '../src/engine/run/lock';
 import { readRunStatus, requestStop, withdrawStopRequest } from '../src/engine/run/runFolder';
 import type { TrainEvent } from '../src/engine/train/trainer';
 import { readRun } from '../src/extension/runFiles';
-import { CLI, Engine } from './engine-ipc';
+import { CLI, Engine, shapesWorkspace, TINY_VIT } from './engine-ipc';
 import { met } from './tiny-run';
-
-const ROOT = path.resolve(__dirname, '..');
-const TINY_VIT = path.join(ROOT, 'assets', 'tiny-vit', 'tiny-vit.safetensors');
 
 interface Ws {
   root: string;
@@ -38,16 +33,7 @@ interface Ws {
 }
 
 let shared: Promise<Ws> | null = null;
-function workspace(): Promise<Ws> {
-  shared ??= (async () => {
-    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'met-detached-'));
-    process.on('exit', () => fs.rmSync(root, { recursive: true, force: true }));
-    const data = path.join(root, 'shapes');
-    await writeShapeFolder({ out: data, classes: DEMO_CLASSES.slice(0, 3), perClass: 12, seed: 5 });
-    return { root, data };
-  })();
-  return shared;
-}
+const workspace = (): Promise<Ws> => (shared ??= shapesWorkspace('met-detached-', 12, 5));
 
 /** The resolved settings of a run in `out` (epochs of 7 steps, one thread). */
 async function plan(ws: Ws, out: string, epochs = 8): Promise<TrainConfig> {

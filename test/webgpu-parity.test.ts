@@ -16,12 +16,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { DEMO_CLASSES, writeShapeFolder } from '../src/engine/demo/shapes';
 import type { PredictionsFile, RunSummary } from '../src/engine/run/runFolder';
-import { readSafetensors } from '../src/engine/weights/safetensors';
-import { CLI } from './engine-ipc';
+import { CLI, TINY_VIT } from './engine-ipc';
+import { maxTensorDiff } from './helpers';
 import { haveMesa, mesaEnv } from './mesa';
-
-const ROOT = path.resolve(__dirname, '..');
-const TINY_VIT = path.join(ROOT, 'assets', 'tiny-vit', 'tiny-vit.safetensors');
 
 /** The Mesa environment, with 128-bit lanes: lavapipe compiles every shader with LLVM, and they
  *  halve that, with the same arithmetic. */
@@ -104,19 +101,8 @@ test(
     );
 
     // The trained tensors: two epochs of AdamW on the GPU.
-    const tc = readSafetensors(path.join(cpu, 'trainable.safetensors'));
-    const maxDiff = (run: string) => {
-      const tw = readSafetensors(path.join(run, 'trainable.safetensors'));
-      let maxAbs = 0;
-      for (const [name, a] of tc) {
-        const b = tw.get(name)!;
-        assert.ok(b, `${name} missing from ${run}`);
-        const da = a.data as Float32Array;
-        const db = b.data as Float32Array;
-        for (let i = 0; i < da.length; i++) maxAbs = Math.max(maxAbs, Math.abs(da[i] - db[i]));
-      }
-      return maxAbs;
-    };
+    const maxDiff = (run: string) =>
+      maxTensorDiff(path.join(cpu, 'trainable.safetensors'), path.join(run, 'trainable.safetensors'));
     const maxAbs = maxDiff(wg);
     t.diagnostic(`trained tensors: largest absolute difference ${maxAbs.toExponential(2)}`);
     assert.ok(maxAbs < 1e-4, `trained tensors differ by ${maxAbs}`);
