@@ -29,7 +29,7 @@ import {
   metLoss,
   MetTensors,
 } from '../src/engine/model/met';
-import { buildTrainStep } from '../src/engine/train/trainer';
+import { buildTrainStep, fusedAdamWScalars, residentHostState, residentStateKeys } from '../src/engine/train/trainer';
 import { buildSegments, confidences, cumulativeGflops, SegmentRunner } from '../src/engine/infer/segments';
 import { countMacs } from '../src/engine/infer/flops';
 import { presetConfig } from '../src/engine/export/costs';
@@ -537,19 +537,16 @@ async function metSection(weights: Map<string, HostTensor>, rows: Row[]): Promis
     );
     metMacs = countMacs([L.loss, ...gr, ...f.logits], B);
   }
-  const stateKeys = adamW ? metNames.flatMap((n) => [n, `m.${n}`, `v.${n}`]) : [];
+  const stateKeys = adamW ? residentStateKeys(metNames) : [];
   const s = await Session.create(model, adamW ? { ...SO, deviceOutputs: stateKeys.map((k) => `new.${k}`) } : SO);
   const feeds: Record<string, HostTensor> = { ...feedsBase };
   for (const [n, t] of metInit) feeds[n] = t;
   let metSec: number;
   if (adamW) {
-    const one = (v: number): HostTensor => ({ dtype: 'float32', shape: [1], data: Float32Array.of(v) });
-    let state: Record<string, HostTensor | DeviceTensor> = {};
-    for (const [n, t] of metInit) {
-      state[n] = t;
-      state[`m.${n}`] = { dtype: 'float32', shape: t.shape, data: new Float32Array(t.data.length) };
-      state[`v.${n}`] = { dtype: 'float32', shape: t.shape, data: new Float32Array(t.data.length) };
-    }
+    let state: Record<string, HostTensor | DeviceTensor> = residentHostState(
+      metInit,
+      new Map([...metInit].map(([n, t]) => [n, t.data as Float32Array])),
+    );
     let t = 0;
     metSec = await timeRuns(
       async () => {
@@ -557,9 +554,7 @@ async function metSection(weights: Map<string, HostTensor>, rows: Row[]): Promis
         const { device } = await s.runMixed({
           ...feedsBase,
           ...state,
-          lr: one(1e-3),
-          step_size: one(1e-3 / (1 - 0.9 ** t)),
-          sqrt_bc2: one(Math.sqrt(1 - 0.999 ** t)),
+          ...fusedAdamWScalars(1e-3, t, adamW),
         });
         const next = Object.fromEntries(stateKeys.map((k) => [k, device[`new.${k}`]]));
         for (const v of Object.values(state)) if ('device' in v) v.device.dispose();

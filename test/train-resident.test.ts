@@ -12,7 +12,7 @@ import { prepareWeights } from '../src/engine/model/vit';
 import { Session } from '../src/engine/runtime/session';
 import type { HostTensor } from '../src/engine/tensor';
 import { AdamW } from '../src/engine/train/adamw';
-import { buildTrainStep } from '../src/engine/train/trainer';
+import { buildTrainStep, fusedAdamWScalars, residentHostState } from '../src/engine/train/trainer';
 import { loadBackbone } from '../src/engine/weights';
 import { rng } from './helpers';
 
@@ -43,13 +43,10 @@ test('the in-graph AdamW equals the host AdamW over three steps; a non-finite up
   const sFused = await Session.create(fused.model, { threads: 1 });
   const names = plain.names;
   const hostParams = new Map(names.map((n) => [n, Float32Array.from(init.get(n)!.data as Float32Array)]));
-  let state: Record<string, HostTensor> = {};
-  for (const n of names) {
-    const t = init.get(n)!;
-    state[n] = f32(t.shape, Float32Array.from(t.data as Float32Array));
-    state[`m.${n}`] = f32(t.shape, new Float32Array(t.data.length));
-    state[`v.${n}`] = f32(t.shape, new Float32Array(t.data.length));
-  }
+  let state: Record<string, HostTensor> = residentHostState(
+    init,
+    new Map(names.map((n) => [n, Float32Array.from(init.get(n)!.data as Float32Array)])),
+  );
   const lrs = [0.01, 0.008, 0.005];
   for (const [i, lr] of lrs.entries()) {
     const t = i + 1;
@@ -61,9 +58,7 @@ test('the in-graph AdamW equals the host AdamW over three steps; a non-finite up
     const out = await sFused.run({
       ...feeds,
       ...state,
-      lr: scalar(lr),
-      step_size: scalar(lr / (1 - a.beta1 ** t)),
-      sqrt_bc2: scalar(Math.sqrt(1 - a.beta2 ** t)),
+      ...fusedAdamWScalars(lr, t, a),
     });
     assert.equal(Number(out.ok.data[0]), 1);
     assert.ok(Math.abs(Number(out.loss.data[0]) - Number(g.loss.data[0])) <= 1e-5 * Math.abs(Number(g.loss.data[0])));

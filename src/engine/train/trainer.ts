@@ -268,6 +268,38 @@ function fusedAdamW(
   return outs;
 }
 
+/** What a resident step takes and returns for each trainable: itself and its two moments. */
+export function residentStateKeys(names: string[]): string[] {
+  return names.flatMap((n) => [n, `m.${n}`, `v.${n}`]);
+}
+
+/** The resident state on the host: the trainables and their moments (zeros where none yet). */
+export function residentHostState(
+  init: Map<string, HostTensor>,
+  params: Map<string, Float32Array>,
+  m: Map<string, Float32Array> = new Map(),
+  v: Map<string, Float32Array> = new Map(),
+): Record<string, HostTensor> {
+  const st: Record<string, HostTensor> = {};
+  for (const [n, t] of init) {
+    const f32 = (data: Float32Array): HostTensor => ({ dtype: 'float32', shape: t.shape, data });
+    st[n] = f32(params.get(n)!);
+    st[`m.${n}`] = f32(m.get(n) ?? new Float32Array(t.data.length));
+    st[`v.${n}`] = f32(v.get(n) ?? new Float32Array(t.data.length));
+  }
+  return st;
+}
+
+/** The scalar inputs of fusedAdamW for step t (1-based) at learning rate lr, as AdamW.apply computes them. */
+export function fusedAdamWScalars(
+  lr: number,
+  t: number,
+  a: { beta1: number; beta2: number },
+): Record<string, HostTensor> {
+  const one = (x: number): HostTensor => ({ dtype: 'float32', shape: [1], data: Float32Array.of(x) });
+  return { lr: one(lr), step_size: one(lr / (1 - a.beta1 ** t)), sqrt_bc2: one(Math.sqrt(1 - a.beta2 ** t)) };
+}
+
 /** A regression step's MAE per exit, in target units, from the step's raw outputs. */
 function trainMae(
   met: MetConfig,
@@ -392,7 +424,7 @@ export async function train(o: TrainerOptions): Promise<{ params: Map<string, Ho
     chunkRows: o.chunkRows,
     adamW,
   });
-  const stateKeys = resident ? names.flatMap((n) => [n, `m.${n}`, `v.${n}`]) : [];
+  const stateKeys = resident ? residentStateKeys(names) : [];
   const so = resident ? { ...o.session, deviceOutputs: stateKeys.map((k) => `new.${k}`) } : o.session;
   const session = await Session.create(model, so);
   let anyBatch: Session | null = chunks > 1 ? null : session;
@@ -420,18 +452,8 @@ export async function train(o: TrainerOptions): Promise<{ params: Map<string, Ho
   let dev: Record<string, HostTensor | DeviceTensor> | null = null;
   let hostStale = false;
   let download: Session | null = null;
-  const deviceState = (): Record<string, HostTensor | DeviceTensor> => {
-    if (dev) return dev;
-    dev = {};
-    for (const n of names) {
-      const shape = shapes.get(n)!;
-      const len = params.get(n)!.length;
-      dev[n] = { dtype: 'float32', shape, data: params.get(n)! };
-      dev[`m.${n}`] = { dtype: 'float32', shape, data: opt.state.m.get(n) ?? new Float32Array(len) };
-      dev[`v.${n}`] = { dtype: 'float32', shape, data: opt.state.v.get(n) ?? new Float32Array(len) };
-    }
-    return dev;
-  };
+  const deviceState = (): Record<string, HostTensor | DeviceTensor> =>
+    (dev ??= residentHostState(o.init, params, opt.state.m, opt.state.v));
   const syncHost = async (): Promise<void> => {
     if (!hostStale || !dev) return;
     if (!download) {
@@ -527,15 +549,11 @@ export async function train(o: TrainerOptions): Promise<{ params: Map<string, Ho
         let r: Record<string, HostTensor>;
         let newState: Record<string, DeviceTensor> = {};
         if (resident) {
-          const t = opt.state.step + 1;
-          const scalar = (v: number): HostTensor => ({ dtype: 'float32', shape: [1], data: Float32Array.of(v) });
           for (const n of names) delete feeds[n];
           const out = await step.runMixed({
             ...feeds,
             ...deviceState(),
-            lr: scalar(lr),
-            step_size: scalar(lr / (1 - opt.beta1 ** t)),
-            sqrt_bc2: scalar(Math.sqrt(1 - opt.beta2 ** t)),
+            ...fusedAdamWScalars(lr, opt.state.step + 1, opt),
           });
           r = out.host;
           newState = out.device;
