@@ -5,13 +5,14 @@
 //
 // - One "utility" engine answers the short requests (train/resolve, gpu/check, params/compute);
 //   it is started on first use and again after it has died.
-// - Each training gets an engine of its own, so that cancelling, killing or crashing one never
-//   touches another training or the utility engine, and a crashed engine's native state
-//   (onnxruntime sessions, GPU contexts) goes with it.
+// - Each training gets an engine of its own, detached (see "Trainings" below), so that
+//   cancelling, killing or crashing one never touches another training or the utility engine,
+//   and a crashed engine's native state (onnxruntime sessions, GPU contexts) goes with it.
 // - When an engine dies, every request still pending on it is rejected with EngineExitedError:
 //   nothing in the editor waits on a process that is gone.
-// - Cancel is the 'train/cancel' message (the trainer stops after the current step and writes a
-//   checkpoint); if the engine has not finished after a grace period it is killed.
+// - Cancel is stop.request in the run folder ('train/cancel' before the folder is claimed): the
+//   trainer stops after the current step and writes a checkpoint; if it has not finished after
+//   a grace period it is killed.
 
 import { type ChildProcess, fork, type ForkOptions } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -117,7 +118,7 @@ export class EngineProcess implements vscode.Disposable {
   /** Fires once when the process is gone, with why. */
   readonly onExit = this.exits.event;
   exited: EngineExitedError | undefined;
-  /** Set when the host ended the process on purpose (shutdown, cancel grace, dispose). */
+  /** Set when the host ended the process on purpose (cancel grace, dispose). */
   killedByHost = false;
 
   constructor(readonly options: EngineOptions) {
@@ -243,17 +244,6 @@ export class EngineProcess implements vscode.Disposable {
   kill(signal: NodeJS.Signals = 'SIGKILL'): void {
     this.killedByHost = true;
     if (!this.exited) this.child.kill(signal);
-  }
-
-  /** Asks the engine to stop (it checkpoints a training first), and kills it after graceMs. */
-  async shutdown(graceMs = 5000): Promise<void> {
-    if (this.exited) return;
-    this.killedByHost = true;
-    const gone = new Promise<void>((r) => (this.exited ? r() : this.onExit(() => r())));
-    const timer = setTimeout(() => this.kill(), graceMs);
-    this.request('engine/shutdown', {}).catch(() => undefined);
-    await gone;
-    clearTimeout(timer);
   }
 
   /**
