@@ -1,5 +1,6 @@
 // The `met` command line. The same bundle is the engine process that the extension forks.
 
+import { ablateCommand } from './cli/ablate';
 import { exportCommand } from './cli/export';
 import { gpuCommand } from './cli/gpu';
 import { paramsCommand } from './cli/params';
@@ -17,6 +18,10 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help:
   predict: {
     run: predictCommand,
     help: 'classify images with a run (every exit, and the exit taken) or a backbone and its own head',
+  },
+  ablate: {
+    run: ablateCommand,
+    help: "the paper's ablations (met, no_gr, shared_cls, linear_probe, …) as one study of runs, and their table",
   },
   params: { run: paramsCommand, help: "MET's parameter counts and GFLOPs per exit for a configuration" },
   gpu: {

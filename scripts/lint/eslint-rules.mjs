@@ -65,6 +65,7 @@ export const ENGINE_LEVELS = {
   export: 6,
   explore: 6,
   demo: 6,
+  study: 6,
 };
 
 /**
