@@ -26,6 +26,7 @@ import {
 } from './engineClient';
 import { log, recordMessage, showErrorWithLog, showLog } from './log';
 import { askWhenClosed } from './reattach';
+import { type AblationArgs, type AblationUi, runAblation } from './ablate';
 import { getRunIndex } from './runIndex';
 import { writeFileAtomicAsync } from '../engine/io/atomic';
 import { describeLock, heldByTraining } from '../engine/run/lock';
@@ -680,5 +681,29 @@ export function registerCommands(context: vscode.ExtensionContext, engines: Engi
         createConfig(context, target, opts && !Array.isArray(opts) ? opts : {}),
     ),
     vscode.commands.registerCommand('met.checkGpu', () => checkGpu(engines)),
+    vscode.commands.registerCommand('met.runAblation', (arg?: AblationArgs | vscode.Uri) =>
+      runAblation(engines, ablationUi(context, engines), arg instanceof vscode.Uri ? { folder: arg } : (arg ?? {})),
+    ),
   );
+}
+
+/** The fine-tune flow's pickers and settings check, for "MET: Run ablation study" (ablate.ts). */
+function ablationUi(context: vscode.ExtensionContext, engines: Engines): AblationUi {
+  return {
+    pickFolder,
+    pickWeights: (w, cf) => pickWeights(context, w, cf),
+    configFor,
+    workspaceRootOf,
+    resolve: async (p) => {
+      try {
+        return await vscode.window.withProgress(
+          { location: vscode.ProgressLocation.Window, title: 'MET: reading the backbone and the image folder…' },
+          () => engines.request('train/resolve', p),
+        );
+      } catch (e) {
+        await showRequestError('cannot run the ablation study with these settings', e);
+        return undefined;
+      }
+    },
+  };
 }
