@@ -27,6 +27,15 @@ import type { TrainingState } from './trainingEvents';
 
 export type RunStatus = 'starting' | 'running' | 'stopped' | 'done' | 'failed';
 
+/** A run's name in lists: its folder's, with its study's for a run of `met ablate` (.met/studies/STUDY/VARIANT). */
+export function runName(dir: string): string {
+  const study = path.dirname(dir);
+  const studies = path.dirname(study);
+  return path.basename(studies) === 'studies' && path.basename(path.dirname(studies)) === '.met'
+    ? `${path.basename(study)} / ${path.basename(dir)}`
+    : path.basename(dir);
+}
+
 export interface RunInfo {
   /** Absolute run folder. */
   dir: string;
@@ -258,7 +267,7 @@ export async function readRun(dir: string, live?: Live): Promise<RunInfo | null>
       : undefined;
   return {
     dir,
-    name: path.basename(dir),
+    name: runName(dir),
     status,
     reason,
     resumable,

@@ -101,7 +101,9 @@ export class RunIndex implements vscode.Disposable {
 
   private inRunsFolder(dir: string): boolean {
     return (vscode.workspace.workspaceFolders ?? []).some(
-      (f) => path.dirname(dir) === path.join(f.uri.fsPath, '.met', 'runs'),
+      (f) =>
+        path.dirname(dir) === path.join(f.uri.fsPath, '.met', 'runs') ||
+        path.dirname(path.dirname(dir)) === path.join(f.uri.fsPath, '.met', 'studies'),
     );
   }
 
@@ -117,7 +119,7 @@ export class RunIndex implements vscode.Disposable {
     this.watchers = [];
     for (const f of vscode.workspace.workspaceFolders ?? []) {
       if (f.uri.scheme !== 'file') continue;
-      const w = vscode.workspace.createFileSystemWatcher(new vscode.RelativePattern(f, '.met/runs/**'));
+      const w = vscode.workspace.createFileSystemWatcher(new vscode.RelativePattern(f, '.met/{runs,studies}/**'));
       const on = (uri: vscode.Uri) => {
         if (!/(metrics\.jsonl|train\.log|\.tmp-\d+(-\d+)?)$/.test(uri.path)) this.schedule(300);
       };
@@ -177,6 +179,25 @@ export class RunIndex implements vscode.Disposable {
           if (e.isDirectory()) dirs.add(path.join(root, e.name));
       } catch {
         /* no runs yet */
+      }
+    }
+    // The runs of ablation studies (met ablate): .met/studies/<study>/<variant>/.
+    for (const f of vscode.workspace.workspaceFolders ?? []) {
+      if (f.uri.scheme !== 'file') continue;
+      const root = path.join(f.uri.fsPath, '.met', 'studies');
+      let studies: fs.Dirent[] = [];
+      try {
+        studies = await fs.promises.readdir(root, { withFileTypes: true });
+      } catch {
+        continue; // no studies
+      }
+      for (const st of studies.filter((e) => e.isDirectory())) {
+        try {
+          for (const e of await fs.promises.readdir(path.join(root, st.name), { withFileTypes: true }))
+            if (e.isDirectory()) dirs.add(path.join(root, st.name, e.name));
+        } catch {
+          /* removed meanwhile */
+        }
       }
     }
     for (const d of this.known) dirs.add(d);

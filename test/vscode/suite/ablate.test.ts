@@ -54,6 +54,13 @@ suite('MET ablation study', () => {
       );
     }
     assert.ok(fs.existsSync(path.join(study, 'comparison.csv')));
+    // The study's runs are in the Runs view, named with their study.
+    await waitFor('the study runs in the Runs view', async () => {
+      const items =
+        await vscode.commands.executeCommand<{ dir: string; label: string; status: string }[]>('met.runs.snapshot');
+      const mine = items.filter((i) => path.dirname(i.dir) === study && i.status === 'done').map((i) => i.label);
+      return mine.sort().join(',') === 'host-test / linear_probe,host-test / met,host-test / no_gr';
+    });
   });
 
   test('Cancel stops the study after a checkpoint; running it again keeps what was finished', async function () {
