@@ -137,7 +137,9 @@ function readMetrics(runDir: string): { trainSeconds: number; epochs: EpochPoint
       epochs.set(e.epoch, {
         epoch: e.epoch,
         trainLoss: num(e.trainLoss),
-        val: ((Array.isArray(e.valMaePerExit) ? e.valMaePerExit : e.valAccPerExit) as unknown[] | undefined)?.map(num) ?? [],
+        val:
+          ((Array.isArray(e.valMaePerExit) ? e.valMaePerExit : e.valAccPerExit) as unknown[] | undefined)?.map(num) ??
+          [],
         seconds: Number(e.seconds) || 0,
       });
     else if (e.type === 'step' && typeof e.step === 'number') steps.set(e.step, num(e.loss));
@@ -259,7 +261,8 @@ export interface TableColumn {
 export interface ComparisonTable {
   task: 'classification' | 'regression';
   columns: TableColumn[];
-  rows: { name: string; runDir: string; variant: string; values: (number | null)[] }[];
+  /** `gflops`: cumulative GFLOPs per image at each of the run's exits. */
+  rows: { name: string; runDir: string; variant: string; values: (number | null)[]; gflops: number[] }[];
   /** Per column, the row indices holding the best value (ties all marked); empty when unranked. */
   best: number[][];
   /** The absolute budgets (GFLOPs per image) of the budget columns. */
@@ -333,7 +336,7 @@ export function comparisonTable(
       r.exits[r.exits.length - 1].gflops,
       r.trainSeconds || null,
     ];
-    return { name: r.name, runDir: r.runDir, variant: r.variant, values };
+    return { name: r.name, runDir: r.runDir, variant: r.variant, values, gflops: r.exits.map((e) => e.gflops) };
   });
   const best = columns.map((c, ci) => {
     if (!c.better || rows.length < 2) return [];
@@ -378,7 +381,14 @@ export function formatTable(t: ComparisonTable): string {
     .filter((c, i) => c.label !== t.columns[i].title && !/^(L\d+|exit \d+)$/.test(c.label))
     .map((c) => `  ${c.label}: ${c.title}`);
   const what = t.task === 'regression' ? 'test MAE per exit (lower is better)' : 'test accuracy % per exit';
-  return [`${what}; * best in its column`, line(header), ...body.map(line), '', ...legend].join('\n');
+  // GFLOPs per image at each exit: one line when the runs share them, else one per run.
+  const fl = (g: number[]) => g.map((x) => x.toPrecision(3)).join(' / ');
+  const distinct = [...new Set(t.rows.map((r) => fl(r.gflops)))];
+  const gflops =
+    distinct.length === 1
+      ? [`GFLOPs per image at each exit: ${distinct[0]}`]
+      : ['GFLOPs per image at each exit:', ...t.rows.map((r) => `  ${r.name}: ${fl(r.gflops)}`)];
+  return [`${what}; * best in its column`, line(header), ...body.map(line), '', ...gflops, ...legend].join('\n');
 }
 
 function csvCell(s: string): string {
