@@ -541,6 +541,10 @@ class MET(nn.Module):
         if bias is not None:
             s = s.add_(bias.to(device=s.device, dtype=s.dtype))  # in place: no second [B, H, nq, T] buffer
         a = torch.softmax(s, -1)
+        # scripts/make_attention_fixtures.py sets `record_attention` to a list to collect the
+        # probabilities [B, H, nq, T] of every backbone layer in order (exit branches not included).
+        if getattr(self, 'record_attention', None) is not None:
+            self.record_attention.append(a.detach())
         o = (a @ v).transpose(1, 2).reshape(B, nq, D)
         return mha.out_proj(o)
 

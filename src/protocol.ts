@@ -24,6 +24,10 @@ import type { Provider, ProviderStatus } from './engine/runtime/device';
 import type { UserErrorCode } from './engine/tensor';
 import type { TrainEvent } from './engine/train/trainer';
 import type {
+  AttentionParams,
+  AttentionResult,
+  EmbeddingsParams,
+  EmbeddingsResult,
   ScoreParams,
   ScoreResult,
   SimilarityParams,
@@ -119,8 +123,12 @@ export interface RequestMap {
   'inspect/score': { params: ScoreParams; result: ScoreResult };
   /** Thumbnails made with sharp, cached on disk (the Inspect exits grid). */
   'inspect/thumbs': { params: ThumbsParams; result: ThumbsResult };
+  /** Where each exit's token attends over the patch grid for one image (Explain, Inspect exits). */
+  'inspect/attention': { params: AttentionParams; result: AttentionResult };
   /** S^w, S^b and head-input distances for a class-balanced sample (similarity matrices panel). */
   'similarity/compute': { params: SimilarityParams; result: SimilarityResult };
+  /** Each exit's head inputs on a class-balanced sample, projected on their first two principal axes (embeddings view). */
+  'embeddings/compute': { params: EmbeddingsParams; result: EmbeddingsResult };
   /** Stops the engine (after stopping a training with a checkpoint). */
   'engine/shutdown': { params: Record<string, never>; result: { ok: true } };
 }

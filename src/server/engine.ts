@@ -6,7 +6,7 @@
 //
 // One engine trains one run at a time (the extension forks one engine per training, so that
 // cancelling or killing one never touches another). Requests that are not training (gpu/check,
-// params/compute, the exploration panels' inspect/* and similarity/compute) are answered while a
+// params/compute, the exploration panels' inspect/*, similarity/compute and embeddings/compute) are answered while a
 // training runs: the trainer yields to the event loop between steps (onnxruntime-node runs
 // sessions from setImmediate), which is also when a 'train/cancel' arrives.
 
@@ -23,7 +23,9 @@ import { autoPick, formatDeviceReport, probeProviders } from '../engine/runtime/
 import { UserError } from '../engine/tensor';
 import { RunCache } from '../engine/explore/runCache';
 import { scoreImages } from '../engine/explore/score';
+import { computeAttention } from '../engine/explore/attention';
 import { computeSimilarity } from '../engine/explore/similarity';
+import { computeEmbeddings } from '../engine/explore/embeddings';
 import { makeThumbs } from '../engine/explore/thumbs';
 import { isMethod, validateParams } from './validate';
 import {
@@ -195,7 +197,11 @@ const inspectScore: Handler<'inspect/score'> = async (p) => scoreImages(runs, p)
 
 const inspectThumbs: Handler<'inspect/thumbs'> = async (p) => makeThumbs(p);
 
+const inspectAttention: Handler<'inspect/attention'> = async (p) => computeAttention(runs, p);
+
 const similarityCompute: Handler<'similarity/compute'> = async (p) => computeSimilarity(runs, p);
+
+const embeddingsCompute: Handler<'embeddings/compute'> = async (p) => computeEmbeddings(runs, p);
 
 let resolveExit: (code: number) => void = () => undefined;
 
@@ -221,7 +227,9 @@ const HANDLERS: { [M in RequestMethod]: Handler<M> } = Object.assign(Object.crea
   'params/compute': paramsCompute,
   'inspect/score': inspectScore,
   'inspect/thumbs': inspectThumbs,
+  'inspect/attention': inspectAttention,
   'similarity/compute': similarityCompute,
+  'embeddings/compute': embeddingsCompute,
   'engine/shutdown': shutdown,
 } satisfies { [M in RequestMethod]: Handler<M> });
 

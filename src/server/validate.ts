@@ -58,12 +58,20 @@ const SHAPES: { [M in RequestMethod]: Shape } = {
     cacheDir: [str, true],
     format: [oneOf('webp', 'png'), false],
   },
+  'inspect/attention': { runDir: [str, true], file: [str, true] },
   'similarity/compute': {
     runDir: [str, true],
     exits: [listOf(natInt, 'exit indices (non-negative integers)'), true],
     perClass: [posInt, false],
     split: [oneOf('train', 'val', 'test'), false],
     seed: [num, false],
+  },
+  'embeddings/compute': {
+    runDir: [str, true],
+    perClass: [posInt, false],
+    split: [oneOf('train', 'val', 'test'), false],
+    seed: [num, false],
+    files: [listOf(str, 'file paths'), false],
   },
   'engine/shutdown': {},
 };

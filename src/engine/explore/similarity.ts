@@ -21,7 +21,7 @@ import { GR_EPS, type MetConfig, metForward, MetTensors } from '../model/met';
 import { VitParams } from '../model/vit';
 import { Session, type SessionOptions } from '../runtime/session';
 import { UserError } from '../tensor';
-import type { RunCache } from './runCache';
+import type { LoadedRun, RunCache } from './runCache';
 
 export const DEFAULT_PER_CLASS = 8;
 /** Largest sample: three n x n float32 matrices per exit travel to the webview. */
@@ -139,24 +139,185 @@ async function featureModel(rp: RunPredictor, so: SessionOptions): Promise<Featu
   return { session, K: f.features.length };
 }
 
+/** The sample's settings, checked (errors named after `method`), with the defaults filled in. */
+export function checkSampleParams(
+  p: { runDir?: unknown; perClass?: unknown; split?: unknown },
+  method: string,
+  defaultSplit: Split,
+): { split: Split; perClass: number } {
+  if (!p || typeof p.runDir !== 'string' || !p.runDir)
+    throw new UserError(`${method}: runDir (a run folder) is required`);
+  const split = (p.split ?? defaultSplit) as Split;
+  if (!['train', 'val', 'test'].includes(split))
+    throw new UserError(`${method}: split must be train, val or test, got '${String(split)}'`);
+  const perClass = (p.perClass ?? DEFAULT_PER_CLASS) as number;
+  if (!Number.isInteger(perClass) || perClass < 1)
+    throw new UserError(`${method}: perClass must be a positive integer, got ${String(p.perClass)}`);
+  return { split, perClass };
+}
+
+export type Split = 'train' | 'val' | 'test';
+
+/** A class-balanced sample of a run's split and its head inputs at some exits (sampleHeadInputs). */
+export interface HeadInputSample {
+  /** Class-sorted (by file name within a class), absolute files; labels [n]. */
+  files: string[];
+  labels: Int32Array;
+  classes: string[];
+  /** First index of each class in the sample, plus n at the end. */
+  classStarts: number[];
+  /** Sampled files that could not be decoded (replaced by other files of their class). */
+  skipped: { file: string; reason: string }[];
+  split: Split;
+  seed: number;
+  /** Per exit asked for, in that order: the width F_j of its head input (D, the backbone's
+   *  width, for MET's linear head; exits with other branches may differ), and the head inputs
+   *  z_j [n * F_j], row-major over `files`. */
+  F: number[];
+  z: Float32Array[];
+  /** The last exit's logits [n * C] (graph regularization's similarities), when asked for. */
+  lastLogits?: Float32Array;
+}
+
+/**
+ * The class-balanced sample of `split` (perClass per class, fewer when a class has fewer; seed:
+ * the run's by default) and every listed exit's head input z_j on it, through one forward of the
+ * whole network per batch. What the similarity panel and the embeddings view both start from, so
+ * the two show the same images with the same seed. The caller has checked `exits` against the run
+ * and that it has classes; errors are named after `method`.
+ */
+export async function sampleHeadInputs(
+  run: LoadedRun,
+  s: { split: Split; perClass: number; seed?: number },
+  exits: number[],
+  so: SessionOptions,
+  method: string,
+  withLogits = false,
+): Promise<HeadInputSample> {
+  const { predictor: rp, extra } = run;
+  const { cf } = rp;
+  const { split, perClass } = s;
+  const seed = s.seed ?? cf.train.seed;
+  if (!Number.isSafeInteger(seed)) throw new UserError(`${method}: seed must be an integer, got ${String(s.seed)}`);
+  const classes = cf.classes;
+  if (perClass * classes.length > MAX_SAMPLE)
+    throw new UserError(
+      `${method}: ${perClass} per class x ${classes.length} classes is more than ${MAX_SAMPLE} images; lower perClass`,
+    );
+
+  // The run's own split of its data folder (as `met eval` makes it). Scanning checks every
+  // file's header, seconds on a large dataset: done once while the run stays loaded.
+  const ds = await extra(
+    'dataset',
+    () => scanDataset({ root: cf.dataset.root, split: cf.train.split, seed: cf.train.seed }),
+    async () => undefined,
+  );
+  if (ds.classes.join('\n') !== classes.join('\n'))
+    throw new UserError(
+      `${cf.dataset.root}: its class folders (${ds.classes.join(', ')}) are no longer the run's classes (${classes.join(', ')})`,
+    );
+  const candidates = shuffledByClass(ds[split], classes.length, seed);
+
+  // Decode the first perClass candidates of each class that can be read.
+  const files: string[] = [];
+  const labels: number[] = [];
+  const skipped: { file: string; reason: string }[] = [];
+  const chunks: Float32Array[] = [];
+  const per = rp.vit.channels * rp.vit.imageSize * rp.vit.imageSize;
+  for (let c = 0; c < classes.length; c++) {
+    const chosen: { file: string; data: Float32Array }[] = [];
+    for (let at = 0; chosen.length < perClass && at < candidates[c].length;) {
+      const want = candidates[c].slice(at, at + perClass - chosen.length).map((x) => x.file);
+      at += want.length;
+      const b = await loadBatch(want, rp.pre);
+      skipped.push(...b.failed);
+      b.ok.forEach((file, i) => chosen.push({ file, data: b.data.subarray(i * per, (i + 1) * per) }));
+    }
+    // Within a class by file name: a stable, readable axis.
+    chosen.sort((x, y) => (x.file < y.file ? -1 : x.file > y.file ? 1 : 0));
+    for (const x of chosen) {
+      files.push(x.file);
+      labels.push(c);
+      chunks.push(x.data);
+    }
+  }
+  const n = files.length;
+  if (!n) throw new UserError(`${cf.dataset.root}: the ${split} split has no readable image to sample`);
+  const classStarts: number[] = [];
+  for (let c = 0, i = 0; c <= classes.length; c++) {
+    while (i < n && labels[i] < c) i++;
+    classStarts.push(i);
+  }
+  const h = await headInputsOf(run, chunks, exits, so, withLogits);
+  return {
+    files,
+    labels: Int32Array.from(labels),
+    classes: classes.slice(),
+    classStarts,
+    skipped,
+    split,
+    seed,
+    ...h,
+  };
+}
+
+/**
+ * Head inputs of decoded images (`images`: one [channels * size * size] array each, as loadBatch
+ * makes them) at `exits`, batch by batch through the run's feature session (built once per loaded
+ * run): per exit its width F_j and z_j [m * F_j], and the last exit's logits [m * C] with `withLogits`.
+ */
+export async function headInputsOf(
+  run: LoadedRun,
+  images: Float32Array[],
+  exits: number[],
+  so: SessionOptions,
+  withLogits = false,
+): Promise<{ F: number[]; z: Float32Array[]; lastLogits?: Float32Array }> {
+  const { predictor: rp, extra } = run;
+  const fm = await extra(
+    'features',
+    () => featureModel(rp, so),
+    (m) => m.session.release(),
+  );
+  const vit = rp.vit;
+  const per = vit.channels * vit.imageSize * vit.imageSize;
+  const m = images.length;
+  const C = rp.C;
+  // F_j: each exit's head-input width (D for MET's linear head), read off the first batch's output.
+  let F: number[] = exits.map(() => vit.dim);
+  let z: Float32Array[] = exits.map(() => new Float32Array(0));
+  const logits = withLogits ? new Float32Array(m * C) : undefined;
+  const fetch = [...new Set(exits.map((j) => `z_${j + 1}`)), ...(withLogits ? ['logits_last'] : [])];
+  for (let s = 0; s < m; s += BATCH) {
+    const b = Math.min(BATCH, m - s);
+    const x = new Float32Array(b * per);
+    for (let i = 0; i < b; i++) x.set(images[s + i], i * per);
+    const r = await fm.session.run(
+      { images: { dtype: 'float32', shape: [b, vit.channels, vit.imageSize, vit.imageSize], data: x } },
+      fetch,
+    );
+    if (s === 0) {
+      F = exits.map((j) => r[`z_${j + 1}`].data.length / b);
+      z = F.map((f) => new Float32Array(m * f));
+    }
+    exits.forEach((j, e) => z[e].set(r[`z_${j + 1}`].data as Float32Array, s * F[e]));
+    logits?.set(r.logits_last.data as Float32Array, s * C);
+  }
+  return { F, z, ...(logits ? { lastLogits: logits } : {}) };
+}
+
 export async function computeSimilarity(
   cache: RunCache,
   p: SimilarityParams,
   so: SessionOptions = {},
 ): Promise<SimilarityResult> {
-  if (!p || typeof p.runDir !== 'string' || !p.runDir)
-    throw new UserError('similarity/compute: runDir (a run folder) is required');
-  const split = p.split ?? 'val';
-  if (!['train', 'val', 'test'].includes(split))
-    throw new UserError(`similarity/compute: split must be train, val or test, got '${String(split)}'`);
-  const perClass = p.perClass ?? DEFAULT_PER_CLASS;
-  if (!Number.isInteger(perClass) || perClass < 1)
-    throw new UserError(`similarity/compute: perClass must be a positive integer, got ${String(p.perClass)}`);
+  const M = 'similarity/compute';
+  const { split, perClass } = checkSampleParams(p, M, 'val');
   if (!Array.isArray(p.exits) || !p.exits.length)
     throw new UserError('similarity/compute: exits must list at least one 0-based exit');
-  return cache.with(p.runDir, async ({ predictor: rp, extra }) => {
-    const { cf } = rp;
-    const K = rp.K;
+  return cache.with(p.runDir, async (run) => {
+    const { cf } = run.predictor;
+    const K = run.predictor.K;
     for (const j of p.exits)
       if (!Number.isInteger(j) || j < 0 || j >= K)
         throw new UserError(`similarity/compute: exit ${String(j)} is not one of the run's exits (0..${K - 1})`);
@@ -165,87 +326,21 @@ export async function computeSimilarity(
       throw new UserError(
         `${p.runDir}: a regression run has no classes, so no graph-regularization similarity matrices`,
       );
-    const seed = p.seed ?? cf.train.seed;
-    if (!Number.isSafeInteger(seed))
-      throw new UserError(`similarity/compute: seed must be an integer, got ${String(p.seed)}`);
-    const classes = cf.classes;
-    if (perClass * classes.length > MAX_SAMPLE)
-      throw new UserError(
-        `similarity/compute: ${perClass} per class x ${classes.length} classes is more than ${MAX_SAMPLE} images; lower perClass`,
-      );
-
-    // The run's own split of its data folder (as `met eval` makes it). Scanning checks every
-    // file's header, seconds on a large dataset: done once while the run stays loaded.
-    const ds = await extra(
-      'dataset',
-      () => scanDataset({ root: cf.dataset.root, split: cf.train.split, seed: cf.train.seed }),
-      async () => undefined,
-    );
-    if (ds.classes.join('\n') !== classes.join('\n'))
-      throw new UserError(
-        `${cf.dataset.root}: its class folders (${ds.classes.join(', ')}) are no longer the run's classes (${classes.join(', ')})`,
-      );
-    const candidates = shuffledByClass(ds[split], classes.length, seed);
-
-    // Decode the first perClass candidates of each class that can be read.
-    const files: string[] = [];
-    const labels: number[] = [];
-    const skipped: { file: string; reason: string }[] = [];
-    const chunks: Float32Array[] = [];
-    const per = rp.vit.channels * rp.vit.imageSize * rp.vit.imageSize;
-    for (let c = 0; c < classes.length; c++) {
-      const chosen: { file: string; data: Float32Array }[] = [];
-      for (let at = 0; chosen.length < perClass && at < candidates[c].length;) {
-        const want = candidates[c].slice(at, at + perClass - chosen.length).map((s) => s.file);
-        at += want.length;
-        const b = await loadBatch(want, rp.pre);
-        skipped.push(...b.failed);
-        b.ok.forEach((file, i) => chosen.push({ file, data: b.data.subarray(i * per, (i + 1) * per) }));
-      }
-      // Within a class by file name: a stable, readable axis.
-      chosen.sort((x, y) => (x.file < y.file ? -1 : x.file > y.file ? 1 : 0));
-      for (const x of chosen) {
-        files.push(x.file);
-        labels.push(c);
-        chunks.push(x.data);
-      }
-    }
-    const n = files.length;
-    if (!n) throw new UserError(`${cf.dataset.root}: the ${split} split has no readable image to sample`);
-    const classStarts: number[] = [];
-    for (let c = 0, i = 0; c <= classes.length; c++) {
-      while (i < n && labels[i] < c) i++;
-      classStarts.push(i);
-    }
-
-    // Forward in batches: every exit's head input and the last exit's logits.
-    const fm = await extra(
-      'features',
-      () => featureModel(rp, so),
-      (m) => m.session.release(),
-    );
-    const D = rp.vit.dim;
-    const C = rp.C;
-    const z = p.exits.map(() => new Float32Array(n * D));
-    const logits = new Float32Array(n * C);
-    const vit = rp.vit;
-    for (let s = 0; s < n; s += BATCH) {
-      const m = Math.min(BATCH, n - s);
-      const x = new Float32Array(m * per);
-      for (let i = 0; i < m; i++) x.set(chunks[s + i], i * per);
-      const fetch = [...new Set(p.exits.map((j) => `z_${j + 1}`)), 'logits_last'];
-      const r = await fm.session.run(
-        { images: { dtype: 'float32', shape: [m, vit.channels, vit.imageSize, vit.imageSize], data: x } },
-        fetch,
-      );
-      p.exits.forEach((j, e) => z[e].set(r[`z_${j + 1}`].data as Float32Array, s * D));
-      logits.set(r.logits_last.data as Float32Array, s * C);
-    }
-    const lab = Int32Array.from(labels);
+    // Every exit's head input and the last exit's logits on the sample.
+    const s = await sampleHeadInputs(run, { split, perClass, seed: p.seed }, p.exits, so, M, true);
     const exits: SimilarityExit[] = p.exits.map((j, e) => {
-      const g = grMatrices(z[e], logits, lab, cf.met);
+      const g = grMatrices(s.z[e], s.lastLogits!, s.labels, cf.met);
       return { exit: j, layer: cf.met.exits[j], sw: g.sw, sb: g.sb, dist: g.dist, gr: g.gr };
     });
-    return { files, labels: lab, classes: classes.slice(), classStarts, exits, skipped, split, seed };
+    return {
+      files: s.files,
+      labels: s.labels,
+      classes: s.classes,
+      classStarts: s.classStarts,
+      exits,
+      skipped: s.skipped,
+      split,
+      seed: s.seed,
+    };
   });
 }

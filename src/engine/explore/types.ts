@@ -1,7 +1,7 @@
 // Requests and results of the exploration panels' engine methods (inspect/score, inspect/thumbs,
-// similarity/compute). They live with the engine code that computes them; src/protocol.ts, above
+// inspect/attention, similarity/compute, embeddings/compute). They live with the engine code that computes them; src/protocol.ts, above
 // the engine, names them in its RequestMap. Numbers travel as typed arrays (Node IPC's structured
-// clone keeps them).
+// clone keeps them); embeddings/compute's few coordinates per image are plain number lists.
 
 export interface ScoreParams {
   /** A finished run folder (its config.json, trainable.safetensors, thresholds.json). */
@@ -65,6 +65,40 @@ export interface ThumbsResult {
   skipped: { file: string; reason: string }[];
 }
 
+export interface AttentionParams {
+  /** A finished run folder. */
+  runDir: string;
+  /** One image file (absolute). */
+  file: string;
+}
+
+/** Where one exit's token attends over the patch grid (src/engine/explore/attention.ts). */
+export interface ExitAttention {
+  /** 0-based exit and the 1-based layer l_j it follows (the last layer its token passes). */
+  exit: number;
+  layer: number;
+  /** [gh * gw] row-major over the patch grid: exit j's token's attention at layer l_j, averaged
+   *  over heads, patch columns only (1 - sum is what it puts on the exit tokens). */
+  last: Float32Array;
+  /** [gh * gw]: exit j's token's row of the attention rollout R = Ā_{l_j} ··· Ā_1
+   *  (Ā = 0.5 mean_heads(A) + 0.5 I, rows renormalised), patch columns only (1 - sum is what
+   *  flows from the exit tokens as they entered layer 1). */
+  rollout: Float32Array;
+}
+
+export interface AttentionResult {
+  file: string;
+  /** Patch grid: rows, columns. */
+  grid: [number, number];
+  heads: number;
+  /** The image as the network saw it (resized, cropped; normalisation undone), to draw the maps
+   *  over: size x size pixels, RGBA bytes [size * size * 4]. */
+  size: number;
+  image: Uint8Array;
+  /** One per exit of the run, in order. */
+  exits: ExitAttention[];
+}
+
 export interface SimilarityParams {
   runDir: string;
   /** 0-based exits to compute (e.g. two for side-by-side). */
@@ -106,4 +140,49 @@ export interface SimilarityResult {
   /** The split and seed the sample was drawn with (the defaults filled in). */
   split?: 'train' | 'val' | 'test';
   seed?: number;
+}
+
+export interface EmbeddingsParams {
+  runDir: string;
+  /** Images per class in the class-balanced sample (default 8, as the similarity panel's). */
+  perClass?: number;
+  /** Split of the run's data to sample from (default 'test'). */
+  split?: 'train' | 'val' | 'test';
+  /** Seed of the sample (default the run's seed). */
+  seed?: number;
+  /** Further images (absolute) to place on the sample's axes without moving them: each one not
+   *  already in the sample comes back in `extra`, projected onto every exit's principal axes. */
+  files?: string[];
+}
+
+export interface EmbeddingsExit {
+  /** 0-based exit and the 1-based layer it follows. */
+  exit: number;
+  layer: number;
+  /** [n * 2] row-major: sample i at (coords[2i], coords[2i + 1]) on this exit's first two
+   *  principal axes of its head inputs z_j = LN_f(c_j) (centred PCA, float64; see pca2 in
+   *  src/engine/explore/embeddings.ts for the sign convention). */
+  coords: number[];
+  /** [extra.length * 2]: the extra files on the same axes (the sample's mean and axes). */
+  extraCoords: number[];
+  /** Share of the sample's total variance along PC1 and PC2 (in [0, 1]). */
+  explained: [number, number];
+}
+
+export interface EmbeddingsResult {
+  /** Class names (index = label). */
+  classes: string[];
+  /** Class-sorted sample, the same at every exit (similarity/compute's sample for the same
+   *  split, perClass and seed). */
+  sample: { file: string; label: number }[];
+  /** `files` not in the sample, in the order asked (unreadable ones are in `skipped`); label:
+   *  the class named by the image's folder, -1 when no class folder names it. */
+  extra: { file: string; label: number }[];
+  /** One per exit of the run, in order. */
+  exits: EmbeddingsExit[];
+  skipped: { file: string; reason: string }[];
+  /** The settings the sample was drawn with (the defaults filled in). */
+  split: 'train' | 'val' | 'test';
+  perClass: number;
+  seed: number;
 }

@@ -353,6 +353,16 @@ export interface MetForward {
   exitTokens: Tensor[];
 }
 
+/**
+ * Optional observers of the graph being built (explore/attention.ts): they see tensors, add
+ * nothing to the graph, and a graph built without them is the same graph.
+ */
+export interface MetHooks {
+  /** Layer l's (1-based) attention probabilities [B, H, nq, T] over its sequence [k_l exit
+   *  tokens; N patches] (nq = k_l in a pruned last layer, else T), bias and masks applied. */
+  attention?(layer: number, probs: Tensor): void;
+}
+
 export interface MetState {
   /** Tokens [B, k + N, D] entering layer `nextLayer` (k exit tokens first). */
   seq: Tensor;
@@ -388,6 +398,7 @@ export function metLayers(
   m: MetConfig,
   state: MetState,
   toLayer: number,
+  hooks?: MetHooks,
 ): { state: MetState; out: MetForward } {
   const out: MetForward = { logits: [], features: [], exitTokens: [] };
   const K = m.exits.length;
@@ -410,7 +421,8 @@ export function metLayers(
       h = eAdapter(g, m, T!, adapterIndex(l, false), h, k, K);
     const biasHost = adapters ? exitAttentionBias(m, k, Tn, 0, nq) : null;
     const bias = biasHost ? g.constant(biasHost, `attn_bias.${l}`) : undefined;
-    const a = vitAttentionQ(P, cfg, l - 1, h, nq, bias); // (B, nq, D)
+    const onProbs = hooks?.attention ? (p: Tensor) => hooks.attention!(l, p) : undefined;
+    const a = vitAttentionQ(P, cfg, l - 1, h, nq, bias, onProbs); // (B, nq, D)
     let x = final ? g.add(g.slice(seq, 1, 0, nq), a) : g.add(seq, a);
     // ---- MLP: [C^l; X^l] = [C'; X'] + MLP(EA_{2l}(LN2([C'; X'])))
     if (adapters && m.eaPosition === 'pre_ln' && adapterAt(m, true))
@@ -443,9 +455,10 @@ export function metForward(
   cfg: VitConfig,
   m: MetConfig,
   images: Tensor,
+  hooks?: MetHooks,
 ): MetForward {
   const s0 = metEmbed(g, P, cfg, m, images);
-  return metLayers(g, P, T, cfg, m, s0, cfg.depth).out;
+  return metLayers(g, P, T, cfg, m, s0, cfg.depth, hooks).out;
 }
 
 // ------------------------------------------------------------------ losses

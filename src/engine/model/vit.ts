@@ -154,8 +154,16 @@ export function vitAttention(P: VitParams, cfg: VitConfig, i: number, h: Tensor,
 }
 
 /** Block i's attention where only the first `nq` tokens are queries (see attention). */
-export function vitAttentionQ(P: VitParams, cfg: VitConfig, i: number, h: Tensor, nq: number, bias?: Tensor): Tensor {
-  return attention(P, `blocks.${i}.attn.`, cfg.heads, cfg.headDim, h, nq, bias);
+export function vitAttentionQ(
+  P: VitParams,
+  cfg: VitConfig,
+  i: number,
+  h: Tensor,
+  nq: number,
+  bias?: Tensor,
+  onProbs?: (probs: Tensor) => void,
+): Tensor {
+  return attention(P, `blocks.${i}.attn.`, cfg.heads, cfg.headDim, h, nq, bias, onProbs);
 }
 
 /**
@@ -163,7 +171,9 @@ export function vitAttentionQ(P: VitParams, cfg: VitConfig, i: number, h: Tensor
  * all T): h [B, T, D] -> [B, nq, D], with P's tensors `${pre}qkv.weight` [3·H·dh, D] (+ bias) and
  * `${pre}proj.weight` [D, H·dh] (+ bias), timm's layout. With nq = 1 this is all a class token
  * needs (the last layer before an exit, the sl-vit exit branch). `bias` [nq, T] is added to the
- * attention logits (masks, exit-token key bias).
+ * attention logits (masks, exit-token key bias). `onProbs`, when given, receives the attention
+ * probabilities [B, H, nq, T] (after the bias and softmax: what the model computes) so that a caller
+ * can make them graph outputs (explore/attention.ts); it adds nothing to the graph itself.
  */
 export function attention(
   P: VitParams,
@@ -173,6 +183,7 @@ export function attention(
   h: Tensor,
   nq: number,
   bias?: Tensor,
+  onProbs?: (probs: Tensor) => void,
 ): Tensor {
   const g = P.g;
   const inner = H * dh;
@@ -188,7 +199,8 @@ export function attention(
   const v = g.transpose(g.reshape(proj(h, 2), [-1, T, H, dh]), [0, 2, 1, 3]); // (B, H, T, dh)
   let s = g.mulScalar(g.matmulNT(q, k), 1 / Math.sqrt(dh)); // (B, H, nq, T)
   if (bias) s = g.add(s, bias);
-  const a = g.softmax(s, -1);
+  const a = g.softmax(s, -1); // (B, H, nq, T)
+  onProbs?.(a);
   const o = g.reshape(g.transpose(g.matmul(a, v), [0, 2, 1, 3]), [-1, nq, inner]); // (B, nq, H*dh)
   return P.linear(o, pre + 'proj.weight', pre + 'proj.bias');
 }
