@@ -25,7 +25,13 @@
 //   #grid (role=grid, focusable: arrows, PageUp/Down, Home/End, Enter)  #grid-head  #grid-scroll
 //     .row[data-index] > .cell.num .cell.thumb>img .cell.name .cell.exit(.hN heat bin, .taken, .wrong)
 //   #detail[data-index] > #detail-img #detail-name #detail-label #detail-bars > li.bar-row[data-exit]
+//   #explain > #explain-toggle (aria-expanded) #explain-body > input[name=explain-mode][value=last|rollout]
+//     #explain-scale #explain-status #explain-note #explain-maps > li.explain-map[data-exit] > canvas.explain-canvas
+//     (Explain: the selected image's attention maps, engine 'inspect/attention', asked when opened)
 //   #summary-rows > tr[data-class] (first: tr.all)   #status
+//   #embeddings (<details>: opening it asks for them) > summary #emb-status #emb-view > .emb (the shared
+//     view, webview-ui/common/embeddings.ts: figure[data-exit] > svg.emb-plot per exit, .emb-legend,
+//     .emb-readout); engine 'embeddings/compute', kept per run (panels/inspectEmbeddings.ts)
 //
 // State: the webview keeps its run, source, scroll position, active cell, selection and slider
 // point with setState; a WebviewPanelSerializer revives the panel after a window reload (the
@@ -67,6 +73,7 @@ import {
 import { HostedPanel, PanelHost } from './panels/panelHost';
 import { ScoreStore, TOP_K, type VisibleRows } from './panels/scoreStore';
 import { ThumbPump } from './panels/thumbPump';
+import { EmbeddingsCache } from './panels/inspectEmbeddings';
 import { norm } from './runFiles';
 import { getRunIndex, type RunIndex } from './runIndex';
 import { esc, webviewOptions, webviewPage } from './webviewPage';
@@ -82,6 +89,8 @@ const DETAIL_THUMB = 256;
 // ---- One panel ----
 
 const inspectPanels = new PanelHost<InspectPanel>(INSPECT_VIEW_TYPE);
+/** Embeddings per exit, kept per run for every panel (engine 'embeddings/compute'). */
+const embeddingsCache = new EmbeddingsCache((p) => getEngines().request('embeddings/compute', p));
 
 class InspectPanel extends HostedPanel<HostMessage, WebviewMessage, InspectStateMessage> {
   private watcher: vscode.Disposable[] = [];
@@ -250,6 +259,20 @@ class InspectPanel extends HostedPanel<HostMessage, WebviewMessage, InspectState
       <div id="detail-name"></div>
       <div id="detail-label"></div>
       <ol id="detail-bars"></ol>
+      <section id="explain" aria-label="Explain: attention maps of the selected image" aria-live="off">
+        <button id="explain-toggle" class="secondary" aria-expanded="false" aria-controls="explain-body">Explain: where each exit looks</button>
+        <div id="explain-body" hidden>
+          <fieldset id="explain-mode">
+            <legend>Map</legend>
+            <label title="Each exit token's attention at its own exit layer, mean over heads"><input type="radio" name="explain-mode" value="last" checked> Last layer</label>
+            <label title="Attention rollout (Abnar &amp; Zuidema 2020) through layers 1 to the exit's layer"><input type="radio" name="explain-mode" value="rollout"> Rollout</label>
+          </fieldset>
+          <div id="explain-legend"><span>0</span><canvas id="explain-scale" aria-hidden="true"></canvas><span>each map's peak</span></div>
+          <div id="explain-status" role="status"></div>
+          <div id="explain-note"></div>
+          <ol id="explain-maps" aria-label="Attention map of each exit"></ol>
+        </div>
+      </section>
     </aside>
   </section>
   <section id="summary" aria-label="Per-class summary">
@@ -257,6 +280,11 @@ class InspectPanel extends HostedPanel<HostMessage, WebviewMessage, InspectState
     <table id="class-table"><thead><tr id="summary-head"></tr></thead><tbody id="summary-rows"></tbody></table>
     <div id="summary-note"></div>
   </section>
+  <details id="embeddings">
+    <summary><h2>Embeddings per exit</h2> <span class="muted">the run's test sample at every exit, PCA of the head inputs</span></summary>
+    <div id="emb-status" role="status"></div>
+    <div id="emb-view"></div>
+  </details>
   <div id="status" role="status"></div>
 </main>`,
     });
@@ -317,6 +345,12 @@ class InspectPanel extends HostedPanel<HostMessage, WebviewMessage, InspectState
         break;
       case 'detail':
         void this.detail(m.index);
+        break;
+      case 'attention':
+        void this.attention(m.index);
+        break;
+      case 'embeddings':
+        void this.embeddings(m.index);
         break;
       case 'save':
         await this.save(m.point);
@@ -554,6 +588,37 @@ class InspectPanel extends HostedPanel<HostMessage, WebviewMessage, InspectState
       ...(value ? { value } : {}),
       error,
     });
+  }
+
+  /** Explain: the attention maps of image `index` (engine 'inspect/attention'), or why there are none. */
+  private async attention(index: number): Promise<void> {
+    const l = this.loaded;
+    if (!l || !Number.isInteger(index) || index < 0 || index >= l.files.length) return;
+    const file = l.files[index];
+    let m: HostMessage;
+    try {
+      const { file: _f, ...r } = await getEngines().request('inspect/attention', { runDir: this.runDir, file });
+      m = { type: 'attention', index, ...r };
+    } catch (e) {
+      log().warn(`Inspect exits: inspect/attention on ${file} failed: ${(e as Error).message}`);
+      m = { type: 'attention', index, error: (e as Error).message };
+    }
+    if (this.loaded === l) this.post(m);
+  }
+
+  /** Embeddings per exit of this run, with image `index` placed on them when it is not in the sample. */
+  private async embeddings(index?: number): Promise<void> {
+    const l = this.loaded;
+    if (!l) return;
+    const file = Number.isInteger(index) && index! >= 0 && index! < l.files.length ? l.files[index!] : undefined;
+    let m: HostMessage;
+    try {
+      m = { type: 'embeddings', index: file ? index : undefined, result: await embeddingsCache.get(this.runDir, file) };
+    } catch (e) {
+      log().warn(`Inspect exits: embeddings/compute on ${this.runDir} failed: ${(e as Error).message}`);
+      m = { type: 'embeddings', index: file ? index : undefined, error: (e as Error).message };
+    }
+    if (this.loaded === l) this.post(m);
   }
 
   private async save(point: number): Promise<void> {

@@ -28,6 +28,14 @@ import { className, closeness, exitLabel, h, metricOut, model, root, state, view
 import { clampCell, gridMove } from './model';
 import { renderBudget } from './views/budget';
 import { renderDetail } from './views/detail';
+import { explainSnapshot, initExplain, onAttention, resetExplain } from './views/explain';
+import {
+  embeddingsAfterInit,
+  embeddingsSelected,
+  embeddingsSnapshot,
+  initEmbeddings,
+  onEmbeddings,
+} from './views/embeddings';
 import { renderSummary } from './views/summary';
 import { installTestHooks, type TestHooks } from './test-hooks';
 import type { HostMessage, InitMessage, Perf, RenderedSnapshot, ScoresMessage } from './protocol';
@@ -39,6 +47,7 @@ const OVERSCAN = 8;
 
 function onInit(m: InitMessage): void {
   model.load(m, state.point);
+  resetExplain();
   view.thumbs = new Array(model.n).fill(undefined);
   if (state.active !== undefined && state.active >= model.n) state.active = undefined;
   if (state.selected !== undefined && state.selected >= model.n) state.selected = undefined;
@@ -49,6 +58,7 @@ function onInit(m: InitMessage): void {
   if (state.scrollTop) scroller.scrollTop = state.scrollTop;
   renderRows(true);
   if (state.selected !== undefined) select(state.selected, false);
+  embeddingsAfterInit();
 }
 
 function onScores(m: ScoresMessage): void {
@@ -404,6 +414,7 @@ function select(i: number, ask = true): void {
   }
   renderRows(true);
   renderDetail();
+  embeddingsSelected();
   scheduleState();
 }
 
@@ -554,6 +565,8 @@ function snapshot(): RenderedSnapshot {
             })),
           },
     status: $('status').textContent ?? '',
+    explain: explainSnapshot(),
+    embeddings: embeddingsSnapshot(),
   };
 }
 
@@ -584,6 +597,17 @@ if (MET_TEST_HOOKS)
     perf,
     postState,
   });
+
+// ---- Explain: the selected image's attention maps (views/explain.ts) ----
+
+initExplain(scheduleState);
+
+// ---- Embeddings per exit: the run's sample at every exit (views/embeddings.ts) ----
+
+initEmbeddings((i) => {
+  setActive(i, state.col ?? 0);
+  select(i);
+}, scheduleState);
 
 // ---- Messages ----
 
@@ -626,6 +650,12 @@ window.addEventListener('message', (ev: MessageEvent<HostMessage>) => {
       renderAll();
       break;
     }
+    case 'attention':
+      onAttention(m);
+      break;
+    case 'embeddings':
+      onEmbeddings(m);
+      break;
     case 'status':
       view.statusText = m.text;
       view.statusError = !!m.error;

@@ -18,6 +18,9 @@
 //   webview -> host  'ready'    its script runs (messages posted before that are lost)
 //                    'visible'  the rows on screen changed: fetch their thumbnails and scores first
 //                    'detail'   an image was selected: score it with top-3 classes, a large thumbnail
+//                    'attention' Explain is open on an image: its exits' attention maps (asked once per image)
+//                    'embeddings' Embeddings opened, or the selection changed: the run's embeddings per exit,
+//                               with the selected image (index) placed on them when it is not in the sample
 //                    'save'     save the slider's thresholds to the run (thresholds.json `chosen`)
 //                    'pickRun'  show another run; 'pickSource' choose images (test split, folder, files)
 //                    'state'    after each render: what it keeps in setState plus rendered values
@@ -27,6 +30,8 @@
 //                    'scores'   per-exit scores of some images (engine 'inspect/score')
 //                    'thumbs'   thumbnail URIs of some images (engine 'inspect/thumbs')
 //                    'detail'   top-k per exit of the selected image
+//                    'attention' the attention maps of an image (engine 'inspect/attention'), or why not
+//                    'embeddings' the run's embeddings per exit (engine 'embeddings/compute'), or why not
 //                    'chosen'   the run's saved thresholds changed (after 'save', or on disk)
 //                    'status'   a line for the status bar of the panel (progress, errors)
 //                    'test'     test-only actions (met.inspect.test): drive the UI as a user would;
@@ -37,6 +42,8 @@
 // never takes an image), `pred` is -1 and there is no top-k; `targets` replaces `labels`.
 
 import type { CoreWebviewMessage, StateMessage, TestMessage } from '../common/protocol';
+import type { AttentionResult, EmbeddingsResult } from '../../src/engine/explore/types';
+import type { EmbeddingsSnapshot } from '../common/embeddingsSnapshot';
 
 export interface RunChoice {
   dir: string;
@@ -139,7 +146,23 @@ export type HostMessage =
     }
   | { type: 'chosen'; curve: Curve; chosen: number; chosenSource: string; message?: string }
   | { type: 'status'; text: string; error?: boolean }
+  | AttentionMessage
+  | EmbeddingsMessage
   | TestMessage<TestAction>;
+
+/** Explain: image `index`'s maps (the engine's result, typed arrays: grid row-major per exit), or an error. */
+export type AttentionMessage = { type: 'attention'; index: number } & (
+  Omit<AttentionResult, 'file'> | { error: string }
+);
+
+/** Embeddings per exit (views/embeddings.ts), asked with `index` (the selected image, placed on
+ *  the sample's axes as `extra` when it is not in the sample), or why not. */
+export type EmbeddingsMessage = { type: 'embeddings'; index?: number } & (
+  { result: EmbeddingsResult } | { error: string }
+);
+
+/** Which map Explain draws: the exit token's attention at its own layer, or the rollout through layers 1..l_j. */
+export type ExplainMode = 'last' | 'rollout';
 
 /** Test-only: what met.inspect.test asks the webview to do (the same code paths as a user's input). */
 export type TestAction =
@@ -147,6 +170,10 @@ export type TestAction =
   | { kind: 'key'; key: string }
   | { kind: 'select'; row: number }
   | { kind: 'save' }
+  /** Open or close Explain (its button) and pick a map (its radio buttons). */
+  | { kind: 'explain'; open?: boolean; mode?: ExplainMode }
+  /** Open or close Embeddings (its summary, clicked), then press `key` in the first exit's plot. */
+  | { kind: 'embeddings'; open?: boolean; key?: string }
   /** Scroll the grid by `rowsPerFrame` rows every animation frame for `ms`, measuring frame gaps. */
   | { kind: 'scroll'; ms: number; rowsPerFrame: number };
 
@@ -160,6 +187,11 @@ export interface InspectState {
   col?: number;
   selected?: number;
   point?: number;
+  /** Explain open, and the map it draws. */
+  explain?: boolean;
+  explainMode?: ExplainMode;
+  /** Embeddings open. */
+  embeddings?: boolean;
   /** Date.now() when the webview last stored it: the newer of two saved states wins. */
   savedAt?: number;
 }
@@ -237,6 +269,27 @@ export interface RenderedSnapshot {
     bars: { exit: number; conf: number; cls: string; value?: number; top: { cls: string; prob: number }[] }[];
   } | null;
   status: string;
+  /** Explain as shown: for the selected image (`index`), the maps the engine sent, as numbers. */
+  explain: {
+    open: boolean;
+    mode: ExplainMode;
+    index: number | null;
+    status: 'closed' | 'none' | 'loading' | 'ready' | 'error';
+    error?: string;
+    grid?: [number, number];
+    exits: { exit: number; layer: number; last: number[]; rollout: number[] }[];
+  };
+  /** Embeddings as shown: the sample's settings, the note above the plots, what the view drew. */
+  embeddings: {
+    open: boolean;
+    status: 'closed' | 'computing' | 'ready' | 'error';
+    error?: string;
+    split?: 'train' | 'val' | 'test';
+    perClass?: number;
+    seed?: number;
+    note: string;
+    view: EmbeddingsSnapshot | null;
+  };
 }
 
 export type InspectStateMessage = StateMessage<InspectState, RenderedSnapshot, { perf: Perf }>;
@@ -245,6 +298,8 @@ export type WebviewMessage =
   | CoreWebviewMessage<InspectState, RenderedSnapshot, { perf: Perf }>
   | { type: 'visible'; first: number; last: number }
   | { type: 'detail'; index: number }
+  | { type: 'attention'; index: number }
+  | { type: 'embeddings'; index?: number }
   | { type: 'save'; point: number }
   | { type: 'pickRun'; dir: string }
   | { type: 'pickSource'; kind: 'test' | 'folder' | 'files' }

@@ -53,6 +53,24 @@ export function installTestHooks(ui: TestUi): TestHooks {
       case 'save':
         ui.saveBtn.click();
         break;
+      case 'explain': {
+        // Explain's own controls, clicked (views/explain.ts): the button, then a radio button.
+        const toggle = document.getElementById('explain-toggle') as HTMLButtonElement;
+        if (a.open !== undefined && (toggle.getAttribute('aria-expanded') === 'true') !== a.open) toggle.click();
+        if (a.mode) document.querySelector<HTMLInputElement>(`input[name="explain-mode"][value="${a.mode}"]`)?.click();
+        break;
+      }
+      case 'embeddings': {
+        // Embeddings' own controls (views/embeddings.ts): its summary clicked, a key in the first plot.
+        const box = document.getElementById('embeddings') as HTMLDetailsElement;
+        if (a.open !== undefined && box.open !== a.open) box.querySelector('summary')!.click();
+        const plot = box.querySelector<SVGSVGElement>('svg.emb-plot');
+        if (a.key && plot) {
+          plot.focus();
+          plot.dispatchEvent(new KeyboardEvent('keydown', { key: a.key, bubbles: true, cancelable: true }));
+        }
+        break;
+      }
       case 'scroll':
         void scrollTest(ui, a.ms, a.rowsPerFrame);
         break;

@@ -7,6 +7,11 @@
 //     exits those thresholds give;
 //   - the keyboard moves through the grid and Enter shows the per-layer bars (top-3 from the engine);
 //   - hidden and shown again, the webview comes back with its slider point and selection;
+//   - Explain on a selected image: the attention maps the webview received (both modes, every exit)
+//     equal what the engine module (src/engine/explore/attention.ts) computes for that image here;
+//   - Embeddings: the points drawn at every exit are the engine's 'embeddings/compute' for the run,
+//     the selected image highlighted (placed on the sample's axes when it is not in the sample), and
+//     the arrow keys move between points with a readout naming the file and class;
 //   - a 5,000-image folder opens (time to first paint) and scrolls without the webview freezing.
 //
 // What the webview shows comes back through the hidden command met.inspect.snapshot (what the
@@ -18,8 +23,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { applyThresholds } from '../../../src/engine/infer/thresholds';
+import { AttentionModel } from '../../../src/engine/explore/attention';
+import { loadBatch } from '../../../src/engine/data/image';
+import { loadRun, preprocessOf } from '../../../src/engine/run/run';
 import { activate, extension, met, trainWithCli, type TinyRun, waitFor, workspaceDir, writeConfig } from '../fixtures';
 import type { RenderedSnapshot } from '../../../webview-ui/inspect/protocol';
+import type { EmbeddingsResult } from '../../../src/engine/explore/types';
 
 type Rendered = RenderedSnapshot;
 interface Snapshot {
@@ -324,6 +333,168 @@ suite('Inspect exits', () => {
     assert.equal(again.rendered!.selected!.index, before.rendered!.selected!.index);
     assert.equal(again.state!.point, before.state!.point);
     assert.deepEqual(again.rendered!.exitAccuracy, before.rendered!.exitAccuracy);
+  });
+
+  test('Explain: the attention maps shown for an image are what the engine module computes for it', async function () {
+    this.timeout(120_000);
+    await vscode.commands.executeCommand('met.inspectExits', run.runDir);
+    const row = 2;
+    await act({ kind: 'select', row }, run.runDir);
+    await act({ kind: 'explain', open: true, mode: 'last' }, run.runDir);
+    const shown = await waitFor(
+      'the attention maps of the selected image',
+      async () => {
+        const x = (await snapshotOf(run.runDir))?.rendered?.explain;
+        if (x?.status === 'error') throw new Error(`Explain failed: ${x.error}`);
+        return x && x.index === row && x.status === 'ready' && x.mode === 'last' ? x : undefined;
+      },
+      60_000,
+    );
+    // The engine module, run here on the same file with the run's own preprocessing.
+    const { cf, vit, backbone, params } = loadRun(run.runDir);
+    const img = await loadBatch([split.files[row]], preprocessOf(cf.train, vit));
+    assert.deepEqual(img.failed, []);
+    const model = await AttentionModel.create(vit, cf.met, backbone, params, { threads: 1 });
+    const direct = await model.maps({
+      dtype: 'float32',
+      shape: [1, vit.channels, vit.imageSize, vit.imageSize],
+      data: img.data,
+    });
+    await model.release();
+    const G = vit.imageSize / vit.patchSize;
+    assert.deepEqual(shown.grid, [G, G]);
+    assert.deepEqual(
+      shown.exits.map((e) => [e.exit, e.layer]),
+      cf.met.exits.map((l, j) => [j, l]),
+      'one map pair per exit, at its layer',
+    );
+    let worst = 0;
+    shown.exits.forEach((e, j) => {
+      for (const key of ['last', 'rollout'] as const) {
+        assert.equal(e[key].length, G * G, `exit ${j + 1} ${key}: one value per patch`);
+        e[key].forEach((v, k) => (worst = Math.max(worst, Math.abs(v - direct[j][key][k]))));
+      }
+    });
+    assert.ok(worst <= 1e-6, `the maps shown differ from the engine module's by ${worst}`);
+    // The toggle: the same maps, the rollout drawn (the snapshot says which one is on screen).
+    await act({ kind: 'explain', mode: 'rollout' }, run.runDir);
+    await waitFor('the rollout maps', async () => {
+      const x = (await snapshotOf(run.runDir))?.rendered?.explain;
+      return x?.mode === 'rollout' && x.status === 'ready' && x.index === row;
+    });
+    await act({ kind: 'explain', open: false, mode: 'last' }, run.runDir);
+    await waitFor('Explain closed', async () => (await snapshotOf(run.runDir))?.rendered?.explain.open === false);
+  });
+
+  test('Embeddings: the points drawn are the engine’s, with the selected image highlighted or placed on the axes', async function () {
+    this.timeout(240_000);
+    const api = (await activate()).exports as { engines: { request(m: string, p: unknown): Promise<unknown> } };
+    await vscode.commands.executeCommand('met.inspectExits', run.runDir);
+    const row = 1;
+    await act({ kind: 'select', row }, run.runDir);
+    await act({ kind: 'embeddings', open: true }, run.runDir);
+    const ready = async (kind: 'test' | 'paths', file: string) =>
+      waitFor(
+        `the embeddings with ${path.basename(file)} highlighted`,
+        async () => {
+          const x = (await snapshotOf(run.runDir, kind))?.rendered?.embeddings;
+          if (x?.status === 'error') throw new Error(`Embeddings failed: ${x.error}`);
+          return x && x.status === 'ready' && x.view?.highlight?.file === file ? x : undefined;
+        },
+        120_000,
+      );
+    const shown = await ready('test', split.files[row]);
+    const eng = (await api.engines.request('embeddings/compute', { runDir: run.runDir })) as EmbeddingsResult;
+    assert.equal(shown.split, 'test');
+    assert.equal(eng.split, 'test');
+    /** What the view drew (read back from the SVG) against the engine's coordinates. */
+    const same = (v: NonNullable<typeof shown.view>, e: EmbeddingsResult, what: string) => {
+      assert.deepEqual(
+        v.files,
+        [...e.sample, ...e.extra].map((x) => x.file),
+        `${what}: the points, in order`,
+      );
+      assert.equal(v.exits.length, e.exits.length, `${what}: one plot per exit`);
+      v.exits.forEach((d, j) => {
+        const x = e.exits[j];
+        assert.deepEqual([d.exit, d.layer], [x.exit, x.layer]);
+        assert.equal(d.points, v.files.length, `${what}, exit ${j + 1}: every point drawn`);
+        assert.deepEqual(d.axes, [
+          `PC1 (${(100 * x.explained[0]).toFixed(1)}%)`,
+          `PC2 (${(100 * x.explained[1]).toFixed(1)}%)`,
+        ]);
+        const want = [...x.coords, ...x.extraCoords];
+        d.drawn.forEach((u, k) =>
+          assert.ok(
+            Math.abs(u - want[k]) <= 2e-3 * d.halfRange,
+            `${what}, exit ${j + 1}: coordinate ${k} drawn at ${u}, the engine has ${want[k]}`,
+          ),
+        );
+      });
+    };
+    same(shown.view!, eng, 'test split');
+    // 3 test images per class here, all in a sample of up to 8 per class: the selected one is in it.
+    assert.ok(eng.sample.some((x) => x.file === split.files[row]));
+    assert.equal(shown.view!.highlight!.extra, false);
+    const counts = eng.classes.map((_, k) => eng.sample.filter((x) => x.label === k).length);
+    assert.ok(
+      counts.every((c) => c === counts[0] && c > 0),
+      `class-balanced: ${counts.join(', ')}`,
+    );
+
+    // Keyboard: Home goes to the first point; the readout names its file and class; Enter selects it.
+    await act({ kind: 'embeddings', key: 'Home' }, run.runDir);
+    const home = await waitFor('the first point under the keyboard', async () => {
+      const v = (await snapshotOf(run.runDir))?.rendered?.embeddings.view;
+      return v && v.active === 0 ? v : undefined;
+    });
+    assert.match(
+      home.readout,
+      new RegExp(
+        `${path.basename(eng.sample[0].file).replace('.', '\\.')} · ${eng.classes[eng.sample[0].label]} · exit 1`,
+      ),
+    );
+    await act({ kind: 'embeddings', key: 'ArrowRight' }, run.runDir);
+    await act({ kind: 'embeddings', key: 'Enter' }, run.runDir);
+    const picked = await waitFor('the picked point selected in the grid', async () => {
+      const r = (await snapshotOf(run.runDir))?.rendered;
+      const v = r?.embeddings.view;
+      return r && v && v.active >= 0 && r.selected?.file === v.files[v.active] && v.highlight?.file === r.selected.file
+        ? r
+        : undefined;
+    });
+    assert.ok(picked.embeddings.view!.readout.includes('(selected)'));
+
+    // An image that is not in the sample (a training image, from the explorer): placed on the
+    // sample's axes, which stay where they were.
+    const inSample = new Set(eng.sample.map((x) => x.file));
+    const data = path.dirname(path.dirname(split.files[0])); // <data>/<class>/<image>
+    const candidate = fs
+      .readdirSync(data, { recursive: true, encoding: 'utf8' })
+      .map((f) => path.join(data, f))
+      .find((f) => f.endsWith('.png') && !inSample.has(f) && !split.files.includes(f));
+    assert.ok(candidate && !inSample.has(candidate), 'an image outside the sample');
+    await vscode.commands.executeCommand('met.inspectExits', { runDir: run.runDir, paths: [candidate] });
+    await act({ kind: 'select', row: 0 }, run.runDir, 'paths');
+    await act({ kind: 'embeddings', open: true }, run.runDir, 'paths');
+    const placed = await ready('paths', candidate);
+    const engX = (await api.engines.request('embeddings/compute', {
+      runDir: run.runDir,
+      files: [candidate],
+    })) as EmbeddingsResult;
+    assert.deepEqual(
+      engX.extra.map((x) => x.file),
+      [candidate],
+    );
+    assert.deepEqual(
+      engX.exits.map((e) => e.coords),
+      eng.exits.map((e) => e.coords),
+      'the axes do not move',
+    );
+    same(placed.view!, engX, 'with an image placed');
+    assert.deepEqual(placed.view!.highlight, { file: candidate, index: eng.sample.length, extra: true });
+    assert.match(placed.note, /not in the sample/);
+    await vscode.commands.executeCommand('workbench.action.closeAllEditors');
   });
 
   test('from the explorer: selected images are scored by the engine, as met predict --run scores them', async function () {

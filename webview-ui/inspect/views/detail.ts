@@ -1,13 +1,20 @@
 // Inspect exits, the detail view: the selected image (large thumbnail, label or target, the exit
 // it takes under the slider's thresholds) and its per-exit bars (confidence and top-k classes;
-// regression: each exit's value against the target and the agreement with the previous exit).
+// regression: each exit's value against the target and the agreement with the previous exit),
+// and under them Explain, its exits' attention maps (explain.ts).
 
 import { $ } from '../../common/vscode';
 import { svgEl } from '../../common/svg';
 import { fmtV, heat, pct } from '../format';
 import { className, closeness, exitLabel, h, model, state, view } from '../context';
+import { renderExplain } from './explain';
 
 export function renderDetail(): void {
+  renderSelected();
+  renderExplain();
+}
+
+function renderSelected(): void {
   const box = $('detail');
   const i = state.selected;
   if (!model.init || i === undefined) {
