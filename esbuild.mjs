@@ -35,6 +35,8 @@ await Promise.all([
   // The similarity-matrices and parameter-counts panels (+ their CSS: dist/webview/{similarity,params}.css).
   esbuild.build({ ...webview, entryPoints: ['webview-ui/similarity/main.ts'], outfile: 'dist/webview/similarity.js' }),
   esbuild.build({ ...webview, entryPoints: ['webview-ui/params/main.ts'], outfile: 'dist/webview/params.js' }),
+  // Compare runs (+ dist/webview/compare.css).
+  esbuild.build({ ...webview, entryPoints: ['webview-ui/compare/main.ts'], outfile: 'dist/webview/compare.js' }),
   // Inspect exits (+ dist/webview/inspect.css); bundles the engine's pure threshold maths for the
   // budget slider. Two builds: the production one without the test hooks (MET_TEST_HOOKS false:
   // the branch that installs them is dead code, and webview-ui/inspect/test-hooks.ts is dropped),

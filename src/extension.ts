@@ -4,6 +4,7 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { registerCodeLens } from './extension/codelens';
+import { registerCompare } from './extension/compare';
 import { type FineTuneArgs, type FineTuneResult, registerCommands, TINY_VIT } from './extension/commands';
 import { registerDashboard } from './extension/dashboard';
 import { type Engines, initEngines } from './extension/engineClient';
@@ -52,6 +53,7 @@ export function activate(context: vscode.ExtensionContext): MetApi {
   registerSimilarity(context);
   registerParamsPanel(context);
   registerInspect(context);
+  registerCompare(context);
   // Trainings still running from before a reload (or from another window) are followed again.
   registerReattach(context, engines);
 

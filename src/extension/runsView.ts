@@ -149,7 +149,13 @@ function dirOf(arg: unknown): string | undefined {
 export function registerRunsView(context: vscode.ExtensionContext): void {
   const index = getRunIndex(context);
   const provider = new RunsProvider(index);
-  const view = vscode.window.createTreeView('met.runs', { treeDataProvider: provider, showCollapseAll: false });
+  // canSelectMany: several runs selected go to Compare runs together (met.runs.compare, compare.ts);
+  // the other item commands act on the item clicked.
+  const view = vscode.window.createTreeView('met.runs', {
+    treeDataProvider: provider,
+    showCollapseAll: false,
+    canSelectMany: true,
+  });
   const setMessage = async () => {
     const n = (await index.runs()).length;
     view.message = n

@@ -5,7 +5,7 @@
 // the run it explores is trained beforehand with the CLI (`dist/cli.js train`), as a user would
 // in a terminal.
 //
-//   node test/vscode/host/panels-ui.mjs [--timeout SEC] [--only inspect|similarity|params|inspect-regression] [--themes dark,light,high-contrast]
+//   node test/vscode/host/panels-ui.mjs [--timeout SEC] [--only inspect|similarity|params|compare|inspect-regression] [--themes dark,light,high-contrast]
 //
 // Steps per panel live in PANELS below; each opens its panel from the command palette, checks
 // what it shows (with the keyboard, the user's path), and leaves it on screen for the screenshots;
@@ -13,7 +13,12 @@
 // Inspect exits: F1 "MET: Inspect exits"; the grid renders the test split with thumbnails; the
 // grid takes focus, ArrowDown x2 + Enter select the third image (the detail shows per-layer bars
 // with top-3 classes); the slider is focused and moved with ArrowLeft (the readouts change);
-// after the reload the same selection and slider point.
+// Explain opens from its button with the keyboard: one attention map per exit over the selected
+// image, the arrow keys switch between last layer and rollout (a screenshot of its own,
+// panel-inspect-explain-<theme>.png); Embeddings opens from its summary with the keyboard: one
+// scatter per exit with the selected image highlighted, Home and an arrow key put the cursor on a
+// point the readout names (panel-inspect-embeddings-<theme>.png); after the reload the same
+// selection and slider point.
 // Similarity: F1 "MET: Show similarity matrices" (the workspace's one finished run opens
 // directly); the heatmaps render; the mouse hovers a cell of S^b and the readout shows that cell
 // with both images loaded; the heatmap takes focus and the arrow keys move the cell (the readout
@@ -22,6 +27,14 @@
 // Params: F1 "MET: Show parameter counts", the config file picked in the quick pick; the
 // trainable count shown equals `met params --config met.config.json --json`; Tab moves between
 // the bars.
+// Compare: a second run (variant no_gr, λ 0) is trained with the CLI next to the first one; F1
+// "MET: Compare runs", both runs ticked in the multi-select quick pick (Space), Enter; the panel
+// shows both runs (legend, table rows, one marker per exit each), the table's per-exit cells equal
+// the runs' summary.json, the settings diff lists lambda and variant; Tab reaches the
+// accuracy-versus-GFLOPs chart, whose arrow keys move the read-out point across runs, and then the
+// per-exit bars (arrow keys between bars); Compute embeddings (Enter) shows both runs' embeddings
+// on the same sample; after the reload the same read-out point and the embeddings again. Extra
+// screenshots of the lower half (parameters, settings diff, table) and of the embeddings.
 // Regression: a counting run (regression exits) is trained with the CLI next to the first run;
 // F1 "MET: Inspect exits" offers both runs (the newest, the regression run, first: Enter); the
 // grid shows values (no percentages) with the exit taken marked, the name column the targets;
@@ -54,6 +67,7 @@ import {
   commandWhenAvailable,
   notifications,
   runCommand,
+  SEL,
   setTheme,
   THEMES,
   until,
@@ -80,6 +94,15 @@ export const INSPECT = {
   cellValues: '#grid-rows .row:not([hidden]) .cell.exit .cls',
   targetMarks: '#detail-bars li.bar-row svg.bar .target-mark',
   accLabel: '#acc-label',
+  explain: '#explain',
+  explainToggle: '#explain-toggle',
+  explainMaps: '#explain-maps li.explain-map canvas.explain-canvas',
+  explainMode: (/** @type {string} */ mode) => `#explain-mode input[value="${mode}"]`,
+  embeddings: '#embeddings',
+  embSummary: '#embeddings > summary',
+  embPlots: '#emb-view svg.emb-plot',
+  embHighlight: '#emb-view svg.emb-plot .pt.hl',
+  embReadout: '#emb-view .emb-readout',
 };
 
 // Inside the webviews (the stable ids listed in src/extension/similarity.ts and paramsPanel.ts).
@@ -91,6 +114,19 @@ export const SIM = {
   readoutWhere: '#readout p.hint',
   readoutImgs: '#readout img',
   exitB: '#exit-b',
+};
+export const COMPARE = {
+  command: 'MET: Compare runs',
+  root: '#met-compare',
+  legend: '#legend li',
+  curve: '#curve-chart',
+  staticPts: '#curve-chart .pt.static',
+  readout: '#curve-readout',
+  bars: '#bars-chart g.bar',
+  tableRows: '#table tbody tr',
+  diffKeys: '#diff-table tbody tr[data-key]',
+  embeddingsButton: '#embeddings-compute',
+  embeddingViews: '#embeddings-grid .emb-col .emb',
 };
 export const PARAMS = {
   command: 'MET: Show parameter counts',
@@ -162,18 +198,103 @@ async function inspectPanel(page) {
   if (max > 0 && after === before) throw new Error(`moving the slider did not change accuracy / GFLOPs (${before})`);
   const summary = await view.locator(INSPECT.summaryRows).count();
   if (summary < 2) throw new Error(`the per-class summary has ${summary} rows`);
-  return inspectSteps(view, 'inspect', { index: '2', value: await slider.inputValue() });
+  // Explain, with the keyboard: its button opens the maps, the arrow keys move between the maps.
+  const exits = await view.locator(INSPECT.bars).count();
+  const maps = await openExplain(page, view, exits);
+  await view.locator(INSPECT.explainMode('last')).focus();
+  await page.keyboard.press('ArrowRight');
+  await until('the rollout maps', async () => view.locator(INSPECT.explainMode('rollout')).isChecked(), {
+    timeout: 10_000,
+  });
+  await page.keyboard.press('ArrowLeft');
+  log(`inspect: Explain shows ${maps} attention maps (one per exit); the arrow keys switch last layer / rollout`);
+  // Embeddings, with the keyboard: the summary opens them, the arrow keys move between points.
+  log(`inspect: Embeddings show ${exits} plots; the keyboard's point: ${await openEmbeddings(page, view, exits)}`);
+  return inspectSteps(
+    view,
+    'inspect',
+    { index: '2', value: await slider.inputValue() },
+    {
+      async explain() {
+        await openExplain(page, view, exits);
+        await view.locator(INSPECT.explain).scrollIntoViewIfNeeded();
+      },
+      async embeddings() {
+        await openEmbeddings(page, view, exits);
+        await view.locator(INSPECT.embeddings).scrollIntoViewIfNeeded();
+        // The keyboard's cursor on a point, and the readout naming it.
+        await view.locator(INSPECT.embPlots).nth(1).focus();
+        for (const k of ['Home', 'ArrowRight']) await page.keyboard.press(k);
+      },
+    },
+  );
+}
+
+/**
+ * Opens Embeddings with the keyboard (its summary, Enter; when closed) and waits for one plot per
+ * exit with the selected image highlighted in each. Returns the readout after Home and an arrow.
+ * @param {Page} page
+ * @param {View} view
+ * @param {number} exits
+ */
+async function openEmbeddings(page, view, exits) {
+  if (!(await view.locator(INSPECT.embeddings).evaluate((/** @type {HTMLDetailsElement} */ d) => d.open))) {
+    await view.locator(INSPECT.embSummary).focus();
+    await page.keyboard.press('Enter');
+  }
+  await until(
+    'one embeddings plot per exit, the selected image highlighted in each',
+    async () => {
+      const status = await view.locator('#emb-status').innerText();
+      if (/^Embeddings: /.test(status)) throw new Error(status);
+      const plots = await view.locator(INSPECT.embPlots).count();
+      const hl = await view.locator(INSPECT.embHighlight).count();
+      return plots > 0 && plots === exits && hl === exits ? plots : false;
+    },
+    { timeout: 120_000 },
+  );
+  await view.locator(INSPECT.embPlots).first().focus();
+  for (const k of ['Home', 'ArrowRight']) await page.keyboard.press(k);
+  const readout = await view.locator(INSPECT.embReadout).innerText();
+  if (!/ · .+ · exit 1: PC1 /.test(readout)) throw new Error(`the embeddings readout names no point: ${readout}`);
+  return readout;
+}
+
+/**
+ * Opens Explain from its button with the keyboard (when closed) and waits for one map per exit.
+ * @param {Page} page
+ * @param {View} view
+ * @param {number} exits
+ */
+async function openExplain(page, view, exits) {
+  const toggle = view.locator(INSPECT.explainToggle);
+  if ((await toggle.getAttribute('aria-expanded')) !== 'true') {
+    await toggle.focus();
+    await page.keyboard.press('Enter');
+  }
+  return until(
+    'the attention maps of the selected image',
+    async () => {
+      const status = await view.locator('#explain-status').innerText();
+      if (/^No attention maps/.test(status)) throw new Error(status);
+      const n = await view.locator(INSPECT.explainMaps).count();
+      return n > 0 && n === exits ? n : false;
+    },
+    { timeout: 60_000 },
+  );
 }
 
 /**
  * What both Inspect exits steps hand back: after a window reload the same selection and slider
- * point (`want`), the grid focused for screenshots, and the per-class summary as a view of its own.
+ * point (`want`), the grid focused for screenshots (Explain closed), and the per-class summary
+ * (and `more`, e.g. Explain) as views of their own.
  * @param {View} view
  * @param {string} name
  * @param {{ index: string, value: string }} want
+ * @param {Record<string, () => Promise<void>>} [more]
  * @returns {PanelSteps}
  */
-function inspectSteps(view, name, want) {
+function inspectSteps(view, name, want, more = {}) {
   return {
     parkMouse: true,
     view,
@@ -193,9 +314,11 @@ function inspectSteps(view, name, want) {
       );
       log(`${name}: restored after reload (selected image ${want.index}, slider ${want.value})`);
     },
-    /** Ready for a screenshot: the grid focused (the active cell shows its focus ring). */
+    /** Ready for a screenshot: the grid focused (the active cell shows its focus ring), Explain closed. */
     async settle() {
       await view.locator(INSPECT.root).waitFor();
+      const toggle = view.locator(INSPECT.explainToggle);
+      if ((await toggle.getAttribute('aria-expanded')) === 'true') await toggle.click();
       await view.locator(INSPECT.grid).focus();
     },
     /** Further views for screenshots of their own: the per-class summary below the grid. */
@@ -203,6 +326,7 @@ function inspectSteps(view, name, want) {
       async summary() {
         await view.locator('#summary').scrollIntoViewIfNeeded();
       },
+      ...more,
     },
   };
 }
@@ -501,12 +625,185 @@ async function paramsPanel(page, ws) {
   };
 }
 
-// 'regression' last: it adds a second finished run to the workspace, which the others do not expect.
+/**
+ * Two runs side by side: a second run trained with the CLI, both ticked in the quick pick.
+ * @param {Page} page
+ * @param {Workspace} ws
+ * @returns {Promise<PanelSteps>}
+ */
+async function comparePanel(page, ws) {
+  const t0 = Date.now();
+  const tr = spawnSync(
+    process.execPath,
+    [path.join(ROOT, 'dist/cli.js'), 'train', '--config', 'met.config.json', '--variant', 'no_gr', '--lambda', '0'],
+    { cwd: ws.dir, encoding: 'utf8', timeout: 600_000 },
+  );
+  if (tr.status !== 0) throw new Error(`met train --variant no_gr failed (${tr.status}):\n${tr.stdout}\n${tr.stderr}`);
+  log(`compare: trained a no_gr run in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  const runsDir = path.join(ws.dir, '.met', 'runs');
+  const runs = fs.readdirSync(runsDir).filter((d) => fs.existsSync(path.join(runsDir, d, 'summary.json')));
+  if (runs.length !== 2) throw new Error(`expected two finished runs in ${runsDir}, found ${runs.join(', ')}`);
+  // Until the runs view has noticed the new run (file watcher, or its 3 s check), the quick pick
+  // lists one run and the command says so: ask again.
+  const isRun = (/** @type {string} */ label) => runs.some((r) => label.startsWith(r));
+  await until(
+    'the quick pick to list both runs',
+    async () => {
+      await commandWhenAvailable(page, COMPARE.command);
+      // (Not waitForQuickPick: a multi-select quick pick opens with no row focused.)
+      await page
+        .locator(SEL.quickInputTitle, { hasText: COMPARE.command })
+        .waitFor({ timeout: 5000 })
+        .catch(() => {});
+      await new Promise((r) => setTimeout(r, 500));
+      const items = await page
+        .locator(SEL.quickInputRows)
+        .evaluateAll((/** @type {Element[]} */ els) => els.map((e) => e.getAttribute('aria-label') ?? ''));
+      if (items.filter(isRun).length === 2) return items;
+      await page.keyboard.press('Escape');
+      return false;
+    },
+    { timeout: 60_000, interval: 2000 },
+  );
+  // Tick both with the keyboard: the arrow keys move to a row, Space ticks it.
+  for (const run of runs) {
+    await until(
+      `${run} to be ticked`,
+      async () => {
+        const rows = await page.$$eval(SEL.quickInputRows, (/** @type {Element[]} */ els) =>
+          els
+            .map((e) => ({
+              label: e.getAttribute('aria-label') ?? '',
+              focused: e.classList.contains('focused'),
+              checked:
+                e.getAttribute('aria-checked') === 'true' ||
+                !!e.querySelector('input[type=checkbox]:checked, .monaco-checkbox.checked, [aria-checked=true]'),
+              top: e.getBoundingClientRect().top,
+            }))
+            .sort((a, b) => a.top - b.top),
+        );
+        const target = rows.findIndex((r) => r.label.startsWith(run));
+        const focused = rows.findIndex((r) => r.focused);
+        if (target < 0) return false;
+        if (rows[target].checked) return true;
+        if (focused !== target) await page.keyboard.press(target > focused ? 'ArrowDown' : 'ArrowUp');
+        else await page.keyboard.press('Space');
+        return false;
+      },
+      { timeout: 20_000, interval: 200 },
+    );
+  }
+  await page.keyboard.press('Enter');
+  const view = webview(page);
+  await view.locator(COMPARE.root).waitFor({ timeout: 60_000 });
+  await until(
+    'both runs in the legend, the table and the chart',
+    async () =>
+      (await view.locator(COMPARE.root).getAttribute('data-status')) === 'ready' &&
+      (await view.locator(COMPARE.legend).count()) === 2 &&
+      (await view.locator(COMPARE.tableRows).count()) === 2,
+    { timeout: 60_000 },
+  );
+  // The table's per-exit cells are the runs' test accuracies (summary.json, what met eval prints).
+  const legend = (await view.locator(COMPARE.legend).allInnerTexts()).map((t) => t.split('\n')[0].trim());
+  let exits = 0;
+  for (const [i, name] of legend.entries()) {
+    const summary = JSON.parse(fs.readFileSync(path.join(runsDir, name, 'summary.json'), 'utf8'));
+    exits = summary.exits.length;
+    // The visible text (without the "(best)" said to screen readers only).
+    const cells = await view
+      .locator(`#table tbody tr[data-run="${i}"] td.num`)
+      .evaluateAll((/** @type {HTMLElement[]} */ tds) =>
+        tds.map((td) =>
+          [...td.childNodes]
+            .filter((n) => !(n instanceof HTMLElement && n.classList.contains('sr-only')))
+            .map((n) => n.textContent)
+            .join(''),
+        ),
+      );
+    const want = summary.exits.map((/** @type {{ accuracy: number }} */ e) => (100 * e.accuracy).toFixed(1));
+    if (JSON.stringify(cells.slice(0, exits)) !== JSON.stringify(want))
+      throw new Error(`${name}: the table shows ${cells.slice(0, exits).join(', ')}, summary.json ${want.join(', ')}`);
+  }
+  const markers = await view.locator(COMPARE.staticPts).count();
+  if (markers !== 2 * exits) throw new Error(`${markers} exit markers on the curve chart, expected ${2 * exits}`);
+  const diff = await view
+    .locator(COMPARE.diffKeys)
+    .evaluateAll((/** @type {HTMLElement[]} */ rows) => rows.map((r) => r.dataset.key));
+  if (JSON.stringify(diff) !== JSON.stringify(['lambda', 'variant']))
+    throw new Error(`the settings diff lists ${diff.join(', ')}`);
+  // Keyboard: Tab from the last header button reaches the curve chart; the arrows move the point.
+  await view.locator('#export-svg').focus();
+  await page.keyboard.press('Tab');
+  const focusedId = await view.locator(':focus').getAttribute('id');
+  if (focusedId !== 'curve-chart') throw new Error(`Tab from Export SVG focused #${focusedId}, not the curve chart`);
+  const readout = () => view.locator(COMPARE.readout).innerText();
+  const first = await readout();
+  for (const k of ['ArrowRight', 'ArrowRight', 'ArrowDown']) await page.keyboard.press(k);
+  const moved = await readout();
+  if (!moved.startsWith(`${legend[1]}: `) || moved === first)
+    throw new Error(`the arrow keys did not move the read-out to the second run: ${first} -> ${moved}`);
+  // Tab on: the per-exit bars, one Tab stop, the arrow keys between bars.
+  await page.keyboard.press('Tab');
+  const bar0 = await view.locator(':focus').getAttribute('aria-label');
+  await page.keyboard.press('ArrowRight');
+  const bar1 = await view.locator(':focus').getAttribute('aria-label');
+  if (!bar0 || !bar1 || bar0 === bar1) throw new Error(`the bars did not take the keyboard: ${bar0} -> ${bar1}`);
+  log(
+    `compare: ${legend.join(' vs ')}; ${markers} exit markers; diff ${diff.join(', ')}; keyboard: ${first} -> ${moved}; bars ${bar0} -> ${bar1}`,
+  );
+  // Embeddings, from the keyboard: both runs side by side (the engine computes them).
+  await view.locator(COMPARE.embeddingsButton).focus();
+  await page.keyboard.press('Enter');
+  const embeddings = async () => {
+    const status = await view.locator('#embeddings-status').innerText({ timeout: 2000 });
+    if (/embeddings\/compute/.test(status)) throw new Error(status);
+    return (await view.locator(COMPARE.embeddingViews).count()) === 2 && /^the same \d+ images/.test(status)
+      ? status
+      : false;
+  };
+  log(`compare: embeddings: ${await until('the embeddings of both runs', embeddings, { timeout: 120_000 })}`);
+  return {
+    parkMouse: true,
+    view,
+    async checkRestored() {
+      await until(
+        'the compare panel to be restored after a window reload',
+        async () =>
+          (await view.locator(COMPARE.root).getAttribute('data-status', { timeout: 2000 })) === 'ready' &&
+          (await view.locator(COMPARE.legend).count()) === 2 &&
+          (await readout()) === moved &&
+          !!(await embeddings()),
+        { timeout: 90_000 },
+      );
+      log(`compare: restored after reload (${moved}; the embeddings again)`);
+    },
+    async settle() {
+      await view.locator(COMPARE.root).waitFor();
+      await view.locator(COMPARE.curve).focus();
+      await view.locator(COMPARE.root).evaluate(() => window.scrollTo(0, 0));
+    },
+    extra: {
+      async lower() {
+        await view.locator('#table-wrap').scrollIntoViewIfNeeded();
+      },
+      async embeddings() {
+        await view
+          .locator('#embeddings')
+          .evaluate((/** @type {HTMLElement} */ e) => e.scrollIntoView({ block: 'start' }));
+      },
+    },
+  };
+}
+
+// 'compare' and 'regression' last: they add finished runs to the workspace, which the others do
+// not expect (the regression step's quick pick still finds its run first: the newest).
 /** @type {Record<string, (page: Page, ws: Workspace) => Promise<PanelSteps>>} */
 const PANELS = {
   inspect: inspectPanel,
   similarity: similarityPanel,
   params: paramsPanel,
+  compare: comparePanel,
   'inspect-regression': regressionPanel,
 };
 
@@ -521,6 +818,7 @@ async function main() {
     'dist/webview/inspect.js',
     'dist/webview/similarity.js',
     'dist/webview/params.js',
+    'dist/webview/compare.js',
   ]) {
     if (!fs.existsSync(path.join(ROOT, f))) {
       console.error(`error: ${f} is missing: run node esbuild.mjs`);
