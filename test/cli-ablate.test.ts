@@ -66,7 +66,7 @@ test('--variants: names, :key=value settings and commas inside values', () => {
 test('met ablate: the study folder, its table, and the table equals met eval --json of each run', async () => {
   const t = await tinyRun();
   const study = path.join(t.root, 'study-a');
-  const r = met([
+  const ablate = [
     'ablate',
     ...(await base()),
     '--variants',
@@ -74,7 +74,8 @@ test('met ablate: the study folder, its table, and the table equals met eval --j
     '--out',
     study,
     '--json',
-  ]);
+  ];
+  const r = met(ablate);
   assert.equal(r.code, 0, r.err);
   const j = JSON.parse(r.out) as StudyJson;
   assert.equal(j.study, study);
@@ -129,15 +130,7 @@ test('met ablate: the study folder, its table, and the table equals met eval --j
   assert.match(txt, /met:lambda=0\.1/);
 
   // The same command again trains nothing and prints the same table.
-  const again = met([
-    'ablate',
-    ...(await base()),
-    '--variants',
-    'met,no_gr,linear_probe,met:lambda=0.1',
-    '--out',
-    study,
-    '--json',
-  ]);
+  const again = met(ablate);
   assert.equal(again.code, 0, again.err);
   assert.equal((again.err.match(/finished earlier, kept/g) ?? []).length, 4, again.err);
   assert.deepEqual((JSON.parse(again.out) as StudyJson).table, j.table);

@@ -23,7 +23,7 @@ import {
   type ThresholdsFile,
 } from '../src/engine/run/runFolder';
 import { readSafetensors } from '../src/engine/weights/safetensors';
-import { met, ROOT, TINY, tinyRun } from './tiny-run';
+import { met, ROOT, TINY, tinyRun, trainBeside } from './tiny-run';
 
 function params(args: string[]): ParamsReport {
   const r = met(['params', ...args, '--json']);
@@ -96,22 +96,8 @@ test('met params --branch: ViT-B/16, exits after 10, 11, 12, C = 100 (counted by
 
 test('met train --branch: the run records its branches; met eval and met export agree', async () => {
   const t = await tinyRun();
-  const run = path.join(t.root, 'run-branches');
   const branch = ['sl-vit', 'conv-project', 'mlp'];
-  const tr = met([
-    'train',
-    '--data',
-    t.data,
-    '--weights',
-    t.weights,
-    ...t.trainFlags,
-    '--branch',
-    branch.join(','),
-    '--branch-channels',
-    '3',
-    '--out',
-    run,
-  ]);
+  const { run, r: tr } = trainBeside(t, 'run-branches', ['--branch', branch.join(','), '--branch-channels', '3']);
   assert.equal(tr.code, 0, tr.err);
   assert.match(tr.out, /sl-vit/);
 

@@ -30,7 +30,7 @@ import { loadBatch } from '../src/engine/data/image';
 import { loadRun, preprocessOf } from '../src/engine/run/run';
 import { Engine } from './engine-ipc';
 import { rng } from './helpers';
-import { met, tinyRun, TINY } from './tiny-run';
+import { tinyRun, TINY, trainBeside } from './tiny-run';
 
 interface Case {
   name: string;
@@ -381,21 +381,7 @@ test('embeddings/compute over IPC (dist/cli.js engine): the in-process result, a
 test('embeddings/compute and similarity/compute on a run whose exits have head inputs of different widths', async () => {
   const t = await tinyRun();
   // An mlp branch (head input: its hidden layer, 8 wide), a linear one (D = 16), a conv-add one.
-  const run = path.join(t.root, 'run-mixed');
-  const r = met([
-    'train',
-    '--data',
-    t.data,
-    '--weights',
-    t.weights,
-    ...t.trainFlags,
-    '--branch',
-    'mlp,linear,conv-add',
-    '--branch-hidden',
-    '8',
-    '--out',
-    run,
-  ]);
+  const { run, r } = trainBeside(t, 'run-mixed', ['--branch', 'mlp,linear,conv-add', '--branch-hidden', '8']);
   assert.equal(r.code, 0, r.err);
   const cache = new RunCache({ threads: 1 });
   const feats = await cache.with(run, (x) =>

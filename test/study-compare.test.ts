@@ -22,7 +22,7 @@ import {
   settingsDiff,
   type RunResult,
 } from '../src/engine/study/compare';
-import { countingRun, met, tinyRun } from './tiny-run';
+import { countingRun, met, tinyRun, trainBeside } from './tiny-run';
 
 interface EvalJson {
   exits: { exit: number; layer: number; accuracy: number | null; gflops: number; mae?: number }[];
@@ -40,21 +40,7 @@ let pending: Promise<{ met: string; noGr: string }> | null = null;
 function twoRuns(): Promise<{ met: string; noGr: string }> {
   pending ??= (async () => {
     const t = await tinyRun();
-    const noGr = path.join(t.root, 'no_gr');
-    const r = met([
-      'train',
-      '--data',
-      t.data,
-      '--weights',
-      t.weights,
-      ...t.trainFlags,
-      '--variant',
-      'no_gr',
-      '--lambda',
-      '0',
-      '--out',
-      noGr,
-    ]);
+    const { run: noGr, r } = trainBeside(t, 'no_gr', ['--variant', 'no_gr', '--lambda', '0']);
     assert.equal(r.code, 0, r.err);
     return { met: t.run, noGr };
   })();

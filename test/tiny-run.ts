@@ -143,6 +143,17 @@ async function build(): Promise<TinyRun> {
 }
 
 /**
+ * Another run next to the tiny one (`<t.root>/<name>`), trained on the same data and backbone with
+ * the same flags plus `extra` (a variant, branches...), so that it differs from the tiny run only
+ * in those. Returns the run folder and met's result (the caller asserts on it).
+ */
+export function trainBeside(t: TinyRun, name: string, extra: string[]): { run: string; r: ReturnType<typeof met> } {
+  const run = path.join(t.root, name);
+  const r = met(['train', '--data', t.data, '--weights', t.weights, ...t.trainFlags, ...extra, '--out', run]);
+  return { run, r };
+}
+
+/**
  * A regression run on generated counting images (`n` images, 1..4 shapes each), trained with
  * `met train --task regression` and the committed tiny ViT, as the regression and export tests
  * use it. Returns the folder holding both, the data folder, the run folder and met's result (the caller

@@ -257,7 +257,7 @@ class DashboardPanel extends HostedPanel<HostMessage, WebviewMessage, DashboardS
     <figure><figcaption id="loss-caption">Cross-entropy per exit (training steps)</figcaption><svg id="loss-chart" class="chart" role="img" aria-label="Loss per exit"></svg></figure>
     <figure><figcaption id="acc-caption">Accuracy per exit</figcaption><svg id="acc-chart" class="chart" role="img" aria-label="Accuracy per exit"></svg></figure>
   </section>
-  <ul id="legend"></ul>
+  <ul id="legend" class="legend"></ul>
   <table id="exit-table">
     <thead><tr><th>Exit</th><th>Layer</th><th>Branch</th><th id="val-head">Val accuracy</th><th id="test-head">Test accuracy</th><th id="rmse-head" hidden>Test RMSE</th><th>GFLOPs</th></tr></thead>
     <tbody id="exit-rows"></tbody>

@@ -13,8 +13,8 @@
 // 'state'.
 
 import './compare.css';
-import { $, vscodeApi } from '../common/vscode';
-import { svgEl as el, SVG_NS } from '../common/svg';
+import { $, initialState, vscodeApi } from '../common/vscode';
+import { svgEl as el, SVG_NS, xTicks, yTicks, type Margins } from '../common/svg';
 import { renderEmbeddings, type EmbeddingsView } from '../common/embeddings';
 import type {
   CompareData,
@@ -32,10 +32,11 @@ import type {
 const vscode = vscodeApi<CompareWebviewMessage, CompareState>();
 const root = $('met-compare');
 const source = JSON.parse(root.dataset.source ?? '{"runs":[]}') as CompareSource;
-const saved = vscode.getState() as CompareState | undefined;
-let state: CompareState =
-  saved && JSON.stringify(saved.source) === JSON.stringify(source) ? saved : { source, perExit: false };
-vscode.setState(state);
+let state = initialState(
+  vscode,
+  { source, perExit: false },
+  (saved) => JSON.stringify(saved.source) === JSON.stringify(source),
+);
 
 let data: CompareData | null = null;
 let error: string | null = null;
@@ -75,8 +76,10 @@ function tickFormat(ticks: number[], scale = 1, suffix = ''): (v: number) => str
 
 // ---- Runs: colour class and marker shape ----
 
-const COLOURS = 5;
-const runClass = (i: number) => `c${i % COLOURS} d${Math.floor(i / COLOURS) % 3}`;
+/** Run i's classes: a series colour of chart-marks.css in Compare's order (blue, red, green, purple,
+ *  yellow; the dashboard gives its exits the same five in another order), then dashed and dotted. */
+const RUN_COLOURS = ['s0', 's4', 's2', 's3', 's1'];
+const runClass = (i: number) => `${RUN_COLOURS[i % RUN_COLOURS.length]} d${Math.floor(i / RUN_COLOURS.length) % 3}`;
 const SHAPES = ['circle', 'square', 'diamond', 'triangle', 'down', 'cross'] as const;
 
 /** The run's marker shape at (x, y), size s (about the radius). */
@@ -108,6 +111,21 @@ function widthOf(svg: SVGSVGElement): number {
 
 function clear(svg: Element): void {
   while (svg.firstChild) svg.removeChild(svg.firstChild);
+}
+
+/** The y axis' title, turned to read upwards along the left edge, centred on the plot's height `ph`. */
+function yTitle(grid: SVGGElement, m: Margins, ph: number, text: string): void {
+  el(
+    'text',
+    {
+      x: 12,
+      y: m.t + ph / 2,
+      'text-anchor': 'middle',
+      transform: `rotate(-90 12 ${m.t + ph / 2})`,
+      class: 'axis-label',
+    },
+    grid,
+  ).textContent = text;
 }
 
 // ---- Line charts with a keyboard cursor ----
@@ -210,35 +228,15 @@ class XYChart {
     const grid = el('g', { class: 'grid' }, svg);
     const yt = niceTicks(y0, y1, o.height >= 280 ? 6 : 4);
     const yf = o.yFmt(yt);
-    for (const t of yt) {
-      el('line', { x1: m.l, x2: m.l + pw, y1: Y(t), y2: Y(t) }, grid);
-      el(
-        'text',
-        { x: m.l - 6, y: Y(t), 'text-anchor': 'end', 'dominant-baseline': 'middle', class: 'tick' },
-        grid,
-      ).textContent = yf(t);
-    }
+    yTicks(grid, m, pw, Y, yt, yf);
     const xt = niceTicks(x0, x1, Math.max(2, Math.floor(pw / 90))).filter((t) => !o.xInteger || Number.isInteger(t));
     const xf = o.xFmt ? o.xFmt(xt) : (v: number) => String(v);
-    for (const t of xt) {
-      el('line', { x1: X(t), x2: X(t), y1: m.t + ph, y2: m.t + ph + 4, class: 'tickmark' }, grid);
-      el('text', { x: X(t), y: m.t + ph + 16, 'text-anchor': 'middle', class: 'tick' }, grid).textContent = xf(t);
-    }
+    xTicks(grid, m, ph, X, xt, xf);
     el('line', { x1: m.l, x2: m.l + pw, y1: m.t + ph, y2: m.t + ph, class: 'axis' }, grid);
     el('line', { x1: m.l, x2: m.l, y1: m.t, y2: m.t + ph, class: 'axis' }, grid);
     el('text', { x: m.l + pw / 2, y: H - 4, 'text-anchor': 'middle', class: 'axis-label' }, grid).textContent =
       o.xLabel;
-    el(
-      'text',
-      {
-        x: 12,
-        y: m.t + ph / 2,
-        'text-anchor': 'middle',
-        transform: `rotate(-90 12 ${m.t + ph / 2})`,
-        class: 'axis-label',
-      },
-      grid,
-    ).textContent = o.yLabel;
+    yTitle(grid, m, ph, o.yLabel);
     for (const v of o.vlines ?? []) {
       if (v.x < x0 || v.x > x1) continue;
       const g = el('g', { class: 'budget' }, svg);
@@ -374,7 +372,6 @@ class XYChart {
 
 // ---- Bar charts: one Tab stop, arrow keys between bars ----
 
-/** Roving tabindex over the chart's g.bar elements (in document order). */
 /** Which bar of `svg` has the Tab stop (and whether it has focus), to be kept across a redraw. */
 function barStop(svg: SVGSVGElement): { key: string; focused: boolean } | null {
   const b = svg.querySelector<SVGGElement>('g.bar[tabindex="0"]');
@@ -471,28 +468,20 @@ function renderCurve(d: CompareData): CompareRendered['curve'] {
   const yOf = (v: { accuracy: number | null; mae?: number }) => (reg ? (v.mae ?? NaN) : (v.accuracy ?? NaN));
   const series: XYSeries[] = d.runs.map((r, run) => {
     const pts: XYPoint[] = [];
-    for (const e of r.exits) {
-      const y = yOf(e);
-      if (Number.isFinite(y) && Number.isFinite(e.gflops))
-        pts.push({
-          x: e.gflops,
-          y,
-          kind: 'static',
-          text: `exit ${e.exit} (layer ${e.layer}, ${e.branch}): ${metricText(y)} at ${gfText(e.gflops)} GFLOPs`,
-          attrs: { 'data-exit': e.exit },
-        });
-    }
-    for (const p of r.dynamic) {
-      const y = yOf(p);
-      if (Number.isFinite(y) && Number.isFinite(p.gflops))
-        pts.push({
-          x: p.gflops,
-          y,
-          kind: 'dyn',
-          text: `budgeted, p = ${p.p.toFixed(2)}: ${metricText(y)} at ${gfText(p.gflops)} GFLOPs`,
-          attrs: { 'data-p': p.p },
-        });
-    }
+    /** A point at (GFLOPs, metric), left out where either is not a number (no test result, no cost). */
+    const add = (
+      v: { gflops: number; accuracy: number | null; mae?: number },
+      kind: 'static' | 'dyn',
+      label: string,
+      attrs: Record<string, number>,
+    ) => {
+      const y = yOf(v);
+      if (Number.isFinite(y) && Number.isFinite(v.gflops))
+        pts.push({ x: v.gflops, y, kind, text: `${label}: ${metricText(y)} at ${gfText(v.gflops)} GFLOPs`, attrs });
+    };
+    for (const e of r.exits)
+      add(e, 'static', `exit ${e.exit} (layer ${e.layer}, ${e.branch})`, { 'data-exit': e.exit });
+    for (const p of r.dynamic) add(p, 'dyn', `budgeted, p = ${p.p.toFixed(2)}`, { 'data-p': p.p });
     // Visit the points by cost; at equal cost the exit before the curve's points.
     pts.sort((a, b) => a.x - b.x || (a.kind === 'static' ? -1 : 1));
     return { run, name: r.name, points: pts, line: ['dyn'] };
@@ -556,26 +545,9 @@ function renderBars(d: CompareData): CompareRendered['bars'] {
   const grid = el('g', { class: 'grid' }, svg);
   const yt = niceTicks(0, top, 5);
   const yf = reg ? tickFormat(yt) : tickFormat(yt, 100);
-  for (const t of yt) {
-    el('line', { x1: m.l, x2: m.l + pw, y1: Y(t), y2: Y(t) }, grid);
-    el(
-      'text',
-      { x: m.l - 6, y: Y(t), 'text-anchor': 'end', 'dominant-baseline': 'middle', class: 'tick' },
-      grid,
-    ).textContent = yf(t);
-  }
+  yTicks(grid, m, pw, Y, yt, yf);
   el('line', { x1: m.l, x2: m.l + pw, y1: m.t + ph, y2: m.t + ph, class: 'axis' }, grid);
-  el(
-    'text',
-    {
-      x: 12,
-      y: m.t + ph / 2,
-      'text-anchor': 'middle',
-      transform: `rotate(-90 12 ${m.t + ph / 2})`,
-      class: 'axis-label',
-    },
-    grid,
-  ).textContent = reg ? 'test MAE (lower is better)' : 'test accuracy (%)';
+  yTitle(grid, m, ph, reg ? 'test MAE (lower is better)' : 'test accuracy (%)');
   el('text', { x: m.l + pw / 2, y: H - 4, 'text-anchor': 'middle', class: 'axis-label' }, grid).textContent =
     d.table.exitLabels[0]?.startsWith('L') ? 'exit (backbone layer)' : 'exit';
   const gw = pw / Math.max(1, K);

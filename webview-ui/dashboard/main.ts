@@ -8,8 +8,8 @@
 // 'init' (history from metrics.jsonl), then live 'event's; after each render, post 'state'.
 
 import './dashboard.css';
-import { $, vscodeApi } from '../common/vscode';
-import { svgEl as el } from '../common/svg';
+import { $, initialState, vscodeApi } from '../common/vscode';
+import { svgEl as el, xTicks, yTicks } from '../common/svg';
 import type {
   DashboardState,
   EpochEvent,
@@ -26,9 +26,7 @@ import type {
 const vscode = vscodeApi<WebviewMessage, DashboardState>();
 const root = $('met-dashboard');
 const runDir = root.dataset.runDir ?? '';
-const saved = vscode.getState() as DashboardState | undefined;
-let state: DashboardState = saved && saved.runDir === runDir ? saved : { runDir };
-vscode.setState(state);
+let state = initialState(vscode, { runDir }, (saved) => saved.runDir === runDir);
 
 /** A growable float column (`stride` values per row). */
 class Column {
@@ -149,7 +147,7 @@ function schedule(): void {
   }, 60);
 }
 
-/** Series classes: five theme chart colours (see dashboard.css), then dashed and dotted variants. */
+/** Series classes: five theme chart colours (chart-marks.css), then dashed and dotted variants. */
 const seriesClass = (j: number) => `series s${j % 5} d${Math.floor(j / 5) % 3}`;
 
 function niceTicks(lo: number, hi: number, n: number): number[] {
@@ -225,19 +223,9 @@ function drawChart(
   const X = (x: number) => m.l + ((x - x0) / (x1 - x0)) * pw;
   const Y = (y: number) => m.t + ph - ((y - y0) / (y1 - y0)) * ph;
   const grid = el('g', { class: 'grid' }, svg);
-  for (const t of niceTicks(y0, y1, 4)) {
-    el('line', { x1: m.l, x2: m.l + pw, y1: Y(t), y2: Y(t) }, grid);
-    el(
-      'text',
-      { x: m.l - 6, y: Y(t), 'text-anchor': 'end', 'dominant-baseline': 'middle', class: 'tick' },
-      grid,
-    ).textContent = o.yFmt(t);
-  }
-  for (const t of niceTicks(x0, x1, Math.max(2, Math.floor(pw / 90)))) {
-    if (o.xInteger && !Number.isInteger(t)) continue;
-    el('line', { x1: X(t), x2: X(t), y1: m.t + ph, y2: m.t + ph + 4, class: 'tickmark' }, grid);
-    el('text', { x: X(t), y: m.t + ph + 16, 'text-anchor': 'middle', class: 'tick' }, grid).textContent = String(t);
-  }
+  yTicks(grid, m, pw, Y, niceTicks(y0, y1, 4), o.yFmt);
+  const xt = niceTicks(x0, x1, Math.max(2, Math.floor(pw / 90))).filter((t) => !o.xInteger || Number.isInteger(t));
+  xTicks(grid, m, ph, X, xt, String);
   el('line', { x1: m.l, x2: m.l + pw, y1: m.t + ph, y2: m.t + ph, class: 'axis' }, grid);
   el('text', { x: m.l + pw, y: H - 2, 'text-anchor': 'end', class: 'axis-label' }, grid).textContent = o.xLabel;
   const counts: number[] = [];

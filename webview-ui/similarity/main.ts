@@ -15,7 +15,7 @@
 // and numbers read back from the arrays it drew, for tests).
 
 import './similarity.css';
-import { $, vscodeApi } from '../common/vscode';
+import { $, initialState, vscodeApi } from '../common/vscode';
 import type {
   MatrixKind,
   RenderedMatrix,
@@ -32,9 +32,7 @@ import type {
 const vscode = vscodeApi<SimWebviewMessage, SimState>();
 const root = $('met-similarity');
 const runDir = root.dataset.runDir ?? '';
-const saved = vscode.getState() as SimState | undefined;
-let state: SimState = saved && saved.runDir === runDir ? saved : { runDir };
-vscode.setState(state);
+let state = initialState(vscode, { runDir }, (saved) => saved.runDir === runDir);
 
 let run: SimRunMeta | null = null;
 let data: SimResultMessage | null = null;
