@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { splitVariants } from '../src/cli/ablate';
+import { TRAIN_DEFAULTS } from '../src/engine/run/config';
 import { parseVariant, readStudy, studyVariants } from '../src/engine/study/study';
 import { met, MET, tinyRun } from './tiny-run';
 
@@ -91,9 +92,9 @@ test('met ablate: the study folder, its table, and the table equals met eval --j
   // Every run shares the data, split and seed; only the variant's own settings differ.
   assert.deepEqual(j.settingsDiff.map((d) => d.key).sort(), ['lambda', 'variant']);
   assert.deepEqual(j.settingsDiff.find((d) => d.key === 'lambda')!.values, {
-    met: 0.01,
-    no_gr: 0.01,
-    linear_probe: 0.01,
+    met: TRAIN_DEFAULTS.lambda,
+    no_gr: TRAIN_DEFAULTS.lambda,
+    linear_probe: TRAIN_DEFAULTS.lambda,
     'met:lambda=0.1': 0.1,
   });
   const col = (k: string) => j.table.columns.findIndex((c) => c.key === k);

@@ -1,5 +1,5 @@
 // src/engine/study/compare.ts on runs trained here with `met train` (the tiny run of tiny-run.ts:
-// variant met, λ = 0.01; a second one beside it: no_gr with λ = 0; and a small counting run for
+// variant met, λ at its default; a second one beside it: no_gr with λ = 0; and a small counting run for
 // regression): the table's per-exit accuracy and GFLOPs and the dynamic curve equal what
 // `met eval --json` prints for each run, the best values are marked per column, the settings
 // diff names exactly the settings given differently, the CSV reads back to the same numbers,
@@ -22,6 +22,7 @@ import {
   settingsDiff,
   type RunResult,
 } from '../src/engine/study/compare';
+import { TRAIN_DEFAULTS } from '../src/engine/run/config';
 import { countingRun, met, tinyRun, trainBeside } from './tiny-run';
 
 interface EvalJson {
@@ -151,7 +152,7 @@ test('settingsDiff lists exactly the settings given differently (variant and lam
     ['lambda', 'variant'],
   );
   assert.deepEqual(d.find((x) => x.key === 'variant')!.values, ['met', 'no_gr']);
-  assert.deepEqual(d.find((x) => x.key === 'lambda')!.values, [0.01, 0]);
+  assert.deepEqual(d.find((x) => x.key === 'lambda')!.values, [TRAIN_DEFAULTS.lambda, 0]);
   assert.ok(!('out' in results[0].settings));
   // A run against itself differs in nothing.
   assert.deepEqual(settingsDiff([results[0], readRunResult(runs.met, 'again')]), []);

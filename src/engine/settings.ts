@@ -141,9 +141,9 @@ export const SETTINGS = {
   lambda: num({
     kind: 'number',
     min: 0,
-    default: 0.01,
+    default: 0.001,
     model: true,
-    help: 'Weight of the graph regularization on the early exits.',
+    help: 'Weight of the graph regularization on the early exits (default 0.001 with simClamp relu: measured in docs/method.md §2.1; 0.01 with raw cosines cost 14-21 points).',
   }),
   variant: oneOf(VARIANTS, {
     default: 'met',
@@ -188,7 +188,7 @@ export const SETTINGS = {
   grForm: oneOf(GR_FORMS, {
     default: 'diff',
     model: true,
-    help: 'Graph regularization: intra minus inter, or intra / inter.',
+    help: 'Graph regularization: intra minus inter, or intra / inter (ratio needs simClamp relu or affine: with raw cosines the inter term can reach 0 or go negative and the loss diverges).',
   }),
   grSquared: bool({
     kind: 'bool',
@@ -197,9 +197,9 @@ export const SETTINGS = {
     help: 'Squared Euclidean distances in the graph regularization.',
   }),
   simClamp: oneOf(SIM_CLAMPS, {
-    default: 'none',
+    default: 'relu',
     model: true,
-    help: 'Cosine similarities as they are, max(0, cos), or (1 + cos) / 2.',
+    help: "Graph weights from the last exit's cosines: max(0, cos) (default: a graph of non-negative affinities; a raw negative cosine in S^b pulls that different-class pair together), as they are, or (1 + cos) / 2.",
   }),
   grExcludeSelf: bool({
     kind: 'bool',
