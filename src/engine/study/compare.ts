@@ -388,7 +388,7 @@ export function formatTable(t: ComparisonTable): string {
     distinct.length === 1
       ? [`GFLOPs per image at each exit: ${distinct[0]}`]
       : ['GFLOPs per image at each exit:', ...t.rows.map((r) => `  ${r.name}: ${fl(r.gflops)}`)];
-  return [`${what}; * best in its column`, line(header), ...body.map(line), '', ...gflops, ...legend].join('\n');
+  return [`${what}; * best in its column`, line(header), ...body.map(line), '', ...gflops, '', ...legend].join('\n');
 }
 
 function csvCell(s: string): string {
