@@ -682,8 +682,8 @@ async function comparePanel(page, ws) {
             }))
             .sort((a, b) => a.top - b.top),
         );
-        const target = rows.findIndex((r) => r.label.startsWith(run));
-        const focused = rows.findIndex((r) => r.focused);
+        const target = rows.findIndex((/** @type {{ label: string }} */ r) => r.label.startsWith(run));
+        const focused = rows.findIndex((/** @type {{ focused: boolean }} */ r) => r.focused);
         if (target < 0) return false;
         if (rows[target].checked) return true;
         if (focused !== target) await page.keyboard.press(target > focused ? 'ArrowDown' : 'ArrowUp');
@@ -705,7 +705,9 @@ async function comparePanel(page, ws) {
     { timeout: 60_000 },
   );
   // The table's per-exit cells are the runs' test accuracies (summary.json, what met eval prints).
-  const legend = (await view.locator(COMPARE.legend).allInnerTexts()).map((t) => t.split('\n')[0].trim());
+  const legend = (await view.locator(COMPARE.legend).allInnerTexts()).map((/** @type {string} */ t) =>
+    t.split('\n')[0].trim(),
+  );
   let exits = 0;
   for (const [i, name] of legend.entries()) {
     const summary = JSON.parse(fs.readFileSync(path.join(runsDir, name, 'summary.json'), 'utf8'));
