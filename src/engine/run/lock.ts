@@ -48,6 +48,26 @@ export function ownerState(lock: RunLock | null): 'none' | 'alive' | 'remote' | 
 /** An unreadable lock older than this is taken as left by a process killed while writing it. */
 const UNREADABLE_STALE_MS = 30_000;
 
+/**
+ * readLock, waiting out the instant between another process creating run.lock ('wx') and writing
+ * its owner into it: an unreadable lock younger than a second is read again for up to ~200 ms, so
+ * that a refusal names the owner rather than "unreadable run.lock". A lock still unreadable
+ * after that (damaged, or its writer was killed in that instant) is returned as it is.
+ */
+function readSettledLock(runDir: string): RunLock | null {
+  const file = path.join(runDir, RUN_LOCK_FILE);
+  for (let i = 0; ; i++) {
+    const l = readLock(runDir);
+    if (!l || l.pid || i >= 20) return l;
+    try {
+      if (Date.now() - fs.statSync(file).mtimeMs > 1000) return l;
+    } catch {
+      return readLock(runDir);
+    }
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+  }
+}
+
 /** Why the lock at `file` may be broken, or null when its owner may still be alive. */
 function staleReason(file: string, l: RunLock): string | null {
   if (!l.pid) {
@@ -105,7 +125,7 @@ export function acquireRunLock(runDir: string, command: string): HeldLock {
           `cannot write the run folder ${runDir} (its lock ${RUN_LOCK_FILE}): ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
         );
     }
-    const held = readLock(runDir);
+    const held = readSettledLock(runDir);
     if (!held) continue; // released between our open and read: try again
     if (attempt >= 3 || !staleReason(file, held)) throw lockedError(runDir, held, command);
     breakStale(file, held);
@@ -156,7 +176,7 @@ function breakStale(file: string, seen: RunLock): void {
 
 /** Throws 'run-locked' when a live process other than this one holds the run folder's lock. */
 export function assertUnlocked(runDir: string, what: string): void {
-  const l = readLock(runDir);
+  const l = readSettledLock(runDir);
   if (l && !staleReason(path.join(runDir, RUN_LOCK_FILE), l)) throw lockedError(runDir, l, what);
 }
 
