@@ -1,5 +1,5 @@
 // The Compare runs panel in the real extension host, on two runs trained here with the bundled CLI
-// (the shared tiny run: variant met, λ 0.01; and one with variant no_gr, λ 0): opened with both
+// (the shared tiny run: variant met, λ at its default; and one with variant no_gr, λ 0): opened with both
 // run folders as the Runs view's multi-selection passes them, the points it drew on the
 // accuracy-versus-GFLOPs chart and the table's per-exit cells equal `node dist/cli.js eval --run
 // RUN --json` of each run; the settings diff names exactly the settings whose values differ in the
@@ -146,8 +146,12 @@ suite('Compare runs panel', () => {
     const keys = differingSettings(a.runDir, b.runDir);
     assert.deepEqual(keys, ['lambda', 'variant']);
     assert.deepEqual(r.diff.keys, keys);
+    // The tiny run's lambda is the default (0.001 since issue 13), as its config.json says.
+    const lambdaA = (
+      JSON.parse(fs.readFileSync(path.join(a.runDir, 'config.json'), 'utf8')) as { train: { lambda: number } }
+    ).train.lambda;
     assert.deepEqual(r.diff.values, [
-      ['0.01', '0'],
+      [String(lambdaA), '0'],
       ['met', 'no_gr'],
     ]);
     // Axes say what is drawn.
