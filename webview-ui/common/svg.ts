@@ -15,6 +15,22 @@ export function svgEl<K extends keyof SVGElementTagNameMap>(
   return e;
 }
 
+/**
+ * About `n` round tick values (steps of 1, 2, 2.5 or 5 times a power of ten) from `lo` to `hi`.
+ * The first tick is found with a tolerance: lo / step computed as 3.0000000000000004 must still
+ * give the tick at 3 steps, not 4.
+ */
+export function niceTicks(lo: number, hi: number, n: number): number[] {
+  if (!(hi > lo)) return [lo];
+  const raw = (hi - lo) / n;
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? raw;
+  const out: number[] = [];
+  for (let v = Math.ceil(lo / step - 1e-9) * step; v <= hi + 1e-9 * step; v += step)
+    out.push(Number(v.toPrecision(12)));
+  return out;
+}
+
 /** A chart's left and top margins (user units): where its plot area starts. */
 export interface Margins {
   l: number;

@@ -14,7 +14,7 @@
 
 import './compare.css';
 import { $, initialState, vscodeApi } from '../common/vscode';
-import { svgEl as el, SVG_NS, xTicks, yTicks, type Margins } from '../common/svg';
+import { niceTicks, svgEl as el, SVG_NS, xTicks, yTicks, type Margins } from '../common/svg';
 import { renderEmbeddings, type EmbeddingsView } from '../common/embeddings';
 import type {
   CompareData,
@@ -54,17 +54,6 @@ const gfText = (v: number) => v.toPrecision(3);
 const int = (n: number) => n.toLocaleString('en-US');
 const compact = (n: number) =>
   n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : String(n);
-
-function niceTicks(lo: number, hi: number, n: number): number[] {
-  if (!(hi > lo)) return [lo];
-  const raw = (hi - lo) / n;
-  const mag = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? raw;
-  const out: number[] = [];
-  for (let v = Math.ceil(lo / step - 1e-9) * step; v <= hi + 1e-9 * step; v += step)
-    out.push(Number(v.toPrecision(12)));
-  return out;
-}
 
 /** Tick labels with as many decimals as the step needs (0.25 → 2), not a fixed count. */
 function tickFormat(ticks: number[], scale = 1, suffix = ''): (v: number) => string {

@@ -9,7 +9,7 @@
 
 import './dashboard.css';
 import { $, initialState, vscodeApi } from '../common/vscode';
-import { svgEl as el, xTicks, yTicks } from '../common/svg';
+import { niceTicks, svgEl as el, xTicks, yTicks } from '../common/svg';
 import type {
   DashboardState,
   EpochEvent,
@@ -149,16 +149,6 @@ function schedule(): void {
 
 /** Series classes: five theme chart colours (chart-marks.css), then dashed and dotted variants. */
 const seriesClass = (j: number) => `series s${j % 5} d${Math.floor(j / 5) % 3}`;
-
-function niceTicks(lo: number, hi: number, n: number): number[] {
-  if (!(hi > lo)) return [lo];
-  const raw = (hi - lo) / n;
-  const mag = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? raw;
-  const out: number[] = [];
-  for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-9 * step; v += step) out.push(Number(v.toPrecision(12)));
-  return out;
-}
 
 interface Line {
   exit: number;
