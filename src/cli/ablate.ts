@@ -9,6 +9,7 @@ import { DEFAULT_BUDGETS, formatTable } from '../engine/study/compare';
 import { BUILTIN_VARIANTS, DEFAULT_VARIANTS, defaultStudyDir, studyVariants } from '../engine/study/study';
 import { UserError } from '../engine/tensor';
 import { type FlagSpec, parseArgs, usage } from './args';
+import { stopOnSignals } from './signals';
 import { SETTING_FLAGS, settingsOfFlags } from './train';
 
 const { variant: _variant, out: _out, ...BASE_FLAGS } = SETTING_FLAGS;
@@ -129,15 +130,9 @@ export async function ablateCommand(argv: string[]): Promise<number> {
   const json = a.progress === 'json';
   console.error(`study ${dir}: ${variants.map((v) => v.name).join(', ')}`);
 
-  let stopReason: string | null = null;
-  const onSignal = (sig: string) => {
-    if (stopReason) process.exit(130);
-    stopReason = `${sig} received`;
-    console.error(`\n${sig}: the current run saves a checkpoint after this step; the same command continues the study`);
-  };
-  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-  const handlers = signals.map((sig) => [sig, () => onSignal(sig)] as const);
-  for (const [sig, h] of handlers) process.on(sig, h);
+  const signals = stopOnSignals(
+    (sig) => `${sig}: the current run saves a checkpoint after this step; the same command continues the study`,
+  );
   let lastPrint = 0;
   try {
     const r = await runStudy(
@@ -148,7 +143,7 @@ export async function ablateCommand(argv: string[]): Promise<number> {
         log: (m) => {
           if (!json) console.error(`  ${m}`);
         },
-        shouldStop: () => stopReason,
+        shouldStop: signals.reason,
         onProgress: (p) => {
           if (json) return void console.log(JSON.stringify(p));
           if (p.type === 'run') return void console.error(describe(p));
@@ -182,6 +177,6 @@ export async function ablateCommand(argv: string[]): Promise<number> {
     }
     return 0;
   } finally {
-    for (const [sig, h] of handlers) process.off(sig, h);
+    signals.dispose();
   }
 }

@@ -12,6 +12,7 @@ import type { TrainConfig } from '../engine/run/config';
 import type { TrainEvent } from '../engine/train/trainer';
 import { UserError } from '../engine/tensor';
 import { type FlagKind, type FlagSpec, parseArgs, usage } from './args';
+import { stopOnSignals } from './signals';
 
 const KIND: Record<string, FlagKind> = {
   string: 'string',
@@ -191,28 +192,14 @@ export async function trainCommand(argv: string[]): Promise<number> {
     c = r.config;
   }
   const json = a.progress === 'json';
-  let stopReason: string | null = null;
-  // SIGHUP means the terminal is gone: writing progress to it then fails (EIO, EPIPE) as an
-  // 'error' event, which must not end the run before its checkpoint.
-  const quiet = () => undefined;
-  const onSignal = (sig: string) => {
-    if (sig === 'SIGHUP') for (const s of [process.stdout, process.stderr]) s.on('error', quiet);
-    if (stopReason) process.exit(130);
-    stopReason = `${sig} received`;
-    console.error(`\n${sig}: saving a checkpoint after this step (press again to quit at once)`);
-  };
-  // SIGINT (Ctrl-C), SIGTERM (kill, a service manager) and SIGHUP (the terminal closed) all
-  // stop after the current step with a checkpoint, so the run can be resumed.
-  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-  const handlers = signals.map((sig) => [sig, () => onSignal(sig)] as const);
-  for (const [sig, h] of handlers) process.on(sig, h);
+  const signals = stopOnSignals((sig) => `${sig}: saving a checkpoint after this step (press again to quit at once)`);
   let lastPrint = 0;
   try {
     const s = await runTraining(
       c,
       {
         log: (m) => console.error(m),
-        shouldStop: () => stopReason,
+        shouldStop: signals.reason,
         configFile,
         overwrite: !!a.overwrite,
         onEvent: (e: TrainEvent) => {
@@ -244,7 +231,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
     printSummary(s, json);
     return 0;
   } finally {
-    for (const [sig, h] of handlers) process.off(sig, h);
+    signals.dispose();
   }
 }
 
