@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { exitMetrics } from '../model/regression';
 import { pickForBudget, type BudgetPoint } from '../infer/thresholds';
-import { RUN_FILE, readRunConfig, type PredictionsFile, type ThresholdsFile } from '../run/runFolder';
+import { RUN_FILE, readJson, readRunConfig, type PredictionsFile, type ThresholdsFile } from '../run/runFolder';
 import type { TrainConfig } from '../run/config';
 import { UserError } from '../tensor';
 
@@ -98,18 +98,11 @@ export function safetensorsElementCount(file: string): number {
 /** A number from JSON: NaN was written as null (JSON has no NaN), and Number(null) would be 0. */
 const num = (v: unknown): number => (typeof v === 'number' ? v : NaN);
 
-function readJsonFile<T>(file: string): T {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch {
+/** A result file of the run, read by runFolder's readJson; its absence explained (results come at the end). */
+function readResultFile<T>(file: string): T {
+  if (!fs.existsSync(file))
     throw new UserError(`${file} does not exist: is the run finished? (met eval --run writes it)`);
-  }
-  try {
-    return JSON.parse(text) as T;
-  } catch (e) {
-    throw new UserError(`${file}: not valid JSON (${(e as Error).message})`);
-  }
+  return readJson<T>(file);
 }
 
 /** Training time, validation per epoch and the step losses from metrics.jsonl. */
@@ -157,8 +150,8 @@ function readMetrics(runDir: string): { trainSeconds: number; epochs: EpochPoint
 /** A finished run's results, read from its folder; a run without results is a UserError naming the file. */
 export function readRunResult(runDir: string, name = path.basename(runDir)): RunResult {
   const cf = readRunConfig(runDir);
-  const pred = readJsonFile<PredictionsFile>(path.join(runDir, RUN_FILE.predictions));
-  const th = readJsonFile<ThresholdsFile>(path.join(runDir, RUN_FILE.thresholds));
+  const pred = readResultFile<PredictionsFile>(path.join(runDir, RUN_FILE.predictions));
+  const th = readResultFile<ThresholdsFile>(path.join(runDir, RUN_FILE.thresholds));
   const regression = pred.task === 'regression';
   const test = pred.test;
   const branches = Array.isArray(cf.met.branch)
