@@ -11,7 +11,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../io/atomic';
-import { RUN_FILE, readRunStatus } from '../run/runFolder';
+import { RUN_FILE, readJson, readRunStatus } from '../run/runFolder';
 import { validateConfig } from '../run/schema';
 import type { TrainConfig } from '../run/config';
 import { FIELDS, flagOf } from '../settings';
@@ -161,18 +161,8 @@ export function defaultStudyDir(root: string, base: Record<string, unknown>): st
 
 export function readStudy(dir: string): StudyFile | null {
   const file = path.join(dir, STUDY_FILE);
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch {
-    return null;
-  }
-  let s: StudyFile;
-  try {
-    s = JSON.parse(text) as StudyFile;
-  } catch (e) {
-    throw new UserError(`${file}: not valid JSON (${(e as Error).message})`);
-  }
+  if (!fs.existsSync(file)) return null;
+  const s = readJson<StudyFile>(file);
   if (s?.version !== STUDY_VERSION || !Array.isArray(s.variants) || !s.base)
     throw new UserError(`${file}: not a study file of version ${STUDY_VERSION}`);
   return s;
